@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test lint bench clean venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP) scripts/setup-test-env.sh
+	bash scripts/setup-test-env.sh $(VENV)
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/make_demo.py demo
+	$(BIN)/sdmodel info demo/
+	$(BIN)/sdmodel hash demo/sd15-demo.safetensors
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench scripts
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) demo bench/_work

@@ -1,0 +1,3 @@
+"""CLI commands (placeholder until implemented)."""
+
+COMMANDS: list = []

@@ -1,0 +1,19 @@
+"""Errors sdmodel raises on purpose: each carries a one-line message a user can act on."""
+
+from __future__ import annotations
+
+
+class SdmodelError(Exception):
+    """Base of every error the CLI turns into a one-line message and exit status 2."""
+
+
+class ModelReadError(SdmodelError):
+    """The file cannot be read as a model: truncated, corrupt, unsupported or not a model at all."""
+
+
+class UnsafePickleError(ModelReadError):
+    """The pickle asks for something outside the allow-list; nothing from it was run."""
+
+
+class ConversionError(SdmodelError):
+    """A conversion cannot be done as asked (missing EMA, shape mismatch, existing output...)."""

@@ -1,0 +1,133 @@
+"""The one lazy tensor-source API that every reader implements.
+
+A source lists every tensor (name, dtype, shape) without reading data, reads one tensor on demand
+as a numpy array, and keeps non-tensor entries (``global_step``, ``epoch``...) as plain values.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdmodel.dtypes import ITEMSIZE
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What is known of a tensor without reading it. ``dtype`` is a safetensors dtype name."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * ITEMSIZE[self.dtype]
+
+
+@dataclass
+class SourceNote:
+    """A quirk found while reading (kept, not fatal): e.g. a header A1111 cannot read."""
+
+    code: str
+    message: str
+
+
+class TensorSource(ABC):
+    """A model file (or folder) opened for lazy reading. Use as a context manager."""
+
+    format: str = "unknown"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.metadata: dict[str, str] = {}
+        self.extras: dict[str, Any] = {}
+        self.notes: list[SourceNote] = []
+        self._tensors: dict[str, TensorInfo] = {}
+
+    @property
+    def tensors(self) -> dict[str, TensorInfo]:
+        """Every tensor by name, in file order."""
+        return self._tensors
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tensors
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @abstractmethod
+    def read(self, name: str) -> np.ndarray:
+        """The tensor's values (C-contiguous, native byte order). May be a read-only view."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles and maps."""
+
+    @property
+    def size_bytes(self) -> int:
+        p = self.path
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size
+
+    def note(self, code: str, message: str) -> None:
+        self.notes.append(SourceNote(code, message))
+
+    def __enter__(self) -> TensorSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DictSource(TensorSource):
+    """An in-memory source (tests, plans that replace tensors)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], path: Path | str = "<memory>") -> None:
+        from sdmodel.dtypes import dtype_name
+
+        super().__init__(Path(path))
+        self.format = "memory"
+        self.arrays = arrays
+        self._tensors = {k: TensorInfo(k, dtype_name(v.dtype), tuple(v.shape)) for k, v in arrays.items()}
+
+    def read(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(t.nbytes for t in self._tensors.values())
+
+
+def read_exact(f, offset: int, nbytes: int, what: str) -> bytes:
+    """``nbytes`` at ``offset`` of an open binary file, or a ModelReadError naming ``what``."""
+    from sdmodel.errors import ModelReadError
+
+    f.seek(offset)
+    data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise ModelReadError(f"{what}: file is truncated (wanted {nbytes} bytes at offset {offset})")
+    return data
+
+
+def read_array(f, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Read a C-ordered array from an open file into fresh memory (no mmap: resident memory stays
+    the size of one tensor, whatever the file size)."""
+    from sdmodel.errors import ModelReadError
+
+    out = np.empty(shape, dtype=dtype)
+    view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+    f.seek(offset)
+    got = f.readinto(view) if out.size else 0
+    if got != out.nbytes:
+        raise ModelReadError(f"{what}: file is truncated (wanted {out.nbytes} bytes at offset {offset})")
+    return out

@@ -1,0 +1,162 @@
+"""safetensors: header-only reader validating like the reference reader, and a streaming writer."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES
+from sdmodel.errors import ModelReadError
+from sdmodel.formats.base import TensorInfo, TensorSource, read_array
+
+MAX_HEADER = 100_000_000
+
+
+class SafetensorsSource(TensorSource):
+    format = "safetensors"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self._parse()
+        except Exception:
+            self._file.close()
+            raise
+
+    def _fail(self, problem: str) -> ModelReadError:
+        return ModelReadError(f"{self.path}: {problem}")
+
+    def _parse(self) -> None:
+        f = self._file
+        file_size = f.seek(0, 2)
+        f.seek(0)
+        head = f.read(8)
+        if len(head) < 8:
+            raise self._fail("not a safetensors file (shorter than 8 bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER:
+            raise self._fail(f"safetensors header length {n} exceeds the 100 MB limit")
+        if 8 + n > file_size:
+            raise self._fail(f"truncated: header length {n} runs past the end of the file ({file_size} bytes)")
+        raw = f.read(n)
+        self.header_size = n
+        self.data_start = 8 + n
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail("safetensors header is not valid UTF-8") from None
+        if not text.startswith("{"):
+            self.note("header-leading-space", "header does not start with '{': A1111 cannot read its metadata")
+        last_pairs: list = []
+
+        def hook(pairs: list) -> dict:
+            # Called innermost first: the last call is the top-level object.
+            last_pairs[:] = pairs
+            return dict(pairs)
+
+        try:
+            header = json.loads(text, object_pairs_hook=hook)
+        except json.JSONDecodeError as e:
+            raise self._fail(f"safetensors header is not valid JSON ({e.msg} at char {e.pos})") from None
+        if not isinstance(header, dict):
+            raise self._fail("safetensors header is not a JSON object")
+        if len(last_pairs) != len(header):
+            self.note("duplicate-names", "header names a tensor more than once; readers keep the last entry")
+        meta = header.pop("__metadata__", None)
+        if meta is not None:
+            if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+                raise self._fail("__metadata__ must map strings to strings")
+            self.metadata = dict(meta)
+        entries: list[tuple[int, int, str]] = []
+        tensors: dict[str, TensorInfo] = {}
+        self._offsets: dict[str, int] = {}
+        for name, entry in header.items():
+            if not isinstance(entry, dict):
+                raise self._fail(f"tensor {name!r}: entry is not an object")
+            dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+            if dtype not in NUMPY_DTYPES:
+                raise self._fail(f"tensor {name!r}: unknown dtype {dtype!r}")
+            if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise self._fail(f"tensor {name!r}: invalid shape {shape!r}")
+            if (
+                not isinstance(offs, list)
+                or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+                or not 0 <= offs[0] <= offs[1]
+            ):
+                raise self._fail(f"tensor {name!r}: invalid data_offsets {offs!r}")
+            info = TensorInfo(name, dtype, tuple(shape))
+            if offs[1] - offs[0] != info.nbytes:
+                raise self._fail(
+                    f"tensor {name!r}: data_offsets span {offs[1] - offs[0]} bytes, "
+                    f"but {dtype}{list(shape)} needs {info.nbytes}"
+                )
+            entries.append((offs[0], offs[1], name))
+            tensors[name] = info
+            self._offsets[name] = offs[0]
+        entries.sort()
+        pos = 0
+        for begin, end, name in entries:
+            if begin < pos:
+                raise self._fail(f"tensor {name!r} overlaps the previous tensor (offset {begin} < {pos})")
+            if begin > pos:
+                raise self._fail(f"gap of {begin - pos} bytes before tensor {name!r}")
+            pos = end
+        data_size = file_size - self.data_start
+        if pos > data_size:
+            raise self._fail(f"truncated: tensors need {pos} data bytes, file has {data_size}")
+        if pos < data_size:
+            raise self._fail(f"{data_size - pos} trailing bytes after the last tensor")
+        # File order = data order, which is how the reference writer lays them out.
+        order = sorted(tensors, key=lambda k: self._offsets[k])
+        self._tensors = {k: tensors[k] for k in order}
+
+    def read(self, name: str) -> np.ndarray:
+        info = self._tensors[name]
+        return read_array(
+            self._file,
+            self.data_start + self._offsets[name],
+            NUMPY_DTYPES[info.dtype],
+            info.shape,
+            f"{self.path}: tensor {name!r}",
+        )
+
+    def data_range(self, name: str) -> tuple[int, int]:
+        """Absolute [begin, end) byte range of a tensor in the file."""
+        begin = self.data_start + self._offsets[name]
+        return begin, begin + self._tensors[name].nbytes
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def header_bytes(
+    tensors: list[TensorInfo], metadata: dict[str, str] | None = None
+) -> tuple[bytes, dict[str, int]]:
+    """Build a safetensors header for tensors written in the given order.
+
+    Returns the full prefix (length + JSON padded with spaces to a multiple of 8) and each tensor's
+    offset in the data section. Offsets depend only on sizes, so a writer can emit the header first
+    and stream the tensors after it.
+    """
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offsets: dict[str, int] = {}
+    pos = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [pos, pos + t.nbytes]}
+        offsets[t.name] = pos
+        pos += t.nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw, offsets
+
+
+def reference_order(tensors: list[TensorInfo]) -> list[TensorInfo]:
+    """The reference writer's order: by dtype alignment (descending), then by name."""
+    return sorted(tensors, key=lambda t: (-ITEMSIZE[t.dtype], t.name))

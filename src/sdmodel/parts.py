@@ -1,0 +1,108 @@
+"""Which part of a single-file model a tensor belongs to (DOMAIN.md section 3), as data."""
+
+from __future__ import annotations
+
+# Part name -> key prefixes, most specific first. A standalone file (a VAE, a UNet...) is one part
+# whose name is its kind; see ``part_of``.
+PART_PREFIXES: dict[str, tuple[str, ...]] = {
+    "ema": ("model_ema.",),
+    "unet": ("model.diffusion_model.",),
+    "vae": ("first_stage_model.", "vae."),
+    "text_encoder": ("cond_stage_model.", "conditioner.embedders.0.", "text_encoders.clip_l."),
+    "text_encoder_2": ("conditioner.embedders.1.", "text_encoders.clip_g."),
+    "text_encoder_3": ("text_encoders.t5xxl.",),
+    "controlnet": ("control_model.",),
+    "depth": ("depth_model.",),
+    "image_encoder": ("embedder.", "noise_augmentor."),
+}
+
+# Top-level noise-schedule buffers of LDM saves: always kept in fp32.
+SCHEDULE_KEYS: frozenset[str] = frozenset(
+    {
+        "betas",
+        "alphas_cumprod",
+        "alphas_cumprod_prev",
+        "sqrt_alphas_cumprod",
+        "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod",
+        "sqrt_recip_alphas_cumprod",
+        "sqrt_recipm1_alphas_cumprod",
+        "posterior_variance",
+        "posterior_log_variance_clipped",
+        "posterior_mean_coef1",
+        "posterior_mean_coef2",
+        "logvar",
+    }
+)
+
+# Marker tensors that loaders read: never junk, never cast.
+MARKER_KEYS: frozenset[str] = frozenset(
+    {
+        "v_pred",
+        "ztsnr",
+        "edm_mean",
+        "edm_std",
+        "edm_vpred.sigma_max",
+        "edm_vpred.sigma_min",
+        "model.diffusion_model.scaled_fp8",
+        "scaled_fp8",
+    }
+)
+
+# Keys no loader uses (DOMAIN.md section 3): (prefix, why).
+JUNK_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("embedding_manager.", "textual-inversion training leftover"),
+    ("lora_te_", "LoRA weights merged into the checkpoint by accident"),
+    ("lora_te1_", "LoRA weights merged into the checkpoint by accident"),
+    ("lora_te2_", "LoRA weights merged into the checkpoint by accident"),
+    ("lora_unet_", "LoRA weights merged into the checkpoint by accident"),
+    ("first_stage_model.loss.", "VAE training discriminator"),
+    ("vae.loss.", "VAE training discriminator"),
+    ("optimizer.", "optimizer state"),
+    ("optimizer_states.", "optimizer state"),
+)
+
+EMA_SCALARS: frozenset[str] = frozenset({"model_ema.decay", "model_ema.num_updates"})
+
+CLIP_L_POSITION_IDS: tuple[str, ...] = (
+    "cond_stage_model.transformer.text_model.embeddings.position_ids",
+    "cond_stage_model.transformer.embeddings.position_ids",
+    "conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
+    "conditioner.embedders.0.transformer.embeddings.position_ids",
+    "text_encoders.clip_l.transformer.text_model.embeddings.position_ids",
+    "text_model.embeddings.position_ids",
+)
+
+UNET_PREFIX = "model.diffusion_model."
+EMA_PREFIX = "model_ema."
+
+
+def junk_reason(name: str) -> str | None:
+    """Why a key is junk, or None if it is not."""
+    for prefix, why in JUNK_PREFIXES:
+        if name.startswith(prefix):
+            return why
+    return None
+
+
+def part_of(name: str, whole_file_part: str | None = None) -> str:
+    """The part a tensor belongs to: ``unet``, ``vae``, ``text_encoder``..., ``ema``, ``schedule``,
+    ``marker``, ``junk`` or ``other``. Files holding one part (a standalone VAE...) pass its name as
+    ``whole_file_part``: every non-marker tensor then belongs to it."""
+    if name in MARKER_KEYS:
+        return "marker"
+    if whole_file_part is not None:
+        return whole_file_part
+    if name in SCHEDULE_KEYS:
+        return "schedule"
+    if junk_reason(name):
+        return "junk"
+    for part, prefixes in PART_PREFIXES.items():
+        if name.startswith(prefixes):
+            return part
+    return "other"
+
+
+def ema_key(unet_key: str) -> str:
+    """EMA name of a UNet key: ``model.diffusion_model.a.b`` -> ``model_ema.diffusion_modelab``."""
+    return EMA_PREFIX + unet_key[len("model.") :].replace(".", "")
