@@ -24,12 +24,12 @@ _EXPORTS: dict[str, str] = {
     "UnsafePickleError": "sdmodel.errors",
     "ConversionError": "sdmodel.errors",
     "identify": "sdmodel.identify",
-    "inspect": "sdmodel.inspect",
+    "inspect": "sdmodel.inspection",
     "hash_file": "sdmodel.hashing",
     "scan": "sdmodel.security.scanner",
-    "convert": "sdmodel.convert",
-    "extract": "sdmodel.convert",
-    "diff": "sdmodel.diff",
+    "convert": "sdmodel.conversion",
+    "extract": "sdmodel.conversion",
+    "diff": "sdmodel.diffing",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -1,0 +1,102 @@
+"""What to keep and what to convert to, for generating and for training (the seed article's
+summary, made executable), with the bytes each conversion would save."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sdmodel.dtypes import ITEMSIZE, is_float
+from sdmodel.parts import MARKER_KEYS, SCHEDULE_KEYS, part_of
+
+if TYPE_CHECKING:
+    from sdmodel.formats.base import TensorSource
+    from sdmodel.inspection import ModelReport
+
+ADAPTER_KINDS = ("lora", "lycoris", "embedding")
+
+
+def estimate_bytes(source: TensorSource, dtype: str, drop_parts: tuple[str, ...]) -> int:
+    """Tensor bytes after casting floating tensors to ``dtype`` and dropping ``drop_parts``
+    (schedules and markers keep their dtype, integers stay)."""
+    total = 0
+    for name, info in source.tensors.items():
+        part = part_of(name)
+        if part in drop_parts:
+            continue
+        keep = not is_float(info.dtype) or name in SCHEDULE_KEYS or name in MARKER_KEYS
+        total += info.nbytes if keep else info.numel * ITEMSIZE[dtype]
+    return total
+
+
+def _float_dtypes(report: ModelReport) -> set[str]:
+    return {d for c in report.components.values() for d in c.dtypes if is_float(d)}
+
+
+def _command(path: str, options: list[str]) -> str:
+    return " ".join(["sdmodel convert", f'"{path}"', *options])
+
+
+def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
+    """Advice for generating and for training, each with the options, the command and the bytes
+    it would save (negative = the file grows)."""
+    kind, size = report.kind, report.size_bytes
+    floats = _float_dtypes(report)
+    reasons: list[str] = []
+    if report.format != "safetensors":
+        reasons.append("safetensors cannot run code when loaded and loads faster: convert rather than keep a "
+                       f"{report.format} file")
+    if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
+        return {"generate": None, "train": None, "notes": ["no advice for an unidentified file"]}
+
+    # Generating: fp16, one UNet weight set (the non-EMA one A1111 uses), no junk.
+    gen_opts = ["--dtype", "fp16"]
+    drop: tuple[str, ...] = ("junk",)
+    if report.ema["present"]:
+        gen_opts += ["--ema", "drop"]
+        drop += ("ema",)
+        reasons.append("generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
+                       "(for merges keep non-EMA; for trained models compare with --ema only)")
+    if report.junk["tensors"]:
+        gen_opts.append("--prune")
+        reasons.append(f"{report.junk['tensors']} junk tensors no loader uses")
+    if report.clip_position_ids.get("status") == "broken":
+        reasons.append("CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
+                       "the model was trained with)")
+    if floats - {"F16"}:
+        reasons.append("fp16 is half the size of fp32 and makes practically the same pictures")
+    gen_bytes = estimate_bytes(source, "F16", drop) + _overhead(report)
+    generate = {
+        "target": "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""),
+        "options": gen_opts,
+        "command": _command(report.path, gen_opts),
+        "bytes_after": gen_bytes,
+        "saves_bytes": size - gen_bytes,
+        "already_optimal": size - gen_bytes <= size * 0.01 and report.format == "safetensors",
+        "why": reasons,
+    }
+
+    # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
+    train_why: list[str] = []
+    if floats and floats <= {"F16", "BF16"}:
+        train_why.append("this file holds no fp32 weights: up-casting cannot restore the precision; for training "
+                         "download the fp32 release if there is one")
+    train_opts = ["--dtype", "fp32"]
+    train_drop: tuple[str, ...] = ("junk",)
+    if report.ema["present"]:
+        train_opts += ["--ema", "keep"]
+        train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
+    train_bytes = estimate_bytes(source, "F32", train_drop) + _overhead(report)
+    train = {
+        "target": "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""),
+        "options": train_opts,
+        "command": _command(report.path, train_opts),
+        "bytes_after": train_bytes,
+        "saves_bytes": size - train_bytes,
+        "why": train_why,
+    }
+    return {"generate": generate, "train": train}
+
+
+def _overhead(report: ModelReport) -> int:
+    """Header and metadata size of the output, roughly: 100 bytes per tensor plus metadata."""
+    return 8 + 100 * report.tensor_count + sum(len(k) + len(v) for k, v in report.metadata.items())

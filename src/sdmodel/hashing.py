@@ -1,0 +1,186 @@
+"""The hashes users compare (DOMAIN.md section 5), all computed in one read pass, and cached.
+
+The file is read once in large chunks; the digests are spread over two worker threads (hashlib,
+blake3 and zlib release the GIL on large buffers), so computing all of them costs about as much
+as SHA-256 alone on a two-core machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import blake3
+import numpy as np
+
+from sdmodel.dtypes import is_float
+from sdmodel.formats.base import TensorSource
+
+CHUNK = 16 << 20
+AUTOV1_OFFSET = 0x100000
+AUTOV1_SIZE = 0x10000
+HASH_NAMES = ("autov1", "autov2", "sha256", "autov3", "blake3", "crc32", "crc32_civitai")
+
+Progress = Callable[[int, int], None]
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sdmodel" / "hashes.sqlite"
+
+
+class HashCache:
+    """SQLite cache keyed on (absolute path, size, mtime_ns)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, value TEXT)"
+        )
+
+    @staticmethod
+    def _key(path: Path) -> tuple[str, int, int]:
+        st = path.stat()
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+    def get(self, path: Path) -> dict | None:
+        key = self._key(path)
+        row = self.db.execute("SELECT size, mtime_ns, value FROM hashes WHERE path = ?", (key[0],)).fetchone()
+        if row and (row[0], row[1]) == key[1:]:
+            return json.loads(row[2])
+        return None
+
+    def put(self, path: Path, value: dict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (*self._key(path), json.dumps(value)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _safetensors_data_start(path: Path) -> int | None:
+    """Where a safetensors file's data section begins (AutoV3 covers [start, EOF)), else None."""
+    from sdmodel.formats import sniff
+
+    if sniff(path) != "safetensors":
+        return None
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    return 8 + n
+
+
+def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, str | None]:
+    """Every hash of one file in a single read pass (no cache)."""
+    path = Path(path)
+    size = path.stat().st_size
+    data_start = _safetensors_data_start(path)
+    whole, data, b3 = hashlib.sha256(), hashlib.sha256(), blake3.blake3()
+    crc = [0]
+
+    def feed_a(chunk: memoryview, pos: int) -> None:
+        whole.update(chunk)
+        crc[0] = zlib.crc32(chunk, crc[0])
+
+    def feed_b(chunk: memoryview, pos: int) -> None:
+        if data_start is not None and pos + len(chunk) > data_start:
+            data.update(chunk[max(0, data_start - pos) :])
+        b3.update(chunk)
+
+    buffers = [bytearray(CHUNK), bytearray(CHUNK)]
+    done = 0
+    with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
+        pending: list = []
+        which = 0
+        while True:
+            buf = buffers[which]
+            n = f.readinto(buf)
+            for fut in pending:  # the other buffer is free again once its work is done
+                fut.result()
+            if not n:
+                break
+            chunk = memoryview(buf)[:n]
+            pending = [pool.submit(feed_a, chunk, done), pool.submit(feed_b, chunk, done)]
+            done += n
+            which ^= 1
+            if progress:
+                progress(done, size)
+        autov1 = None
+        if size >= AUTOV1_OFFSET + AUTOV1_SIZE:
+            f.seek(AUTOV1_OFFSET)
+            autov1 = hashlib.sha256(f.read(AUTOV1_SIZE)).hexdigest()[:8]
+    sha = whole.hexdigest()
+    crc_hex = f"{crc[0]:08x}"
+    return {
+        "autov1": autov1,
+        "autov2": sha[:10],
+        "sha256": sha,
+        "autov3": data.hexdigest() if data_start is not None else None,
+        "blake3": b3.hexdigest(),
+        "crc32": crc_hex,
+        "crc32_civitai": bytes.fromhex(crc_hex)[::-1].hex().upper(),
+    }
+
+
+def hash_file(path: str | Path, progress: Progress | None = None, use_cache: bool = True) -> dict[str, str | None]:
+    """AutoV1, AutoV2, SHA256, AutoV3 (safetensors data section), BLAKE3, CRC32 (zlib order and
+    Civitai's reversed order) of a file, from the cache when the file is unchanged."""
+    path = Path(path)
+    cache = None
+    if use_cache:
+        try:
+            cache = HashCache()
+            hit = cache.get(path)
+            if hit is not None:
+                return hit
+        except sqlite3.Error:
+            cache = None
+    try:
+        value = compute_hashes(path, progress)
+        if cache is not None:
+            try:
+                cache.put(path, value)
+            except sqlite3.Error:
+                pass
+        return value
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _fingerprint_bytes(array: np.ndarray, dtype: str) -> bytes:
+    """Values rounded to bf16, so fp32/fp16/bf16 copies of the same weights agree."""
+    if is_float(dtype):
+        import ml_dtypes
+
+        return np.ascontiguousarray(array.astype(np.float32).astype(ml_dtypes.bfloat16)).tobytes()
+    return np.ascontiguousarray(array.astype(np.int64)).tobytes()
+
+
+def tensor_fingerprint(source: TensorSource, names: list[str], strip: str = "") -> str:
+    """A hash of names (less ``strip``), shapes and bf16-rounded values of the given tensors: the
+    same weights give the same fingerprint whatever their storage dtype or file format."""
+    h = blake3.blake3()
+    for name in sorted(names):
+        info = source.tensors[name]
+        short = name[len(strip) :] if strip and name.startswith(strip) else name
+        h.update(f"{short}:{list(info.shape)};".encode())
+        h.update(_fingerprint_bytes(source.read(name), info.dtype))
+    return h.hexdigest()[:32]
+
+
+def content_fingerprint(source: TensorSource) -> str:
+    """Fingerprint of the whole model (every tensor except EMA and junk): tells the same model
+    stored in another format or precision. Reads every tensor."""
+    from sdmodel.parts import part_of
+
+    names = [n for n in source.tensors if part_of(n) not in ("ema", "junk", "marker")]
+    return tensor_fingerprint(source, names)
