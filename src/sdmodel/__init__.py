@@ -23,7 +23,6 @@ _EXPORTS: dict[str, str] = {
     "ModelReadError": "sdmodel.errors",
     "UnsafePickleError": "sdmodel.errors",
     "ConversionError": "sdmodel.errors",
-    "identify": "sdmodel.identify",
     "inspect": "sdmodel.inspection",
     "hash_file": "sdmodel.hashing",
     "scan": "sdmodel.security.scanner",
