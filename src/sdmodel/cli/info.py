@@ -1,3 +1,207 @@
-"""CLI commands (placeholder until implemented)."""
+"""``sdmodel info`` and ``sdmodel hash``."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from sdmodel.cli.common import byte_progress, console, err_console, human_bytes, human_count, print_json
+from sdmodel.errors import SdmodelError
+from sdmodel.files import iter_model_files
+from sdmodel.hashing import hash_file
+from sdmodel.identify import family_label
+from sdmodel.inspection import ModelReport, inspect
+
+PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
+              "image_encoder", "schedule", "marker", "junk", "other")
+
+
+def _collect(paths: tuple[str, ...]) -> list[Path]:
+    files = list(iter_model_files(paths))
+    if not files:
+        raise click.UsageError("no model files found in " + ", ".join(paths))
+    return files
+
+
+def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
+    return len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir() or (
+        len(files) == 1 and files[0] == Path(paths[0])
+    )
+
+
+@click.command("info")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
+@click.option("--keys", is_flag=True, help="Also list unknown and junk keys in full.")
+def info_command(paths: tuple[str, ...], as_json: bool, keys: bool) -> None:
+    """Say what model files are: family, parts, precision, EMA, CLIP, junk, hints and advice."""
+    files = _collect(paths)
+    results: list[dict] = []
+    failed = 0
+    for f in files:
+        try:
+            report = inspect(f)
+        except SdmodelError as e:
+            failed += 1
+            results.append({"path": str(f), "error": str(e)})
+            if not as_json:
+                err_console.print(f"[red]sdmodel: error:[/red] {e}", highlight=False)
+            continue
+        results.append(report.to_dict())
+        if not as_json:
+            render_report(report, keys)
+    if as_json:
+        print_json(results[0] if _single(paths, files) else results)
+    if failed:
+        sys.exit(2)
+
+
+def _dtypes(d: dict[str, int]) -> str:
+    return ", ".join(f"{k}×{v}" if len(d) > 1 else k for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+
+
+def render_report(report: ModelReport, show_keys: bool = False) -> None:
+    d = report.to_dict()
+    ident = report.identity
+    title = Text()
+    title.append(Path(d["path"]).name, style="bold")
+    title.append(f"  {family_label(ident.family, ident.variant)} {ident.kind}", style="cyan")
+    title.append(f"  ({d['format']}, {human_bytes(d['size_bytes'])}, {d['tensors']} tensors)")
+    console.print()
+    console.print(title)
+
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for col in ("part", "tensors", "params", "size", "dtypes"):
+        table.add_column(col, justify="right" if col in ("tensors", "params", "size") else "left")
+    order = {p: i for i, p in enumerate(PART_ORDER)}
+    for part, comp in sorted(report.components.items(), key=lambda kv: order.get(kv[0], 50)):
+        table.add_row(part, str(comp.tensors), human_count(comp.params), human_bytes(comp.bytes), _dtypes(comp.dtypes))
+    console.print(table)
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    pred = ident.prediction + (f" (from {ident.prediction_source})" if ident.prediction_source else "")
+    if ident.kind not in ("vae", "text_encoder", "unknown"):
+        facts.add_row("prediction", pred)
+    ema = d["ema"]
+    if ident.kind in ("checkpoint", "unet"):
+        if ema["present"]:
+            cover = "complete" if ema["complete"] else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors"
+            facts.add_row("EMA", f"present: {ema['tensors']} tensors, {human_bytes(ema['bytes'])}, {cover}")
+        else:
+            facts.add_row("EMA", "no separate EMA set (one UNet weight set: ema-only or no-ema, same structure)")
+    clip = d["clip_position_ids"]
+    if clip["status"] == "broken":
+        shown = ", ".join(f"{b['position']}→{b['loader_sees']} ({b['value']:g})" for b in clip["broken"][:8])
+        more = f" and {len(clip['broken']) - 8} more" if len(clip["broken"]) > 8 else ""
+        facts.add_row("CLIP position ids", Text(f"BROKEN at {len(clip['broken'])} positions: {shown}{more}; "
+                                               "--fix-clip repairs", style="red"))
+    elif clip["status"] == "missing":
+        facts.add_row("CLIP position ids", "not stored (normal for files saved by newer transformers)")
+    elif clip["status"] == "ok":
+        facts.add_row("CLIP position ids", f"ok ({clip['dtype']})")
+    junk = d["junk"]
+    if junk["tensors"]:
+        groups = "; ".join(f"{why}: {n}" for why, n in junk["groups"].items())
+        facts.add_row("junk", Text(f"{junk['tensors']} tensors, {human_bytes(junk['bytes'])} ({groups})", style="yellow"))
+    if d["markers"]:
+        facts.add_row("markers", ", ".join(d["markers"]))
+    if d["unknown_keys"]:
+        facts.add_row("unknown keys", f"{len(d['unknown_keys'])} (kept; --keys lists them)")
+    if d["vae"].get("present"):
+        facts.add_row("VAE", f"{d['vae']['name']} (fingerprint {d['vae']['fingerprint'][:16]})")
+    for label, key in (("A1111 config", "a1111_config"), ("ModelSpec", "modelspec_architecture"),
+                       ("resolution", "resolution")):
+        if d[key]:
+            facts.add_row(label, d[key])
+    for hint in d["hints"]:
+        facts.add_row("hint", hint)
+    if d["extras"]:
+        facts.add_row("other entries", ", ".join(f"{k}={_short(v)}" for k, v in list(d["extras"].items())[:8]))
+    if d["metadata"]:
+        facts.add_row("metadata", ", ".join(f"{k}={_short(v)}" for k, v in list(d["metadata"].items())[:10])
+                      + (f" (+{len(d['metadata']) - 10} more)" if len(d["metadata"]) > 10 else ""))
+    for s in d["sidecars"]:
+        facts.add_row("sidecar", f"{Path(s['path']).name} ({s['kind']})")
+    for note in d["notes"]:
+        facts.add_row("note", Text(note, style="yellow"))
+    console.print(facts)
+    if show_keys:
+        for k in d["unknown_keys"]:
+            console.print(f"  unknown: {k}", highlight=False)
+        for k in junk["keys"]:
+            console.print(f"  junk: {k}", highlight=False)
+    _render_advice(d["advice"])
+
+
+def _short(v: object, width: int = 40) -> str:
+    s = str(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _render_advice(advice: dict) -> None:
+    gen, train = advice.get("generate"), advice.get("train")
+    if not gen:
+        return
+    if gen.get("already_optimal"):
+        console.print("[green]advice:[/green] already the file you want for generating")
+    else:
+        console.print(f"[green]for generating:[/green] {gen['target']}, {human_bytes(gen['bytes_after'])} "
+                      f"(saves {human_bytes(gen['saves_bytes'])}):  [dim]{gen['command']}[/dim]", highlight=False)
+    for why in gen["why"]:
+        console.print(f"  • {why}", highlight=False)
+    if train:
+        console.print(f"[green]for training:[/green] {train['target']}, {human_bytes(train['bytes_after'])}:  "
+                      f"[dim]{train['command']}[/dim]", highlight=False)
+        for why in train["why"]:
+            console.print(f"  • {why}", highlight=False)
+
+
+@click.command("hash")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
+@click.option("--no-cache", is_flag=True, help="Re-read the file even if a cached result matches.")
+def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
+    """AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."""
+    files = [f for f in _collect(paths) if f.is_file()]
+    results: list[dict] = []
+    failed = 0
+    with byte_progress() as progress:
+        for f in files:
+            task = progress.add_task(f.name, total=None)
+            try:
+                value = hash_file(f, lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                                  use_cache=not no_cache)
+            except OSError as e:
+                failed += 1
+                results.append({"path": str(f), "error": e.strerror or str(e)})
+                err_console.print(f"[red]sdmodel: error:[/red] {f}: {e.strerror or e}", highlight=False)
+                continue
+            finally:
+                progress.remove_task(task)
+            results.append({"path": str(f), **value})
+    if as_json:
+        print_json(results[0] if _single(paths, files) else results)
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            table = Table.grid(padding=(0, 2))
+            table.add_column(style="bold")
+            table.add_column()
+            for label, key in (("AutoV1", "autov1"), ("AutoV2", "autov2"), ("SHA256", "sha256"),
+                               ("AutoV3", "autov3"), ("BLAKE3", "blake3"), ("CRC32", "crc32"),
+                               ("CRC32 (Civitai)", "crc32_civitai")):
+                table.add_row(label, r[key] or "-")
+            console.print(Text(Path(r["path"]).name, style="bold"))
+            console.print(table)
+    if failed:
+        sys.exit(2)
+
+
+COMMANDS = [info_command, hash_command]
