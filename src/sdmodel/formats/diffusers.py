@@ -1,0 +1,392 @@
+"""Diffusers folders read as one model, presented under the single-file (LDM / A1111) tensor names.
+
+A pipeline folder (``model_index.json`` + ``unet/``, ``vae/``, ``text_encoder/``, ``text_encoder_2/``...)
+or a single component folder (``config.json`` + weights). Renamed tensors are read straight from their
+file; tensors that need a reshape, a q/k/v concatenation or a transpose are built in ``read``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdmodel.errors import ModelReadError
+from sdmodel.formats import diffusers_map as dm
+from sdmodel.formats.base import TensorInfo, TensorSource
+
+# Components whose weights belong to the single-file layout, in presentation order.
+SD_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+# Components with weights that no single-file checkpoint holds.
+SKIPPED_COMPONENTS = {"safety_checker": "the safety checker is not part of single-file checkpoints"}
+
+_WEIGHT_RE = re.compile(r"^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_-]+))?\.(safetensors|bin)$")
+_INDEX_RE = re.compile(
+    r"^(diffusion_pytorch_model|model)\.(safetensors|bin)\.index(?:\.([A-Za-z0-9_-]+))?\.json$"
+)
+_LOW_PRECISION = ("fp16", "bf16", "fp8", "half")
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How to produce one presented tensor: op over (source, name) parts."""
+
+    op: str
+    parts: tuple[tuple[TensorSource, str], ...]
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelReadError(f"{path}: cannot read JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelReadError(f"{path}: not a JSON object")
+    return data
+
+
+def _weight_candidates(folder: Path) -> list[tuple[tuple[int, int], Path]]:
+    """Weight files (or shard indexes) of a component folder, best first: the default (full-precision)
+    file before variants, low-precision variants last; safetensors before pickles within each."""
+    found: list[tuple[tuple[int, int], Path]] = []
+    for p in folder.iterdir():
+        if not p.is_file():
+            continue
+        m = _WEIGHT_RE.match(p.name)
+        if m:
+            variant, ext = m.group(2), m.group(3)
+        else:
+            m = _INDEX_RE.match(p.name)
+            if not m:
+                continue
+            ext, variant = m.group(2), m.group(3)
+        if variant is not None and "-of-" in variant:
+            continue  # a shard: read through its index
+        rank = 0 if variant is None else (2 if variant.startswith(_LOW_PRECISION) else 1)
+        found.append(((rank, 0 if ext == "safetensors" else 1), p))
+    found.sort(key=lambda t: (t[0], t[1].name))
+    return found
+
+
+class DiffusersSource(TensorSource):
+    """A diffusers pipeline or component folder as one lazily read model."""
+
+    format = "diffusers"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._open: list[TensorSource] = []
+        self._recipes: dict[str, _Recipe] = {}
+        try:
+            self._build()
+        except Exception:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------------- discovery
+
+    def _build(self) -> None:
+        root = self.path
+        if not root.is_dir():
+            raise ModelReadError(f"{root}: not a folder")
+        if (root / "model_index.json").is_file():
+            self._build_pipeline(root)
+        elif (root / "config.json").is_file():
+            self._build_single(root)
+        else:
+            raise ModelReadError(f"{root}: not a diffusers folder (no model_index.json or config.json)")
+        if not self._tensors:
+            raise ModelReadError(f"{root}: diffusers folder holds no tensors")
+
+    def _build_pipeline(self, root: Path) -> None:
+        index = _load_json(root / "model_index.json")
+        for key in ("_class_name", "_diffusers_version"):
+            if key in index:
+                self.metadata[key] = str(index[key])
+        listed = [k for k, v in index.items()
+                  if not k.startswith("_") and isinstance(v, list) and v[:1] != [None]]
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for name in listed:
+            if name not in folders:
+                self.note("diffusers-missing-component",
+                          f"model_index.json lists {name}, but {name}/ is missing")
+        components: dict[str, dict[str, tuple[TensorSource, TensorInfo]]] = {}
+        configs: dict[str, dict[str, Any]] = {}
+        order = [c for c in SD_COMPONENTS if c in folders] + [c for c in folders if c not in SD_COMPONENTS]
+        for comp in order:
+            folder = root / comp
+            if comp in SKIPPED_COMPONENTS:
+                if _weight_candidates(folder):
+                    self.note("diffusers-skipped", f"{comp}/ not presented: {SKIPPED_COMPONENTS[comp]}")
+                continue
+            tensors = self._open_component(folder)
+            if tensors is None:
+                continue
+            components[comp] = tensors
+            configs[comp] = _load_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        if not components:
+            raise ModelReadError(f"{root}: diffusers folder holds no weight files")
+        self.extras["components"] = list(components)
+        sched = root / "scheduler" / "scheduler_config.json"
+        if sched.is_file():
+            pred = _load_json(sched).get("prediction_type")
+            if isinstance(pred, str):
+                self.extras["prediction_type"] = pred
+        family = self._family(components, configs)
+        self.extras["family"] = family
+        prefixes = _pipeline_prefixes(family)
+        if prefixes is None:
+            cls = self.metadata.get("_class_name") or "this pipeline"
+            self.note("diffusers-no-mapping",
+                      f"no single-file mapping for {cls}: tensors kept under <component>.")
+            for comp, tensors in components.items():
+                self._add_unmapped(comp, tensors)
+            return
+        for comp, tensors in components.items():
+            if comp in prefixes:
+                role, prefix = prefixes[comp]
+                self._add_planned(comp, tensors, role, prefix)
+            else:
+                self.note("diffusers-unmapped", f"{comp}/: no single-file name; tensors kept under {comp}.")
+                self._add_unmapped(comp, tensors)
+
+    def _build_single(self, folder: Path) -> None:
+        config = _load_json(folder / "config.json")
+        cls = config.get("_class_name")
+        if cls is None and isinstance(config.get("architectures"), list) and config["architectures"]:
+            cls = config["architectures"][0]
+        if cls is not None:
+            self.metadata["_class_name"] = str(cls)
+        for key in ("_diffusers_version", "transformers_version"):
+            if key in config:
+                self.metadata[key] = str(config[key])
+        tensors = self._open_component(folder)
+        if tensors is None:
+            raise ModelReadError(f"{folder}: config.json but no weight file")
+        names = list(tensors)
+        comp = folder.name
+        self.extras["components"] = [comp]
+        if cls == "AutoencoderKL" or (cls is None and dm.looks_like_diffusers_vae(names)):
+            self.extras["family"] = "vae"
+            self._add_planned(comp, tensors, "vae", "")
+        elif cls == "UNet2DConditionModel":
+            self.extras["family"] = _unet_family(config, tensors)
+            self._add_planned(comp, tensors, "unet", "")
+        elif isinstance(cls, str) and cls.startswith("CLIPTextModel"):
+            # Standalone text encoder files use the HF names unchanged.
+            self.extras["family"] = "text_encoder"
+            self._add_unmapped(None, tensors)
+        else:
+            self.note("diffusers-no-mapping", f"no single-file mapping for {cls or 'this component'}")
+            self._add_unmapped(None, tensors)
+
+    def _open_component(self, folder: Path) -> dict[str, tuple[TensorSource, TensorInfo]] | None:
+        """Tensors of a component folder by diffusers name; None for a folder without weights or
+        config (scheduler, tokenizer...); ModelReadError for a config without weights."""
+        candidates = _weight_candidates(folder)
+        if not candidates:
+            if (folder / "config.json").is_file():
+                raise ModelReadError(f"{folder}: config.json but no weight file "
+                                     f"(diffusion_pytorch_model.safetensors or model.safetensors)")
+            return None
+        chosen = candidates[0][1]
+        if len(candidates) > 1:
+            others = ", ".join(p.name for _, p in candidates[1:])
+            self.note("diffusers-variant", f"{folder.name}/: read {chosen.name}, ignored {others}")
+        self.extras.setdefault("files", {})[folder.name] = [chosen.name]
+        if chosen.name.endswith(".json"):
+            return self._open_sharded(chosen)
+        src = self._open_file(chosen)
+        return {name: (src, info) for name, info in src.tensors.items()}
+
+    def _open_file(self, path: Path) -> TensorSource:
+        from sdmodel.formats import open_model
+
+        if path.is_dir():
+            raise ModelReadError(f"{path}: expected a weight file, found a folder")
+        src = open_model(path)
+        self._open.append(src)
+        for n in src.notes:
+            self.note(n.code, f"{path.parent.name}/{path.name}: {n.message}")
+        return src
+
+    def _open_sharded(self, index_path: Path) -> dict[str, tuple[TensorSource, TensorInfo]]:
+        index = _load_json(index_path)
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelReadError(f"{index_path}: no valid weight_map")
+        shards: dict[str, TensorSource] = {}
+        for shard in dict.fromkeys(weight_map.values()):
+            shard_path = (index_path.parent / shard).resolve()
+            if shard_path.parent != index_path.parent.resolve():
+                raise ModelReadError(f"{index_path}: shard {shard!r} lies outside the component folder")
+            if not shard_path.is_file():
+                raise ModelReadError(f"{index_path}: shard {shard} is missing")
+            shards[shard] = self._open_file(shard_path)
+        self.extras["files"][index_path.parent.name] = [index_path.name, *shards]
+        out: dict[str, tuple[TensorSource, TensorInfo]] = {}
+        for shard, src in shards.items():
+            for name, info in src.tensors.items():
+                if name in out:
+                    raise ModelReadError(f"{index_path}: tensor {name!r} appears in more than one shard")
+                if weight_map.get(name) != shard:
+                    self.note("diffusers-index-mismatch", f"{index_path.name}: {name} found in {shard}, "
+                                                           f"index says {weight_map.get(name)}")
+                out[name] = (src, info)
+        missing = [n for n in weight_map if n not in out]
+        if missing:
+            raise ModelReadError(f"{index_path}: {len(missing)} indexed tensor(s) missing from the shards, "
+                                 f"e.g. {missing[0]!r} in {weight_map[missing[0]]}")
+        return out
+
+    # ------------------------------------------------------------------------------- classification
+
+    def _family(self, components: dict[str, dict], configs: dict[str, dict[str, Any]]) -> str:
+        """``sd1``, ``sd2``, ``sdxl-base``, ``sdxl-refiner`` or ``unknown`` (SD3, Flux, anything else)."""
+        if "unet" not in components or "transformer" in components:
+            return "unknown"
+        unet_cls = configs["unet"].get("_class_name")
+        if unet_cls not in (None, "UNet2DConditionModel"):
+            return "unknown"
+        family = _unet_family(configs["unet"], components["unet"])
+        in_ch = configs["unet"].get("in_channels")
+        if isinstance(in_ch, int):
+            self.extras["unet_in_channels"] = in_ch
+        return family
+
+    # ----------------------------------------------------------------------------------- presenting
+
+    def _add_planned(self, comp: str, tensors: dict[str, tuple[TensorSource, TensorInfo]], role: str,
+                     prefix: str) -> None:
+        names = list(tensors)
+        if role == "unet":
+            plan = dm.plan_unet(names, prefix)
+        elif role == "vae":
+            plan = dm.plan_vae(names, prefix)
+        elif role == "openclip":
+            plan = dm.plan_openclip(names, prefix)
+        else:
+            plan = dm.plan_clip_l(names, prefix)
+        for m in plan.mappings:
+            infos = [tensors[s][1] for s in m.sources]
+            dtypes = {i.dtype for i in infos}
+            if len(dtypes) != 1:
+                self.note("diffusers-unmapped",
+                          f"{comp}/: parts of {m.target} differ in dtype; kept unmapped")
+                plan.unmapped.extend(m.sources)
+                continue
+            self._add(m.target, infos[0].dtype, dm.output_shape(m.op, [i.shape for i in infos]),
+                      _Recipe(m.op, tuple((tensors[s][0], s) for s in m.sources)))
+        if plan.dropped:
+            self.note("diffusers-dropped", f"{comp}/: not presented (no single-file counterpart): "
+                                           f"{', '.join(plan.dropped)}")
+        if plan.unmapped:
+            self.note("diffusers-unmapped",
+                      f"{comp}/: {len(plan.unmapped)} tensor(s) with no single-file name, "
+                      f"kept under {comp}. (e.g. {plan.unmapped[0]})")
+            self._add_unmapped(comp, {n: tensors[n] for n in plan.unmapped})
+        if role == "openclip":
+            self._openclip_notes(comp, names, prefix)
+
+    def _openclip_notes(self, comp: str, names: list[str], prefix: str) -> None:
+        layer_re = re.compile(r"text_model\.encoder\.layers\.(\d+)\.")
+        layers = {m.group(1) for n in names if (m := layer_re.match(n))}
+        if prefix == dm.SD2_TEXT_PREFIX and len(layers) == 23:
+            self.note("diffusers-sd2-text-layers",
+                      f"{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 "
+                      f"single files store)")
+        self.note("diffusers-no-logit-scale",
+                  f"{comp}/: no {prefix}logit_scale (diffusers does not store it)")
+
+    def _add_unmapped(self, comp: str | None, tensors: dict[str, tuple[TensorSource, TensorInfo]]) -> None:
+        for name, (src, info) in tensors.items():
+            target = name if comp is None else f"{comp}.{name}"
+            self._add(target, info.dtype, info.shape, _Recipe(dm.COPY, ((src, name),)))
+
+    def _add(self, target: str, dtype: str, shape: tuple[int, ...], recipe: _Recipe) -> None:
+        if target in self._tensors:
+            raise ModelReadError(f"{self.path}: two tensors map to {target!r}")
+        self._tensors[target] = TensorInfo(target, dtype, tuple(shape))
+        self._recipes[target] = recipe
+
+    # --------------------------------------------------------------------------------------- reading
+
+    def read(self, name: str) -> np.ndarray:
+        recipe = self._recipes[name]
+        arrays = [src.read(part) for src, part in recipe.parts]
+        return dm.apply_op(recipe.op, arrays)
+
+    def source_of(self, name: str) -> list[tuple[Path, str]]:
+        """The file(s) and diffusers name(s) a presented tensor comes from."""
+        return [(src.path, part) for src, part in self._recipes[name].parts]
+
+    def close(self) -> None:
+        for src in self._open:
+            src.close()
+        self._open.clear()
+
+
+def _unet_family(config: dict[str, Any], tensors: dict[str, tuple[TensorSource, TensorInfo]]) -> str:
+    """Family of a UNet from its config (cross_attention_dim, addition_embed_type), else from shapes."""
+    cross = config.get("cross_attention_dim")
+    if isinstance(cross, list):
+        cross = cross[0] if cross else None
+    if not isinstance(cross, int):
+        cross = next((info.shape[1] for n, (_, info) in tensors.items()
+                      if n.endswith("attn2.to_k.weight") and len(info.shape) == 2), None)
+    text_time = config.get("addition_embed_type") == "text_time" or any(n.startswith("add_embedding.")
+                                                                         for n in tensors)
+    if text_time:
+        return {2048: "sdxl-base", 1280: "sdxl-refiner"}.get(cross, "unknown")
+    return {768: "sd1", 1024: "sd2"}.get(cross, "unknown")
+
+
+def _pipeline_prefixes(family: str) -> dict[str, tuple[str, str]] | None:
+    """Component -> (mapping role, single-file prefix) for a known family; None for an unknown one."""
+    base = {"unet": ("unet", dm.UNET_PREFIX), "vae": ("vae", dm.VAE_PREFIX)}
+    if family == "sd1":
+        return {**base, "text_encoder": ("clip_l", dm.SD1_TEXT_PREFIX)}
+    if family == "sd2":
+        return {**base, "text_encoder": ("openclip", dm.SD2_TEXT_PREFIX)}
+    if family == "sdxl-base":
+        return {**base, "text_encoder": ("clip_l", dm.SDXL_TEXT_PREFIX),
+                "text_encoder_2": ("openclip", dm.SDXL_TEXT2_PREFIX)}
+    if family == "sdxl-refiner":
+        return {**base, "text_encoder_2": ("openclip", dm.REFINER_TEXT2_PREFIX)}
+    return None
+
+
+class LdmVaeView(TensorSource):
+    """A diffusers-layout VAE file (already opened) presented under LDM VAE names, with ``prefix``
+    (``""`` for a standalone VAE, ``first_stage_model.`` to merge into a checkpoint). Tensors with no
+    LDM name keep their own name."""
+
+    def __init__(self, inner: TensorSource, prefix: str = "") -> None:
+        super().__init__(inner.path)
+        self.inner = inner
+        self.format = inner.format
+        self.metadata = dict(inner.metadata)
+        self.notes = list(inner.notes)
+        self._recipes: dict[str, tuple[str, str]] = {}
+        plan = dm.plan_vae(list(inner.tensors), prefix)
+        for m in plan.mappings:
+            info = inner.tensors[m.sources[0]]
+            self._tensors[m.target] = TensorInfo(m.target, info.dtype, dm.output_shape(m.op, [info.shape]))
+            self._recipes[m.target] = (m.op, m.sources[0])
+        for name in plan.unmapped:
+            self._tensors[name] = inner.tensors[name]
+            self._recipes[name] = (dm.COPY, name)
+        if plan.unmapped:
+            self.note("diffusers-unmapped",
+                      f"{len(plan.unmapped)} VAE tensor(s) have no LDM name, kept as is")
+
+    def read(self, name: str) -> np.ndarray:
+        op, src = self._recipes[name]
+        return dm.apply_op(op, [self.inner.read(src)])
+
+    def close(self) -> None:
+        self.inner.close()
