@@ -157,16 +157,16 @@ def hash_file(path: str | Path, progress: Progress | None = None, use_cache: boo
 
 
 def _fingerprint_bytes(array: np.ndarray, dtype: str) -> bytes:
-    """Values rounded to bf16, so fp32/fp16/bf16 copies of the same weights agree."""
+    """Values rounded to fp16: an fp16 file made from an fp32 one (round to nearest, as every
+    converter does) gives the same bytes as the fp32 file. A bf16 copy matches other bf16 copies
+    only (fp32 -> bf16 -> fp16 is not fp32 -> fp16)."""
     if is_float(dtype):
-        import ml_dtypes
-
-        return np.ascontiguousarray(array.astype(np.float32).astype(ml_dtypes.bfloat16)).tobytes()
+        return np.ascontiguousarray(array.astype(np.float32).astype(np.float16)).tobytes()
     return np.ascontiguousarray(array.astype(np.int64)).tobytes()
 
 
 def tensor_fingerprint(source: TensorSource, names: list[str], strip: str = "") -> str:
-    """A hash of names (less ``strip``), shapes and bf16-rounded values of the given tensors: the
+    """A hash of names (less ``strip``), shapes and fp16-rounded values of the given tensors: the
     same weights give the same fingerprint whatever their storage dtype or file format."""
     h = blake3.blake3()
     for name in sorted(names):
@@ -179,7 +179,7 @@ def tensor_fingerprint(source: TensorSource, names: list[str], strip: str = "") 
 
 def content_fingerprint(source: TensorSource) -> str:
     """Fingerprint of the whole model (every tensor except EMA and junk): tells the same model
-    stored in another format or precision. Reads every tensor."""
+    stored in another format or in fp32/fp16. Reads every tensor."""
     from sdmodel.parts import part_of
 
     names = [n for n in source.tensors if part_of(n) not in ("ema", "junk", "marker")]

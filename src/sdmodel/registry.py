@@ -70,6 +70,24 @@ def _unet_variants(channels: dict[int, str]) -> tuple[Variant, ...]:
 SD_VARIANTS = _unet_variants({9: "inpaint", 8: "pix2pix", 5: "depth"})
 
 SIGNATURES: tuple[Signature, ...] = (
+    # --- ControlNet first: a stripped ControlNet has UNet input blocks at the root too ---
+    # (LDM names, with or without control_model.; diffusers names)
+    Signature("controlnet_sdxl", "controlnet", "sdxl", CONTROL_ROOTS,
+              (Probe("input_hint_block.0.weight"),
+               Probe("input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight", (640, 2048)))),
+    Signature("controlnet_sd2", "controlnet", "sd2", CONTROL_ROOTS,
+              (Probe("input_hint_block.0.weight"), Probe(SD_TO_K, (320, 1024)))),
+    Signature("controlnet_sd1", "controlnet", "sd1", CONTROL_ROOTS,
+              (Probe("input_hint_block.0.weight"), Probe(SD_TO_K, (320, 768)))),
+    Signature("controlnet_sdxl_diffusers", "controlnet", "sdxl", STANDALONE,
+              (Probe("controlnet_cond_embedding.conv_in.weight"),
+               Probe("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", (640, 2048)))),
+    Signature("controlnet_sd2_diffusers", "controlnet", "sd2", STANDALONE,
+              (Probe("controlnet_cond_embedding.conv_in.weight"),
+               Probe("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", (320, 1024)))),
+    Signature("controlnet_sd1_diffusers", "controlnet", "sd1", STANDALONE,
+              (Probe("controlnet_cond_embedding.conv_in.weight"),
+               Probe("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", (320, 768)))),
     # --- diffusion networks (UNet / DiT) ---
     Signature("sdxl_refiner", "diffusion", "sdxl_refiner", UNET_ROOTS,
               (Probe("label_emb.0.0.weight", (1536, 2560)),), description="SDXL refiner"),
@@ -94,23 +112,6 @@ SIGNATURES: tuple[Signature, ...] = (
               (Probe("double_blocks.0.img_attn.norm.key_norm.scale"), Probe("img_in.weight")),
               (Variant("dev", Probe("guidance_in.in_layer.weight")),), default_variant="schnell",
               description="Flux.1"),
-    # --- ControlNet (LDM names, with or without control_model.; diffusers names) ---
-    Signature("controlnet_sdxl", "controlnet", "sdxl", CONTROL_ROOTS,
-              (Probe("input_hint_block.0.weight"),
-               Probe("input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight", (640, 2048)))),
-    Signature("controlnet_sd2", "controlnet", "sd2", CONTROL_ROOTS,
-              (Probe("input_hint_block.0.weight"), Probe(SD_TO_K, (320, 1024)))),
-    Signature("controlnet_sd1", "controlnet", "sd1", CONTROL_ROOTS,
-              (Probe("input_hint_block.0.weight"), Probe(SD_TO_K, (320, 768)))),
-    Signature("controlnet_sdxl_diffusers", "controlnet", "sdxl", STANDALONE,
-              (Probe("controlnet_cond_embedding.conv_in.weight"),
-               Probe("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", (640, 2048)))),
-    Signature("controlnet_sd2_diffusers", "controlnet", "sd2", STANDALONE,
-              (Probe("controlnet_cond_embedding.conv_in.weight"),
-               Probe("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", (320, 1024)))),
-    Signature("controlnet_sd1_diffusers", "controlnet", "sd1", STANDALONE,
-              (Probe("controlnet_cond_embedding.conv_in.weight"),
-               Probe("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", (320, 768)))),
     # --- T2I-Adapter: pixel-unshuffled input (8x8 for full, 4x4 for light/style) ---
     Signature("t2i_adapter_sdxl", "t2i_adapter", "sdxl", ("", "adapter."),
               (Probe("conv_in.weight", (None, 768, None, None)), Probe("body.*"))),

@@ -27,7 +27,8 @@ def sniff(path: Path) -> str:
         return "torch-zip"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= 100_000_000 and head[8:9] in (b"{", b" ", b"\t", b"\n", b"\r"):
+        # A plausible length followed by JSON: the reader then says precisely what is wrong.
+        if 2 <= n < 1 << 40 and head[8:9] in (b"{", b"[", b" ", b"\t", b"\n", b"\r"):
             return "safetensors"
     if head[0] == 0x80 and len(head) > 1 and head[1] <= 5:
         return "torch-legacy"

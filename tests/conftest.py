@@ -1,0 +1,33 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.builders import Layout, write_sparse_safetensors
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the hash cache and library database out of the user's home."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
+
+
+@pytest.fixture
+def sparse(tmp_path: Path):
+    """Factory: ``sparse(layout, name="model.safetensors", metadata=None) -> Path``."""
+
+    def make(lay: Layout, name: str = "model.safetensors", metadata: dict[str, str] | None = None) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_sparse_safetensors(path, lay, metadata)
+
+    return make
+
+
+os.environ.setdefault("SDMODEL_TEST", "1")

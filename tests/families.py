@@ -1,0 +1,217 @@
+"""Layouts of every family sdmodel identifies, derived from the real SD 1.5 / SDXL layouts or built
+from the published architectures (names and shapes only). Used by tests and benchmarks."""
+
+from __future__ import annotations
+
+import re
+
+from tests.builders import Layout, layout, renamed
+
+F32 = "F32"
+
+
+def openclip(prefix: str, width: int, layers: int, heads_dim: int = 4) -> Layout:
+    """OpenCLIP text transformer names (SD2 ViT-H at 1024 wide, SDXL bigG at 1280)."""
+    out: Layout = {
+        f"{prefix}token_embedding.weight": ((49408, width), F32),
+        f"{prefix}positional_embedding": ((77, width), F32),
+        f"{prefix}ln_final.weight": ((width,), F32),
+        f"{prefix}ln_final.bias": ((width,), F32),
+        f"{prefix}text_projection": ((width, width), F32),
+        f"{prefix}logit_scale": ((), F32),
+    }
+    for i in range(layers):
+        b = f"{prefix}transformer.resblocks.{i}."
+        out |= {
+            b + "attn.in_proj_weight": ((3 * width, width), F32),
+            b + "attn.in_proj_bias": ((3 * width,), F32),
+            b + "attn.out_proj.weight": ((width, width), F32),
+            b + "attn.out_proj.bias": ((width,), F32),
+            b + "ln_1.weight": ((width,), F32),
+            b + "ln_1.bias": ((width,), F32),
+            b + "ln_2.weight": ((width,), F32),
+            b + "ln_2.bias": ((width,), F32),
+            b + "mlp.c_fc.weight": ((heads_dim * width, width), F32),
+            b + "mlp.c_fc.bias": ((heads_dim * width,), F32),
+            b + "mlp.c_proj.weight": ((width, heads_dim * width), F32),
+            b + "mlp.c_proj.bias": ((width,), F32),
+        }
+    return out
+
+
+def sd1() -> Layout:
+    return layout("sd15")
+
+
+def sd1_inpaint() -> Layout:
+    lay = sd1()
+    lay["model.diffusion_model.input_blocks.0.0.weight"] = ((320, 9, 3, 3), F32)
+    return lay
+
+
+def sd1_pix2pix() -> Layout:
+    lay = sd1()
+    lay["model.diffusion_model.input_blocks.0.0.weight"] = ((320, 8, 3, 3), F32)
+    return lay
+
+
+def sd1_novelai() -> Layout:
+    """Old CLIP names without ``text_model.`` everywhere (position ids included)."""
+    return renamed(sd1(), lambda k: k.replace("transformer.text_model.", "transformer."))
+
+
+def sd2() -> Layout:
+    """SD 2.x: 1024-wide cross-attention, linear proj_in/proj_out, OpenCLIP ViT-H text encoder."""
+    out: Layout = {}
+    for k, (shape, dt) in sd1().items():
+        if k.startswith("cond_stage_model."):
+            continue
+        if re.search(r"attn2\.to_[kv]\.weight$", k):
+            shape = (shape[0], 1024)
+        if re.search(r"\.proj_(in|out)\.weight$", k):
+            shape = shape[:2]
+        out[k] = (shape, dt)
+    return out | openclip("cond_stage_model.model.", 1024, 24)
+
+
+def sd2_depth() -> Layout:
+    lay = sd2()
+    lay["model.diffusion_model.input_blocks.0.0.weight"] = ((320, 5, 3, 3), F32)
+    lay["depth_model.model.pretrained.act_postprocess3.0.project.0.bias"] = ((1024,), F32)
+    return lay
+
+
+UNCLIP_LABEL_WIDTH = {768: 1536, 1024: 2048}  # CLIP-L / OpenCLIP-H image embedding + noise level
+
+
+def sd2_unclip(image_width: int = 1024) -> Layout:
+    lay = sd2()
+    lay["model.diffusion_model.label_emb.0.0.weight"] = ((1280, UNCLIP_LABEL_WIDTH[image_width]), F32)
+    lay["model.diffusion_model.label_emb.0.0.bias"] = ((1280,), F32)
+    lay["embedder.model.ln_final.weight"] = ((image_width,), F32)
+    return lay
+
+
+def sdxl() -> Layout:
+    return layout("sdxl-base")
+
+
+def sdxl_refiner() -> Layout:
+    out: Layout = {}
+    for k, v in sdxl().items():
+        if k.startswith("conditioner.embedders.0."):
+            continue
+        out[k.replace("conditioner.embedders.1.", "conditioner.embedders.0.")] = v
+    out["model.diffusion_model.input_blocks.0.0.weight"] = ((384, 4, 3, 3), "F16")
+    out["model.diffusion_model.label_emb.0.0.weight"] = ((1536, 2560), "F16")
+    return out
+
+
+def vae_only(lay: Layout | None = None) -> Layout:
+    lay = lay or sd1()
+    return renamed(lay, lambda k: k[len("first_stage_model."):] if k.startswith("first_stage_model.") else None)
+
+
+def unet_only(lay: Layout | None = None) -> Layout:
+    lay = lay or sd1()
+    return renamed(lay, lambda k: k[len("model.diffusion_model."):] if k.startswith("model.diffusion_model.") else None)
+
+
+def clip_l() -> Layout:
+    """HF CLIPTextModel names, as ComfyUI's text_encoders/clip_l.safetensors."""
+    def name(k: str) -> str | None:
+        if not k.startswith("cond_stage_model.transformer."):
+            return None
+        rest = k[len("cond_stage_model.transformer."):]
+        return rest if rest.startswith("text_model.") else "text_model." + rest
+    return renamed(sd1(), name)
+
+
+def t5xxl() -> Layout:
+    out: Layout = {"shared.weight": ((32128, 4096), "F16")}
+    for i in range(24):
+        out[f"encoder.block.{i}.layer.0.SelfAttention.q.weight"] = ((4096, 4096), "F16")
+    return out
+
+
+def sd3() -> Layout:
+    out: Layout = {"model.diffusion_model.x_embedder.proj.weight": ((1536, 16, 2, 2), "F16")}
+    for i in range(24):
+        out[f"model.diffusion_model.joint_blocks.{i}.x_block.attn.qkv.weight"] = ((4608, 1536), "F16")
+    out |= {
+        "first_stage_model.encoder.conv_in.weight": ((128, 3, 3, 3), "F16"),
+        "first_stage_model.decoder.conv_in.weight": ((512, 16, 3, 3), "F16"),
+        "text_encoders.clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight": ((768, 768), "F16"),
+        "text_encoders.clip_g.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight": ((1280, 1280), "F16"),
+    }
+    return out
+
+
+def flux(dev: bool = True) -> Layout:
+    out: Layout = {
+        "img_in.weight": ((3072, 64), "BF16"),
+        "double_blocks.0.img_attn.norm.key_norm.scale": ((128,), "BF16"),
+        "double_blocks.0.img_attn.qkv.weight": ((9216, 3072), "BF16"),
+        "single_blocks.0.linear1.weight": ((21504, 3072), "BF16"),
+    }
+    if dev:
+        out["guidance_in.in_layer.weight"] = ((3072, 256), "BF16")
+    return out
+
+
+def controlnet(lay: Layout | None = None, prefix: str = "control_model.") -> Layout:
+    """An LDM ControlNet: the UNet's input and middle blocks plus hint block and zero convs."""
+    lay = lay or sd1()
+    out: Layout = {}
+    for k, v in lay.items():
+        if k.startswith("model.diffusion_model.") and ".output_blocks." not in k and ".out." not in k:
+            out[prefix + k[len("model.diffusion_model."):]] = v
+    out[prefix + "input_hint_block.0.weight"] = ((16, 3, 3, 3), F32)
+    for i in range(12):
+        out[prefix + f"zero_convs.{i}.0.weight"] = ((320, 320, 1, 1), F32)
+    out[prefix + "middle_block_out.0.weight"] = ((1280, 1280, 1, 1), F32)
+    return out
+
+
+def t2i_adapter(in_channels: int = 192) -> Layout:
+    return {"conv_in.weight": ((320, in_channels, 3, 3), F32), "body.0.block1.weight": ((320, 320, 3, 3), F32)}
+
+
+def lora_kohya(width: int = 768, te: tuple[str, ...] = ("lora_te_",), rank: int = 8) -> Layout:
+    out: Layout = {}
+    unet = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    if width == 2048:
+        unet = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
+    out[unet + ".lora_down.weight"] = ((rank, width), "F16")
+    out[unet + ".lora_up.weight"] = ((320, rank), "F16")
+    out[unet + ".alpha"] = ((), "F16")
+    for p in te:
+        k = f"{p}text_model_encoder_layers_0_self_attn_q_proj"
+        out[k + ".lora_down.weight"] = ((rank, 768), "F16")
+        out[k + ".lora_up.weight"] = ((768, rank), "F16")
+        out[k + ".alpha"] = ((), "F16")
+    return out
+
+
+def lora_peft(width: int = 768) -> Layout:
+    k = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
+    return {k + ".lora_A.weight": ((4, width), "F16"), k + ".lora_B.weight": ((320, 4), "F16")}
+
+
+def loha(width: int = 768) -> Layout:
+    k = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    return {k + ".hada_w1_a": ((320, 4), "F16"), k + ".hada_w1_b": ((4, width), "F16"),
+            k + ".hada_w2_a": ((320, 4), "F16"), k + ".hada_w2_b": ((4, width), "F16"), k + ".alpha": ((), "F16")}
+
+
+def lokr() -> Layout:
+    k = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+    return {k + ".lokr_w1": ((8, 8), "F16"), k + ".lokr_w2": ((96, 96), "F16")}
+
+
+def embedding(width: int = 768, vectors: int = 4) -> Layout:
+    return {"emb_params": ((vectors, width), F32)}
+
+
+def embedding_sdxl(vectors: int = 4) -> Layout:
+    return {"clip_l": ((vectors, 768), F32), "clip_g": ((vectors, 1280), F32)}

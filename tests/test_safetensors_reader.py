@@ -1,0 +1,124 @@
+"""Our safetensors reader against the reference writer, and its validation of bad headers."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from sdmodel.errors import ModelReadError
+from sdmodel.formats import open_model, sniff
+from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
+from sdmodel.formats.base import TensorInfo
+
+
+def raw_file(path, header: dict | str, data: bytes = b"", pad_to_8: bool = True) -> str:
+    text = header if isinstance(header, str) else json.dumps(header)
+    raw = text.encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def test_reads_reference_output_bit_exact(tmp_path):
+    import ml_dtypes
+
+    arrays = {
+        "a": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "b": np.array([1.5, -2.25], dtype=np.float16),
+        "c": np.array([3.0, 1e-3], dtype=ml_dtypes.bfloat16),
+        "d": np.arange(77, dtype=np.int64).reshape(1, 77),
+        "e": np.zeros((0, 3), dtype=np.float32),
+        "f": np.array(2.0, dtype=np.float32),
+        "g": np.array([1.0, 448.0], dtype=ml_dtypes.float8_e4m3fn),
+    }
+    path = tmp_path / "x.safetensors"
+    save_file(arrays, str(path), metadata={"k": "v"})
+    with open_model(path) as src:
+        assert isinstance(src, SafetensorsSource)
+        assert src.metadata == {"k": "v"}
+        assert {k: v.shape for k, v in src.tensors.items()} == {k: v.shape for k, v in arrays.items()}
+        for k, v in arrays.items():
+            got = src.read(k)
+            assert got.dtype == v.dtype and got.tobytes() == v.tobytes()
+
+
+def test_header_writer_matches_reference_layout(tmp_path):
+    arrays = {"z": np.ones((2, 2), np.float16), "a": np.ones(3, np.float32), "m": np.ones(1, np.int64)}
+    ref = tmp_path / "ref.safetensors"
+    save_file(arrays, str(ref))
+    infos = reference_order([TensorInfo(k, {"float16": "F16", "float32": "F32", "int64": "I64"}[str(v.dtype)],
+                                        v.shape) for k, v in arrays.items()])
+    head, offsets = header_bytes(infos)
+    data = b"".join(arrays[t.name].tobytes() for t in infos)
+    ours = tmp_path / "ours.safetensors"
+    ours.write_bytes(head + data)
+    assert len(head) % 8 == 0
+    with open_model(ours) as a, open_model(ref) as b:
+        assert list(a.tensors) == list(b.tensors)
+        for k in arrays:
+            assert a.data_range(k) == b.data_range(k)
+
+
+BAD = [
+    ("header length beyond the file", lambda p: p.write_bytes(struct.pack("<Q", 10_000) + b"{}"), "truncated"),
+    ("header over 100 MB", lambda p: p.write_bytes(struct.pack("<Q", 200_000_000) + b"{"), "100 MB"),
+    ("invalid JSON", lambda p: raw_file(p, "{not json}"), "not valid JSON"),
+    ("not an object", lambda p: raw_file(p, "[1, 2]"), "not a JSON object"),
+    ("unknown dtype", lambda p: raw_file(p, {"a": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "unknown dtype"),
+    ("size mismatch", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "needs 8"),
+    ("overlap", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                       "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
+     "overlaps"),
+    ("gap", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "gap"),
+    ("trailing bytes", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                                          b"\0" * 12), "trailing"),
+    ("truncated data", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
+                                          b"\0" * 8), "truncated"),
+    ("non-string metadata", lambda p: raw_file(p, {"__metadata__": {"a": 1}}), "strings"),
+    ("negative offsets", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}),
+     "data_offsets"),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_headers_give_one_line_errors(tmp_path, what, make, message):
+    path = tmp_path / "bad.safetensors"
+    make(path)
+    with pytest.raises(ModelReadError) as err:
+        open_model(path)
+    text = str(err.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_quirks_are_notes_not_errors(tmp_path):
+    header = ' {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    path = raw_file(tmp_path / "lead.safetensors", header, b"\0" * 4)
+    with open_model(path) as src:
+        assert [n.code for n in src.notes] == ["header-leading-space"]
+    dup = '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, ' \
+          '"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    path = raw_file(tmp_path / "dup.safetensors", dup, b"\0" * 4)
+    with open_model(path) as src:
+        assert [n.code for n in src.notes] == ["duplicate-names"]
+
+
+def test_sniff_by_content_not_extension(tmp_path):
+    st = tmp_path / "model.ckpt"
+    save_file({"a": np.ones(2, np.float32)}, str(st))
+    assert sniff(st) == "safetensors"
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello, this is not a model\n")
+    assert sniff(text) == "unknown"
+    with pytest.raises(ModelReadError, match="not a model file"):
+        open_model(text)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelReadError, match="empty"):
+        open_model(empty)
+    with pytest.raises(ModelReadError, match="no such file"):
+        open_model(tmp_path / "missing.safetensors")
