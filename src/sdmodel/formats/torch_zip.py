@@ -1,0 +1,118 @@
+"""PyTorch zip checkpoints (torch >= 1.6): ``<archive>/data.pkl`` + one ``<archive>/data/<key>``
+record per storage, looked up the way ``torch.load`` does (archive name = folder of the first
+central-directory entry, first entry wins on duplicate names). The pickle runs in our VM in load
+mode; storages are read on demand with seek + readinto (no mmap, never the whole file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdmodel.errors import ModelReadError
+from sdmodel.formats.pickle_vm import StorageRef, parse_storage_pid, run_pickle
+from sdmodel.formats.torch_common import TorchSource
+from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+
+MAX_PICKLE = 1 << 30
+
+
+class TorchZipSource(TorchSource):
+    format = "torch-zip"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.zip: ZipView
+        self.archive = ""
+        self._storages: dict[str, StorageRef] = {}
+        self._entries: dict[str, ZipEntry] = {}
+        try:
+            self._parse()
+        except ModelReadError as e:
+            self._file.close()
+            msg = str(e)
+            if not msg.startswith(str(self.path)):
+                raise type(e)(f"{self.path}: {msg}") from None
+            raise
+        except Exception:
+            self._file.close()
+            raise
+
+    def _parse(self) -> None:
+        self.zip = z = read_zip(self._file)
+        if z.archive_name is None:
+            raise self._fail("zip archive has no top-level folder: not a PyTorch checkpoint")
+        a = self.archive = z.archive_name
+        if z.find(f"{a}/constants.pkl") is not None:
+            raise self._fail("TorchScript archive (has constants.pkl): a compiled program, not a checkpoint")
+        pkl = z.find(f"{a}/data.pkl")
+        if pkl is None:
+            raise self._fail(f"no {a}/data.pkl record: not a PyTorch checkpoint")
+        self._container_notes()
+        order = z.find(f"{a}/byteorder")
+        if order is None:
+            self.note("no-byteorder", "no byteorder record (older torch): little-endian assumed")
+        else:
+            value = z.read(order, max_size=64)
+            if value not in (b"little", b"big"):
+                raise self._fail(f"byteorder record holds {value[:20]!r}, not 'little' or 'big'")
+            if value == b"big":
+                self.big_endian = True
+                self.note("byteorder-big", "saved on a big-endian machine: values are byte-swapped on read")
+        data = z.read(pkl, max_size=MAX_PICKLE)
+        res = run_pickle(data, member=pkl.name, strict=True, persistent_load=self._persistent_load)
+        self.pickle_result = res
+        if res.end != len(data):
+            self.note("trailing-data", f"{len(data) - res.end} bytes after the pickle's STOP in {pkl.name}")
+        self._install(res.value)
+
+    def _container_notes(self) -> None:
+        z, a = self.zip, self.archive
+        if z.duplicates:
+            self.note("duplicate-entries", f"zip names repeat ({', '.join(sorted(set(z.duplicates))[:5])}): "
+                      "the first entry is used, like torch")
+        if z.prefix_bytes:
+            self.note("prefix-bytes", f"{z.prefix_bytes} bytes before the first zip entry")
+        if z.trailing_bytes:
+            self.note("trailing-bytes", f"{z.trailing_bytes} bytes after the end of the zip archive")
+        outside = [e.name for e in z.entries if not e.name.startswith(a + "/")]
+        if outside:
+            self.note("outside-archive", f"{len(outside)} entries outside {a}/ (e.g. {outside[0]!r})")
+        renamed = [e.name for e in z.entries if e.name != e.local_name]
+        if renamed:
+            self.note("name-mismatch", f"{len(renamed)} entries have another name in their local header")
+        if any(e.method != 0 for e in z.entries):
+            self.note("compressed", "some records are compressed (torch writes them stored)")
+
+    def _persistent_load(self, pid: Any) -> StorageRef:
+        ref = parse_storage_pid(pid)
+        cached = self._storages.get(ref.key)
+        if cached is not None:  # torch keeps the first storage loaded for a key
+            return cached
+        entry = self.zip.find(f"{self.archive}/data/{ref.key}")
+        if entry is None:
+            raise ModelReadError(f"storage record data/{ref.key} is missing")
+        if entry.encrypted or entry.method not in (0, 8):
+            raise ModelReadError(f"storage record data/{ref.key} is encrypted or compressed ({entry.method})")
+        if ref.nbytes > entry.size:
+            raise ModelReadError(
+                f"storage {ref.key!r} has {ref.numel} {ref.dtype} elements ({ref.nbytes} bytes) "
+                f"but its record holds {entry.size} bytes"
+            )
+        if ref.nbytes != entry.size:
+            self.note("record-size", f"storage record data/{ref.key} is larger than its {ref.nbytes} bytes")
+        self._storages[ref.key] = ref
+        self._entries[ref.key] = entry
+        return ref
+
+    def _record(self, storage: StorageRef) -> tuple[int, int]:
+        entry = self._entries[storage.key]
+        return (entry.data_offset if entry.method == 0 else -1), entry.size
+
+    def _read_storage(self, storage: StorageRef, start: int, count: int, dtype: np.dtype) -> np.ndarray:
+        entry = self._entries[storage.key]
+        if entry.method == 0:
+            return super()._read_storage(storage, start, count, dtype)
+        data = self.zip.read(entry)
+        return np.frombuffer(data, dtype, count, start).copy()
