@@ -366,7 +366,7 @@ def test_fp16_variant_prefers_full_precision(tmp_path: Path) -> None:
     vae_folder(tmp_path, "F16", "diffusion_pytorch_model.fp16.safetensors")
     with open_model(folder) as src:
         assert {t.dtype for t in src.tensors.values()} == {"F32"}
-        assert src.extras["files"] == {"vae": ["diffusion_pytorch_model.safetensors"]}
+        assert src.extras["files"] == ["diffusion_pytorch_model.safetensors"]
         assert any(n.code == "diffusers-variant" and "fp16" in n.message for n in src.notes)
     (folder / "diffusion_pytorch_model.safetensors").unlink()
     with open_model(folder) as src:
@@ -403,11 +403,27 @@ def test_sharded_component(tmp_path: Path) -> None:
     index_path.write_text(json.dumps(index))
     with open_model(root) as src:
         assert {k: (t.shape, t.dtype) for k, t in src.tensors.items()} == expected_names("sd15", lay)
-        assert src.extras["files"]["unet"][0] == index_path.name
+        assert src.extras["files"][:2] == [f"unet/{f}" for f in shards]
     index["weight_map"]["extra.weight"] = "diffusion_pytorch_model-00003-of-00002.safetensors"
     index_path.write_text(json.dumps(index))
     with pytest.raises(ModelReadError, match=r"shard .* is missing"):
         open_model(root)
+    index["weight_map"]["extra.weight"] = "../vae/diffusion_pytorch_model.safetensors"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ModelReadError, match="not a file name"):
+        open_model(root)
+
+
+def test_hf_cache_symlinks(tmp_path: Path) -> None:
+    """Hugging Face cache snapshots hold symlinks to blobs elsewhere: followed like files."""
+    folder, arrays = vae_folder(tmp_path)
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.rename(blobs / "3f2a")
+    weights.symlink_to(Path("..") / "blobs" / "3f2a")
+    with open_model(folder) as src:
+        assert set(src.tensors) == set(arrays)
 
 
 def test_sharded_values(tmp_path: Path) -> None:

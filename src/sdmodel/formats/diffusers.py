@@ -168,19 +168,19 @@ class DiffusersSource(TensorSource):
         if tensors is None:
             raise ModelReadError(f"{folder}: config.json but no weight file")
         names = list(tensors)
-        comp = folder.name
-        self.extras["components"] = [comp]
+        # The component is named by what it is: the folder name of a lone component is arbitrary.
         if cls == "AutoencoderKL" or (cls is None and dm.looks_like_diffusers_vae(names)):
-            self.extras["family"] = "vae"
-            self._add_planned(comp, tensors, "vae", "")
+            self.extras.update(components=["vae"], family="vae")
+            self._add_planned("vae", tensors, "vae", "")
         elif cls == "UNet2DConditionModel":
-            self.extras["family"] = _unet_family(config, tensors)
-            self._add_planned(comp, tensors, "unet", "")
+            self.extras.update(components=["unet"], family=_unet_family(config, tensors))
+            self._add_planned("unet", tensors, "unet", "")
         elif isinstance(cls, str) and cls.startswith("CLIPTextModel"):
             # Standalone text encoder files use the HF names unchanged.
-            self.extras["family"] = "text_encoder"
+            self.extras.update(components=["text_encoder"], family="text_encoder")
             self._add_unmapped(None, tensors)
         else:
+            self.extras["components"] = [folder.name]
             self.note("diffusers-no-mapping", f"no single-file mapping for {cls or 'this component'}")
             self._add_unmapped(None, tensors)
 
@@ -197,7 +197,6 @@ class DiffusersSource(TensorSource):
         if len(candidates) > 1:
             others = ", ".join(p.name for _, p in candidates[1:])
             self.note("diffusers-variant", f"{folder.name}/: read {chosen.name}, ignored {others}")
-        self.extras.setdefault("files", {})[folder.name] = [chosen.name]
         if chosen.name.endswith(".json"):
             return self._open_sharded(chosen)
         src = self._open_file(chosen)
@@ -210,6 +209,7 @@ class DiffusersSource(TensorSource):
             raise ModelReadError(f"{path}: expected a weight file, found a folder")
         src = open_model(path)
         self._open.append(src)
+        self.extras.setdefault("files", []).append(path.relative_to(self.path).as_posix())
         for n in src.notes:
             self.note(n.code, f"{path.parent.name}/{path.name}: {n.message}")
         return src
@@ -221,13 +221,13 @@ class DiffusersSource(TensorSource):
             raise ModelReadError(f"{index_path}: no valid weight_map")
         shards: dict[str, TensorSource] = {}
         for shard in dict.fromkeys(weight_map.values()):
-            shard_path = (index_path.parent / shard).resolve()
-            if shard_path.parent != index_path.parent.resolve():
-                raise ModelReadError(f"{index_path}: shard {shard!r} lies outside the component folder")
+            # A plain file name beside the index (HF cache folders hold symlinks: no resolve()).
+            if "/" in shard or "\\" in shard or shard in ("", ".", ".."):
+                raise ModelReadError(f"{index_path}: shard {shard!r} is not a file name in its folder")
+            shard_path = index_path.parent / shard
             if not shard_path.is_file():
                 raise ModelReadError(f"{index_path}: shard {shard} is missing")
             shards[shard] = self._open_file(shard_path)
-        self.extras["files"][index_path.parent.name] = [index_path.name, *shards]
         out: dict[str, tuple[TensorSource, TensorInfo]] = {}
         for shard, src in shards.items():
             for name, info in src.tensors.items():
