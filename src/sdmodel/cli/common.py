@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +19,11 @@ from rich.progress import (
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped (scripts grep it)."""
+    click.echo(f"sdmodel: error: {message}", err=True)
 
 
 def human_bytes(n: int | float | None) -> str:

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from sdmodel.cli.common import byte_progress, console, err_console, human_bytes, human_count, print_json
+from sdmodel.cli.common import byte_progress, console, human_bytes, human_count, print_error, print_json
 from sdmodel.errors import SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
@@ -49,7 +49,7 @@ def info_command(paths: tuple[str, ...], as_json: bool, keys: bool) -> None:
             failed += 1
             results.append({"path": str(f), "error": str(e)})
             if not as_json:
-                err_console.print(f"[red]sdmodel: error:[/red] {e}", highlight=False)
+                print_error(str(e))
             continue
         results.append(report.to_dict())
         if not as_json:
@@ -180,7 +180,7 @@ def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
             except OSError as e:
                 failed += 1
                 results.append({"path": str(f), "error": e.strerror or str(e)})
-                err_console.print(f"[red]sdmodel: error:[/red] {f}: {e.strerror or e}", highlight=False)
+                print_error(f"{f}: {e.strerror or e}")
                 continue
             finally:
                 progress.remove_task(task)

@@ -1,0 +1,5 @@
+"""``python -m sdmodel``."""
+
+from sdmodel.cli import main
+
+main()
