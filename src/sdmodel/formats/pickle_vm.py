@@ -415,12 +415,17 @@ def _short(v: Any, n: int = 80) -> str:
 # The machine
 
 
+class PickleTruncated(ModelReadError):
+    """Load mode: the data ended before the pickle's STOP (a caller may retry with more bytes)."""
+
+
 class _Stop(Exception):
     """Parsing cannot continue (structure broken, limit reached)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, truncated: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.truncated = truncated
 
 
 class _TypeProblem(Exception):
@@ -486,7 +491,7 @@ class _VM:
         p = self.pos
         e = p + n
         if e > self.end:
-            raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})")
+            raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})", truncated=True)
         self.pos = e
         return self.data[p:e]
 
@@ -508,7 +513,7 @@ class _VM:
         if i < 0:
             if limit < self.end:
                 raise _Stop("limit-exceeded", f"text argument longer than {self.limits.max_string} bytes")
-            raise _Stop("parse-error", f"pickle is truncated (no newline after byte {p})")
+            raise _Stop("parse-error", f"pickle is truncated (no newline after byte {p})", truncated=True)
         self.pos = i + 1
         return bytes(self.data[p:i])
 
@@ -520,14 +525,14 @@ class _VM:
     def u8(self) -> int:
         p = self.pos
         if p >= self.end:
-            raise _Stop("parse-error", f"pickle is truncated at byte {p}")
+            raise _Stop("parse-error", f"pickle is truncated at byte {p}", truncated=True)
         self.pos = p + 1
         return self.data[p]
 
     def unpack(self, fmt: struct.Struct) -> Any:
         p = self.pos
         if p + fmt.size > self.end:
-            raise _Stop("parse-error", f"pickle is truncated (wanted {fmt.size} bytes at byte {p})")
+            raise _Stop("parse-error", f"pickle is truncated (needs {fmt.size} bytes at {p})", truncated=True)
         self.pos = p + fmt.size
         return fmt.unpack_from(self.data, p)[0]
 
@@ -562,7 +567,8 @@ class _VM:
             complete = True
         except _Stop as e:
             if self.strict:
-                raise ModelReadError(f"{e} (byte {self.op_pos}{self._where()})") from None
+                error = PickleTruncated if e.truncated else ModelReadError
+                raise error(f"{e} (byte {self.op_pos}{self._where()})") from None
             if e.code == "parse-error":
                 sev = "dangerous" if self.bad_seen else "suspicious"
             else:
@@ -597,7 +603,7 @@ class _VM:
         while True:
             pos = self.pos
             if pos >= self.end:
-                raise _Stop("parse-error", f"pickle is truncated (no STOP opcode before byte {pos})")
+                raise _Stop("parse-error", f"pickle is truncated (no STOP before byte {pos})", truncated=True)
             self.op_pos = pos
             self.pos = pos + 1
             self.n_ops += 1
@@ -640,7 +646,7 @@ class _VM:
         if self.frame_end is not None and self.op_pos != self.frame_end:
             self.frame_problem(f"new frame at byte {self.op_pos} before the end of the previous one")
         if self.pos + n > self.end:
-            raise _Stop("parse-error", f"frame of {n} bytes runs past the end of the pickle")
+            raise _Stop("parse-error", f"frame of {n} bytes runs past the end of the pickle", truncated=True)
         self.frame_end = self.pos + n if n else None
 
     def op_stop(self) -> object:
