@@ -1,0 +1,1 @@
+"""Static security scanning of model files (``sdmodel scan``)."""

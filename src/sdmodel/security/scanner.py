@@ -1,0 +1,683 @@
+"""``sdmodel.scan``: a static verdict on a model file, for the bytes ``torch.load`` would run.
+
+The container is recognised by content (never by extension) and read the way PyTorch reads it: a
+zip only when ``PK\\x03\\x04`` is at offset 0 (through :mod:`sdmodel.formats.zipview`, miniz
+semantics: first entry wins, CRC ignored), otherwise a tar or a stream of pickles. Every pickle
+goes through the same virtual machine the readers use (:func:`~sdmodel.formats.pickle_vm.run_pickle`,
+scan mode): nothing is imported or executed. Only pickles and small records are read, never tensor
+data, so a multi-gigabyte checkpoint scans in milliseconds.
+
+Verdict = the worst finding: ``dangerous`` > ``error`` (unscannable) > ``suspicious`` > ``safe``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+import struct
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sdmodel.dtypes import ITEMSIZE
+from sdmodel.errors import ModelReadError
+from sdmodel.formats.pickle_vm import (
+    ALLOWED_GLOBALS,
+    NOTE_GLOBALS,
+    Finding,
+    PickleResult,
+    StorageRef,
+    TensorRef,
+    map_py2,
+    parse_storage_pid,
+    run_pickle,
+)
+from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+from sdmodel.security.denylist import denied
+from sdmodel.security.targets import target_allowed
+
+__all__ = ["Finding", "ScanReport", "scan"]
+
+VERDICTS = ("safe", "suspicious", "error", "dangerous")
+_RANK = {"info": 0, "safe": 0, "suspicious": 1, "error": 2, "dangerous": 3}
+
+PICKLE_WINDOW = 64 * 1024 * 1024  # bytes of a pickle stream given to the VM (honest pickles: < 5 MB)
+MAX_MEMBER = 64 * 1024 * 1024  # largest zip/tar member read as a pickle
+MAX_MEMBERS_SCANNED = 512  # zip members inspected by content (besides referenced storages)
+MAX_TAR_MEMBERS = 64
+MAX_EXTRA_PICKLES = 8  # pickles looked for after the first STOP
+MAX_YAML = 1024 * 1024
+MAX_STORAGES = 1_000_000
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+MAX_TORCH_VERSION = 20
+EXPANSION_LIMIT = 1 << 30  # bytes a stride-0 view may expand to before it is reported
+_CONTAINER_CONFUSION = ("SETITEM on", "APPEND to", "ADDITEMS on", "BUILD on a")
+
+# Content that is not a model: (magic, offset, description).
+_FOREIGN = [
+    (b"7z\xbc\xaf\x27\x1c", 0, "a 7z archive (unpacked, it may hold a checkpoint: scan its contents)"),
+    (b"Rar!\x1a\x07", 0, "a RAR archive"),
+    (b"\x1f\x8b", 0, "a gzip stream"),
+    (b"BZh", 0, "a bzip2 stream"),
+    (b"\xfd7zXZ\x00", 0, "an xz stream"),
+    (b"\x28\xb5\x2f\xfd", 0, "a zstd stream"),
+    (b"\x89PNG\r\n\x1a\n", 0, "a PNG image"),
+    (b"\xff\xd8\xff", 0, "a JPEG image"),
+    (b"GIF8", 0, "a GIF image"),
+    (b"RIFF", 0, "a RIFF (WebP/WAV) file"),
+    (b"%PDF", 0, "a PDF document"),
+    (b"\x7fELF", 0, "an ELF executable"),
+    (b"MZ", 0, "a Windows executable"),
+    (b"PK\x05\x06", 0, "an empty zip archive"),
+    (b"GGUF", 0, "a GGUF file (not a pickle format; not scanned)"),
+    (b"\x89HDF", 0, "an HDF5 file"),
+]
+_TORCH_TEXT_RECORDS = ("version", "byteorder", ".format_version", ".storage_alignment",
+                       ".data/serialization_id", ".data/version")
+
+
+@dataclass
+class ScanReport:
+    """The verdict on one file. ``notes``: safe, but with known-inert extras (Lightning callbacks,
+    numpy scalars, ParameterDict, set)."""
+
+    path: str
+    verdict: str
+    format: str
+    notes: bool = False
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "verdict": self.verdict,
+            "notes": self.notes,
+            "format": self.format,
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+        }
+
+    def main_findings(self, n: int = 3) -> list[Finding]:
+        """The ``n`` most severe findings (file order within a severity)."""
+        ranked = sorted(self.findings, key=lambda f: -_RANK.get(f.severity, 0))
+        return ranked[:n]
+
+
+def scan(path: str | Path) -> ScanReport:
+    """Scan one file statically and return its verdict. Never raises for the file's content."""
+    path = Path(path)
+    s = _Scan(path)
+    try:
+        s.run()
+    except OSError as e:
+        s.add("error", "unreadable", f"cannot read the file: {e.strerror or e}")
+    except Exception as e:  # a scanner bug must not turn into a traceback or a "safe"
+        s.add("error", "scanner-failure", f"internal scanner error: {type(e).__name__}: {e}")
+    return s.report()
+
+
+class _Scan:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format = "unknown"
+        self.findings: list[Finding] = []
+        self.note_globals: set[str] = set()
+
+    # ---- bookkeeping
+
+    def add(self, severity: str, code: str, message: str, member: str | None = None,
+            offset: int | None = None) -> None:
+        self.findings.append(Finding(severity, code, message, offset, member))
+
+    def report(self) -> ScanReport:
+        if self.note_globals:
+            self.add("info", "inert-extras", "known inert extras: " + ", ".join(sorted(self.note_globals)))
+        worst = max((_RANK.get(f.severity, 0) for f in self.findings), default=0)
+        verdict = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}[worst]
+        notes = verdict == "safe" and any(f.severity == "info" for f in self.findings)
+        return ScanReport(str(self.path), verdict, self.format, notes, self.findings)
+
+    def absorb(self, res: PickleResult, member: str | None) -> None:
+        """Take a VM result: its findings, plus the deny-list grade of every unknown global."""
+        for f in res.findings:
+            if f.member is None:
+                f.member = member
+            self.findings.append(f)
+            if f.code == "type-error" and f.message.startswith(_CONTAINER_CONFUSION):
+                self.add("dangerous", "container-confusion", f"{f.message}: the container type confusion "
+                                                             f"behind "
+                         "torch's weights_only memory corruption (CVE-2026-24747)", f.member, f.offset)
+            elif f.code == "parse-error" and "STACK_GLOBAL" in f.message:
+                self.add("dangerous", "global-operands", "STACK_GLOBAL operands are not two strings: a "
+                         "scanner-evasion trick", f.member, f.offset)
+        self.check_expansion(res.value, member)
+        for g in res.globals:
+            module, name = map_py2(g.module, g.name)
+            if (module, name) in ALLOWED_GLOBALS:
+                if (module, name) in NOTE_GLOBALS:
+                    self.note_globals.add(f"{module}.{name}")
+                continue
+            why = denied(g.module, g.name) or denied(module, name)
+            if why:
+                self.add("dangerous", "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
+
+    def check_expansion(self, value: Any, member: str | None) -> None:
+        """Tensors far larger than their storage (stride 0): loading is fine, materialising them is a
+        memory bomb."""
+        stack, seen = [value], 0
+        while stack and seen < 200_000:
+            node = stack.pop()
+            seen += 1
+            if isinstance(node, TensorRef):
+                need = node.numel * ITEMSIZE[node.dtype]
+                if need > EXPANSION_LIMIT and need > 2 * node.storage.nbytes:
+                    self.add("suspicious", "tensor-expansion", f"a {node.shape} tensor views a "
+                             f"{node.storage.nbytes}-byte storage: materialising it needs {need} bytes",
+                             member)
+                    return
+            elif isinstance(node, dict):
+                stack.extend(node.values())
+            elif isinstance(node, (list, tuple)):
+                stack.extend(node)
+
+    def pickle(self, data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
+        res = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load)
+        self.absorb(res, member)
+        return res
+
+    # ---- dispatch
+
+    def run(self) -> None:
+        path = self.path
+        if not path.exists():
+            self.add("error", "missing", "no such file")
+            return
+        if path.is_dir():
+            self.add("error", "directory", "is a directory (scan the files inside it)")
+            return
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            sidecar = path.with_suffix(".yaml")
+            if sidecar.is_file():
+                self.scan_yaml(sidecar, sidecar.name)
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(0)
+            head = f.read(512)
+            if not head:
+                self.format = "empty"
+                self.add("error", "empty", "file is empty: not a model")
+                return
+            if head.startswith(b"PK\x03\x04"):
+                self.format = "torch-zip"
+                self.scan_zip_file(f, None)
+            elif head.startswith(b"\x93NUMPY"):
+                self.format = "npy"
+                self.scan_npy(f, head, size)
+            elif len(head) >= 262 and head[257:262] == b"ustar":
+                self.format = "torch-tar"
+                self.scan_tar(f)
+            elif (foreign := _foreign(head)) is not None:
+                self.format = "other"
+                self.add("error", "not-a-model", f"content is {foreign}: unscannable, never safe")
+            elif _looks_safetensors(head):
+                self.format = "safetensors"
+                self.scan_safetensors()
+            elif path.suffix.lower() in (".yaml", ".yml"):
+                self.format = "yaml"
+                self.scan_yaml(path, None)
+            else:
+                self.scan_stream(f, size)
+
+    # ---- pickle streams: plain pickles, the legacy 5-pickle format, polyglots
+
+    def scan_stream(self, f: BinaryIO, size: int) -> None:
+        f.seek(0)
+        data = f.read(min(size, PICKLE_WINDOW))
+        first = self.pickle(data, 0, "pickle")
+        if not first.complete and not first.globals and not first.calls:
+            self.format = "unknown"
+            self.add("error", "not-a-pickle", "content is not a pickle nor any model format (or it is "
+                                              "corrupt)",
+                     "pickle", first.end)
+            self.check_polyglot(f, first)
+            return
+        if first.complete and type(first.value) is int and first.value == LEGACY_MAGIC:
+            self.format = "torch-legacy"
+            if first.globals or first.calls or first.n_ops > 3:
+                self.add("suspicious", "magic-computed", "the legacy magic number is computed, not one "
+                                                         "literal "
+                         "LONG (GHSA-97f8-7cmv-76j2)", "magic", 0)
+            self.scan_legacy(f, data, size, first.end)
+        else:
+            self.format = "pickle"
+            self.after_stop(data, first, "pickle", size)
+        self.check_polyglot(f, first)
+
+    def after_stop(self, data: bytes, res: PickleResult, member: str, total: int | None = None) -> None:
+        """Look past STOP: a second pickle (pickle.load runs only the first, other loaders more) or
+        trailing bytes that may hide another format."""
+        if not res.complete:
+            if total is not None and len(data) < total and res.end >= len(data) - 1:
+                self.add("suspicious", "limit-exceeded", f"pickle longer than the {PICKLE_WINDOW >> 20} MB "
+                         "scan window", member)
+            return
+        pos, n = res.end, 1
+        end = len(data) if total is None else total
+        while pos < len(data) and n <= MAX_EXTRA_PICKLES:
+            n += 1
+            sub = run_pickle(data, start=pos, member=f"{member} #{n}", strict=False)
+            if sub.complete or sub.globals or sub.calls:
+                self.add("suspicious", "extra-pickle", f"another pickle follows STOP at byte {pos}",
+                         member, pos)
+                self.absorb(sub, f"{member} #{n}")
+                if not sub.complete:
+                    return
+                pos = sub.end
+            else:
+                break
+        if pos < end:
+            self.add("suspicious", "trailing-bytes", f"{end - pos} bytes after the pickle's STOP", member,
+                     pos)
+
+    def scan_legacy(self, f: BinaryIO, data: bytes, size: int, pos: int) -> None:
+        """Pickles 2-5 of the legacy format, then the numel header of every storage."""
+        declared: dict[str, StorageRef] = {}
+
+        def persistent_load(pid: Any) -> StorageRef:
+            ref = parse_storage_pid(pid, legacy=True)
+            root = pid[2]
+            if root in declared and declared[root].dtype != ref.dtype:
+                self.add("suspicious", "storage-dtype", f"storage {root!r} used with two types", "object")
+            declared.setdefault(root, StorageRef(root, ref.dtype, ref.location, pid[4], ref.type_name))
+            return ref
+
+        names = ("protocol version", "sys_info", "object", "storage keys")
+        values: dict[str, Any] = {}
+        for name in names:
+            res = self.pickle(data, pos, name, persistent_load if name == "object" else None)
+            if not res.complete:
+                self.after_stop(data, res, name, size)
+                return
+            values[name] = res.value
+            pos = res.end
+        if values["protocol version"] != 1001:
+            self.add("suspicious", "legacy-version",
+                     f"legacy protocol version {values['protocol version']!r} "
+                     "(torch writes 1001)", "protocol version")
+        info = values["sys_info"]
+        little = True
+        if isinstance(info, dict) and isinstance(info.get("little_endian"), bool):
+            little = info["little_endian"]
+        else:
+            self.add("suspicious", "legacy-sys-info", "sys_info is not the dict torch writes", "sys_info")
+        keys = values["storage keys"]
+        if not isinstance(keys, list) or not all(isinstance(k,
+                                                            str) for k in keys) or len(keys) > MAX_STORAGES:
+            self.add("suspicious", "legacy-keys", "storage key list is not a list of strings", "storage keys")
+            return
+        for missing in sorted(set(declared) - set(keys))[:5]:
+            self.add("suspicious", "missing-storage", f"storage {missing!r} is used but its data is not "
+                                                      f"in the "
+                     "file", "storage keys")
+        order = "<q" if little else ">q"
+        for key in keys:
+            f.seek(pos)
+            raw = f.read(8)
+            if len(raw) < 8:
+                self.add("suspicious", "truncated", f"file ends before storage {key!r}", "storages", pos)
+                return
+            (numel,) = struct.unpack(order, raw)
+            ref = declared.get(key)
+            if ref is None:
+                self.add("suspicious", "unused-storage", f"storage {key!r} is listed but never used",
+                         "storages",
+                         pos)
+                return
+            if numel != ref.numel:
+                self.add("suspicious", "storage-size", f"storage {key!r}: the pickle says {ref.numel} "
+                                                       f"elements, "
+                         f"the data header says {numel}", "storages", pos)
+            if numel < 0:
+                return
+            pos += 8 + numel * ITEMSIZE[ref.dtype]
+        if pos > size:
+            self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has",
+                     "storages")
+        elif pos < size:
+            self.add("suspicious", "trailing-bytes", f"{size - pos} bytes after the last storage",
+                     "storages", pos)
+            f.seek(pos)
+            tail = f.read(min(size - pos, MAX_MEMBER))
+            if tail[:1] == b"\x80" or tail[:4] == b"PK\x03\x04":
+                res = run_pickle(tail, member="trailing data", strict=False)
+                if res.globals or res.calls:
+                    self.absorb(res, "trailing data")
+
+    def check_polyglot(self, f: BinaryIO, first: PickleResult) -> None:
+        """A zip after leading data: torch runs the leading pickle, zip tools see the archive."""
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 0x10000 - 22 - 20))
+        if b"PK\x05\x06" not in f.read():
+            return
+        try:
+            zv = read_zip(f)
+        except ModelReadError:
+            return
+        if not zv.entries or zv.prefix_bytes <= 0:
+            return
+        if first.complete:
+            self.add("dangerous", "polyglot", f"a pickle ({zv.prefix_bytes} bytes) precedes a zip archive: "
+                     "torch.load runs the pickle, zip-based tools see the archive", "pickle", 0)
+        else:
+            self.add("suspicious", "data-before-zip", f"{zv.prefix_bytes} bytes precede the zip archive "
+                     "(torch does not read it as a zip)", None, 0)
+        self.format = "polyglot"
+        self.scan_zip(zv, "zip:")
+
+    # ---- torch zip
+
+    def scan_zip_file(self, f: BinaryIO, prefix: str | None) -> None:
+        try:
+            zv = read_zip(f)
+        except ModelReadError as e:
+            self.add("error", "bad-zip", str(e))
+            return
+        self.scan_zip(zv, prefix or "")
+
+    def read_member(self, zv: ZipView, e: ZipEntry, prefix: str) -> bytes | None:
+        """An entry's bytes, ignoring encryption flags (a plaintext payload behind flag 0x1 is what
+        older torch loaded), bounded by MAX_MEMBER; None (and a finding) when unreadable."""
+        try:
+            return zv.read(dataclasses.replace(e, flags=0), max_size=MAX_MEMBER)
+        except ModelReadError as err:
+            sev = "suspicious" if e.size > MAX_MEMBER else "error"
+            code = "limit-exceeded" if e.size > MAX_MEMBER else "unreadable-member"
+            self.add(sev, code, str(err), prefix + e.name)
+            return None
+
+    def scan_zip(self, zv: ZipView, prefix: str) -> None:
+        arch = zv.archive_name
+        if arch is None:
+            self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's "
+                     "layout)")
+            arch = ""
+        base = f"{arch}/" if arch else ""
+        for name in dict.fromkeys(zv.duplicates):
+            sev = "dangerous" if name.endswith(".pkl") else "suspicious"
+            self.add(sev, "duplicate-entry", f"{name} appears more than once: torch reads the first, other "
+                     "zip readers the last", prefix + name)
+        if zv.trailing_bytes:
+            self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
+        if any(e.name == base + "constants.pkl" or e.name.startswith(base + "code/") for e in zv.entries):
+            self.format = "torchscript"
+            self.add("dangerous", "torchscript", "TorchScript archive (constants.pkl / code/): torch.load "
+                                                 "sends "
+                     "it to torch.jit.load, which runs its code (CVE-2025-32434)", prefix + base)
+        outside = 0
+        for e in zv.entries:
+            member = prefix + e.name
+            if base and not e.name.startswith(base):
+                outside += 1
+                if outside <= 3:
+                    self.add("suspicious", "outside-archive", f"entry outside the archive directory {arch!r}",
+                             member)
+            if e.local_name != e.name:
+                self.add("suspicious", "name-mismatch", f"local header names it {e.local_name!r} "
+                         "(CVE-2025-1944: Python's zipfile refuses, torch loads)", member)
+            if e.flags & 0x41:
+                self.add("suspicious", "encrypted-flag", f"general-purpose flags {e.flags:#06x} mark it "
+                                                         f"encrypted "
+                         "(CVE-2025-1945)", member)
+            if e.flags & 0x20:
+                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on "
+                                                       f"{e.name}",
+                         member)
+            if e.method == 8 and e.name.endswith(".pkl"):
+                self.add("info", "compressed", "deflate-compressed pickle (torch never writes one)", member)
+            if e.method not in (0, 8):
+                self.add("suspicious", "compression", f"compression method {e.method}", member)
+        data_entry = zv.find(base + "data.pkl")
+        storages: dict[str, ZipEntry] = {}
+        for e in zv.entries:
+            if e.name.startswith(base + "data/"):
+                storages.setdefault(e.name[len(base) + 5 :], e)
+        used: dict[str, StorageRef] = {}
+        if data_entry is None:
+            if self.format != "torchscript":
+                self.add("suspicious", "no-data-pkl", f"no {base}data.pkl: torch.load cannot read this zip")
+        else:
+            raw = self.read_member(zv, data_entry, prefix)
+            if raw is not None:
+                self.check_crc(data_entry, raw, prefix)
+                member = prefix + data_entry.name
+                res = self.pickle(raw, 0, member, self.storage_checker(storages, used, member))
+                if not res.complete and data_entry.flags & 0x41:
+                    self.add("error", "encrypted", "data.pkl is encrypted: unscannable", member)
+                self.after_stop(raw, res, member)
+        self.check_records(zv, base, prefix)
+        scanned = 0
+        for e in zv.entries:
+            if e is data_entry or e.name[len(base) :] in _TORCH_TEXT_RECORDS:
+                continue
+            key = e.name[len(base) + 5 :] if e.name.startswith(base + "data/") else None
+            if key is not None and key in used and storages.get(key) is e:
+                continue  # raw tensor data referenced by data.pkl
+            if scanned >= MAX_MEMBERS_SCANNED:
+                self.add("suspicious", "limit-exceeded", f"more than {MAX_MEMBERS_SCANNED} unreferenced "
+                                                         f"entries; "
+                         "the rest were not inspected")
+                break
+            scanned += 1
+            self.scan_member(zv, e, prefix)
+
+    def storage_checker(self, storages: dict[str, ZipEntry], used: dict[str, StorageRef], member: str) -> Any:
+        """persistent_load for data.pkl: the VM checks views against the declared numel; this checks
+        the declaration against the archive (CVE-2026-24747: numel larger than the record)."""
+
+        def persistent_load(pid: Any) -> StorageRef:
+            ref = parse_storage_pid(pid)
+            key = ref.key
+            if key in used:
+                if used[key].dtype != ref.dtype or used[key].numel != ref.numel:
+                    self.add("suspicious", "storage-reuse", f"storage {key!r} declared twice with different "
+                             f"types or sizes ({used[key].type_name}, {ref.type_name})", member)
+                return ref
+            used[key] = ref
+            if not re.fullmatch(r"[0-9]{1,18}", key):
+                self.add("suspicious", "storage-key", f"storage key {key!r} is not a decimal number", member)
+            entry = storages.get(key)
+            if entry is None:
+                self.add("suspicious", "missing-storage", f"storage {key!r} has no data/{key} record "
+                         "(torch.load fails)", member)
+            elif entry.size < ref.nbytes:
+                self.add("dangerous", "storage-overrun", f"storage {key!r} claims {ref.numel} elements "
+                         f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds "
+                         f"access in "
+                         "torch < 2.10 (CVE-2026-24747)", member)
+            elif entry.size > ref.nbytes:
+                self.add("suspicious", "storage-size", f"record data/{key} holds {entry.size} bytes, the "
+                                                       f"storage "
+                         f"declares {ref.nbytes}", member)
+            return ref
+
+        return persistent_load
+
+    def check_crc(self, e: ZipEntry, raw: bytes, prefix: str) -> None:
+        if zlib.crc32(raw) != e.crc32:
+            self.add("suspicious", "crc-mismatch", "CRC-32 mismatch: torch ignores it (CVE-2025-10156), "
+                                                   "Python's "
+                     "zipfile refuses", prefix + e.name)
+
+    def check_records(self, zv: ZipView, base: str, prefix: str) -> None:
+        for rec in ("byteorder", "version", ".data/version"):
+            e = zv.find(base + rec)
+            if e is None or e.size > 64:
+                if e is not None:
+                    self.add("suspicious", "odd-record", f"{rec} record of {e.size} bytes", prefix + e.name)
+                continue
+            raw = self.read_member(zv, e, prefix)
+            if raw is None:
+                continue
+            text = raw.decode("latin-1").strip()
+            if rec == "byteorder":
+                if text not in ("little", "big"):
+                    self.add("suspicious", "byteorder", f"byteorder record says {text!r}", prefix + e.name)
+                elif text == "big":
+                    self.add("info", "byteorder", "big-endian data", prefix + e.name)
+            elif not text.isdigit() or not 1 <= int(text) <= MAX_TORCH_VERSION:
+                self.add("suspicious", "version", f"{rec} record says {text!r}", prefix + e.name)
+
+    def scan_member(self, zv: ZipView, e: ZipEntry, prefix: str) -> None:
+        """Any other entry: run the VM if its content (not its name) looks like a pickle."""
+        member = prefix + e.name
+        named = e.name.endswith((".pkl", ".pickle"))
+        if not named:
+            if e.method == 0 and e.size >= 2:
+                zv.f.seek(e.data_offset)
+                head = zv.f.read(2)
+            elif e.method == 8:
+                raw = self.read_member(zv, e, prefix)
+                head = raw[:2] if raw is not None else b""
+            else:
+                head = b""
+            if not _pickle_start(head):
+                return
+        if e.size > MAX_MEMBER:
+            self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned",
+                     member)
+            return
+        raw = self.read_member(zv, e, prefix)
+        if raw is None:
+            return
+        res = run_pickle(raw, member=member, strict=False)
+        if named or res.complete or res.globals or res.calls:
+            if not e.name.endswith("constants.pkl"):
+                self.add("suspicious", "extra-pickle", "a pickle besides data.pkl (torch does not load "
+                                                       "it; other "
+                         "tools may)", member)
+            self.check_crc(e, raw, prefix)
+            self.absorb(res, member)
+
+    # ---- other containers
+
+    def scan_tar(self, f: BinaryIO) -> None:
+        """The pre-1.0 tar checkpoint: obsolete, but torch.load(weights_only=False) still runs it."""
+        self.add("suspicious", "legacy-tar", "obsolete tar-format checkpoint, still executable by torch.load")
+        f.seek(0)
+        try:
+            with tarfile.open(fileobj=f, mode="r:") as tar:
+                for n, m in enumerate(tar):
+                    if n >= MAX_TAR_MEMBERS:
+                        self.add("suspicious", "limit-exceeded", f"more than {MAX_TAR_MEMBERS} tar members")
+                        break
+                    if not m.isfile():
+                        continue
+                    if m.size > MAX_MEMBER:
+                        self.add("suspicious", "limit-exceeded", f"member of {m.size} bytes not scanned",
+                                 m.name)
+                        continue
+                    fh = tar.extractfile(m)
+                    raw = fh.read() if fh is not None else b""
+                    if m.name in ("pickle", "sys_info", "storages", "tensors") or _pickle_start(raw[:2]):
+                        self.pickle(raw, 0, m.name)
+        except tarfile.TarError as e:
+            self.add("error", "bad-tar", f"unreadable tar archive: {e}")
+
+    def scan_npy(self, f: BinaryIO, head: bytes, size: int) -> None:
+        major = head[6] if len(head) > 6 else 0
+        if major == 1 and len(head) >= 10:
+            (hlen,) = struct.unpack("<H", head[8:10])
+            start = 10
+        elif major in (2, 3) and len(head) >= 12:
+            (hlen,) = struct.unpack("<I", head[8:12])
+            start = 12
+        else:
+            self.add("error", "bad-npy", f"unknown .npy version {major}")
+            return
+        if hlen > 1 << 20:
+            self.add("error", "bad-npy", f".npy header of {hlen} bytes")
+            return
+        f.seek(start)
+        text = f.read(hlen).decode("latin-1")
+        try:
+            header = ast.literal_eval(text)
+            descr = header["descr"]
+        except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+            self.add("error", "bad-npy", ".npy header is not a valid dict literal")
+            return
+        if "O" not in str(descr):
+            return
+        self.add("suspicious", "object-array", "object array: numpy.load(allow_pickle=True) unpickles it",
+                 "array", start + hlen)
+        f.seek(start + hlen)
+        data = f.read(min(size - start - hlen, PICKLE_WINDOW))
+        res = self.pickle(data, 0, "array")
+        self.after_stop(data, res, "array", size - start - hlen)
+
+    def scan_safetensors(self) -> None:
+        from sdmodel.formats.safetensors import SafetensorsSource
+
+        try:
+            src = SafetensorsSource(self.path)
+        except ModelReadError as e:
+            msg = str(e).split(": ", 1)[-1]
+            if "trailing bytes" in msg:
+                self.add("suspicious", "trailing-bytes", f"{msg}: they could hide another format")
+            else:
+                self.add("error", "bad-safetensors", f"invalid safetensors file: {msg}")
+            return
+        with src:
+            for note in src.notes:
+                self.add("suspicious" if note.code == "duplicate-names" else "info", note.code, note.message)
+
+    def scan_yaml(self, path: Path, member: str | None) -> None:
+        import yaml
+
+        if path.stat().st_size > MAX_YAML:
+            self.add("suspicious", "limit-exceeded",
+                     f"config larger than {MAX_YAML >> 10} KB not scanned", member)
+            return
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+        except yaml.YAMLError as e:
+            self.add("suspicious", "bad-yaml", f"config is not valid YAML: {str(e).splitlines()[0]}", member)
+            return
+        stack, seen = [doc], 0
+        while stack and seen < 100_000:
+            node = stack.pop()
+            seen += 1
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "target":
+                        if not isinstance(v, str):
+                            self.add("suspicious", "yaml-target", f"target: {v!r} is not a class path",
+                                     member)
+                        elif not target_allowed(v):
+                            self.add("dangerous", "yaml-target", f"target: {v} is not a model class A1111 "
+                                     "configs use; UIs import and call it (the .yaml names code)", member)
+                    stack.append(v)
+            elif isinstance(node, list):
+                stack.extend(node)
+
+
+def _foreign(head: bytes) -> str | None:
+    for magic, offset, what in _FOREIGN:
+        if head[offset : offset + len(magic)] == magic:
+            return what
+    return None
+
+
+def _looks_safetensors(head: bytes) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= 100_000_000 and head[8:9] in (b"{", b" ", b"\t", b"\n", b"\r")
+
+
+def _pickle_start(head: bytes) -> bool:
+    """Whether bytes start like a pickle: PROTO 0-5, or a protocol 0/1 GLOBAL/MARK/dict/list."""
+    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
+        return True
+    return head[:1] in (b"c", b"(", b"}", b"]")
