@@ -1,0 +1,310 @@
+"""``library apply``: run the savings plan, one file at a time, resumable.
+
+Each plan item moves through steps recorded in the catalog, so an interrupted run (Ctrl-C, a crash,
+a power cut) resumes where it stopped:
+
+1. convert ``src`` to a hidden temporary file beside it (``.<stem>.sdmodel-tmp.safetensors``), with
+   the conversion's own verification; step ``converted``;
+2. move the original (and a copy of its sidecars) to ``<root>/.sdmodel-trash/<same relative path>``,
+   or delete it with ``delete_originals``; sidecars follow the model's new name; step ``trashed``;
+3. rename the temporary file to its final name; status ``done``; the catalog row is replaced.
+
+Nothing is moved or deleted before the output was written and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdmodel.errors import SdmodelError
+from sdmodel.library.catalog import Catalog
+from sdmodel.library.walk import TRASH_DIR, FoundFile, is_model_name, stem_of
+
+Event = Callable[[dict[str, Any]], None]
+TMP_MARK = ".sdmodel-tmp"
+FREE_SPACE_MARGIN = 64 << 20
+
+
+class Stopped(Exception):
+    """Raised inside a conversion when the user asked the run to stop."""
+
+
+@dataclass
+class ApplyStats:
+    done: int = 0
+    failed: int = 0
+    before_bytes: int = 0
+    after_bytes: int = 0
+    stopped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@contextlib.contextmanager
+def apply_lock(db_path: Path) -> Iterator[None]:
+    """One batch run per catalog at a time."""
+    lock_path = Path(str(db_path) + ".apply-lock")
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SdmodelError(f"{db_path}: another 'library apply' is running on this catalog") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def tmp_path_for(dst: Path) -> Path:
+    return dst.with_name(f".{stem_of(dst.name)}{TMP_MARK}.safetensors")
+
+
+def trash_path_for(src: Path, root: Path) -> Path:
+    """``<root>/.sdmodel-trash/<src relative to root>``, numbered if that name is taken."""
+    try:
+        rel = src.relative_to(root)
+    except ValueError:
+        rel = Path(src.name)
+    base = root / TRASH_DIR / rel
+    candidate = base
+    n = 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}.{n}")
+        n += 1
+    return candidate
+
+
+def sidecars_of(src: Path) -> list[Path]:
+    """Files beside ``src`` that share its base name (yaml, previews, notes, .civitai.info,
+    ``.vae.*``), not other models sharing a prefix."""
+    stem = stem_of(src.name)
+    out = []
+    try:
+        entries = list(os.scandir(src.parent))
+    except OSError:
+        return []
+    for e in entries:
+        name = e.name
+        if name == src.name or not name.startswith(stem + ".") or not e.is_file():
+            continue
+        rest = name[len(stem) :]
+        if is_model_name(name) and not rest.lower().startswith(".vae."):
+            continue
+        out.append(Path(e.path))
+    return sorted(out)
+
+
+def _move(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        shutil.move(str(src), str(dst))
+
+
+def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
+    from sdmodel.library.scanning import api
+
+    dtype = None if item["dtype"] == "keep" else item["dtype"]
+    api("convert")(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
+    if not tmp.is_file():
+        raise SdmodelError(f"{item['src']}: the conversion wrote no output")
+
+
+def _check_output(tmp: Path) -> None:
+    """Reopen the output: it must read as safetensors with tensors in it."""
+    from sdmodel.formats import open_model
+
+    with open_model(tmp) as source:
+        if source.format != "safetensors" or not source.tensors:
+            raise SdmodelError(f"{tmp}: the output does not read back as a safetensors model")
+
+
+def _place_sidecars(item: dict[str, Any], tmp: Path, trash: Path | None, delete: bool) -> None:
+    """Sidecars follow the model: files the conversion wrote beside the temporary output (a yaml)
+    take the final name; the original's sidecars are copied to the trash beside it and renamed
+    when the model's name changes."""
+    src, dst = Path(item["src"]), Path(item["dst"])
+    old_stem, new_stem = stem_of(src.name), stem_of(dst.name)
+    tmp_stem = stem_of(tmp.name)
+    for f in sorted(tmp.parent.glob(f"{tmp_stem}.*")):
+        if f != tmp:
+            target = dst.with_name(new_stem + f.name[len(tmp_stem) :])
+            if target.exists():
+                f.unlink()
+            else:
+                os.replace(f, target)
+    if trash is not None:
+        trash.parent.mkdir(parents=True, exist_ok=True)
+    for side in sidecars_of(src):
+        rest = side.name[len(old_stem) :]
+        trash_side = trash.with_name(stem_of(trash.name) + rest) if trash is not None else None
+        if trash_side is not None and not is_model_name(side.name):
+            shutil.copy2(side, trash_side)
+        if new_stem == old_stem:
+            continue
+        target = side.with_name(new_stem + rest)
+        if not target.exists():
+            os.replace(side, target)
+        elif delete:
+            side.unlink()
+        elif trash_side is not None:
+            _move(side, trash_side)
+
+
+def apply_plan(
+    catalog: Catalog,
+    *,
+    delete_originals: bool = False,
+    retry_failed: bool = False,
+    on_event: Event | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ApplyStats:
+    """Run every unfinished plan item. Raises SdmodelError if another run holds the catalog."""
+    emit = on_event or (lambda e: None)
+    stop = should_stop or (lambda: False)
+    stats = ApplyStats()
+    with apply_lock(catalog.path):
+        statuses = ("pending", "running", "failed") if retry_failed else ("pending", "running")
+        items = catalog.plan_items(statuses)
+        total = sum(i["before_bytes"] for i in items)
+        emit({"type": "start", "items": len(items), "bytes_total": total})
+        done_bytes = 0
+        for index, item in enumerate(items):
+            if stop():
+                stats.stopped = True
+                break
+            emit(
+                {
+                    "type": "item",
+                    "index": index,
+                    "items": len(items),
+                    "src": item["src"],
+                    "dst": item["dst"],
+                    "bytes_total": item["before_bytes"],
+                }
+            )
+
+            def on_bytes(done: int, tot: int, _base: int = done_bytes) -> None:
+                if stop():
+                    raise Stopped
+                emit(
+                    {
+                        "type": "bytes",
+                        "done": done,
+                        "total": tot,
+                        "overall_done": _base + done,
+                        "overall_total": total,
+                    }
+                )
+
+            try:
+                run_item(catalog, item, delete_originals=delete_originals, on_bytes=on_bytes)
+            except Stopped:
+                stats.stopped = True
+                emit({"type": "item_done", "src": item["src"], "status": "pending", "error": "stopped"})
+                break
+            except KeyboardInterrupt:
+                stats.stopped = True
+                raise
+            except Exception as e:
+                msg = str(e) if isinstance(e, (SdmodelError, OSError)) else f"{type(e).__name__}: {e}"
+                catalog.update_item(item["id"], status="failed", error=msg, finished=time.time())
+                stats.failed += 1
+                emit({"type": "item_done", "src": item["src"], "status": "failed", "error": msg})
+            else:
+                stats.done += 1
+                stats.before_bytes += item["before_bytes"]
+                new = catalog.get_by_path(item["dst"])
+                stats.after_bytes += new["size"] if new else item["after_bytes"]
+                emit({"type": "item_done", "src": item["src"], "status": "done", "error": None})
+            done_bytes += item["before_bytes"]
+        emit({"type": "finish", **stats.to_dict()})
+    return stats
+
+
+def run_item(
+    catalog: Catalog,
+    item: dict[str, Any],
+    *,
+    delete_originals: bool = False,
+    on_bytes: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run (or resume) one plan item: see the module docstring."""
+    src, dst, root = Path(item["src"]), Path(item["dst"]), Path(item["root"])
+    tmp = tmp_path_for(dst)
+    step = item["step"]
+    if step == "converted" and not tmp.is_file():
+        step = ""
+    if step == "trashed" and not tmp.is_file():
+        if dst.is_file():
+            _finish(catalog, item)
+            return
+        raise SdmodelError(
+            f"{src}: interrupted after the original was moved and the output is gone; "
+            f"the original is at {item['trashed_to'] or 'its trash folder'}"
+        )
+    if step == "":
+        try:
+            st = src.stat()
+        except FileNotFoundError:
+            raise SdmodelError(
+                f"{src}: no longer exists (run 'sdmodel library scan' and 'plan' again)"
+            ) from None
+        if st.st_size != item["src_size"] or st.st_mtime_ns != item["src_mtime_ns"]:
+            raise SdmodelError(
+                f"{src}: changed since the plan was made (run 'sdmodel library scan' and 'plan' again)"
+            )
+        if dst != src and dst.exists():
+            raise SdmodelError(f"{dst}: already exists; not overwritten")
+        free = shutil.disk_usage(dst.parent).free
+        if free < item["after_bytes"] + FREE_SPACE_MARGIN:
+            raise SdmodelError(
+                f"{dst.parent}: not enough free space ({free} bytes free, about {item['after_bytes']} needed)"
+            )
+        catalog.update_item(item["id"], status="running", step="", error=None, started=time.time())
+        tmp.unlink(missing_ok=True)
+        try:
+            _convert(item, tmp, on_bytes or (lambda d, t: None))
+            _check_output(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            catalog.update_item(item["id"], status="pending", step="")
+            raise
+        catalog.update_item(item["id"], step="converted")
+        step = "converted"
+    if step == "converted":
+        trash = None
+        if src.exists():
+            trash = None if delete_originals else trash_path_for(src, root)
+            _place_sidecars(item, tmp, trash, delete_originals)
+            if delete_originals:
+                src.unlink()
+            else:
+                _move(src, trash)
+        catalog.update_item(item["id"], step="trashed", trashed_to=str(trash) if trash else None)
+    os.replace(tmp, dst)
+    _finish(catalog, item)
+
+
+def _finish(catalog: Catalog, item: dict[str, Any]) -> None:
+    """Mark the item done and replace the original's catalog row by the output's."""
+    from sdmodel.library.scanning import examine, make_row
+
+    dst, root = Path(item["dst"]), Path(item["root"])
+    catalog.update_item(item["id"], status="done", step="", finished=time.time())
+    catalog.delete_paths([item["src"]])
+    st = dst.stat()
+    found = FoundFile(
+        dst, root, st.st_size, st.st_mtime_ns, sidecars=sorted(p.name for p in sidecars_of(dst))
+    )
+    catalog.upsert_many([make_row(found, examine(str(dst), False))])

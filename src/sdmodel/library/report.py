@@ -1,0 +1,176 @@
+"""``library report``: totals, problems and duplicates of the catalog."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+from sdmodel.library.catalog import Catalog
+from sdmodel.library.walk import expected_kinds, stem_of
+
+# Kinds A1111 needs a config yaml beside (SD2 and its variants).
+YAML_FAMILIES = frozenset({"sd2"})
+PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy"})
+
+PROBLEM_TITLES = {
+    "dangerous": "dangerous file (malicious pickle)",
+    "suspicious": "suspicious file",
+    "unreadable": "cannot be read",
+    "broken_clip": "broken CLIP position ids",
+    "sd2_without_yaml": "SD2 checkpoint without its .yaml",
+    "wrong_folder": "in the wrong folder for its kind",
+    "ckpt_twin": "pickle checkpoint with a safetensors twin",
+    "unrecognized": "not recognised as a model",
+}
+SEVERITY = {
+    "dangerous": 0,
+    "suspicious": 1,
+    "unreadable": 2,
+    "broken_clip": 3,
+    "sd2_without_yaml": 3,
+    "wrong_folder": 4,
+    "ckpt_twin": 4,
+    "unrecognized": 5,
+}
+
+DUPLICATE_LEVELS = {
+    "bytes": "the same bytes (SHA256)",
+    "tensors": "the same tensors with another header or metadata (AutoV3)",
+    "model": "the same model in another format or precision (content fingerprint)",
+}
+
+
+def _add(totals: dict[str, dict[str, int]], key: str | None, size: int) -> None:
+    t = totals.setdefault(key or "-", {"files": 0, "bytes": 0})
+    t["files"] += 1
+    t["bytes"] += size
+
+
+def _sorted(totals: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    return [{"name": k, **v} for k, v in sorted(totals.items(), key=lambda kv: (-kv[1]["bytes"], kv[0]))]
+
+
+def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str]]:
+    """The problems of one catalogued file (``names_in_dir``: the model names beside it)."""
+    out: list[dict[str, str]] = []
+
+    def add(code: str, message: str) -> None:
+        out.append({"code": code, "path": f["path"], "message": message})
+
+    verdict = f.get("verdict")
+    if verdict in ("dangerous", "suspicious"):
+        rank = {"dangerous": 0, "suspicious": 1}
+        findings = sorted((f.get("scan") or {}).get("findings") or [], key=lambda x: rank.get(x.get("severity"), 9))
+        what = findings[0].get("message", "") if findings else ""
+        add(verdict, f"scan verdict {verdict}" + (f": {what}" if what else "") + "; do not load it")
+    if f.get("error"):
+        add("unreadable", f["error"])
+        return out
+    kind = f.get("kind")
+    rep = f.get("report") or {}
+    if f.get("clip") == "broken":
+        broken = (rep.get("clip_position_ids") or {}).get("broken") or []
+        add(
+            "broken_clip",
+            f"CLIP position ids are broken at {len(broken)} positions; "
+            "'sdmodel convert --fix-clip' restores 0..76",
+        )
+    if kind == "checkpoint" and f.get("family") in YAML_FAMILIES:
+        sidecars = f.get("sidecars") or []
+        if not any(s.lower().endswith((".yaml", ".yml")) for s in sidecars):
+            cfg = rep.get("a1111_config") or "v2-inference.yaml"
+            add("sd2_without_yaml", f"A1111 needs {stem_of(f['name'])}.yaml beside it (a copy of {cfg})")
+    wanted = expected_kinds(f.get("category") or "")
+    is_vae_sidecar = kind == "vae" and ".vae." in f["name"].lower()
+    if wanted is not None and kind and kind != "unknown" and kind not in wanted and not is_vae_sidecar:
+        add("wrong_folder", f"a {kind} in {f['category']}/ (that folder is for {', '.join(sorted(wanted))})")
+    if f.get("format") in PICKLE_FORMATS:
+        stem = stem_of(f["name"])
+        twins = sorted(
+            n for n in names_in_dir if stem_of(n) == stem and n.lower().endswith((".safetensors", ".sft"))
+        )
+        if twins:
+            add("ckpt_twin", f"{twins[0]} beside it holds the same model safely; the pickle can go")
+    if kind in (None, "unknown"):
+        add("unrecognized", "no known model layout (kept in the catalog, not converted)")
+    return out
+
+
+def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups of files holding the same thing, at three levels: ``bytes`` (same SHA256),
+    ``tensors`` (same AutoV3 but not the same bytes), ``model`` (same content fingerprint but not
+    the same tensors: another format or precision). Needs ``scan --hash``."""
+    groups: list[dict[str, Any]] = []
+    levels = (("bytes", "sha256", None), ("tensors", "autov3", "sha256"), ("model", "fingerprint", "autov3"))
+    for level, key, finer in levels:
+        by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for f in files:
+            if f.get(key):
+                by_key[f[key]].append(f)
+        for value, members in sorted(by_key.items()):
+            if len(members) < 2:
+                continue
+            # Report a coarser level only if it says more than the finer one already did.
+            if finer and len({m.get(finer) or m["path"] for m in members}) < 2:
+                continue
+            members.sort(key=lambda m: m["path"])
+            sizes = [m["size"] for m in members]
+            groups.append(
+                {
+                    "level": level,
+                    "key": value,
+                    "files": [m["path"] for m in members],
+                    "ids": [m["id"] for m in members],
+                    "bytes": sum(sizes),
+                    "wasted_bytes": sum(sizes) - max(sizes) if level == "bytes" else sum(sizes) - min(sizes),
+                    "kind": members[0].get("kind"),
+                    "family": members[0].get("family"),
+                }
+            )
+    return groups
+
+
+def build_report(catalog: Catalog) -> dict[str, Any]:
+    """Everything ``library report`` shows, as JSON-ready data."""
+    files = list(catalog.all_files())
+    totals = {"folder": {}, "kind": {}, "family": {}, "precision": {}, "format": {}}
+    by_dir: dict[str, set[str]] = defaultdict(set)
+    for f in files:
+        by_dir[os.path.dirname(f["path"])].add(f["name"])
+    problems: list[dict[str, str]] = []
+    total_bytes = 0
+    hashed = 0
+    for f in files:
+        total_bytes += f["size"]
+        hashed += bool(f.get("sha256"))
+        _add(totals["folder"], f["folder"], f["size"])
+        _add(totals["kind"], f.get("kind") or ("error" if f.get("error") else None), f["size"])
+        _add(totals["family"], f.get("family"), f["size"])
+        _add(totals["precision"], f.get("precision"), f["size"])
+        _add(totals["format"], f.get("format"), f["size"])
+        problems.extend(problems_of(f, by_dir[os.path.dirname(f["path"])]))
+    problems.sort(key=lambda p: (SEVERITY.get(p["code"], 9), p["path"]))
+    duplicates = duplicate_groups(files)
+    return {
+        "catalog": str(catalog.path),
+        "roots": [str(r) for r in catalog.roots()],
+        "files": len(files),
+        "bytes": total_bytes,
+        "hashed_files": hashed,
+        "totals": {k: _sorted(v) for k, v in totals.items()},
+        "problems": problems,
+        "duplicates": duplicates,
+        "duplicate_bytes": sum(g["wasted_bytes"] for g in duplicates if g["level"] != "model"),
+    }
+
+
+def human_bytes(n: float) -> str:
+    """1.0 KB = 1000 bytes, as disk vendors and the issue's "61.2 GB" count."""
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
+        n /= 1000
+    return f"{sign}{n:.1f} TB"
