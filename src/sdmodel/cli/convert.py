@@ -1,3 +1,271 @@
-"""CLI commands (placeholder until implemented)."""
+"""``sdmodel convert``, ``sdmodel extract`` and ``sdmodel diff``: thin layers over the Python API."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from sdmodel.cli.common import byte_progress, console, human_bytes, print_error, print_json
+from sdmodel.convert import ConvertResult, convert, convert_tree
+from sdmodel.diff import DiffResult, diff
+from sdmodel.dtypes import PRECISIONS
+from sdmodel.plan import EXTRACT_PARTS
+
+PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
+BIG = 256 * 1000 * 1000  # show a progress bar for outputs at least this big
+PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
+              "image_encoder", "schedule", "marker", "junk", "other")
+
+
+def _dtypes(d: dict[str, int]) -> str:
+    items = sorted(d.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k}×{v}" if len(d) > 1 else k for k, v in items) or "-"
+
+
+def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
+    """The plan per part (before -> after), dropped keys, notes, and what was written."""
+    verb = "would write" if r.dry_run else "wrote"
+    console.print()
+    console.print(f"[bold]{r.source.name}[/bold] -> [bold]{r.output}[/bold] ({r.format})", highlight=False)
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
+    for col in ("part", "dtype", "tensors", "size", "dropped", "actions"):
+        table.add_column(col, justify="right" if col in ("tensors", "size", "dropped") else "left")
+    order = {p: i for i, p in enumerate(PART_ORDER)}
+    for p in sorted(r.parts, key=lambda p: order.get(p["part"], 99)):
+        actions = ", ".join(f"{k} {v}" for k, v in sorted(p["actions"].items()))
+        table.add_row(
+            p["part"],
+            f"{_dtypes(p['dtypes_before'])} -> {_dtypes(p['dtypes_after'])}",
+            f"{p['tensors_before']} -> {p['tensors_after']}",
+            f"{human_bytes(p['bytes_before'])} -> {human_bytes(p['bytes_after'])}",
+            str(p["dropped"] or ""),
+            actions,
+        )
+    table.add_row("[bold]total[/bold]", "", "", f"{human_bytes(r.bytes_before)} -> {human_bytes(r.bytes_after)}",
+                  "", "")
+    console.print(table)
+    groups: dict[str, list[str]] = {}
+    for d in r.dropped:
+        groups.setdefault(d["reason"], []).append(d["name"])
+    for reason, names in groups.items():
+        more = f", ... ({len(names)} in all)" if len(names) > show_dropped else ""
+        console.print(f"dropped ({reason}): {', '.join(names[:show_dropped])}{more}", highlight=False, markup=False)
+    if r.vae_before != r.vae_after:
+        console.print(f"VAE: {r.vae_before} -> {r.vae_after}", highlight=False)
+    else:
+        console.print(f"VAE: {r.vae_before}", highlight=False)
+    for note in r.notes:
+        console.print(f"- {note}", highlight=False, markup=False)
+    if r.write is not None:
+        w = r.write
+        extra = ", verified bit for bit with the reference reader" if w.verified else ", structure checked"
+        console.print(f"{verb} {human_bytes(w.bytes)} in {w.seconds:.1f} s{extra}", highlight=False)
+    elif r.dry_run:
+        console.print("dry run: nothing written", highlight=False)
+
+
+@contextmanager
+def _bar(enabled: bool):
+    """Yields a factory: ``make(description) -> progress callback``, or None-returning if disabled."""
+    if not enabled:
+        yield lambda _desc: None
+        return
+    with byte_progress(transient=True) as progress:
+        def make(desc: str) -> Callable[[int, int], None]:
+            task = progress.add_task(desc, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return update
+
+        yield make
+
+
+def _options(kw: dict) -> dict:
+    kw["drop"] = tuple(kw.get("drop") or ())
+    kw["meta"] = list(kw.get("meta") or ())
+    kw["format"] = kw.pop("fmt")
+    return kw
+
+
+def _common(f):
+    options = [
+        click.option("-o", "--output", "out", type=click.Path(dir_okay=True), help="Output file (folder with --recursive)."),
+        click.option("--format", "fmt", type=click.Choice(["safetensors", "ckpt"]), default="safetensors",
+                     show_default=True, help="ckpt: a PyTorch zip checkpoint (written without PyTorch)."),
+        click.option("--dtype", type=PRECISION, help="Precision of every floating tensor."),
+        click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
+        click.option("--vae-dtype", type=PRECISION, help="Precision of the VAE."),
+        click.option("--te-dtype", type=PRECISION, help="Precision of the text encoders."),
+        click.option("--fix-clip", is_flag=True, help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."),
+        click.option("--prediction", type=click.Choice(["v", "epsilon"]), help="Prediction type (SD2 yaml, ModelSpec)."),
+        click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set a metadata entry (repeatable)."),
+        click.option("--no-meta", is_flag=True, help="Write no metadata except --meta (no ModelSpec, source's dropped)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+        click.option("--verify", is_flag=True, help="Re-read the output with the reference reader, compare bit for bit."),
+        click.option("--dry-run", is_flag=True, help="Show the plan and write nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _run_one(src: str, out: str | None, as_json: bool, **kw) -> None:
+    from sdmodel.formats import open_model
+
+    big = False
+    if not kw.get("dry_run") and not as_json:
+        try:
+            with open_model(src) as s:
+                big = s.size_bytes >= BIG
+        except Exception:  # noqa: BLE001 - convert() reports the real error
+            big = False
+    with _bar(big and sys.stderr.isatty()) as make:
+        result = convert(src, out, progress=make(Path(src).name), **kw)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render_result(result)
+
+
+def _run_tree(src: str, out: str | None, as_json: bool, **kw) -> None:
+    show = sys.stderr.isatty() and not as_json and not kw.get("dry_run")
+    with _bar(show) as make:
+        overall = make("all files")
+        state = {"base": 0, "current": 0}
+
+        def on_file(path: Path, index: int, count: int) -> None:
+            state["base"] += state["current"]
+            state["current"] = path.stat().st_size if path.is_file() else 0
+
+        def file_progress(path: Path):
+            per_file = make(path.name)
+
+            def both(done: int, total: int) -> None:
+                per_file(done, total)
+                if overall is not None and total:
+                    overall(state["base"] + state["current"] * done // total, grand)
+
+            return both
+
+        from sdmodel.files import iter_model_files
+
+        grand = sum(p.stat().st_size for p in iter_model_files([src]) if p.is_file())
+        results = convert_tree(src, out, on_file=on_file, file_progress=file_progress if show else None, **kw)
+    failed = [r for r in results if r.error]
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            if r.skipped:
+                console.print(f"skipped {r.source}: {r.skipped}", highlight=False, markup=False)
+            elif r.error:
+                print_error(r.error)
+            else:
+                render_result(r)
+        done = sum(1 for r in results if not r.skipped and not r.error)
+        console.print(f"\n{done} converted, {sum(1 for r in results if r.skipped)} skipped, {len(failed)} failed")
+    if failed:
+        sys.exit(2)
+
+
+@click.command("convert")
+@click.argument("src", type=click.Path(exists=True))
+@_common
+@click.option("--ema", type=click.Choice(["keep", "drop", "only"]), default="keep", show_default=True,
+              help="Keep both weight sets, drop the EMA, or write only the EMA under the UNet names.")
+@click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
+@click.option("--prune", is_flag=True, help="Drop known junk (training leftovers); marker tensors are kept.")
+@click.option("--drop", multiple=True, metavar="PREFIX", help="Drop tensors whose names start with PREFIX (repeatable).")
+@click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
+@click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
+@click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
+def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, **kw) -> None:
+    """Convert a model: format, precision per part, EMA, junk, CLIP ids, VAE, metadata, yaml.
+
+    Writes beside the source as <stem>-<what changed>.safetensors unless -o is given; never
+    overwrites without --overwrite; writes a temp file and renames it only when checked."""
+    kw = _options(kw)
+    if Path(src).is_dir() and not _is_diffusers(Path(src)):
+        if not recursive:
+            raise click.UsageError(f"{src} is a folder: add --recursive to convert every model in it")
+        _run_tree(src, out, as_json, **kw)
+        return
+    _run_one(src, out, as_json, **kw)
+
+
+def _is_diffusers(path: Path) -> bool:
+    from sdmodel.files import is_diffusers_dir
+
+    return is_diffusers_dir(path)
+
+
+@click.command("extract")
+@click.argument("src", type=click.Path(exists=True))
+@click.option("--part", type=click.Choice(EXTRACT_PARTS), required=True, help="The part to write as a standalone file.")
+@_common
+@click.option("--ema", type=click.Choice(["keep", "drop", "only"]), default="drop", show_default=True,
+              help="With --part unet: 'only' extracts the EMA weights.")
+@click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
+def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -> None:
+    """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
+    (diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get
+    transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."""
+    kw = _options(kw)
+    _run_one(src, out, as_json, part=part, **kw)
+
+
+def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
+    console.print(f"[bold]A[/bold] {r.a}\n[bold]B[/bold] {r.b}")
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for col in ("part", "tensors", "identical", "dtype changed", "shape changed", "max abs", "max rel", "only in A",
+                "only in B"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for p in r.parts:
+        table.add_row(p.part, str(p.tensors), str(p.identical), str(p.changed_dtype), str(p.changed_shape),
+                      f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", str(p.missing), str(p.extra))
+    console.print(table)
+    rows = [t for t in r.tensors if all_tensors or t.status not in ("identical", "equal values")]
+    rows.sort(key=lambda t: -(t.max_rel if t.max_rel is not None else float("inf")))
+    if rows:
+        t2 = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+        for col in ("tensor", "dtype A", "dtype B", "shape", "max abs", "max rel", "status"):
+            t2.add_column(col, justify="right" if col in ("max abs", "max rel") else "left")
+        for t in rows if all_tensors else rows[:limit]:
+            shape = str(list(t.shape_a)) if t.shape_a == t.shape_b else f"{list(t.shape_a)} -> {list(t.shape_b)}"
+            t2.add_row(t.name, t.dtype_a, t.dtype_b, shape, "-" if t.max_abs is None else f"{t.max_abs:.3g}",
+                       "-" if t.max_rel is None else f"{t.max_rel:.3g}", t.status)
+        console.print(t2)
+        if not all_tensors and len(rows) > limit:
+            console.print(f"... {len(rows) - limit} more differing tensors (--all to list them)")
+    for label, names in (("only in A", r.missing), ("only in B", r.extra)):
+        if names:
+            console.print(f"{label}: {', '.join(names[:limit])}" + (" ..." if len(names) > limit else ""),
+                          highlight=False, markup=False)
+    console.print("same values" if r.same else "different", style="bold")
+
+
+@click.command("diff")
+@click.argument("a", type=click.Path(exists=True))
+@click.argument("b", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--all", "all_tensors", is_flag=True, help="List every tensor, not only the differing ones.")
+def diff_command(a: str, b: str, as_json: bool, all_tensors: bool) -> None:
+    """Per part and per tensor: largest absolute and relative difference, missing and extra keys,
+    dtype and shape changes. Exit status 0 when the values are the same, 1 when they differ."""
+    r = diff(a, b)
+    if as_json:
+        print_json(r.to_dict())
+    else:
+        render_diff(r, all_tensors)
+    sys.exit(0 if r.same else 1)
+
+
+COMMANDS = [convert_command, extract_command, diff_command]

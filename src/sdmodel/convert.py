@@ -1,0 +1,480 @@
+"""``sdmodel.convert`` / ``sdmodel.extract``: any model file into exactly the file the user needs.
+
+    >>> import sdmodel
+    >>> r = sdmodel.convert("model.ckpt", dtype="fp16", ema="drop")   # -> model-fp16-noema.safetensors
+    >>> r = sdmodel.extract("model.safetensors", "vae")               # -> model-vae.safetensors
+    >>> plan = build_plan(source, dtype="fp8_e4m3fn")                  # what a dry run shows
+
+Options become plan steps (sdmodel.plan); one streaming engine writes the plan (sdmodel.engine).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdmodel import __version__
+from sdmodel.engine import HASH_KEY, HASH_PLACEHOLDER, TEMP_SUFFIX, Progress, WriteResult, execute
+from sdmodel.dtypes import PRECISIONS
+from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.formats import open_model, sniff
+from sdmodel.formats.base import TensorSource
+from sdmodel.plan import (
+    Plan,
+    apply_clip,
+    apply_drop,
+    apply_dtypes,
+    apply_ema,
+    apply_extract,
+    apply_prune,
+    apply_remove_vae,
+    apply_vae,
+    initial_plan,
+    parse_precision,
+)
+
+FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
+SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion did (or, with ``dry_run``, would do)."""
+
+    source: Path
+    output: Path | None
+    format: str
+    dry_run: bool
+    parts: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    bytes_before: int = 0
+    bytes_after: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+    vae_before: str = "none"
+    vae_after: str = "none"
+    yaml: Path | None = None
+    write: WriteResult | None = None
+    skipped: str | None = None  # --recursive: why this file was not converted
+    error: str | None = None  # --recursive: the one-line error of this file
+
+    @property
+    def clamped(self) -> dict[str, int]:
+        return self.write.clamped if self.write else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self.write
+        return {
+            "source": str(self.source),
+            "output": str(self.output) if self.output else None,
+            "format": self.format,
+            "dry_run": self.dry_run,
+            "parts": self.parts,
+            "dropped": self.dropped,
+            "notes": self.notes,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "metadata": self.metadata,
+            "vae_before": self.vae_before,
+            "vae_after": self.vae_after,
+            "yaml": str(self.yaml) if self.yaml else None,
+            "written": None if w is None else {
+                "bytes": w.bytes, "tensors": w.tensors, "seconds": round(w.seconds, 3),
+                "sha256_data": w.sha256_data, "clamped": w.clamped, "verified": w.verified,
+            },
+            "skipped": self.skipped,
+            "error": self.error,
+        }
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def build_plan(
+    source: TensorSource,
+    *,
+    dtype: str | None = None,
+    unet_dtype: str | None = None,
+    vae_dtype: str | None = None,
+    te_dtype: str | None = None,
+    ema: str = "keep",
+    allow_partial_ema: bool = False,
+    prune: bool = False,
+    drop: Iterable[str] = (),
+    fix_clip: bool = False,
+    vae: TensorSource | None = None,
+    remove_vae: bool = False,
+    part: str | None = None,
+) -> Plan:
+    """The plan for ``source`` with these options (precisions as ``fp16``, ``bf16``, ``fp32``,
+    ``fp8_e4m3fn``, ``fp8_e5m2``). Raises ConversionError when the options cannot be done."""
+    if vae is not None and remove_vae:
+        raise ConversionError("--vae and --remove-vae contradict each other")
+    per_part = {"unet": parse_precision(unet_dtype), "vae": parse_precision(vae_dtype), "te": parse_precision(te_dtype)}
+    default = parse_precision(dtype)
+    plan = initial_plan(source)
+    apply_ema(plan, ema, allow_partial_ema)
+    if prune:
+        apply_prune(plan)
+    apply_drop(plan, drop)
+    if vae is not None:
+        apply_vae(plan, vae)
+    if remove_vae:
+        apply_remove_vae(plan)
+    apply_clip(plan, fix_clip)
+    if part is not None:
+        apply_extract(plan, part)
+    apply_dtypes(plan, default, per_part)
+    return plan
+
+
+# --- names, identity, metadata, yaml ------------------------------------------------------------
+
+
+def stem_of(path: Path) -> str:
+    """The name without its last suffix (``a.b.safetensors`` -> ``a.b``); folders keep their name."""
+    path = Path(path)
+    return path.name if path.is_dir() else path.stem
+
+
+def default_output(src: Path, tags: list[str], fmt: str) -> Path:
+    """``<stem>-<what changed>.<ext>`` beside the source."""
+    src = Path(src)
+    ext = FORMATS[fmt]
+    stem = stem_of(src)
+    tags = sorted(tags, key=lambda t: 0 if t.split("_")[-1] in PRECISIONS else 1)  # precision first
+    if tags:
+        return src.parent / f"{stem}-{'-'.join(tags)}{ext}"
+    if src.is_dir() or src.suffix.lower() != ext:
+        return src.parent / f"{stem}{ext}"
+    return src.parent / f"{stem}-converted{ext}"
+
+
+def _identify(source: TensorSource):
+    try:
+        from sdmodel.identify import identify
+    except ImportError:
+        return None
+    try:
+        return identify(source)
+    except SdmodelError:
+        return None
+
+
+def _names(ident, prediction: str | None) -> tuple[str | None, str | None, str | None]:
+    """(A1111 config, ModelSpec architecture, resolution), with ``prediction`` forced if given."""
+    if ident is None:
+        return None, None, None
+    if prediction is None or ident.kind not in ("checkpoint", "unet"):
+        return ident.a1111_config, ident.modelspec_architecture, ident.resolution
+    try:
+        from sdmodel import registry
+    except ImportError:
+        return ident.a1111_config, ident.modelspec_architecture, ident.resolution
+    n = registry.naming(ident.family, ident.variant or "base", prediction)
+    config = registry.UNCLIP_CONFIG.get(ident.signature or "", n.a1111_config)
+    return config, n.modelspec or ident.modelspec_architecture, n.resolution or ident.resolution
+
+
+def vae_name(source: TensorSource) -> str:
+    """Which VAE a model holds: a known name, ``unknown``, or ``none``."""
+    try:
+        from sdmodel.inspection import identify_vae
+    except ImportError:
+        return "unknown"
+    try:
+        found = identify_vae(source)
+    except (SdmodelError, KeyError, ValueError):
+        return "unknown"
+    if isinstance(found, str):
+        return found
+    if not found.get("present"):
+        return "none"
+    return found.get("name") or "unknown"
+
+
+def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def build_metadata(
+    source: TensorSource,
+    out: Path,
+    ident,
+    *,
+    prediction: str | None,
+    extract: bool,
+    no_meta: bool,
+    meta: dict[str, str],
+) -> dict[str, str]:
+    """The source's metadata kept, ModelSpec added (hash placeholder filled in while writing),
+    then the user's ``--meta``. ``no_meta`` starts from nothing and adds only ``--meta``."""
+    if no_meta:
+        return dict(meta)
+    md = dict(source.metadata)
+    if extract:  # the source's architecture and title describe the whole model, not this part
+        md = {k: v for k, v in md.items() if not k.startswith("modelspec.")}
+    _config, arch, resolution = _names(ident, prediction)
+    md.setdefault("modelspec.sai_model_spec", "1.0.0")
+    md.setdefault("modelspec.implementation", "sgm")
+    md.setdefault("modelspec.title", stem_of(out))
+    if not extract:
+        if arch and "modelspec.architecture" not in md:
+            md["modelspec.architecture"] = arch
+        if resolution and "modelspec.resolution" not in md:
+            md["modelspec.resolution"] = resolution
+        pred = prediction or (ident.prediction if ident is not None and ident.prediction in ("v", "epsilon") else None)
+        if pred:
+            md["modelspec.prediction_type"] = pred
+    md["modelspec.date"] = _dt.date.today().isoformat()
+    md[SOURCE_KEY] = Path(source.path).name
+    md["sdmodel.version"] = __version__
+    md[HASH_KEY] = HASH_PLACEHOLDER
+    md.update(meta)
+    return md
+
+
+def sidecar_yaml(path: Path) -> Path:
+    return Path(path).parent / f"{stem_of(path)}.yaml"
+
+
+def write_yaml(
+    source: TensorSource, out: Path, ident, prediction: str | None, overwrite: bool, notes: list[str]
+) -> Path | None:
+    """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
+    src_yaml, out_yaml = sidecar_yaml(source.path), sidecar_yaml(out)
+    if src_yaml.is_file():
+        if out_yaml.exists() and not overwrite:
+            if out_yaml.read_bytes() != src_yaml.read_bytes():
+                notes.append(f"yaml: {out_yaml.name} exists and differs from {src_yaml.name}: not replaced "
+                             "(use --overwrite)")
+                return None
+            return out_yaml
+        shutil.copyfile(src_yaml, out_yaml)
+        notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
+        return out_yaml
+    try:
+        from sdmodel.registry import NEEDS_YAML
+    except ImportError:
+        NEEDS_YAML = frozenset({"sd2"})  # noqa: N806
+    if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
+        return None
+    from sdmodel.formats.sd_configs import CONFIGS, config_yaml
+
+    config, _arch, _res = _names(ident, prediction)
+    if config is None:
+        notes.append(
+            "yaml: A1111 needs a config beside this SD2 model and its prediction type is unknown: rerun with "
+            "--prediction v (768-v models, e.g. 2.0-768, 2.1) or --prediction epsilon (512-base models)"
+        )
+        return None
+    if config not in CONFIGS:
+        notes.append(f"yaml: A1111 needs {config} beside this model (from Stability's stablediffusion repo, "
+                     f"configs/), saved as {out_yaml.name}")
+        return None
+    if out_yaml.exists() and not overwrite:
+        notes.append(f"yaml: {out_yaml.name} exists: not replaced (use --overwrite)")
+        return None
+    out_yaml.write_text(config_yaml(config), encoding="utf-8")
+    notes.append(f"yaml: wrote {config} as {out_yaml.name}")
+    return out_yaml
+
+
+# --- convert -----------------------------------------------------------------------------------
+
+
+def convert(
+    src: str | Path,
+    out: str | Path | None = None,
+    *,
+    format: str = "safetensors",
+    dtype: str | None = None,
+    unet_dtype: str | None = None,
+    vae_dtype: str | None = None,
+    te_dtype: str | None = None,
+    ema: str = "keep",
+    allow_partial_ema: bool = False,
+    prune: bool = False,
+    drop: Iterable[str] = (),
+    fix_clip: bool = False,
+    vae: str | Path | None = None,
+    remove_vae: bool = False,
+    part: str | None = None,
+    prediction: str | None = None,
+    meta: Iterable[str] | dict[str, str] | None = None,
+    no_meta: bool = False,
+    overwrite: bool = False,
+    verify: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ConvertResult:
+    """Convert one model file (or diffusers folder) ``src`` into ``out`` (default: beside the
+    source, named after what changed). ``progress(bytes_done, bytes_total)`` reports writing.
+    Raises ConversionError / ModelReadError with a one-line message; never touches the source and
+    never leaves a partial file under the output name."""
+    src = Path(src)
+    if format not in FORMATS:
+        raise ConversionError(f"--format must be safetensors or ckpt, not {format!r}")
+    if prediction not in (None, "v", "epsilon"):
+        raise ConversionError(f"--prediction must be v or epsilon, not {prediction!r}")
+    user_meta = parse_meta(meta)
+    with ExitStack() as stack:
+        source = stack.enter_context(open_model(src))
+        vae_source = stack.enter_context(open_model(vae)) if vae is not None else None
+        plan = build_plan(
+            source, dtype=dtype, unet_dtype=unet_dtype, vae_dtype=vae_dtype, te_dtype=te_dtype, ema=ema,
+            allow_partial_ema=allow_partial_ema, prune=prune, drop=drop, fix_clip=fix_clip, vae=vae_source,
+            remove_vae=remove_vae, part=part,
+        )
+        out_path = Path(out) if out is not None else default_output(src, plan.tags, format)
+        ident = _identify(source)
+        notes = list(plan.notes)
+        before = vae_name(source)
+        if part is not None:
+            after = before if part == "vae" else "none"
+        elif remove_vae:
+            after = "none"
+        elif vae_source is not None:
+            after = vae_name(vae_source)
+        else:
+            after = before
+        if format == "safetensors":
+            metadata = build_metadata(source, out_path, ident, prediction=prediction, extract=part is not None,
+                                      no_meta=no_meta, meta=user_meta)
+        else:
+            metadata = {}
+            if source.metadata or user_meta:
+                notes.append("metadata: not written (a PyTorch checkpoint has no place for it)")
+        result = ConvertResult(
+            source=src, output=out_path, format=format, dry_run=dry_run, parts=plan.summary(),
+            dropped=plan.as_dict()["dropped"], notes=notes, bytes_before=plan.in_bytes,
+            bytes_after=plan.out_bytes, metadata=metadata, vae_before=before, vae_after=after,
+        )
+        if dry_run:
+            from sdmodel.engine import check_target
+
+            try:
+                check_target(out_path, [s.path for s in plan.sources.values()], overwrite)
+            except ConversionError as e:
+                notes.append(f"would fail: {e}")
+            return result
+        written = execute(plan, out_path, fmt=format, metadata=metadata or None, overwrite=overwrite,
+                          verify=verify, progress=progress)
+        result.write = written
+        if written.sha256_data and metadata:
+            result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})
+        for name, n in written.clamped.items():
+            notes.append(f"fp8: clamped {n} values of {name} to the format's range")
+        if part is None:
+            result.yaml = write_yaml(source, out_path, ident, prediction, overwrite, notes)
+        return result
+
+
+def extract(src: str | Path, part: str, out: str | Path | None = None, **options: Any) -> ConvertResult:
+    """A standalone file of one part (vae, unet, text_encoder, text_encoder_2); see plan.apply_extract."""
+    return convert(src, out, part=part, **options)
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+def _is_our_output(path: Path) -> bool:
+    if path.name.endswith(TEMP_SUFFIX):
+        return True
+    if path.is_file() and sniff(path) == "safetensors":
+        from sdmodel.formats.safetensors import SafetensorsSource
+
+        try:
+            with SafetensorsSource(path) as s:
+                return SOURCE_KEY in s.metadata
+        except SdmodelError:
+            return False
+    return False
+
+
+def convert_tree(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    on_file: Callable[[Path, int, int], None] | None = None,
+    file_progress: Callable[[Path], Progress | None] | None = None,
+    **options: Any,
+) -> list[ConvertResult]:
+    """Convert every model under ``root`` (recursively), skipping outputs of earlier runs (our
+    metadata marker or a name this run would write). ``out_dir`` mirrors the tree elsewhere.
+    ``on_file(path, index, count)`` announces each file; errors are recorded per file."""
+    from sdmodel.files import iter_model_files
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ConversionError(f"{root}: not a directory")
+    files = [p for p in iter_model_files([root]) if p != root]
+    fmt = options.get("format", "safetensors")
+    dry = bool(options.get("dry_run"))
+    results: list[ConvertResult] = []
+    planned: dict[Path, Path | BaseException] = {}
+    for p in files:
+        if _is_our_output(p):
+            continue
+        try:
+            planned[p] = default_output(p, _tags_for(p, options), fmt)
+        except SdmodelError as e:
+            planned[p] = e
+    outputs = {v for v in planned.values() if isinstance(v, Path)}
+    todo = [p for p in planned if p not in outputs]
+    for p in files:
+        if p not in todo:
+            results.append(ConvertResult(p, None, fmt, dry, skipped="output of an earlier run"))
+    for i, p in enumerate(todo):
+        if on_file is not None:
+            on_file(p, i, len(todo))
+        r = ConvertResult(p, None, fmt, dry)
+        target = planned[p]
+        if isinstance(target, BaseException):
+            r.error = str(target)
+            results.append(r)
+            continue
+        out = None
+        if out_dir is not None:
+            out_sub = Path(out_dir) / p.relative_to(root).parent
+            out_sub.mkdir(parents=True, exist_ok=True)
+            out = out_sub / target.name
+        try:
+            progress = file_progress(p) if file_progress is not None else None
+            results.append(convert(p, out, progress=progress, **options))
+        except SdmodelError as e:
+            if "already exists" in str(e):
+                r.skipped = str(e)
+            else:
+                r.error = str(e)
+            results.append(r)
+    return results
+
+
+def _tags_for(path: Path, options: dict[str, Any]) -> list[str]:
+    """The tags a conversion of ``path`` would add to its name (builds the plan, reads no data
+    beyond CLIP position ids)."""
+    keys = ("dtype", "unet_dtype", "vae_dtype", "te_dtype", "ema", "allow_partial_ema", "prune", "drop",
+            "fix_clip", "remove_vae", "part")
+    with open_model(path) as source:
+        kwargs = {k: options[k] for k in keys if k in options}
+        vae = options.get("vae")
+        if vae is not None:
+            with open_model(vae) as v:
+                return build_plan(source, vae=v, **kwargs).tags
+        return build_plan(source, **kwargs).tags

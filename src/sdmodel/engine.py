@@ -1,0 +1,424 @@
+"""The one streaming engine that writes any plan.
+
+The header is computed first (sizes are known), then tensors are read, cast and written one at a
+time by a three-stage pipeline (reader thread -> casting in the calling thread, big tensors split
+over two worker threads -> writer thread that also hashes), so resident memory is a few tensors
+whatever the model size. Everything goes to ``.<name>.sdmodel-tmp`` in the target directory, is
+fsynced, checked, and only then renamed onto the final name. On any failure (disk full, read error,
+Ctrl-C, SIGTERM) the temp file is removed; a SIGKILL can leave it behind under that name, and the
+next run writing the same output replaces it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sdmodel.dtypes import NUMPY_DTYPES
+from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
+from sdmodel.plan import FP8, FP8_MAX, Plan, Step
+
+Progress = Callable[[int, int], None]
+
+HASH_KEY = "modelspec.hash_sha256"
+HASH_PLACEHOLDER = "0x" + "0" * 64
+TEMP_SUFFIX = ".sdmodel-tmp"
+CHUNK = 1 << 22  # elements per casting task: big tensors are cast by two threads in parallel
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while writing: handled like Ctrl-C (temp file removed)."""
+
+
+@dataclass
+class WriteResult:
+    path: Path
+    format: str
+    bytes: int
+    tensors: int
+    seconds: float
+    sha256_data: str | None = None  # hex SHA-256 of the safetensors data section, when computed
+    clamped: dict[str, int] = field(default_factory=dict)  # fp8: output name -> values clamped
+    verified: bool = False  # compared bit for bit with the reference reader
+
+
+def temp_path(final: Path) -> Path:
+    return final.parent / f".{final.name}{TEMP_SUFFIX}"
+
+
+def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse to write onto an input (same path or same inode) or over a file without ``overwrite``."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConversionError(f"{out}: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise ConversionError(f"{out}: is a directory")
+    for p in inputs:
+        p = Path(p)
+        same = out.resolve() == p.resolve()
+        if not same and out.exists() and p.exists():
+            try:
+                same = os.path.samefile(out, p)
+            except OSError:
+                same = False
+        if same:
+            raise ConversionError(f"{out}: refusing to write onto the input file")
+        if p.is_dir() and out.resolve().is_relative_to(p.resolve()):
+            raise ConversionError(f"{out}: refusing to write inside the input folder {p}")
+    if out.exists() and not overwrite:
+        raise ConversionError(f"{out}: already exists (use --overwrite to replace it)")
+
+
+# --- casting -----------------------------------------------------------------------------------
+
+
+def _cast_range(src: np.ndarray, dst: np.ndarray, out_dtype: str) -> int:
+    """Cast ``src`` into ``dst`` (1-D views); fp8 values beyond the range are clamped and counted."""
+    if out_dtype in FP8:
+        x = src if src.dtype == np.float32 else src.astype(np.float32)
+        limit = FP8_MAX[out_dtype]
+        n = int(np.count_nonzero(np.abs(x) > limit))
+        if n:
+            x = np.clip(x, -limit, limit)
+        dst[...] = x.astype(dst.dtype)
+        return n
+    np.copyto(dst, src, casting="unsafe")
+    return 0
+
+
+def cast_array(a: np.ndarray, out_dtype: str, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, int]:
+    """``a`` cast to ``out_dtype`` (safetensors name) and the number of values clamped (fp8)."""
+    target = NUMPY_DTYPES[out_dtype]
+    if a.dtype == target:
+        return a, 0
+    out = np.empty(a.shape, dtype=target)
+    src, dst = a.reshape(-1), out.reshape(-1)
+    n = src.size
+    if pool is None or n <= CHUNK:
+        return out, _cast_range(src, dst, out_dtype)
+    futures = [pool.submit(_cast_range, src[lo:lo + CHUNK], dst[lo:lo + CHUNK], out_dtype) for lo in range(0, n, CHUNK)]
+    return out, sum(f.result() for f in futures)
+
+
+def step_values(plan: Plan, step: Step, a: np.ndarray) -> np.ndarray:
+    """Values of a step before the cast: fixed and reshaped as planned."""
+    if step.fix is not None:
+        a = step.fix(a)
+    if a.shape != step.shape:
+        a = a.reshape(step.shape)
+    return a
+
+
+def expected_bytes(plan: Plan, step: Step) -> np.ndarray:
+    """What the output must hold for ``step`` (re-read and re-cast; used by --verify)."""
+    a = step_values(plan, step, plan.sources[step.source].read(step.name))
+    return _contiguous(cast_array(a, step.out_dtype)[0])
+
+
+# --- sinks: the output formats -----------------------------------------------------------------
+
+
+class SafetensorsSink:
+    """Header first (with a fixed-width placeholder for the data hash), then the data, then the
+    hash patched in place: the header never changes length."""
+
+    format = "safetensors"
+
+    def __init__(self, steps: list[Step], metadata: dict[str, str] | None) -> None:
+        self.metadata = dict(metadata) if metadata else None
+        self.hashing = bool(self.metadata) and HASH_KEY in self.metadata
+        if self.hashing:
+            self.metadata[HASH_KEY] = HASH_PLACEHOLDER
+        self.order = reference_order([s.out_info for s in steps])
+        by_out = {s.out: s for s in steps}
+        self.steps = [by_out[t.name] for t in self.order]
+        self.prefix, _ = header_bytes(self.order, self.metadata)
+        self.sha = hashlib.sha256() if self.hashing else None
+        self.digest: str | None = None
+
+    def begin(self, f) -> None:
+        f.write(self.prefix)
+
+    def write(self, f, index: int, data: memoryview) -> None:
+        f.write(data)
+        if self.sha is not None:
+            self.sha.update(data)
+
+    def finish(self, f) -> None:
+        if self.sha is None:
+            return
+        self.digest = self.sha.hexdigest()
+        marker = f'"{HASH_KEY}":"{HASH_PLACEHOLDER}"'.encode()
+        pos = self.prefix.find(marker)
+        if pos < 0:  # pragma: no cover - header_bytes writes compact JSON
+            raise ConversionError("internal error: hash placeholder not found in the header")
+        f.seek(pos + len(marker) - 1 - 64)
+        f.write(self.digest.encode())
+        f.seek(0, os.SEEK_END)
+        if self.metadata is not None:
+            self.metadata[HASH_KEY] = "0x" + self.digest
+
+    def check(self, path: Path) -> None:
+        """Re-open the written file with our validating reader and compare with the plan."""
+        with SafetensorsSource(path) as out:
+            got = [(t.name, t.dtype, t.shape) for t in out.tensors.values()]
+            want = [(t.name, t.dtype, t.shape) for t in self.order]
+            if got != want:
+                raise ConversionError(f"{path}: written header does not match the plan")
+            if (out.metadata or None) != (self.metadata or None):
+                raise ConversionError(f"{path}: written metadata does not match the plan")
+
+    def verify(self, plan: Plan, path: Path) -> None:
+        """Every tensor read back by the reference reader equals the source cast, bit for bit."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f, SafetensorsSource(path) as ours:
+            if sorted(f.keys()) != sorted(s.out for s in self.steps):
+                raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
+            for s in self.steps:
+                view = f.get_slice(s.out)
+                if view.get_dtype() != s.out_dtype or tuple(view.get_shape()) != s.shape:
+                    raise ConversionError(f"{path}: the reference reader sees {s.out} with another dtype or shape")
+                # numpy has no fp8: the reference reader checked dtype and shape, our reader the bytes
+                got = ours.read(s.out) if s.out_dtype in FP8 else f.get_tensor(s.out)
+                want = expected_bytes(plan, s)
+                if not _same_bits(got, want):
+                    raise ConversionError(f"{path}: tensor {s.out} differs from the source after casting")
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype.itemsize != b.dtype.itemsize:
+        return False
+    if a.size == 0:
+        return True
+    return np.array_equal(_contiguous(a).reshape(-1).view(np.uint8), _contiguous(b).reshape(-1).view(np.uint8))
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+class CkptSink:
+    """A PyTorch zip checkpoint (see formats/ckpt_writer.py), in plan order."""
+
+    format = "ckpt"
+
+    def __init__(self, steps: list[Step], wrap: str | None = "state_dict") -> None:
+        from sdmodel.formats.ckpt_writer import CkptWriter
+
+        self.steps = list(steps)
+        self.writer = CkptWriter([s.out_info for s in self.steps], wrap=wrap)
+        self.digest = None
+        self.metadata = None
+
+    def begin(self, f) -> None:
+        self.writer.begin(f)
+
+    def write(self, f, index: int, data: memoryview) -> None:
+        self.writer.write_tensor(f, index, data)
+
+    def finish(self, f) -> None:
+        self.writer.finish(f)
+
+    def check(self, path: Path) -> None:
+        self.writer.check(path)
+
+    def verify(self, plan: Plan, path: Path) -> None:
+        for i, s in enumerate(self.steps):
+            got = self.writer.read_storage(path, i)
+            want = expected_bytes(plan, s)
+            if got != (want.reshape(-1).view(np.uint8).tobytes() if want.size else b""):
+                raise ConversionError(f"{path}: tensor {s.out} differs from the source after casting")
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+_DONE = object()
+
+
+class _Pipe:
+    """A bounded queue whose blocking calls give up when the run is aborted."""
+
+    def __init__(self, abort: threading.Event) -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=1)
+        self.abort = abort
+
+    def put(self, item: object) -> bool:
+        while not self.abort.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> object:
+        while not self.abort.is_set():
+            try:
+                return self.q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _DONE
+
+
+def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
+    steps = sink.steps
+    total = sum(s.out_bytes for s in steps)
+    abort = threading.Event()
+    errors: list[BaseException] = []
+    to_cast, to_write = _Pipe(abort), _Pipe(abort)
+
+    def reader() -> None:
+        try:
+            for s in steps:
+                if not to_cast.put((s, plan.sources[s.source].read(s.name))):
+                    return
+            to_cast.put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+            abort.set()
+
+    def writer() -> None:
+        done = 0
+        try:
+            for i in range(len(steps)):
+                item = to_write.get()
+                if item is _DONE:
+                    return
+                sink.write(f, i, memoryview(item.reshape(-1).view(np.uint8)) if item.size else memoryview(b""))
+                done += item.nbytes
+                if progress is not None:
+                    progress(done, total)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+            abort.set()
+
+    clamped: dict[str, int] = {}
+    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            while True:
+                item = to_cast.get()
+                if item is _DONE:
+                    break
+                step, a = item
+                a = step_values(plan, step, a)
+                out, n = cast_array(a, step.out_dtype, pool)
+                if n:
+                    clamped[step.out] = n
+                if not to_write.put(_contiguous(out)):
+                    break
+        threads[1].join()
+    finally:
+        if errors or threads[1].is_alive():
+            abort.set()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return clamped
+
+
+def execute(
+    plan: Plan,
+    out: Path,
+    *,
+    fmt: str = "safetensors",
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+    verify: bool = False,
+    progress: Progress | None = None,
+    wrap: str | None = "state_dict",
+) -> WriteResult:
+    """Write ``plan`` to ``out`` (safetensors or ckpt). ``metadata`` (safetensors only) may hold
+    ``modelspec.hash_sha256``: its value is replaced by the hash of the written data section.
+    ``progress(bytes_written, bytes_total)`` is called from the writer thread."""
+    out = Path(out)
+    inputs = [s.path for s in plan.sources.values()]
+    check_target(out, inputs, overwrite)
+    if fmt == "safetensors":
+        sink = SafetensorsSink(plan.steps, metadata)
+    elif fmt == "ckpt":
+        sink = CkptSink(plan.steps, wrap=wrap)
+    else:
+        raise ConversionError(f"unknown output format {fmt!r} (safetensors or ckpt)")
+    tmp = temp_path(out)
+    started = time.monotonic()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise Terminated("terminated")
+
+        old_handler = signal.signal(signal.SIGTERM, on_term)
+    try:
+        try:
+            with open(tmp, "wb") as f:
+                sink.begin(f)
+                clamped = _run(plan, sink, f, progress)
+                sink.finish(f)
+                f.flush()
+                os.fsync(f.fileno())
+            sink.check(tmp)
+            if verify:
+                sink.verify(plan, tmp)
+            if out.exists() and not overwrite:  # appeared while we were writing
+                raise ConversionError(f"{out}: already exists (use --overwrite to replace it)")
+            os.replace(tmp, out)
+        except OSError as e:
+            raise _os_error(out, e) from e
+        _fsync_dir(out.parent)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    return WriteResult(
+        path=out,
+        format=sink.format,
+        bytes=out.stat().st_size,
+        tensors=len(plan.steps),
+        seconds=time.monotonic() - started,
+        sha256_data=sink.digest,
+        clamped=clamped,
+        verified=verify,
+    )
+
+
+def _os_error(out: Path, e: OSError) -> SdmodelError:
+    if e.errno == errno.ENOSPC:
+        return ConversionError(f"{out}: disk full while writing; nothing was written")
+    if e.errno == errno.EFBIG:
+        return ConversionError(f"{out}: file too large for this file system or size limit; nothing was written")
+    return ConversionError(f"{out}: write failed: {e.strerror or e}; nothing was written")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,516 @@
+"""A conversion is a plan: for every output tensor, where it comes from, its name and its dtype.
+
+``initial_plan`` keeps every tensor of a source as it is; each option of ``sdmodel convert`` is a
+step, a function that changes the plan (drops, renames, replaces, casts). ``engine.execute`` writes
+any plan in one streaming pass; ``Plan.table`` is what ``--dry-run`` shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, PRECISIONS, is_float
+from sdmodel.errors import ConversionError
+from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.parts import (
+    CLIP_L_POSITION_IDS,
+    EMA_PREFIX,
+    EMA_SCALARS,
+    PART_PREFIXES,
+    SCHEDULE_KEYS,
+    UNET_PREFIX,
+    ema_key,
+    junk_reason,
+    part_of,
+)
+
+MAIN = "model"  # name of the main source in Plan.sources
+
+FP8 = frozenset({"F8_E4M3", "F8_E5M2"})
+# Largest finite value of each fp8 format: values beyond it are clamped before the cast.
+FP8_MAX = {"F8_E4M3": 448.0, "F8_E5M2": 57344.0}
+
+TE_PARTS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+VAE_PREFIXES = PART_PREFIXES["vae"]
+
+
+@dataclass
+class Step:
+    """One output tensor: read ``name`` from ``plan.sources[source]``, optionally ``fix`` the values,
+    cast to ``out_dtype`` and write it as ``out`` with ``shape``."""
+
+    out: str
+    source: str
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    out_dtype: str
+    part: str
+    fix: Callable[[np.ndarray], np.ndarray] | None = None
+    why: str = ""
+    pinned: bool = False  # dtype decided by a step (CLIP ids, markers): dtype options leave it alone
+
+    @property
+    def action(self) -> str:
+        """keep, cast, clamp-cast, rename, replace or fix (what the dry-run table shows)."""
+        if self.fix is not None:
+            return "fix"
+        if self.source != MAIN:
+            return "replace"
+        if self.out_dtype in FP8 and self.out_dtype != self.dtype:
+            return "clamp-cast"
+        if self.out_dtype != self.dtype:
+            return "cast"
+        if self.out != self.name:
+            return "rename"
+        return "keep"
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def in_bytes(self) -> int:
+        return self.numel * ITEMSIZE[self.dtype]
+
+    @property
+    def out_bytes(self) -> int:
+        return self.numel * ITEMSIZE[self.out_dtype]
+
+    @property
+    def out_info(self) -> TensorInfo:
+        return TensorInfo(self.out, self.out_dtype, self.shape)
+
+
+@dataclass
+class Drop:
+    name: str
+    part: str
+    dtype: str
+    shape: tuple[int, ...]
+    reason: str
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * ITEMSIZE[self.dtype]
+
+
+@dataclass
+class Plan:
+    sources: dict[str, TensorSource]
+    steps: list[Step] = field(default_factory=list)
+    dropped: list[Drop] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # what changed, for the default output name
+
+    @property
+    def source(self) -> TensorSource:
+        return self.sources[MAIN]
+
+    def drop(self, step: Step, reason: str) -> None:
+        self.dropped.append(Drop(step.name, step.part, step.dtype, step.shape, reason))
+
+    def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], str]) -> list[Step]:
+        """Drop the steps ``keep`` rejects (with ``reason``); returns the dropped steps."""
+        kept, gone = [], []
+        for s in self.steps:
+            (kept if keep(s) else gone).append(s)
+        for s in gone:
+            self.drop(s, reason(s))
+        self.steps = kept
+        return gone
+
+    def tag(self, text: str) -> None:
+        if text not in self.tags:
+            self.tags.append(text)
+
+    @property
+    def in_bytes(self) -> int:
+        return sum(t.nbytes for t in self.source.tensors.values())
+
+    @property
+    def out_bytes(self) -> int:
+        return sum(s.out_bytes for s in self.steps)
+
+    def summary(self) -> list[dict]:
+        """Per part: tensors, dtypes and bytes before -> after, and how many were dropped."""
+        rows: dict[str, dict] = {}
+
+        def row(part: str) -> dict:
+            return rows.setdefault(
+                part,
+                {"part": part, "tensors_before": 0, "tensors_after": 0, "bytes_before": 0, "bytes_after": 0,
+                 "dtypes_before": {}, "dtypes_after": {}, "dropped": 0, "actions": {}},
+            )
+
+        for name, info in self.source.tensors.items():
+            r = row(part_of(name))
+            r["tensors_before"] += 1
+            r["bytes_before"] += info.nbytes
+            r["dtypes_before"][info.dtype] = r["dtypes_before"].get(info.dtype, 0) + 1
+        for s in self.steps:
+            r = row(s.part)
+            r["tensors_after"] += 1
+            r["bytes_after"] += s.out_bytes
+            r["dtypes_after"][s.out_dtype] = r["dtypes_after"].get(s.out_dtype, 0) + 1
+            r["actions"][s.action] = r["actions"].get(s.action, 0) + 1
+        for d in self.dropped:
+            if d.name in self.source.tensors:
+                row(d.part)["dropped"] += 1
+        return list(rows.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "parts": self.summary(),
+            "dropped": [{"name": d.name, "part": d.part, "reason": d.reason, "bytes": d.nbytes} for d in self.dropped],
+            "steps": [
+                {"out": s.out, "source": s.source, "name": s.name, "dtype": s.dtype, "out_dtype": s.out_dtype,
+                 "shape": list(s.shape), "part": s.part, "action": s.action}
+                for s in self.steps
+            ],
+            "notes": list(self.notes),
+            "bytes_before": self.in_bytes,
+            "bytes_after": self.out_bytes,
+        }
+
+
+def initial_plan(source: TensorSource) -> Plan:
+    """Every tensor of ``source`` kept as it is."""
+    plan = Plan({MAIN: source})
+    for name, info in source.tensors.items():
+        part = part_of(name)
+        plan.steps.append(Step(name, MAIN, name, info.dtype, info.shape, info.dtype, part, pinned=part == "marker"))
+    return plan
+
+
+# --- EMA ---------------------------------------------------------------------------------------
+
+
+def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
+    """``keep``: nothing. ``drop``: remove ``model_ema.*``. ``only``: the EMA values under the UNet
+    names, and an error if the file has no EMA or only part of it (unless ``allow_partial``)."""
+    if mode == "keep":
+        return
+    if mode not in ("drop", "only"):
+        raise ConversionError(f"--ema must be keep, drop or only, not {mode!r}")
+    src = plan.source
+    ema_steps = [s for s in plan.steps if s.name.startswith(EMA_PREFIX)]
+    if mode == "drop":
+        if not ema_steps:
+            plan.notes.append("EMA: none in the file, nothing to drop")
+            return
+        plan.keep_only(lambda s: not s.name.startswith(EMA_PREFIX), lambda s: "EMA weights (--ema drop)")
+        plan.notes.append(f"EMA: dropped {len(ema_steps)} tensors")
+        plan.tag("noema")
+        return
+    unet = [s for s in plan.steps if s.name.startswith(UNET_PREFIX) and s.part == "unet"]
+    if not unet:
+        raise ConversionError(f"{src.path}: no UNet (model.diffusion_model.*) in the file: --ema only has nothing to do")
+    covered = [s for s in unet if ema_key(s.name) in src.tensors]
+    if not covered:
+        raise ConversionError(
+            f"{src.path}: the file has no EMA weights (model_ema.*): cannot make an EMA-only file "
+            "(copying the normal weights would only rename them)"
+        )
+    if len(covered) < len(unet) and not allow_partial:
+        raise ConversionError(
+            f"{src.path}: EMA covers only {len(covered)} of {len(unet)} UNet tensors; "
+            "use --allow-partial-ema to keep the normal weights for the others"
+        )
+    for s in covered:
+        info = src.tensors[ema_key(s.name)]
+        if info.shape != s.shape:
+            raise ConversionError(
+                f"{src.path}: EMA tensor {info.name} has shape {list(info.shape)}, "
+                f"UNet {s.name} has {list(s.shape)}"
+            )
+        s.name, s.dtype, s.out_dtype = info.name, info.dtype, info.dtype
+    plan.keep_only(lambda s: not s.name.startswith(EMA_PREFIX) or s.out.startswith(UNET_PREFIX),
+                   lambda s: "EMA bookkeeping" if s.name in EMA_SCALARS else "EMA weights (now under the UNet names)")
+    msg = f"EMA: the UNet is the EMA set ({len(covered)} of {len(unet)} tensors)"
+    if len(covered) < len(unet):
+        msg += f"; {len(unet) - len(covered)} UNet tensors keep their normal weights (--allow-partial-ema)"
+    plan.notes.append(msg)
+    plan.tag("emaonly")
+
+
+# --- junk and user drops -----------------------------------------------------------------------
+
+
+def apply_prune(plan: Plan) -> None:
+    """Drop known junk (DOMAIN.md section 3), one report line per group. Markers are never junk."""
+    gone = plan.keep_only(lambda s: s.part == "marker" or junk_reason(s.name) is None,
+                          lambda s: f"junk: {junk_reason(s.name)}")
+    groups: dict[str, list[Step]] = {}
+    for s in gone:
+        groups.setdefault(junk_reason(s.name) or "", []).append(s)
+    for why, steps in groups.items():
+        size = sum(s.in_bytes for s in steps)
+        plan.notes.append(f"prune: dropped {len(steps)} tensors ({_mb(size)}): {why}")
+    if not gone:
+        plan.notes.append("prune: no known junk found")
+    unknown = [s.name for s in plan.steps if s.part == "other"]
+    if unknown:
+        plan.notes.append(f"prune: {len(unknown)} unknown keys kept (use --drop PREFIX to remove them), "
+                          f"e.g. {unknown[0]}")
+    if gone:
+        plan.tag("pruned")
+
+
+def apply_drop(plan: Plan, prefixes: Iterable[str]) -> None:
+    """Drop every tensor whose name starts with one of ``prefixes``, except marker tensors."""
+    prefixes = tuple(p for p in prefixes if p)
+    if not prefixes:
+        return
+    markers = [s.name for s in plan.steps if s.part == "marker" and s.name.startswith(prefixes)]
+    gone = plan.keep_only(lambda s: s.part == "marker" or not s.name.startswith(prefixes),
+                          lambda s: "--drop " + next(p for p in prefixes if s.name.startswith(p)))
+    for p in prefixes:
+        n = sum(1 for s in gone if s.name.startswith(p))
+        plan.notes.append(f"drop {p}: {n} tensors" if n else f"drop {p}: no tensor has this prefix")
+    if markers:
+        plan.notes.append(f"kept marker tensors loaders read: {', '.join(markers)}")
+    if gone:
+        plan.tag("dropped")
+
+
+# --- CLIP position ids -------------------------------------------------------------------------
+
+
+def loader_position_ids(values: np.ndarray) -> np.ndarray:
+    """What a loader sees: int64, float values truncated toward zero (A1111 casts with .to(int64))."""
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    return np.trunc(values.astype(np.float64)).astype(np.int64)
+
+
+def apply_clip(plan: Plan, fix: bool = False) -> None:
+    """Keep CLIP-L position ids as loaders see them (int64, truncated), or write 0..n-1 with ``fix``.
+    Never adds the key (transformers >= 4.31 files and OpenCLIP lack it, which is normal)."""
+    src = plan.source
+    for s in plan.steps:
+        if s.name not in CLIP_L_POSITION_IDS or s.source != MAIN:
+            continue
+        seen = loader_position_ids(src.read(s.name))
+        want = np.arange(seen.size, dtype=np.int64).reshape(seen.shape)
+        bad = np.flatnonzero(seen.reshape(-1) != want.reshape(-1)).tolist()
+        s.out_dtype, s.pinned = "I64", True
+        if fix and bad:
+            s.fix = lambda _a, v=want: v
+            plan.notes.append(f"CLIP: fixed position ids at {len(bad)} positions {_positions(bad)} ({s.name})")
+            plan.tag("clipfix")
+        elif bad:
+            s.fix = lambda _a, v=seen: v
+            plan.notes.append(
+                f"CLIP: position ids broken at {len(bad)} positions {_positions(bad)}: kept as loaders see them "
+                "(use --fix-clip to write 0..76)"
+            )
+        elif s.dtype != "I64":
+            s.fix = lambda _a, v=seen: v
+            plan.notes.append(f"CLIP: position ids stored as {s.dtype}: written as int64 (values are correct)")
+        elif fix:
+            plan.notes.append("CLIP: position ids are correct, nothing to fix")
+
+
+def _positions(idx: list[int]) -> str:
+    return "[" + ", ".join(map(str, idx[:10])) + (", ...]" if len(idx) > 10 else "]")
+
+
+# --- VAE ---------------------------------------------------------------------------------------
+
+
+def vae_prefix_of(plan: Plan) -> str | None:
+    """The prefix the checkpoint's VAE uses, or None if it has no VAE."""
+    for s in plan.steps:
+        if s.part == "vae":
+            return next(p for p in VAE_PREFIXES if s.name.startswith(p))
+    return None
+
+
+def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
+    """Bare LDM VAE name (``encoder.conv_in.weight``) -> name in the VAE file.
+
+    Accepts keys with or without ``first_stage_model.``/``vae.`` and a diffusers-layout VAE (via
+    ``sdmodel.formats.diffusers_map``). Training leftovers (``loss.*``, ``model_ema.*``) are ignored.
+    """
+    names = list(vae.tensors)
+    diffusers = any(n.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for n in names)
+    mapping: dict[str, str] = {}
+    if diffusers:
+        try:
+            from sdmodel.formats.diffusers_map import vae_diffusers_to_ldm
+        except ImportError:
+            raise ConversionError(f"{vae.path}: diffusers VAE not supported yet (convert it to a single file first)")
+        for n in names:
+            ldm = vae_diffusers_to_ldm(n)
+            if ldm is not None:
+                mapping[ldm] = n
+        return mapping
+    for n in names:
+        bare = n
+        for p in VAE_PREFIXES:
+            if n.startswith(p):
+                bare = n[len(p):]
+                break
+        if bare.startswith(("loss.", "model_ema.")):
+            continue
+        mapping[bare] = n
+    return mapping
+
+
+def _reshape_ok(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Same values in another shape: only trailing 1s differ (linear [o,i] vs 1x1 conv [o,i,1,1])."""
+    def strip(s: tuple[int, ...]) -> tuple[int, ...]:
+        s = tuple(s)
+        while s and s[-1] == 1:
+            s = s[:-1]
+        return s
+
+    return strip(a) == strip(b)
+
+
+def apply_vae(plan: Plan, vae: TensorSource, key: str = "vae") -> None:
+    """Bake the VAE of ``vae`` into the checkpoint (replacing the one inside). Names and shapes must
+    match the checkpoint's VAE; the replaced tensors keep the checkpoint's dtype."""
+    mapping = standalone_vae_names(vae)
+    if not any(k.startswith(("encoder.", "decoder.")) for k in mapping):
+        raise ConversionError(f"{vae.path}: not a VAE (no encoder.*/decoder.* tensors)")
+    plan.sources[key] = vae
+    prefix = vae_prefix_of(plan)
+    if prefix is None:
+        if not any(s.part == "unet" for s in plan.steps):
+            raise ConversionError(f"{plan.source.path}: has neither a VAE nor a UNet: refusing to bake a VAE into it")
+        prefix = VAE_PREFIXES[0]
+        for bare, name in mapping.items():
+            info = vae.tensors[name]
+            plan.steps.append(Step(prefix + bare, key, name, info.dtype, info.shape, info.dtype, "vae"))
+        plan.notes.append(f"VAE: baked {len(mapping)} tensors from {vae.path.name} (the checkpoint had none)")
+        plan.tag("vae")
+        return
+    inside = {s.name[len(prefix):]: s for s in plan.steps if s.part == "vae" and s.name.startswith(prefix)}
+    extra = sorted(set(mapping) - set(inside))
+    missing = sorted(set(inside) - set(mapping))
+    if extra or missing:
+        what = []
+        if missing:
+            what.append(f"{len(missing)} checkpoint VAE tensors missing from it (e.g. {missing[0]})")
+        if extra:
+            what.append(f"{len(extra)} tensors the checkpoint's VAE lacks (e.g. {extra[0]})")
+        raise ConversionError(f"{vae.path}: VAE does not match the checkpoint's: {'; '.join(what)}")
+    for bare, s in inside.items():
+        info = vae.tensors[mapping[bare]]
+        if info.shape != s.shape and not (math.prod(info.shape) == s.numel and _reshape_ok(info.shape, s.shape)):
+            raise ConversionError(
+                f"{vae.path}: VAE tensor {bare} has shape {list(info.shape)}, the checkpoint's has {list(s.shape)}"
+            )
+    for bare, s in inside.items():
+        info = vae.tensors[mapping[bare]]
+        s.source, s.name, s.dtype = key, info.name, info.dtype
+    plan.notes.append(f"VAE: replaced {len(inside)} tensors with {vae.path.name}")
+    plan.tag("vae")
+
+
+def apply_remove_vae(plan: Plan) -> None:
+    gone = plan.keep_only(lambda s: s.part != "vae", lambda s: "VAE (--remove-vae)")
+    plan.notes.append(f"VAE: removed {len(gone)} tensors" if gone else "VAE: none in the file")
+    if gone:
+        plan.tag("novae")
+
+
+# --- precision ---------------------------------------------------------------------------------
+
+
+def parse_precision(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise ConversionError(f"unknown precision {name!r} (use one of {', '.join(PRECISIONS)})") from None
+
+
+def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str | None] | None = None) -> None:
+    """Cast floating tensors: ``default`` for all, ``per_part`` (unet/vae/te) wins for its part.
+
+    Integer tensors, markers and pinned tensors stay; noise-schedule buffers stay fp32 (only an
+    explicit fp32 up-casts them); fp8 applies to tensors with 2 or more dimensions and puts 1-D
+    tensors in fp16.
+    """
+    per_part = {k: v for k, v in (per_part or {}).items() if v}
+    if not default and not per_part:
+        return
+    for s in plan.steps:
+        if s.pinned or not is_float(s.out_dtype):
+            continue
+        part = "te" if s.part in TE_PARTS else ("unet" if s.part == "ema" else s.part)
+        target = per_part.get(part, default)
+        if not target:
+            continue
+        if s.name in SCHEDULE_KEYS and s.part == "schedule":
+            if target == "F32" and s.out_dtype != "F32":
+                s.out_dtype = "F32"
+            continue
+        if target in FP8 and len(s.shape) < 2:
+            target = "F16" if s.out_dtype not in FP8 else s.out_dtype
+        s.out_dtype = target
+    if default:
+        plan.tag(PRECISION_NAMES[default])
+    for part, dt in sorted(per_part.items()):
+        plan.tag(f"{part}_{PRECISION_NAMES[dt]}")
+
+
+# --- extract -----------------------------------------------------------------------------------
+
+EXTRACT_PARTS = ("vae", "unet", "text_encoder", "text_encoder_2")
+_OLD_CLIP = ("embeddings.", "encoder.", "final_layer_norm.")
+
+
+def extract_name(name: str, part: str) -> str:
+    """Name of a tensor in a standalone file of its part (see ``apply_extract``)."""
+    if part == "unet":
+        return name[len(UNET_PREFIX):] if name.startswith(UNET_PREFIX) else name
+    prefix = next((p for p in PART_PREFIXES[part] if name.startswith(p)), "")
+    rest = name[len(prefix):]
+    if part == "vae":
+        return rest
+    if rest.startswith("transformer.text_model."):
+        return rest[len("transformer."):]
+    if rest.startswith("transformer.") and rest[len("transformer."):].startswith(_OLD_CLIP):
+        return "text_model." + rest[len("transformer."):]
+    if rest.startswith("model."):
+        return rest[len("model."):]
+    return rest
+
+
+def apply_extract(plan: Plan, part: str) -> None:
+    """Keep one part under the names standalone loaders use: VAE without ``first_stage_model.``,
+    UNet without ``model.diffusion_model.`` (ComfyUI diffusion_models), CLIP text encoders as
+    transformers ``text_model.*``, OpenCLIP (SD2 ViT-H, SDXL bigG) under their OpenCLIP names."""
+    if part not in EXTRACT_PARTS:
+        raise ConversionError(f"--part must be one of {', '.join(EXTRACT_PARTS)}, not {part!r}")
+
+    def belongs(s: Step) -> bool:
+        if s.part == part:
+            return True
+        return part == "unet" and s.part == "marker" and s.out.startswith(UNET_PREFIX)
+
+    plan.keep_only(belongs, lambda s: f"not part of the {part}")
+    if not plan.steps:
+        raise ConversionError(f"{plan.source.path}: has no {part} to extract")
+    seen: dict[str, str] = {}
+    for s in plan.steps:
+        new = extract_name(s.out, part)
+        if new in seen:
+            raise ConversionError(f"{plan.source.path}: {s.out} and {seen[new]} would both be written as {new}")
+        seen[new] = s.out
+        s.out = new
+    plan.notes.append(f"extract: {len(plan.steps)} {part} tensors")
+    plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
