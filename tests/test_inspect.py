@@ -130,3 +130,46 @@ def test_standalone_parts_are_one_component(sparse):
     assert d["kind"] == "vae" and set(d["components"]) == {"vae"}
     d = sdmodel.inspect(sparse(fam.lora_kohya(), name="l.safetensors")).to_dict()
     assert d["kind"] == "lora" and set(d["components"]) == {"lora"}
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("ema", [True, False])
+def test_torch_checkpoints_every_precision(tmp_path, dtype, ema):
+    from tests.builders import write_ckpt
+
+    lay = with_dtype(shrink(fam.sd1()), dtype)
+    if ema:
+        lay = with_ema(lay)
+    path = write_ckpt(tmp_path / "m.ckpt", lay)
+    d = sdmodel.inspect(path).to_dict()
+    assert (d["format"], d["kind"], d["family"]) == ("torch-zip", "checkpoint", "sd1")
+    assert d["components"]["unet"]["dtypes"] == {dtype: 686}
+    assert d["ema"]["present"] is ema and d["ema"]["complete"] is ema
+    assert d["clip_position_ids"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(("wrap", "legacy"), [((), False), (("state_dict", "state_dict"), False),
+                                              (("state_dict",), True)])
+def test_torch_checkpoint_wrappings(tmp_path, wrap, legacy):
+    from tests.builders import write_ckpt
+
+    path = write_ckpt(tmp_path / "m.ckpt", shrink(fam.sd1_novelai()), wrap=wrap, legacy=legacy)
+    d = sdmodel.inspect(path).to_dict()
+    assert (d["kind"], d["family"]) == ("checkpoint", "sd1")
+    assert d["format"] == ("torch-legacy" if legacy else "torch-zip")
+    assert d["clip_position_ids"]["key"] == "cond_stage_model.transformer.embeddings.position_ids"
+
+
+def test_torch_checkpoint_broken_clip(tmp_path):
+    import torch
+
+    from tests.builders import torch_tensors
+
+    state = torch_tensors(shrink(fam.sd1()))
+    ids = torch.arange(77, dtype=torch.float32)
+    ids[76] = 75.9975
+    state[CLIP_KEY] = ids.reshape(1, 77)
+    path = tmp_path / "merge.ckpt"
+    torch.save({"state_dict": state}, str(path))
+    clip = sdmodel.inspect(path).to_dict()["clip_position_ids"]
+    assert clip["status"] == "broken" and clip["broken"][0]["loader_sees"] == 75
