@@ -588,3 +588,25 @@ def test_pickle_weights_are_read_through_open_model(tmp_path: Path) -> None:
         k = "decoder.mid.attn_1.q.weight"
         assert src.tensors[k].shape == (12, 12, 1, 1)
         assert math.prod(src.read(k).shape) == 144
+
+
+def test_sdxl_refiner_bigg_only(tmp_path: Path) -> None:
+    root = tmp_path / "refiner"
+    (root / "unet").mkdir(parents=True)
+    (root / "text_encoder_2").mkdir()
+    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline",
+                                                       "text_encoder": [None, None]}))
+    (root / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1280,
+                                                           "addition_embed_type": "text_time"}))
+    (root / "text_encoder_2" / "config.json").write_text("{}")
+    builders.write_sparse_safetensors(root / "unet" / "diffusion_pytorch_model.safetensors",
+                                      {"conv_in.weight": ((384, 4, 3, 3), "F16"),
+                                       "add_embedding.linear_1.weight": ((1536, 2560), "F16")})
+    builders.write_sparse_safetensors(root / "text_encoder_2" / "model.safetensors",
+                                      {"text_projection.weight": ((1280, 1280), "F16")})
+    with open_model(root) as src:
+        assert src.extras["family"] == "sdxl-refiner"
+        assert set(src.tensors) == {"model.diffusion_model.input_blocks.0.0.weight",
+                                    "model.diffusion_model.label_emb.0.0.weight",
+                                    "conditioner.embedders.0.model.text_projection"}
+        assert not any(n.code == "diffusers-missing-component" for n in src.notes)
