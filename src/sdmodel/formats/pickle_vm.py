@@ -450,7 +450,8 @@ class _VM:
         self.op_pos = start
         self.member = member
         self.strict = strict
-        self.persistent_load = persistent_load or default_persistent_load
+        self.persistent_load = persistent_load or self.default_load
+        self.storages: dict[str, StorageRef] = {}
         self.limits = limits
         self.stack: list[Any] = []
         self.marks: list[int] = []
@@ -1009,6 +1010,13 @@ class _VM:
         self.ext(self.unpack(_I4))
 
     # ---- persistent ids
+
+    def default_load(self, pid: Any) -> StorageRef:
+        """Without a callback: either id form; like torch, the first storage seen for a key is kept."""
+        ref = default_persistent_load(pid)
+        if ref.view_key is not None:
+            return ref
+        return self.storages.setdefault(ref.key, ref)
 
     def persid(self, pid: Any) -> None:
         self.pids.append(pid)
