@@ -947,16 +947,18 @@ case("c35-deflated-datapkl", 35, PARSES, "deflate-compressed data.pkl (honest co
 case("c35-deflated-mal", 35, DANGEROUS, "deflate-compressed malicious data.pkl", ".ckpt")(
     _zip_with(lambda a: _records(a, MAL_PKL, method=8)))
 def deflate_bomb(head: bytes, fill: bytes, size: int) -> tuple[bytes, int, int]:
-    """Raw deflate of ``head`` + ``fill`` repeated up to ``size`` bytes, built chunk by chunk."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    """Raw deflate of ``head`` + ``fill`` repeated up to ``size`` bytes: one compressed 1 MB block
+    (full flush: byte-aligned, no back references) repeated, so building it costs nothing."""
     chunk = fill * (2**20 // len(fill))
-    out, crc, done = [comp.compress(head)], zlib.crc32(head), len(head)
-    while done < size:
-        piece = chunk[: size - done]
-        out.append(comp.compress(piece))
-        crc, done = zlib.crc32(piece, crc), done + len(piece)
-    out.append(comp.flush())
-    return b"".join(out), size, crc
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = [comp.compress(head) + comp.flush(zlib.Z_FULL_FLUSH)]
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
+    n = (size - len(head)) // len(chunk)
+    crc = zlib.crc32(head)
+    for _ in range(n):
+        crc = zlib.crc32(chunk, crc)
+    return b"".join([*out, block * n, comp.flush()]), len(head) + n * len(chunk), crc
 
 
 case("c35-zip-bomb", 35, NOT_SAFE, "data.pkl deflating to 256 MB of MARK opcodes", ".ckpt")(

@@ -1,3 +1,127 @@
-"""CLI commands (placeholder until implemented)."""
+"""``sdmodel scan``: static safety verdicts for model files and folders."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from sdmodel.cli.common import console, print_json
+from sdmodel.security.scanner import ScanReport, scan
+
+SCAN_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".safetensors", ".sft", ".npy",
+                           ".joblib", ".7z"})
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
+# Content that makes any file worth scanning, whatever its name: zip, pickle PROTO 0-5, 7z, numpy.
+_MAGICS = (b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"\x93NUMPY", *(bytes([0x80, v]) for v in range(6)))
+STYLE = {"safe": "green", "suspicious": "yellow", "dangerous": "bold red", "error": "magenta"}
+
+
+def _sniffs_as_model(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_MAGICS)
+
+
+def iter_scan_files(paths: Iterable[str]) -> Iterator[Path]:
+    """Files to scan: explicit paths as given; inside folders, model-like names, standalone configs
+    (a ``.yaml`` beside a model is scanned with it) and anything whose content looks like a pickle,
+    zip, 7z or numpy file."""
+    for p in map(Path, paths):
+        if not p.is_dir():
+            yield p
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rootp = Path(root)
+            stems = {Path(n).stem for n in files if Path(n).suffix.lower() in SCAN_SUFFIXES}
+            for name in sorted(files):
+                f = rootp / name
+                suffix = f.suffix.lower()
+                if name.startswith(".") or not f.is_file():
+                    continue
+                if suffix in CONFIG_SUFFIXES:
+                    wanted = f.stem not in stems  # a sidecar is scanned with its model
+                else:
+                    wanted = suffix in SCAN_SUFFIXES or _sniffs_as_model(f)
+                if wanted:
+                    yield f
+
+
+def _finding_text(report: ScanReport, n: int = 3) -> Text:
+    out = Text()
+    for k, fd in enumerate(report.main_findings(n)):
+        if k:
+            out.append("\n")
+        where = fd.member or ""
+        if fd.offset is not None:
+            where += f" @{fd.offset}"
+        out.append(f"{fd.code}", style=STYLE.get(fd.severity, "dim"))
+        out.append(f" {fd.message}")
+        if where:
+            out.append(f" ({where.strip()})", style="dim")
+    extra = len(report.findings) - n
+    if extra > 0:
+        out.append(f"\n+{extra} more", style="dim")
+    return out
+
+
+def _summary(reports: list[ScanReport]) -> str:
+    counts = Counter(r.verdict for r in reports)
+    notes = sum(1 for r in reports if r.verdict == "safe" and r.notes)
+    parts = [f"{counts['safe']} safe" + (f" ({notes} with notes)" if notes else "")]
+    parts += [f"{counts[v]} {v}" for v in ("suspicious", "dangerous") if counts[v]]
+    if counts["error"]:
+        parts.append(f"{counts['error']} unscannable")
+    return f"{len(reports)} file{'s' if len(reports) != 1 else ''}: " + ", ".join(parts)
+
+
+def exit_status(reports: list[ScanReport]) -> int:
+    """2 if any file could not be scanned, else 1 if any is suspicious or dangerous, else 0."""
+    verdicts = {r.verdict for r in reports}
+    if "error" in verdicts:
+        return 2
+    if verdicts & {"suspicious", "dangerous"}:
+        return 1
+    return 0
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
+def scan_command(paths: tuple[str, ...], as_json: bool) -> None:
+    """Tell safe model files from malicious ones, without running anything from them.
+
+    Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned.
+    """
+    files = list(iter_scan_files(paths))
+    if not files:
+        raise click.UsageError("no model files found in " + ", ".join(paths))
+    reports = [scan(f) for f in files]
+    if as_json:
+        single = len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir()
+        print_json(reports[0].to_dict() if single else [r.to_dict() for r in reports])
+    else:
+        table = Table(show_lines=False, header_style="bold")
+        table.add_column("file", overflow="fold")
+        table.add_column("verdict")
+        table.add_column("format")
+        table.add_column("main findings", overflow="fold")
+        for r in reports:
+            verdict = Text(r.verdict + (" (notes)" if r.notes else ""), style=STYLE[r.verdict])
+            table.add_row(r.path, verdict, r.format, _finding_text(r))
+        console.print(table)
+        console.print(_summary(reports))
+    sys.exit(exit_status(reports))
+
+
+COMMANDS = [scan_command]

@@ -104,7 +104,9 @@ def denied(module: str, name: str) -> str | None:
         names = DENIED_NAMES.get(mod)
         if names and (name in names or head in names):
             return f"{mod}.{head} is a known code-execution, file or nested-loader gadget"
-    # ``builtins.dict.get`` style lookups, and dotted names that walk into a denied module
+    if "." in name and module in ("builtins", "__builtin__"):
+        return f"{name!r} walks attributes of a builtin (dict.get on __builtins__ reaches eval)"
+    # dotted names that walk into a denied module, and dunder attributes
     for part in name.split("."):
         if module_denied(part) or part.startswith("__"):
             return f"name {name!r} reaches {part}"
