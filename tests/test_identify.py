@@ -123,3 +123,13 @@ def test_registry_is_data():
     ids = [s.id for s in registry.SIGNATURES]
     assert len(ids) == len(set(ids))
     assert "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight" in registry.probe_suffixes()
+
+
+def test_prediction_from_diffusers_scheduler_config():
+    from sdmodel.formats.base import DictSource
+    from sdmodel.identify import prediction_hint
+
+    assert prediction_hint({}, {}, None, {"prediction_type": "v_prediction"}) == ("v", "diffusers scheduler config")
+    src = DictSource({})
+    src.extras["prediction_type"] = "epsilon"
+    assert prediction_hint(src.tensors, src.metadata, None, src.extras)[0] == "epsilon"

@@ -119,12 +119,19 @@ def _yaml_parameterization(path: Path) -> str | None:
     return {"v": "v", "eps": "epsilon", "epsilon": "epsilon"}.get(str(value))
 
 
+SCHEDULER_PREDICTION = {"v_prediction": "v", "epsilon": "epsilon"}
+
+
 def prediction_hint(
-    tensors: dict[str, TensorInfo], metadata: dict[str, str], path: Path | None
+    tensors: dict[str, TensorInfo], metadata: dict[str, str], path: Path | None, extras: dict | None = None
 ) -> tuple[str, str] | None:
-    """(prediction, where it came from), from markers, metadata, sidecar yaml or file name."""
+    """(prediction, where it came from), from markers, metadata, a diffusers scheduler config,
+    a sidecar yaml or the file name."""
     if "v_pred" in tensors or "edm_vpred.sigma_max" in tensors:
         return "v", "v_pred marker tensor"
+    scheduler = SCHEDULER_PREDICTION.get(str((extras or {}).get("prediction_type")))
+    if scheduler:
+        return scheduler, "diffusers scheduler config"
     spec = metadata.get("modelspec.prediction_type", "").lower()
     if spec in ("v", "epsilon"):
         return spec, "modelspec.prediction_type metadata"
@@ -164,18 +171,19 @@ def identify(source: TensorSource) -> Identity:
         else:
             family, how = _adapter_family(tensors, source.metadata)
         ident = Identity(kind=kind, family=family, variant=None, root="", description=f"{kind} ({how})")
-    _resolve_prediction(ident, tensors, source.metadata, path)
+    _resolve_prediction(ident, source, path)
     _resolve_names(ident)
     return ident
 
 
-def _resolve_prediction(ident: Identity, tensors: dict, metadata: dict[str, str], path: Path | None) -> None:
+def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None) -> None:
+    tensors = source.tensors
     if ident.family in registry.FLOW_FAMILIES:
         ident.prediction, ident.prediction_source = "flow", "architecture"
         return
     if ident.kind in ("vae", "text_encoder", "unknown"):
         return
-    hint = prediction_hint(tensors, metadata, path)
+    hint = prediction_hint(tensors, source.metadata, path, source.extras)
     if hint:
         ident.prediction, ident.prediction_source = hint
     if "ztsnr" in tensors:
