@@ -61,7 +61,8 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
     verdict = f.get("verdict")
     if verdict in ("dangerous", "suspicious"):
         rank = {"dangerous": 0, "suspicious": 1}
-        findings = sorted((f.get("scan") or {}).get("findings") or [], key=lambda x: rank.get(x.get("severity"), 9))
+        findings = (f.get("scan") or {}).get("findings") or []
+        findings = sorted(findings, key=lambda x: rank.get(x.get("severity"), 9))
         what = findings[0].get("message", "") if findings else ""
         add(verdict, f"scan verdict {verdict}" + (f": {what}" if what else "") + "; do not load it")
     if f.get("error"):
@@ -79,8 +80,10 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
     if kind == "checkpoint" and f.get("family") in YAML_FAMILIES:
         sidecars = f.get("sidecars") or []
         if not any(s.lower().endswith((".yaml", ".yml")) for s in sidecars):
-            cfg = rep.get("a1111_config") or "v2-inference.yaml"
-            add("sd2_without_yaml", f"A1111 needs {stem_of(f['name'])}.yaml beside it (a copy of {cfg})")
+            cfg = rep.get("a1111_config")
+            which = (f"a copy of {cfg}" if cfg else "v2-inference-v.yaml for 768-v models, v2-inference.yaml "
+                     "for 512 epsilon models; 'sdmodel convert --prediction v|epsilon' writes it")
+            add("sd2_without_yaml", f"A1111 needs {stem_of(f['name'])}.yaml beside it ({which})")
     wanted = expected_kinds(f.get("category") or "")
     is_vae_sidecar = kind == "vae" and ".vae." in f["name"].lower()
     if wanted is not None and kind and kind != "unknown" and kind not in wanted and not is_vae_sidecar:

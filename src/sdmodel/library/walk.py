@@ -140,7 +140,7 @@ def normalize_roots(roots: list[Path]) -> list[Path]:
     for r in absolute:
         if not any(r == k or k in r.parents for k in kept):
             kept.append(r)
-    return kept
+    return sorted(kept)
 
 
 def is_model_name(name: str) -> bool:
