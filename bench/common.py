@@ -62,11 +62,13 @@ def timed_subprocess(code: str, repeat: int = 3) -> tuple[float, int]:
     times, peaks = [], []
     for _ in range(repeat):
         wrapper = (
-            "import resource, time, sys\n"
+            "import time, sys\n"
             "t = time.perf_counter()\n"
             f"exec(compile({code!r}, '<bench>', 'exec'))\n"
             "dt = time.perf_counter() - t\n"
-            "print('BENCH', dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n"
+            # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak.
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('BENCH', dt, int(hwm) * 1024, file=sys.stderr)\n"
         )
         r = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, cwd=REPO)
         if r.returncode != 0:

@@ -21,8 +21,9 @@ def safetensors_copy() -> str:
     """A safetensors file with the checkpoint's tensors (made with our reader + reference writer)."""
     path = work_dir() / "sd15-full-ema.safetensors"
     if not path.exists():
-        from sdmodel.formats import open_model
         from safetensors.numpy import save_file
+
+        from sdmodel.formats import open_model
 
         with open_model(sd15_ema_ckpt()) as src:
             save_file({k: src.read(k) for k in src.tensors}, str(path))

@@ -11,7 +11,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.builders import arrays, layout, shrink, with_ema  # noqa: E402
+from tests.builders import arrays, layout, shrink, with_ema
 
 
 def main(out_dir: str) -> None:

@@ -11,10 +11,10 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from sdmodel.cli import main
-from sdmodel.hashing import HashCache, compute_hashes, content_fingerprint, hash_file
 from sdmodel.formats import open_model
-from tests.builders import shrink, with_dtype, write_ckpt, write_safetensors
+from sdmodel.hashing import HashCache, compute_hashes, content_fingerprint, hash_file
 from tests import families as fam
+from tests.builders import shrink, with_dtype, write_ckpt, write_safetensors
 
 
 def test_hello_world_vector(tmp_path):

@@ -11,8 +11,8 @@ from safetensors.numpy import save_file
 
 from sdmodel.errors import ModelReadError
 from sdmodel.formats import open_model, sniff
-from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 from sdmodel.formats.base import TensorInfo
+from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 
 
 def raw_file(path, header: dict | str, data: bytes = b"", pad_to_8: bool = True) -> str:
@@ -51,7 +51,7 @@ def test_header_writer_matches_reference_layout(tmp_path):
     save_file(arrays, str(ref))
     infos = reference_order([TensorInfo(k, {"float16": "F16", "float32": "F32", "int64": "I64"}[str(v.dtype)],
                                         v.shape) for k, v in arrays.items()])
-    head, offsets = header_bytes(infos)
+    head, _ = header_bytes(infos)
     data = b"".join(arrays[t.name].tobytes() for t in infos)
     ours = tmp_path / "ours.safetensors"
     ours.write_bytes(head + data)

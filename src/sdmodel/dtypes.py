@@ -2,33 +2,59 @@
 
 from __future__ import annotations
 
-import ml_dtypes
+from collections.abc import Iterator, Mapping
+
 import numpy as np
 
-# safetensors name -> numpy dtype (little-endian). bf16 and fp8 come from ml_dtypes.
-NUMPY_DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"),
-    "U32": np.dtype("<u4"),
-    "U16": np.dtype("<u2"),
-    "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-    "C64": np.dtype("<c8"),
-    "C128": np.dtype("<c16"),
+# safetensors name -> numpy dtype string; bf16 and fp8 come from ml_dtypes (by attribute name).
+_PLAIN = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+    "C64": "<c8",
+    "C128": "<c16",
 }
+_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+ITEMSIZE: dict[str, int] = {name: np.dtype(code).itemsize for name, code in _PLAIN.items()}
+ITEMSIZE |= {"BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+class _NumpyDtypes(Mapping[str, np.dtype]):
+    """safetensors name -> numpy dtype. ml_dtypes (slow to import: about a second) is imported
+    only when a bf16 or fp8 dtype is asked for."""
+
+    def __getitem__(self, name: str) -> np.dtype:
+        if name in _PLAIN:
+            return np.dtype(_PLAIN[name])
+        if name in _ML_DTYPES:
+            import ml_dtypes
+
+            return np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _PLAIN or name in _ML_DTYPES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*_PLAIN, *_ML_DTYPES])
+
+    def __len__(self) -> int:
+        return len(_PLAIN) + len(_ML_DTYPES)
+
+
+NUMPY_DTYPES: Mapping[str, np.dtype] = _NumpyDtypes()
 
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
-
-ITEMSIZE: dict[str, int] = {name: dt.itemsize for name, dt in NUMPY_DTYPES.items()}
 
 # User-facing precision names (CLI) -> safetensors names.
 PRECISIONS: dict[str, str] = {
@@ -55,8 +81,13 @@ def numpy_dtype(dtype: str) -> np.dtype:
 
 def dtype_name(np_dtype: np.dtype) -> str:
     """The safetensors name of a numpy dtype (byte order ignored)."""
-    np_dtype = np.dtype(np_dtype).newbyteorder("<") if np.dtype(np_dtype).byteorder == ">" else np.dtype(np_dtype)
-    for name, dt in NUMPY_DTYPES.items():
-        if dt == np_dtype:
+    np_dtype = np.dtype(np_dtype)
+    if np_dtype.byteorder == ">":
+        np_dtype = np_dtype.newbyteorder("<")
+    for name, code in _PLAIN.items():
+        if np.dtype(code) == np_dtype:
+            return name
+    for name, attr in _ML_DTYPES.items():
+        if np_dtype.name == attr:
             return name
     raise ValueError(f"no safetensors dtype for numpy {np_dtype}")

@@ -178,7 +178,8 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
         return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
     raw = np.asarray(source.read(key))
     values = raw.astype(np.float64).reshape(-1)
-    seen = raw.astype(np.int64).reshape(-1) if np.issubdtype(raw.dtype, np.integer) else np.trunc(values).astype(np.int64)
+    # A loader casts to int64: float values are truncated (75.9975 -> 75).
+    seen = np.trunc(values).astype(np.int64)
     expected = np.arange(seen.size)
     bad = np.nonzero(seen != expected)[0]
     broken = [{"position": int(i), "value": float(values[i]), "loader_sees": int(seen[i])} for i in bad]

@@ -30,7 +30,9 @@ class Probe:
         if self.shape is None:
             return True
         shape = info.shape
-        return len(shape) == len(self.shape) and all(w is None or w == d for w, d in zip(self.shape, shape))
+        if len(shape) != len(self.shape):
+            return False
+        return all(w is None or w == d for w, d in zip(self.shape, shape, strict=True))
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,9 @@ KIND_OF_NETWORK: dict[str, str] = {
 
 # A key that marks a file as an adapter, regardless of base family.
 LORA_KEY = re.compile(r"(^lora_(unet|te\d?|transformer)_.*\.lora_(down|up)\.weight$)|(\.lora_[AB]\.weight$)")
-LYCORIS_KEY = re.compile(r"\.(hada_w1_a|hada_w2_a|lokr_w1|lokr_w1_a|lokr_w2|lokr_w2_a|oft_blocks|oft_diag|diff|diff_b)$")
+LYCORIS_KEY = re.compile(
+    r"\.(hada_w1_a|hada_w2_a|lokr_w1|lokr_w1_a|lokr_w2|lokr_w2_a|oft_blocks|oft_diag|diff|diff_b)$"
+)
 EMBEDDING_KEYS: tuple[str, ...] = ("string_to_param.*", "emb_params", "clip_l", "clip_g")
 
 # Base family from the width of a cross-attention key projection (the text embedding width).

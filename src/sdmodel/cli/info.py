@@ -28,7 +28,7 @@ def _collect(paths: tuple[str, ...]) -> list[Path]:
 
 
 def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
-    return len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir() or (
+    return (len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir()) or (
         len(files) == 1 and files[0] == Path(paths[0])
     )
 
@@ -91,7 +91,8 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     ema = d["ema"]
     if ident.kind in ("checkpoint", "unet"):
         if ema["present"]:
-            cover = "complete" if ema["complete"] else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors"
+            cover = ("complete" if ema["complete"]
+                     else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors")
             facts.add_row("EMA", f"present: {ema['tensors']} tensors, {human_bytes(ema['bytes'])}, {cover}")
         else:
             facts.add_row("EMA", "no separate EMA set (one UNet weight set: ema-only or no-ema, same structure)")
@@ -108,7 +109,8 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     junk = d["junk"]
     if junk["tensors"]:
         groups = "; ".join(f"{why}: {n}" for why, n in junk["groups"].items())
-        facts.add_row("junk", Text(f"{junk['tensors']} tensors, {human_bytes(junk['bytes'])} ({groups})", style="yellow"))
+        text = f"{junk['tensors']} tensors, {human_bytes(junk['bytes'])} ({groups})"
+        facts.add_row("junk", Text(text, style="yellow"))
     if d["markers"]:
         facts.add_row("markers", ", ".join(d["markers"]))
     if d["unknown_keys"]:

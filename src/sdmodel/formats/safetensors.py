@@ -157,6 +157,12 @@ def header_bytes(
     return struct.pack("<Q", len(raw)) + raw, offsets
 
 
+# The reference writer's dtype rank (its Rust enum order; it sorts by rank descending, then name).
+_DTYPE_RANK = {d: i for i, d in enumerate(
+    ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64",
+     "U64"))}
+
+
 def reference_order(tensors: list[TensorInfo]) -> list[TensorInfo]:
-    """The reference writer's order: by dtype alignment (descending), then by name."""
-    return sorted(tensors, key=lambda t: (-ITEMSIZE[t.dtype], t.name))
+    """The reference writer's order: by dtype (alignment first, descending), then by name."""
+    return sorted(tensors, key=lambda t: (-ITEMSIZE[t.dtype], -_DTYPE_RANK.get(t.dtype, -1), t.name))
