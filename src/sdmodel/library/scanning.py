@@ -52,9 +52,14 @@ def default_jobs() -> int:
 def api(name: str) -> Callable[..., Any]:
     """A public function of ``sdmodel`` (``inspect``, ``scan``, ``convert``, ``hash_file``), also when
     a submodule of the same name shadows the package attribute."""
+    import importlib
+
     import sdmodel
 
-    obj = getattr(sdmodel, name)
+    try:
+        obj = getattr(sdmodel, name)
+    except ImportError:  # the export names a module not written yet: use sdmodel/<name>.py
+        obj = importlib.import_module(f"sdmodel.{name}")
     return getattr(obj, name) if isinstance(obj, types.ModuleType) else obj
 
 
