@@ -86,14 +86,32 @@ def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, st
     whole, data, b3 = hashlib.sha256(), hashlib.sha256(), blake3.blake3()
     crc = [0]
 
-    def feed_a(chunk: memoryview, pos: int) -> None:
-        whole.update(chunk)
+    def crc_update(chunk: memoryview) -> None:
         crc[0] = zlib.crc32(chunk, crc[0])
 
-    def feed_b(chunk: memoryview, pos: int) -> None:
+    def data_update(chunk: memoryview, pos: int) -> None:
         if data_start is not None and pos + len(chunk) > data_start:
             data.update(chunk[max(0, data_start - pos) :])
-        b3.update(chunk)
+
+    # Balance the two workers: SHA-256 is the slowest digest (~1 GB/s), BLAKE3 and CRC32 are
+    # cheaper; a safetensors file needs a second SHA-256 (AutoV3) over its data section.
+    if data_start is None:
+
+        def feed_a(chunk: memoryview, pos: int) -> None:
+            whole.update(chunk)
+
+        def feed_b(chunk: memoryview, pos: int) -> None:
+            b3.update(chunk)
+            crc_update(chunk)
+    else:
+
+        def feed_a(chunk: memoryview, pos: int) -> None:
+            whole.update(chunk)
+            crc_update(chunk)
+
+        def feed_b(chunk: memoryview, pos: int) -> None:
+            data_update(chunk, pos)
+            b3.update(chunk)
 
     buffers = [bytearray(CHUNK), bytearray(CHUNK)]
     done = 0
