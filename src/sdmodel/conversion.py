@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sdmodel import __version__
-from sdmodel.engine import HASH_KEY, HASH_PLACEHOLDER, TEMP_SUFFIX, Progress, WriteResult, execute
 from sdmodel.dtypes import PRECISIONS
+from sdmodel.engine import HASH_KEY, HASH_PLACEHOLDER, TEMP_SUFFIX, Progress, WriteResult, execute
 from sdmodel.errors import ConversionError, SdmodelError
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
@@ -271,7 +271,7 @@ def write_yaml(
     try:
         from sdmodel.registry import NEEDS_YAML
     except ImportError:
-        NEEDS_YAML = frozenset({"sd2"})  # noqa: N806
+        NEEDS_YAML = frozenset({"sd2"})
     if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
         return None
     from sdmodel.formats.sd_configs import CONFIGS, config_yaml

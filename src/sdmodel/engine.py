@@ -35,7 +35,7 @@ Progress = Callable[[int, int], None]
 HASH_KEY = "modelspec.hash_sha256"
 HASH_PLACEHOLDER = "0x" + "0" * 64
 TEMP_SUFFIX = ".sdmodel-tmp"
-CHUNK = 1 << 22  # elements per casting task: big tensors are cast by two threads in parallel
+CHUNK = 1 << 20  # elements per casting task: two worker threads cast chunks in parallel
 
 
 class Terminated(KeyboardInterrupt):
@@ -89,27 +89,23 @@ def _cast_range(src: np.ndarray, dst: np.ndarray, out_dtype: str) -> int:
     if out_dtype in FP8:
         x = src if src.dtype == np.float32 else src.astype(np.float32)
         limit = FP8_MAX[out_dtype]
-        n = int(np.count_nonzero(np.abs(x) > limit))
-        if n:
-            x = np.clip(x, -limit, limit)
+        n = 0
+        if x.size and not (x.max() <= limit and x.min() >= -limit):  # cheap test first (NaN fails it)
+            n = int(np.count_nonzero(x > limit) + np.count_nonzero(x < -limit))
+            x = np.clip(x, -limit, limit, out=x if x is not src else None)
         dst[...] = x.astype(dst.dtype)
         return n
     np.copyto(dst, src, casting="unsafe")
     return 0
 
 
-def cast_array(a: np.ndarray, out_dtype: str, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, int]:
+def cast_array(a: np.ndarray, out_dtype: str) -> tuple[np.ndarray, int]:
     """``a`` cast to ``out_dtype`` (safetensors name) and the number of values clamped (fp8)."""
     target = NUMPY_DTYPES[out_dtype]
     if a.dtype == target:
         return a, 0
     out = np.empty(a.shape, dtype=target)
-    src, dst = a.reshape(-1), out.reshape(-1)
-    n = src.size
-    if pool is None or n <= CHUNK:
-        return out, _cast_range(src, dst, out_dtype)
-    futures = [pool.submit(_cast_range, src[lo:lo + CHUNK], dst[lo:lo + CHUNK], out_dtype) for lo in range(0, n, CHUNK)]
-    return out, sum(f.result() for f in futures)
+    return out, _cast_range(a.reshape(-1), out.reshape(-1), out_dtype)
 
 
 def step_values(plan: Plan, step: Step, a: np.ndarray) -> np.ndarray:
@@ -153,6 +149,9 @@ class SafetensorsSink:
 
     def write(self, f, index: int, data: memoryview) -> None:
         f.write(data)
+
+    def hash(self, data: memoryview) -> None:
+        """Called in data order, from a thread of its own (SHA-256 is the slowest step)."""
         if self.sha is not None:
             self.sha.update(data)
 
@@ -230,6 +229,9 @@ class CkptSink:
     def write(self, f, index: int, data: memoryview) -> None:
         self.writer.write_tensor(f, index, data)
 
+    def hash(self, data: memoryview) -> None:
+        """The zip CRCs are computed while writing."""
+
     def finish(self, f) -> None:
         self.writer.finish(f)
 
@@ -247,13 +249,14 @@ class CkptSink:
 # --- the pipeline ------------------------------------------------------------------------------
 
 _DONE = object()
+BUDGET = 192 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
 
 
 class _Pipe:
-    """A bounded queue whose blocking calls give up when the run is aborted."""
+    """A queue whose blocking calls give up when the run is aborted."""
 
-    def __init__(self, abort: threading.Event) -> None:
-        self.q: queue.Queue = queue.Queue(maxsize=1)
+    def __init__(self, abort: threading.Event, size: int = 0) -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=size)
         self.abort = abort
 
     def put(self, item: object) -> bool:
@@ -274,61 +277,140 @@ class _Pipe:
         return _DONE
 
 
+WRITEBACK = 128 * 1000 * 1000
+
+
+def _start_writeback(f, start: int) -> int:
+    """Ask the kernel to write [start, now) to disk already (and not keep it cached), so that the
+    final fsync has little left to wait for. Returns the new start."""
+    f.flush()
+    end = f.tell()
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(f.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+    return end
+
+
+class _Budget:
+    """Bytes in flight. A tensor larger than the budget still goes through, alone."""
+
+    def __init__(self, limit: int, abort: threading.Event) -> None:
+        self.limit, self.used, self.abort = limit, 0, abort
+        self.cv = threading.Condition()
+
+    def acquire(self, n: int) -> bool:
+        with self.cv:
+            while self.used and self.used + n > self.limit:
+                if self.abort.is_set():
+                    return False
+                self.cv.wait(0.1)
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self.cv:
+            self.used -= n
+            self.cv.notify_all()
+
+
 def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
+    """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
+    waiting) -> writer thread (waits for the chunks in order, writes) -> hasher thread (SHA-256 of
+    the data section). Memory in flight is bounded by BUDGET, so casting runs ahead on both cores
+    while the writer and the hasher are busy."""
     steps = sink.steps
     total = sum(s.out_bytes for s in steps)
     abort = threading.Event()
     errors: list[BaseException] = []
-    to_cast, to_write = _Pipe(abort), _Pipe(abort)
+    budget = _Budget(BUDGET, abort)
+    to_cast, to_write, to_hash = _Pipe(abort, 2), _Pipe(abort), _Pipe(abort)
+    clamped: dict[str, int] = {}
+
+    def cost(s: Step) -> int:
+        return s.in_bytes + (s.out_bytes if s.out_dtype != s.dtype else 0)
 
     def reader() -> None:
         try:
             for s in steps:
-                if not to_cast.put((s, plan.sources[s.source].read(s.name))):
+                if not budget.acquire(cost(s)) or not to_cast.put((s, plan.sources[s.source].read(s.name))):
                     return
             to_cast.put(_DONE)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        except BaseException as e:  # handed to the main thread
             errors.append(e)
             abort.set()
 
     def writer() -> None:
         done = 0
+        flushed = f.tell()
         try:
             for i in range(len(steps)):
                 item = to_write.get()
                 if item is _DONE:
                     return
-                sink.write(f, i, memoryview(item.reshape(-1).view(np.uint8)) if item.size else memoryview(b""))
-                done += item.nbytes
+                s, out, futures = item
+                n = sum(fut.result() for fut in futures)
+                if n:
+                    clamped[s.out] = n
+                data = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+                sink.write(f, i, data)
+                done += out.nbytes
+                if not to_hash.put((s, data)):
+                    return
+                del item, out, futures, data
+                if f.tell() - flushed >= WRITEBACK:
+                    flushed = _start_writeback(f, flushed)
                 if progress is not None:
                     progress(done, total)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        except BaseException as e:  # handed to the main thread
             errors.append(e)
             abort.set()
 
-    clamped: dict[str, int] = {}
-    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
+    def hasher() -> None:
+        try:
+            for _ in range(len(steps)):
+                item = to_hash.get()
+                if item is _DONE:
+                    return
+                s, data = item
+                sink.hash(data)
+                del item, data
+                budget.release(cost(s))
+        except BaseException as e:  # handed to the main thread
+            errors.append(e)
+            abort.set()
+
+    threads = [threading.Thread(target=fn, daemon=True) for fn in (reader, writer, hasher)]
+    pool = ThreadPoolExecutor(max_workers=2)
     for t in threads:
         t.start()
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            while True:
-                item = to_cast.get()
-                if item is _DONE:
-                    break
-                step, a = item
-                a = step_values(plan, step, a)
-                out, n = cast_array(a, step.out_dtype, pool)
-                if n:
-                    clamped[step.out] = n
-                if not to_write.put(_contiguous(out)):
-                    break
+        while True:
+            item = to_cast.get()
+            if item is _DONE:
+                break
+            s, a = item
+            a = _contiguous(step_values(plan, s, a))
+            target = NUMPY_DTYPES[s.out_dtype]
+            if a.dtype == target:
+                out, futures = a, []
+            else:
+                out = np.empty(a.shape, dtype=target)
+                src, dst = a.reshape(-1), out.reshape(-1)
+                futures = [pool.submit(_cast_range, src[lo:lo + CHUNK], dst[lo:lo + CHUNK], s.out_dtype)
+                           for lo in range(0, max(src.size, 1), CHUNK)]
+            del a, item
+            if not to_write.put((s, out, futures)):
+                break
         threads[1].join()
+        threads[2].join()
     finally:
-        if errors or threads[1].is_alive():
+        if errors or threads[1].is_alive() or threads[2].is_alive():
             abort.set()
         for t in threads:
             t.join()
+        pool.shutdown(wait=True, cancel_futures=True)
     if errors:
         raise errors[0]
     return clamped

@@ -209,7 +209,7 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
         return
     unet = [s for s in plan.steps if s.name.startswith(UNET_PREFIX) and s.part == "unet"]
     if not unet:
-        raise ConversionError(f"{src.path}: no UNet (model.diffusion_model.*) in the file: --ema only has nothing to do")
+        raise ConversionError(f"{src.path}: no UNet (model.diffusion_model.*): --ema only has nothing to do")
     covered = [s for s in unet if ema_key(s.name) in src.tensors]
     if not covered:
         raise ConversionError(
@@ -344,7 +344,7 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
         try:
             from sdmodel.formats.diffusers_map import vae_diffusers_to_ldm
         except ImportError:
-            raise ConversionError(f"{vae.path}: diffusers VAE not supported yet (convert it to a single file first)")
+            raise ConversionError(f"{vae.path}: diffusers VAE not supported") from None
         for n in names:
             ldm = vae_diffusers_to_ldm(n)
             if ldm is not None:

@@ -11,8 +11,8 @@ import click
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, human_bytes, print_error, print_json
-from sdmodel.convert import ConvertResult, convert, convert_tree
-from sdmodel.diff import DiffResult, diff
+from sdmodel.conversion import ConvertResult, convert, convert_tree
+from sdmodel.diffing import DiffResult, diff
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.plan import EXTRACT_PARTS
 
@@ -96,19 +96,24 @@ def _options(kw: dict) -> dict:
 
 def _common(f):
     options = [
-        click.option("-o", "--output", "out", type=click.Path(dir_okay=True), help="Output file (folder with --recursive)."),
+        click.option("-o", "--output", "out", type=click.Path(dir_okay=True),
+                     help="Output file (folder with --recursive)."),
         click.option("--format", "fmt", type=click.Choice(["safetensors", "ckpt"]), default="safetensors",
                      show_default=True, help="ckpt: a PyTorch zip checkpoint (written without PyTorch)."),
         click.option("--dtype", type=PRECISION, help="Precision of every floating tensor."),
         click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
         click.option("--vae-dtype", type=PRECISION, help="Precision of the VAE."),
         click.option("--te-dtype", type=PRECISION, help="Precision of the text encoders."),
-        click.option("--fix-clip", is_flag=True, help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."),
-        click.option("--prediction", type=click.Choice(["v", "epsilon"]), help="Prediction type (SD2 yaml, ModelSpec)."),
+        click.option("--fix-clip", is_flag=True,
+                     help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."),
+        click.option("--prediction", type=click.Choice(["v", "epsilon"]),
+                     help="Prediction type (SD2 yaml, ModelSpec)."),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set a metadata entry (repeatable)."),
-        click.option("--no-meta", is_flag=True, help="Write no metadata except --meta (no ModelSpec, source's dropped)."),
+        click.option("--no-meta", is_flag=True,
+                     help="Write no metadata except --meta (no ModelSpec, source's dropped)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
-        click.option("--verify", is_flag=True, help="Re-read the output with the reference reader, compare bit for bit."),
+        click.option("--verify", is_flag=True,
+                     help="Re-read the output with the reference reader, compare bit for bit."),
         click.option("--dry-run", is_flag=True, help="Show the plan and write nothing."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
@@ -125,7 +130,7 @@ def _run_one(src: str, out: str | None, as_json: bool, **kw) -> None:
         try:
             with open_model(src) as s:
                 big = s.size_bytes >= BIG
-        except Exception:  # noqa: BLE001 - convert() reports the real error
+        except Exception:  # convert() reports the real error
             big = False
     with _bar(big and sys.stderr.isatty()) as make:
         result = convert(src, out, progress=make(Path(src).name), **kw)
@@ -183,7 +188,8 @@ def _run_tree(src: str, out: str | None, as_json: bool, **kw) -> None:
               help="Keep both weight sets, drop the EMA, or write only the EMA under the UNet names.")
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
 @click.option("--prune", is_flag=True, help="Drop known junk (training leftovers); marker tensors are kept.")
-@click.option("--drop", multiple=True, metavar="PREFIX", help="Drop tensors whose names start with PREFIX (repeatable).")
+@click.option("--drop", multiple=True, metavar="PREFIX",
+              help="Drop tensors whose names start with PREFIX (repeatable).")
 @click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
 @click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
 @click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
