@@ -16,6 +16,7 @@ from sdmodel.formats.pickle_vm import (
     NpArray,
     Opaque,
     StorageRef,
+    TensorExpansion,
     TensorRef,
     run_pickle,
 )
@@ -258,15 +259,89 @@ def test_parse_error_after_bad_global_is_dangerous() -> None:
         run_pickle(b"\x80\x02" + num(1))  # no STOP
 
 
-def test_container_type_checks() -> None:
-    setitem_on_list = b"\x80\x02]" + num(1) + num(2) + b"s."
-    with pytest.raises(ModelReadError, match="SETITEM"):
-        run_pickle(setitem_on_list)
-    assert run_pickle(setitem_on_list, strict=False).findings[0].code == "type-error"
-    with pytest.raises(ModelReadError, match="APPEND"):
-        run_pickle(b"\x80\x02}" + num(1) + b"a.")
-    with pytest.raises(ModelReadError, match="BUILD"):
-        run_pickle(b"\x80\x02]}b.")
+A_TENSOR = tensor(0, (12,), (1,))
+
+
+@pytest.mark.parametrize(
+    "opcode, body",
+    [
+        ("SETITEM", b"]" + num(1) + num(2) + b"s"),
+        ("SETITEM", b")" + num(1) + num(2) + b"s"),
+        ("SETITEM", tup(num(1)) + b"(" + uni("k") + num(2) + b"u"),
+        ("SETITEM", A_TENSOR + b"(" + uni("k") + num(2) + b"u"),
+        ("APPEND", b"}" + num(1) + b"a"),
+        ("APPEND", b")(" + num(1) + b"e"),
+        ("ADDITEMS", b"](" + num(1) + b"\x90"),
+        ("BUILD", b"]}b"),
+        ("BUILD", A_TENSOR + tup(b"N", b"}" + uni("data") + num(1) + b"s") + b"b"),
+    ],
+    ids=["setitem-list", "setitem-tuple", "setitems-tuple", "setitems-tensor", "append-dict", "appends-tuple",
+         "additems-list", "build-list", "build-tensor"],
+)
+def test_container_type_confusion_is_dangerous(opcode: str, body: bytes) -> None:
+    data = b"\x80\x02" + body + b"."
+    with pytest.raises(ModelReadError, match=opcode) as err:
+        run_pickle(data)
+    assert not isinstance(err.value, UnsafePickleError)
+    res = run_pickle(data, strict=False)
+    assert [(f.code, f.severity) for f in res.findings] == [("type-confusion", "dangerous")]
+    assert "CVE-2026-24747" in res.findings[0].message and res.complete
+
+
+def test_harmless_argument_oddities_stay_type_errors() -> None:
+    odict = glob("collections", "OrderedDict")
+    for body in (b"}]" + num(1) + b"s", odict + tup(num(1)) + b"R", odict + b")R" + num(1) + b"b"):
+        res = run_pickle(b"\x80\x02" + body + b".", strict=False)
+        assert [(f.code, f.severity) for f in res.findings] == [("type-error", "suspicious")], body
+        with pytest.raises(ModelReadError):
+            run_pickle(b"\x80\x02" + body + b".")
+
+
+NP_STR_OS = pickle.dumps(np.str_("os"), protocol=2)[2:-1]  # numpy scalar + dtype + _codecs.encode, no PROTO/STOP
+
+
+@pytest.mark.parametrize(
+    "module",
+    [num(5), b"C\x02os", glob("os", "getcwd") + b")R", NP_STR_OS],
+    ids=["int", "bytes", "computed-by-call", "numpy-str"],
+)
+def test_stack_global_operands_must_be_literal_strings(module: bytes) -> None:
+    data = b"\x80\x04" + module + uni("system") + b"\x93" + tup(uni("echo pwned")) + b"R."
+    with pytest.raises(UnsafePickleError, match=r"STACK_GLOBAL|forbidden global os\.getcwd"):
+        run_pickle(data)
+    res = run_pickle(data, strict=False)
+    found = [(f.code, f.severity) for f in res.findings]
+    assert ("bad-global-operands", "dangerous") in found
+    assert found[-1] == ("call", "dangerous") and res.complete  # the VM goes on with a placeholder
+    assert isinstance(res.value, Opaque) and res.value.name == "system"
+
+
+def test_numpy_str_scalar_is_still_a_string_value_and_key() -> None:
+    value = {np.str_("k"): np.str_("v")}
+    res = run_pickle(pickle.dumps(value, protocol=2))
+    assert res.value == {"k": "v"} and not res.findings
+
+
+@pytest.mark.parametrize(
+    "size, stride, numel",
+    [
+        ((1000, 12), (0, 1), 12),  # an expanded bias
+        ((10**6,), (0,), 12),  # 4 MB from 48 bytes: far over 64x, but small
+        ((2**28, 2), (1, 0), 2**28),  # 2 GiB from 1 GiB: large, but only 2x its storage
+    ],
+)
+def test_expanded_views_within_bounds_are_allowed(size: tuple, stride: tuple, numel: int) -> None:
+    res = run_pickle(state_dict(w=tensor(0, size, stride, storage_pid(numel=numel))))
+    assert res.value["w"].shape == size and not res.findings
+
+
+def test_expansion_bomb_is_refused() -> None:
+    data = state_dict(w=tensor(0, (2**28 + 1,), (0,)))  # just over 1 GiB from 48 bytes
+    with pytest.raises(TensorExpansion, match="memory bomb"):
+        run_pickle(data)
+    res = run_pickle(data, strict=False)
+    assert [(f.code, f.severity) for f in res.findings] == [("bad-tensor", "suspicious")]
+    assert "1073741828 bytes" in res.findings[0].message and isinstance(res.value["w"], Opaque)
 
 
 def test_ext_codes_and_stack_leftovers() -> None:

@@ -55,6 +55,7 @@ def mixed() -> dict[str, torch.Tensor]:
         "scalar": torch.tensor(2.5),
         "scalar_view": base[1, 2],
         "empty": torch.zeros(0, 4),
+        "expanded": torch.arange(4.0).expand(3, 4),  # stride 0: an honest view, never a memory bomb
     }
 
 

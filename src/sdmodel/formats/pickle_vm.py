@@ -378,8 +378,20 @@ def default_persistent_load(pid: Any) -> StorageRef:
     return parse_storage_pid(pid, legacy=isinstance(pid, tuple) and len(pid) == 6)
 
 
+# A tensor is refused when it materialises to more than MAX_EXPANSION times its storage's bytes and
+# more than MAX_EXPANDED_BYTES (an expanded bias or shared views stay far below either bound).
+MAX_EXPANSION = 64
+MAX_EXPANDED_BYTES = 1 << 30
+
+
+class TensorExpansion(ModelReadError):
+    """A view inside its storage that materialises far more bytes than the storage holds (stride 0
+    or overlapping strides): a memory bomb for whoever reads the tensor."""
+
+
 def check_tensor(storage: StorageRef, offset: Any, shape: Any, stride: Any, dtype: str) -> TensorRef:
-    """Validate attacker-controlled view metadata against the storage; ModelReadError if invalid."""
+    """Validate attacker-controlled view metadata against the storage; ModelReadError if invalid,
+    TensorExpansion if valid but far larger than its storage."""
     if type(offset) is not int or offset < 0:
         raise ModelReadError(f"tensor storage offset {_short(offset)} is not a non-negative int")
     for what, seq in (("size", shape), ("stride", stride)):
@@ -389,7 +401,8 @@ def check_tensor(storage: StorageRef, offset: Any, shape: Any, stride: Any, dtyp
         raise ModelReadError(f"tensor size {shape} and stride {stride} differ in length")
     elems = storage.nbytes // ITEMSIZE[dtype]
     numel = math.prod(shape)
-    if numel * ITEMSIZE[dtype] >= 1 << 62:
+    need = numel * ITEMSIZE[dtype]
+    if need >= 1 << 62:
         raise ModelReadError(f"tensor size {shape} overflows")
     if numel:
         last = offset + sum((s - 1) * st for s, st in zip(shape, stride, strict=True))
@@ -398,6 +411,12 @@ def check_tensor(storage: StorageRef, offset: Any, shape: Any, stride: Any, dtyp
                 f"tensor view (offset {offset}, size {shape}, stride {stride}) reaches element {last} "
                 f"of a {elems}-element storage {storage.key!r}"
             )
+    if need > MAX_EXPANDED_BYTES and need > MAX_EXPANSION * storage.nbytes:
+        raise TensorExpansion(
+            f"tensor of size {shape} (stride {stride}) would expand the {storage.nbytes} bytes of storage "
+            f"{storage.key!r} to {need} bytes (more than {MAX_EXPANSION}x and {MAX_EXPANDED_BYTES >> 30} GiB): "
+            "a memory bomb"
+        )
     return TensorRef(storage, offset, shape, stride, dtype)
 
 
@@ -430,6 +449,21 @@ class _Stop(Exception):
 
 class _TypeProblem(Exception):
     """An operation with the wrong argument types: skipped in scan mode, fatal in load mode."""
+
+    code = "type-error"
+    severity = "suspicious"
+
+
+class _TypeConfusion(_TypeProblem):
+    """An opcode that fills or rebuilds a container of the wrong type (SETITEM on a tuple, BUILD on
+    a tensor...): torch's weights_only loader did this without checking, the memory corruption of
+    CVE-2026-24747."""
+
+    code = "type-confusion"
+    severity = "dangerous"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} (container type confusion, the memory-corruption class of CVE-2026-24747)")
 
 
 class _VM:
@@ -570,13 +604,8 @@ class _VM:
             if self.strict:
                 error = PickleTruncated if e.truncated else ModelReadError
                 raise error(f"{e} (byte {self.op_pos}{self._where()})") from None
-            if e.code == "parse-error":
-                sev = "dangerous" if self.bad_seen else "suspicious"
-            else:
-                sev = "suspicious"
+            sev = "dangerous" if e.code == "parse-error" and self.bad_seen else "suspicious"
             self.findings.append(Finding(sev, e.code, str(e), self.op_pos, self.member))
-        except (ModelReadError, UnsafePickleError):
-            raise
         except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, IndexError) as e:
             # Our own checks should catch everything first; never let a hostile file crash a scan.
             if self.strict:
@@ -619,7 +648,7 @@ class _VM:
             except _TypeProblem as e:
                 if self.strict:
                     raise ModelReadError(f"{e} at byte {pos}{self._where()}") from None
-                self.finding("suspicious", "type-error", str(e), pos)
+                self.finding(e.severity, e.code, str(e), pos)
             if self.frame_end is not None and self.pos >= self.frame_end:
                 if self.pos > self.frame_end:
                     self.frame_problem(f"opcode at byte {pos} runs past the end of its frame")
@@ -851,7 +880,7 @@ class _VM:
         if type(target) is list:
             target.extend(items)
         elif not isinstance(target, Opaque):
-            raise _TypeProblem(f"APPEND to a {_kind(target)}, not a list")
+            raise _TypeConfusion(f"APPEND to a {_kind(target)}, not a list")
 
     def op_setitem(self) -> None:
         v = self.pop()
@@ -868,7 +897,7 @@ class _VM:
         if not isinstance(target, dict):
             if isinstance(target, Opaque):
                 return
-            raise _TypeProblem(f"SETITEM on a {_kind(target)}, not a dict")
+            raise _TypeConfusion(f"SETITEM on a {_kind(target)}, not a dict")
         for i in range(0, len(items), 2):
             self.check_key(items[i])
             target[items[i]] = items[i + 1]
@@ -879,7 +908,7 @@ class _VM:
         if type(target) is not set:
             if isinstance(target, Opaque):
                 return
-            raise _TypeProblem(f"ADDITEMS on a {_kind(target)}, not a set")
+            raise _TypeConfusion(f"ADDITEMS on a {_kind(target)}, not a set")
         for k in items:
             self.check_key(k)
         target.update(items)
@@ -992,9 +1021,16 @@ class _VM:
     def op_stack_global(self) -> None:
         name = self.pop()
         module = self.pop()
-        if type(module) is not str or type(name) is not str:
-            raise _Stop("parse-error", "STACK_GLOBAL needs two strings")
-        self.stack.append(self.lookup(module, name))
+        if type(module) is str and type(name) is str:
+            self.stack.append(self.lookup(module, name))
+            return
+        # CPython refuses anything but two exact str: non-strings or names computed by a call (a
+        # numpy str_ scalar...) are only there to hide the global from scanners.
+        self.unsafe(
+            "bad-global-operands",
+            f"STACK_GLOBAL operands {_short(module, 40)}, {_short(name, 40)} are not two literal strings",
+        )
+        self.stack.append(Opaque(_operand(module), _operand(name)))
 
     def ext(self, code: int) -> None:
         self.unsafe("ext-code", f"extension code {code} (copyreg registry) names a global", "suspicious")
@@ -1056,26 +1092,24 @@ class _VM:
         if isinstance(func, Opaque):
             if not func.called:
                 self.unsafe("call", f"{opcode} calls {func}, which is not allow-listed")
-            elif self.strict:  # unreachable: strict mode never creates an Opaque
-                raise UnsafePickleError(f"call of {func}")
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            return _result_of(func)
         if not isinstance(func, GlobalObj):
             raise _Stop("parse-error", f"{opcode} on a {_kind(func)}, which is not callable")
         if type(args) is not tuple:
             raise _Stop("parse-error", f"{opcode} arguments are a {_kind(args)}, not a tuple")
         if func.kind != "rebuild_from_type" and any(isinstance(a, Opaque) for a in args):
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            return _result_of(func)
         method = getattr(self, f"call_{func.kind}", None)
         if method is None:
             self.unsafe("call", f"{opcode} calls {func}, which is allow-listed only as an inert value")
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            return _result_of(func)
         try:
             return method(func, args)
         except _TypeProblem as e:
             if self.strict:
                 raise ModelReadError(f"{func}: {e} at byte {self.op_pos}{self._where()}") from None
-            self.finding("suspicious", "type-error", f"{func}: {e}")
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            self.finding(e.severity, e.code, f"{func}: {e}")
+            return _result_of(func)
 
     def op_reduce(self) -> None:
         args = self.pop()
@@ -1110,7 +1144,7 @@ class _VM:
         if isinstance(cls, Opaque):
             if not cls.called:
                 self.unsafe("call", f"{opcode} instantiates {cls}, which is not allow-listed")
-            return Opaque(cls.module, cls.name, called=True, ref=cls.ref)
+            return _result_of(cls)
         if not isinstance(cls, GlobalObj):
             raise _Stop("parse-error", f"{opcode} on a {_kind(cls)}, which is not a class")
         if type(args) is not tuple or type(kwargs) is not dict:
@@ -1118,7 +1152,7 @@ class _VM:
         factory = _NEW_KINDS.get(cls.kind)
         if factory is None:
             self.unsafe("call", f"{opcode} instantiates {cls}, which is allow-listed only as a value")
-            return Opaque(cls.module, cls.name, called=True, ref=cls.ref)
+            return _result_of(cls)
         if args or kwargs:
             raise _TypeProblem(f"{opcode} of {cls} with arguments")
         return factory()
@@ -1143,7 +1177,7 @@ class _VM:
         elif t is NpArray:
             self.build_np_array(inst, state)
         else:
-            raise _TypeProblem(f"BUILD on a {_kind(inst)}")
+            raise _TypeConfusion(f"BUILD on a {_kind(inst)}")
 
     def build_paramdict(self, inst: ParamDict, state: Any) -> None:
         if not isinstance(state, dict):
@@ -1188,8 +1222,8 @@ class _VM:
             return check_tensor(storage, offset, size, stride, dtype or storage.dtype)
         except ModelReadError as e:
             if self.strict:
-                raise ModelReadError(f"{e} (byte {self.op_pos}{self._where()})") from None
-            self.finding("dangerous", "bad-tensor", str(e))
+                raise type(e)(f"{e} (byte {self.op_pos}{self._where()})") from None
+            self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", str(e))
             return Opaque("torch._utils", "_rebuild_tensor", called=True)
 
     def call_rebuild_v2(self, func: GlobalObj, args: tuple) -> Any:
@@ -1259,10 +1293,10 @@ class _VM:
         inner, new_type, inner_args, state = args
         if not isinstance(inner, GlobalObj) or inner.kind not in REBUILD_KINDS:
             self.unsafe("call", f"_rebuild_from_type_v2 calls {_short(inner)}, which is not a tensor rebuild")
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            return _result_of(func)
         if not isinstance(new_type, GlobalObj) or new_type.kind not in ("tensor_type", "parameter"):
             self.unsafe("call", f"_rebuild_from_type_v2 makes a {_short(new_type)}, not a tensor")
-            return Opaque(func.module, func.name, called=True, ref=func.ref)
+            return _result_of(func)
         if type(inner_args) is not tuple or not (state is None or isinstance(state, dict)):
             raise _TypeProblem("needs an argument tuple and a state dict")
         result = getattr(self, f"call_{inner.kind}")(inner, inner_args)
@@ -1305,7 +1339,9 @@ class _VM:
         dt = args[0].numpy()
         if len(raw) != dt.itemsize:
             raise _TypeProblem(f"numpy scalar of {dt} holds {len(raw)} bytes")
-        return np.frombuffer(raw, dt)[0].item()
+        value = np.frombuffer(raw, dt)[0]
+        # a numpy str_ stays a str subclass, as in CPython (STACK_GLOBAL refuses it as a name)
+        return value if isinstance(value, np.str_) else value.item()
 
     def call_np_reconstruct(self, func: GlobalObj, args: tuple) -> Any:
         if len(args) != 3 or not isinstance(args[0], GlobalObj) or args[0].kind != "np_ndarray":
@@ -1350,7 +1386,7 @@ class _VM:
 
 
 _DONE = object()
-_SCALAR_KEYS = frozenset({str, int, float, bool, bytes, type(None), complex})
+_SCALAR_KEYS = frozenset({str, int, float, bool, bytes, type(None), complex, np.str_})
 _Q = struct.Struct("<Q")
 _I4 = struct.Struct("<i")
 _U4 = struct.Struct("<I")
@@ -1435,6 +1471,16 @@ _OPCODES: dict[int, str] = {
 def _py2str(raw: bytes) -> str:
     """A protocol-0/1/2 ``str`` (py2 bytes): ASCII text, or latin-1 to keep every byte."""
     return raw.decode("latin-1")
+
+
+def _result_of(func: Opaque | GlobalObj) -> Opaque:
+    """The inert placeholder for what calling ``func`` returned (a call we did not perform)."""
+    return Opaque(func.module, func.name, called=True, ref=func.ref)
+
+
+def _operand(v: Any) -> str:
+    """A global name operand as text, marking the ones that are not strings."""
+    return v if type(v) is str else f"<{_kind(v)}>"
 
 
 def _kind(v: Any) -> str:

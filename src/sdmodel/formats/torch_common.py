@@ -48,7 +48,7 @@ def has_tensor(value: Any, depth: int = 0) -> bool:
 
 def plain(value: Any, depth: int = 0) -> Any:
     """A JSON-friendly copy of an extra value: placeholders become short strings."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):  # not a numpy str_: str() below
         return value
     if depth >= MAX_DEPTH:
         return "..."
@@ -126,6 +126,24 @@ class TorchSource(TensorSource):
         self.pickle_result: PickleResult | None = None
         self._refs: dict[str, TensorRef | ArrayTensor] = {}
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+
+    @abstractmethod
+    def _parse(self) -> None:
+        """Read the container and the pickle, then call ``_install``."""
+
+    def _parse_or_close(self) -> None:
+        """``_parse``; on any failure close the file, and name it in a ModelReadError's message."""
+        try:
+            self._parse()
+        except ModelReadError as e:
+            self._file.close()
+            msg = str(e)
+            if not msg.startswith(str(self.path)):
+                raise type(e)(f"{self.path}: {msg}") from None
+            raise
+        except Exception:
+            self._file.close()
+            raise
 
     def _fail(self, problem: str) -> ModelReadError:
         return ModelReadError(f"{self.path}: {problem}")

@@ -35,17 +35,7 @@ class TorchLegacySource(TorchSource):
         self.pickle_results: list = []
         self._roots: dict[str, StorageRef] = {}
         self._data: dict[str, tuple[int, int]] = {}
-        try:
-            self._parse()
-        except ModelReadError as e:
-            self._file.close()
-            msg = str(e)
-            if not msg.startswith(str(self.path)):
-                raise type(e)(f"{self.path}: {msg}") from None
-            raise
-        except Exception:
-            self._file.close()
-            raise
+        self._parse_or_close()
 
     def _parse(self) -> None:
         size = self._file.seek(0, 2)

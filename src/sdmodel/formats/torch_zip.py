@@ -27,17 +27,7 @@ class TorchZipSource(TorchSource):
         self.archive = ""
         self._storages: dict[str, StorageRef] = {}
         self._entries: dict[str, ZipEntry] = {}
-        try:
-            self._parse()
-        except ModelReadError as e:
-            self._file.close()
-            msg = str(e)
-            if not msg.startswith(str(self.path)):
-                raise type(e)(f"{self.path}: {msg}") from None
-            raise
-        except Exception:
-            self._file.close()
-            raise
+        self._parse_or_close()
 
     def _parse(self) -> None:
         self.zip = z = read_zip(self._file)

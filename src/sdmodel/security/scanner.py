@@ -30,7 +30,6 @@ from sdmodel.formats.pickle_vm import (
     Finding,
     PickleResult,
     StorageRef,
-    TensorRef,
     map_py2,
     parse_storage_pid,
     run_pickle,
@@ -53,8 +52,6 @@ MAX_YAML = 1024 * 1024
 MAX_STORAGES = 1_000_000
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MAX_TORCH_VERSION = 20
-EXPANSION_LIMIT = 1 << 30  # bytes a stride-0 view may expand to before it is reported
-_CONTAINER_CONFUSION = ("SETITEM on", "APPEND to", "ADDITEMS on", "BUILD on a")
 
 # Content that is not a model: (magic, offset, description).
 _FOREIGN = [
@@ -145,14 +142,6 @@ class _Scan:
             if f.member is None:
                 f.member = member
             self.findings.append(f)
-            if f.code == "type-error" and f.message.startswith(_CONTAINER_CONFUSION):
-                self.add("dangerous", "container-confusion", f"{f.message}: the container type confusion "
-                                                             f"behind "
-                         "torch's weights_only memory corruption (CVE-2026-24747)", f.member, f.offset)
-            elif f.code == "parse-error" and "STACK_GLOBAL" in f.message:
-                self.add("dangerous", "global-operands", "STACK_GLOBAL operands are not two strings: a "
-                         "scanner-evasion trick", f.member, f.offset)
-        self.check_expansion(res.value, member)
         for g in res.globals:
             module, name = map_py2(g.module, g.name)
             if (module, name) in ALLOWED_GLOBALS:
@@ -162,25 +151,6 @@ class _Scan:
             why = denied(g.module, g.name) or denied(module, name)
             if why:
                 self.add("dangerous", "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
-
-    def check_expansion(self, value: Any, member: str | None) -> None:
-        """Tensors far larger than their storage (stride 0): loading is fine, materialising them is a
-        memory bomb."""
-        stack, seen = [value], 0
-        while stack and seen < 200_000:
-            node = stack.pop()
-            seen += 1
-            if isinstance(node, TensorRef):
-                need = node.numel * ITEMSIZE[node.dtype]
-                if need > EXPANSION_LIMIT and need > 2 * node.storage.nbytes:
-                    self.add("suspicious", "tensor-expansion", f"a {node.shape} tensor views a "
-                             f"{node.storage.nbytes}-byte storage: materialising it needs {need} bytes",
-                             member)
-                    return
-            elif isinstance(node, dict):
-                stack.extend(node.values())
-            elif isinstance(node, (list, tuple)):
-                stack.extend(node)
 
     def pickle(self, data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
         res = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load)
@@ -238,16 +208,14 @@ class _Scan:
         first = self.pickle(data, 0, "pickle")
         if not first.complete and not first.globals and not first.calls:
             self.format = "unknown"
-            self.add("error", "not-a-pickle", "content is not a pickle nor any model format (or it is "
-                                              "corrupt)",
+            self.add("error", "not-a-pickle", "content is not a pickle nor any model format (or it is corrupt)",
                      "pickle", first.end)
             self.check_polyglot(f, first)
             return
         if first.complete and type(first.value) is int and first.value == LEGACY_MAGIC:
             self.format = "torch-legacy"
             if first.globals or first.calls or first.n_ops > 3:
-                self.add("suspicious", "magic-computed", "the legacy magic number is computed, not one "
-                                                         "literal "
+                self.add("suspicious", "magic-computed", "the legacy magic number is computed, not one literal "
                          "LONG (GHSA-97f8-7cmv-76j2)", "magic", 0)
             self.scan_legacy(f, data, size, first.end)
         else:
@@ -313,13 +281,11 @@ class _Scan:
         else:
             self.add("suspicious", "legacy-sys-info", "sys_info is not the dict torch writes", "sys_info")
         keys = values["storage keys"]
-        if not isinstance(keys, list) or not all(isinstance(k,
-                                                            str) for k in keys) or len(keys) > MAX_STORAGES:
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > MAX_STORAGES:
             self.add("suspicious", "legacy-keys", "storage key list is not a list of strings", "storage keys")
             return
         for missing in sorted(set(declared) - set(keys))[:5]:
-            self.add("suspicious", "missing-storage", f"storage {missing!r} is used but its data is not "
-                                                      f"in the "
+            self.add("suspicious", "missing-storage", f"storage {missing!r} is used but its data is not in the "
                      "file", "storage keys")
         order = "<q" if little else ">q"
         for key in keys:
@@ -332,12 +298,10 @@ class _Scan:
             ref = declared.get(key)
             if ref is None:
                 self.add("suspicious", "unused-storage", f"storage {key!r} is listed but never used",
-                         "storages",
-                         pos)
+                         "storages", pos)
                 return
             if numel != ref.numel:
-                self.add("suspicious", "storage-size", f"storage {key!r}: the pickle says {ref.numel} "
-                                                       f"elements, "
+                self.add("suspicious", "storage-size", f"storage {key!r}: the pickle says {ref.numel} elements, "
                          f"the data header says {numel}", "storages", pos)
             if numel < 0:
                 return
@@ -412,8 +376,7 @@ class _Scan:
             self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
         if any(e.name == base + "constants.pkl" or e.name.startswith(base + "code/") for e in zv.entries):
             self.format = "torchscript"
-            self.add("dangerous", "torchscript", "TorchScript archive (constants.pkl / code/): torch.load "
-                                                 "sends "
+            self.add("dangerous", "torchscript", "TorchScript archive (constants.pkl / code/): torch.load sends "
                      "it to torch.jit.load, which runs its code (CVE-2025-32434)", prefix + base)
         outside = 0
         for e in zv.entries:
@@ -427,12 +390,10 @@ class _Scan:
                 self.add("suspicious", "name-mismatch", f"local header names it {e.local_name!r} "
                          "(CVE-2025-1944: Python's zipfile refuses, torch loads)", member)
             if e.flags & 0x41:
-                self.add("suspicious", "encrypted-flag", f"general-purpose flags {e.flags:#06x} mark it "
-                                                         f"encrypted "
+                self.add("suspicious", "encrypted-flag", f"general-purpose flags {e.flags:#06x} mark it encrypted "
                          "(CVE-2025-1945)", member)
             if e.flags & 0x20:
-                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on "
-                                                       f"{e.name}",
+                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on {e.name}",
                          member)
             if e.method == 8 and e.name.endswith(".pkl"):
                 self.add("info", "compressed", "deflate-compressed pickle (torch never writes one)", member)
@@ -465,8 +426,7 @@ class _Scan:
             if key is not None and key in used and storages.get(key) is e:
                 continue  # raw tensor data referenced by data.pkl
             if scanned >= MAX_MEMBERS_SCANNED:
-                self.add("suspicious", "limit-exceeded", f"more than {MAX_MEMBERS_SCANNED} unreferenced "
-                                                         f"entries; "
+                self.add("suspicious", "limit-exceeded", f"more than {MAX_MEMBERS_SCANNED} unreferenced entries; "
                          "the rest were not inspected")
                 break
             scanned += 1
@@ -493,12 +453,10 @@ class _Scan:
                          "(torch.load fails)", member)
             elif entry.size < ref.nbytes:
                 self.add("dangerous", "storage-overrun", f"storage {key!r} claims {ref.numel} elements "
-                         f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds "
-                         f"access in "
+                         f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds access in "
                          "torch < 2.10 (CVE-2026-24747)", member)
             elif entry.size > ref.nbytes:
-                self.add("suspicious", "storage-size", f"record data/{key} holds {entry.size} bytes, the "
-                                                       f"storage "
+                self.add("suspicious", "storage-size", f"record data/{key} holds {entry.size} bytes, the storage "
                          f"declares {ref.nbytes}", member)
             return ref
 
@@ -506,8 +464,7 @@ class _Scan:
 
     def check_crc(self, e: ZipEntry, raw: bytes, prefix: str) -> None:
         if zlib.crc32(raw) != e.crc32:
-            self.add("suspicious", "crc-mismatch", "CRC-32 mismatch: torch ignores it (CVE-2025-10156), "
-                                                   "Python's "
+            self.add("suspicious", "crc-mismatch", "CRC-32 mismatch: torch ignores it (CVE-2025-10156), Python's "
                      "zipfile refuses", prefix + e.name)
 
     def check_records(self, zv: ZipView, base: str, prefix: str) -> None:
@@ -554,8 +511,7 @@ class _Scan:
         res = run_pickle(raw, member=member, strict=False)
         if named or res.complete or res.globals or res.calls:
             if not e.name.endswith("constants.pkl"):
-                self.add("suspicious", "extra-pickle", "a pickle besides data.pkl (torch does not load "
-                                                       "it; other "
+                self.add("suspicious", "extra-pickle", "a pickle besides data.pkl (torch does not load it; other "
                          "tools may)", member)
             self.check_crc(e, raw, prefix)
             self.absorb(res, member)
