@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -168,7 +169,7 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
     return same, differ
 
 
-def sd15_case(rows: list[dict]) -> None:
+def sd15_case(rows: list[dict], repeat: int) -> None:
     src = WORK / "sd15-ema-fp32.ckpt"
     if not src.exists():
         print("building", src, "...", flush=True)
@@ -179,11 +180,16 @@ def sd15_case(rows: list[dict]) -> None:
     peer_out, ours_out = WORK / "peer-fp16.safetensors", WORK / "ours-fp16.safetensors"
     for p in (peer_out, ours_out):
         p.unlink(missing_ok=True)
-    warm(src)
-    peer = measure([PY, "-c", PEER, str(src), str(peer_out)])
-    warm(src)
-    ours = measure([SDMODEL, "convert", str(src), "-o", str(ours_out), "--dtype", "fp16", "--ema", "drop",
-                    "--overwrite"])
+    peers, ourses = [], []
+    for _ in range(repeat):
+        warm(src)
+        peers.append(measure([PY, "-c", PEER, str(src), str(peer_out)]))
+        warm(src)
+        ourses.append(measure([SDMODEL, "convert", str(src), "-o", str(ours_out), "--dtype", "fp16", "--ema",
+                               "drop", "--overwrite"]))
+    peer = (statistics.median(p[0] for p in peers), max(p[1] for p in peers), max(p[2] for p in peers))
+    ours = (statistics.median(p[0] for p in ourses), max(p[1] for p in ourses), max(p[2] for p in ourses))
+    print("  runs (s): peer", [round(p[0], 1) for p in peers], "ours", [round(p[0], 1) for p in ourses])
     same, differ = compare(peer_out, ours_out)
     schedule = [k for k in differ if "." not in k]
     rows.append({
@@ -223,6 +229,7 @@ def main() -> None:
     ap.add_argument("--flux", action="store_true", help="also run the 24 GB Flux bf16 -> fp8 case")
     ap.add_argument("--only-flux", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the outputs")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each side (median time, max peak memory)")
     ap.add_argument("--build-sd15", metavar="PATH", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_sd15:
@@ -231,7 +238,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     if not args.only_flux:
-        sd15_case(rows)
+        sd15_case(rows, args.repeat)
     if args.flux or args.only_flux:
         flux_case(rows)
     print()

@@ -26,7 +26,9 @@ def keep(name: str) -> bool:
 
 
 def sd15(tmp_path: Path, name: str = "model.safetensors", ema: bool = True, metadata=None, lay=None) -> Path:
-    lay = shrink(lay or (with_ema(families.sd1()) if ema else families.sd1()), keep=keep)
+    lay = shrink(lay or families.sd1(), keep=keep)
+    if ema:
+        lay = with_ema(lay)  # after shrinking: EMA shapes equal the UNet's
     path = tmp_path / name
     if name.endswith(".safetensors"):
         return write_safetensors(path, lay, metadata)
@@ -200,8 +202,8 @@ def test_vae_bake_from_pt_replace_and_remove(tmp_path: Path) -> None:
 )
 def test_extract_parts(tmp_path: Path, part: str, probe: str) -> None:
     src = sd15(tmp_path, ema=True)
-    r = extract(src, part, ema="drop")
-    assert r.output.name == f"model-noema-{ {'text_encoder': 'te1'}.get(part, part) }.safetensors".replace(" ", "")
+    r = extract(src, part)
+    assert r.output.name == "model-" + {"text_encoder": "te1"}.get(part, part) + ".safetensors"
     names = set(read_all(r.output))
     assert probe in names
     assert not any(n.startswith(("model.", "first_stage_model.", "cond_stage_model.", "model_ema.")) for n in names)
@@ -274,3 +276,42 @@ def test_recursive_skips_earlier_outputs(tmp_path: Path) -> None:
     assert "0 converted" in res.output and "4 skipped" in res.output
     res = runner.invoke(main_group, ["convert", str(d), "--dtype", "fp16"])
     assert res.exit_code != 0 and "--recursive" in res.output
+
+
+def test_vae_from_diffusers_layout(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from sdmodel.formats.diffusers_map import vae_table_for
+
+    src = sd15(tmp_path, ema=False)
+    ref = read_all(src)
+    ldm = {k[len("first_stage_model."):]: v for k, v in ref.items() if k.startswith("first_stage_model.")}
+    table = vae_table_for([])
+    diffusers = {}
+    for k, v in ldm.items():
+        name = table.to_diffusers(k)
+        assert name is not None, k
+        diffusers[name] = (v.reshape(v.shape[:2]) if v.ndim == 4 and v.shape[2:] == (1, 1) else v) * 3
+    save_file(diffusers, str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    r = convert(src, tmp_path / "baked.safetensors", vae=tmp_path / "diffusion_pytorch_model.safetensors")
+    out = read_all(r.output)
+    for k, v in ldm.items():
+        assert np.array_equal(out["first_stage_model." + k], v * 3), k
+
+
+def test_progress_callback_reaches_the_total(tmp_path: Path) -> None:
+    src = sd15(tmp_path, ema=False)
+    calls: list[tuple[int, int]] = []
+    r = convert(src, dtype="fp16", progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] == r.bytes_after
+    assert calls == sorted(calls)
+
+
+def test_extract_ema_unet_from_cli(tmp_path: Path) -> None:
+    src = sd15(tmp_path, ema=True)
+    res = CliRunner().invoke(main_group, ["extract", str(src), "--part", "unet", "--ema", "only", "--dtype", "fp16"])
+    assert res.exit_code == 0, res.output
+    out = read_all(tmp_path / "model-fp16-emaonly-unet.safetensors")
+    ref = read_all(src)
+    k = "input_blocks.0.0.weight"
+    assert np.array_equal(out[k], ref["model_ema.diffusion_modelinput_blocks00weight"].astype(np.float16))

@@ -342,11 +342,12 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
     mapping: dict[str, str] = {}
     if diffusers:
         try:
-            from sdmodel.formats.diffusers_map import vae_diffusers_to_ldm
+            from sdmodel.formats.diffusers_map import vae_table_for
         except ImportError:
             raise ConversionError(f"{vae.path}: diffusers VAE not supported") from None
+        table = vae_table_for(names)  # the attention linears become 1x1 convs by a reshape (apply_vae)
         for n in names:
-            ldm = vae_diffusers_to_ldm(n)
+            ldm = table.to_ldm(n)
             if ldm is not None:
                 mapping[ldm] = n
         return mapping
@@ -509,6 +510,7 @@ def apply_extract(plan: Plan, part: str) -> None:
         seen[new] = s.out
         s.out = new
     plan.notes.append(f"extract: {len(plan.steps)} {part} tensors")
+    plan.tags = [t for t in plan.tags if t != "noema"]  # every extract leaves the EMA behind
     plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
 
 

@@ -217,8 +217,8 @@ def _is_diffusers(path: Path) -> bool:
 @click.argument("src", type=click.Path(exists=True))
 @click.option("--part", type=click.Choice(EXTRACT_PARTS), required=True, help="The part to write as a standalone file.")
 @_common
-@click.option("--ema", type=click.Choice(["keep", "drop", "only"]), default="drop", show_default=True,
-              help="With --part unet: 'only' extracts the EMA weights.")
+@click.option("--ema", type=click.Choice(["keep", "only"]), default="keep", show_default=True,
+              help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).")
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
 def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -> None:
     """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
