@@ -33,6 +33,7 @@ from sdmodel.plan import FP8, FP8_MAX, Plan, Step
 Progress = Callable[[int, int], None]
 
 HASH_KEY = "modelspec.hash_sha256"
+VERIFY_SPAN = 64 * 1000 * 1000
 HASH_PLACEHOLDER = "0x" + "0" * 64
 TEMP_SUFFIX = ".sdmodel-tmp"
 CHUNK = 1 << 20  # elements per casting task: two worker threads cast chunks in parallel
@@ -180,13 +181,30 @@ class SafetensorsSink:
                 raise ConversionError(f"{path}: written metadata does not match the plan")
 
     def verify(self, plan: Plan, path: Path) -> None:
-        """Every tensor read back by the reference reader equals the source cast, bit for bit."""
+        """Every tensor read back by the reference reader equals the source cast, bit for bit.
+
+        The reference reader maps the file: it is reopened every VERIFY_SPAN bytes so that the
+        mapped pages it touched do not pile up in resident memory."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            if sorted(f.keys()) != sorted(s.out for s in self.steps):
+                raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
+        batch: list[Step] = []
+        size = 0
+        for s in [*self.steps, None]:
+            if s is not None:
+                batch.append(s)
+                size += s.out_bytes
+            if batch and (s is None or size >= VERIFY_SPAN):
+                self._verify_batch(plan, path, batch)
+                batch, size = [], 0
+
+    def _verify_batch(self, plan: Plan, path: Path, steps: list[Step]) -> None:
         from safetensors import safe_open
 
         with safe_open(str(path), "np") as f, SafetensorsSource(path) as ours:
-            if sorted(f.keys()) != sorted(s.out for s in self.steps):
-                raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
-            for s in self.steps:
+            for s in steps:
                 view = f.get_slice(s.out)
                 if view.get_dtype() != s.out_dtype or tuple(view.get_shape()) != s.shape:
                     raise ConversionError(f"{path}: the reference reader sees {s.out} with another dtype or shape")
