@@ -315,3 +315,30 @@ def test_extract_ema_unet_from_cli(tmp_path: Path) -> None:
     ref = read_all(src)
     k = "input_blocks.0.0.weight"
     assert np.array_equal(out[k], ref["model_ema.diffusion_modelinput_blocks00weight"].astype(np.float16))
+
+
+def test_diffusers_folder_to_single_file(tmp_path: Path) -> None:
+    from tests.builders import arrays
+    from tests.test_diffusers import build_value_folder, small
+
+    arrs = arrays(small(families.sd1()))
+    root = build_value_folder(tmp_path / "my-model", "sd15", arrs)
+    r = convert(root, dtype="fp16")
+    assert r.output == tmp_path / "my-model-fp16.safetensors"
+    out = read_all(r.output)
+    k = "model.diffusion_model.input_blocks.1.1.proj_in.weight"
+    assert np.array_equal(out[k], arrs[k].astype(np.float16))
+    k = "first_stage_model.decoder.mid.attn_1.q.weight"
+    assert out[k].shape == arrs[k].shape and np.array_equal(out[k], arrs[k].astype(np.float16))
+
+
+def test_sd2_inpainting_yaml_needs_no_prediction(tmp_path: Path) -> None:
+    lay = families.sd2()
+    lay["model.diffusion_model.input_blocks.0.0.weight"] = ((320, 9, 3, 3), "F32")
+    src = write_safetensors(tmp_path / "inpaint.safetensors", shrink(lay))
+    r = convert(src, dtype="fp16")
+    import yaml
+
+    cfg = yaml.safe_load(r.yaml.read_text())
+    assert cfg["model"]["target"] == "ldm.models.diffusion.ddpm.LatentInpaintDiffusion"
+    assert cfg["model"]["params"]["unet_config"]["params"]["in_channels"] == 9
