@@ -21,6 +21,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-screenshot.png"
 
+if os.environ.get("CI"):  # CI's set-up installs both: their absence there is a failure, not a skip
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: scripts/setup-test-env.sh did not install it"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency")
 if not CHROMIUM.exists():
     pytest.skip("no /usr/bin/chromium: run scripts/setup-test-env.sh", allow_module_level=True)
