@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import queue
 import signal
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sdmodel.dtypes import NUMPY_DTYPES
-from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.errors import ConversionError, ModelReadError, SdmodelError
 from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 from sdmodel.plan import FP8, FP8_MAX, Plan, Step
 
@@ -267,7 +268,7 @@ class CkptSink:
 # --- the pipeline ------------------------------------------------------------------------------
 
 _DONE = object()
-BUDGET = 192 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
+BUDGET = 160 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
 
 
 class _Pipe:
@@ -333,6 +334,69 @@ class _Budget:
             self.cv.notify_all()
 
 
+class _Buffers:
+    """Recycled byte buffers for tensors read straight from the file and for cast results: reusing
+    memory saves the page faults of fresh allocations (about 40% of the cost of a read)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.free: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def get(self, nbytes: int) -> np.ndarray:
+        with self.lock:
+            fits = [i for i, b in enumerate(self.free) if b.size >= nbytes]
+            if fits:
+                return self.free.pop(min(fits, key=lambda i: self.free[i].size))
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+    def put(self, buf: np.ndarray | None) -> None:
+        if buf is None:
+            return
+        with self.lock:
+            self.free.append(buf)
+            self.free.sort(key=lambda b: b.size)
+            while sum(b.size for b in self.free) > self.cap:
+                self.free.pop(0)
+
+    def array(self, buf: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        dt = NUMPY_DTYPES[dtype]
+        n = math.prod(shape) * dt.itemsize
+        return buf[:n].view(dt).reshape(shape)
+
+
+class _DirectReader:
+    """Reads a tensor whose bytes are one contiguous range of its file (safetensors, most torch
+    checkpoints: the sources say so through ``data_range``) into a recycled buffer; anything else
+    goes through ``TensorSource.read``."""
+
+    def __init__(self, plan: Plan, buffers: _Buffers) -> None:
+        self.plan, self.buffers = plan, buffers
+        self.fds: dict[str, int] = {}
+
+    def read(self, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
+        source = self.plan.sources[s.source]
+        span = getattr(source, "data_range", None)
+        rng = span(s.name) if span is not None and source.path.is_file() else None
+        if rng is None or rng[1] - rng[0] != s.in_bytes:
+            return source.read(s.name), None
+        if s.source not in self.fds:
+            self.fds[s.source] = os.open(source.path, os.O_RDONLY)
+        buf = self.buffers.get(s.in_bytes)
+        view, pos, left = memoryview(buf)[:s.in_bytes], rng[0], s.in_bytes
+        while left:
+            got = os.preadv(self.fds[s.source], [view[s.in_bytes - left:]], pos)
+            if got <= 0:
+                self.buffers.put(buf)
+                raise ModelReadError(f"{source.path}: tensor {s.name!r}: file is truncated")
+            pos, left = pos + got, left - got
+        return self.buffers.array(buf, s.dtype, s.shape), buf
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+
+
 def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
     """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
     waiting) -> writer thread (waits for the chunks in order, writes) -> hasher thread (SHA-256 of
@@ -343,6 +407,8 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
     abort = threading.Event()
     errors: list[BaseException] = []
     budget = _Budget(BUDGET, abort)
+    buffers = _Buffers(BUDGET // 2)
+    direct = _DirectReader(plan, buffers)
     to_cast, to_write, to_hash = _Pipe(abort, 2), _Pipe(abort), _Pipe(abort)
     clamped: dict[str, int] = {}
 
@@ -352,7 +418,7 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
     def reader() -> None:
         try:
             for s in steps:
-                if not budget.acquire(cost(s)) or not to_cast.put((s, plan.sources[s.source].read(s.name))):
+                if not budget.acquire(cost(s)) or not to_cast.put((s, *direct.read(s))):
                     return
             to_cast.put(_DONE)
         except BaseException as e:  # handed to the main thread
@@ -367,14 +433,15 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
                 item = to_write.get()
                 if item is _DONE:
                     return
-                s, out, futures = item
+                s, out, futures, after_cast, after_hash = item
                 n = sum(fut.result() for fut in futures)
                 if n:
                     clamped[s.out] = n
+                buffers.put(after_cast)
                 data = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
                 sink.write(f, i, data)
                 done += out.nbytes
-                if not to_hash.put((s, data)):
+                if not to_hash.put((s, data, after_hash)):
                     return
                 del item, out, futures, data
                 if f.tell() - flushed >= WRITEBACK:
@@ -391,9 +458,10 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
                 item = to_hash.get()
                 if item is _DONE:
                     return
-                s, data = item
+                s, data, after_hash = item
                 sink.hash(data)
                 del item, data
+                buffers.put(after_hash)
                 budget.release(cost(s))
         except BaseException as e:  # handed to the main thread
             errors.append(e)
@@ -408,18 +476,19 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
             item = to_cast.get()
             if item is _DONE:
                 break
-            s, a = item
+            s, a, in_buf = item
             a = _contiguous(step_values(plan, s, a))
-            target = NUMPY_DTYPES[s.out_dtype]
-            if a.dtype == target:
-                out, futures = a, []
+            if a.dtype == NUMPY_DTYPES[s.out_dtype]:
+                out, futures, after_cast, after_hash = a, [], None, in_buf
             else:
-                out = np.empty(a.shape, dtype=target)
+                out_buf = buffers.get(s.out_bytes)
+                out = buffers.array(out_buf, s.out_dtype, s.shape)
                 src, dst = a.reshape(-1), out.reshape(-1)
                 futures = [pool.submit(_cast_range, src[lo:lo + CHUNK], dst[lo:lo + CHUNK], s.out_dtype)
                            for lo in range(0, max(src.size, 1), CHUNK)]
-            del a, item
-            if not to_write.put((s, out, futures)):
+                after_cast, after_hash = in_buf, out_buf
+            del a, item, in_buf
+            if not to_write.put((s, out, futures, after_cast, after_hash)):
                 break
         threads[1].join()
         threads[2].join()
@@ -429,6 +498,7 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
         for t in threads:
             t.join()
         pool.shutdown(wait=True, cancel_futures=True)
+        direct.close()
     if errors:
         raise errors[0]
     return clamped
