@@ -362,7 +362,7 @@ def convert(
                 notes.append("metadata: not written (a PyTorch checkpoint has no place for it)")
         result = ConvertResult(
             source=src, output=out_path, format=format, dry_run=dry_run, parts=plan.summary(),
-            dropped=plan.as_dict()["dropped"], notes=notes, bytes_before=plan.in_bytes,
+            dropped=plan.dropped_dicts(), notes=notes, bytes_before=plan.in_bytes,
             bytes_after=plan.out_bytes, metadata=metadata, vae_before=before, vae_after=after,
         )
         if dry_run:

@@ -51,7 +51,6 @@ class Step:
     out_dtype: str
     part: str
     fix: Callable[[np.ndarray], np.ndarray] | None = None
-    why: str = ""
     pinned: bool = False  # dtype decided by a step (CLIP ids, markers): dtype options leave it alone
 
     @property
@@ -163,19 +162,8 @@ class Plan:
                 row(d.part)["dropped"] += 1
         return list(rows.values())
 
-    def as_dict(self) -> dict:
-        return {
-            "parts": self.summary(),
-            "dropped": [{"name": d.name, "part": d.part, "reason": d.reason, "bytes": d.nbytes} for d in self.dropped],
-            "steps": [
-                {"out": s.out, "source": s.source, "name": s.name, "dtype": s.dtype, "out_dtype": s.out_dtype,
-                 "shape": list(s.shape), "part": s.part, "action": s.action}
-                for s in self.steps
-            ],
-            "notes": list(self.notes),
-            "bytes_before": self.in_bytes,
-            "bytes_after": self.out_bytes,
-        }
+    def dropped_dicts(self) -> list[dict]:
+        return [{"name": d.name, "part": d.part, "reason": d.reason, "bytes": d.nbytes} for d in self.dropped]
 
 
 def initial_plan(source: TensorSource) -> Plan:
