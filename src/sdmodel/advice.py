@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sdmodel.dtypes import ITEMSIZE, is_float
-from sdmodel.parts import MARKER_KEYS, SCHEDULE_KEYS, part_of
+from sdmodel.dtypes import is_float
 
 if TYPE_CHECKING:
     from sdmodel.formats.base import TensorSource
@@ -15,17 +14,12 @@ if TYPE_CHECKING:
 ADAPTER_KINDS = ("lora", "lycoris", "embedding")
 
 
-def estimate_bytes(source: TensorSource, dtype: str, drop_parts: tuple[str, ...]) -> int:
-    """Tensor bytes after casting floating tensors to ``dtype`` and dropping ``drop_parts``
-    (schedules and markers keep their dtype, integers stay)."""
-    total = 0
-    for name, info in source.tensors.items():
-        part = part_of(name)
-        if part in drop_parts:
-            continue
-        keep = not is_float(info.dtype) or name in SCHEDULE_KEYS or name in MARKER_KEYS
-        total += info.nbytes if keep else info.numel * ITEMSIZE[dtype]
-    return total
+def planned_bytes(source: TensorSource, **options: Any) -> int:
+    """Tensor bytes the conversion with these options would write (the real conversion plan:
+    schedules stay fp32, integers and markers keep their dtype)."""
+    from sdmodel.conversion import build_plan
+
+    return build_plan(source, **options).out_bytes
 
 
 def _float_dtypes(report: ModelReport) -> set[str]:
@@ -50,10 +44,8 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
 
     # Generating: fp16, one UNet weight set (the non-EMA one A1111 uses), no junk.
     gen_opts = ["--dtype", "fp16"]
-    drop: tuple[str, ...] = ("junk",)
     if report.ema["present"]:
         gen_opts += ["--ema", "drop"]
-        drop += ("ema",)
         reasons.append("generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
                        "(for merges keep non-EMA; for trained models compare with --ema only)")
     if report.junk["tensors"]:
@@ -64,7 +56,8 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
                        "the model was trained with)")
     if floats - {"F16"}:
         reasons.append("fp16 is half the size of fp32 and makes practically the same pictures")
-    gen_bytes = estimate_bytes(source, "F16", drop) + _overhead(report)
+    gen_bytes = planned_bytes(source, dtype="fp16", ema="drop" if report.ema["present"] else "keep",
+                              prune=bool(report.junk["tensors"])) + _overhead(report)
     generate = {
         "target": "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""),
         "options": gen_opts,
@@ -81,11 +74,10 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
         train_why.append("this file holds no fp32 weights: up-casting cannot restore the precision; for training "
                          "download the fp32 release if there is one")
     train_opts = ["--dtype", "fp32"]
-    train_drop: tuple[str, ...] = ("junk",)
     if report.ema["present"]:
         train_opts += ["--ema", "keep"]
         train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
-    train_bytes = estimate_bytes(source, "F32", train_drop) + _overhead(report)
+    train_bytes = planned_bytes(source, dtype="fp32") + _overhead(report)
     train = {
         "target": "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""),
         "options": train_opts,

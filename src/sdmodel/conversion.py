@@ -14,7 +14,7 @@ import datetime as _dt
 import shutil
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from sdmodel.engine import HASH_KEY, HASH_PLACEHOLDER, TEMP_SUFFIX, Progress, Wr
 from sdmodel.errors import ConversionError, SdmodelError
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
+from sdmodel.identify import Identity, identify, resolve_names
+from sdmodel.inspection import identify_vae
 from sdmodel.plan import (
     Plan,
     apply_clip,
@@ -37,6 +39,7 @@ from sdmodel.plan import (
     initial_plan,
     parse_precision,
 )
+from sdmodel.registry import NEEDS_YAML
 
 FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
 SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
@@ -155,44 +158,30 @@ def default_output(src: Path, tags: list[str], fmt: str) -> Path:
     return src.parent / f"{stem}-converted{ext}"
 
 
-def _identify(source: TensorSource):
-    try:
-        from sdmodel.identify import identify
-    except ImportError:
-        return None
+def _identify(source: TensorSource) -> Identity | None:
     try:
         return identify(source)
     except SdmodelError:
         return None
 
 
-def _names(ident, prediction: str | None) -> tuple[str | None, str | None, str | None]:
+def _names(ident: Identity | None, prediction: str | None) -> tuple[str | None, str | None, str | None]:
     """(A1111 config, ModelSpec architecture, resolution), with ``prediction`` forced if given."""
     if ident is None:
         return None, None, None
     if prediction is None or ident.kind not in ("checkpoint", "unet"):
         return ident.a1111_config, ident.modelspec_architecture, ident.resolution
-    try:
-        from sdmodel import registry
-    except ImportError:
-        return ident.a1111_config, ident.modelspec_architecture, ident.resolution
-    n = registry.naming(ident.family, ident.variant or "base", prediction)
-    config = registry.UNCLIP_CONFIG.get(ident.signature or "", n.a1111_config)
-    return config, n.modelspec or ident.modelspec_architecture, n.resolution or ident.resolution
+    forced = replace(ident, prediction=prediction)
+    resolve_names(forced)
+    return forced.a1111_config, forced.modelspec_architecture or ident.modelspec_architecture, forced.resolution
 
 
 def vae_name(source: TensorSource) -> str:
     """Which VAE a model holds: a known name, ``unknown``, or ``none``."""
     try:
-        from sdmodel.inspection import identify_vae
-    except ImportError:
-        return "unknown"
-    try:
         found = identify_vae(source)
-    except (SdmodelError, KeyError, ValueError):
+    except SdmodelError:
         return "unknown"
-    if isinstance(found, str):
-        return found
     if not found.get("present"):
         return "none"
     return found.get("name") or "unknown"
@@ -268,10 +257,6 @@ def write_yaml(
         shutil.copyfile(src_yaml, out_yaml)
         notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
         return out_yaml
-    try:
-        from sdmodel.registry import NEEDS_YAML
-    except ImportError:
-        NEEDS_YAML = frozenset({"sd2"})
     if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
         return None
     from sdmodel.formats.sd_configs import CONFIGS, config_yaml

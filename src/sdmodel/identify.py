@@ -172,7 +172,7 @@ def identify(source: TensorSource) -> Identity:
             family, how = _adapter_family(tensors, source.metadata)
         ident = Identity(kind=kind, family=family, variant=None, root="", description=f"{kind} ({how})")
     _resolve_prediction(ident, source, path)
-    _resolve_names(ident)
+    resolve_names(ident)
     return ident
 
 
@@ -192,7 +192,9 @@ def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None
         ident.hints.append("EDM markers: sampler settings stored in the file")
 
 
-def _resolve_names(ident: Identity) -> None:
+def resolve_names(ident: Identity) -> None:
+    """Fill in the A1111 config, ModelSpec architecture and resolution from family, variant and
+    prediction."""
     if ident.family is None:
         return
     pred = ident.prediction if ident.prediction in ("v", "epsilon") else None

@@ -329,10 +329,8 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
     diffusers = any(n.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for n in names)
     mapping: dict[str, str] = {}
     if diffusers:
-        try:
-            from sdmodel.formats.diffusers_map import vae_table_for
-        except ImportError:
-            raise ConversionError(f"{vae.path}: diffusers VAE not supported") from None
+        from sdmodel.formats.diffusers_map import vae_table_for
+
         table = vae_table_for(names)  # the attention linears become 1x1 convs by a reshape (apply_vae)
         for n in names:
             ldm = table.to_ldm(n)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sdmodel
 from sdmodel.errors import SdmodelError
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.walk import TRASH_DIR, FoundFile, is_model_name, stem_of
@@ -112,10 +113,8 @@ def _move(src: Path, dst: Path) -> None:
 
 
 def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
-    from sdmodel.library.scanning import api
-
     dtype = None if item["dtype"] == "keep" else item["dtype"]
-    api("convert")(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
+    sdmodel.convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
     if not tmp.is_file():
         raise SdmodelError(f"{item['src']}: the conversion wrote no output")
 

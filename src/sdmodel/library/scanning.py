@@ -12,13 +12,13 @@ import math
 import multiprocessing
 import os
 import time
-import types
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sdmodel
 from sdmodel.library.catalog import Catalog, precision_of
 from sdmodel.library.walk import FoundFile, category_of, walk_root
 
@@ -49,20 +49,6 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def api(name: str) -> Callable[..., Any]:
-    """A public function of ``sdmodel`` (``inspect``, ``scan``, ``convert``, ``hash_file``), also when
-    a submodule of the same name shadows the package attribute."""
-    import importlib
-
-    import sdmodel
-
-    try:
-        obj = getattr(sdmodel, name)
-    except ImportError:  # the export names a module not written yet: use sdmodel/<name>.py
-        obj = importlib.import_module(f"sdmodel.{name}")
-    return getattr(obj, name) if isinstance(obj, types.ModuleType) else obj
-
-
 def examine(path: str, want_hashes: bool) -> dict[str, Any]:
     """Report, scan verdict and (optionally) hashes and content fingerprint of one file. Never
     raises: failures are returned as text (runs in a worker process)."""
@@ -77,19 +63,19 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
         "error": None,
     }
     try:
-        out["report"] = api("inspect")(path).to_dict()
+        out["report"] = sdmodel.inspect(path).to_dict()
     except SdmodelError as e:
         out["error"] = str(e)
     except Exception as e:  # a reader bug must not stop a library scan
         out["error"] = f"internal error: {type(e).__name__}: {e}"
     try:
-        out["scan"] = api("scan")(path).to_dict()
+        out["scan"] = sdmodel.scan(path).to_dict()
     except Exception as e:
         out["scan"] = {"path": path, "verdict": "error", "findings": [], "error": f"{type(e).__name__}: {e}"}
     if want_hashes:
         try:
             if not os.path.isdir(path):
-                out["hashes"] = api("hash_file")(path)
+                out["hashes"] = sdmodel.hash_file(path)
             if out["error"] is None:
                 from sdmodel.formats import open_model
                 from sdmodel.hashing import content_fingerprint
