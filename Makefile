@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,14 @@ $(TEST_STAMP): $(STAMP) scripts/setup-test-env.sh
 venv: $(STAMP)
 
 demo: $(STAMP)
+	rm -rf demo
 	$(BIN)/python scripts/make_demo.py demo
+	$(BIN)/sdmodel convert demo/sd15-demo.safetensors --format ckpt -o demo/sd15-demo.ckpt
 	$(BIN)/sdmodel info demo/
-	$(BIN)/sdmodel hash demo/sd15-demo.safetensors
+	$(BIN)/sdmodel hash demo/sd15-demo.safetensors demo/sd15-demo.ckpt
+	$(BIN)/sdmodel scan demo/
+	$(BIN)/sdmodel convert demo/sd15-demo.ckpt --dtype fp16 --ema drop --prune --fix-clip --verify
+	$(BIN)/sdmodel info demo/sd15-demo-fp16-noema-pruned-clipfix.safetensors
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts

@@ -22,8 +22,10 @@ def planned_bytes(source: TensorSource, **options: Any) -> int:
     return build_plan(source, **options).out_bytes
 
 
-def _float_dtypes(report: ModelReport) -> set[str]:
-    return {d for c in report.components.values() for d in c.dtypes if is_float(d)}
+def _weight_dtypes(report: ModelReport) -> set[str]:
+    """Floating dtypes of the weights (not of the fp32 schedule buffers or markers, which stay)."""
+    return {d for part, c in report.components.items() if part not in ("schedule", "marker")
+            for d in c.dtypes if is_float(d)}
 
 
 def _command(path: str, options: list[str]) -> str:
@@ -33,8 +35,8 @@ def _command(path: str, options: list[str]) -> str:
 def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     """Advice for generating and for training, each with the options, the command and the bytes
     it would save (negative = the file grows)."""
-    kind, size = report.kind, report.size_bytes
-    floats = _float_dtypes(report)
+    kind = report.kind
+    floats = _weight_dtypes(report)
     reasons: list[str] = []
     if report.format != "safetensors":
         reasons.append("safetensors cannot run code when loaded and loads faster: convert rather than keep a "
@@ -50,43 +52,38 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
                        "(for merges keep non-EMA; for trained models compare with --ema only)")
     if report.junk["tensors"]:
         gen_opts.append("--prune")
-        reasons.append(f"{report.junk['tensors']} junk tensors no loader uses")
+        n = report.junk["tensors"]
+        reasons.append(f"{n} junk tensor{'s' if n != 1 else ''} no loader uses")
     if report.clip_position_ids.get("status") == "broken":
         reasons.append("CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
                        "the model was trained with)")
     if floats - {"F16"}:
         reasons.append("fp16 is half the size of fp32 and makes practically the same pictures")
-    gen_bytes = planned_bytes(source, dtype="fp16", ema="drop" if report.ema["present"] else "keep",
-                              prune=bool(report.junk["tensors"])) + _overhead(report)
-    generate = {
-        "target": "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""),
-        "options": gen_opts,
-        "command": _command(report.path, gen_opts),
-        "bytes_after": gen_bytes,
-        "saves_bytes": size - gen_bytes,
-        "already_optimal": size - gen_bytes <= size * 0.01 and report.format == "safetensors",
-        "why": reasons,
-    }
+    generate = _option(report, "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""), gen_opts,
+                       planned_bytes(source, dtype="fp16", ema="drop" if report.ema["present"] else "keep",
+                                     prune=bool(report.junk["tensors"])), reasons)
+    generate["already_optimal"] = (report.format == "safetensors" and not report.ema["present"]
+                                   and not report.junk["tensors"] and floats <= {"F16", "BF16"})
 
     # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
-    train_why: list[str] = []
-    if floats and floats <= {"F16", "BF16"}:
-        train_why.append("this file holds no fp32 weights: up-casting cannot restore the precision; for training "
-                         "download the fp32 release if there is one")
-    train_opts = ["--dtype", "fp32"]
-    if report.ema["present"]:
-        train_opts += ["--ema", "keep"]
-        train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
-    train_bytes = planned_bytes(source, dtype="fp32") + _overhead(report)
-    train = {
-        "target": "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""),
-        "options": train_opts,
-        "command": _command(report.path, train_opts),
-        "bytes_after": train_bytes,
-        "saves_bytes": size - train_bytes,
-        "why": train_why,
-    }
+    if floats and floats <= {"F16", "BF16", "F8_E4M3", "F8_E5M2"}:
+        train = {"target": None, "command": None, "why": [
+            "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
+            "download the fp32 release if there is one"]}
+    else:
+        train_opts, train_why = ["--dtype", "fp32"], []
+        if report.ema["present"]:
+            train_opts += ["--ema", "keep"]
+            train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
+        train = _option(report, "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""), train_opts,
+                        planned_bytes(source, dtype="fp32"), train_why)
     return {"generate": generate, "train": train}
+
+
+def _option(report: ModelReport, target: str, options: list[str], tensor_bytes: int, why: list[str]) -> dict:
+    after = tensor_bytes + _overhead(report)
+    return {"target": target, "options": options, "command": _command(report.path, options),
+            "bytes_after": after, "saves_bytes": report.size_bytes - after, "why": why}
 
 
 def _overhead(report: ModelReport) -> int:

@@ -109,7 +109,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     junk = d["junk"]
     if junk["tensors"]:
         groups = "; ".join(f"{why}: {n}" for why, n in junk["groups"].items())
-        text = f"{junk['tensors']} tensors, {human_bytes(junk['bytes'])} ({groups})"
+        text = f"{junk['tensors']} tensor{'s' if junk['tensors'] != 1 else ''}, {human_bytes(junk['bytes'])} ({groups})"
         facts.add_row("junk", Text(text, style="yellow"))
     if d["markers"]:
         facts.add_row("markers", ", ".join(d["markers"]))
@@ -157,9 +157,12 @@ def _render_advice(advice: dict) -> None:
                       f"(saves {human_bytes(gen['saves_bytes'])}):  [dim]{gen['command']}[/dim]", highlight=False)
     for why in gen["why"]:
         console.print(f"  • {why}", highlight=False)
-    if train:
+    if train and train["target"]:
         console.print(f"[green]for training:[/green] {train['target']}, {human_bytes(train['bytes_after'])}:  "
                       f"[dim]{train['command']}[/dim]", highlight=False)
+    elif train:
+        console.print("[green]for training:[/green] not this file", highlight=False)
+    if train:
         for why in train["why"]:
             console.print(f"  • {why}", highlight=False)
 
