@@ -14,9 +14,10 @@ from sdmodel.cli import main_group
 from sdmodel.library import apply as apply_mod
 from sdmodel.library.apply import apply_plan
 from sdmodel.library.catalog import Catalog, Filters, precision_of
-from sdmodel.library.report import build_report, human_bytes
+from sdmodel.library.report import build_report
 from sdmodel.library.savings import compute_plan, new_stem
 from sdmodel.library.scanning import scan_library
+from sdmodel.units import human_bytes
 from tests.builders import layout, shrink, with_dtype, with_ema, write_ckpt, write_safetensors
 from tests.test_library_trees import a1111_tree
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from sdmodel.cli.common import byte_progress, console, human_bytes, print_error, print_json
+from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.conversion import ConvertResult, convert, convert_tree
 from sdmodel.diffing import DiffResult, diff
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.plan import EXTRACT_PARTS
+from sdmodel.units import human_bytes
 
 PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
 BIG = 256 * 1000 * 1000  # show a progress bar for outputs at least this big

@@ -9,12 +9,13 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from sdmodel.cli.common import byte_progress, console, human_bytes, human_count, print_error, print_json
+from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.errors import SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
+from sdmodel.units import human_bytes, human_count
 
 PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
               "image_encoder", "schedule", "marker", "junk", "other")

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from sdmodel.cli.common import console, err_console, print_json
 from sdmodel.library.catalog import Catalog, default_db_path
-from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report, human_bytes
+from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
+from sdmodel.units import human_bytes
 
 DB_HELP = (
     "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."

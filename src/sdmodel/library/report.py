@@ -168,12 +168,3 @@ def build_report(catalog: Catalog) -> dict[str, Any]:
     }
 
 
-def human_bytes(n: float) -> str:
-    """1.0 KB = 1000 bytes, as disk vendors and the issue's "61.2 GB" count."""
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
-        n /= 1000
-    return f"{sign}{n:.1f} TB"

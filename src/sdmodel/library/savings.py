@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.report import human_bytes
 from sdmodel.library.walk import stem_of
+from sdmodel.units import human_bytes
 
 CONVERTIBLE_KINDS = frozenset(
     {"checkpoint", "unet", "vae", "text_encoder", "controlnet", "t2i_adapter", "lora", "lycoris"}

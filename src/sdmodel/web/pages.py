@@ -19,9 +19,9 @@ from sdmodel.library.report import (
     SEVERITY,
     build_report,
     duplicate_groups,
-    human_bytes,
     problems_of,
 )
+from sdmodel.units import human_bytes
 
 PER_PAGE = 50
 IMAGE_TYPES = {
