@@ -84,3 +84,29 @@ def test_bad_inputs_one_line_exit_2(tmp_path):
 def test_missing_path(tmp_path):
     r = run("info", str(tmp_path / "nope.safetensors"))
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_forbidden_global_and_missing_storage_are_one_line_errors(tmp_path):
+    import zipfile
+
+    import torch
+
+    evil = tmp_path / "evil.ckpt"
+    payload = b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03."  # never unpickled
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+    r = run("info", str(evil))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "forbidden global posix.system" in r.stderr
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"a": torch.ones(3), "b": torch.zeros(2)}, str(good))
+    broken = tmp_path / "missing-storage.ckpt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            if not item.filename.endswith("/data/1"):
+                dst.writestr(item, src.read(item))
+    r = run("info", str(broken))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "missing-storage.ckpt" in r.stderr

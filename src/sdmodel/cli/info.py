@@ -29,9 +29,8 @@ def _collect(paths: tuple[str, ...]) -> list[Path]:
 
 
 def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
-    return (len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir()) or (
-        len(files) == 1 and files[0] == Path(paths[0])
-    )
+    """One path naming one model (a file or a diffusers folder): JSON is an object, not a list."""
+    return len(paths) == 1 and files == [Path(paths[0])]
 
 
 @click.command("info")
