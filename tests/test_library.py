@@ -260,6 +260,29 @@ def test_apply_stop_and_failures_and_delete(tmp_path: Path) -> None:
     assert not Path(items[1]["src"]).exists() or items[1]["src"] == items[1]["dst"]
 
 
+def test_apply_leaves_the_sidecars_of_a_longer_named_model(tmp_path: Path) -> None:
+    # "dream-fp32.inpainting.preview.png" belongs to "dream-fp32.inpainting.safetensors": renaming
+    # "dream-fp32" to "dream-fp16" must not take it along.
+    root = tmp_path / "models"
+    sd = root / "Stable-diffusion"
+    sd.mkdir(parents=True)
+    write_safetensors(sd / "dream-fp32.safetensors", shrink(layout("sd15")), seed=1)
+    (sd / "dream-fp32.preview.png").write_bytes(b"\x89PNG")
+    write_safetensors(sd / "dream-fp32.inpainting.safetensors", with_dtype(shrink(layout("sd15")), "F16"), seed=2)
+    (sd / "dream-fp32.inpainting.preview.png").write_bytes(b"\x89PNG")
+    cat = Catalog(tmp_path / "lib.db")
+    scan_library(cat, [(root, "a1111")], jobs=1)
+    cat.store_plan(compute_plan(cat, []).items)
+    assert [os.path.basename(i["dst"]) for i in cat.plan_items()] == ["dream-fp16.safetensors"]
+    assert apply_plan(cat).done == 1
+    assert sorted(p.name for p in sd.iterdir()) == ["dream-fp16.preview.png", "dream-fp16.safetensors",
+                                                    "dream-fp32.inpainting.preview.png",
+                                                    "dream-fp32.inpainting.safetensors"]
+    files = _by_name(cat)
+    assert files["dream-fp16.safetensors"]["sidecars"] == ["dream-fp16.preview.png"]
+    assert files["dream-fp32.inpainting.safetensors"]["sidecars"] == ["dream-fp32.inpainting.preview.png"]
+
+
 def test_cli_scan_report_plan_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     inst = a1111_tree(tmp_path)
     monkeypatch.chdir(inst / "models" / "Lora")  # the install is found from inside it

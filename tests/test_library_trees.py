@@ -139,6 +139,19 @@ def test_walk_finds_models_sidecars_and_skips_hidden(tmp_path: Path) -> None:
     assert category_of(root / "x" / "Lora" / "sub" / "l.safetensors", root) == "Lora"
 
 
+def test_walk_reads_a_diffusers_component_folder_as_one_model(tmp_path: Path) -> None:
+    # config.json with weights beside it: one model, as for 'sdmodel info' (not a loose weight file).
+    root = tmp_path / "models"
+    comp = root / "VAE" / "sdxl-vae"
+    comp.mkdir(parents=True)
+    (comp / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
+    (comp / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 100)
+    (root / "VAE" / "notes").mkdir()
+    (root / "VAE" / "notes" / "config.json").write_text("{}")  # a config.json alone is not a model
+    found = [(f.path, f.is_dir, f.size) for f in walk_root(root)]
+    assert found == [(comp, True, 132)]
+
+
 def test_evil_fixture_is_a_pickle_naming_os_system(tmp_path: Path) -> None:
     data = evil_pickle(tmp_path / "e.ckpt").read_bytes()
     assert b"system" in data and data.startswith(pickle.PROTO + b"\x02")

@@ -20,11 +20,9 @@ def is_diffusers_dir(path: Path) -> bool:
     return False
 
 
-def is_model_file(path: Path) -> bool:
-    name = path.name.lower()
-    if name.endswith((".vae.pt",)):  # A1111 VAE sidecars are models too
-        return True
-    return path.suffix.lower() in MODEL_SUFFIXES
+def is_model_file(path: str | Path) -> bool:
+    """A model file by its name (A1111's ``x.vae.pt`` VAE sidecars included)."""
+    return Path(path).suffix.lower() in MODEL_SUFFIXES
 
 
 def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import sdmodel
+from sdmodel.engine import TEMP_SUFFIX
 from sdmodel.errors import SdmodelError
+from sdmodel.files import is_model_file
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.walk import TRASH_DIR, FoundFile, is_model_name, stem_of
+from sdmodel.library.walk import TRASH_DIR, FoundFile, assign_sidecars, stem_of
 
 Event = Callable[[dict[str, Any]], None]
-TMP_MARK = ".sdmodel-tmp"
 FREE_SPACE_MARGIN = 64 << 20
 
 
@@ -66,7 +67,7 @@ def apply_lock(db_path: Path) -> Iterator[None]:
 
 
 def tmp_path_for(dst: Path) -> Path:
-    return dst.with_name(f".{stem_of(dst.name)}{TMP_MARK}.safetensors")
+    return dst.with_name(f".{stem_of(dst.name)}{TEMP_SUFFIX}.safetensors")
 
 
 def trash_path_for(src: Path, root: Path) -> Path:
@@ -85,23 +86,16 @@ def trash_path_for(src: Path, root: Path) -> Path:
 
 
 def sidecars_of(src: Path) -> list[Path]:
-    """Files beside ``src`` that share its base name (yaml, previews, notes, .civitai.info,
-    ``.vae.*``), not other models sharing a prefix."""
-    stem = stem_of(src.name)
-    out = []
+    """The files beside ``src`` that the walk counts as its sidecars (yaml, previews, notes,
+    .civitai.info, ``.vae.*``): not other models, nor the sidecars of a model with a longer name
+    (``a.b.png`` belongs to ``a.b.safetensors``)."""
     try:
-        entries = list(os.scandir(src.parent))
+        names = [e.name for e in os.scandir(src.parent) if not e.name.startswith(".") and e.is_file()]
     except OSError:
         return []
-    for e in entries:
-        name = e.name
-        if name == src.name or not name.startswith(stem + ".") or not e.is_file():
-            continue
-        rest = name[len(stem) :]
-        if is_model_name(name) and not rest.lower().startswith(".vae."):
-            continue
-        out.append(Path(e.path))
-    return sorted(out)
+    models = [n for n in names if is_model_file(n)]
+    others = [n for n in names if not is_model_file(n)]
+    return [src.parent / n for n in assign_sidecars(models, others).get(src.name, [])]
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -147,7 +141,7 @@ def _place_sidecars(item: dict[str, Any], tmp: Path, trash: Path | None, delete:
     for side in sidecars_of(src):
         rest = side.name[len(old_stem) :]
         trash_side = trash.with_name(stem_of(trash.name) + rest) if trash is not None else None
-        if trash_side is not None and not is_model_name(side.name):
+        if trash_side is not None and not is_model_file(side.name):
             shutil.copy2(side, trash_side)
         if new_stem == old_stem:
             continue

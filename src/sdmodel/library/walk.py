@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODEL_EXTENSIONS = frozenset({".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin"})
+from sdmodel.files import is_diffusers_dir, is_model_file
+
 TRASH_DIR = ".sdmodel-trash"
 
 HOME_CANDIDATES = (
@@ -143,31 +144,31 @@ def normalize_roots(roots: list[Path]) -> list[Path]:
     return sorted(kept)
 
 
-def is_model_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
-
-
 def stem_of(name: str) -> str:
     """A model file's base name: ``x.safetensors`` -> ``x``."""
     return os.path.splitext(name)[0]
 
 
-def _assign_sidecars(models: dict[str, FoundFile], others: list[str]) -> None:
-    """Give every non-model file to the model with the longest stem it starts with (``a.b.png``
-    belongs to ``a.b.safetensors`` rather than ``a.safetensors``). ``x.vae.safetensors`` is both a
-    model and a sidecar of ``x``."""
-    by_stem: dict[str, FoundFile] = {}
-    for name, f in models.items():
-        by_stem.setdefault(stem_of(name), f)
-    candidates = others + [n for n in models if ".vae." in n.lower()]
-    for name in candidates:
+def assign_sidecars(models: list[str], others: list[str]) -> dict[str, list[str]]:
+    """The sidecars of each model among the file names of one folder: every non-model file goes to
+    the model with the longest stem it starts with (``a.b.png`` belongs to ``a.b.safetensors``
+    rather than ``a.safetensors``). ``x.vae.safetensors`` is both a model and a sidecar of ``x``.
+    Returns model name -> sorted sidecar names."""
+    by_stem: dict[str, str] = {}
+    for name in models:
+        by_stem.setdefault(stem_of(name), name)
+    owned: dict[str, list[str]] = {name: [] for name in models}
+    for name in others + [n for n in models if ".vae." in n.lower()]:
         cut = name
         while "." in cut:
             cut = cut.rsplit(".", 1)[0]
             owner = by_stem.get(cut)
-            if owner is not None and owner.path.name != name:
-                owner.sidecars.append(name)
+            if owner is not None and owner != name:
+                owned[owner].append(name)
                 break
+    for names in owned.values():
+        names.sort()
+    return owned
 
 
 def walk_root(root: Path) -> Iterator[FoundFile]:
@@ -189,8 +190,7 @@ def walk_root(root: Path) -> Iterator[FoundFile]:
             entries = list(os.scandir(folder))
         except OSError:
             continue
-        names = {e.name for e in entries}
-        if folder != root and "model_index.json" in names:
+        if folder != root and is_diffusers_dir(folder):
             yield _diffusers_entry(folder, root)
             continue
         models: dict[str, FoundFile] = {}
@@ -205,16 +205,15 @@ def walk_root(root: Path) -> Iterator[FoundFile]:
                     continue
                 if not e.is_file():
                     continue
-                if is_model_name(e.name):
+                if is_model_file(e.name):
                     s = e.stat()
                     models[e.name] = FoundFile(Path(e.path), root, s.st_size, s.st_mtime_ns)
                 else:
                     others.append(e.name)
             except OSError:
                 continue
-        _assign_sidecars(models, others)
-        for f in models.values():
-            f.sidecars.sort()
+        for name, sidecars in assign_sidecars(list(models), others).items():
+            models[name].sidecars = sidecars
         yield from models.values()
         stack.extend(sorted(subdirs, reverse=True))
 
