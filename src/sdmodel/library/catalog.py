@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
+from sdmodel.errors import SdmodelError
 
 SCHEMA_VERSION = 1
 
@@ -90,54 +91,18 @@ CREATE TABLE IF NOT EXISTS plan_items (
 CREATE INDEX IF NOT EXISTS plan_status ON plan_items (status);
 """
 
+# The columns of ``files``, in schema order.
 FILE_COLUMNS = [
-    "id",
-    "path",
-    "root",
-    "folder",
-    "category",
-    "name",
-    "is_dir",
-    "size",
-    "mtime_ns",
-    "format",
-    "kind",
-    "family",
-    "variant",
-    "prediction",
-    "precision",
-    "ema",
-    "clip",
-    "junk_bytes",
-    "verdict",
-    "error",
-    "sidecars",
-    "report",
-    "scan",
-    "hashes",
-    "sha256",
-    "autov3",
-    "fingerprint",
-    "scanned_at",
-]
+    "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
+    "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
+    "scan", "hashes", "sha256", "autov3", "fingerprint", "scanned_at",
+]  # fmt: skip
+# What the list page shows: no stored JSON, hashes or bookkeeping.
 LIST_COLUMNS = [
-    "id",
-    "path",
-    "root",
-    "folder",
-    "category",
-    "name",
-    "is_dir",
-    "size",
-    "format",
-    "kind",
-    "family",
-    "variant",
-    "precision",
-    "ema",
-    "clip",
-    "verdict",
-    "error",
+    c
+    for c in FILE_COLUMNS
+    if c not in {"mtime_ns", "prediction", "junk_bytes", "sidecars", "report", "scan", "hashes", "sha256",
+                 "autov3", "fingerprint", "scanned_at"}
 ]
 
 # Parts whose dtype says nothing about the model's precision.
@@ -208,8 +173,6 @@ class Catalog:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_file():
-            from sdmodel.errors import SdmodelError
-
             raise SdmodelError(f"{self.path}: no catalog here (run 'sdmodel library scan' first)")
         self.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
@@ -321,10 +284,9 @@ class Catalog:
         row = self.db.execute("SELECT * FROM files WHERE path = ?", (str(path),)).fetchone()
         return _decode(row) if row else None
 
-    def all_files(self, *, full: bool = True) -> Iterator[dict[str, Any]]:
-        """Every file; ``full`` adds the decoded report, scan and hashes."""
-        cols = "*" if full else ", ".join(c for c in FILE_COLUMNS if c not in ("report", "scan"))
-        for row in self.db.execute(f"SELECT {cols} FROM files ORDER BY path"):
+    def all_files(self) -> Iterator[dict[str, Any]]:
+        """Every file, with its decoded report, scan, hashes and sidecars."""
+        for row in self.db.execute("SELECT * FROM files ORDER BY path"):
             yield _decode(row)
 
     # -- plan ------------------------------------------------------------------------------------
@@ -332,18 +294,9 @@ class Catalog:
         """Replace the plan's unfinished items (pending, failed) with ``items``; items being run or
         in the middle of a step stay, so an interrupted run can resume."""
         cols = [
-            "src",
-            "dst",
-            "root",
-            "mode",
-            "dtype",
-            "ema",
-            "target",
-            "src_size",
-            "src_mtime_ns",
-            "before_bytes",
+            "src", "dst", "root", "mode", "dtype", "ema", "target", "src_size", "src_mtime_ns", "before_bytes",
             "after_bytes",
-        ]
+        ]  # fmt: skip
         with self.db:
             self.db.execute("DELETE FROM plan_items WHERE status IN ('pending', 'failed', 'skipped')")
             self.db.executemany(

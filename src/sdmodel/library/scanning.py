@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import sdmodel
+from sdmodel.errors import SdmodelError
 from sdmodel.library.catalog import Catalog, precision_of
 from sdmodel.library.walk import FoundFile, category_of, walk_root
 
@@ -52,8 +53,6 @@ def default_jobs() -> int:
 def examine(path: str, want_hashes: bool) -> dict[str, Any]:
     """Report, scan verdict and (optionally) hashes and content fingerprint of one file. Never
     raises: failures are returned as text (runs in a worker process)."""
-    from sdmodel.errors import SdmodelError
-
     out: dict[str, Any] = {
         "path": path,
         "report": None,
