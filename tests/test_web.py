@@ -15,7 +15,7 @@ import pytest
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import scan_library
 from sdmodel.web.server import LibraryServer, make_server
-from tests.builders import layout, shrink, with_dtype, write_safetensors, write_sparse_safetensors
+from tests.builders import layout, shrink, with_dtype, write_ckpt, write_safetensors, write_sparse_safetensors
 
 EVIL_NAME = "<img src=x onerror=alert('x')>&\".safetensors"
 
@@ -178,3 +178,23 @@ def test_list_page_is_fast_with_10000_rows(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         cat.close()
+
+
+def test_model_page_looks_for_twins_in_its_own_folder_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two installs have a folder of the same name: a safetensors "twin" under the other root is not
+    # beside the pickle.
+    from sdmodel.web import pages
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    a, b = tmp_path / "a" / "models", tmp_path / "b" / "models"
+    (a / "Stable-diffusion").mkdir(parents=True)
+    (b / "Stable-diffusion").mkdir(parents=True)
+    write_ckpt(a / "Stable-diffusion" / "old.ckpt", shrink(layout("sd15")), seed=3)
+    write_sparse_safetensors(b / "Stable-diffusion" / "old.safetensors", with_dtype(layout("sd15"), "F16"))
+    with Catalog(tmp_path / "lib.db") as cat:
+        scan_library(cat, [(a, "a1111"), (b, "a1111")], jobs=1)
+        f = cat.get(_id(cat, "old.ckpt"))
+        assert "safetensors twin" not in pages.model_page(cat, f)
+        write_sparse_safetensors(a / "Stable-diffusion" / "old.safetensors", with_dtype(layout("sd15"), "F16"))
+        scan_library(cat, [(a, "a1111")], jobs=1)
+        assert "safetensors twin" in pages.model_page(cat, f)

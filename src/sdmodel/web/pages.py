@@ -119,13 +119,12 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
     )
     body_rows = []
     for r in rows:
-        size = "" if r["size"] is None else human_bytes(r["size"])
-        kind = r["kind"] or ('<span class="error">error</span>' if r["error"] else "")
+        kind = e(r["kind"]) if r["kind"] else '<span class="error">error</span>' if r["error"] else ""
         body_rows.append(
             [
                 model_link(r["id"], r["name"]),
                 f'<span class="muted">{e(r["folder"])}</span>',
-                e(kind) if r["kind"] else kind,
+                kind,
                 e(r["family"])
                 + (
                     f' <span class="muted">{e(r["variant"])}</span>'
@@ -134,7 +133,7 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
                 ),
                 e(r["precision"]),
                 "EMA" if r["ema"] else "",
-                size,
+                human_bytes(r["size"]),
                 badge(r["verdict"]),
             ]
         )
@@ -272,14 +271,12 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     if f.get("fingerprint"):
         hash_rows.append(("content fingerprint", f"<code>{e(f['fingerprint'])}</code>"))
     findings = scan.get("findings") or []
-    finding_rows = [
-        [
-            e(x.get("severity") or x.get("level") or ""),
-            e(x.get("message") or x.get("detail") or json.dumps(x, default=str)),
-        ]
-        for x in findings
-    ]
-    names = {r[0] for r in catalog.db.execute("SELECT name FROM files WHERE folder = ?", (f["folder"],))}
+    finding_rows = [[e(x.get("severity")), e(x.get("message"))] for x in findings]
+    # The models beside it: same root and folder (the folder alone may repeat under another root).
+    names = {
+        r[0]
+        for r in catalog.db.execute("SELECT name FROM files WHERE root = ? AND folder = ?", (f["root"], f["folder"]))
+    }
     probs = problems_of(f, names)
     dup_groups = _groups_with(catalog, f)
     body = [f"<h1>{e(f['name'])}</h1>", kv_table(summary)]
