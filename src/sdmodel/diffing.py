@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from sdmodel.dtypes import is_float
 from sdmodel.formats import open_model
 from sdmodel.parts import part_of
 
-CHUNK = 1 << 22
+CHUNK = 1 << 22  # elements compared at once
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TensorDiff:
 
     @property
     def status(self) -> str:
+        """shape, identical, equal values (another dtype, same numbers) or differs."""
         if self.shape_a != self.shape_b:
             return "shape"
         if self.identical:
@@ -90,7 +92,7 @@ class DiffResult:
         """Same names, shapes and values (dtypes may differ if the values are exactly equal)."""
         return not self.missing and not self.extra and all(t.max_abs == 0 or t.identical for t in self.tensors)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "a": str(self.a),
             "b": str(self.b),

@@ -28,15 +28,16 @@ import numpy as np
 
 from sdmodel.dtypes import NUMPY_DTYPES
 from sdmodel.errors import ConversionError, ModelReadError, SdmodelError
+from sdmodel.formats.ckpt_writer import CkptWriter
 from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 from sdmodel.plan import FP8, FP8_MAX, Plan, Step
 
 Progress = Callable[[int, int], None]
 
 HASH_KEY = "modelspec.hash_sha256"
-VERIFY_SPAN = 64 * 1000 * 1000
 HASH_PLACEHOLDER = "0x" + "0" * 64
 TEMP_SUFFIX = ".sdmodel-tmp"
+VERIFY_SPAN = 64 * 1000 * 1000  # --verify reopens the output after this many bytes (SafetensorsSink.verify)
 CHUNK = 1 << 20  # elements per casting task: two worker threads cast chunks in parallel
 
 
@@ -110,7 +111,7 @@ def cast_array(a: np.ndarray, out_dtype: str) -> tuple[np.ndarray, int]:
     return out, _cast_range(a.reshape(-1), out.reshape(-1), out_dtype)
 
 
-def step_values(plan: Plan, step: Step, a: np.ndarray) -> np.ndarray:
+def step_values(step: Step, a: np.ndarray) -> np.ndarray:
     """Values of a step before the cast: fixed and reshaped as planned."""
     if step.fix is not None:
         a = step.fix(a)
@@ -121,7 +122,7 @@ def step_values(plan: Plan, step: Step, a: np.ndarray) -> np.ndarray:
 
 def expected_bytes(plan: Plan, step: Step) -> np.ndarray:
     """What the output must hold for ``step`` (re-read and re-cast; used by --verify)."""
-    a = step_values(plan, step, plan.sources[step.source].read(step.name))
+    a = step_values(step, plan.sources[step.source].read(step.name))
     return _contiguous(cast_array(a, step.out_dtype)[0])
 
 
@@ -234,13 +235,10 @@ class CkptSink:
 
     format = "ckpt"
 
-    def __init__(self, steps: list[Step], wrap: str | None = "state_dict") -> None:
-        from sdmodel.formats.ckpt_writer import CkptWriter
-
+    def __init__(self, steps: list[Step]) -> None:
         self.steps = list(steps)
-        self.writer = CkptWriter([s.out_info for s in self.steps], wrap=wrap)
-        self.digest = None
-        self.metadata = None
+        self.writer = CkptWriter([s.out_info for s in self.steps])
+        self.digest: str | None = None  # a checkpoint has no data hash
 
     def begin(self, f) -> None:
         self.writer.begin(f)
@@ -269,6 +267,7 @@ class CkptSink:
 
 _DONE = object()
 BUDGET = 160 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
+WRITEBACK = 128 * 1000 * 1000  # bytes written between two writeback requests (_start_writeback)
 
 
 class _Pipe:
@@ -294,9 +293,6 @@ class _Pipe:
             except queue.Empty:
                 continue
         return _DONE
-
-
-WRITEBACK = 128 * 1000 * 1000
 
 
 def _start_writeback(f, start: int) -> int:
@@ -397,7 +393,7 @@ class _DirectReader:
             os.close(fd)
 
 
-def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
+def _run(plan: Plan, sink: SafetensorsSink | CkptSink, f, progress: Progress | None) -> dict[str, int]:
     """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
     waiting) -> writer thread (waits for the chunks in order, writes) -> hasher thread (SHA-256 of
     the data section). Memory in flight is bounded by BUDGET, so casting runs ahead on both cores
@@ -467,7 +463,9 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
             errors.append(e)
             abort.set()
 
-    threads = [threading.Thread(target=fn, daemon=True) for fn in (reader, writer, hasher)]
+    writing = threading.Thread(target=writer, daemon=True)
+    hashing = threading.Thread(target=hasher, daemon=True)
+    threads = [threading.Thread(target=reader, daemon=True), writing, hashing]
     pool = ThreadPoolExecutor(max_workers=2)
     for t in threads:
         t.start()
@@ -477,7 +475,7 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
             if item is _DONE:
                 break
             s, a, in_buf = item
-            a = _contiguous(step_values(plan, s, a))
+            a = _contiguous(step_values(s, a))
             if a.dtype == NUMPY_DTYPES[s.out_dtype]:
                 out, futures, after_cast, after_hash = a, [], None, in_buf
             else:
@@ -490,10 +488,10 @@ def _run(plan: Plan, sink, f, progress: Progress | None) -> dict[str, int]:
             del a, item, in_buf
             if not to_write.put((s, out, futures, after_cast, after_hash)):
                 break
-        threads[1].join()
-        threads[2].join()
+        writing.join()
+        hashing.join()
     finally:
-        if errors or threads[1].is_alive() or threads[2].is_alive():
+        if errors or writing.is_alive() or hashing.is_alive():  # interrupted: stop the others
             abort.set()
         for t in threads:
             t.join()
@@ -513,7 +511,6 @@ def execute(
     overwrite: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
-    wrap: str | None = "state_dict",
 ) -> WriteResult:
     """Write ``plan`` to ``out`` (safetensors or ckpt). ``metadata`` (safetensors only) may hold
     ``modelspec.hash_sha256``: its value is replaced by the hash of the written data section.
@@ -521,10 +518,11 @@ def execute(
     out = Path(out)
     inputs = [s.path for s in plan.sources.values()]
     check_target(out, inputs, overwrite)
+    sink: SafetensorsSink | CkptSink
     if fmt == "safetensors":
         sink = SafetensorsSink(plan.steps, metadata)
     elif fmt == "ckpt":
-        sink = CkptSink(plan.steps, wrap=wrap)
+        sink = CkptSink(plan.steps)
     else:
         raise ConversionError(f"unknown output format {fmt!r} (safetensors or ckpt)")
     tmp = temp_path(out)

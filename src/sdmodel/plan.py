@@ -29,6 +29,7 @@ from sdmodel.parts import (
 )
 
 MAIN = "model"  # name of the main source in Plan.sources
+VAE_SOURCE = "vae"  # name of a VAE file baked in (apply_vae)
 
 FP8 = frozenset({"F8_E4M3", "F8_E5M2"})
 # Largest finite value of each fp8 format: values beyond it are clamped before the cast.
@@ -87,6 +88,8 @@ class Step:
 
 @dataclass
 class Drop:
+    """A source tensor left out of the output, and why (the dry run lists them)."""
+
     name: str
     part: str
     dtype: str
@@ -100,6 +103,9 @@ class Drop:
 
 @dataclass
 class Plan:
+    """The output tensors (``steps``, in source order), what was dropped, the notes for the user
+    and the tags of the default output name. ``sources`` are the open files the steps read."""
+
     sources: dict[str, TensorSource]
     steps: list[Step] = field(default_factory=list)
     dropped: list[Drop] = field(default_factory=list)
@@ -352,21 +358,20 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
 def _reshape_ok(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     """Same values in another shape: only trailing 1s differ (linear [o,i] vs 1x1 conv [o,i,1,1])."""
     def strip(s: tuple[int, ...]) -> tuple[int, ...]:
-        s = tuple(s)
         while s and s[-1] == 1:
             s = s[:-1]
         return s
 
-    return strip(a) == strip(b)
+    return strip(tuple(a)) == strip(tuple(b))
 
 
-def apply_vae(plan: Plan, vae: TensorSource, key: str = "vae") -> None:
+def apply_vae(plan: Plan, vae: TensorSource) -> None:
     """Bake the VAE of ``vae`` into the checkpoint (replacing the one inside). Names and shapes must
     match the checkpoint's VAE; the replaced tensors keep the checkpoint's dtype."""
     mapping = standalone_vae_names(vae)
     if not any(k.startswith(("encoder.", "decoder.")) for k in mapping):
         raise ConversionError(f"{vae.path}: not a VAE (no encoder.*/decoder.* tensors)")
-    plan.sources[key] = vae
+    plan.sources[VAE_SOURCE] = vae
     prefix = vae_prefix_of(plan)
     if prefix is None:
         if not any(s.part == "unet" for s in plan.steps):
@@ -374,7 +379,7 @@ def apply_vae(plan: Plan, vae: TensorSource, key: str = "vae") -> None:
         prefix = VAE_PREFIXES[0]
         for bare, name in mapping.items():
             info = vae.tensors[name]
-            plan.steps.append(Step(prefix + bare, key, name, info.dtype, info.shape, info.dtype, "vae"))
+            plan.steps.append(Step(prefix + bare, VAE_SOURCE, name, info.dtype, info.shape, info.dtype, "vae"))
         plan.notes.append(f"VAE: baked {len(mapping)} tensors from {vae.path.name} (the checkpoint had none)")
         plan.tag("vae")
         return
@@ -390,18 +395,19 @@ def apply_vae(plan: Plan, vae: TensorSource, key: str = "vae") -> None:
         raise ConversionError(f"{vae.path}: VAE does not match the checkpoint's: {'; '.join(what)}")
     for bare, s in inside.items():
         info = vae.tensors[mapping[bare]]
-        if info.shape != s.shape and not (math.prod(info.shape) == s.numel and _reshape_ok(info.shape, s.shape)):
+        if not _reshape_ok(info.shape, s.shape):
             raise ConversionError(
                 f"{vae.path}: VAE tensor {bare} has shape {list(info.shape)}, the checkpoint's has {list(s.shape)}"
             )
     for bare, s in inside.items():
         info = vae.tensors[mapping[bare]]
-        s.source, s.name, s.dtype = key, info.name, info.dtype
+        s.source, s.name, s.dtype = VAE_SOURCE, info.name, info.dtype
     plan.notes.append(f"VAE: replaced {len(inside)} tensors with {vae.path.name}")
     plan.tag("vae")
 
 
 def apply_remove_vae(plan: Plan) -> None:
+    """Drop every VAE tensor (--remove-vae)."""
     gone = plan.keep_only(lambda s: s.part != "vae", lambda s: "VAE (--remove-vae)")
     plan.notes.append(f"VAE: removed {len(gone)} tensors" if gone else "VAE: none in the file")
     if gone:
@@ -412,6 +418,7 @@ def apply_remove_vae(plan: Plan) -> None:
 
 
 def parse_precision(name: str | None) -> str | None:
+    """A precision as the CLI names it (``fp16``) -> its safetensors dtype (``F16``)."""
     if name is None:
         return None
     try:

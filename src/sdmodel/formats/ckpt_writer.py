@@ -108,12 +108,12 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
-def state_dict_pickle(tensors: list[TensorInfo], wrap: str | None = "state_dict") -> bytes:
-    """The ``data.pkl`` of a checkpoint holding ``tensors`` (storage keys "0", "1"... in order)."""
+def state_dict_pickle(tensors: list[TensorInfo]) -> bytes:
+    """The ``data.pkl`` of a checkpoint holding ``{"state_dict": tensors}`` (storage keys "0", "1"...
+    in order): the wrapping LDM checkpoints have and every loader accepts."""
     p = _Pickler()
-    if wrap:
-        p.out += b"}"
-        p.string(wrap)
+    p.out += b"}"  # EMPTY_DICT
+    p.string("state_dict")
     p.empty_ordered_dict()
     p.out += b"("
     for i, t in enumerate(tensors):
@@ -141,9 +141,8 @@ def state_dict_pickle(tensors: list[TensorInfo], wrap: str | None = "state_dict"
             p.glob("torch", TORCH_DTYPES_V3[t.dtype])
         p.out += b"tR"  # TUPLE, REDUCE
     p.out += b"u"  # SETITEMS
-    if wrap:
-        p.out += b"s"  # SETITEM
-    p.out += b"."
+    p.out += b"s"  # SETITEM
+    p.out += b"."  # STOP
     return bytes(p.out)
 
 
@@ -162,12 +161,10 @@ class CkptWriter:
     """Streams a checkpoint: ``begin`` (pickle and small records), ``write_tensor`` once per tensor
     in order, ``finish`` (small records, central directory)."""
 
-    def __init__(self, tensors: list[TensorInfo], wrap: str | None = "state_dict", archive: str = ARCHIVE) -> None:
+    def __init__(self, tensors: list[TensorInfo]) -> None:
         self.tensors = list(tensors)
-        self.wrap = wrap
-        self.archive = archive
         self.entries: list[_Entry] = []
-        self.pickle = state_dict_pickle(self.tensors, wrap)
+        self.pickle = state_dict_pickle(self.tensors)
         self._open: _Entry | None = None
         self._next = 0
         self._crc = 0
@@ -177,7 +174,7 @@ class CkptWriter:
         return e.size >= ZIP64_LIMIT or e.offset >= ZIP64_LIMIT
 
     def _start(self, f, name: str, size: int) -> None:
-        e = _Entry(f"{self.archive}/{name}", f.tell(), size)
+        e = _Entry(f"{ARCHIVE}/{name}", f.tell(), size)
         extra = b""
         if e.size >= ZIP64_LIMIT:
             extra = struct.pack("<HHQQ", 1, 16, e.size, e.size)
@@ -269,8 +266,8 @@ class CkptWriter:
                 sizes = {i.filename: i.file_size for i in z.infolist()}
         except (zipfile.BadZipFile, OSError) as e:
             raise ConversionError(f"{path}: written checkpoint is not a valid zip ({e})") from None
-        want = {f"{self.archive}/data/{i}": t.nbytes for i, t in enumerate(self.tensors)}
-        want[f"{self.archive}/data.pkl"] = len(self.pickle)
+        want = {f"{ARCHIVE}/data/{i}": t.nbytes for i, t in enumerate(self.tensors)}
+        want[f"{ARCHIVE}/data.pkl"] = len(self.pickle)
         for name, size in want.items():
             if sizes.get(name) != size:
                 raise ConversionError(f"{path}: record {name} is missing or has the wrong size")
@@ -278,4 +275,4 @@ class CkptWriter:
     def read_storage(self, path: Path, index: int) -> bytes:
         """The bytes of tensor ``index`` as a zip reader sees them (CRC checked)."""
         with zipfile.ZipFile(path) as z:
-            return z.read(f"{self.archive}/data/{index}")
+            return z.read(f"{ARCHIVE}/data/{index}")
