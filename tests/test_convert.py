@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import sdmodel
 from sdmodel.cli import main_group
-from sdmodel.conversion import convert, default_output, extract
+from sdmodel.conversion import ConvertOptions, convert, default_output, extract
 from sdmodel.errors import ConversionError
 from tests import families
 from tests.builders import default_keep, shrink, with_ema, write_ckpt, write_safetensors
@@ -143,6 +143,27 @@ def test_naming_overwrite_and_input_refusal(tmp_path: Path) -> None:
     convert(src, ema="drop", dtype="fp16", overwrite=True)
     with pytest.raises(ConversionError, match="onto the input"):
         convert(src, src, overwrite=True)
+
+
+def test_precision_tags_come_first_in_the_name(tmp_path: Path) -> None:
+    """fp8 names contain an underscore; per-part ones carry a prefix: both still lead the name."""
+    src = tmp_path / "m.safetensors"
+    assert default_output(src, ["noema", "fp8_e4m3fn"], "safetensors").name == "m-fp8_e4m3fn-noema.safetensors"
+    tags = ["noema", "pruned", "te_fp8_e5m2", "unet_bf16"]
+    assert default_output(src, tags, "safetensors").name == "m-te_fp8_e5m2-unet_bf16-noema-pruned.safetensors"
+
+
+def test_options_object_and_keywords_are_the_same(tmp_path: Path) -> None:
+    src = sd15(tmp_path, ema=True)
+    options = ConvertOptions(dtype="fp16", ema="drop", dry_run=True)
+    by_object = convert(src, None, options)
+    by_keywords = convert(src, dtype="fp16", ema="drop", dry_run=True)
+    assert by_object.to_dict() == by_keywords.to_dict()
+    assert convert(src, None, options, dtype="bf16").output.name == "model-bf16-noema.safetensors"
+    with pytest.raises(TypeError):
+        convert(src, dtyp="fp16")
+    with pytest.raises(ConversionError, match="--format"):
+        ConvertOptions(format="zip")
 
 
 def test_ema_only_fails_loudly_from_cli(tmp_path: Path) -> None:

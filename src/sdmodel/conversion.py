@@ -5,6 +5,7 @@
     >>> r = sdmodel.extract("model.safetensors", "vae")               # -> model-vae.safetensors
     >>> plan = build_plan(source, dtype="fp8_e4m3fn")                  # what a dry run shows
 
+Every function takes its options as one ``ConvertOptions`` or as its fields given as keywords.
 Options become plan steps (sdmodel.plan); one streaming engine writes the plan (sdmodel.engine).
 """
 
@@ -12,18 +13,29 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sdmodel import __version__
 from sdmodel.dtypes import PRECISIONS
-from sdmodel.engine import HASH_KEY, HASH_PLACEHOLDER, TEMP_SUFFIX, Progress, WriteResult, execute
+from sdmodel.engine import (
+    HASH_KEY,
+    HASH_PLACEHOLDER,
+    TEMP_SUFFIX,
+    Progress,
+    WriteResult,
+    check_target,
+    execute,
+)
 from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
+from sdmodel.formats.safetensors import SafetensorsSource
+from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.inspection import identify_vae
 from sdmodel.plan import (
@@ -43,6 +55,55 @@ from sdmodel.registry import NEEDS_YAML
 
 FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
 SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything a conversion can be asked to do, named as the CLI flags are.
+
+    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
+    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
+    EMA mode are checked by the plan steps that use them."""
+
+    format: str = "safetensors"
+    # what happens to the tensors (build_plan)
+    dtype: str | None = None
+    unet_dtype: str | None = None
+    vae_dtype: str | None = None
+    te_dtype: str | None = None
+    ema: str = "keep"
+    allow_partial_ema: bool = False
+    prune: bool = False
+    drop: tuple[str, ...] = ()
+    fix_clip: bool = False
+    vae: Path | None = None  # a VAE file to bake in
+    remove_vae: bool = False
+    part: str | None = None  # write only this part (extract)
+    # what is written around them and how
+    prediction: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    no_meta: bool = False
+    overwrite: bool = False
+    verify: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConversionError(f"--format must be safetensors or ckpt, not {self.format!r}")
+        if self.prediction not in (None, "v", "epsilon"):
+            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
+        object.__setattr__(self, "drop", tuple(self.drop))
+        object.__setattr__(self, "meta", parse_meta(self.meta))
+        if self.vae is not None:
+            object.__setattr__(self, "vae", Path(self.vae))
+
+
+def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
+    """``options`` (default: the defaults) with the fields in ``changes`` replaced; an unknown name
+    is a TypeError, as for any keyword argument."""
+    if options is None:
+        return ConvertOptions(**changes)
+    return replace(options, **changes) if changes else options
 
 
 @dataclass
@@ -100,40 +161,48 @@ class ConvertResult:
 
 def build_plan(
     source: TensorSource,
+    options: ConvertOptions | None = None,
     *,
-    dtype: str | None = None,
-    unet_dtype: str | None = None,
-    vae_dtype: str | None = None,
-    te_dtype: str | None = None,
-    ema: str = "keep",
-    allow_partial_ema: bool = False,
-    prune: bool = False,
-    drop: Iterable[str] = (),
-    fix_clip: bool = False,
     vae: TensorSource | None = None,
-    remove_vae: bool = False,
-    part: str | None = None,
+    **changes: Any,
 ) -> Plan:
-    """The plan for ``source`` with these options (precisions as ``fp16``, ``bf16``, ``fp32``,
-    ``fp8_e4m3fn``, ``fp8_e5m2``). Raises ConversionError when the options cannot be done."""
-    if vae is not None and remove_vae:
+    """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
+    ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
+    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
+    options = with_changes(options, changes)
+    if options.vae is not None and vae is None:
+        raise TypeError("build_plan: open options.vae and pass it as vae=")
+    if vae is not None and options.remove_vae:
         raise ConversionError("--vae and --remove-vae contradict each other")
-    per_part = {"unet": parse_precision(unet_dtype), "vae": parse_precision(vae_dtype), "te": parse_precision(te_dtype)}
-    default = parse_precision(dtype)
+    per_part = {
+        "unet": parse_precision(options.unet_dtype),
+        "vae": parse_precision(options.vae_dtype),
+        "te": parse_precision(options.te_dtype),
+    }
+    default = parse_precision(options.dtype)
     plan = initial_plan(source)
-    apply_ema(plan, ema, allow_partial_ema)
-    if prune:
+    apply_ema(plan, options.ema, options.allow_partial_ema)
+    if options.prune:
         apply_prune(plan)
-    apply_drop(plan, drop)
+    apply_drop(plan, options.drop)
     if vae is not None:
         apply_vae(plan, vae)
-    if remove_vae:
+    if options.remove_vae:
         apply_remove_vae(plan)
-    apply_clip(plan, fix_clip)
-    if part is not None:
-        apply_extract(plan, part)
+    apply_clip(plan, options.fix_clip)
+    if options.part is not None:
+        apply_extract(plan, options.part)
     apply_dtypes(plan, default, per_part)
     return plan
+
+
+@contextmanager
+def open_sources(src: str | Path, options: ConvertOptions) -> Iterator[tuple[TensorSource, TensorSource | None]]:
+    """The model and, if ``options.vae`` names one, the VAE file to bake in, both open."""
+    with ExitStack() as stack:
+        source = stack.enter_context(open_model(src))
+        vae = stack.enter_context(open_model(options.vae)) if options.vae is not None else None
+        yield source, vae
 
 
 # --- names, identity, metadata, yaml ------------------------------------------------------------
@@ -150,12 +219,17 @@ def default_output(src: Path, tags: list[str], fmt: str) -> Path:
     src = Path(src)
     ext = FORMATS[fmt]
     stem = stem_of(src)
-    tags = sorted(tags, key=lambda t: 0 if t.split("_")[-1] in PRECISIONS else 1)  # precision first
+    tags = sorted(tags, key=lambda t: 0 if _is_precision_tag(t) else 1)  # precision first
     if tags:
         return src.parent / f"{stem}-{'-'.join(tags)}{ext}"
     if src.is_dir() or src.suffix.lower() != ext:
         return src.parent / f"{stem}{ext}"
     return src.parent / f"{stem}-converted{ext}"
+
+
+def _is_precision_tag(tag: str) -> bool:
+    """``fp16``, ``fp8_e4m3fn`` or a per-part one such as ``unet_bf16`` / ``te_fp8_e5m2``."""
+    return tag in PRECISIONS or tag.partition("_")[2] in PRECISIONS
 
 
 def _identify(source: TensorSource) -> Identity | None:
@@ -188,6 +262,7 @@ def vae_name(source: TensorSource) -> str:
 
 
 def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
+    """``--meta KEY=VALUE`` items (or a dict) as a dict of strings."""
     if not items:
         return {}
     if isinstance(items, dict):
@@ -204,7 +279,7 @@ def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
 def build_metadata(
     source: TensorSource,
     out: Path,
-    ident,
+    ident: Identity | None,
     *,
     prediction: str | None,
     extract: bool,
@@ -238,15 +313,17 @@ def build_metadata(
     return md
 
 
-def sidecar_yaml(path: Path) -> Path:
+def _yaml_beside(path: Path) -> Path:
+    """Where A1111 looks for the config of ``path``: ``<stem>.yaml`` beside it."""
     return Path(path).parent / f"{stem_of(path)}.yaml"
 
 
 def write_yaml(
-    source: TensorSource, out: Path, ident, prediction: str | None, overwrite: bool, notes: list[str]
+    source: TensorSource, out: Path, ident: Identity | None, prediction: str | None, overwrite: bool,
+    notes: list[str],
 ) -> Path | None:
     """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
-    src_yaml, out_yaml = sidecar_yaml(source.path), sidecar_yaml(out)
+    src_yaml, out_yaml = _yaml_beside(source.path), _yaml_beside(out)
     if src_yaml.is_file():
         if out_yaml.exists() and not overwrite:
             if out_yaml.read_bytes() != src_yaml.read_bytes():
@@ -259,8 +336,6 @@ def write_yaml(
         return out_yaml
     if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
         return None
-    from sdmodel.formats.sd_configs import CONFIGS, config_yaml
-
     config, _arch, _res = _names(ident, prediction)
     if config is None:
         notes.append(
@@ -286,93 +361,73 @@ def write_yaml(
 def convert(
     src: str | Path,
     out: str | Path | None = None,
+    options: ConvertOptions | None = None,
     *,
-    format: str = "safetensors",
-    dtype: str | None = None,
-    unet_dtype: str | None = None,
-    vae_dtype: str | None = None,
-    te_dtype: str | None = None,
-    ema: str = "keep",
-    allow_partial_ema: bool = False,
-    prune: bool = False,
-    drop: Iterable[str] = (),
-    fix_clip: bool = False,
-    vae: str | Path | None = None,
-    remove_vae: bool = False,
-    part: str | None = None,
-    prediction: str | None = None,
-    meta: Iterable[str] | dict[str, str] | None = None,
-    no_meta: bool = False,
-    overwrite: bool = False,
-    verify: bool = False,
-    dry_run: bool = False,
     progress: Progress | None = None,
+    **changes: Any,
 ) -> ConvertResult:
     """Convert one model file (or diffusers folder) ``src`` into ``out`` (default: beside the
-    source, named after what changed). ``progress(bytes_done, bytes_total)`` reports writing.
-    Raises ConversionError / ModelReadError with a one-line message; never touches the source and
-    never leaves a partial file under the output name."""
+    source, named after what changed), with ``options`` or their fields as keywords
+    (``convert(src, dtype="fp16", ema="drop")``). ``progress(bytes_done, bytes_total)`` reports
+    writing. Raises ConversionError / ModelReadError with a one-line message; never touches the
+    source and never leaves a partial file under the output name."""
     src = Path(src)
-    if format not in FORMATS:
-        raise ConversionError(f"--format must be safetensors or ckpt, not {format!r}")
-    if prediction not in (None, "v", "epsilon"):
-        raise ConversionError(f"--prediction must be v or epsilon, not {prediction!r}")
-    user_meta = parse_meta(meta)
-    with ExitStack() as stack:
-        source = stack.enter_context(open_model(src))
-        vae_source = stack.enter_context(open_model(vae)) if vae is not None else None
-        plan = build_plan(
-            source, dtype=dtype, unet_dtype=unet_dtype, vae_dtype=vae_dtype, te_dtype=te_dtype, ema=ema,
-            allow_partial_ema=allow_partial_ema, prune=prune, drop=drop, fix_clip=fix_clip, vae=vae_source,
-            remove_vae=remove_vae, part=part,
-        )
-        out_path = Path(out) if out is not None else default_output(src, plan.tags, format)
+    options = with_changes(options, changes)
+    with open_sources(src, options) as (source, vae_source):
+        plan = build_plan(source, options, vae=vae_source)
+        out_path = Path(out) if out is not None else default_output(src, plan.tags, options.format)
         ident = _identify(source)
         notes = list(plan.notes)
         before = vae_name(source)
-        if part is not None:
-            after = before if part == "vae" else "none"
-        elif remove_vae:
+        if options.part is not None:
+            after = before if options.part == "vae" else "none"
+        elif options.remove_vae:
             after = "none"
         elif vae_source is not None:
             after = vae_name(vae_source)
         else:
             after = before
-        if format == "safetensors":
-            metadata = build_metadata(source, out_path, ident, prediction=prediction, extract=part is not None,
-                                      no_meta=no_meta, meta=user_meta)
+        if options.format == "safetensors":
+            metadata = build_metadata(source, out_path, ident, prediction=options.prediction,
+                                      extract=options.part is not None, no_meta=options.no_meta, meta=options.meta)
         else:
             metadata = {}
-            if source.metadata or user_meta:
+            if source.metadata or options.meta:
                 notes.append("metadata: not written (a PyTorch checkpoint has no place for it)")
         result = ConvertResult(
-            source=src, output=out_path, format=format, dry_run=dry_run, parts=plan.summary(),
+            source=src, output=out_path, format=options.format, dry_run=options.dry_run, parts=plan.summary(),
             dropped=plan.dropped_dicts(), notes=notes, bytes_before=plan.in_bytes,
             bytes_after=plan.out_bytes, metadata=metadata, vae_before=before, vae_after=after,
         )
-        if dry_run:
-            from sdmodel.engine import check_target
-
+        if options.dry_run:
             try:
-                check_target(out_path, [s.path for s in plan.sources.values()], overwrite)
+                check_target(out_path, [s.path for s in plan.sources.values()], options.overwrite)
             except ConversionError as e:
                 notes.append(f"would fail: {e}")
             return result
-        written = execute(plan, out_path, fmt=format, metadata=metadata or None, overwrite=overwrite,
-                          verify=verify, progress=progress)
+        written = execute(plan, out_path, fmt=options.format, metadata=metadata or None,
+                          overwrite=options.overwrite, verify=options.verify, progress=progress)
         result.write = written
         if written.sha256_data and metadata:
             result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})
         for name, n in written.clamped.items():
             notes.append(f"fp8: clamped {n} values of {name} to the format's range")
-        if part is None:
-            result.yaml = write_yaml(source, out_path, ident, prediction, overwrite, notes)
+        if options.part is None:
+            result.yaml = write_yaml(source, out_path, ident, options.prediction, options.overwrite, notes)
         return result
 
 
-def extract(src: str | Path, part: str, out: str | Path | None = None, **options: Any) -> ConvertResult:
+def extract(
+    src: str | Path,
+    part: str,
+    out: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    **changes: Any,
+) -> ConvertResult:
     """A standalone file of one part (vae, unet, text_encoder, text_encoder_2); see plan.apply_extract."""
-    return convert(src, out, part=part, **options)
+    return convert(src, out, with_changes(options, {**changes, "part": part}), progress=progress)
 
 
 # --- folders -----------------------------------------------------------------------------------
@@ -382,8 +437,6 @@ def _is_our_output(path: Path) -> bool:
     if path.name.endswith(TEMP_SUFFIX):
         return True
     if path.is_file() and sniff(path) == "safetensors":
-        from sdmodel.formats.safetensors import SafetensorsSource
-
         try:
             with SafetensorsSource(path) as s:
                 return SOURCE_KEY in s.metadata
@@ -395,24 +448,23 @@ def _is_our_output(path: Path) -> bool:
 def convert_tree(
     root: str | Path,
     out_dir: str | Path | None = None,
+    options: ConvertOptions | None = None,
     *,
     on_file: Callable[[Path, int, int], None] | None = None,
     file_progress: Callable[[Path], Progress | None] | None = None,
-    **options: Any,
+    **changes: Any,
 ) -> list[ConvertResult]:
     """Convert every model under ``root`` (recursively), skipping outputs of earlier runs (our
     metadata marker or a name this run would write). ``out_dir`` mirrors the tree elsewhere.
     ``on_file(path, index, count)`` announces each file; errors are recorded per file."""
-    from sdmodel.files import iter_model_files
-
+    options = with_changes(options, changes)
     root = Path(root)
     if not root.is_dir():
         raise ConversionError(f"{root}: not a directory")
     files = [p for p in iter_model_files([root]) if p != root]
-    fmt = options.get("format", "safetensors")
-    dry = bool(options.get("dry_run"))
+    fmt, dry = options.format, options.dry_run
     results: list[ConvertResult] = []
-    planned: dict[Path, Path | BaseException] = {}
+    planned: dict[Path, Path | SdmodelError] = {}
     for p in files:
         if _is_our_output(p):
             continue
@@ -422,15 +474,16 @@ def convert_tree(
             planned[p] = e
     outputs = {v for v in planned.values() if isinstance(v, Path)}
     todo = [p for p in planned if p not in outputs]
+    skipped = set(files) - set(todo)
     for p in files:
-        if p not in todo:
+        if p in skipped:
             results.append(ConvertResult(p, None, fmt, dry, skipped="output of an earlier run"))
     for i, p in enumerate(todo):
         if on_file is not None:
             on_file(p, i, len(todo))
         r = ConvertResult(p, None, fmt, dry)
         target = planned[p]
-        if isinstance(target, BaseException):
+        if isinstance(target, SdmodelError):
             r.error = str(target)
             results.append(r)
             continue
@@ -441,7 +494,7 @@ def convert_tree(
             out = out_sub / target.name
         try:
             progress = file_progress(p) if file_progress is not None else None
-            results.append(convert(p, out, progress=progress, **options))
+            results.append(convert(p, out, options, progress=progress))
         except SdmodelError as e:
             if "already exists" in str(e):
                 r.skipped = str(e)
@@ -451,15 +504,8 @@ def convert_tree(
     return results
 
 
-def _tags_for(path: Path, options: dict[str, Any]) -> list[str]:
+def _tags_for(path: Path, options: ConvertOptions) -> list[str]:
     """The tags a conversion of ``path`` would add to its name (builds the plan, reads no data
     beyond CLIP position ids)."""
-    keys = ("dtype", "unet_dtype", "vae_dtype", "te_dtype", "ema", "allow_partial_ema", "prune", "drop",
-            "fix_clip", "remove_vae", "part")
-    with open_model(path) as source:
-        kwargs = {k: options[k] for k in keys if k in options}
-        vae = options.get("vae")
-        if vae is not None:
-            with open_model(vae) as v:
-                return build_plan(source, vae=v, **kwargs).tags
-        return build_plan(source, **kwargs).tags
+    with open_sources(path, options) as (source, vae):
+        return build_plan(source, options, vae=vae).tags

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,9 +11,12 @@ import click
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
-from sdmodel.conversion import ConvertResult, convert, convert_tree
+from sdmodel.conversion import ConvertOptions, ConvertResult, convert, convert_tree
 from sdmodel.diffing import DiffResult, diff
 from sdmodel.dtypes import PRECISIONS
+from sdmodel.engine import Progress
+from sdmodel.files import is_diffusers_dir, iter_model_files
+from sdmodel.formats import open_model
 from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.units import human_bytes
 
@@ -71,13 +74,13 @@ def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
 
 
 @contextmanager
-def _bar(enabled: bool):
-    """Yields a factory: ``make(description) -> progress callback``, or None-returning if disabled."""
+def _bar(enabled: bool) -> Iterator[Callable[[str], Progress | None]]:
+    """Yields ``make(description) -> progress callback`` (``make`` returns None when disabled)."""
     if not enabled:
         yield lambda _desc: None
         return
     with byte_progress(transient=True) as progress:
-        def make(desc: str) -> Callable[[int, int], None]:
+        def make(desc: str) -> Progress:
             task = progress.add_task(desc, total=None)
 
             def update(done: int, total: int) -> None:
@@ -88,18 +91,13 @@ def _bar(enabled: bool):
         yield make
 
 
-def _options(kw: dict) -> dict:
-    kw["drop"] = tuple(kw.get("drop") or ())
-    kw["meta"] = list(kw.get("meta") or ())
-    kw["format"] = kw.pop("fmt")
-    return kw
-
-
 def _common(f):
+    """The options ``convert`` and ``extract`` share; the command receives them as ConvertOptions
+    fields (plus ``out`` and ``as_json``)."""
     options = [
         click.option("-o", "--output", "out", type=click.Path(dir_okay=True),
                      help="Output file (folder with --recursive)."),
-        click.option("--format", "fmt", type=click.Choice(["safetensors", "ckpt"]), default="safetensors",
+        click.option("--format", type=click.Choice(["safetensors", "ckpt"]), default="safetensors",
                      show_default=True, help="ckpt: a PyTorch zip checkpoint (written without PyTorch)."),
         click.option("--dtype", type=PRECISION, help="Precision of every floating tensor."),
         click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
@@ -123,48 +121,45 @@ def _common(f):
     return f
 
 
-def _run_one(src: str, out: str | None, as_json: bool, **kw) -> None:
-    from sdmodel.formats import open_model
-
+def _run_one(src: str, out: str | None, as_json: bool, options: ConvertOptions) -> None:
     big = False
-    if not kw.get("dry_run") and not as_json:
+    if not options.dry_run and not as_json:
         try:
             with open_model(src) as s:
                 big = s.size_bytes >= BIG
-        except Exception:  # convert() reports the real error
-            big = False
+        except Exception:  # only a probe for the progress bar: convert() reports the real error
+            pass
     with _bar(big and sys.stderr.isatty()) as make:
-        result = convert(src, out, progress=make(Path(src).name), **kw)
+        result = convert(src, out, options, progress=make(Path(src).name))
     if as_json:
         print_json(result.to_dict())
     else:
         render_result(result)
 
 
-def _run_tree(src: str, out: str | None, as_json: bool, **kw) -> None:
-    show = sys.stderr.isatty() and not as_json and not kw.get("dry_run")
+def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions) -> None:
+    """Every model under ``src``: a bar per file and one for all the bytes; exit status 2 if any failed."""
+    show = sys.stderr.isatty() and not as_json and not options.dry_run
+    grand = sum(p.stat().st_size for p in iter_model_files([src]) if p.is_file()) if show else 0
     with _bar(show) as make:
         overall = make("all files")
-        state = {"base": 0, "current": 0}
+        state = {"base": 0, "current": 0}  # bytes of the files done, size of the current one
 
         def on_file(path: Path, index: int, count: int) -> None:
             state["base"] += state["current"]
             state["current"] = path.stat().st_size if path.is_file() else 0
 
-        def file_progress(path: Path):
+        def file_progress(path: Path) -> Progress:
             per_file = make(path.name)
 
             def both(done: int, total: int) -> None:
                 per_file(done, total)
-                if overall is not None and total:
+                if total:
                     overall(state["base"] + state["current"] * done // total, grand)
 
             return both
 
-        from sdmodel.files import iter_model_files
-
-        grand = sum(p.stat().st_size for p in iter_model_files([src]) if p.is_file())
-        results = convert_tree(src, out, on_file=on_file, file_progress=file_progress if show else None, **kw)
+        results = convert_tree(src, out, options, on_file=on_file, file_progress=file_progress if show else None)
     failed = [r for r in results if r.error]
     if as_json:
         print_json([r.to_dict() for r in results])
@@ -199,19 +194,13 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
 
     Writes beside the source as <stem>-<what changed>.safetensors unless -o is given; never
     overwrites without --overwrite; writes a temp file and renames it only when checked."""
-    kw = _options(kw)
-    if Path(src).is_dir() and not _is_diffusers(Path(src)):
+    options = ConvertOptions(**kw)
+    if Path(src).is_dir() and not is_diffusers_dir(Path(src)):
         if not recursive:
             raise click.UsageError(f"{src} is a folder: add --recursive to convert every model in it")
-        _run_tree(src, out, as_json, **kw)
+        _run_tree(src, out, as_json, options)
         return
-    _run_one(src, out, as_json, **kw)
-
-
-def _is_diffusers(path: Path) -> bool:
-    from sdmodel.files import is_diffusers_dir
-
-    return is_diffusers_dir(path)
+    _run_one(src, out, as_json, options)
 
 
 @click.command("extract")
@@ -225,8 +214,7 @@ def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -
     """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
     (diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get
     transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."""
-    kw = _options(kw)
-    _run_one(src, out, as_json, part=part, **kw)
+    _run_one(src, out, as_json, ConvertOptions(part=part, **kw))
 
 
 def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
