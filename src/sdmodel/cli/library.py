@@ -69,7 +69,10 @@ def scan_command(
                 if not p.is_dir():
                     raise click.BadParameter(f"{d}: not a directory", param_hint="DIRS")
                 inst = detect_install(p)
-                roots.extend((r, inst.ui) for r in inst.roots) if inst else roots.append((p, ""))
+                if inst is None:
+                    roots.append((p, ""))
+                else:
+                    roots.extend((r, inst.ui) for r in inst.roots)
         else:
             for inst in find_installs():
                 err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False)

@@ -60,9 +60,8 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
 
     verdict = f.get("verdict")
     if verdict in ("dangerous", "suspicious"):
-        rank = {"dangerous": 0, "suspicious": 1}
         findings = (f.get("scan") or {}).get("findings") or []
-        findings = sorted(findings, key=lambda x: rank.get(x.get("severity"), 9))
+        findings = sorted(findings, key=lambda x: SEVERITY.get(x.get("severity"), 9))
         what = findings[0].get("message", "") if findings else ""
         add(verdict, f"scan verdict {verdict}" + (f": {what}" if what else "") + "; do not load it")
     if f.get("error"):
