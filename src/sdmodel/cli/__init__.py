@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("sdmodel: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # `sdmodel info --json ... | head`: the reader has gone, say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except SdmodelError as e:
         click.echo(f"sdmodel: error: {e}", err=True)
         sys.exit(2)
