@@ -30,7 +30,7 @@ from sdmodel.engine import (
     check_target,
     execute,
 )
-from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.errors import ConversionError, OutputExistsError, SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
@@ -495,11 +495,11 @@ def convert_tree(
         try:
             progress = file_progress(p) if file_progress is not None else None
             results.append(convert(p, out, options, progress=progress))
+        except OutputExistsError as e:
+            r.skipped = str(e)
+            results.append(r)
         except SdmodelError as e:
-            if "already exists" in str(e):
-                r.skipped = str(e)
-            else:
-                r.error = str(e)
+            r.error = str(e)
             results.append(r)
     return results
 

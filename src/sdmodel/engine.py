@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sdmodel.dtypes import NUMPY_DTYPES
-from sdmodel.errors import ConversionError, ModelReadError, SdmodelError
+from sdmodel.errors import ConversionError, ModelReadError, OutputExistsError, SdmodelError
 from sdmodel.formats.ckpt_writer import CkptWriter
 from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 from sdmodel.plan import FP8, FP8_MAX, Plan, Step
@@ -81,7 +81,7 @@ def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
         if p.is_dir() and out.resolve().is_relative_to(p.resolve()):
             raise ConversionError(f"{out}: refusing to write inside the input folder {p}")
     if out.exists() and not overwrite:
-        raise ConversionError(f"{out}: already exists (use --overwrite to replace it)")
+        raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
 
 
 # --- casting -----------------------------------------------------------------------------------
@@ -545,7 +545,7 @@ def execute(
             if verify:
                 sink.verify(plan, tmp)
             if out.exists() and not overwrite:  # appeared while we were writing
-                raise ConversionError(f"{out}: already exists (use --overwrite to replace it)")
+                raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
             os.replace(tmp, out)
         except OSError as e:
             raise _os_error(out, e) from e

@@ -17,3 +17,7 @@ class UnsafePickleError(ModelReadError):
 
 class ConversionError(SdmodelError):
     """A conversion cannot be done as asked (missing EMA, shape mismatch, existing output...)."""
+
+
+class OutputExistsError(ConversionError):
+    """The output file exists and overwriting was not asked for."""
