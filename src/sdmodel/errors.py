@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class SdmodelError(Exception):
-    """Base of every error the CLI turns into a one-line message and exit status 2."""
+    """Base of every error the CLI turns into a one-line message and exit status 2. ``code`` names
+    the problem for programs (e.g. ``trailing-bytes``) where callers need to tell problems apart."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ModelReadError(SdmodelError):

@@ -27,8 +27,8 @@ class SafetensorsSource(TensorSource):
             self._file.close()
             raise
 
-    def _fail(self, problem: str) -> ModelReadError:
-        return ModelReadError(f"{self.path}: {problem}")
+    def _fail(self, problem: str, code: str | None = None) -> ModelReadError:
+        return ModelReadError(f"{self.path}: {problem}", code)
 
     def _parse(self) -> None:
         f = self._file
@@ -110,7 +110,7 @@ class SafetensorsSource(TensorSource):
         if pos > data_size:
             raise self._fail(f"truncated: tensors need {pos} data bytes, file has {data_size}")
         if pos < data_size:
-            raise self._fail(f"{data_size - pos} trailing bytes after the last tensor")
+            raise self._fail(f"{data_size - pos} trailing bytes after the last tensor", "trailing-bytes")
         # File order = data order, which is how the reference writer lays them out.
         order = sorted(tensors, key=lambda k: self._offsets[k])
         self._tensors = {k: tensors[k] for k in order}

@@ -579,7 +579,7 @@ class _Scan:
             src = SafetensorsSource(self.path)
         except ModelReadError as e:
             msg = str(e).split(": ", 1)[-1]
-            if "trailing bytes" in msg:
+            if e.code == "trailing-bytes":
                 self.add("suspicious", "trailing-bytes", f"{msg}: they could hide another format")
             else:
                 self.add("error", "bad-safetensors", f"invalid safetensors file: {msg}")
