@@ -305,3 +305,28 @@ def test_cli_scan_report_plan_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (inst / "models" / "Stable-diffusion" / "dream-fp16.safetensors").is_file()
     res = runner.invoke(main_group, ["library", "report", "--db", str(tmp_path / "none.db")])
     assert res.exit_code != 0 and "library scan" in str(res.exception)
+
+
+def test_file_names_that_are_not_utf8_are_skipped_not_fatal(tmp_path: Path) -> None:
+    from tests.families import lora_kohya
+
+    root = tmp_path / "models" / "Lora"
+    root.mkdir(parents=True)
+    from tests.builders import write_sparse_safetensors
+
+    write_sparse_safetensors(root / "fine.safetensors", lora_kohya())
+    odd = os.fsdecode(os.fsencode(str(root)) + b"/odd\xffname.safetensors")
+    write_sparse_safetensors(Path(odd), lora_kohya())
+    cat = Catalog(tmp_path / "lib.db")
+    stats = scan_library(cat, [(tmp_path / "models", "a1111")], jobs=1)
+    assert stats.files == 1 and stats.errors == 0
+    assert len(stats.skipped_names) == 1 and "odd\\xffname" in stats.skipped_names[0]
+
+
+def test_hash_cache_accepts_file_names_that_are_not_utf8(tmp_path: Path) -> None:
+    from sdmodel.hashing import hash_file
+
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/odd\xffname.bin"))
+    odd.write_bytes(b"hello world")
+    assert hash_file(odd)["autov2"] == "b94d27b993"
+    assert hash_file(odd)["autov2"] == "b94d27b993"  # from the cache

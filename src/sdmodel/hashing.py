@@ -33,7 +33,7 @@ Progress = Callable[[int, int], None]
 
 def cache_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sdmodel" / "hashes.sqlite"
+    return Path(base) / "sdmodel" / "hashes-v2.sqlite"
 
 
 class HashCache:
@@ -44,13 +44,14 @@ class HashCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, value TEXT)"
+            "CREATE TABLE IF NOT EXISTS hashes (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, value TEXT)"
         )
 
     @staticmethod
-    def _key(path: Path) -> tuple[str, int, int]:
+    def _key(path: Path) -> tuple[bytes, int, int]:
         st = path.stat()
-        return str(path.resolve()), st.st_size, st.st_mtime_ns
+        # File names are bytes on POSIX and need not be valid UTF-8: key on the raw bytes.
+        return os.fsencode(path.resolve()), st.st_size, st.st_mtime_ns
 
     def get(self, path: Path) -> dict | None:
         key = self._key(path)

@@ -48,8 +48,7 @@ def info_command(paths: tuple[str, ...], as_json: bool, keys: bool) -> None:
         except SdmodelError as e:
             failed += 1
             results.append({"path": str(f), "error": str(e)})
-            if not as_json:
-                print_error(str(e))
+            print_error(str(e))
             continue
         results.append(report.to_dict())
         if not as_json:

@@ -122,6 +122,8 @@ def scan_command(
     )
     for r in stats.roots:
         console.print(f"  root {r}", highlight=False)
+    for name in stats.skipped_names:
+        console.print(f"  [yellow]skipped[/yellow] {name}: file name is not valid UTF-8 (rename it)", highlight=False)
 
 
 @library_group.command("report")

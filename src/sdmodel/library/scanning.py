@@ -40,9 +40,20 @@ class ScanStats:
     removed: int = 0
     errors: int = 0
     seconds: float = 0.0
+    skipped_names: list[str] = field(default_factory=list)  # paths that are not valid UTF-8
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _storable(path: str) -> bool:
+    """The catalog and the web page store paths as UTF-8 text: a file name with other bytes (a
+    surrogate-escaped str) cannot be catalogued; it is listed as skipped instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def default_jobs() -> int:
@@ -168,6 +179,9 @@ def scan_library(
         if root.is_dir():
             for found in walk_root(root):
                 key = str(found.path)
+                if not _storable(key):
+                    stats.skipped_names.append(os.fsencode(key).decode("utf-8", "backslashreplace"))
+                    continue
                 seen.add(key)
                 stats.files += 1
                 if progress and stats.files % 500 == 0:
