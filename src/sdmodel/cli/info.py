@@ -85,7 +85,8 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     facts.add_column(style="bold")
     facts.add_column()
     pred = ident.prediction + (f" (from {ident.prediction_source})" if ident.prediction_source else "")
-    if ident.kind not in ("vae", "text_encoder", "unknown"):
+    # For adapters the prediction matters only when a hint names it (e.g. a v-prediction LoRA).
+    if ident.kind in ("checkpoint", "unet") or ident.prediction != "unknown":
         facts.add_row("prediction", pred)
     ema = d["ema"]
     if ident.kind in ("checkpoint", "unet"):
