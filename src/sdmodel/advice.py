@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sdmodel.dtypes import is_float
+from sdmodel.units import plural
 
 if TYPE_CHECKING:
     from sdmodel.formats.base import TensorSource
@@ -52,8 +53,7 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
                        "(for merges keep non-EMA; for trained models compare with --ema only)")
     if report.junk["tensors"]:
         gen_opts.append("--prune")
-        n = report.junk["tensors"]
-        reasons.append(f"{n} junk tensor{'s' if n != 1 else ''} no loader uses")
+        reasons.append(f"{plural(report.junk['tensors'], 'junk tensor')} no loader uses")
     if report.clip_position_ids.get("status") == "broken":
         reasons.append("CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
                        "the model was trained with)")

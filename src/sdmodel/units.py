@@ -20,3 +20,8 @@ def human_count(n: int) -> str:
         if n >= div:
             return f"{n / div:.2f}{unit}"
     return str(n)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 tensor``, ``2 tensors``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

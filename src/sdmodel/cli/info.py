@@ -15,7 +15,7 @@ from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
-from sdmodel.units import human_bytes, human_count
+from sdmodel.units import human_bytes, human_count, plural
 
 PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
               "image_encoder", "schedule", "marker", "junk", "other")
@@ -69,7 +69,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     title = Text()
     title.append(Path(d["path"]).name, style="bold")
     title.append(f"  {family_label(ident.family, ident.variant)} {ident.kind}", style="cyan")
-    title.append(f"  ({d['format']}, {human_bytes(d['size_bytes'])}, {d['tensors']} tensors)")
+    title.append(f"  ({d['format']}, {human_bytes(d['size_bytes'])}, {plural(d['tensors'], 'tensor')})")
     console.print()
     console.print(title)
 
@@ -109,7 +109,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     junk = d["junk"]
     if junk["tensors"]:
         groups = "; ".join(f"{why}: {n}" for why, n in junk["groups"].items())
-        text = f"{junk['tensors']} tensor{'s' if junk['tensors'] != 1 else ''}, {human_bytes(junk['bytes'])} ({groups})"
+        text = f"{plural(junk['tensors'], 'tensor')}, {human_bytes(junk['bytes'])} ({groups})"
         facts.add_row("junk", Text(text, style="yellow"))
     if d["markers"]:
         facts.add_row("markers", ", ".join(d["markers"]))

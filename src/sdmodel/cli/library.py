@@ -13,7 +13,7 @@ from rich.table import Table
 from sdmodel.cli.common import console, err_console, print_json
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
-from sdmodel.units import human_bytes
+from sdmodel.units import human_bytes, plural
 
 DB_HELP = (
     "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
@@ -115,7 +115,7 @@ def scan_command(
         print_json(stats.to_dict())
         return
     console.print(
-        f"{stats.files} model files under {len(stats.roots)} root{'s' if len(stats.roots) != 1 else ''}: "
+        f"{plural(stats.files, 'model file')} under {plural(len(stats.roots), 'root')}: "
         f"{stats.examined} read, {stats.unchanged} unchanged, {stats.removed} removed, "
         f"{stats.errors} unreadable ({stats.seconds:.1f} s). Catalog: {cat.path}",
         highlight=False,

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from sdmodel.cli.common import console, print_json
 from sdmodel.security.scanner import ScanReport, scan
+from sdmodel.units import plural
 
 SCAN_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".safetensors", ".sft", ".npy",
                            ".joblib", ".7z"})
@@ -82,7 +83,7 @@ def _summary(reports: list[ScanReport]) -> str:
     parts += [f"{counts[v]} {v}" for v in ("suspicious", "dangerous") if counts[v]]
     if counts["error"]:
         parts.append(f"{counts['error']} unscannable")
-    return f"{len(reports)} file{'s' if len(reports) != 1 else ''}: " + ", ".join(parts)
+    return f"{plural(len(reports), 'file')}: " + ", ".join(parts)
 
 
 def exit_status(reports: list[ScanReport]) -> int:

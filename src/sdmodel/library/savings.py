@@ -16,7 +16,7 @@ from typing import Any
 
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.walk import stem_of
-from sdmodel.units import human_bytes
+from sdmodel.units import human_bytes, plural
 
 CONVERTIBLE_KINDS = frozenset(
     {"checkpoint", "unet", "vae", "text_encoder", "controlnet", "t2i_adapter", "lora", "lycoris"}
@@ -45,7 +45,7 @@ class Plan:
         """``14 files, 61.2 GB -> 29.8 GB`` (and what it saves)."""
         n = len(self.items)
         return (
-            f"{n} file{'s' if n != 1 else ''}, {human_bytes(self.before)} -> {human_bytes(self.after)} "
+            f"{plural(n, 'file')}, {human_bytes(self.before)} -> {human_bytes(self.after)} "
             f"(saves {human_bytes(self.before - self.after)})"
         )
 
