@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/convert.py            # SD1.5 7.7 GB fp32+EMA .ckpt -> fp16 no-EMA safetensors
     .venv/bin/python bench/convert.py --flux     # also: 24 GB bf16 Flux-shaped safetensors -> fp8
+    .venv/bin/python bench/convert.py --cold     # each run starts with the page cache dropped (root)
 
 Inputs are built once in bench/_work (gitignored): the real SD 1.5 layout plus EMA, values ~N(0, 0.02),
 saved by torch.save; the Flux file is written in chunks with random bf16 values (real data, not a
@@ -128,6 +129,15 @@ def warm(path: Path) -> None:
             pass
 
 
+def drop_caches(path: Path) -> None:
+    """Start from a cold page cache, as a freshly downloaded file is (needs root)."""
+    subprocess.run(["sync"], check=True)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs root to drop the page cache: {e}") from None
+
+
 def measure(cmd: list[str]) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB, exit status) of a child process. The peak is the child's
     VmHWM, polled: ru_maxrss would include what the parent had resident when it forked."""
@@ -169,7 +179,7 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
     return same, differ
 
 
-def sd15_case(rows: list[dict], repeat: int) -> None:
+def sd15_case(rows: list[dict], repeat: int, cold: bool = False) -> None:
     src = WORK / "sd15-ema-fp32.ckpt"
     if not src.exists():
         print("building", src, "...", flush=True)
@@ -181,10 +191,11 @@ def sd15_case(rows: list[dict], repeat: int) -> None:
     for p in (peer_out, ours_out):
         p.unlink(missing_ok=True)
     peers, ourses = [], []
+    prepare = drop_caches if cold else warm
     for _ in range(repeat):
-        warm(src)
+        prepare(src)
         peers.append(measure([PY, "-c", PEER, str(src), str(peer_out)]))
-        warm(src)
+        prepare(src)
         ourses.append(measure([SDMODEL, "convert", str(src), "-o", str(ours_out), "--dtype", "fp16", "--ema",
                                "drop", "--overwrite"]))
     peer = (statistics.median(p[0] for p in peers), max(p[1] for p in peers), max(p[2] for p in peers))
@@ -193,7 +204,7 @@ def sd15_case(rows: list[dict], repeat: int) -> None:
     same, differ = compare(peer_out, ours_out)
     schedule = [k for k in differ if "." not in k]
     rows.append({
-        "case": "SD1.5 7.7 GB fp32+EMA ckpt -> fp16 no-EMA safetensors",
+        "case": "SD1.5 7.7 GB fp32+EMA ckpt -> fp16 no-EMA safetensors" + (" (cold cache)" if cold else ""),
         "input_gb": round(src.stat().st_size / 1e9, 2),
         "peer_s": round(peer[0], 1), "peer_rss_mb": peer[1], "peer_exit": peer[2],
         "ours_s": round(ours[0], 1), "ours_rss_mb": ours[1], "ours_exit": ours[2],
@@ -230,6 +241,7 @@ def main() -> None:
     ap.add_argument("--only-flux", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the outputs")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side (median time, max peak memory)")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before each run (root)")
     ap.add_argument("--build-sd15", metavar="PATH", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_sd15:
@@ -238,7 +250,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     if not args.only_flux:
-        sd15_case(rows, args.repeat)
+        sd15_case(rows, args.repeat, args.cold)
     if args.flux or args.only_flux:
         flux_case(rows)
     print()
