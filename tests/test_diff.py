@@ -76,3 +76,16 @@ def test_cli_diff_json_and_exit_status(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "same values" in res.output
     res = runner.invoke(main_group, ["diff", str(a), str(b)], terminal_width=200)
     assert "max rel" in res.output and "differs" in res.output
+
+
+def test_negative_zero_is_equal_values_not_identical(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from sdmodel.diffing import diff
+
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file({"t": np.array([0.0, 1.0], np.float32)}, str(a))
+    save_file({"t": np.array([-0.0, 1.0], np.float32)}, str(b))
+    t = diff(a, b).tensors[0]
+    assert t.status == "equal values" and not t.identical and t.max_abs == 0

@@ -37,14 +37,13 @@ class TensorDiff:
 
     @property
     def status(self) -> str:
-        """shape, identical, equal values (another dtype, same numbers) or differs."""
+        """shape, identical (same bytes), equal values (same numbers in other bytes: another dtype,
+        -0.0 for 0.0, other NaN payloads) or differs."""
         if self.shape_a != self.shape_b:
             return "shape"
         if self.identical:
             return "identical"
-        if self.max_abs == 0:
-            return "equal values" if self.dtype_a != self.dtype_b else "identical"
-        return "differs"
+        return "equal values" if self.max_abs == 0 else "differs"
 
 
 @dataclass
