@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from sdmodel.cli import main
 from sdmodel.formats import open_model
-from sdmodel.hashing import HashCache, compute_hashes, content_fingerprint, hash_file
+from sdmodel.hashing import HashCache, compute_hashes, content_fingerprints, hash_file
 from tests import families as fam
 from tests.builders import shrink, with_dtype, write_ckpt, write_safetensors
 
@@ -65,17 +65,22 @@ def test_cache_hit_and_invalidation(tmp_path):
     assert hash_file(p)["sha256"] == hashlib.sha256(b"abcd").hexdigest()
 
 
-def test_content_fingerprint_across_formats_and_precisions(tmp_path):
+def test_content_fingerprints_across_formats_and_precisions(tmp_path):
     lay = shrink(fam.sd1())
-    a = write_safetensors(tmp_path / "a.safetensors", lay)
-    b = write_safetensors(tmp_path / "b.safetensors", with_dtype(lay, "F16"))
-    c = write_ckpt(tmp_path / "c.ckpt", lay)
-    d = write_safetensors(tmp_path / "d.safetensors", lay, seed=1)
-    fps = []
-    for p in (a, b, c, d):
+    files = {
+        "fp32": write_safetensors(tmp_path / "a.safetensors", lay),
+        "fp16": write_safetensors(tmp_path / "b.safetensors", with_dtype(lay, "F16")),
+        "ckpt": write_ckpt(tmp_path / "c.ckpt", lay),
+        "bf16": write_ckpt(tmp_path / "e.ckpt", with_dtype(lay, "BF16")),
+        "other": write_safetensors(tmp_path / "d.safetensors", lay, seed=1),
+    }
+    fps = {}
+    for k, p in files.items():
         with open_model(p) as src:
-            fps.append(content_fingerprint(src))
-    assert fps[0] == fps[1] == fps[2] != fps[3]
+            fps[k] = content_fingerprints(src)
+    assert fps["fp32"]["fp16"] == fps["fp16"]["fp16"] == fps["ckpt"]["fp16"] != fps["other"]["fp16"]
+    assert fps["fp32"]["bf16"] == fps["bf16"]["bf16"] == fps["ckpt"]["bf16"] != fps["other"]["bf16"]
+    assert fps["bf16"]["fp16"] != fps["fp32"]["fp16"]  # bf16 meets fp16 only through the fp32 copy
 
 
 def test_cli_hash_json(tmp_path, capsys):

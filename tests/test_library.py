@@ -330,3 +330,36 @@ def test_hash_cache_accepts_file_names_that_are_not_utf8(tmp_path: Path) -> None
     odd.write_bytes(b"hello world")
     assert hash_file(odd)["autov2"] == "b94d27b993"
     assert hash_file(odd)["autov2"] == "b94d27b993"  # from the cache
+
+
+def test_fp16_and_bf16_copies_group_with_their_fp32_original(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    sd = root / "Stable-diffusion"
+    sd.mkdir(parents=True)
+    lay = shrink(layout("sd15"), limit=8)
+    write_safetensors(sd / "m-fp32.safetensors", lay, seed=3)
+    write_safetensors(sd / "m-fp16.safetensors", with_dtype(lay, "F16"), seed=3)
+    write_ckpt(sd / "m-bf16.ckpt", with_dtype(lay, "BF16"), seed=3)
+    write_safetensors(sd / "other-bf16.safetensors", with_dtype(lay, "F16"), seed=4)
+    cat = Catalog(tmp_path / "lib.db")
+    scan_library(cat, [(root, "")], hashes=True, jobs=1)
+    groups = [(g["level"], sorted(os.path.basename(p) for p in g["files"])) for g in build_report(cat)["duplicates"]]
+    assert groups == [("model", ["m-bf16.ckpt", "m-fp16.safetensors", "m-fp32.safetensors"])]
+
+
+def test_catalog_of_schema_1_gains_the_bf16_fingerprint_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sdmodel.library.catalog import SCHEMA
+
+    schema_1 = SCHEMA.replace("    fingerprint_bf16 TEXT,\n", "").replace(
+        "CREATE INDEX IF NOT EXISTS files_fingerprint_bf16 ON files (fingerprint_bf16);\n", "")
+    assert "fingerprint_bf16" not in schema_1
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(schema_1)
+    con.commit()
+    con.close()
+    cat = Catalog(db)
+    cols = {r[1] for r in cat.db.execute("PRAGMA table_info(files)")}
+    assert "fingerprint_bf16" in cols

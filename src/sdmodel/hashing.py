@@ -175,31 +175,41 @@ def hash_file(path: str | Path, progress: Progress | None = None, use_cache: boo
             cache.close()
 
 
-def _fingerprint_bytes(array: np.ndarray, dtype: str) -> bytes:
-    """Values rounded to fp16: an fp16 file made from an fp32 one (round to nearest, as every
-    converter does) gives the same bytes as the fp32 file. A bf16 copy matches other bf16 copies
-    only (fp32 -> bf16 -> fp16 is not fp32 -> fp16)."""
+def _rounded_bytes(array: np.ndarray, dtype: str, to: str = "F16") -> bytes:
+    """Values rounded to ``to`` (F16 or BF16), integers as int64: copies of the same weights made
+    by rounding to nearest (as every converter does) give the same bytes as their fp32 source."""
     if is_float(dtype):
-        return np.ascontiguousarray(array.astype(np.float32).astype(np.float16)).tobytes()
+        from sdmodel.dtypes import NUMPY_DTYPES
+
+        return np.ascontiguousarray(array.astype(np.float32).astype(NUMPY_DTYPES[to])).tobytes()
     return np.ascontiguousarray(array.astype(np.int64)).tobytes()
 
 
 def tensor_fingerprint(source: TensorSource, names: list[str], strip: str = "") -> str:
     """A hash of names (less ``strip``), shapes and fp16-rounded values of the given tensors: the
-    same weights give the same fingerprint whatever their storage dtype or file format."""
-    h = blake3.blake3()
+    same weights give the same fingerprint in fp32 or fp16, safetensors or ckpt."""
+    return _fingerprints(source, names, strip, ("F16",))["F16"]
+
+
+def _fingerprints(source: TensorSource, names: list[str], strip: str, rounding: tuple[str, ...]) -> dict[str, str]:
+    hashes = {to: blake3.blake3() for to in rounding}
     for name in sorted(names):
         info = source.tensors[name]
         short = name[len(strip) :] if strip and name.startswith(strip) else name
-        h.update(f"{short}:{list(info.shape)};".encode())
-        h.update(_fingerprint_bytes(source.read(name), info.dtype))
-    return h.hexdigest()[:32]
+        values = source.read(name)
+        for to, h in hashes.items():
+            h.update(f"{short}:{list(info.shape)};".encode())
+            h.update(_rounded_bytes(values, info.dtype, to))
+    return {to: h.hexdigest()[:32] for to, h in hashes.items()}
 
 
-def content_fingerprint(source: TensorSource) -> str:
-    """Fingerprint of the whole model (every tensor except EMA and junk): tells the same model
-    stored in another format or in fp32/fp16. Reads every tensor."""
+def content_fingerprints(source: TensorSource) -> dict[str, str]:
+    """Fingerprints of the whole model (every tensor except EMA, junk and markers) with values
+    rounded to fp16 and to bf16, in one read: the fp16 one matches fp32/fp16 copies, the bf16 one
+    fp32/bf16 copies (fp32 -> fp16 -> bf16 is not fp32 -> bf16), so a fp16 and a bf16 copy are
+    tied through their fp32 original. Reads every tensor."""
     from sdmodel.parts import part_of
 
     names = [n for n in source.tensors if part_of(n) not in ("ema", "junk", "marker")]
-    return tensor_fingerprint(source, names)
+    found = _fingerprints(source, names, "", ("F16", "BF16"))
+    return {"fp16": found["F16"], "bf16": found["BF16"]}

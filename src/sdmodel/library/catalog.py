@@ -19,7 +19,7 @@ from typing import Any
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT,
     autov3 TEXT,
     fingerprint TEXT,
+    fingerprint_bf16 TEXT,
     scanned_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_name ON files (name COLLATE NOCASE);
@@ -68,6 +69,7 @@ CREATE INDEX IF NOT EXISTS files_verdict ON files (verdict);
 CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
 CREATE INDEX IF NOT EXISTS files_autov3 ON files (autov3);
 CREATE INDEX IF NOT EXISTS files_fingerprint ON files (fingerprint);
+CREATE INDEX IF NOT EXISTS files_fingerprint_bf16 ON files (fingerprint_bf16);
 CREATE TABLE IF NOT EXISTS plan_items (
     id INTEGER PRIMARY KEY,
     src TEXT NOT NULL UNIQUE,
@@ -95,14 +97,14 @@ CREATE INDEX IF NOT EXISTS plan_status ON plan_items (status);
 FILE_COLUMNS = [
     "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
     "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
-    "scan", "hashes", "sha256", "autov3", "fingerprint", "scanned_at",
+    "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "scanned_at",
 ]  # fmt: skip
 # What the list page shows: no stored JSON, hashes or bookkeeping.
 LIST_COLUMNS = [
     c
     for c in FILE_COLUMNS
     if c not in {"mtime_ns", "prediction", "junk_bytes", "sidecars", "report", "scan", "hashes", "sha256",
-                 "autov3", "fingerprint", "scanned_at"}
+                 "autov3", "fingerprint", "fingerprint_bf16", "scanned_at"}
 ]
 
 # Parts whose dtype says nothing about the model's precision.
@@ -180,10 +182,18 @@ class Catalog:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         with self.db:
+            self._add_missing_columns()
             self.db.executescript(SCHEMA)
             self.db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _add_missing_columns(self) -> None:
+        """Catalogs written by an earlier version lack the columns added since (schema 1 had no
+        ``fingerprint_bf16``): add them so that the schema's indexes can be created."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
+        if have and "fingerprint_bf16" not in have:
+            self.db.execute("ALTER TABLE files ADD COLUMN fingerprint_bf16 TEXT")
 
     def close(self) -> None:
         self.db.close()

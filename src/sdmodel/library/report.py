@@ -99,17 +99,41 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
     return out
 
 
+def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
+    """File id -> a key shared by every file linked through either content fingerprint (fp16- or
+    bf16-rounded): an fp16 and a bf16 copy of one fp32 model meet through the fp32 file."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for f in files:
+        prints = [f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
+                  f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None]
+        prints = [p for p in prints if p]
+        for p in prints[1:]:
+            parent[find(p)] = find(prints[0])
+    return {f["id"]: find(f"fp16:{f['fingerprint']}") for f in files if f.get("fingerprint")}
+
+
 def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Groups of files holding the same thing, at three levels: ``bytes`` (same SHA256),
     ``tensors`` (same AutoV3 but not the same bytes), ``model`` (same content fingerprint but not
     the same tensors: another format or precision). Needs ``scan --hash``."""
     groups: list[dict[str, Any]] = []
-    levels = (("bytes", "sha256", None), ("tensors", "autov3", "sha256"), ("model", "fingerprint", "autov3"))
-    for level, key, finer in levels:
+    model_key = _same_model_key(files)
+    levels = (("bytes", lambda f: f.get("sha256"), "sha256"),
+              ("tensors", lambda f: f.get("autov3"), "autov3"),
+              ("model", lambda f: model_key.get(f["id"]), None))
+    finer = None
+    for level, key_of, name in levels:
         by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for f in files:
-            if f.get(key):
-                by_key[f[key]].append(f)
+            if key_of(f):
+                by_key[key_of(f)].append(f)
         for value, members in sorted(by_key.items()):
             if len(members) < 2:
                 continue
@@ -121,7 +145,7 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups.append(
                 {
                     "level": level,
-                    "key": value,
+                    "key": value.split(":", 1)[-1],
                     "files": [m["path"] for m in members],
                     "ids": [m["id"] for m in members],
                     "bytes": sum(sizes),
@@ -130,6 +154,7 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "family": members[0].get("family"),
                 }
             )
+        finer = name
     return groups
 
 

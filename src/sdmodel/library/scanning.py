@@ -70,6 +70,7 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
         "scan": None,
         "hashes": None,
         "fingerprint": None,
+        "fingerprint_bf16": None,
         "error": None,
     }
     try:
@@ -88,10 +89,11 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
                 out["hashes"] = sdmodel.hash_file(path)
             if out["error"] is None:
                 from sdmodel.formats import open_model
-                from sdmodel.hashing import content_fingerprint
+                from sdmodel.hashing import content_fingerprints
 
                 with open_model(path) as source:
-                    out["fingerprint"] = content_fingerprint(source)
+                    found = content_fingerprints(source)
+                out["fingerprint"], out["fingerprint_bf16"] = found["fp16"], found["bf16"]
         except Exception as e:
             out["hash_error"] = f"{type(e).__name__}: {e}"
     return out
@@ -134,6 +136,7 @@ def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
         "sha256": (hashes or {}).get("sha256"),
         "autov3": (hashes or {}).get("autov3"),
         "fingerprint": result.get("fingerprint"),
+        "fingerprint_bf16": result.get("fingerprint_bf16"),
         "scanned_at": time.time(),
     }
 

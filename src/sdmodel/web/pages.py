@@ -269,7 +269,8 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     hashes = f.get("hashes") or {}
     hash_rows = [(k, f"<code>{e(v)}</code>") for k, v in hashes.items() if v]
     if f.get("fingerprint"):
-        hash_rows.append(("content fingerprint", f"<code>{e(f['fingerprint'])}</code>"))
+        hash_rows.append(("content fingerprint (fp16 / bf16 rounding)",
+                          f"<code>{e(f['fingerprint'])}</code> / <code>{e(f.get('fingerprint_bf16') or '-')}</code>"))
     findings = scan.get("findings") or []
     finding_rows = [[e(x.get("severity")), e(x.get("message"))] for x in findings]
     # The models beside it: same root and folder (the folder alone may repeat under another root).
@@ -321,25 +322,25 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     return layout(catalog, f["name"], "".join(body), "list")
 
 
+HASHED_ROWS = ("SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
+               "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL")
+
+
+def _hashed_files(catalog: Catalog) -> list[dict[str, Any]]:
+    return [dict(r) for r in catalog.db.execute(HASHED_ROWS).fetchall()]
+
+
 def _groups_with(catalog: Catalog, f: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = [(c, f.get(c)) for c in ("sha256", "autov3", "fingerprint") if f.get(c)]
-    if not keys:
+    """The duplicate groups this file is in (all hashed files: model groups link transitively)."""
+    if not any(f.get(c) for c in ("sha256", "autov3", "fingerprint")):
         return []
-    where = " OR ".join(f"{c} = ?" for c, _ in keys)
-    rows = catalog.db.execute(
-        f"SELECT id, path, size, kind, family, sha256, autov3, fingerprint FROM files WHERE {where}",
-        [v for _, v in keys],
-    ).fetchall()
-    return [g for g in duplicate_groups([dict(r) for r in rows]) if f["id"] in g["ids"]]
+    return [g for g in duplicate_groups(_hashed_files(catalog)) if f["id"] in g["ids"]]
 
 
 # -- duplicates, problems ------------------------------------------------------------------------
 def duplicates_page(catalog: Catalog) -> str:
-    rows = catalog.db.execute(
-        "SELECT id, path, size, kind, family, sha256, autov3, fingerprint FROM files "
-        "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
-    ).fetchall()
-    groups = duplicate_groups([dict(r) for r in rows])
+    rows = _hashed_files(catalog)
+    groups = duplicate_groups(rows)
     hashed = len(rows)
     body = ["<h1>Duplicates</h1>"]
     if not hashed:
