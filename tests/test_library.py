@@ -97,11 +97,16 @@ def test_second_scan_reads_nothing_and_follows_changes(tmp_path: Path) -> None:
     assert stats.removed == 1 and "style.safetensors" not in _by_name(cat)
 
 
-def test_parallel_hash_scan_finds_duplicates_at_three_levels(tmp_path: Path) -> None:
+def _checkpoint_folder(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """(models root, its Stable-diffusion folder, a small SD 1.5 layout) for duplicate tests."""
     root = tmp_path / "models"
     sd = root / "Stable-diffusion"
     sd.mkdir(parents=True)
-    lay = shrink(layout("sd15"), limit=8)
+    return root, sd, shrink(layout("sd15"), limit=8)
+
+
+def test_parallel_hash_scan_finds_duplicates_at_three_levels(tmp_path: Path) -> None:
+    root, sd, lay = _checkpoint_folder(tmp_path)
     write_safetensors(sd / "a.safetensors", lay, seed=1)
     shutil.copy(sd / "a.safetensors", sd / "a-copy.safetensors")
     write_safetensors(sd / "a-meta.safetensors", lay, metadata={"title": "renamed"}, seed=1)
@@ -333,10 +338,7 @@ def test_hash_cache_accepts_file_names_that_are_not_utf8(tmp_path: Path) -> None
 
 
 def test_fp16_and_bf16_copies_group_with_their_fp32_original(tmp_path: Path) -> None:
-    root = tmp_path / "models"
-    sd = root / "Stable-diffusion"
-    sd.mkdir(parents=True)
-    lay = shrink(layout("sd15"), limit=8)
+    root, sd, lay = _checkpoint_folder(tmp_path)
     write_safetensors(sd / "m-fp32.safetensors", lay, seed=3)
     write_safetensors(sd / "m-fp16.safetensors", with_dtype(lay, "F16"), seed=3)
     write_ckpt(sd / "m-bf16.ckpt", with_dtype(lay, "BF16"), seed=3)

@@ -71,15 +71,15 @@ class Step:
 
     @property
     def numel(self) -> int:
-        return math.prod(self.shape)
+        return self.out_info.numel
 
     @property
     def in_bytes(self) -> int:
-        return self.numel * ITEMSIZE[self.dtype]
+        return TensorInfo(self.name, self.dtype, self.shape).nbytes
 
     @property
     def out_bytes(self) -> int:
-        return self.numel * ITEMSIZE[self.out_dtype]
+        return self.out_info.nbytes
 
     @property
     def out_info(self) -> TensorInfo:
