@@ -31,9 +31,11 @@ demo: $(STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 clean:

@@ -68,31 +68,47 @@ def flux_layout() -> dict[str, tuple[tuple[int, ...], str]]:
     """Flux.1-dev shapes (19 double blocks, 38 single blocks, hidden 3072): about 11.9 B parameters."""
     h, bf = 3072, "BF16"
     lay: dict[str, tuple[tuple[int, ...], str]] = {
-        "img_in.weight": ((h, 64), bf), "img_in.bias": ((h,), bf),
-        "txt_in.weight": ((h, 4096), bf), "txt_in.bias": ((h,), bf),
-        "time_in.in_layer.weight": ((h, 256), bf), "time_in.out_layer.weight": ((h, h), bf),
-        "vector_in.in_layer.weight": ((h, 768), bf), "vector_in.out_layer.weight": ((h, h), bf),
-        "guidance_in.in_layer.weight": ((h, 256), bf), "guidance_in.out_layer.weight": ((h, h), bf),
-        "final_layer.linear.weight": ((64, h), bf), "final_layer.adaLN_modulation.1.weight": ((2 * h, h), bf),
+        "img_in.weight": ((h, 64), bf),
+        "img_in.bias": ((h,), bf),
+        "txt_in.weight": ((h, 4096), bf),
+        "txt_in.bias": ((h,), bf),
+        "time_in.in_layer.weight": ((h, 256), bf),
+        "time_in.out_layer.weight": ((h, h), bf),
+        "vector_in.in_layer.weight": ((h, 768), bf),
+        "vector_in.out_layer.weight": ((h, h), bf),
+        "guidance_in.in_layer.weight": ((h, 256), bf),
+        "guidance_in.out_layer.weight": ((h, h), bf),
+        "final_layer.linear.weight": ((64, h), bf),
+        "final_layer.adaLN_modulation.1.weight": ((2 * h, h), bf),
     }
     for i in range(19):
         for s in ("img", "txt"):
             b = f"double_blocks.{i}.{s}_"
             lay |= {
-                b + "mod.lin.weight": ((6 * h, h), bf), b + "mod.lin.bias": ((6 * h,), bf),
-                b + "attn.qkv.weight": ((3 * h, h), bf), b + "attn.qkv.bias": ((3 * h,), bf),
-                b + "attn.norm.query_norm.scale": ((128,), bf), b + "attn.norm.key_norm.scale": ((128,), bf),
-                b + "attn.proj.weight": ((h, h), bf), b + "attn.proj.bias": ((h,), bf),
-                b + "mlp.0.weight": ((4 * h, h), bf), b + "mlp.0.bias": ((4 * h,), bf),
-                b + "mlp.2.weight": ((h, 4 * h), bf), b + "mlp.2.bias": ((h,), bf),
+                b + "mod.lin.weight": ((6 * h, h), bf),
+                b + "mod.lin.bias": ((6 * h,), bf),
+                b + "attn.qkv.weight": ((3 * h, h), bf),
+                b + "attn.qkv.bias": ((3 * h,), bf),
+                b + "attn.norm.query_norm.scale": ((128,), bf),
+                b + "attn.norm.key_norm.scale": ((128,), bf),
+                b + "attn.proj.weight": ((h, h), bf),
+                b + "attn.proj.bias": ((h,), bf),
+                b + "mlp.0.weight": ((4 * h, h), bf),
+                b + "mlp.0.bias": ((4 * h,), bf),
+                b + "mlp.2.weight": ((h, 4 * h), bf),
+                b + "mlp.2.bias": ((h,), bf),
             }
     for i in range(38):
         b = f"single_blocks.{i}."
         lay |= {
-            b + "linear1.weight": ((7 * h, h), bf), b + "linear1.bias": ((7 * h,), bf),
-            b + "linear2.weight": ((h, 5 * h), bf), b + "linear2.bias": ((h,), bf),
-            b + "modulation.lin.weight": ((3 * h, h), bf), b + "modulation.lin.bias": ((3 * h,), bf),
-            b + "norm.query_norm.scale": ((128,), bf), b + "norm.key_norm.scale": ((128,), bf),
+            b + "linear1.weight": ((7 * h, h), bf),
+            b + "linear1.bias": ((7 * h,), bf),
+            b + "linear2.weight": ((h, 5 * h), bf),
+            b + "linear2.bias": ((h,), bf),
+            b + "modulation.lin.weight": ((3 * h, h), bf),
+            b + "modulation.lin.bias": ((3 * h,), bf),
+            b + "norm.query_norm.scale": ((128,), bf),
+            b + "norm.key_norm.scale": ((128,), bf),
         }
     return lay
 
@@ -118,7 +134,7 @@ def build_flux(path: Path) -> None:
             while left:
                 n = min(left, pool.size)
                 start = int(rng.integers(0, pool.size - n + 1))
-                f.write(memoryview(pool[start:start + n].view(np.uint8)))
+                f.write(memoryview(pool[start : start + n].view(np.uint8)))
                 left -= n
     os.replace(tmp, path)
 
@@ -196,23 +212,33 @@ def sd15_case(rows: list[dict], repeat: int, cold: bool = False) -> None:
         prepare(src)
         peers.append(measure([PY, "-c", PEER, str(src), str(peer_out)]))
         prepare(src)
-        ourses.append(measure([SDMODEL, "convert", str(src), "-o", str(ours_out), "--dtype", "fp16", "--ema",
-                               "drop", "--overwrite"]))
+        ourses.append(
+            measure(
+                [SDMODEL, "convert", str(src), "-o", str(ours_out), "--dtype", "fp16", "--ema", "drop", "--overwrite"]
+            )
+        )
     peer = (statistics.median(p[0] for p in peers), max(p[1] for p in peers), max(p[2] for p in peers))
     ours = (statistics.median(p[0] for p in ourses), max(p[1] for p in ourses), max(p[2] for p in ourses))
     print("  runs (s): peer", [round(p[0], 1) for p in peers], "ours", [round(p[0], 1) for p in ourses])
     same, differ = compare(peer_out, ours_out)
     schedule = [k for k in differ if "." not in k]
-    rows.append({
-        "case": "SD1.5 7.7 GB fp32+EMA ckpt -> fp16 no-EMA safetensors" + (" (cold cache)" if cold else ""),
-        "input_gb": round(src.stat().st_size / 1e9, 2),
-        "peer_s": round(peer[0], 1), "peer_rss_mb": peer[1], "peer_exit": peer[2],
-        "ours_s": round(ours[0], 1), "ours_rss_mb": ours[1], "ours_exit": ours[2],
-        "ratio": round(ours[0] / peer[0], 2),
-        "identical_tensors": same,
-        "different": f"{len(differ)} ({len(schedule)} noise-schedule buffers kept fp32 on purpose)"
-        if set(differ) == set(schedule) else differ[:10],
-    })
+    rows.append(
+        {
+            "case": "SD1.5 7.7 GB fp32+EMA ckpt -> fp16 no-EMA safetensors" + (" (cold cache)" if cold else ""),
+            "input_gb": round(src.stat().st_size / 1e9, 2),
+            "peer_s": round(peer[0], 1),
+            "peer_rss_mb": peer[1],
+            "peer_exit": peer[2],
+            "ours_s": round(ours[0], 1),
+            "ours_rss_mb": ours[1],
+            "ours_exit": ours[2],
+            "ratio": round(ours[0] / peer[0], 2),
+            "identical_tensors": same,
+            "different": f"{len(differ)} ({len(schedule)} noise-schedule buffers kept fp32 on purpose)"
+            if set(differ) == set(schedule)
+            else differ[:10],
+        }
+    )
 
 
 def flux_case(rows: list[dict]) -> None:
@@ -225,14 +251,21 @@ def flux_case(rows: list[dict]) -> None:
     out = WORK / "flux-fp8.safetensors"
     out.unlink(missing_ok=True)
     ours = measure([SDMODEL, "convert", str(src), "-o", str(out), "--dtype", "fp8_e4m3fn", "--overwrite", "--json"])
-    rows.append({
-        "case": "Flux-shaped 24 GB bf16 safetensors -> fp8_e4m3fn",
-        "input_gb": round(src.stat().st_size / 1e9, 2),
-        "peer_s": None, "peer_rss_mb": None, "peer_exit": None,
-        "ours_s": round(ours[0], 1), "ours_rss_mb": ours[1], "ours_exit": ours[2],
-        "ratio": None, "identical_tensors": None,
-        "different": f"output {out.stat().st_size / 1e9:.2f} GB" if out.exists() else "no output",
-    })
+    rows.append(
+        {
+            "case": "Flux-shaped 24 GB bf16 safetensors -> fp8_e4m3fn",
+            "input_gb": round(src.stat().st_size / 1e9, 2),
+            "peer_s": None,
+            "peer_rss_mb": None,
+            "peer_exit": None,
+            "ours_s": round(ours[0], 1),
+            "ours_rss_mb": ours[1],
+            "ours_exit": ours[2],
+            "ratio": None,
+            "identical_tensors": None,
+            "different": f"output {out.stat().st_size / 1e9:.2f} GB" if out.exists() else "no output",
+        }
+    )
 
 
 def main() -> None:
@@ -256,10 +289,14 @@ def main() -> None:
     print()
     print(f"{'case':58} {'peer s':>7} {'peer MB':>8} {'ours s':>7} {'ours MB':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['case']:58} {r['peer_s'] or '-':>7} {r['peer_rss_mb'] or '-':>8} {r['ours_s']:>7} "
-              f"{r['ours_rss_mb']:>8} {r['ratio'] or '-':>6}")
-        print(f"  identical tensors: {r['identical_tensors']}; different: {r['different']}; "
-              f"exit codes peer {r['peer_exit']} ours {r['ours_exit']}")
+        print(
+            f"{r['case']:58} {r['peer_s'] or '-':>7} {r['peer_rss_mb'] or '-':>8} {r['ours_s']:>7} "
+            f"{r['ours_rss_mb']:>8} {r['ratio'] or '-':>6}"
+        )
+        print(
+            f"  identical tensors: {r['identical_tensors']}; different: {r['different']}; "
+            f"exit codes peer {r['peer_exit']} ours {r['ours_exit']}"
+        )
     print(json.dumps(rows, indent=1))
     if not args.keep:
         for name in ("peer-fp16.safetensors", "ours-fp16.safetensors", "flux-fp8.safetensors"):

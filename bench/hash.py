@@ -37,10 +37,20 @@ def main() -> None:
         size = __import__("os").path.getsize(path) / 1e6
         sha, _ = timed_subprocess(SHA_ALONE.format(path=path))
         ours, rss = timed_subprocess(OURS.format(path=path))
-        rows.append([path.rsplit("/", 1)[-1], f"{size / sha:.0f}", f"{size / ours:.0f}", f"{sha / ours:.2f}x",
-                     f"{rss / 1e6:.0f}"])
-    print_table("hash throughput, page cache warm (MB/s)",
-                ["file", "hashlib.sha256 alone", "sdmodel: all 7 hashes", "ratio", "peak RSS MB"], rows)
+        rows.append(
+            [
+                path.rsplit("/", 1)[-1],
+                f"{size / sha:.0f}",
+                f"{size / ours:.0f}",
+                f"{sha / ours:.2f}x",
+                f"{rss / 1e6:.0f}",
+            ]
+        )
+    print_table(
+        "hash throughput, page cache warm (MB/s)",
+        ["file", "hashlib.sha256 alone", "sdmodel: all 7 hashes", "ratio", "peak RSS MB"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -37,16 +37,21 @@ def small_layouts() -> dict[str, tuple[str, dict]]:
     lora = {}
     for i in range(2):
         base = f"lora_unet_down_blocks_0_attentions_{i}_transformer_blocks_0_attn2_to_k"
-        lora |= {base + ".lora_down.weight": ((4, 768), "F16"), base + ".lora_up.weight": ((320, 4), "F16"),
-                 base + ".alpha": ((), "F16")}
+        lora |= {
+            base + ".lora_down.weight": ((4, 768), "F16"),
+            base + ".lora_up.weight": ((320, 4), "F16"),
+            base + ".alpha": ((), "F16"),
+        }
     loha = {}
     for i in range(2):
         base = f"lora_unet_down_blocks_0_attentions_{i}_transformer_blocks_0_attn2_to_k"
         loha |= {base + s: ((4, 768), "F16") for s in (".hada_w1_a", ".hada_w2_a")}
         loha |= {base + s: ((320, 4), "F16") for s in (".hada_w1_b", ".hada_w2_b")}
         loha[base + ".alpha"] = ((), "F16")
-    vae = renamed(with_dtype(layout("sd15"), "F16"),
-                  lambda k: k[len("first_stage_model."):] if k.startswith("first_stage_model.") else None)
+    vae = renamed(
+        with_dtype(layout("sd15"), "F16"),
+        lambda k: k[len("first_stage_model.") :] if k.startswith("first_stage_model.") else None,
+    )
     return {
         "Lora": ("lora", lora),
         "LyCORIS": ("loha", loha),
@@ -133,11 +138,12 @@ def main() -> None:
     table = [
         ("files in the library", f"{args.files:,}", ""),
         ("building the library", f"{t_build:.1f} s", ""),
-        (f"first scan ({args.jobs} workers)", f"{first.seconds:.2f} s",
-         f"{args.files / first.seconds:,.0f} files/s"),
+        (f"first scan ({args.jobs} workers)", f"{first.seconds:.2f} s", f"{args.files / first.seconds:,.0f} files/s"),
         ("second scan (nothing changed)", f"{second.seconds:.3f} s", f"{ratio:.1%} of the first (target < 10%)"),
-        *((f"web {name}, {rows:,} rows (median of 15)", f"{v * 1000:.1f} ms", "target < 300 ms")
-          for name, v in latency.items()),
+        *(
+            (f"web {name}, {rows:,} rows (median of 15)", f"{v * 1000:.1f} ms", "target < 300 ms")
+            for name, v in latency.items()
+        ),
     ]
     width = max(len(r[0]) for r in table)
     lines = [f"| {'measure':<{width}} | result | note |", f"|{'-' * (width + 2)}|--------|------|"]
@@ -146,8 +152,11 @@ def main() -> None:
     print(text)
     ok = ratio < 0.10 and all(v < 0.3 for v in latency.values())
     print("targets met" if ok else "TARGET MISSED")
-    cmd = "python bench/library.py" + (f" --files {args.files}" if args.files != 10_000 else "") + (
-        f" --jobs {args.jobs}" if args.jobs != 2 else "")
+    cmd = (
+        "python bench/library.py"
+        + (f" --files {args.files}" if args.files != 10_000 else "")
+        + (f" --jobs {args.jobs}" if args.jobs != 2 else "")
+    )
     Path(args.out).write_text(
         "## Library (`sdmodel library`)\n\n"
         f"Command: `{cmd}` ({os.cpu_count()} cores). A synthetic A1111 `models/` tree of {args.files:,} safetensors "

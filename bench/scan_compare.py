@@ -97,8 +97,9 @@ def versions() -> dict[str, str]:
     out = {}
     py = str(VENV / "bin" / "python")
     for tool in TOOLS:
-        r = subprocess.run([py, "-c", f"import importlib.metadata as m; print(m.version('{tool}'))"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [py, "-c", f"import importlib.metadata as m; print(m.version('{tool}'))"], capture_output=True, text=True
+        )
         out[tool] = r.stdout.strip() or "?"
     return out
 
@@ -108,8 +109,9 @@ def run_tool(tool: str, path: Path) -> str:
     bindir = VENV / "bin"
     try:
         if tool == "picklescan":
-            r = subprocess.run([str(bindir / "picklescan"), "-p", str(path)], capture_output=True, text=True,
-                               timeout=TIMEOUT)
+            r = subprocess.run(
+                [str(bindir / "picklescan"), "-p", str(path)], capture_output=True, text=True, timeout=TIMEOUT
+            )
             out = r.stdout + r.stderr
             scanned = re.search(r"Scanned files: (\d+)", out)
             infected = re.search(r"Infected files: (\d+)", out)
@@ -122,8 +124,9 @@ def run_tool(tool: str, path: Path) -> str:
                 return "skipped"
             return "suspicious" if suspicious and int(suspicious.group(1)) else "safe"
         if tool == "modelscan":
-            r = subprocess.run([str(bindir / "modelscan"), "-p", str(path)], capture_output=True, text=True,
-                               timeout=TIMEOUT)
+            r = subprocess.run(
+                [str(bindir / "modelscan"), "-p", str(path)], capture_output=True, text=True, timeout=TIMEOUT
+            )
             out = r.stdout + r.stderr
             if r.returncode == 1:
                 return "dangerous" if re.search(r"Severity: (CRITICAL|HIGH)", out) else "suspicious"
@@ -132,8 +135,9 @@ def run_tool(tool: str, path: Path) -> str:
             if r.returncode != 0 or "--- Errors ---" in out:
                 return "error"
             return "safe"
-        r = subprocess.run([str(bindir / "python"), "-c", FICKLING_DRIVER, str(path)], capture_output=True,
-                           text=True, timeout=TIMEOUT)
+        r = subprocess.run(
+            [str(bindir / "python"), "-c", FICKLING_DRIVER, str(path)], capture_output=True, text=True, timeout=TIMEOUT
+        )
         try:
             return json.loads(r.stdout.strip().splitlines()[-1])["verdict"]
         except (IndexError, ValueError, KeyError):
@@ -229,8 +233,12 @@ def build_big(path: Path) -> Path:
     from tests.builders import layout, with_ema
 
     lay = with_ema(layout("sd15"))
-    stypes = {"F32": ("FloatStorage", 4), "F16": ("HalfStorage", 2), "I64": ("LongStorage", 8),
-              "I32": ("IntStorage", 4)}
+    stypes = {
+        "F32": ("FloatStorage", 4),
+        "F16": ("HalfStorage", 2),
+        "I64": ("LongStorage", 8),
+        "I32": ("IntStorage", 4),
+    }
     pairs, members = [], []
     arch = path.stem
     for n, (name, (shape, dtype)) in enumerate(lay.items()):
@@ -241,8 +249,12 @@ def build_big(path: Path) -> Path:
         pairs.append((s(name), tensor(str(n), stype, numel, tuple(shape))))
         members.append(Member(f"{arch}/data/{n}", sparse_size=numel * item))
     data = ckpt_pickle(odict(pairs))
-    recs = [Member(f"{arch}/data.pkl", data), Member(f"{arch}/byteorder", b"little"), *members,
-            Member(f"{arch}/version", b"3\n")]
+    recs = [
+        Member(f"{arch}/data.pkl", data),
+        Member(f"{arch}/byteorder", b"little"),
+        *members,
+        Member(f"{arch}/version", b"3\n"),
+    ]
     return write_zip(path, recs)
 
 
@@ -256,9 +268,14 @@ def big_timing(problems: dict[str, str]) -> list[str]:
         t = time.perf_counter()
         report = scan(path)
         times.append(time.perf_counter() - t)
-    lines = [f"Full-size SD1.5 + EMA checkpoint: {size / 1e9:.2f} GB torch zip (storages sparse), "
-             f"verdict `{report.verdict}`.", "", "| tool | wall time |", "|---|---|",
-             f"| sdmodel scan (in process, best of 3) | {min(times) * 1000:.0f} ms |"]
+    lines = [
+        f"Full-size SD1.5 + EMA checkpoint: {size / 1e9:.2f} GB torch zip (storages sparse), "
+        f"verdict `{report.verdict}`.",
+        "",
+        "| tool | wall time |",
+        "|---|---|",
+        f"| sdmodel scan (in process, best of 3) | {min(times) * 1000:.0f} ms |",
+    ]
     for tool in TOOLS:
         if tool in problems:
             continue
@@ -277,16 +294,21 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     problems = ensure_venv()
     vers = versions()
-    lines = [f"Corpus: {len(CASES)} files from tests/security_corpus.py (SECURITY.md section 6 plus honest files). "
-             "Tools: " + ", ".join(f"{t} {vers[t]}" if t not in problems else f"{t}: {problems[t]}"
-                                   for t in TOOLS) + ".", "",
-             "Cells: cases meeting the expectation / cases (**bold** = not all). `dangerous` must be reported "
-             "dangerous; `not-safe` anything but safe; `error` unscannable; `safe`/`notes` no alarm; `parses` "
-             "safe or suspicious. A tool that skips a file counts as saying safe.", ""]
+    lines = [
+        f"Corpus: {len(CASES)} files from tests/security_corpus.py (SECURITY.md section 6 plus honest files). "
+        "Tools: " + ", ".join(f"{t} {vers[t]}" if t not in problems else f"{t}: {problems[t]}" for t in TOOLS) + ".",
+        "",
+        "Cells: cases meeting the expectation / cases (**bold** = not all). `dangerous` must be reported "
+        "dangerous; `not-safe` anything but safe; `error` unscannable; `safe`/`notes` no alarm; `parses` "
+        "safe or suspicious. A tool that skips a file counts as saying safe.",
+        "",
+    ]
     started = time.perf_counter()
     lines += compare(args.detail, problems)
-    lines.append(f"Comparison wall time: {time.perf_counter() - started:.0f} s (every tool in its own process "
-                 "per file, in parallel).")
+    lines.append(
+        f"Comparison wall time: {time.perf_counter() - started:.0f} s (every tool in its own process "
+        "per file, in parallel)."
+    )
     lines.append("")
     if not args.no_big:
         lines += big_timing(problems)

@@ -32,6 +32,17 @@ def layout(name: str) -> Layout:
     return {k: (tuple(v[0]), v[1]) for k, v in raw.items()}
 
 
+def novelai_clip(lay: Layout) -> Layout:
+    """The NovelAI-era spelling of CLIP-L: ``text_model.`` only on ``position_ids`` (real releases
+    put it on every key). Both spellings occur in downloaded files."""
+    out: Layout = {}
+    for k, v in lay.items():
+        if ".transformer.text_model." in k and not k.endswith("position_ids"):
+            k = k.replace(".transformer.text_model.", ".transformer.", 1)
+        out[k] = v
+    return out
+
+
 def with_dtype(lay: Layout, dtype: str) -> Layout:
     """Cast every floating tensor's dtype (integers stay)."""
     return {k: (s, dtype if is_float(d) else d) for k, (s, d) in lay.items()}
@@ -78,8 +89,10 @@ def default_keep(name: str) -> bool:
 
 def shrink(lay: Layout, keep: Callable[[str], bool] = default_keep, limit: int = 16) -> Layout:
     """Smaller shapes (each dimension at most ``limit``) except for the tensors ``keep`` names."""
-    return {k: (s if keep(k) or math.prod(s) <= limit * limit else tuple(min(d, limit) for d in s), d)
-            for k, (s, d) in lay.items()}
+    return {
+        k: (s if keep(k) or math.prod(s) <= limit * limit else tuple(min(d, limit) for d in s), d)
+        for k, (s, d) in lay.items()
+    }
 
 
 def values_for(name: str, shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:

@@ -109,21 +109,25 @@ def sdxl_refiner() -> Layout:
 
 def vae_only(lay: Layout | None = None) -> Layout:
     lay = lay or sd1()
-    return renamed(lay, lambda k: k[len("first_stage_model."):] if k.startswith("first_stage_model.") else None)
+    return renamed(lay, lambda k: k[len("first_stage_model.") :] if k.startswith("first_stage_model.") else None)
 
 
 def unet_only(lay: Layout | None = None) -> Layout:
     lay = lay or sd1()
-    return renamed(lay, lambda k: k[len("model.diffusion_model."):] if k.startswith("model.diffusion_model.") else None)
+    return renamed(
+        lay, lambda k: k[len("model.diffusion_model.") :] if k.startswith("model.diffusion_model.") else None
+    )
 
 
 def clip_l() -> Layout:
     """HF CLIPTextModel names, as ComfyUI's text_encoders/clip_l.safetensors."""
+
     def name(k: str) -> str | None:
         if not k.startswith("cond_stage_model.transformer."):
             return None
-        rest = k[len("cond_stage_model.transformer."):]
+        rest = k[len("cond_stage_model.transformer.") :]
         return rest if rest.startswith("text_model.") else "text_model." + rest
+
     return renamed(sd1(), name)
 
 
@@ -165,7 +169,7 @@ def controlnet(lay: Layout | None = None, prefix: str = "control_model.") -> Lay
     out: Layout = {}
     for k, v in lay.items():
         if k.startswith("model.diffusion_model.") and ".output_blocks." not in k and ".out." not in k:
-            out[prefix + k[len("model.diffusion_model."):]] = v
+            out[prefix + k[len("model.diffusion_model.") :]] = v
     out[prefix + "input_hint_block.0.weight"] = ((16, 3, 3, 3), F32)
     for i in range(12):
         out[prefix + f"zero_convs.{i}.0.weight"] = ((320, 320, 1, 1), F32)
@@ -200,8 +204,13 @@ def lora_peft(width: int = 768) -> Layout:
 
 def loha(width: int = 768) -> Layout:
     k = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-    return {k + ".hada_w1_a": ((320, 4), "F16"), k + ".hada_w1_b": ((4, width), "F16"),
-            k + ".hada_w2_a": ((320, 4), "F16"), k + ".hada_w2_b": ((4, width), "F16"), k + ".alpha": ((), "F16")}
+    return {
+        k + ".hada_w1_a": ((320, 4), "F16"),
+        k + ".hada_w1_b": ((4, width), "F16"),
+        k + ".hada_w2_a": ((320, 4), "F16"),
+        k + ".hada_w2_b": ((4, width), "F16"),
+        k + ".alpha": ((), "F16"),
+    }
 
 
 def lokr() -> Layout:

@@ -173,10 +173,25 @@ def raw_tensor(stride_bytes: bytes, size_bytes: bytes, offset_bytes: bytes, pid:
 # --------------------------------------------------------------------------------------------------
 # Tensors of an SD-shaped state dict (small shapes, real names, every dtype torch uses).
 
-ITEMSIZE = {"FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
-            "DoubleStorage": 8, "ByteStorage": 1, "UntypedStorage": 1}
-NP_DTYPE = {"FloatStorage": "<f4", "HalfStorage": "<f2", "BFloat16Storage": "<u2", "LongStorage": "<i8",
-            "IntStorage": "<i4", "DoubleStorage": "<f8", "ByteStorage": "u1"}
+ITEMSIZE = {
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "DoubleStorage": 8,
+    "ByteStorage": 1,
+    "UntypedStorage": 1,
+}
+NP_DTYPE = {
+    "FloatStorage": "<f4",
+    "HalfStorage": "<f2",
+    "BFloat16Storage": "<u2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "DoubleStorage": "<f8",
+    "ByteStorage": "u1",
+}
 
 SD_TENSORS: list[tuple[str, str, tuple[int, ...]]] = [
     ("model.diffusion_model.input_blocks.0.0.weight", "HalfStorage", (320, 4, 3, 3)),
@@ -299,9 +314,22 @@ def write_zip(path: Path, members: list[Member], prefix: bytes = b"", align: int
             base = offset + 30 + len(local) + len(extra) + 4
             pad = (-base) % align if align else 0
             extra += b"FB" + struct.pack("<H", pad) + b"Z" * pad
-            f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if big else 20, m.flags, m.method, 0, 0x21,
-                                crc, 0xFFFFFFFF if big else csize, 0xFFFFFFFF if big else size,
-                                len(local), len(extra)))
+            f.write(
+                struct.pack(
+                    "<IHHHHHIIIHH",
+                    0x04034B50,
+                    45 if big else 20,
+                    m.flags,
+                    m.method,
+                    0,
+                    0x21,
+                    crc,
+                    0xFFFFFFFF if big else csize,
+                    0xFFFFFFFF if big else size,
+                    len(local),
+                    len(extra),
+                )
+            )
             f.write(local + extra)
             if payload is None:
                 f.seek(size, 1)
@@ -313,27 +341,79 @@ def write_zip(path: Path, members: list[Member], prefix: bytes = b"", align: int
         for name, m, crc, csize, size, offset in central:
             fields = [v for v in (size, csize, offset) if v >= 0xFFFFFFFF]
             # Zip64 extra: only the overflowing fields, in the order usize, csize, offset.
-            extra = struct.pack("<HH", 1, 8 * len(fields)) + b"".join(struct.pack("<Q", v) for v in fields) \
-                if fields else b""
+            extra = (
+                struct.pack("<HH", 1, 8 * len(fields)) + b"".join(struct.pack("<Q", v) for v in fields)
+                if fields
+                else b""
+            )
             need64 |= bool(fields)
-            f.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 45 if fields else 20, m.flags,
-                                m.method, 0, 0x21, crc, min(csize, 0xFFFFFFFF), min(size, 0xFFFFFFFF),
-                                len(name), len(extra), 0, 0, 0, 0o644 << 16, min(offset, 0xFFFFFFFF)))
+            f.write(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    0x031E,
+                    45 if fields else 20,
+                    m.flags,
+                    m.method,
+                    0,
+                    0x21,
+                    crc,
+                    min(csize, 0xFFFFFFFF),
+                    min(size, 0xFFFFFFFF),
+                    len(name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    0o644 << 16,
+                    min(offset, 0xFFFFFFFF),
+                )
+            )
             f.write(name + extra)
         cd_end = f.tell()
         if need64:
-            f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 0x031E, 45, 0, 0, len(central), len(central),
-                                cd_end - cd_start, cd_start))
+            f.write(
+                struct.pack(
+                    "<IQHHIIQQQQ",
+                    0x06064B50,
+                    44,
+                    0x031E,
+                    45,
+                    0,
+                    0,
+                    len(central),
+                    len(central),
+                    cd_end - cd_start,
+                    cd_start,
+                )
+            )
             f.write(struct.pack("<IIQI", 0x07064B50, 0, cd_end, 1))
-        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(len(central), 0xFFFF),
-                            min(len(central), 0xFFFF), min(cd_end - cd_start, 0xFFFFFFFF),
-                            min(cd_start, 0xFFFFFFFF), 0))
+        f.write(
+            struct.pack(
+                "<IHHHHIIH",
+                0x06054B50,
+                0,
+                0,
+                min(len(central), 0xFFFF),
+                min(len(central), 0xFFFF),
+                min(cd_end - cd_start, 0xFFFFFFFF),
+                min(cd_start, 0xFFFFFFFF),
+                0,
+            )
+        )
         f.truncate()
     return Path(path)
 
 
-def torch_records(archive: str, data_pkl: bytes, storages: dict[str, bytes], *, modern: bool = True,
-                  byteorder: str | None = "little", version: str = "3\n") -> list[Member]:
+def torch_records(
+    archive: str,
+    data_pkl: bytes,
+    storages: dict[str, bytes],
+    *,
+    modern: bool = True,
+    byteorder: str | None = "little",
+    version: str = "3\n",
+) -> list[Member]:
     """The records torch.save writes, in its order."""
     out = [Member(f"{archive}/data.pkl", data_pkl)]
     if modern:
@@ -347,8 +427,9 @@ def torch_records(archive: str, data_pkl: bytes, storages: dict[str, bytes], *, 
     return out
 
 
-def write_torch_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes] | None = None,
-                    archive: str | None = None, **kw: object) -> Path:
+def write_torch_zip(
+    path: Path, data_pkl: bytes, storages: dict[str, bytes] | None = None, archive: str | None = None, **kw: object
+) -> Path:
     archive = archive or Path(path).stem
     return write_zip(path, torch_records(archive, data_pkl, storages or {}, **kw))  # type: ignore[arg-type]
 
@@ -370,16 +451,35 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 def legacy_sys_info(little: bool = True) -> bytes:
     sizes = dct([(s("short"), i(2)), (s("int"), i(4)), (s("long"), i(4))])
-    return pkl(dct([(s("protocol_version"), i(1001)), (s("little_endian"), TRUE if little else FALSE),
-                    (s("type_sizes"), sizes)]))
+    return pkl(
+        dct(
+            [
+                (s("protocol_version"), i(1001)),
+                (s("little_endian"), TRUE if little else FALSE),
+                (s("type_sizes"), sizes),
+            ]
+        )
+    )
 
 
-def legacy_file(path: Path, obj: bytes, storages: dict[str, tuple[bytes, int]], *,
-                magic: bytes | None = None, sys_info: bytes | None = None, trailer: bytes = b"") -> Path:
+def legacy_file(
+    path: Path,
+    obj: bytes,
+    storages: dict[str, tuple[bytes, int]],
+    *,
+    magic: bytes | None = None,
+    sys_info: bytes | None = None,
+    trailer: bytes = b"",
+) -> Path:
     """The 5-pickle format: magic, 1001, sys_info, object, sorted keys, then numel + bytes per key."""
     keys = sorted(storages)
-    out = [magic if magic is not None else pkl(i(LEGACY_MAGIC)), pkl(i(1001)),
-           sys_info if sys_info is not None else legacy_sys_info(), obj, pkl(lst(*(s(k) for k in keys)))]
+    out = [
+        magic if magic is not None else pkl(i(LEGACY_MAGIC)),
+        pkl(i(1001)),
+        sys_info if sys_info is not None else legacy_sys_info(),
+        obj,
+        pkl(lst(*(s(k) for k in keys))),
+    ]
     for k in keys:
         data, itemsize = storages[k]
         out.append(struct.pack("<q", len(data) // itemsize) + data)
@@ -400,8 +500,12 @@ def legacy_tar(path: Path, pickle_member: bytes) -> Path:
     """The pre-0.1.10 tar format: sys_info, storages, tensors and pickle members."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in (("sys_info", legacy_sys_info()), ("storages", pkl(i(0))),
-                           ("tensors", pkl(i(0))), ("pickle", pickle_member)):
+        for name, data in (
+            ("sys_info", legacy_sys_info()),
+            ("storages", pkl(i(0))),
+            ("tensors", pkl(i(0))),
+            ("pickle", pickle_member),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -440,8 +544,9 @@ class Case:
 CASES: list[Case] = []
 
 
-def case(cid: str, section: int | None, expect: str, what: str, ext: str = ".pkl",
-         needs_torch: bool = False) -> Callable[[Callable[[Path], object]], Callable[[Path], object]]:
+def case(
+    cid: str, section: int | None, expect: str, what: str, ext: str = ".pkl", needs_torch: bool = False
+) -> Callable[[Callable[[Path], object]], Callable[[Path], object]]:
     def register(fn: Callable[[Path], object]) -> Callable[[Path], object]:
         CASES.append(Case(cid, section, expect, cid + ext, what, fn, needs_torch))
         return fn
@@ -449,13 +554,19 @@ def case(cid: str, section: int | None, expect: str, what: str, ext: str = ".pkl
     return register
 
 
-def pickle_case(cid: str, section: int | None, expect: str, what: str, data: bytes,
-                ext: str = ".pkl") -> None:
+def pickle_case(cid: str, section: int | None, expect: str, what: str, data: bytes, ext: str = ".pkl") -> None:
     case(cid, section, expect, what, ext)(lambda p, d=data: Path(p).write_bytes(d))
 
 
-def zip_case(cid: str, section: int | None, expect: str, what: str, data_pkl: bytes, ext: str = ".ckpt",
-             storages: dict[str, bytes] | None = None) -> None:
+def zip_case(
+    cid: str,
+    section: int | None,
+    expect: str,
+    what: str,
+    data_pkl: bytes,
+    ext: str = ".ckpt",
+    storages: dict[str, bytes] | None = None,
+) -> None:
     case(cid, section, expect, what, ext)(lambda p: write_torch_zip(p, data_pkl, storages))
 
 
@@ -476,22 +587,32 @@ def _torch_ckpt(path: Path, layout: str, legacy: bool = False) -> None:
 
 
 case("h-sd15-torchsave", 1, SAFE, "SD1.5 names, torch.save, fp16 (shrunk)", ".ckpt", True)(
-    lambda p: _torch_ckpt(p, "sd15"))
+    lambda p: _torch_ckpt(p, "sd15")
+)
 case("h-sdxl-torchsave", 1, SAFE, "SDXL base names, torch.save, fp16 (shrunk)", ".ckpt", True)(
-    lambda p: _torch_ckpt(p, "sdxl-base"))
+    lambda p: _torch_ckpt(p, "sdxl-base")
+)
 case("h-legacy-torchsave", 2, SAFE, "legacy 5-pickle format written by torch.save", ".pt", True)(
-    lambda p: _torch_ckpt(p, "sd15", legacy=True))
+    lambda p: _torch_ckpt(p, "sd15", legacy=True)
+)
 
 
-@case("h-views-torchsave", 3, SAFE, "shared views, transposed strides, 0-dim with offset, empty, _metadata",
-      ".pt", True)
+@case(
+    "h-views-torchsave", 3, SAFE, "shared views, transposed strides, 0-dim with offset, empty, _metadata", ".pt", True
+)
 def _views(path: Path) -> None:
     import torch
 
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     sd = torch.nn.Linear(3, 2).state_dict()  # OrderedDict with _metadata (BUILD)
-    for k, v in {"row": base[1], "t": base.t(), "scalar": base[2, 3], "empty": torch.zeros(0, 4),
-                 "base": base, "i64": torch.arange(5)}.items():
+    for k, v in {
+        "row": base[1],
+        "t": base.t(),
+        "scalar": base[2, 3],
+        "empty": torch.zeros(0, 4),
+        "base": base,
+        "i64": torch.arange(5),
+    }.items():
         sd[k] = v
     torch.save(sd, str(path))
 
@@ -517,8 +638,13 @@ def _safetensors_sparse(path: Path) -> None:
     write_sparse_safetensors(path, layout("sdxl-base"))
 
 
-@case("c01-modern-zip", 1, SAFE, "hand-built torch zip: fp32/fp16/bf16/int64, all modern records, "
-      "archive name != 'archive'", ".ckpt")
+@case(
+    "c01-modern-zip",
+    1,
+    SAFE,
+    "hand-built torch zip: fp32/fp16/bf16/int64, all modern records, archive name != 'archive'",
+    ".ckpt",
+)
 def _modern(path: Path) -> None:
     data, storages = honest_zip_parts()
     write_torch_zip(path, data, storages, archive="v1-5-pruned-emaonly")
@@ -536,8 +662,7 @@ def _legacy(path: Path) -> None:
     legacy_file(path, obj, storages)
 
 
-@case("c03-views-hand", 3, SAFE, "shared key views, strides, 0-dim with offset, empty, _metadata BUILD",
-      ".ckpt")
+@case("c03-views-hand", 3, SAFE, "shared key views, strides, 0-dim with offset, empty, _metadata BUILD", ".ckpt")
 def _views_hand(path: Path) -> None:
     base = storage_bytes("FloatStorage", 24, 3)
     pairs = [
@@ -554,47 +679,78 @@ def _views_hand(path: Path) -> None:
 def numpy_scalar(value: float, module: str = "numpy.core.multiarray") -> bytes:
     """A numpy float64 scalar exactly as numpy pickles it at protocol 2."""
     raw = struct.pack("<d", value).decode("latin1")
-    dtype = call("numpy", "dtype", s("f8"), FALSE, TRUE) + tup(
-        i(3), s("<"), NONE, NONE, NONE, i(-1), i(-1), i(0)) + BUILD
+    dtype = (
+        call("numpy", "dtype", s("f8"), FALSE, TRUE) + tup(i(3), s("<"), NONE, NONE, NONE, i(-1), i(-1), i(0)) + BUILD
+    )
     return glob(module, "scalar") + dtype + call("_codecs", "encode", s(raw), s("latin1")) + b"\x86" + REDUCE
 
 
-@case("c04-lightning", 4, NOTES, "LDM training ckpt: callbacks keyed by the ModelCheckpoint class, "
-      "numpy scalars via _codecs.encode", ".ckpt")
+@case(
+    "c04-lightning",
+    4,
+    NOTES,
+    "LDM training ckpt: callbacks keyed by the ModelCheckpoint class, numpy scalars via _codecs.encode",
+    ".ckpt",
+)
 def _lightning(path: Path) -> None:
     state, storages = sd_state_dict()
-    callback = dct([(s("monitor"), NONE), (s("best_model_score"), numpy_scalar(0.125)),
-                    (s("best_model_path"), s("logs/checkpoints/last.ckpt")),
-                    (s("current_score"), numpy_scalar(0.25, "numpy._core.multiarray")),
-                    (s("dirpath"), s("logs/checkpoints"))])
+    callback = dct(
+        [
+            (s("monitor"), NONE),
+            (s("best_model_score"), numpy_scalar(0.125)),
+            (s("best_model_path"), s("logs/checkpoints/last.ckpt")),
+            (s("current_score"), numpy_scalar(0.25, "numpy._core.multiarray")),
+            (s("dirpath"), s("logs/checkpoints")),
+        ]
+    )
     callbacks = dct([(glob("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"), callback)])
-    extras = [(s("epoch"), i(6)), (s("global_step"), i(470000)), (s("pytorch-lightning_version"), s("1.4.2")),
-              (s("callbacks"), callbacks), (s("optimizer_states"), lst()), (s("lr_schedulers"), lst())]
+    extras = [
+        (s("epoch"), i(6)),
+        (s("global_step"), i(470000)),
+        (s("pytorch-lightning_version"), s("1.4.2")),
+        (s("callbacks"), callbacks),
+        (s("optimizer_states"), lst()),
+        (s("lr_schedulers"), lst()),
+    ]
     write_torch_zip(path, pkl(dct([*extras, (s("state_dict"), state)])), storages, archive="archive")
 
 
-@case("c05-embedding", 5, NOTES, "A1111 textual inversion: ParameterDict NEWOBJ+BUILD, _rebuild_parameter, "
-      "__builtin__.set, cuda:0", ".pt")
+@case(
+    "c05-embedding",
+    5,
+    NOTES,
+    "A1111 textual inversion: ParameterDict NEWOBJ+BUILD, _rebuild_parameter, __builtin__.set, cuda:0",
+    ".pt",
+)
 def _embedding(path: Path) -> None:
     vec = tensor("0", "FloatStorage", 2 * 768, (2, 768), location="cuda:0")
     param = glob("torch._utils", "_rebuild_parameter") + tup(vec, TRUE, odict()) + REDUCE
-    state = dct([
-        (s("training"), TRUE),
-        (s("_parameters"), odict([(s("*"), param)])),
-        (s("_buffers"), odict()),
-        (s("_non_persistent_buffers_set"), glob("__builtin__", "set") + tup(lst()) + REDUCE),
-        (s("_backward_hooks"), odict()),
-        (s("_forward_hooks"), odict()),
-        (s("_forward_pre_hooks"), odict()),
-        (s("_state_dict_hooks"), odict()),
-        (s("_load_state_dict_pre_hooks"), odict()),
-        (s("_modules"), odict()),
-        (s("_keys"), dct([(s("*"), NONE)])),
-    ])
+    state = dct(
+        [
+            (s("training"), TRUE),
+            (s("_parameters"), odict([(s("*"), param)])),
+            (s("_buffers"), odict()),
+            (s("_non_persistent_buffers_set"), glob("__builtin__", "set") + tup(lst()) + REDUCE),
+            (s("_backward_hooks"), odict()),
+            (s("_forward_hooks"), odict()),
+            (s("_forward_pre_hooks"), odict()),
+            (s("_state_dict_hooks"), odict()),
+            (s("_load_state_dict_pre_hooks"), odict()),
+            (s("_modules"), odict()),
+            (s("_keys"), dct([(s("*"), NONE)])),
+        ]
+    )
     pdict = glob("torch.nn.modules.container", "ParameterDict") + EMPTY_TUPLE + NEWOBJ + state + BUILD
-    obj = dct([(s("string_to_token"), dct([(s("*"), i(265))])), (s("string_to_param"), pdict),
-               (s("name"), s("my-style")), (s("step"), i(3000)),
-               (s("sd_checkpoint"), s("7460a6fa")), (s("sd_checkpoint_name"), s("sd-v1-4"))])
+    obj = dct(
+        [
+            (s("string_to_token"), dct([(s("*"), i(265))])),
+            (s("string_to_param"), pdict),
+            (s("name"), s("my-style")),
+            (s("step"), i(3000)),
+            (s("sd_checkpoint"), s("7460a6fa")),
+            (s("sd_checkpoint_name"), s("sd-v1-4")),
+        ]
+    )
     write_torch_zip(path, pkl(obj), {"0": storage_bytes("FloatStorage", 2 * 768, 5)}, archive="archive")
 
 
@@ -604,17 +760,20 @@ def _big_endian(path: Path) -> None:
     write_torch_zip(path, ckpt_pickle(state), storages, byteorder="big")
 
 
-@case("c06-float8-hand", 6, SAFE, "float8_e4m3fn via _rebuild_tensor_v3 + torch.storage.UntypedStorage",
-      ".ckpt")
+@case("c06-float8-hand", 6, SAFE, "float8_e4m3fn via _rebuild_tensor_v3 + torch.storage.UntypedStorage", ".ckpt")
 def _float8_hand(path: Path) -> None:
     args = storage_pid("UntypedStorage", "0", 8) + i(0) + ints((8,)) + ints((1,)) + FALSE + odict()
-    t = glob("torch._utils", "_rebuild_tensor_v3") + MARK + args + glob("torch",
-                                                                        "float8_e4m3fn") + TUPLE + REDUCE
+    t = glob("torch._utils", "_rebuild_tensor_v3") + MARK + args + glob("torch", "float8_e4m3fn") + TUPLE + REDUCE
     write_torch_zip(path, pkl(dct([(s("w"), t)])), {"0": bytes(range(0, 64, 8))})
 
 
-pickle_case("h-plain-pickle", None, SAFE, "plain pickle of builtin containers",
-            pkl(dct([(s("a"), lst(i(1), i(2))), (s("b"), tup(f64(0.5), NONE))])))
+pickle_case(
+    "h-plain-pickle",
+    None,
+    SAFE,
+    "plain pickle of builtin containers",
+    pkl(dct([(s("a"), lst(i(1), i(2))), (s("b"), tup(f64(0.5), NONE))])),
+)
 
 
 @case("h-numpy-npy", None, SAFE, "numeric .npy array (no pickle)", ".npy")
@@ -652,204 +811,531 @@ def _yaml_ok(path: Path) -> None:
 def _yaml_bad(path: Path) -> None:
     data, storages = honest_zip_parts()
     write_torch_zip(path, data, storages)
-    path.with_suffix(".yaml").write_text(HONEST_YAML.replace("ldm.lr_scheduler.LambdaLinearScheduler",
-                                                             "os.system\n      params: {command: echo MARK}"))
+    path.with_suffix(".yaml").write_text(
+        HONEST_YAML.replace("ldm.lr_scheduler.LambdaLinearScheduler", "os.system\n      params: {command: echo MARK}")
+    )
 
 
 # ---- 7: direct calls through every opcode -------------------------------------------------------------
 
-pickle_case("c07-global-reduce-p0", 7, DANGEROUS, "posix.system via GLOBAL+REDUCE, protocol 0",
-            glob("posix", "system") + MARK + string0("echo MARK") + TUPLE + REDUCE + STOP)
-pickle_case("c07-global-reduce-p2", 7, DANGEROUS, "os.system via GLOBAL+REDUCE, protocol 2",
-            pkl(call("os", "system", s("echo MARK"))))
-pickle_case("c07-stack-global-p4", 7, DANGEROUS, "builtins.print via STACK_GLOBAL, protocol 4",
-            pkl(sglob("builtins", "print") + sbu("MARK") + b"\x85" + REDUCE, 4))
-pickle_case("c07-inst", 7, DANGEROUS, "builtins.print via INST",
-            MARK + string0("MARK") + INST + b"builtins\nprint\n" + STOP)
-pickle_case("c07-obj", 7, DANGEROUS, "builtins.print via OBJ",
-            pkl(MARK + glob("builtins", "print") + s("MARK") + OBJ))
-pickle_case("c07-newobj", 7, DANGEROUS, "subprocess.Popen via NEWOBJ",
-            pkl(glob("subprocess", "Popen") + tup(lst(s("echo"), s("MARK"))) + NEWOBJ))
-pickle_case("c07-newobj-ex", 7, DANGEROUS, "builtins.print via NEWOBJ_EX",
-            pkl(sglob("builtins", "print") + tup(sbu("MARK")) + EMPTY_DICT + NEWOBJ_EX, 4))
-for _mod, _name, _arg in [("nt", "system", "echo MARK"), ("builtins", "eval", "print('MARK')"),
-                          ("builtins", "exec", "print('MARK')"), ("builtins", "compile", "1"),
-                          ("builtins", "getattr", None), ("builtins", "__import__", "os"),
-                          ("builtins", "open", "/dev/null"), ("builtins", "breakpoint", None)]:
+pickle_case(
+    "c07-global-reduce-p0",
+    7,
+    DANGEROUS,
+    "posix.system via GLOBAL+REDUCE, protocol 0",
+    glob("posix", "system") + MARK + string0("echo MARK") + TUPLE + REDUCE + STOP,
+)
+pickle_case(
+    "c07-global-reduce-p2",
+    7,
+    DANGEROUS,
+    "os.system via GLOBAL+REDUCE, protocol 2",
+    pkl(call("os", "system", s("echo MARK"))),
+)
+pickle_case(
+    "c07-stack-global-p4",
+    7,
+    DANGEROUS,
+    "builtins.print via STACK_GLOBAL, protocol 4",
+    pkl(sglob("builtins", "print") + sbu("MARK") + b"\x85" + REDUCE, 4),
+)
+pickle_case(
+    "c07-inst", 7, DANGEROUS, "builtins.print via INST", MARK + string0("MARK") + INST + b"builtins\nprint\n" + STOP
+)
+pickle_case("c07-obj", 7, DANGEROUS, "builtins.print via OBJ", pkl(MARK + glob("builtins", "print") + s("MARK") + OBJ))
+pickle_case(
+    "c07-newobj",
+    7,
+    DANGEROUS,
+    "subprocess.Popen via NEWOBJ",
+    pkl(glob("subprocess", "Popen") + tup(lst(s("echo"), s("MARK"))) + NEWOBJ),
+)
+pickle_case(
+    "c07-newobj-ex",
+    7,
+    DANGEROUS,
+    "builtins.print via NEWOBJ_EX",
+    pkl(sglob("builtins", "print") + tup(sbu("MARK")) + EMPTY_DICT + NEWOBJ_EX, 4),
+)
+for _mod, _name, _arg in [
+    ("nt", "system", "echo MARK"),
+    ("builtins", "eval", "print('MARK')"),
+    ("builtins", "exec", "print('MARK')"),
+    ("builtins", "compile", "1"),
+    ("builtins", "getattr", None),
+    ("builtins", "__import__", "os"),
+    ("builtins", "open", "/dev/null"),
+    ("builtins", "breakpoint", None),
+]:
     _args = (s(_arg),) if _arg is not None else ()
     if _name == "getattr":
         _args = (glob("builtins", "print"), s("__call__"))
-    pickle_case(f"c07-{_mod}-{_name.strip('_')}", 7, DANGEROUS, f"{_mod}.{_name} called",
-                pkl(call(_mod, _name, *_args)))
+    pickle_case(
+        f"c07-{_mod}-{_name.strip('_')}", 7, DANGEROUS, f"{_mod}.{_name} called", pkl(call(_mod, _name, *_args))
+    )
 
 # ---- 8: py2 names --------------------------------------------------------------------------------------
 
-for _mod, _name, _arg in [("__builtin__", "eval", "print('MARK')"), ("commands", "getoutput", "echo MARK"),
-                          ("cPickle", "loads", "N.")]:
-    pickle_case(f"c08-{_mod.strip('_')}-{_name}", 8, DANGEROUS, f"py2 name {_mod}.{_name} (mapped by "
-                                                                f"CPython)",
-                glob(_mod, _name) + MARK + string0(_arg) + TUPLE + REDUCE + STOP)
+for _mod, _name, _arg in [
+    ("__builtin__", "eval", "print('MARK')"),
+    ("commands", "getoutput", "echo MARK"),
+    ("cPickle", "loads", "N."),
+]:
+    pickle_case(
+        f"c08-{_mod.strip('_')}-{_name}",
+        8,
+        DANGEROUS,
+        f"py2 name {_mod}.{_name} (mapped by CPython)",
+        glob(_mod, _name) + MARK + string0(_arg) + TUPLE + REDUCE + STOP,
+    )
 
 # ---- 9: known gadgets (picklescan GHSA advisories and others) -----------------------------------------
 
 GADGETS: list[tuple[str, str]] = [
-    ("multiprocessing.util", "spawnv_passfds"), ("ssl", "get_server_certificate"),
-    ("logging", "FileHandler"), ("_io", "FileIO"), ("urllib.request", "urlopen"),
-    ("pkgutil", "resolve_name"), ("types", "CodeType"), ("cloudpickle.cloudpickle", "_make_function"),
-    ("cloudpickle.cloudpickle", "subimport"), ("uuid", "_get_command_stdout"),
-    ("_osx_support", "_read_output"), ("_aix_support", "_read_cmd_output"), ("_pyrepl.pager", "pipe_pager"),
-    ("imaplib", "IMAP4_stream"), ("test.support.script_helper", "assert_python_ok"),
-    ("mlflow.projects.backend.local", "_run_entry_point"), ("runpy", "_run_code"), ("cProfile", "run"),
-    ("profile", "run"), ("timeit", "timeit"), ("pydoc", "pipepager"), ("pdb", "run"), ("bdb", "Bdb"),
-    ("code", "InteractiveInterpreter.runcode"), ("doctest", "debug_script"), ("ensurepip", "_run_pip"),
-    ("idlelib.pyshell", "ModifiedInterpreter.runcode"), ("idlelib.run", "Executive.runcode"),
-    ("lib2to3.pgen2.grammar", "Grammar.loads"), ("trace", "Trace.run"), ("venv", "create"),
-    ("webbrowser", "open"), ("ctypes", "CDLL"), ("shutil", "rmtree"), ("socket", "create_connection"),
-    ("httplib", "HTTPSConnection"), ("http.client", "HTTPSConnection"), ("requests.api", "get"),
-    ("pty", "spawn"), ("sys", "exit"), ("distutils.file_util", "write_file"), ("pip", "main"),
-    ("numpy.f2py", "getlincoef"), ("numpy.testing._private.utils", "runstring"), ("operator", "attrgetter"),
-    ("operator", "methodcaller"), ("marshal", "loads"), ("importlib", "import_module"),
-    ("torch._inductor.codecache", "compile_file"), ("torch.jit.unsupported_tensor_ops", "execWrapper"),
-    ("torch.utils.collect_env", "run"), ("torch.fx.experimental.symbolic_shapes",
-                                          "ShapeEnv.evaluate_guards_expression"),
-    ("torch._dynamo.guards", "GuardBuilder.get"), ("torch.hub", "load"), ("torch", "load"),
-    ("numpy", "load"), ("joblib", "load"), ("dill", "loads"), ("tempfile", "mkstemp"),
-    ("threading", "Thread"), ("signal", "signal"), ("glob", "glob"), ("platform", "popen"),
+    ("multiprocessing.util", "spawnv_passfds"),
+    ("ssl", "get_server_certificate"),
+    ("logging", "FileHandler"),
+    ("_io", "FileIO"),
+    ("urllib.request", "urlopen"),
+    ("pkgutil", "resolve_name"),
+    ("types", "CodeType"),
+    ("cloudpickle.cloudpickle", "_make_function"),
+    ("cloudpickle.cloudpickle", "subimport"),
+    ("uuid", "_get_command_stdout"),
+    ("_osx_support", "_read_output"),
+    ("_aix_support", "_read_cmd_output"),
+    ("_pyrepl.pager", "pipe_pager"),
+    ("imaplib", "IMAP4_stream"),
+    ("test.support.script_helper", "assert_python_ok"),
+    ("mlflow.projects.backend.local", "_run_entry_point"),
+    ("runpy", "_run_code"),
+    ("cProfile", "run"),
+    ("profile", "run"),
+    ("timeit", "timeit"),
+    ("pydoc", "pipepager"),
+    ("pdb", "run"),
+    ("bdb", "Bdb"),
+    ("code", "InteractiveInterpreter.runcode"),
+    ("doctest", "debug_script"),
+    ("ensurepip", "_run_pip"),
+    ("idlelib.pyshell", "ModifiedInterpreter.runcode"),
+    ("idlelib.run", "Executive.runcode"),
+    ("lib2to3.pgen2.grammar", "Grammar.loads"),
+    ("trace", "Trace.run"),
+    ("venv", "create"),
+    ("webbrowser", "open"),
+    ("ctypes", "CDLL"),
+    ("shutil", "rmtree"),
+    ("socket", "create_connection"),
+    ("httplib", "HTTPSConnection"),
+    ("http.client", "HTTPSConnection"),
+    ("requests.api", "get"),
+    ("pty", "spawn"),
+    ("sys", "exit"),
+    ("distutils.file_util", "write_file"),
+    ("pip", "main"),
+    ("numpy.f2py", "getlincoef"),
+    ("numpy.testing._private.utils", "runstring"),
+    ("operator", "attrgetter"),
+    ("operator", "methodcaller"),
+    ("marshal", "loads"),
+    ("importlib", "import_module"),
+    ("torch._inductor.codecache", "compile_file"),
+    ("torch.jit.unsupported_tensor_ops", "execWrapper"),
+    ("torch.utils.collect_env", "run"),
+    ("torch.fx.experimental.symbolic_shapes", "ShapeEnv.evaluate_guards_expression"),
+    ("torch._dynamo.guards", "GuardBuilder.get"),
+    ("torch.hub", "load"),
+    ("torch", "load"),
+    ("numpy", "load"),
+    ("joblib", "load"),
+    ("dill", "loads"),
+    ("tempfile", "mkstemp"),
+    ("threading", "Thread"),
+    ("signal", "signal"),
+    ("glob", "glob"),
+    ("platform", "popen"),
 ]
 for _mod, _name in GADGETS:
-    pickle_case(f"c09-{_mod}.{_name}".replace("_", "-").lower(), 9, DANGEROUS, f"gadget {_mod}.{_name} "
-                                                                               f"called",
-                pkl(call(_mod, _name, s("MARK"))))
-pickle_case("c09-uncalled-unknown", 9, NOT_SAFE, "unknown global referenced, never called",
-            pkl(dct([(s("x"), glob("mypackage.models", "Thing"))])))
+    pickle_case(
+        f"c09-{_mod}.{_name}".replace("_", "-").lower(),
+        9,
+        DANGEROUS,
+        f"gadget {_mod}.{_name} called",
+        pkl(call(_mod, _name, s("MARK"))),
+    )
+pickle_case(
+    "c09-uncalled-unknown",
+    9,
+    NOT_SAFE,
+    "unknown global referenced, never called",
+    pkl(dct([(s("x"), glob("mypackage.models", "Thing"))])),
+)
 
 # ---- 10: submodules and private aliases ----------------------------------------------------------------
 
-for _mod, _name in [("asyncio.unix_events", "_UnixSubprocessTransport"), ("aiohttp.client", "ClientSession"),
-                    ("_operator", "attrgetter"), ("_posixsubprocess", "fork_exec"), ("_pickle", "loads"),
-                    ("os.path", "join"), ("subprocess._posixsubprocess", "fork_exec")]:
-    pickle_case(f"c10-{_mod}.{_name}".replace("_", "-").lower(), 10, DANGEROUS, f"{_mod}.{_name}",
-                pkl(call(_mod, _name, s("MARK"))))
+for _mod, _name in [
+    ("asyncio.unix_events", "_UnixSubprocessTransport"),
+    ("aiohttp.client", "ClientSession"),
+    ("_operator", "attrgetter"),
+    ("_posixsubprocess", "fork_exec"),
+    ("_pickle", "loads"),
+    ("os.path", "join"),
+    ("subprocess._posixsubprocess", "fork_exec"),
+]:
+    pickle_case(
+        f"c10-{_mod}.{_name}".replace("_", "-").lower(),
+        10,
+        DANGEROUS,
+        f"{_mod}.{_name}",
+        pkl(call(_mod, _name, s("MARK"))),
+    )
 
 # ---- 11: dotted and dunder names ---------------------------------------------------------------------
 
-pickle_case("c11-dotted-global-p4", 11, DANGEROUS, "GLOBAL pathlib os.system under PROTO 4",
-            pkl(glob("pathlib", "os.system") + sbu("echo MARK") + b"\x85" + REDUCE, 4))
-pickle_case("c11-dotted-numpy", 11, DANGEROUS, "STACK_GLOBAL numpy prod.os.system",
-            pkl(sglob("numpy", "prod.os.system") + sbu("echo MARK") + b"\x85" + REDUCE, 4))
-pickle_case("c11-builtins-dunder", 11, DANGEROUS, "numpy __builtins__ + builtins dict.get -> eval",
-            pkl(sglob("builtins", "dict.get") + sglob("numpy", "__builtins__") + sbu("eval") + b"\x86"
-                + REDUCE
-                + sbu("print('MARK')") + b"\x85" + REDUCE, 4))
-pickle_case("c11-dotted-uncalled", 11, DANGEROUS, "dotted name referenced only",
-            pkl(lst(sglob("torch", "serialization.load")), 4))
+pickle_case(
+    "c11-dotted-global-p4",
+    11,
+    DANGEROUS,
+    "GLOBAL pathlib os.system under PROTO 4",
+    pkl(glob("pathlib", "os.system") + sbu("echo MARK") + b"\x85" + REDUCE, 4),
+)
+pickle_case(
+    "c11-dotted-numpy",
+    11,
+    DANGEROUS,
+    "STACK_GLOBAL numpy prod.os.system",
+    pkl(sglob("numpy", "prod.os.system") + sbu("echo MARK") + b"\x85" + REDUCE, 4),
+)
+pickle_case(
+    "c11-builtins-dunder",
+    11,
+    DANGEROUS,
+    "numpy __builtins__ + builtins dict.get -> eval",
+    pkl(
+        sglob("builtins", "dict.get")
+        + sglob("numpy", "__builtins__")
+        + sbu("eval")
+        + b"\x86"
+        + REDUCE
+        + sbu("print('MARK')")
+        + b"\x85"
+        + REDUCE,
+        4,
+    ),
+)
+pickle_case(
+    "c11-dotted-uncalled",
+    11,
+    DANGEROUS,
+    "dotted name referenced only",
+    pkl(lst(sglob("torch", "serialization.load")), 4),
+)
 
 # ---- 12: modules as objects, BUILD on modules/functions ------------------------------------------------
 
-pickle_case("c12-module-override", 12, DANGEROUS, "GLOBAL torch _utils then BUILD overwriting an attribute",
-            pkl(glob("torch", "_utils") + dct([(s("_rebuild_tensor_v2"), glob("builtins", "print"))]) + BUILD
-                + POP + dct([])))
-pickle_case("c12-sys-modules", 12, DANGEROUS, "sys.modules as a global, mutated by SETITEM",
-            pkl(glob("sys", "modules") + s("torch") + glob("builtins", "print") + SETITEM + POP + dct([])))
-pickle_case("c12-build-function", 12, DANGEROUS, "BUILD with slotstate on an allow-listed function",
-            pkl(glob("torch._utils", "_rebuild_tensor_v2") + tup(NONE, dct([(s("__code__"), NONE)])) + BUILD))
-pickle_case("c12-build-ordereddict-class", 12, DANGEROUS, "BUILD on the collections.OrderedDict class",
-            pkl(glob("collections", "OrderedDict") + dct([(s("__init__"), glob("builtins", "print"))])
-                + BUILD))
+pickle_case(
+    "c12-module-override",
+    12,
+    DANGEROUS,
+    "GLOBAL torch _utils then BUILD overwriting an attribute",
+    pkl(glob("torch", "_utils") + dct([(s("_rebuild_tensor_v2"), glob("builtins", "print"))]) + BUILD + POP + dct([])),
+)
+pickle_case(
+    "c12-sys-modules",
+    12,
+    DANGEROUS,
+    "sys.modules as a global, mutated by SETITEM",
+    pkl(glob("sys", "modules") + s("torch") + glob("builtins", "print") + SETITEM + POP + dct([])),
+)
+pickle_case(
+    "c12-build-function",
+    12,
+    DANGEROUS,
+    "BUILD with slotstate on an allow-listed function",
+    pkl(glob("torch._utils", "_rebuild_tensor_v2") + tup(NONE, dct([(s("__code__"), NONE)])) + BUILD),
+)
+pickle_case(
+    "c12-build-ordereddict-class",
+    12,
+    DANGEROUS,
+    "BUILD on the collections.OrderedDict class",
+    pkl(glob("collections", "OrderedDict") + dct([(s("__init__"), glob("builtins", "print"))]) + BUILD),
+)
 
 # ---- 13: foreign names from allowed modules ----------------------------------------------------------
 
-pickle_case("c13-collections-itemgetter", 13, DANGEROUS, "collections._itemgetter (not allow-listed)",
-            pkl(call("collections", "_itemgetter", i(0))))
-pickle_case("c13-torch-serialization-load", 13, DANGEROUS, "torch.serialization.load",
-            pkl(call("torch.serialization", "load", s("other.ckpt"))))
-pickle_case("c13-storage-load-from-bytes", 13, DANGEROUS, "torch.storage._load_from_bytes(inner pickle)",
-            pkl(call("torch.storage", "_load_from_bytes", b"C\x02N.")))
-pickle_case("c13-rebuild-from-type", 13, DANGEROUS, "_rebuild_from_type_v2 with a foreign func",
-            pkl(call("torch._tensor", "_rebuild_from_type_v2", glob("builtins", "print"),
-                     glob("torch", "Tensor"), tup(s("MARK")), dct([]))))
-pickle_case("c13-torch-storage-name", 13, DANGEROUS, "a *Storage name from a foreign module, called",
-            pkl(call("os", "SystemStorage", s("echo MARK"))))
+pickle_case(
+    "c13-collections-itemgetter",
+    13,
+    DANGEROUS,
+    "collections._itemgetter (not allow-listed)",
+    pkl(call("collections", "_itemgetter", i(0))),
+)
+pickle_case(
+    "c13-torch-serialization-load",
+    13,
+    DANGEROUS,
+    "torch.serialization.load",
+    pkl(call("torch.serialization", "load", s("other.ckpt"))),
+)
+pickle_case(
+    "c13-storage-load-from-bytes",
+    13,
+    DANGEROUS,
+    "torch.storage._load_from_bytes(inner pickle)",
+    pkl(call("torch.storage", "_load_from_bytes", b"C\x02N.")),
+)
+pickle_case(
+    "c13-rebuild-from-type",
+    13,
+    DANGEROUS,
+    "_rebuild_from_type_v2 with a foreign func",
+    pkl(
+        call(
+            "torch._tensor",
+            "_rebuild_from_type_v2",
+            glob("builtins", "print"),
+            glob("torch", "Tensor"),
+            tup(s("MARK")),
+            dct([]),
+        )
+    ),
+)
+pickle_case(
+    "c13-torch-storage-name",
+    13,
+    DANGEROUS,
+    "a *Storage name from a foreign module, called",
+    pkl(call("os", "SystemStorage", s("echo MARK"))),
+)
 
 # ---- 14: nested loaders --------------------------------------------------------------------------------
 
 _INNER = b"\x80\x02N."
-pickle_case("c14-pickle-loads", 14, DANGEROUS, "pickle.loads of a harmless inner pickle",
-            pkl(call("pickle", "loads", b"C" + bytes([len(_INNER)]) + _INNER)))
+pickle_case(
+    "c14-pickle-loads",
+    14,
+    DANGEROUS,
+    "pickle.loads of a harmless inner pickle",
+    pkl(call("pickle", "loads", b"C" + bytes([len(_INNER)]) + _INNER)),
+)
 pickle_case("c14-cpickle-loads", 14, DANGEROUS, "_pickle.loads", pkl(call("_pickle", "loads", b"C\x02N.")))
-pickle_case("c14-partial-torch-load", 14, DANGEROUS, "functools.partial(torch.load, ...)",
-            pkl(call("functools", "partial", glob("torch", "load"), s("x.pt")) + EMPTY_TUPLE + REDUCE))
-pickle_case("c14-config-module", 14, DANGEROUS, "torch.utils._config_module ConfigModule.load_config",
-            pkl(call("torch.utils._config_module", "ConfigModule.load_config", b"C\x02N.")))
-pickle_case("c14-basichandlers", 14, DANGEROUS, "datapipes decoder basichandlers",
-            pkl(call("torch.utils.data.datapipes.utils.decoder", "basichandlers", s("pickle"), b"C\x02N.")))
+pickle_case(
+    "c14-partial-torch-load",
+    14,
+    DANGEROUS,
+    "functools.partial(torch.load, ...)",
+    pkl(call("functools", "partial", glob("torch", "load"), s("x.pt")) + EMPTY_TUPLE + REDUCE),
+)
+pickle_case(
+    "c14-config-module",
+    14,
+    DANGEROUS,
+    "torch.utils._config_module ConfigModule.load_config",
+    pkl(call("torch.utils._config_module", "ConfigModule.load_config", b"C\x02N.")),
+)
+pickle_case(
+    "c14-basichandlers",
+    14,
+    DANGEROUS,
+    "datapipes decoder basichandlers",
+    pkl(call("torch.utils.data.datapipes.utils.decoder", "basichandlers", s("pickle"), b"C\x02N.")),
+)
 
 # ---- 15: memo and operand tricks ----------------------------------------------------------------------
 
-pickle_case("c15-ctf-decoy", 15, DANGEROUS, "STACK_GLOBAL operands from memo with decoy strings (CTF)",
-            b"Vos\np2\n0Vsystem\np3\n0Vtorch\np0\n0VLongStorage\np1\n0g2\ng3\n" + STACK_GLOBAL
-            + MARK + b"Vecho MARK\n" + TUPLE + REDUCE + STOP)
-pickle_case("c15-string-operands", 15, DANGEROUS, "STACK_GLOBAL operands given as STRING",
-            proto(4) + string0("os") + string0("system") + STACK_GLOBAL + string0("echo MARK") + b"\x85"
-            + REDUCE + STOP)
-pickle_case("c15-missing-memo", 15, DANGEROUS, "call then BINGET of a missing memo key",
-            pkl(call("os", "system", s("echo MARK")) + b"h\x07"))
-pickle_case("c15-int-in-memo", 15, DANGEROUS, "int stored in memo used as STACK_GLOBAL operand",
-            pkl(i(5) + b"q\x00" + POP + sbu("os") + b"h\x00" + STACK_GLOBAL + sbu("x") + b"\x85" + REDUCE, 4))
-pickle_case("c15-dup", 15, DANGEROUS, "operands duplicated with DUP",
-            pkl(sbu("builtins") + sbu("print") + STACK_GLOBAL + DUP + POP + sbu("MARK") + b"\x85"
-                + REDUCE, 4))
-pickle_case("c15-reduce-operands", 15, DANGEROUS, "module name computed by REDUCE (str.join)",
-            pkl(call("builtins", "str.join", s(""), lst(s("o"), s("s"))) + sbu("system") + STACK_GLOBAL
-                + sbu("echo MARK") + b"\x85" + REDUCE, 4))
-pickle_case("c15-memoize-p4", 15, DANGEROUS, "MEMOIZE + BINGET to reuse a denied global",
-            pkl(sglob("os", "system") + MEMOIZE + POP + b"h\x02" + sbu("echo MARK") + b"\x85" + REDUCE, 4))
+pickle_case(
+    "c15-ctf-decoy",
+    15,
+    DANGEROUS,
+    "STACK_GLOBAL operands from memo with decoy strings (CTF)",
+    b"Vos\np2\n0Vsystem\np3\n0Vtorch\np0\n0VLongStorage\np1\n0g2\ng3\n"
+    + STACK_GLOBAL
+    + MARK
+    + b"Vecho MARK\n"
+    + TUPLE
+    + REDUCE
+    + STOP,
+)
+pickle_case(
+    "c15-string-operands",
+    15,
+    DANGEROUS,
+    "STACK_GLOBAL operands given as STRING",
+    proto(4) + string0("os") + string0("system") + STACK_GLOBAL + string0("echo MARK") + b"\x85" + REDUCE + STOP,
+)
+pickle_case(
+    "c15-missing-memo",
+    15,
+    DANGEROUS,
+    "call then BINGET of a missing memo key",
+    pkl(call("os", "system", s("echo MARK")) + b"h\x07"),
+)
+pickle_case(
+    "c15-int-in-memo",
+    15,
+    DANGEROUS,
+    "int stored in memo used as STACK_GLOBAL operand",
+    pkl(i(5) + b"q\x00" + POP + sbu("os") + b"h\x00" + STACK_GLOBAL + sbu("x") + b"\x85" + REDUCE, 4),
+)
+pickle_case(
+    "c15-dup",
+    15,
+    DANGEROUS,
+    "operands duplicated with DUP",
+    pkl(sbu("builtins") + sbu("print") + STACK_GLOBAL + DUP + POP + sbu("MARK") + b"\x85" + REDUCE, 4),
+)
+pickle_case(
+    "c15-reduce-operands",
+    15,
+    DANGEROUS,
+    "module name computed by REDUCE (str.join)",
+    pkl(
+        call("builtins", "str.join", s(""), lst(s("o"), s("s")))
+        + sbu("system")
+        + STACK_GLOBAL
+        + sbu("echo MARK")
+        + b"\x85"
+        + REDUCE,
+        4,
+    ),
+)
+pickle_case(
+    "c15-memoize-p4",
+    15,
+    DANGEROUS,
+    "MEMOIZE + BINGET to reuse a denied global",
+    pkl(sglob("os", "system") + MEMOIZE + POP + b"h\x02" + sbu("echo MARK") + b"\x85" + REDUCE, 4),
+)
 
 # ---- 16-21: stream-level tricks ------------------------------------------------------------------------
 
-pickle_case("c16-call-dropped", 16, DANGEROUS, "REDUCE result thrown away by POP",
-            pkl(call("builtins", "print", s("MARK")) + POP + dct([])))
-pickle_case("c16-obj-dropped", 16, DANGEROUS, "OBJ result thrown away by POP",
-            pkl(MARK + glob("builtins", "print") + s("MARK") + OBJ + POP + NONE))
-pickle_case("c17-truncated", 17, DANGEROUS, "bad GLOBAL+REDUCE then a truncated stream (nullifAI)",
-            proto(2) + call("os", "system", s("echo MARK")) + b"X\xff\x00\x00\x00abc")
-pickle_case("c17-garbage", 17, DANGEROUS, "bad GLOBAL+REDUCE then an invalid opcode",
-            proto(2) + call("os", "system", s("echo MARK")) + b"\xff\xfe garbage")
-pickle_case("c17-broken-benign", 17, NOT_SAFE, "benign start then an invalid opcode",
-            proto(2) + dct([(s("a"), i(1))]) + b"\xff\xfe")
-pickle_case("c18-second-pickle", 18, DANGEROUS, "benign pickle followed by a malicious second pickle",
-            pkl(lst(s("a"))) + pkl(call("os", "system", s("echo MARK"))))
-pickle_case("c18-trailing-benign", 18, NOT_SAFE, "benign pickle followed by trailing junk",
-            pkl(lst(s("a"))) + b"junk after stop\x00\x01")
-zip_case("c18-datapkl-trailing-mal", 18, DANGEROUS, "data.pkl followed by a malicious pickle",
-         honest_zip_parts()[0] + pkl(MARK_PRINT), storages=honest_zip_parts()[1])
-zip_case("c18-datapkl-trailing-junk", 18, NOT_SAFE, "data.pkl followed by trailing bytes",
-         honest_zip_parts()[0] + b"\x00" * 16 + b"hidden", storages=honest_zip_parts()[1])
+pickle_case(
+    "c16-call-dropped",
+    16,
+    DANGEROUS,
+    "REDUCE result thrown away by POP",
+    pkl(call("builtins", "print", s("MARK")) + POP + dct([])),
+)
+pickle_case(
+    "c16-obj-dropped",
+    16,
+    DANGEROUS,
+    "OBJ result thrown away by POP",
+    pkl(MARK + glob("builtins", "print") + s("MARK") + OBJ + POP + NONE),
+)
+pickle_case(
+    "c17-truncated",
+    17,
+    DANGEROUS,
+    "bad GLOBAL+REDUCE then a truncated stream (nullifAI)",
+    proto(2) + call("os", "system", s("echo MARK")) + b"X\xff\x00\x00\x00abc",
+)
+pickle_case(
+    "c17-garbage",
+    17,
+    DANGEROUS,
+    "bad GLOBAL+REDUCE then an invalid opcode",
+    proto(2) + call("os", "system", s("echo MARK")) + b"\xff\xfe garbage",
+)
+pickle_case(
+    "c17-broken-benign",
+    17,
+    NOT_SAFE,
+    "benign start then an invalid opcode",
+    proto(2) + dct([(s("a"), i(1))]) + b"\xff\xfe",
+)
+pickle_case(
+    "c18-second-pickle",
+    18,
+    DANGEROUS,
+    "benign pickle followed by a malicious second pickle",
+    pkl(lst(s("a"))) + pkl(call("os", "system", s("echo MARK"))),
+)
+pickle_case(
+    "c18-trailing-benign",
+    18,
+    NOT_SAFE,
+    "benign pickle followed by trailing junk",
+    pkl(lst(s("a"))) + b"junk after stop\x00\x01",
+)
+zip_case(
+    "c18-datapkl-trailing-mal",
+    18,
+    DANGEROUS,
+    "data.pkl followed by a malicious pickle",
+    honest_zip_parts()[0] + pkl(MARK_PRINT),
+    storages=honest_zip_parts()[1],
+)
+zip_case(
+    "c18-datapkl-trailing-junk",
+    18,
+    NOT_SAFE,
+    "data.pkl followed by trailing bytes",
+    honest_zip_parts()[0] + b"\x00" * 16 + b"hidden",
+    storages=honest_zip_parts()[1],
+)
 _FRAMED = dct([(sbu("a"), i(1))]) + STOP
-pickle_case("c19-frame-too-long", 19, NOT_SAFE, "FRAME length larger than the data",
-            proto(4) + b"\x95" + struct.pack("<Q", len(_FRAMED) + 50) + _FRAMED)
-pickle_case("c19-frame-too-short", 19, NOT_SAFE, "FRAME length ends inside an opcode",
-            proto(4) + b"\x95" + struct.pack("<Q", 3) + _FRAMED)
-pickle_case("c19-frame-hides-call", 19, DANGEROUS, "call hidden across a FRAME boundary",
-            proto(4) + b"\x95" + struct.pack("<Q", 4) + sglob("builtins", "print") + sbu("MARK") + b"\x85"
-            + REDUCE + STOP)
-pickle_case("c19-two-proto", 19, NOT_SAFE, "two PROTO opcodes",
-            proto(2) + dct([]) + proto(4) + STOP)
-pickle_case("c20-stack-left-mal", 20, DANGEROUS, "stack not empty at STOP, os.system called",
-            pkl(call("os", "system", s("echo MARK")) + dct([])))
-pickle_case("c20-stack-left-benign", 20, PARSES, "stack not empty at STOP, benign",
-            pkl(i(1) + i(2) + dct([])))
-pickle_case("c21-billion-laughs", 21, NOT_SAFE, "nested DUP/memo list expansion",
-            pkl(lst(s("lol") * 1) + b"q\x00" + b"".join(
-                EMPTY_LIST + MARK + (b"h%c" % n) * 4 + APPENDS + b"q%c" % (n + 1)
-                for n in range(60))))
-pickle_case("c21-huge-long4", 21, NOT_SAFE, "LONG4 claiming 2**31 bytes",
-            proto(2) + b"\x8b" + struct.pack("<i", 2**31 - 1) + b"\x01" * 16 + STOP)
-pickle_case("c21-huge-binunicode", 21, NOT_SAFE, "BINUNICODE8 claiming 2**62 bytes",
-            proto(4) + b"\x8d" + struct.pack("<Q", 2**62) + b"abc" + STOP)
+pickle_case(
+    "c19-frame-too-long",
+    19,
+    NOT_SAFE,
+    "FRAME length larger than the data",
+    proto(4) + b"\x95" + struct.pack("<Q", len(_FRAMED) + 50) + _FRAMED,
+)
+pickle_case(
+    "c19-frame-too-short",
+    19,
+    NOT_SAFE,
+    "FRAME length ends inside an opcode",
+    proto(4) + b"\x95" + struct.pack("<Q", 3) + _FRAMED,
+)
+pickle_case(
+    "c19-frame-hides-call",
+    19,
+    DANGEROUS,
+    "call hidden across a FRAME boundary",
+    proto(4) + b"\x95" + struct.pack("<Q", 4) + sglob("builtins", "print") + sbu("MARK") + b"\x85" + REDUCE + STOP,
+)
+pickle_case("c19-two-proto", 19, NOT_SAFE, "two PROTO opcodes", proto(2) + dct([]) + proto(4) + STOP)
+pickle_case(
+    "c20-stack-left-mal",
+    20,
+    DANGEROUS,
+    "stack not empty at STOP, os.system called",
+    pkl(call("os", "system", s("echo MARK")) + dct([])),
+)
+pickle_case("c20-stack-left-benign", 20, PARSES, "stack not empty at STOP, benign", pkl(i(1) + i(2) + dct([])))
+pickle_case(
+    "c21-billion-laughs",
+    21,
+    NOT_SAFE,
+    "nested DUP/memo list expansion",
+    pkl(
+        lst(s("lol") * 1)
+        + b"q\x00"
+        + b"".join(EMPTY_LIST + MARK + (b"h%c" % n) * 4 + APPENDS + b"q%c" % (n + 1) for n in range(60))
+    ),
+)
+pickle_case(
+    "c21-huge-long4",
+    21,
+    NOT_SAFE,
+    "LONG4 claiming 2**31 bytes",
+    proto(2) + b"\x8b" + struct.pack("<i", 2**31 - 1) + b"\x01" * 16 + STOP,
+)
+pickle_case(
+    "c21-huge-binunicode",
+    21,
+    NOT_SAFE,
+    "BINUNICODE8 claiming 2**62 bytes",
+    proto(4) + b"\x8d" + struct.pack("<Q", 2**62) + b"abc" + STOP,
+)
 pickle_case("c21-million-marks", 21, NOT_SAFE, "10**6 MARK opcodes", proto(2) + MARK * 1_000_000 + STOP)
-pickle_case("c21-deep-nesting", 21, NOT_SAFE, "200000 nested empty lists",
-            proto(2) + (EMPTY_LIST + MARK) * 200_000 + STOP)
+pickle_case(
+    "c21-deep-nesting", 21, NOT_SAFE, "200000 nested empty lists", proto(2) + (EMPTY_LIST + MARK) * 200_000 + STOP
+)
 
 # ---- 22-29: container differentials --------------------------------------------------------------------
 
@@ -871,81 +1357,115 @@ def _records(arch: str, data_pkl: bytes | None = None, **member_kw: object) -> l
 
 MAL_PKL = pkl(call("os", "system", s("echo MARK")))
 case("c22-name-mismatch-mal", 22, DANGEROUS, "local name != central name, malicious data.pkl", ".ckpt")(
-    _zip_with(lambda a: _records(a, MAL_PKL, local_name=f"{a}/data.pkx")))
+    _zip_with(lambda a: _records(a, MAL_PKL, local_name=f"{a}/data.pkx"))
+)
 case("c22-name-mismatch-benign", 22, NOT_SAFE, "local name != central name, benign", ".ckpt")(
-    _zip_with(lambda a: _records(a, local_name=f"{a}/innocent.txt")))
+    _zip_with(lambda a: _records(a, local_name=f"{a}/innocent.txt"))
+)
 case("c23-crc-mal", 23, DANGEROUS, "CRC mismatch, malicious data.pkl", ".ckpt")(
-    _zip_with(lambda a: _records(a, MAL_PKL, crc=0x12345678)))
-case("c23-crc-benign", 23, NOT_SAFE, "CRC mismatch, benign", ".ckpt")(
-    _zip_with(lambda a: _records(a, crc=0x12345678)))
+    _zip_with(lambda a: _records(a, MAL_PKL, crc=0x12345678))
+)
+case("c23-crc-benign", 23, NOT_SAFE, "CRC mismatch, benign", ".ckpt")(_zip_with(lambda a: _records(a, crc=0x12345678)))
 for _flag in (0x1, 0x20, 0x40):
-    case(f"c24-flag-{_flag:#x}-mal", 24, DANGEROUS, f"GP flag {_flag:#x}, plaintext malicious data.pkl",
-         ".ckpt")(_zip_with(lambda a, fl=_flag: _records(a, MAL_PKL, flags=fl)))
+    case(f"c24-flag-{_flag:#x}-mal", 24, DANGEROUS, f"GP flag {_flag:#x}, plaintext malicious data.pkl", ".ckpt")(
+        _zip_with(lambda a, fl=_flag: _records(a, MAL_PKL, flags=fl))
+    )
 case("c24-encrypted", 24, NOT_SAFE, "really encrypted-looking data.pkl (flag 0x1, random bytes)", ".ckpt")(
-    _zip_with(lambda a: _records(a, bytes(np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8)),
-                                 flags=0x1)))
+    _zip_with(lambda a: _records(a, bytes(np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8)), flags=0x1))
+)
 case("c25-duplicate-datapkl", 25, DANGEROUS, "duplicate archive/data.pkl, malicious first", ".ckpt")(
-    _zip_with(lambda a: [Member(f"{a}/data.pkl", MAL_PKL), *_records(a)]))
-case("c25-duplicate-datapkl-second", 25, DANGEROUS, "duplicate archive/data.pkl, malicious second",
-     ".ckpt")(_zip_with(lambda a: [*_records(a), Member(f"{a}/data.pkl", MAL_PKL)]))
+    _zip_with(lambda a: [Member(f"{a}/data.pkl", MAL_PKL), *_records(a)])
+)
+case("c25-duplicate-datapkl-second", 25, DANGEROUS, "duplicate archive/data.pkl, malicious second", ".ckpt")(
+    _zip_with(lambda a: [*_records(a), Member(f"{a}/data.pkl", MAL_PKL)])
+)
 case("c26-polyglot-pkl", 26, DANGEROUS, "malicious pickle with a valid torch zip appended", ".pkl")(
-    _zip_with(lambda a: _records(a), prefix=MAL_PKL))
+    _zip_with(lambda a: _records(a), prefix=MAL_PKL)
+)
 case("c26-polyglot-ckpt", 26, DANGEROUS, "malicious pickle with a valid torch zip appended", ".ckpt")(
-    _zip_with(lambda a: _records(a), prefix=MAL_PKL))
+    _zip_with(lambda a: _records(a), prefix=MAL_PKL)
+)
 case("c27-junk-before-pk", 27, NOT_SAFE, "non-pickle junk before PK (torch: legacy, fails)", ".ckpt")(
-    _zip_with(lambda a: _records(a), prefix=b"JUNKJUNK" * 8))
+    _zip_with(lambda a: _records(a), prefix=b"JUNKJUNK" * 8)
+)
 case("c27-payload-before-pk", 27, DANGEROUS, "legacy-looking pickle payload before PK", ".pt")(
-    _zip_with(lambda a: _records(a), prefix=pkl(i(LEGACY_MAGIC)) + MAL_PKL))
+    _zip_with(lambda a: _records(a), prefix=pkl(i(LEGACY_MAGIC)) + MAL_PKL)
+)
 case("c28-torchscript", 28, DANGEROUS, "TorchScript archive (constants.pkl, code/) named .ckpt", ".ckpt")(
-    _zip_with(lambda a: [Member(f"{a}/data.pkl", pkl(dct([]))), Member(f"{a}/constants.pkl", pkl(tup())),
-                         Member(f"{a}/code/__torch__.py", b"def forward(self):\n    print('MARK')\n"),
-                         Member(f"{a}/version", b"3\n")]))
+    _zip_with(
+        lambda a: [
+            Member(f"{a}/data.pkl", pkl(dct([]))),
+            Member(f"{a}/constants.pkl", pkl(tup())),
+            Member(f"{a}/code/__torch__.py", b"def forward(self):\n    print('MARK')\n"),
+            Member(f"{a}/version", b"3\n"),
+        ]
+    )
+)
 case("c29-extra-pkl", 29, DANGEROUS, "archive/extra.pkl with a payload", ".ckpt")(
-    _zip_with(lambda a: [*_records(a), Member(f"{a}/extra.pkl", MAL_PKL)]))
+    _zip_with(lambda a: [*_records(a), Member(f"{a}/extra.pkl", MAL_PKL)])
+)
 case("c29-pickle-as-txt", 29, DANGEROUS, "pickle payload stored as data.txt", ".ckpt")(
-    _zip_with(lambda a: [*_records(a), Member(f"{a}/data.txt", MAL_PKL)]))
+    _zip_with(lambda a: [*_records(a), Member(f"{a}/data.txt", MAL_PKL)])
+)
 case("c29-pickle-as-storage", 29, DANGEROUS, "pickle payload stored as an unused data/99 record", ".ckpt")(
-    _zip_with(lambda a: [*_records(a), Member(f"{a}/data/99", MAL_PKL)]))
+    _zip_with(lambda a: [*_records(a), Member(f"{a}/data/99", MAL_PKL)])
+)
 
 # ---- 30-34: legacy formats, wrappers, extensions -------------------------------------------------------
 
-case("c30-tar-mal", 30, DANGEROUS, "legacy tar with a malicious pickle member", ".pt")(
-    lambda p: legacy_tar(p, MAL_PKL))
+case("c30-tar-mal", 30, DANGEROUS, "legacy tar with a malicious pickle member", ".pt")(lambda p: legacy_tar(p, MAL_PKL))
 case("c30-tar-benign", 30, NOT_SAFE, "legacy tar with a benign pickle member", ".pt")(
-    lambda p: legacy_tar(p, pkl(dct([]))))
+    lambda p: legacy_tar(p, pkl(dct([])))
+)
 case("c31-legacy-mal-object", 31, DANGEROUS, "legacy file with correct magic, malicious main pickle", ".bin")(
-    lambda p: legacy_file(p, MAL_PKL, {}))
+    lambda p: legacy_file(p, MAL_PKL, {})
+)
 case("c31-legacy-mal-sysinfo", 31, DANGEROUS, "legacy file with a payload in the sys_info pickle", ".bin")(
-    lambda p: legacy_file(p, legacy_state()[0], legacy_state()[1], sys_info=MAL_PKL))
+    lambda p: legacy_file(p, legacy_state()[0], legacy_state()[1], sys_info=MAL_PKL)
+)
 case("c31-legacy-mal-keys", 31, DANGEROUS, "legacy file with a payload in the storage-keys pickle", ".bin")(
-    lambda p: Path(p).write_bytes(pkl(i(LEGACY_MAGIC)) + pkl(i(1001)) + legacy_sys_info() + pkl(dct([]))
-                                  + MAL_PKL))
+    lambda p: Path(p).write_bytes(pkl(i(LEGACY_MAGIC)) + pkl(i(1001)) + legacy_sys_info() + pkl(dct([])) + MAL_PKL)
+)
 case("c32-magic-eval", 32, DANGEROUS, "legacy magic number computed by eval", ".pt")(
-    lambda p: legacy_file(p, legacy_state()[0], legacy_state()[1],
-                          magic=pkl(call("builtins", "eval", s(str(LEGACY_MAGIC))))))
+    lambda p: legacy_file(
+        p, legacy_state()[0], legacy_state()[1], magic=pkl(call("builtins", "eval", s(str(LEGACY_MAGIC))))
+    )
+)
 case("c32-magic-computed", 32, NOT_SAFE, "legacy magic as a BININT expression, not one LONG", ".pt")(
-    lambda p: legacy_file(p, legacy_state()[0], legacy_state()[1], magic=pkl(s(str(LEGACY_MAGIC)))))
+    lambda p: legacy_file(p, legacy_state()[0], legacy_state()[1], magic=pkl(s(str(LEGACY_MAGIC))))
+)
 case("c33-7z", 33, ERROR, "7z-wrapped checkpoint", ".7z")(
-    lambda p: Path(p).write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + MAL_PKL))
+    lambda p: Path(p).write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + MAL_PKL)
+)
 case("c33-7z-as-ckpt", 33, ERROR, "7z archive named .ckpt", ".ckpt")(
-    lambda p: Path(p).write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + MAL_PKL))
-case("c33-npy-object", 33, DANGEROUS, ".npy object array with a gadget", ".npy")(
-    lambda p: npy_object(p, MAL_PKL))
+    lambda p: Path(p).write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + MAL_PKL)
+)
+case("c33-npy-object", 33, DANGEROUS, ".npy object array with a gadget", ".npy")(lambda p: npy_object(p, MAL_PKL))
 case("c33-npy-object-benign", 33, NOT_SAFE, ".npy object array of plain ints (numpy globals)", ".npy")(
-    lambda p: npy_object(p, pkl(call("numpy.core.multiarray", "_reconstruct", glob("numpy", "ndarray"),
-                                     ints((0,)), b"C\x01b") + NONE + POP)))
+    lambda p: npy_object(
+        p,
+        pkl(
+            call("numpy.core.multiarray", "_reconstruct", glob("numpy", "ndarray"), ints((0,)), b"C\x01b") + NONE + POP
+        ),
+    )
+)
 for _ext in (".safetensors", ".bin", ".pth"):
     pickle_case(f"c34-pickle-as-{_ext[1:]}", 34, DANGEROUS, f"malicious pickle named {_ext}", MAL_PKL, _ext)
 case("c34-png-as-pt", 34, ERROR, "PNG named .pt", ".pt")(
-    lambda p: Path(p).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)))
+    lambda p: Path(p).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+)
 case("c34-empty", 34, ERROR, "empty file named .ckpt", ".ckpt")(lambda p: Path(p).write_bytes(b""))
 
 # ---- 35: compression, bombs, Zip64 ---------------------------------------------------------------------
 
 case("c35-deflated-datapkl", 35, PARSES, "deflate-compressed data.pkl (honest content)", ".ckpt")(
-    _zip_with(lambda a: _records(a, method=8)))
+    _zip_with(lambda a: _records(a, method=8))
+)
 case("c35-deflated-mal", 35, DANGEROUS, "deflate-compressed malicious data.pkl", ".ckpt")(
-    _zip_with(lambda a: _records(a, MAL_PKL, method=8)))
+    _zip_with(lambda a: _records(a, MAL_PKL, method=8))
+)
+
+
 def deflate_bomb(head: bytes, fill: bytes, size: int) -> tuple[bytes, int, int]:
     """Raw deflate of ``head`` + ``fill`` repeated up to ``size`` bytes: one compressed 1 MB block
     (full flush: byte-aligned, no back references) repeated, so building it costs nothing."""
@@ -962,7 +1482,8 @@ def deflate_bomb(head: bytes, fill: bytes, size: int) -> tuple[bytes, int, int]:
 
 
 case("c35-zip-bomb", 35, NOT_SAFE, "data.pkl deflating to 256 MB of MARK opcodes", ".ckpt")(
-    _zip_with(lambda a: [Member(f"{a}/data.pkl", method=8, deflated=deflate_bomb(proto(2), MARK, 2**28))]))
+    _zip_with(lambda a: [Member(f"{a}/data.pkl", method=8, deflated=deflate_bomb(proto(2), MARK, 2**28))])
+)
 
 
 @case("c35-zip64-sparse", 35, SAFE, "Zip64 checkpoint > 4 GB (sparse storage record)", ".ckpt")
@@ -970,71 +1491,156 @@ def _zip64(path: Path) -> None:
     numel = (4 * 2**30 + 4096) // 2
     data = ckpt_pickle(odict([(s("model.diffusion_model.big"), tensor("0", "HalfStorage", numel, (numel,)))]))
     arch = Path(path).stem
-    write_zip(path, [Member(f"{arch}/data.pkl", data), Member(f"{arch}/byteorder", b"little"),
-                     Member(f"{arch}/data/0", sparse_size=numel * 2), Member(f"{arch}/version", b"3\n")])
+    write_zip(
+        path,
+        [
+            Member(f"{arch}/data.pkl", data),
+            Member(f"{arch}/byteorder", b"little"),
+            Member(f"{arch}/data/0", sparse_size=numel * 2),
+            Member(f"{arch}/version", b"3\n"),
+        ],
+    )
 
 
 # ---- 36-41: lying tensor metadata -------------------------------------------------------------------
 
 
-def _bad_tensor_case(cid: str, section: int, expect: str, what: str, t: bytes,
-                     storages: dict[str, bytes] | None = None) -> None:
-    zip_case(cid, section, expect, what, ckpt_pickle(odict([(s("w"), t)])),
-             storages=storages if storages is not None else {"0": bytes(64)})
+def _bad_tensor_case(
+    cid: str, section: int, expect: str, what: str, t: bytes, storages: dict[str, bytes] | None = None
+) -> None:
+    zip_case(
+        cid,
+        section,
+        expect,
+        what,
+        ckpt_pickle(odict([(s("w"), t)])),
+        storages=storages if storages is not None else {"0": bytes(64)},
+    )
 
 
-_bad_tensor_case("c36-numel-too-large", 36, DANGEROUS, "persistent id numel 1000 for a 64-byte record",
-                 tensor("0", "FloatStorage", 1000, (1000,)))
-_bad_tensor_case("c37-offset-beyond", 37, NOT_SAFE, "storage_offset + extent beyond the storage",
-                 tensor("0", "FloatStorage", 16, (8,), offset=12))
-_bad_tensor_case("c37-negative-size", 37, NOT_SAFE, "negative size",
-                 tensor("0", "FloatStorage", 16, (-4, 4), stride=(4, 1)))
-_bad_tensor_case("c37-negative-stride", 37, NOT_SAFE, "negative stride",
-                 tensor("0", "FloatStorage", 16, (4,), stride=(-1,), offset=3))
-_bad_tensor_case("c37-huge-size", 37, NOT_SAFE, "size 2**40 with stride 0",
-                 tensor("0", "FloatStorage", 16, (2**40,), stride=(0,)))
-_bad_tensor_case("c37-overflow", 37, NOT_SAFE, "size product overflowing int64",
-                 tensor("0", "FloatStorage", 16, (2**32, 2**32), stride=(1, 1)))
-_bad_tensor_case("c37-stride-beyond", 37, NOT_SAFE, "strides reaching past the storage",
-                 tensor("0", "FloatStorage", 16, (4, 4), stride=(8, 1)))
-_bad_tensor_case("c37-float-size", 37, NOT_SAFE, "float size",
-                 raw_tensor(ints((1,)), tup(f64(4.0)), i(0), storage_pid("FloatStorage", "0", 16)))
-_bad_tensor_case("c37-string-size", 37, NOT_SAFE, "string size",
-                 raw_tensor(ints((1,)), tup(s("4")), i(0), storage_pid("FloatStorage", "0", 16)))
-_bad_tensor_case("c37-negative-offset", 37, NOT_SAFE, "negative storage_offset",
-                 tensor("0", "FloatStorage", 16, (4,), offset=-4))
-_bad_tensor_case("c38-key-dotdot", 38, NOT_SAFE, "storage key ../0",
-                 tensor("../0", "FloatStorage", 16, (16,)))
-_bad_tensor_case("c38-key-inner-dotdot", 38, NOT_SAFE, "storage key 0/../1",
-                 tensor("0/../1", "FloatStorage", 16, (16,)))
-_bad_tensor_case("c38-key-int", 38, NOT_SAFE, "storage key is an int",
-                 raw_tensor(ints((1,)), ints((16,)), i(0),
-                            tup(s("storage"), glob("torch", "FloatStorage"), i(0), s("cpu"),
-                                i(16)) + BINPERSID))
-_bad_tensor_case("c38-key-missing", 38, NOT_SAFE, "storage key missing from the archive",
-                 tensor("7", "FloatStorage", 16, (16,)))
-pickle_case("c39-setitem-tuple", 39, DANGEROUS, "SETITEM on a tuple",
-            pkl(tup(i(1)) + s("k") + i(2) + SETITEM))
-_bad_tensor_case("c39-setitems-tensor", 39, DANGEROUS, "SETITEMS on a tensor",
-                 tensor("0", "FloatStorage", 16, (16,)) + MARK + s("k") + i(1) + SETITEMS)
+_bad_tensor_case(
+    "c36-numel-too-large",
+    36,
+    DANGEROUS,
+    "persistent id numel 1000 for a 64-byte record",
+    tensor("0", "FloatStorage", 1000, (1000,)),
+)
+_bad_tensor_case(
+    "c37-offset-beyond",
+    37,
+    NOT_SAFE,
+    "storage_offset + extent beyond the storage",
+    tensor("0", "FloatStorage", 16, (8,), offset=12),
+)
+_bad_tensor_case(
+    "c37-negative-size", 37, NOT_SAFE, "negative size", tensor("0", "FloatStorage", 16, (-4, 4), stride=(4, 1))
+)
+_bad_tensor_case(
+    "c37-negative-stride",
+    37,
+    NOT_SAFE,
+    "negative stride",
+    tensor("0", "FloatStorage", 16, (4,), stride=(-1,), offset=3),
+)
+_bad_tensor_case(
+    "c37-huge-size", 37, NOT_SAFE, "size 2**40 with stride 0", tensor("0", "FloatStorage", 16, (2**40,), stride=(0,))
+)
+_bad_tensor_case(
+    "c37-overflow",
+    37,
+    NOT_SAFE,
+    "size product overflowing int64",
+    tensor("0", "FloatStorage", 16, (2**32, 2**32), stride=(1, 1)),
+)
+_bad_tensor_case(
+    "c37-stride-beyond",
+    37,
+    NOT_SAFE,
+    "strides reaching past the storage",
+    tensor("0", "FloatStorage", 16, (4, 4), stride=(8, 1)),
+)
+_bad_tensor_case(
+    "c37-float-size",
+    37,
+    NOT_SAFE,
+    "float size",
+    raw_tensor(ints((1,)), tup(f64(4.0)), i(0), storage_pid("FloatStorage", "0", 16)),
+)
+_bad_tensor_case(
+    "c37-string-size",
+    37,
+    NOT_SAFE,
+    "string size",
+    raw_tensor(ints((1,)), tup(s("4")), i(0), storage_pid("FloatStorage", "0", 16)),
+)
+_bad_tensor_case(
+    "c37-negative-offset", 37, NOT_SAFE, "negative storage_offset", tensor("0", "FloatStorage", 16, (4,), offset=-4)
+)
+_bad_tensor_case("c38-key-dotdot", 38, NOT_SAFE, "storage key ../0", tensor("../0", "FloatStorage", 16, (16,)))
+_bad_tensor_case(
+    "c38-key-inner-dotdot", 38, NOT_SAFE, "storage key 0/../1", tensor("0/../1", "FloatStorage", 16, (16,))
+)
+_bad_tensor_case(
+    "c38-key-int",
+    38,
+    NOT_SAFE,
+    "storage key is an int",
+    raw_tensor(
+        ints((1,)),
+        ints((16,)),
+        i(0),
+        tup(s("storage"), glob("torch", "FloatStorage"), i(0), s("cpu"), i(16)) + BINPERSID,
+    ),
+)
+_bad_tensor_case(
+    "c38-key-missing", 38, NOT_SAFE, "storage key missing from the archive", tensor("7", "FloatStorage", 16, (16,))
+)
+pickle_case("c39-setitem-tuple", 39, DANGEROUS, "SETITEM on a tuple", pkl(tup(i(1)) + s("k") + i(2) + SETITEM))
+_bad_tensor_case(
+    "c39-setitems-tensor",
+    39,
+    DANGEROUS,
+    "SETITEMS on a tensor",
+    tensor("0", "FloatStorage", 16, (16,)) + MARK + s("k") + i(1) + SETITEMS,
+)
 pickle_case("c39-append-dict", 39, DANGEROUS, "APPEND on a dict", pkl(dct([]) + i(1) + APPEND))
-_bad_tensor_case("c39-build-tensor", 39, DANGEROUS, "BUILD on a tensor (legacy set_)",
-                 tensor("0", "FloatStorage", 16, (16,)) + tup(NONE, dct([(s("data"), i(1))])) + BUILD)
-zip_case("c40-two-dtypes", 40, NOT_SAFE, "same storage key used as Float and Half",
-         ckpt_pickle(odict([(s("a"), tensor("0", "FloatStorage", 16, (16,))),
-                            (s("b"), tensor("0", "HalfStorage", 32, (32,)))])), storages={"0": bytes(64)})
+_bad_tensor_case(
+    "c39-build-tensor",
+    39,
+    DANGEROUS,
+    "BUILD on a tensor (legacy set_)",
+    tensor("0", "FloatStorage", 16, (16,)) + tup(NONE, dct([(s("data"), i(1))])) + BUILD,
+)
+zip_case(
+    "c40-two-dtypes",
+    40,
+    NOT_SAFE,
+    "same storage key used as Float and Half",
+    ckpt_pickle(
+        odict([(s("a"), tensor("0", "FloatStorage", 16, (16,))), (s("b"), tensor("0", "HalfStorage", 32, (32,)))])
+    ),
+    storages={"0": bytes(64)},
+)
 case("c40-byteorder-middle", 40, NOT_SAFE, "byteorder record says 'middle'", ".ckpt")(
-    lambda p: write_torch_zip(p, *honest_zip_parts(), byteorder="middle"))
+    lambda p: write_torch_zip(p, *honest_zip_parts(), byteorder="middle")
+)
 case("c40-version-out-of-range", 40, NOT_SAFE, "version record 99", ".ckpt")(
-    lambda p: write_torch_zip(p, *honest_zip_parts(), version="99\n"))
+    lambda p: write_torch_zip(p, *honest_zip_parts(), version="99\n")
+)
 case("c41-module-pid", 41, NOT_SAFE, "legacy persistent id ('module', cls, file, source)", ".pt")(
-    lambda p: legacy_file(p, pkl(tup(s("module"), glob("torch.nn", "Linear"), s("linear.py"),
-                                     s("class Linear: pass")) + BINPERSID), {}))
+    lambda p: legacy_file(
+        p, pkl(tup(s("module"), glob("torch.nn", "Linear"), s("linear.py"), s("class Linear: pass")) + BINPERSID), {}
+    )
+)
 
 # ---- 42: scanner deactivation -------------------------------------------------------------------------
 
-for _mod, _name in [("picklescan.scanner", "scan_file_path"), ("fickling", "always_check_safety"),
-                    ("fickling.hook", "deactivate_safe_ml_environment"), ("modelscan.modelscan",
-                                                                          "ModelScan")]:
-    pickle_case(f"c42-{_mod}.{_name}".replace("_", "-").lower(), 42, DANGEROUS, f"{_mod}.{_name} called",
-                pkl(call(_mod, _name)))
+for _mod, _name in [
+    ("picklescan.scanner", "scan_file_path"),
+    ("fickling", "always_check_safety"),
+    ("fickling.hook", "deactivate_safe_ml_environment"),
+    ("modelscan.modelscan", "ModelScan"),
+]:
+    pickle_case(
+        f"c42-{_mod}.{_name}".replace("_", "-").lower(), 42, DANGEROUS, f"{_mod}.{_name} called", pkl(call(_mod, _name))
+    )

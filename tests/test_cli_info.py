@@ -9,9 +9,25 @@ import sys
 from tests import families as fam
 from tests.builders import shrink, with_ema, write_ckpt
 
-ISSUE_FIELDS = {"path", "format", "size_bytes", "kind", "family", "variant", "prediction", "components", "ema",
-                "clip_position_ids", "junk", "markers", "a1111_config", "modelspec_architecture", "metadata",
-                "sidecars", "advice"}
+ISSUE_FIELDS = {
+    "path",
+    "format",
+    "size_bytes",
+    "kind",
+    "family",
+    "variant",
+    "prediction",
+    "components",
+    "ema",
+    "clip_position_ids",
+    "junk",
+    "markers",
+    "a1111_config",
+    "modelspec_architecture",
+    "metadata",
+    "sidecars",
+    "advice",
+}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -122,7 +122,7 @@ def test_metadata_kept_modelspec_added_and_hash_correct(tmp_path: Path) -> None:
     assert md["modelspec.architecture"] == "stable-diffusion-v1" and md["modelspec.resolution"] == "512x512"
     raw = r.output.read_bytes()
     n = int.from_bytes(raw[:8], "little")
-    assert md["modelspec.hash_sha256"] == "0x" + hashlib.sha256(raw[8 + n:]).hexdigest()
+    assert md["modelspec.hash_sha256"] == "0x" + hashlib.sha256(raw[8 + n :]).hexdigest()
     assert r.metadata == md
     r2 = convert(src, tmp_path / "bare.safetensors", no_meta=True)
     with safe_open(str(r2.output), "np") as f:
@@ -195,8 +195,11 @@ def test_vae_bake_from_pt_replace_and_remove(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     src = sd15(tmp_path, ema=False)
     ref = read_all(src)
-    vae = {k[len("first_stage_model."):]: torch.from_numpy(v) * 2 for k, v in ref.items()
-           if k.startswith("first_stage_model.")}
+    vae = {
+        k[len("first_stage_model.") :]: torch.from_numpy(v) * 2
+        for k, v in ref.items()
+        if k.startswith("first_stage_model.")
+    }
     torch.save({"state_dict": vae}, str(tmp_path / "vae.pt"))
     r = convert(src, vae=tmp_path / "vae.pt", dtype="fp16")
     out = read_all(r.output)
@@ -266,8 +269,11 @@ def test_yaml_copied_and_sd2_yaml_written(tmp_path: Path) -> None:
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     src = sd15(tmp_path, ema=True)
-    res = CliRunner().invoke(main_group, ["convert", str(src), "--dtype", "fp16", "--ema", "drop", "--prune",
-                                          "--dry-run"], terminal_width=200)
+    res = CliRunner().invoke(
+        main_group,
+        ["convert", str(src), "--dtype", "fp16", "--ema", "drop", "--prune", "--dry-run"],
+        terminal_width=200,
+    )
     assert res.exit_code == 0, res.output
     assert "F32 -> F16" in res.output and "688" in res.output and "dry run: nothing written" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
@@ -306,7 +312,7 @@ def test_vae_from_diffusers_layout(tmp_path: Path) -> None:
 
     src = sd15(tmp_path, ema=False)
     ref = read_all(src)
-    ldm = {k[len("first_stage_model."):]: v for k, v in ref.items() if k.startswith("first_stage_model.")}
+    ldm = {k[len("first_stage_model.") :]: v for k, v in ref.items() if k.startswith("first_stage_model.")}
     table = vae_table_for([])
     diffusers = {}
     for k, v in ldm.items():

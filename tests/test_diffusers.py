@@ -36,8 +36,12 @@ PARTS = {
 STRUCTURE = {"sd15": dm.UNET_SD1, "sdxl-base": dm.UNET_SDXL}
 UNET_CONFIG = {
     "sd15": {"_class_name": "UNet2DConditionModel", "cross_attention_dim": 768, "in_channels": 4},
-    "sdxl-base": {"_class_name": "UNet2DConditionModel", "cross_attention_dim": 2048, "in_channels": 4,
-                  "addition_embed_type": "text_time"},
+    "sdxl-base": {
+        "_class_name": "UNet2DConditionModel",
+        "cross_attention_dim": 2048,
+        "in_channels": 4,
+        "addition_embed_type": "text_time",
+    },
 }
 PIPELINE = {"sd15": "StableDiffusionPipeline", "sdxl-base": "StableDiffusionXLPipeline"}
 COMPONENT_CONFIG = {
@@ -45,8 +49,12 @@ COMPONENT_CONFIG = {
     "text_encoder": {"architectures": ["CLIPTextModel"], "transformers_version": "4.31.0"},
     "text_encoder_2": {"architectures": ["CLIPTextModelWithProjection"], "transformers_version": "4.31.0"},
 }
-WEIGHT_FILE = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model",
-               "text_encoder": "model", "text_encoder_2": "model"}
+WEIGHT_FILE = {
+    "unet": "diffusion_pytorch_model",
+    "vae": "diffusion_pytorch_model",
+    "text_encoder": "model",
+    "text_encoder_2": "model",
+}
 
 
 # ------------------------------------------------------------------------------------ reverse mapping
@@ -66,7 +74,7 @@ def reverse_layout(family: str, names: list[str]) -> list[tuple[str, str, str, s
         for prefix, comp, role in PARTS[family]:
             if not name.startswith(prefix):
                 continue
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if role == "unet":
                 out.append((comp, table.to_diffusers(rest), name, dm.COPY, None))
             elif role == "vae":
@@ -116,16 +124,19 @@ def expected_names(family: str, lay: builders.Layout) -> dict[str, tuple[tuple[i
         if name in SCHEDULE_KEYS or name.endswith("position_ids") or name.endswith(".logit_scale"):
             continue
         if name.startswith(text_prefix):
-            name = text_prefix + clip_l_name(name[len(text_prefix):])
+            name = text_prefix + clip_l_name(name[len(text_prefix) :])
         out[name] = v
     return out
 
 
 def write_configs(root: Path, family: str, comps: list[str]) -> None:
-    index = {"_class_name": PIPELINE[family], "_diffusers_version": "0.21.0",
-             "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-             "tokenizer": ["transformers", "CLIPTokenizer"],
-             "safety_checker": [None, None]}
+    index = {
+        "_class_name": PIPELINE[family],
+        "_diffusers_version": "0.21.0",
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "safety_checker": [None, None],
+    }
     for comp in comps:
         lib = "diffusers" if comp in ("unet", "vae") else "transformers"
         index[comp] = [lib, "x"]
@@ -187,7 +198,7 @@ def test_pipeline_presents_the_layout_names_and_shapes(tmp_path: Path, family: s
 
 def test_expected_differences_are_exactly_the_unstored_keys(tmp_path: Path) -> None:
     """Listed explicitly: what a diffusers SD1.5 folder cannot give back, and what SDXL loses."""
-    sd15 = builders.layout("sd15")
+    sd15 = builders.novelai_clip(builders.layout("sd15"))
     with open_model(build_sparse_folder(tmp_path / "a", "sd15", sd15)) as src:
         missing = set(sd15) - set(src.tensors)
         renamed = set(src.tensors) - set(sd15)
@@ -196,6 +207,12 @@ def test_expected_differences_are_exactly_the_unstored_keys(tmp_path: Path) -> N
     assert "cond_stage_model.transformer.text_model.embeddings.position_ids" in missing
     assert len(missing) == 12 + 1 + 196  # schedule buffers, position_ids, CLIP-L names without text_model.
     assert {k.replace("text_model.", "", 1) for k in renamed} <= set(sd15)
+    real = builders.layout("sd15")  # the release spelling: the folder gives back every CLIP-L name
+    with open_model(build_sparse_folder(tmp_path / "c", "sd15", real)) as src:
+        assert set(real) - set(src.tensors) == (set(SCHEDULE_KEYS) - {"logvar"}) | {
+            "cond_stage_model.transformer.text_model.embeddings.position_ids"
+        }
+        assert set(src.tensors) <= set(real)
     sdxl = builders.layout("sdxl-base")
     with open_model(build_sparse_folder(tmp_path / "b", "sdxl-base", sdxl)) as src:
         missing = {k for k in set(sdxl) - set(src.tensors) if not k.startswith(dm.SDXL_TEXT_PREFIX)}
@@ -205,8 +222,11 @@ def test_expected_differences_are_exactly_the_unstored_keys(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl-base"])
 def test_values_round_trip_bit_exact(tmp_path: Path, family: str) -> None:
-    lay = small(builders.with_dtype(builders.layout(family), "F32")) if family == "sd15" else small(
-        builders.layout(family))
+    lay = (
+        small(builders.with_dtype(builders.layout(family), "F32"))
+        if family == "sd15"
+        else small(builders.layout(family))
+    )
     arrays = builders.arrays(lay, seed=3)
     root = build_value_folder(tmp_path / "model", family, arrays)
     expected = expected_names(family, lay)
@@ -215,7 +235,7 @@ def test_values_round_trip_bit_exact(tmp_path: Path, family: str) -> None:
         presented = name
         text_prefix = PARTS[family][2][0]
         if name.startswith(text_prefix):
-            presented = text_prefix + clip_l_name(name[len(text_prefix):])
+            presented = text_prefix + clip_l_name(name[len(text_prefix) :])
         by_presented[presented] = name
     with DiffusersSource(root) as src:
         assert set(src.tensors) == set(expected)
@@ -232,7 +252,8 @@ def test_values_round_trip_bit_exact(tmp_path: Path, family: str) -> None:
         if family == "sdxl-base":
             ip = "conditioner.embedders.1.model.transformer.resblocks.5.attn.in_proj_weight"
             assert [p for _, p in src.source_of(ip)] == [
-                f"text_model.encoder.layers.5.self_attn.{c}_proj.weight" for c in "qkv"]
+                f"text_model.encoder.layers.5.self_attn.{c}_proj.weight" for c in "qkv"
+            ]
             tp = "conditioner.embedders.1.model.text_projection"
             raw = src.source_of(tp)
             assert raw[0][1] == "text_projection.weight"
@@ -248,7 +269,7 @@ def test_sdxl_openclip_shapes_at_full_size(tmp_path: Path) -> None:
         assert t[block + "attn.in_proj_weight"].shape == (3840, 1280)
         assert t["conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_bias"].shape == (3840,)
         assert t["conditioner.embedders.1.model.text_projection"].dtype == "F16"
-        te2 = (tmp_path / "m" / "text_encoder_2" / "model.safetensors")
+        te2 = tmp_path / "m" / "text_encoder_2" / "model.safetensors"
         with SafetensorsSource(te2) as raw:
             assert "text_model.encoder.layers.0.self_attn.q_proj.weight" in raw.tensors
             assert raw.tensors["text_model.encoder.layers.0.self_attn.q_proj.weight"].shape == (1280, 1280)
@@ -264,8 +285,7 @@ def test_known_names_from_the_conversion_tables() -> None:
         "down_blocks.2.downsamplers.0.conv.weight": "input_blocks.9.0.op.weight",
         "down_blocks.3.resnets.1.conv2.weight": "input_blocks.11.0.out_layers.3.weight",
         "mid_block.resnets.1.time_emb_proj.weight": "middle_block.2.emb_layers.1.weight",
-        "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight":
-            "middle_block.1.transformer_blocks.0.attn2.to_k.weight",
+        "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight": "middle_block.1.transformer_blocks.0.attn2.to_k.weight",
         "up_blocks.0.resnets.2.norm1.bias": "output_blocks.2.0.in_layers.0.bias",
         "up_blocks.0.upsamplers.0.conv.weight": "output_blocks.2.1.conv.weight",
         "up_blocks.2.upsamplers.0.conv.bias": "output_blocks.8.2.conv.bias",
@@ -277,8 +297,7 @@ def test_known_names_from_the_conversion_tables() -> None:
     assert {k: table.to_ldm(k) for k in sd1} == sd1
     sdxl = {
         "add_embedding.linear_1.weight": "label_emb.0.0.weight",
-        "down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_k.weight":
-            "input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight",
+        "down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_k.weight": "input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight",
         "up_blocks.0.upsamplers.0.conv.weight": "output_blocks.2.2.conv.weight",
         "up_blocks.1.upsamplers.0.conv.weight": "output_blocks.5.2.conv.weight",
         "up_blocks.2.resnets.2.conv1.weight": "output_blocks.8.0.in_layers.2.weight",
@@ -302,13 +321,23 @@ def test_known_names_from_the_conversion_tables() -> None:
     assert {k: dm.vae_diffusers_to_ldm(k) for k in vae} == vae
     assert dm.vae_diffusers_to_ldm("decoder.something_else.weight") is None
     plan = dm.plan_openclip(
-        ["text_model.encoder.layers.3.layer_norm2.bias", "text_model.encoder.layers.3.mlp.fc1.weight",
-         "text_model.encoder.layers.3.mlp.fc2.bias", "text_model.encoder.layers.3.self_attn.out_proj.weight",
-         "text_model.final_layer_norm.weight", "text_model.embeddings.position_ids"], "p.")
+        [
+            "text_model.encoder.layers.3.layer_norm2.bias",
+            "text_model.encoder.layers.3.mlp.fc1.weight",
+            "text_model.encoder.layers.3.mlp.fc2.bias",
+            "text_model.encoder.layers.3.self_attn.out_proj.weight",
+            "text_model.final_layer_norm.weight",
+            "text_model.embeddings.position_ids",
+        ],
+        "p.",
+    )
     assert [m.target for m in plan.mappings] == [
-        "p.transformer.resblocks.3.ln_2.bias", "p.transformer.resblocks.3.mlp.c_fc.weight",
-        "p.transformer.resblocks.3.mlp.c_proj.bias", "p.transformer.resblocks.3.attn.out_proj.weight",
-        "p.ln_final.weight"]
+        "p.transformer.resblocks.3.ln_2.bias",
+        "p.transformer.resblocks.3.mlp.c_fc.weight",
+        "p.transformer.resblocks.3.mlp.c_proj.bias",
+        "p.transformer.resblocks.3.attn.out_proj.weight",
+        "p.ln_final.weight",
+    ]
     assert plan.dropped == ["text_model.embeddings.position_ids"]
 
 
@@ -318,19 +347,22 @@ def test_vae_helpers() -> None:
     assert dm.vae_ldm_shape("decoder.mid.attn_1.q.weight", (512, 512, 1, 1)) == (512, 512, 1, 1)
     assert dm.vae_ldm_shape("decoder.mid.attn_1.q.bias", (512,)) == (512,)
     assert dm.vae_ldm_shape("decoder.up.0.block.0.conv1.weight", (128, 256, 3, 3)) == (128, 256, 3, 3)
-    vae_names = [k[len(dm.VAE_PREFIX):] for k in builders.layout("sd15") if k.startswith(dm.VAE_PREFIX)]
+    vae_names = [k[len(dm.VAE_PREFIX) :] for k in builders.layout("sd15") if k.startswith(dm.VAE_PREFIX)]
     assert not dm.looks_like_diffusers_vae(vae_names)
     assert dm.looks_like_diffusers_vae([dm.vae_table().to_diffusers(k) for k in vae_names])
     assert not dm.looks_like_diffusers_vae(["model.diffusion_model.input_blocks.0.0.weight"])
 
 
 def vae_folder(tmp_path: Path, dtype: str = "F32", name: str = "diffusion_pytorch_model.safetensors"):
-    lay = small(builders.with_dtype({k: v for k, v in builders.layout("sd15").items()
-                                     if k.startswith(dm.VAE_PREFIX)}, dtype))
-    arrays = {k[len(dm.VAE_PREFIX):]: a for k, a in builders.arrays(lay, seed=5).items()}
+    lay = small(
+        builders.with_dtype({k: v for k, v in builders.layout("sd15").items() if k.startswith(dm.VAE_PREFIX)}, dtype)
+    )
+    arrays = {k[len(dm.VAE_PREFIX) :]: a for k, a in builders.arrays(lay, seed=5).items()}
     table = dm.vae_table()
-    diff = {table.to_diffusers(k): (a.reshape(a.shape[:2]) if a.ndim == 4 and "attn_1" in k else a)
-            for k, a in arrays.items()}
+    diff = {
+        table.to_diffusers(k): (a.reshape(a.shape[:2]) if a.ndim == 4 and "attn_1" in k else a)
+        for k, a in arrays.items()
+    }
     folder = tmp_path / "vae"
     folder.mkdir(exist_ok=True)
     config = {"_class_name": "AutoencoderKL", "_diffusers_version": "0.20.0"}
@@ -383,7 +415,8 @@ def test_fp16_variant_in_a_pipeline(tmp_path: Path) -> None:
             f.rename(f.with_name(f"{base}.fp16.safetensors"))
     with open_model(root) as src:
         assert {(k, t.shape, t.dtype) for k, t in src.tensors.items()} == {
-            (k, s, d) for k, (s, d) in expected_names("sd15", lay).items()}
+            (k, s, d) for k, (s, d) in expected_names("sd15", lay).items()
+        }
 
 
 def test_sharded_component(tmp_path: Path) -> None:
@@ -394,8 +427,10 @@ def test_sharded_component(tmp_path: Path) -> None:
         items = {k: (t.shape, t.dtype) for k, t in s.tensors.items()}
     unet.unlink()
     names = sorted(items)
-    shards = {"diffusion_pytorch_model-00001-of-00002.safetensors": names[::2],
-              "diffusion_pytorch_model-00002-of-00002.safetensors": names[1::2]}
+    shards = {
+        "diffusion_pytorch_model-00001-of-00002.safetensors": names[::2],
+        "diffusion_pytorch_model-00002-of-00002.safetensors": names[1::2],
+    }
     for fname, part in shards.items():
         builders.write_sparse_safetensors(root / "unet" / fname, {k: items[k] for k in part})
     index = {"metadata": {}, "weight_map": {k: f for f, part in shards.items() for k in part}}
@@ -473,22 +508,33 @@ def test_broken_folders_give_clean_errors(tmp_path: Path) -> None:
 
 def test_unknown_architecture_is_kept_unmapped(tmp_path: Path) -> None:
     root = tmp_path / "sd3"
-    index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.29.0",
-             "transformer": ["diffusers", "SD3Transformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    index = {
+        "_class_name": "StableDiffusion3Pipeline",
+        "_diffusers_version": "0.29.0",
+        "transformer": ["diffusers", "SD3Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
     (root / "transformer").mkdir(parents=True)
     (root / "vae").mkdir()
     (root / "model_index.json").write_text(json.dumps(index))
     (root / "transformer" / "config.json").write_text(json.dumps({"_class_name": "SD3Transformer2DModel"}))
     (root / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
-    builders.write_sparse_safetensors(root / "transformer" / "diffusion_pytorch_model.safetensors",
-                                      {"joint_blocks.0.x_block.attn.qkv.weight": ((4608, 1536), "F16"),
-                                       "x_embedder.proj.weight": ((1536, 16, 2, 2), "F16")})
-    builders.write_sparse_safetensors(root / "vae" / "diffusion_pytorch_model.safetensors",
-                                      {"encoder.conv_in.weight": ((128, 3, 3, 3), "F32")})
+    builders.write_sparse_safetensors(
+        root / "transformer" / "diffusion_pytorch_model.safetensors",
+        {
+            "joint_blocks.0.x_block.attn.qkv.weight": ((4608, 1536), "F16"),
+            "x_embedder.proj.weight": ((1536, 16, 2, 2), "F16"),
+        },
+    )
+    builders.write_sparse_safetensors(
+        root / "vae" / "diffusion_pytorch_model.safetensors", {"encoder.conv_in.weight": ((128, 3, 3, 3), "F32")}
+    )
     with open_model(root) as src:
-        assert set(src.tensors) == {"vae.encoder.conv_in.weight",
-                                    "transformer.joint_blocks.0.x_block.attn.qkv.weight",
-                                    "transformer.x_embedder.proj.weight"}
+        assert set(src.tensors) == {
+            "vae.encoder.conv_in.weight",
+            "transformer.joint_blocks.0.x_block.attn.qkv.weight",
+            "transformer.x_embedder.proj.weight",
+        }
         assert src.extras["components"] == ["vae", "transformer"]
         notes = [n for n in src.notes if n.code == "diffusers-no-mapping"]
         assert notes and "StableDiffusion3Pipeline" in notes[0].message
@@ -498,24 +544,36 @@ def test_sd2_text_encoder_and_extra_components(tmp_path: Path) -> None:
     """SD2: OpenCLIP-H under cond_stage_model.model. (23 layers); position_ids dropped; safety checker
     skipped; a component without a single-file name kept under its folder name."""
     root = tmp_path / "sd2"
-    te: builders.Layout = {"text_model.embeddings.token_embedding.weight": ((49408, 1024), "F32"),
-                           "text_model.embeddings.position_embedding.weight": ((77, 1024), "F32"),
-                           "text_model.embeddings.position_ids": ((1, 77), "I64"),
-                           "text_model.final_layer_norm.weight": ((1024,), "F32")}
+    te: builders.Layout = {
+        "text_model.embeddings.token_embedding.weight": ((49408, 1024), "F32"),
+        "text_model.embeddings.position_embedding.weight": ((77, 1024), "F32"),
+        "text_model.embeddings.position_ids": ((1, 77), "I64"),
+        "text_model.final_layer_norm.weight": ((1024,), "F32"),
+    }
     for i in range(23):
         for c in "qkvo":
             proj = "out_proj" if c == "o" else f"{c}_proj"
             te[f"text_model.encoder.layers.{i}.self_attn.{proj}.weight"] = ((1024, 1024), "F32")
             te[f"text_model.encoder.layers.{i}.self_attn.{proj}.bias"] = ((1024,), "F32")
-    unet = {"conv_in.weight": ((320, 9, 3, 3), "F32"),
-            "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight": ((320, 1024), "F32")}
-    index = {"_class_name": "StableDiffusionInpaintPipeline", "_diffusers_version": "0.8.0",
-             "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
-             "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-             "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-             "vae": ["diffusers", "AutoencoderKL"]}
-    for comp, clay in (("unet", unet), ("text_encoder", te), ("safety_checker", {"x.weight": ((3,), "F32")}),
-                       ("image_encoder", {"vision_model.post_layernorm.weight": ((1280,), "F32")})):
+    unet = {
+        "conv_in.weight": ((320, 9, 3, 3), "F32"),
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight": ((320, 1024), "F32"),
+    }
+    index = {
+        "_class_name": "StableDiffusionInpaintPipeline",
+        "_diffusers_version": "0.8.0",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    for comp, clay in (
+        ("unet", unet),
+        ("text_encoder", te),
+        ("safety_checker", {"x.weight": ((3,), "F32")}),
+        ("image_encoder", {"vision_model.post_layernorm.weight": ((1280,), "F32")}),
+    ):
         (root / comp).mkdir(parents=True)
         (root / comp / "config.json").write_text("{}")  # no cross_attention_dim: read from the shapes
         fname = "diffusion_pytorch_model" if comp == "unet" else "model"
@@ -535,8 +593,13 @@ def test_sd2_text_encoder_and_extra_components(tmp_path: Path) -> None:
         assert "image_encoder.vision_model.post_layernorm.weight" in t
         assert not any("position_ids" in k or "safety" in k for k in t)
         codes = {n.code for n in src.notes}
-        assert {"diffusers-sd2-text-layers", "diffusers-dropped", "diffusers-skipped", "diffusers-unmapped",
-                "diffusers-missing-component"} <= codes
+        assert {
+            "diffusers-sd2-text-layers",
+            "diffusers-dropped",
+            "diffusers-skipped",
+            "diffusers-unmapped",
+            "diffusers-missing-component",
+        } <= codes
         n_text = sum(1 for k in t if k.startswith(dm.SD2_TEXT_PREFIX))
         assert n_text == 23 * 4 + 3
 
@@ -560,17 +623,19 @@ def test_single_text_encoder_and_unet_folders(tmp_path: Path) -> None:
     te.mkdir()
     config = {"architectures": ["CLIPTextModel"], "transformers_version": "4.40"}
     (te / "config.json").write_text(json.dumps(config))
-    builders.write_sparse_safetensors(te / "model.safetensors",
-                                      {"text_model.encoder.layers.0.mlp.fc1.weight": ((3072, 768), "F32")})
+    builders.write_sparse_safetensors(
+        te / "model.safetensors", {"text_model.encoder.layers.0.mlp.fc1.weight": ((3072, 768), "F32")}
+    )
     with open_model(te) as src:
         assert list(src.tensors) == ["text_model.encoder.layers.0.mlp.fc1.weight"]
         assert src.metadata == {"_class_name": "CLIPTextModel", "transformers_version": "4.40"}
     unet = tmp_path / "unet"
     unet.mkdir()
     (unet / "config.json").write_text(json.dumps(UNET_CONFIG["sdxl-base"]))
-    builders.write_sparse_safetensors(unet / "diffusion_pytorch_model.safetensors",
-                                      {"add_embedding.linear_1.weight": ((1280, 2816), "F16"),
-                                       "conv_in.weight": ((320, 4, 3, 3), "F16")})
+    builders.write_sparse_safetensors(
+        unet / "diffusion_pytorch_model.safetensors",
+        {"add_embedding.linear_1.weight": ((1280, 2816), "F16"), "conv_in.weight": ((320, 4, 3, 3), "F16")},
+    )
     with open_model(unet) as src:
         assert set(src.tensors) == {"label_emb.0.0.weight", "input_blocks.0.0.weight"}
         assert src.extras["family"] == "sdxl-base"
@@ -594,19 +659,25 @@ def test_sdxl_refiner_bigg_only(tmp_path: Path) -> None:
     root = tmp_path / "refiner"
     (root / "unet").mkdir(parents=True)
     (root / "text_encoder_2").mkdir()
-    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline",
-                                                       "text_encoder": [None, None]}))
-    (root / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1280,
-                                                           "addition_embed_type": "text_time"}))
+    (root / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None]})
+    )
+    (root / "unet" / "config.json").write_text(
+        json.dumps({"cross_attention_dim": 1280, "addition_embed_type": "text_time"})
+    )
     (root / "text_encoder_2" / "config.json").write_text("{}")
-    builders.write_sparse_safetensors(root / "unet" / "diffusion_pytorch_model.safetensors",
-                                      {"conv_in.weight": ((384, 4, 3, 3), "F16"),
-                                       "add_embedding.linear_1.weight": ((1536, 2560), "F16")})
-    builders.write_sparse_safetensors(root / "text_encoder_2" / "model.safetensors",
-                                      {"text_projection.weight": ((1280, 1280), "F16")})
+    builders.write_sparse_safetensors(
+        root / "unet" / "diffusion_pytorch_model.safetensors",
+        {"conv_in.weight": ((384, 4, 3, 3), "F16"), "add_embedding.linear_1.weight": ((1536, 2560), "F16")},
+    )
+    builders.write_sparse_safetensors(
+        root / "text_encoder_2" / "model.safetensors", {"text_projection.weight": ((1280, 1280), "F16")}
+    )
     with open_model(root) as src:
         assert src.extras["family"] == "sdxl-refiner"
-        assert set(src.tensors) == {"model.diffusion_model.input_blocks.0.0.weight",
-                                    "model.diffusion_model.label_emb.0.0.weight",
-                                    "conditioner.embedders.0.model.text_projection"}
+        assert set(src.tensors) == {
+            "model.diffusion_model.input_blocks.0.0.weight",
+            "model.diffusion_model.label_emb.0.0.weight",
+            "conditioner.embedders.0.model.text_projection",
+        }
         assert not any(n.code == "diffusers-missing-component" for n in src.notes)

@@ -64,7 +64,7 @@ def test_hash_placeholder_patched_with_data_sha256(tmp_path: Path) -> None:
     r = execute(plan_for(mixed(), "F16"), out, metadata={"modelspec.hash_sha256": "x", "k": "v"}, verify=True)
     raw = out.read_bytes()
     n = int.from_bytes(raw[:8], "little")
-    assert r.sha256_data == hashlib.sha256(raw[8 + n:]).hexdigest()
+    assert r.sha256_data == hashlib.sha256(raw[8 + n :]).hexdigest()
     with safe_open(str(out), "np") as f:
         assert f.metadata() == {"modelspec.hash_sha256": "0x" + r.sha256_data, "k": "v"}
     assert r.verified and r.bytes == len(raw)
@@ -190,8 +190,12 @@ CHILD = textwrap.dedent(
 def run_child(tmp_path: Path, mode: str, out: Path, size: int = 100_000) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(root=str(ROOT / "src")))
-    return subprocess.Popen([sys.executable, str(script), mode, str(out), str(size)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), mode, str(out), str(size)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_started(tmp_path: Path, proc: subprocess.Popen) -> None:

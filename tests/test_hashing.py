@@ -30,13 +30,12 @@ def test_hello_world_vector(tmp_path):
 
 def test_autov1_and_autov3_definitions(tmp_path):
     p = tmp_path / "m.safetensors"
-    save_file({"a": np.random.default_rng(0).standard_normal(600_000).astype(np.float32)}, str(p),
-              metadata={"x": "1"})
+    save_file({"a": np.random.default_rng(0).standard_normal(600_000).astype(np.float32)}, str(p), metadata={"x": "1"})
     raw = p.read_bytes()
     n = int.from_bytes(raw[:8], "little")
     h = compute_hashes(p)
     assert h["autov1"] == hashlib.sha256(raw[0x100000:0x110000]).hexdigest()[:8]
-    assert h["autov3"] == hashlib.sha256(raw[8 + n:]).hexdigest()
+    assert h["autov3"] == hashlib.sha256(raw[8 + n :]).hexdigest()
     assert h["sha256"] == hashlib.sha256(raw).hexdigest()
     assert h["crc32"] == f"{zlib.crc32(raw):08x}"
     # AutoV3 survives a metadata edit, SHA256 does not

@@ -98,8 +98,9 @@ def test_prediction_hints(sparse, name, metadata, extra, expected, source):
 def test_prediction_from_sidecar_yaml(sparse, tmp_path, param, expected):
     path = sparse(fam.sd2(), name="sd2model.safetensors")
     params = f'    parameterization: "{param}"\n' if param else ""
-    (tmp_path / "sd2model.yaml").write_text(f"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n"
-                                            f"  params:\n{params}    linear_start: 0.00085\n")
+    (tmp_path / "sd2model.yaml").write_text(
+        f"model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n{params}    linear_start: 0.00085\n"
+    )
     with open_model(path) as src:
         ident = identify(src)
     assert ident.prediction == expected

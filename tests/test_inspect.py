@@ -19,8 +19,14 @@ def test_full_sd15_with_ema_report(sparse):
     assert set(d["components"]) == {"unet", "ema", "vae", "text_encoder", "schedule"}
     assert d["components"]["unet"]["tensors"] == 686
     assert d["components"]["unet"]["dtypes"] == {"F32": 686}
-    assert d["ema"] == {"present": True, "tensors": 688, "bytes": d["components"]["ema"]["bytes"],
-                        "unet_covered": 686, "unet_total": 686, "complete": True}
+    assert d["ema"] == {
+        "present": True,
+        "tensors": 688,
+        "bytes": d["components"]["ema"]["bytes"],
+        "unet_covered": 686,
+        "unet_total": 686,
+        "complete": True,
+    }
     gen = d["advice"]["generate"]
     assert gen["options"] == ["--dtype", "fp16", "--ema", "drop"]
     # fp16 without EMA: about a quarter of the fp32 full file
@@ -70,8 +76,9 @@ def test_clip_broken_float_merge(tmp_path):
 def test_clip_missing_and_absent(sparse, tmp_path):
     no_ids = {k: v for k, v in fam.sd1().items() if "position_ids" not in k}
     assert sdmodel.inspect(sparse(no_ids)).to_dict()["clip_position_ids"]["status"] == "missing"
-    assert sdmodel.inspect(sparse(fam.sd2(), name="sd2.safetensors")).to_dict()["clip_position_ids"]["status"] \
-        == "absent"
+    assert (
+        sdmodel.inspect(sparse(fam.sd2(), name="sd2.safetensors")).to_dict()["clip_position_ids"]["status"] == "absent"
+    )
 
 
 def test_clip_novelai_names(tmp_path):
@@ -92,8 +99,11 @@ def test_junk_markers_and_unknown_keys(sparse):
     d = sdmodel.inspect(sparse(lay)).to_dict()
     assert d["kind"] == "checkpoint"
     assert d["junk"]["tensors"] == 3
-    assert set(d["junk"]["groups"]) == {"textual-inversion training leftover", "VAE training discriminator",
-                                        "LoRA weights merged into the checkpoint by accident"}
+    assert set(d["junk"]["groups"]) == {
+        "textual-inversion training leftover",
+        "VAE training discriminator",
+        "LoRA weights merged into the checkpoint by accident",
+    }
     assert d["markers"] == ["v_pred", "ztsnr"] or sorted(d["markers"]) == ["v_pred", "ztsnr"]
     assert d["unknown_keys"] == ["something.else"]
     assert d["prediction"] == "v"
@@ -148,8 +158,9 @@ def test_torch_checkpoints_every_precision(tmp_path, dtype, ema):
     assert d["clip_position_ids"]["status"] == "ok"
 
 
-@pytest.mark.parametrize(("wrap", "legacy"), [((), False), (("state_dict", "state_dict"), False),
-                                              (("state_dict",), True)])
+@pytest.mark.parametrize(
+    ("wrap", "legacy"), [((), False), (("state_dict", "state_dict"), False), (("state_dict",), True)]
+)
 def test_torch_checkpoint_wrappings(tmp_path, wrap, legacy):
     from tests.builders import write_ckpt
 

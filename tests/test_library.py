@@ -164,8 +164,10 @@ def test_plan_proposes_the_seed_articles_conversions(tmp_path: Path) -> None:
     skipped = {os.path.basename(s["path"]): s["reason"] for s in plan.skipped}
     assert skipped["xl-base.safetensors"] == "already optimal"
     assert "old.safetensors already exists" in skipped["old.ckpt"]
-    assert plan.summary() == (f"1 file, {human_bytes(plan.before)} -> {human_bytes(plan.after)} "
-                              f"(saves {human_bytes(plan.before - plan.after)})")
+    assert plan.summary() == (
+        f"1 file, {human_bytes(plan.before)} -> {human_bytes(plan.after)} "
+        f"(saves {human_bytes(plan.before - plan.after)})"
+    )
     # A training folder keeps fp32 and the EMA set: only the pickle is worth converting there.
     train = compute_plan(cat, [str(inst / "models" / "Stable-diffusion")])
     assert [i["mode"] for i in train.items] == []
@@ -205,11 +207,22 @@ def test_apply_converts_verifies_keeps_sidecars_and_trashes_originals(tmp_path: 
     assert events[0]["type"] == "start" and events[-1]["type"] == "finish"
     assert any(e["type"] == "bytes" for e in events)
     names = sorted(p.name for p in sd.iterdir())
-    assert names == ["mix-fp16.preview.png", "mix-fp16.safetensors", "mix-fp16.yaml", "plain.civitai.info",
-                     "plain.safetensors", "small.safetensors"]
+    assert names == [
+        "mix-fp16.preview.png",
+        "mix-fp16.safetensors",
+        "mix-fp16.yaml",
+        "plain.civitai.info",
+        "plain.safetensors",
+        "small.safetensors",
+    ]
     trash = root / ".sdmodel-trash" / "Stable-diffusion"
-    assert sorted(p.name for p in trash.iterdir()) == ["mix-fp32.ckpt", "mix-fp32.preview.png", "mix-fp32.yaml",
-                                                       "plain.civitai.info", "plain.safetensors"]
+    assert sorted(p.name for p in trash.iterdir()) == [
+        "mix-fp32.ckpt",
+        "mix-fp32.preview.png",
+        "mix-fp32.yaml",
+        "plain.civitai.info",
+        "plain.safetensors",
+    ]
     files = _by_name(cat)
     assert "mix-fp32.ckpt" not in files
     new = files["mix-fp16.safetensors"]
@@ -241,8 +254,9 @@ def test_apply_resumes_after_an_interruption(tmp_path: Path, monkeypatch: pytest
     assert apply_mod.tmp_path_for(Path(first["dst"])).is_file()
     converted = []
     real_convert = apply_mod._convert
-    monkeypatch.setattr(apply_mod, "_convert", lambda item, tmp, cb: (converted.append(item["src"]),
-                                                                      real_convert(item, tmp, cb)))
+    monkeypatch.setattr(
+        apply_mod, "_convert", lambda item, tmp, cb: (converted.append(item["src"]), real_convert(item, tmp, cb))
+    )
     stats = apply_plan(cat)
     assert stats.done == 2 and first["src"] not in converted  # resumed, not converted again
     assert not list(root.rglob("*.sdmodel-tmp*"))
@@ -280,9 +294,12 @@ def test_apply_leaves_the_sidecars_of_a_longer_named_model(tmp_path: Path) -> No
     cat.store_plan(compute_plan(cat, []).items)
     assert [os.path.basename(i["dst"]) for i in cat.plan_items()] == ["dream-fp16.safetensors"]
     assert apply_plan(cat).done == 1
-    assert sorted(p.name for p in sd.iterdir()) == ["dream-fp16.preview.png", "dream-fp16.safetensors",
-                                                    "dream-fp32.inpainting.preview.png",
-                                                    "dream-fp32.inpainting.safetensors"]
+    assert sorted(p.name for p in sd.iterdir()) == [
+        "dream-fp16.preview.png",
+        "dream-fp16.safetensors",
+        "dream-fp32.inpainting.preview.png",
+        "dream-fp32.inpainting.safetensors",
+    ]
     files = _by_name(cat)
     assert files["dream-fp16.safetensors"]["sidecars"] == ["dream-fp16.preview.png"]
     assert files["dream-fp32.inpainting.safetensors"]["sidecars"] == ["dream-fp32.inpainting.preview.png"]
@@ -296,7 +313,7 @@ def test_cli_scan_report_plan_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     runner = CliRunner()
     res = runner.invoke(main_group, ["library", "scan", "--db", db, "--jobs", "1", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout[res.stdout.index("{"):])["files"] == 11
+    assert json.loads(res.stdout[res.stdout.index("{") :])["files"] == 11
     res = runner.invoke(main_group, ["library", "report", "--db", db, "--json"])
     rep = json.loads(res.stdout)
     assert rep["files"] == 11 and isinstance(rep["duplicates"], list) and rep["problems"]
@@ -355,7 +372,8 @@ def test_catalog_of_schema_1_gains_the_bf16_fingerprint_column(tmp_path: Path) -
     from sdmodel.library.catalog import SCHEMA
 
     schema_1 = SCHEMA.replace("    fingerprint_bf16 TEXT,\n", "").replace(
-        "CREATE INDEX IF NOT EXISTS files_fingerprint_bf16 ON files (fingerprint_bf16);\n", "")
+        "CREATE INDEX IF NOT EXISTS files_fingerprint_bf16 ON files (fingerprint_bf16);\n", ""
+    )
     assert "fingerprint_bf16" not in schema_1
     db = tmp_path / "old.db"
     con = sqlite3.connect(db)

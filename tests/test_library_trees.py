@@ -21,8 +21,9 @@ from tests.builders import (
 
 
 def vae_layout() -> dict:
-    return renamed(layout("sd15"), lambda k: k[len("first_stage_model."):] if k.startswith("first_stage_model.")
-                   else None)
+    return renamed(
+        layout("sd15"), lambda k: k[len("first_stage_model.") :] if k.startswith("first_stage_model.") else None
+    )
 
 
 def lora_layout() -> dict:

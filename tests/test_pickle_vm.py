@@ -275,8 +275,17 @@ A_TENSOR = tensor(0, (12,), (1,))
         ("BUILD", b"]}b"),
         ("BUILD", A_TENSOR + tup(b"N", b"}" + uni("data") + num(1) + b"s") + b"b"),
     ],
-    ids=["setitem-list", "setitem-tuple", "setitems-tuple", "setitems-tensor", "append-dict", "appends-tuple",
-         "additems-list", "build-list", "build-tensor"],
+    ids=[
+        "setitem-list",
+        "setitem-tuple",
+        "setitems-tuple",
+        "setitems-tensor",
+        "append-dict",
+        "appends-tuple",
+        "additems-list",
+        "build-list",
+        "build-tensor",
+    ],
 )
 def test_container_type_confusion_is_dangerous(opcode: str, body: bytes) -> None:
     data = b"\x80\x02" + body + b"."

@@ -11,7 +11,7 @@ from sdmodel.formats.base import DictSource
 from sdmodel.parts import SCHEDULE_KEYS, UNET_PREFIX, ema_key
 from sdmodel.plan import extract_name
 from tests import families
-from tests.builders import arrays, shrink, with_ema
+from tests.builders import arrays, novelai_clip, shrink, with_ema
 
 POS = "cond_stage_model.transformer.text_model.embeddings.position_ids"
 
@@ -68,14 +68,21 @@ def test_fp8_only_matrices_1d_in_fp16() -> None:
             assert s.out_dtype == "F16", s.out
 
 
-def test_per_part_dtypes() -> None:
-    plan = build_plan(source(small(with_ema(families.sd1())), "m.ckpt"), dtype="fp16", unet_dtype="bf16",
-                      vae_dtype="fp32", te_dtype="fp8_e5m2")
+@pytest.mark.parametrize("spelling", [novelai_clip, lambda lay: lay], ids=["novelai-clip", "release-clip"])
+def test_per_part_dtypes(spelling) -> None:
+    plan = build_plan(
+        source(small(with_ema(spelling(families.sd1()))), "m.ckpt"),
+        dtype="fp16",
+        unet_dtype="bf16",
+        vae_dtype="fp32",
+        te_dtype="fp8_e5m2",
+    )
     by = steps(plan)
     assert by["model.diffusion_model.out.2.weight"].out_dtype == "BF16"
     assert by[ema_key("model.diffusion_model.out.2.weight")].out_dtype == "BF16"
     assert by["first_stage_model.decoder.conv_in.weight"].out_dtype == "F32"
-    assert by["cond_stage_model.transformer.encoder.layers.0.mlp.fc1.weight"].out_dtype == "F8_E5M2"
+    te = "cond_stage_model.transformer." + ("text_model." if spelling is not novelai_clip else "")
+    assert by[te + "encoder.layers.0.mlp.fc1.weight"].out_dtype == "F8_E5M2"
     assert plan.tags == ["fp16", "te_fp8_e5m2", "unet_bf16", "vae_fp32"]
 
 
@@ -94,7 +101,8 @@ def test_ema_only_takes_ema_values_under_unet_names() -> None:
     assert by[k].name == ema_key(k) and by[k].action == "rename"
     assert not any(s.out.startswith("model_ema.") for s in plan.steps)
     assert len([s for s in plan.steps if s.out.startswith(UNET_PREFIX)]) == len(
-        [n for n in arrs if n.startswith(UNET_PREFIX)])
+        [n for n in arrs if n.startswith(UNET_PREFIX)]
+    )
 
 
 def test_ema_only_fails_loudly_without_ema() -> None:
@@ -177,7 +185,7 @@ def test_clip_missing_key_never_added() -> None:
 
 def test_vae_replace_and_mismatch() -> None:
     arrs = small(families.sd1())
-    vae = {k[len("first_stage_model."):]: v + 1 for k, v in arrs.items() if k.startswith("first_stage_model.")}
+    vae = {k[len("first_stage_model.") :]: v + 1 for k, v in arrs.items() if k.startswith("first_stage_model.")}
     plan = build_plan(source(arrs), vae=source(vae, "vae.safetensors"))
     by = steps(plan)
     s = by["first_stage_model.decoder.conv_in.weight"]
@@ -208,13 +216,22 @@ def test_remove_vae() -> None:
         ("first_stage_model.decoder.conv_in.weight", "vae", "decoder.conv_in.weight"),
         ("vae.decoder.conv_in.weight", "vae", "decoder.conv_in.weight"),
         ("model.diffusion_model.out.2.weight", "unet", "out.2.weight"),
-        ("cond_stage_model.transformer.text_model.final_layer_norm.weight", "text_encoder",
-         "text_model.final_layer_norm.weight"),
+        (
+            "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+            "text_encoder",
+            "text_model.final_layer_norm.weight",
+        ),
         ("cond_stage_model.transformer.embeddings.position_ids", "text_encoder", "text_model.embeddings.position_ids"),
-        ("cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", "text_encoder",
-         "transformer.resblocks.0.attn.in_proj_weight"),
-        ("conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.weight", "text_encoder",
-         "text_model.encoder.layers.0.mlp.fc1.weight"),
+        (
+            "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight",
+            "text_encoder",
+            "transformer.resblocks.0.attn.in_proj_weight",
+        ),
+        (
+            "conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.weight",
+            "text_encoder",
+            "text_model.encoder.layers.0.mlp.fc1.weight",
+        ),
         ("conditioner.embedders.1.model.text_projection", "text_encoder_2", "text_projection"),
     ],
 )

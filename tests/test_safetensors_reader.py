@@ -49,8 +49,12 @@ def test_header_writer_matches_reference_layout(tmp_path):
     arrays = {"z": np.ones((2, 2), np.float16), "a": np.ones(3, np.float32), "m": np.ones(1, np.int64)}
     ref = tmp_path / "ref.safetensors"
     save_file(arrays, str(ref))
-    infos = reference_order([TensorInfo(k, {"float16": "F16", "float32": "F32", "int64": "I64"}[str(v.dtype)],
-                                        v.shape) for k, v in arrays.items()])
+    infos = reference_order(
+        [
+            TensorInfo(k, {"float16": "F16", "float32": "F32", "int64": "I64"}[str(v.dtype)], v.shape)
+            for k, v in arrays.items()
+        ]
+    )
     head, _ = header_bytes(infos)
     data = b"".join(arrays[t.name].tobytes() for t in infos)
     ours = tmp_path / "ours.safetensors"
@@ -67,21 +71,45 @@ BAD = [
     ("header over 100 MB", lambda p: p.write_bytes(struct.pack("<Q", 200_000_000) + b"{"), "100 MB"),
     ("invalid JSON", lambda p: raw_file(p, "{not json}"), "not valid JSON"),
     ("not an object", lambda p: raw_file(p, "[1, 2]"), "not a JSON object"),
-    ("unknown dtype", lambda p: raw_file(p, {"a": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-     "unknown dtype"),
-    ("size mismatch", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),
-     "needs 8"),
-    ("overlap", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                                       "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
-     "overlaps"),
+    (
+        "unknown dtype",
+        lambda p: raw_file(p, {"a": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        "unknown dtype",
+    ),
+    (
+        "size mismatch",
+        lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),
+        "needs 8",
+    ),
+    (
+        "overlap",
+        lambda p: raw_file(
+            p,
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+            },
+            b"\0" * 8,
+        ),
+        "overlaps",
+    ),
     ("gap", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "gap"),
-    ("trailing bytes", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
-                                          b"\0" * 12), "trailing"),
-    ("truncated data", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
-                                          b"\0" * 8), "truncated"),
+    (
+        "trailing bytes",
+        lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 12),
+        "trailing",
+    ),
+    (
+        "truncated data",
+        lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+        "truncated",
+    ),
     ("non-string metadata", lambda p: raw_file(p, {"__metadata__": {"a": 1}}), "strings"),
-    ("negative offsets", lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}),
-     "data_offsets"),
+    (
+        "negative offsets",
+        lambda p: raw_file(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}),
+        "data_offsets",
+    ),
 ]
 
 
@@ -100,8 +128,10 @@ def test_quirks_are_notes_not_errors(tmp_path):
     path = raw_file(tmp_path / "lead.safetensors", header, b"\0" * 4)
     with open_model(path) as src:
         assert [n.code for n in src.notes] == ["header-leading-space"]
-    dup = '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, ' \
-          '"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    dup = (
+        '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+        '"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    )
     path = raw_file(tmp_path / "dup.safetensors", dup, b"\0" * 4)
     with open_model(path) as src:
         assert [n.code for n in src.notes] == ["duplicate-names"]

@@ -20,8 +20,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _describe(report: object) -> str:
-    return "\n".join(f"  {f.severity} {f.code}: {f.message} ({f.member} @{f.offset})"
-                     for f in report.findings)
+    return "\n".join(f"  {f.severity} {f.code}: {f.message} ({f.member} @{f.offset})" for f in report.findings)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -80,10 +79,15 @@ def test_missing_and_directory_are_errors(tmp_path: Path) -> None:
     assert scan(tmp_path).verdict == "error"
 
 
-DENIED = [("asyncio.unix_events", "_UnixSubprocessTransport"), ("__builtin__", "eval"),
-          ("builtins", "dict.get"),
-          ("_posixsubprocess", "fork_exec"), ("torch.serialization", "load"),
-          ("picklescan.scanner", "scan_file_path"), ("numpy", "prod.os.system")]
+DENIED = [
+    ("asyncio.unix_events", "_UnixSubprocessTransport"),
+    ("__builtin__", "eval"),
+    ("builtins", "dict.get"),
+    ("_posixsubprocess", "fork_exec"),
+    ("torch.serialization", "load"),
+    ("picklescan.scanner", "scan_file_path"),
+    ("numpy", "prod.os.system"),
+]
 
 
 @pytest.mark.parametrize(("module", "name"), DENIED)
@@ -91,8 +95,10 @@ def test_denylist_hits(module: str, name: str) -> None:
     assert denied(module, name)
 
 
-@pytest.mark.parametrize(("module", "name"), [("builtins", "print"), ("torch", "FloatStorage"),
-                                              ("mypackage.models", "Thing"), ("collections", "OrderedDict")])
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("builtins", "print"), ("torch", "FloatStorage"), ("mypackage.models", "Thing"), ("collections", "OrderedDict")],
+)
 def test_denylist_leaves_unknowns_to_the_allow_list(module: str, name: str) -> None:
     assert denied(module, name) is None
 

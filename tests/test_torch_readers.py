@@ -98,8 +98,14 @@ def test_float8_rebuild_tensor_v3(tmp_path: Path) -> None:
 def test_nested_state_dict_with_extras_and_parameters(tmp_path: Path, protocol: int) -> None:
     w = torch.nn.Parameter(torch.randn(3, 2))
     inner = {"model.w": w, "model.b": torch.ones(2)}
-    obj = {"state_dict": {"state_dict": inner, "inner_extra": 1}, "global_step": 1234, "epoch": 5,
-           "pytorch-lightning_version": "1.4.2", "optimizer_states": [], "callbacks": {"x": torch.zeros(2)}}
+    obj = {
+        "state_dict": {"state_dict": inner, "inner_extra": 1},
+        "global_step": 1234,
+        "epoch": 5,
+        "pytorch-lightning_version": "1.4.2",
+        "optimizer_states": [],
+        "callbacks": {"x": torch.zeros(2)},
+    }
     torch.save(obj, tmp_path / "n.ckpt", pickle_protocol=protocol)
     with open_model(tmp_path / "n.ckpt") as src:
         assert src.wrappers == ["state_dict", "state_dict"]
@@ -115,8 +121,12 @@ def test_nested_state_dict_with_extras_and_parameters(tmp_path: Path, protocol: 
 
 def test_embedding_pt(tmp_path: Path) -> None:
     param = torch.nn.Parameter(torch.randn(2, 768))
-    obj = {"string_to_token": {"*": 265}, "string_to_param": torch.nn.ParameterDict({"*": param}),
-           "name": "x", "step": 10}
+    obj = {
+        "string_to_token": {"*": 265},
+        "string_to_param": torch.nn.ParameterDict({"*": param}),
+        "name": "x",
+        "step": 10,
+    }
     torch.save(obj, tmp_path / "emb.pt")
     with open_model(tmp_path / "emb.pt") as src:
         assert list(src.tensors) == ["string_to_param.*"]
@@ -141,8 +151,9 @@ def test_sd15_shaped_checkpoint(tmp_path: Path, legacy: bool) -> None:
 # ---- hand-made zips
 
 
-def make_zip(path: Path, pkl: bytes, records: dict[str, bytes], archive: str = "archive",
-             extra: list[tuple[str, bytes]] = ()) -> Path:
+def make_zip(
+    path: Path, pkl: bytes, records: dict[str, bytes], archive: str = "archive", extra: list[tuple[str, bytes]] = ()
+) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
@@ -174,8 +185,12 @@ def test_big_endian_byteorder(tmp_path: Path) -> None:
 
 
 def test_duplicate_entries_first_wins(tmp_path: Path) -> None:
-    path = make_zip(tmp_path / "d.ckpt", state_dict(w=tensor(0, (3,), (1,))), {"data/0": F32_12},
-                    extra=[("archive/data/0", np.ones(12, "<f4").tobytes())])
+    path = make_zip(
+        tmp_path / "d.ckpt",
+        state_dict(w=tensor(0, (3,), (1,))),
+        {"data/0": F32_12},
+        extra=[("archive/data/0", np.ones(12, "<f4").tobytes())],
+    )
     with open_model(path) as src:
         assert src.read("w").tolist() == [0.0, 1.0, 2.0]
         assert "duplicate-entries" in [n.code for n in src.notes]
@@ -256,8 +271,9 @@ def test_zipview_reads_like_miniz(tmp_path: Path) -> None:
 MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
 
 
-def legacy_file(path: Path, obj: bytes, keys: list[str], blobs: list[tuple[int, bytes]], magic: bytes = MAGIC,
-                little: bool = True) -> Path:
+def legacy_file(
+    path: Path, obj: bytes, keys: list[str], blobs: list[tuple[int, bytes]], magic: bytes = MAGIC, little: bool = True
+) -> Path:
     sys_info = b"\x80\x02}(" + uni("little_endian") + (b"\x88" if little else b"\x89") + b"u."
     key_list = b"\x80\x02](" + b"".join(uni(k) for k in keys) + b"e."
     out = magic + b"\x80\x02M\xe9\x03." + sys_info + obj + key_list
@@ -281,8 +297,13 @@ def test_legacy_views(tmp_path: Path) -> None:
 
 
 def test_legacy_big_endian(tmp_path: Path) -> None:
-    path = legacy_file(tmp_path / "l.pt", state_dict(w=legacy_tensor(0, (3,), (1,))), ["k"],
-                       [(12, np.arange(12, dtype=">f4").tobytes())], little=False)
+    path = legacy_file(
+        tmp_path / "l.pt",
+        state_dict(w=legacy_tensor(0, (3,), (1,))),
+        ["k"],
+        [(12, np.arange(12, dtype=">f4").tobytes())],
+        little=False,
+    )
     with open_model(path) as src:
         assert src.read("w").tolist() == [0.0, 1.0, 2.0]
 

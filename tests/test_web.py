@@ -26,8 +26,13 @@ def start(db: Path) -> LibraryServer:
     return server
 
 
-def request(server: LibraryServer, path: str, method: str = "GET", body: str | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    server: LibraryServer,
+    path: str,
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=10)
     hdrs = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
@@ -96,8 +101,11 @@ def test_sidecars_are_served_only_from_inside_the_roots(library) -> None:
     status, headers, body = request(server, f"/sidecar/{mix}/mix.preview.png")
     assert status == 200 and headers["content-type"] == "image/png" and body.startswith(b"\x89PNG")
     status, headers, body = request(server, f"/sidecar/{mix}/mix.yaml")
-    assert status == 200 and headers["content-type"].startswith("text/plain") and "sandbox" in headers[
-        "content-security-policy"]
+    assert (
+        status == 200
+        and headers["content-type"].startswith("text/plain")
+        and "sandbox" in headers["content-security-policy"]
+    )
     secret = str(tmp / "secret.txt")
     attempts = [
         f"/sidecar/{mix}/../../secret.txt",
@@ -131,8 +139,9 @@ def test_host_header_and_token_protect_the_server(library) -> None:
     assert request(server, "/", headers={"Host": "localhost:1234"})[0] == 200
     assert request(server, "/plan/run", "POST", "token=wrong")[0] == 403
     assert request(server, "/plan/run", "POST", "")[0] == 403
-    assert request(server, "/plan/run", "POST", f"token={server.token}",
-                   {"Origin": "http://attacker.example"})[0] == 403
+    assert (
+        request(server, "/plan/run", "POST", f"token={server.token}", {"Origin": "http://attacker.example"})[0] == 403
+    )
     assert server.runner.snapshot()["state"] == "idle"
 
 
@@ -156,11 +165,25 @@ def test_list_page_is_fast_with_10000_rows(tmp_path: Path) -> None:
     kinds = ["checkpoint", "lora", "vae", "embedding", "controlnet"]
     families = ["sd1", "sdxl", "sd2", None]
     rows = [
-        {"path": f"/lib/models/f{i % 40}/model-{i:05d}.safetensors", "root": "/lib/models",
-         "folder": f"models/f{i % 40}", "category": "Lora", "name": f"model-{i:05d}.safetensors",
-         "is_dir": 0, "size": 1000 + i, "mtime_ns": i,
-         "format": "safetensors", "kind": kinds[i % 5], "family": families[i % 4], "precision": "fp16", "ema": 0,
-         "junk_bytes": 0, "verdict": "safe", "sidecars": "[]", "scanned_at": 0.0}
+        {
+            "path": f"/lib/models/f{i % 40}/model-{i:05d}.safetensors",
+            "root": "/lib/models",
+            "folder": f"models/f{i % 40}",
+            "category": "Lora",
+            "name": f"model-{i:05d}.safetensors",
+            "is_dir": 0,
+            "size": 1000 + i,
+            "mtime_ns": i,
+            "format": "safetensors",
+            "kind": kinds[i % 5],
+            "family": families[i % 4],
+            "precision": "fp16",
+            "ema": 0,
+            "junk_bytes": 0,
+            "verdict": "safe",
+            "sidecars": "[]",
+            "scanned_at": 0.0,
+        }
         for i in range(10_000)
     ]
     cat.upsert_many(rows)

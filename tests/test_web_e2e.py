@@ -17,8 +17,16 @@ from sdmodel.web.server import make_server
 from tests.test_library_trees import a1111_tree
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-screenshot.png"
 
 if os.environ.get("CI"):  # CI's set-up installs both: their absence there is a failure, not a skip

@@ -1,10 +1,10 @@
 """sdmodel: read, identify, check, convert and catalog Stable Diffusion model files.
 
-    >>> import sdmodel
-    >>> with sdmodel.open_model("model.safetensors") as src:
-    ...     print(len(src.tensors))
-    >>> report = sdmodel.inspect("model.safetensors")   # identification, parts, EMA, CLIP, advice
-    >>> hashes = sdmodel.hash_file("model.safetensors")  # AutoV1/V2/V3, SHA256, BLAKE3, CRC32
+>>> import sdmodel
+>>> with sdmodel.open_model("model.safetensors") as src:
+...     print(len(src.tensors))
+>>> report = sdmodel.inspect("model.safetensors")   # identification, parts, EMA, CLIP, advice
+>>> hashes = sdmodel.hash_file("model.safetensors")  # AutoV1/V2/V3, SHA256, BLAKE3, CRC32
 """
 
 from __future__ import annotations

@@ -25,8 +25,13 @@ def planned_bytes(source: TensorSource, **options: Any) -> int:
 
 def _weight_dtypes(report: ModelReport) -> set[str]:
     """Floating dtypes of the weights (not of the fp32 schedule buffers or markers, which stay)."""
-    return {d for part, c in report.components.items() if part not in ("schedule", "marker")
-            for d in c.dtypes if is_float(d)}
+    return {
+        d
+        for part, c in report.components.items()
+        if part not in ("schedule", "marker")
+        for d in c.dtypes
+        if is_float(d)
+    }
 
 
 def _command(path: str, options: list[str]) -> str:
@@ -40,8 +45,9 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     floats = _weight_dtypes(report)
     reasons: list[str] = []
     if report.format != "safetensors":
-        reasons.append("safetensors cannot run code when loaded and loads faster: convert rather than keep a "
-                       f"{report.format} file")
+        reasons.append(
+            f"safetensors cannot run code when loaded and loads faster: convert rather than keep a {report.format} file"
+        )
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
         return {"generate": None, "train": None, "notes": ["no advice for an unidentified file"]}
 
@@ -49,41 +55,71 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     gen_opts = ["--dtype", "fp16"]
     if report.ema["present"]:
         gen_opts += ["--ema", "drop"]
-        reasons.append("generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
-                       "(for merges keep non-EMA; for trained models compare with --ema only)")
+        reasons.append(
+            "generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
+            "(for merges keep non-EMA; for trained models compare with --ema only)"
+        )
     if report.junk["tensors"]:
         gen_opts.append("--prune")
         reasons.append(f"{plural(report.junk['tensors'], 'junk tensor')} no loader uses")
     if report.clip_position_ids.get("status") == "broken":
-        reasons.append("CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
-                       "the model was trained with)")
+        reasons.append(
+            "CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
+            "the model was trained with)"
+        )
     if floats - {"F16"}:
         reasons.append("fp16 is half the size of fp32 and makes practically the same pictures")
-    generate = _option(report, "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""), gen_opts,
-                       planned_bytes(source, dtype="fp16", ema="drop" if report.ema["present"] else "keep",
-                                     prune=bool(report.junk["tensors"])), reasons)
-    generate["already_optimal"] = (report.format == "safetensors" and not report.ema["present"]
-                                   and not report.junk["tensors"] and floats <= {"F16", "BF16"})
+    generate = _option(
+        report,
+        "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""),
+        gen_opts,
+        planned_bytes(
+            source, dtype="fp16", ema="drop" if report.ema["present"] else "keep", prune=bool(report.junk["tensors"])
+        ),
+        reasons,
+    )
+    generate["already_optimal"] = (
+        report.format == "safetensors"
+        and not report.ema["present"]
+        and not report.junk["tensors"]
+        and floats <= {"F16", "BF16"}
+    )
 
     # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
     if floats and floats <= {"F16", "BF16", "F8_E4M3", "F8_E5M2"}:
-        train = {"target": None, "command": None, "why": [
-            "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
-            "download the fp32 release if there is one"]}
+        train = {
+            "target": None,
+            "command": None,
+            "why": [
+                "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
+                "download the fp32 release if there is one"
+            ],
+        }
     else:
         train_opts, train_why = ["--dtype", "fp32"], []
         if report.ema["present"]:
             train_opts += ["--ema", "keep"]
             train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
-        train = _option(report, "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""), train_opts,
-                        planned_bytes(source, dtype="fp32"), train_why)
+        train = _option(
+            report,
+            "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""),
+            train_opts,
+            planned_bytes(source, dtype="fp32"),
+            train_why,
+        )
     return {"generate": generate, "train": train}
 
 
 def _option(report: ModelReport, target: str, options: list[str], tensor_bytes: int, why: list[str]) -> dict:
     after = tensor_bytes + _overhead(report)
-    return {"target": target, "options": options, "command": _command(report.path, options),
-            "bytes_after": after, "saves_bytes": report.size_bytes - after, "why": why}
+    return {
+        "target": target,
+        "options": options,
+        "command": _command(report.path, options),
+        "bytes_after": after,
+        "saves_bytes": report.size_bytes - after,
+        "why": why,
+    }
 
 
 def _overhead(report: ModelReport) -> int:

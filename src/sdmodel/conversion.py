@@ -147,9 +147,15 @@ class ConvertResult:
             "vae_before": self.vae_before,
             "vae_after": self.vae_after,
             "yaml": str(self.yaml) if self.yaml else None,
-            "written": None if w is None else {
-                "bytes": w.bytes, "tensors": w.tensors, "seconds": round(w.seconds, 3),
-                "sha256_data": w.sha256_data, "clamped": w.clamped, "verified": w.verified,
+            "written": None
+            if w is None
+            else {
+                "bytes": w.bytes,
+                "tensors": w.tensors,
+                "seconds": round(w.seconds, 3),
+                "sha256_data": w.sha256_data,
+                "clamped": w.clamped,
+                "verified": w.verified,
             },
             "skipped": self.skipped,
             "error": self.error,
@@ -319,7 +325,11 @@ def _yaml_beside(path: Path) -> Path:
 
 
 def write_yaml(
-    source: TensorSource, out: Path, ident: Identity | None, prediction: str | None, overwrite: bool,
+    source: TensorSource,
+    out: Path,
+    ident: Identity | None,
+    prediction: str | None,
+    overwrite: bool,
     notes: list[str],
 ) -> Path | None:
     """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
@@ -327,8 +337,9 @@ def write_yaml(
     if src_yaml.is_file():
         if out_yaml.exists() and not overwrite:
             if out_yaml.read_bytes() != src_yaml.read_bytes():
-                notes.append(f"yaml: {out_yaml.name} exists and differs from {src_yaml.name}: not replaced "
-                             "(use --overwrite)")
+                notes.append(
+                    f"yaml: {out_yaml.name} exists and differs from {src_yaml.name}: not replaced (use --overwrite)"
+                )
                 return None
             return out_yaml
         shutil.copyfile(src_yaml, out_yaml)
@@ -344,8 +355,10 @@ def write_yaml(
         )
         return None
     if config not in CONFIGS:
-        notes.append(f"yaml: A1111 needs {config} beside this model (from Stability's stablediffusion repo, "
-                     f"configs/), saved as {out_yaml.name}")
+        notes.append(
+            f"yaml: A1111 needs {config} beside this model (from Stability's stablediffusion repo, "
+            f"configs/), saved as {out_yaml.name}"
+        )
         return None
     if out_yaml.exists() and not overwrite:
         notes.append(f"yaml: {out_yaml.name} exists: not replaced (use --overwrite)")
@@ -388,16 +401,32 @@ def convert(
         else:
             after = before
         if options.format == "safetensors":
-            metadata = build_metadata(source, out_path, ident, prediction=options.prediction,
-                                      extract=options.part is not None, no_meta=options.no_meta, meta=options.meta)
+            metadata = build_metadata(
+                source,
+                out_path,
+                ident,
+                prediction=options.prediction,
+                extract=options.part is not None,
+                no_meta=options.no_meta,
+                meta=options.meta,
+            )
         else:
             metadata = {}
             if source.metadata or options.meta:
                 notes.append("metadata: not written (a PyTorch checkpoint has no place for it)")
         result = ConvertResult(
-            source=src, output=out_path, format=options.format, dry_run=options.dry_run, parts=plan.summary(),
-            dropped=plan.dropped_dicts(), notes=notes, bytes_before=plan.in_bytes,
-            bytes_after=plan.out_bytes, metadata=metadata, vae_before=before, vae_after=after,
+            source=src,
+            output=out_path,
+            format=options.format,
+            dry_run=options.dry_run,
+            parts=plan.summary(),
+            dropped=plan.dropped_dicts(),
+            notes=notes,
+            bytes_before=plan.in_bytes,
+            bytes_after=plan.out_bytes,
+            metadata=metadata,
+            vae_before=before,
+            vae_after=after,
         )
         if options.dry_run:
             try:
@@ -405,8 +434,15 @@ def convert(
             except ConversionError as e:
                 notes.append(f"would fail: {e}")
             return result
-        written = execute(plan, out_path, fmt=options.format, metadata=metadata or None,
-                          overwrite=options.overwrite, verify=options.verify, progress=progress)
+        written = execute(
+            plan,
+            out_path,
+            fmt=options.format,
+            metadata=metadata or None,
+            overwrite=options.overwrite,
+            verify=options.verify,
+            progress=progress,
+        )
         result.write = written
         if written.sha256_data and metadata:
             result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})

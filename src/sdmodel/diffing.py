@@ -99,8 +99,9 @@ class DiffResult:
             "parts": [asdict(p) for p in self.parts],
             "missing": self.missing,
             "extra": self.extra,
-            "tensors": [dict(asdict(t), status=t.status, shape_a=list(t.shape_a), shape_b=list(t.shape_b))
-                        for t in self.tensors],
+            "tensors": [
+                dict(asdict(t), status=t.status, shape_a=list(t.shape_a), shape_b=list(t.shape_b)) for t in self.tensors
+            ],
         }
 
 
@@ -112,7 +113,7 @@ def _compare(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tuple[
     scale = 0.0
     same_bytes = a.dtype == b.dtype
     for lo in range(0, fa.size, CHUNK):
-        ca, cb = fa[lo:lo + CHUNK], fb[lo:lo + CHUNK]
+        ca, cb = fa[lo : lo + CHUNK], fb[lo : lo + CHUNK]
         if same_bytes:
             same_bytes = np.array_equal(ca.view(np.uint8), cb.view(np.uint8))
         xa, xb = ca.astype(wide), cb.astype(wide)

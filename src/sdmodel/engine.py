@@ -396,9 +396,9 @@ class _DirectReader:
             return source.read(s.name), None
         self._fd(s)
         buf = self.buffers.get(s.in_bytes)
-        view, pos, left = memoryview(buf)[:s.in_bytes], rng[0], s.in_bytes
+        view, pos, left = memoryview(buf)[: s.in_bytes], rng[0], s.in_bytes
         while left:
-            got = os.preadv(self.fds[s.source], [view[s.in_bytes - left:]], pos)
+            got = os.preadv(self.fds[s.source], [view[s.in_bytes - left :]], pos)
             if got <= 0:
                 self.buffers.put(buf)
                 raise ModelReadError(f"{source.path}: tensor {s.name!r}: file is truncated")
@@ -505,8 +505,10 @@ def _run(plan: Plan, sink: SafetensorsSink | CkptSink, f, progress: Progress | N
                 out_buf = buffers.get(s.out_bytes)
                 out = buffers.array(out_buf, s.out_dtype, s.shape)
                 src, dst = a.reshape(-1), out.reshape(-1)
-                futures = [pool.submit(_cast_range, src[lo:lo + CHUNK], dst[lo:lo + CHUNK], s.out_dtype)
-                           for lo in range(0, max(src.size, 1), CHUNK)]
+                futures = [
+                    pool.submit(_cast_range, src[lo : lo + CHUNK], dst[lo : lo + CHUNK], s.out_dtype)
+                    for lo in range(0, max(src.size, 1), CHUNK)
+                ]
                 after_cast, after_hash = in_buf, out_buf
             del a, item, in_buf
             if not to_write.put((s, out, futures, after_cast, after_hash)):
@@ -552,6 +554,7 @@ def execute(
     started = time.monotonic()
     old_handler = None
     if threading.current_thread() is threading.main_thread():
+
         def on_term(signum, frame):
             raise Terminated("terminated")
 

@@ -155,8 +155,14 @@ def identify(source: TensorSource) -> Identity:
     found = match_signature(tensors)
     if found is not None:
         sig, root = found
-        ident = Identity(kind="", family=sig.family, variant=_variant(sig, tensors, root), signature=sig.id,
-                         root=root, description=sig.description)
+        ident = Identity(
+            kind="",
+            family=sig.family,
+            variant=_variant(sig, tensors, root),
+            signature=sig.id,
+            root=root,
+            description=sig.description,
+        )
         if sig.network == "diffusion":
             has_base = root == registry.UNET_ROOTS[0] and any(_has_part(tensors, p) for p in BASE_PARTS)
             ident.kind = "checkpoint" if has_base else "unet"
@@ -213,8 +219,14 @@ def resolve_names(ident: Identity) -> None:
 
 def family_label(family: str | None, variant: str | None) -> str:
     """Human label: ``SD 1.x inpaint``, ``SDXL base``..."""
-    names = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner", "sd3": "SD 3",
-             "flux": "Flux.1"}
+    names = {
+        "sd1": "SD 1.x",
+        "sd2": "SD 2.x",
+        "sdxl": "SDXL",
+        "sdxl_refiner": "SDXL refiner",
+        "sd3": "SD 3",
+        "flux": "Flux.1",
+    }
     if family is None:
         return "-"
     label = names.get(family, family)

@@ -172,8 +172,12 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     """CLIP-L position ids as a loader sees them (cast to int64, truncating)."""
     key = next((k for k in CLIP_L_POSITION_IDS if k in source.tensors), None)
     if key is None:
-        clip_l_prefixes = ("cond_stage_model.transformer.", "conditioner.embedders.0.transformer.",
-                           "text_encoders.clip_l.", "text_model.")
+        clip_l_prefixes = (
+            "cond_stage_model.transformer.",
+            "conditioner.embedders.0.transformer.",
+            "text_encoders.clip_l.",
+            "text_model.",
+        )
         has_clip_l = any(k.startswith(clip_l_prefixes) for k in source.tensors)
         return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
     raw = np.asarray(source.read(key))
@@ -248,12 +252,13 @@ def inspect_source(source: TensorSource) -> ModelReport:
         notes=[n.message for n in source.notes],
         sidecars=find_sidecars(source.path),
     )
-    if ident.kind == "checkpoint" and ident.family in registry.NEEDS_YAML and not any(
-        s["kind"] == "config" for s in report.sidecars
+    if (
+        ident.kind == "checkpoint"
+        and ident.family in registry.NEEDS_YAML
+        and not any(s["kind"] == "config" for s in report.sidecars)
     ):
         report.notes.append(
-            "A1111 needs a config .yaml beside this SD2 checkpoint; "
-            "'sdmodel convert --prediction v|epsilon' writes one"
+            "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )
     report.advice = advise(report, source)
     return report

@@ -148,8 +148,17 @@ class Plan:
         def row(part: str) -> dict:
             return rows.setdefault(
                 part,
-                {"part": part, "tensors_before": 0, "tensors_after": 0, "bytes_before": 0, "bytes_after": 0,
-                 "dtypes_before": {}, "dtypes_after": {}, "dropped": 0, "actions": {}},
+                {
+                    "part": part,
+                    "tensors_before": 0,
+                    "tensors_after": 0,
+                    "bytes_before": 0,
+                    "bytes_after": 0,
+                    "dtypes_before": {},
+                    "dtypes_after": {},
+                    "dropped": 0,
+                    "actions": {},
+                },
             )
 
         for name, info in self.source.tensors.items():
@@ -219,12 +228,13 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
         info = src.tensors[ema_key(s.name)]
         if info.shape != s.shape:
             raise ConversionError(
-                f"{src.path}: EMA tensor {info.name} has shape {list(info.shape)}, "
-                f"UNet {s.name} has {list(s.shape)}"
+                f"{src.path}: EMA tensor {info.name} has shape {list(info.shape)}, UNet {s.name} has {list(s.shape)}"
             )
         s.name, s.dtype, s.out_dtype = info.name, info.dtype, info.dtype
-    plan.keep_only(lambda s: not s.name.startswith(EMA_PREFIX) or s.out.startswith(UNET_PREFIX),
-                   lambda s: "EMA bookkeeping" if s.name in EMA_SCALARS else "EMA weights (now under the UNet names)")
+    plan.keep_only(
+        lambda s: not s.name.startswith(EMA_PREFIX) or s.out.startswith(UNET_PREFIX),
+        lambda s: "EMA bookkeeping" if s.name in EMA_SCALARS else "EMA weights (now under the UNet names)",
+    )
     msg = f"EMA: the UNet is the EMA set ({len(covered)} of {len(unet)} tensors)"
     if len(covered) < len(unet):
         msg += f"; {len(unet) - len(covered)} UNet tensors keep their normal weights (--allow-partial-ema)"
@@ -237,8 +247,9 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
 
 def apply_prune(plan: Plan) -> None:
     """Drop known junk (DOMAIN.md section 3), one report line per group. Markers are never junk."""
-    gone = plan.keep_only(lambda s: s.part == "marker" or junk_reason(s.name) is None,
-                          lambda s: f"junk: {junk_reason(s.name)}")
+    gone = plan.keep_only(
+        lambda s: s.part == "marker" or junk_reason(s.name) is None, lambda s: f"junk: {junk_reason(s.name)}"
+    )
     groups: dict[str, list[Step]] = {}
     for s in gone:
         groups.setdefault(junk_reason(s.name) or "", []).append(s)
@@ -249,8 +260,9 @@ def apply_prune(plan: Plan) -> None:
         plan.notes.append("prune: no known junk found")
     unknown = [s.name for s in plan.steps if s.part == "other"]
     if unknown:
-        plan.notes.append(f"prune: {len(unknown)} unknown keys kept (use --drop PREFIX to remove them), "
-                          f"e.g. {unknown[0]}")
+        plan.notes.append(
+            f"prune: {len(unknown)} unknown keys kept (use --drop PREFIX to remove them), e.g. {unknown[0]}"
+        )
     if gone:
         plan.tag("pruned")
 
@@ -261,8 +273,10 @@ def apply_drop(plan: Plan, prefixes: Iterable[str]) -> None:
     if not prefixes:
         return
     markers = [s.name for s in plan.steps if s.part == "marker" and s.name.startswith(prefixes)]
-    gone = plan.keep_only(lambda s: s.part == "marker" or not s.name.startswith(prefixes),
-                          lambda s: "--drop " + next(p for p in prefixes if s.name.startswith(p)))
+    gone = plan.keep_only(
+        lambda s: s.part == "marker" or not s.name.startswith(prefixes),
+        lambda s: "--drop " + next(p for p in prefixes if s.name.startswith(p)),
+    )
     for p in prefixes:
         n = sum(1 for s in gone if s.name.startswith(p))
         plan.notes.append(f"drop {p}: {n} tensors" if n else f"drop {p}: no tensor has this prefix")
@@ -347,7 +361,7 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
         bare = n
         for p in VAE_PREFIXES:
             if n.startswith(p):
-                bare = n[len(p):]
+                bare = n[len(p) :]
                 break
         if bare.startswith(("loss.", "model_ema.")):
             continue
@@ -357,6 +371,7 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
 
 def _reshape_ok(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     """Same values in another shape: only trailing 1s differ (linear [o,i] vs 1x1 conv [o,i,1,1])."""
+
     def strip(s: tuple[int, ...]) -> tuple[int, ...]:
         while s and s[-1] == 1:
             s = s[:-1]
@@ -383,7 +398,7 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
         plan.notes.append(f"VAE: baked {len(mapping)} tensors from {vae.path.name} (the checkpoint had none)")
         plan.tag("vae")
         return
-    inside = {s.name[len(prefix):]: s for s in plan.steps if s.part == "vae" and s.name.startswith(prefix)}
+    inside = {s.name[len(prefix) :]: s for s in plan.steps if s.part == "vae" and s.name.startswith(prefix)}
     extra = sorted(set(mapping) - set(inside))
     missing = sorted(set(inside) - set(mapping))
     if extra or missing:
@@ -466,17 +481,17 @@ _OLD_CLIP = ("embeddings.", "encoder.", "final_layer_norm.")
 def extract_name(name: str, part: str) -> str:
     """Name of a tensor in a standalone file of its part (see ``apply_extract``)."""
     if part == "unet":
-        return name[len(UNET_PREFIX):] if name.startswith(UNET_PREFIX) else name
+        return name[len(UNET_PREFIX) :] if name.startswith(UNET_PREFIX) else name
     prefix = next((p for p in PART_PREFIXES[part] if name.startswith(p)), "")
-    rest = name[len(prefix):]
+    rest = name[len(prefix) :]
     if part == "vae":
         return rest
     if rest.startswith("transformer.text_model."):
-        return rest[len("transformer."):]
-    if rest.startswith("transformer.") and rest[len("transformer."):].startswith(_OLD_CLIP):
-        return "text_model." + rest[len("transformer."):]
+        return rest[len("transformer.") :]
+    if rest.startswith("transformer.") and rest[len("transformer.") :].startswith(_OLD_CLIP):
+        return "text_model." + rest[len("transformer.") :]
     if rest.startswith("model."):
-        return rest[len("model."):]
+        return rest[len("model.") :]
     return rest
 
 

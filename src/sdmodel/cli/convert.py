@@ -22,8 +22,21 @@ from sdmodel.units import human_bytes
 
 PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
 BIG = 256 * 1000 * 1000  # show a progress bar for outputs at least this big
-PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
-              "image_encoder", "schedule", "marker", "junk", "other")
+PART_ORDER = (
+    "unet",
+    "ema",
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "controlnet",
+    "depth",
+    "image_encoder",
+    "schedule",
+    "marker",
+    "junk",
+    "other",
+)
 
 
 def _dtypes(d: dict[str, int]) -> str:
@@ -50,8 +63,9 @@ def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
             str(p["dropped"] or ""),
             actions,
         )
-    table.add_row("[bold]total[/bold]", "", "", f"{human_bytes(r.bytes_before)} -> {human_bytes(r.bytes_after)}",
-                  "", "")
+    table.add_row(
+        "[bold]total[/bold]", "", "", f"{human_bytes(r.bytes_before)} -> {human_bytes(r.bytes_after)}", "", ""
+    )
     console.print(table)
     groups: dict[str, list[str]] = {}
     for d in r.dropped:
@@ -80,6 +94,7 @@ def _bar(enabled: bool) -> Iterator[Callable[[str], Progress | None]]:
         yield lambda _desc: None
         return
     with byte_progress(transient=True) as progress:
+
         def make(desc: str) -> Progress:
             task = progress.add_task(desc, total=None)
 
@@ -95,24 +110,34 @@ def _common(f):
     """The options ``convert`` and ``extract`` share; the command receives them as ConvertOptions
     fields (plus ``out`` and ``as_json``)."""
     options = [
-        click.option("-o", "--output", "out", type=click.Path(dir_okay=True),
-                     help="Output file (folder with --recursive)."),
-        click.option("--format", type=click.Choice(["safetensors", "ckpt"]), default="safetensors",
-                     show_default=True, help="ckpt: a PyTorch zip checkpoint (written without PyTorch)."),
+        click.option(
+            "-o", "--output", "out", type=click.Path(dir_okay=True), help="Output file (folder with --recursive)."
+        ),
+        click.option(
+            "--format",
+            type=click.Choice(["safetensors", "ckpt"]),
+            default="safetensors",
+            show_default=True,
+            help="ckpt: a PyTorch zip checkpoint (written without PyTorch).",
+        ),
         click.option("--dtype", type=PRECISION, help="Precision of every floating tensor."),
         click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
         click.option("--vae-dtype", type=PRECISION, help="Precision of the VAE."),
         click.option("--te-dtype", type=PRECISION, help="Precision of the text encoders."),
-        click.option("--fix-clip", is_flag=True,
-                     help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."),
-        click.option("--prediction", type=click.Choice(["v", "epsilon"]),
-                     help="Prediction type (SD2 yaml, ModelSpec)."),
+        click.option(
+            "--fix-clip", is_flag=True, help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."
+        ),
+        click.option(
+            "--prediction", type=click.Choice(["v", "epsilon"]), help="Prediction type (SD2 yaml, ModelSpec)."
+        ),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set a metadata entry (repeatable)."),
-        click.option("--no-meta", is_flag=True,
-                     help="Write no metadata except --meta (no ModelSpec, source's dropped)."),
+        click.option(
+            "--no-meta", is_flag=True, help="Write no metadata except --meta (no ModelSpec, source's dropped)."
+        ),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
-        click.option("--verify", is_flag=True,
-                     help="Re-read the output with the reference reader, compare bit for bit."),
+        click.option(
+            "--verify", is_flag=True, help="Re-read the output with the reference reader, compare bit for bit."
+        ),
         click.option("--dry-run", is_flag=True, help="Show the plan and write nothing."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
@@ -180,12 +205,18 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
 @click.command("convert")
 @click.argument("src", type=click.Path(exists=True))
 @_common
-@click.option("--ema", type=click.Choice(["keep", "drop", "only"]), default="keep", show_default=True,
-              help="Keep both weight sets, drop the EMA, or write only the EMA under the UNet names.")
+@click.option(
+    "--ema",
+    type=click.Choice(["keep", "drop", "only"]),
+    default="keep",
+    show_default=True,
+    help="Keep both weight sets, drop the EMA, or write only the EMA under the UNet names.",
+)
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
 @click.option("--prune", is_flag=True, help="Drop known junk (training leftovers); marker tensors are kept.")
-@click.option("--drop", multiple=True, metavar="PREFIX",
-              help="Drop tensors whose names start with PREFIX (repeatable).")
+@click.option(
+    "--drop", multiple=True, metavar="PREFIX", help="Drop tensors whose names start with PREFIX (repeatable)."
+)
 @click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
 @click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
 @click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
@@ -207,8 +238,13 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
 @click.argument("src", type=click.Path(exists=True))
 @click.option("--part", type=click.Choice(EXTRACT_PARTS), required=True, help="The part to write as a standalone file.")
 @_common
-@click.option("--ema", type=click.Choice(["keep", "only"]), default="keep", show_default=True,
-              help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).")
+@click.option(
+    "--ema",
+    type=click.Choice(["keep", "only"]),
+    default="keep",
+    show_default=True,
+    help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).",
+)
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
 def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -> None:
     """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
@@ -220,12 +256,30 @@ def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -
 def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
     console.print(f"[bold]A[/bold] {r.a}\n[bold]B[/bold] {r.b}")
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for col in ("part", "tensors", "identical", "dtype changed", "shape changed", "max abs", "max rel", "only in A",
-                "only in B"):
+    for col in (
+        "part",
+        "tensors",
+        "identical",
+        "dtype changed",
+        "shape changed",
+        "max abs",
+        "max rel",
+        "only in A",
+        "only in B",
+    ):
         table.add_column(col, justify="left" if col == "part" else "right")
     for p in r.parts:
-        table.add_row(p.part, str(p.tensors), str(p.identical), str(p.changed_dtype), str(p.changed_shape),
-                      f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", str(p.missing), str(p.extra))
+        table.add_row(
+            p.part,
+            str(p.tensors),
+            str(p.identical),
+            str(p.changed_dtype),
+            str(p.changed_shape),
+            f"{p.max_abs:.3g}",
+            f"{p.max_rel:.3g}",
+            str(p.missing),
+            str(p.extra),
+        )
     console.print(table)
     rows = [t for t in r.tensors if all_tensors or t.status not in ("identical", "equal values")]
     rows.sort(key=lambda t: -(t.max_rel if t.max_rel is not None else float("inf")))
@@ -235,15 +289,25 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
             t2.add_column(col, justify="right" if col in ("max abs", "max rel") else "left")
         for t in rows if all_tensors else rows[:limit]:
             shape = str(list(t.shape_a)) if t.shape_a == t.shape_b else f"{list(t.shape_a)} -> {list(t.shape_b)}"
-            t2.add_row(t.name, t.dtype_a, t.dtype_b, shape, "-" if t.max_abs is None else f"{t.max_abs:.3g}",
-                       "-" if t.max_rel is None else f"{t.max_rel:.3g}", t.status)
+            t2.add_row(
+                t.name,
+                t.dtype_a,
+                t.dtype_b,
+                shape,
+                "-" if t.max_abs is None else f"{t.max_abs:.3g}",
+                "-" if t.max_rel is None else f"{t.max_rel:.3g}",
+                t.status,
+            )
         console.print(t2)
         if not all_tensors and len(rows) > limit:
             console.print(f"... {len(rows) - limit} more differing tensors (--all to list them)")
     for label, names in (("only in A", r.missing), ("only in B", r.extra)):
         if names:
-            console.print(f"{label}: {', '.join(names[:limit])}" + (" ..." if len(names) > limit else ""),
-                          highlight=False, markup=False)
+            console.print(
+                f"{label}: {', '.join(names[:limit])}" + (" ..." if len(names) > limit else ""),
+                highlight=False,
+                markup=False,
+            )
     console.print("same values" if r.same else "different", style="bold")
 
 

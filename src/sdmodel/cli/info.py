@@ -17,8 +17,21 @@ from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.units import human_bytes, human_count, plural
 
-PART_ORDER = ("unet", "ema", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet", "depth",
-              "image_encoder", "schedule", "marker", "junk", "other")
+PART_ORDER = (
+    "unet",
+    "ema",
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "controlnet",
+    "depth",
+    "image_encoder",
+    "schedule",
+    "marker",
+    "junk",
+    "other",
+)
 
 
 def _collect(paths: tuple[str, ...]) -> list[Path]:
@@ -91,8 +104,9 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     ema = d["ema"]
     if ident.kind in ("checkpoint", "unet"):
         if ema["present"]:
-            cover = ("complete" if ema["complete"]
-                     else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors")
+            cover = (
+                "complete" if ema["complete"] else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors"
+            )
             facts.add_row("EMA", f"present: {ema['tensors']} tensors, {human_bytes(ema['bytes'])}, {cover}")
         else:
             facts.add_row("EMA", "no separate EMA set (one UNet weight set: ema-only or no-ema, same structure)")
@@ -100,8 +114,10 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if clip["status"] == "broken":
         shown = ", ".join(f"{b['position']}→{b['loader_sees']} ({b['value']:g})" for b in clip["broken"][:8])
         more = f" and {len(clip['broken']) - 8} more" if len(clip["broken"]) > 8 else ""
-        facts.add_row("CLIP position ids", Text(f"BROKEN at {len(clip['broken'])} positions: {shown}{more}; "
-                                               "--fix-clip repairs", style="red"))
+        facts.add_row(
+            "CLIP position ids",
+            Text(f"BROKEN at {len(clip['broken'])} positions: {shown}{more}; --fix-clip repairs", style="red"),
+        )
     elif clip["status"] == "missing":
         facts.add_row("CLIP position ids", "not stored (normal for files saved by newer transformers)")
     elif clip["status"] == "ok":
@@ -117,8 +133,11 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
         facts.add_row("unknown keys", f"{len(d['unknown_keys'])} (kept; --keys lists them)")
     if d["vae"].get("present"):
         facts.add_row("VAE", f"{d['vae']['name']} (fingerprint {d['vae']['fingerprint'][:16]})")
-    for label, key in (("A1111 config", "a1111_config"), ("ModelSpec", "modelspec_architecture"),
-                       ("resolution", "resolution")):
+    for label, key in (
+        ("A1111 config", "a1111_config"),
+        ("ModelSpec", "modelspec_architecture"),
+        ("resolution", "resolution"),
+    ):
         if d[key]:
             facts.add_row(label, d[key])
     for hint in d["hints"]:
@@ -126,8 +145,11 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if d["extras"]:
         facts.add_row("other entries", ", ".join(f"{k}={_short(v)}" for k, v in list(d["extras"].items())[:8]))
     if d["metadata"]:
-        facts.add_row("metadata", ", ".join(f"{k}={_short(v)}" for k, v in list(d["metadata"].items())[:10])
-                      + (f" (+{len(d['metadata']) - 10} more)" if len(d["metadata"]) > 10 else ""))
+        facts.add_row(
+            "metadata",
+            ", ".join(f"{k}={_short(v)}" for k, v in list(d["metadata"].items())[:10])
+            + (f" (+{len(d['metadata']) - 10} more)" if len(d["metadata"]) > 10 else ""),
+        )
     for s in d["sidecars"]:
         facts.add_row("sidecar", f"{Path(s['path']).name} ({s['kind']})")
     for note in d["notes"]:
@@ -153,13 +175,19 @@ def _render_advice(advice: dict) -> None:
     if gen.get("already_optimal"):
         console.print("[green]advice:[/green] already the file you want for generating")
     else:
-        console.print(f"[green]for generating:[/green] {gen['target']}, {human_bytes(gen['bytes_after'])} "
-                      f"(saves {human_bytes(gen['saves_bytes'])}):  [dim]{gen['command']}[/dim]", highlight=False)
+        console.print(
+            f"[green]for generating:[/green] {gen['target']}, {human_bytes(gen['bytes_after'])} "
+            f"(saves {human_bytes(gen['saves_bytes'])}):  [dim]{gen['command']}[/dim]",
+            highlight=False,
+        )
     for why in gen["why"]:
         console.print(f"  • {why}", highlight=False)
     if train and train["target"]:
-        console.print(f"[green]for training:[/green] {train['target']}, {human_bytes(train['bytes_after'])}:  "
-                      f"[dim]{train['command']}[/dim]", highlight=False)
+        console.print(
+            f"[green]for training:[/green] {train['target']}, {human_bytes(train['bytes_after'])}:  "
+            f"[dim]{train['command']}[/dim]",
+            highlight=False,
+        )
     elif train:
         console.print("[green]for training:[/green] not this file", highlight=False)
     if train:
@@ -180,8 +208,11 @@ def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
         for f in files:
             task = progress.add_task(f.name, total=None)
             try:
-                value = hash_file(f, lambda done, total, t=task: progress.update(t, completed=done, total=total),
-                                  use_cache=not no_cache)
+                value = hash_file(
+                    f,
+                    lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                    use_cache=not no_cache,
+                )
             except OSError as e:
                 failed += 1
                 results.append({"path": str(f), "error": e.strerror or str(e)})
@@ -199,9 +230,15 @@ def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
             table = Table.grid(padding=(0, 2))
             table.add_column(style="bold")
             table.add_column()
-            for label, key in (("AutoV1", "autov1"), ("AutoV2", "autov2"), ("SHA256", "sha256"),
-                               ("AutoV3", "autov3"), ("BLAKE3", "blake3"), ("CRC32", "crc32"),
-                               ("CRC32 (Civitai)", "crc32_civitai")):
+            for label, key in (
+                ("AutoV1", "autov1"),
+                ("AutoV2", "autov2"),
+                ("SHA256", "sha256"),
+                ("AutoV3", "autov3"),
+                ("BLAKE3", "blake3"),
+                ("CRC32", "crc32"),
+                ("CRC32 (Civitai)", "crc32_civitai"),
+            ):
                 table.add_row(label, r[key] or "-")
             console.print(Text(Path(r["path"]).name, style="bold"))
             console.print(table)

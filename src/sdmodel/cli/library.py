@@ -15,9 +15,7 @@ from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
 from sdmodel.units import human_bytes, plural
 
-DB_HELP = (
-    "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
-)
+DB_HELP = "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
 
 
 def _db_option(f):
@@ -155,13 +153,7 @@ def report_command(db: str | None, as_json: bool) -> None:
         t.add_column("file", overflow="fold")
         t.add_column("what", overflow="fold")
         for p in rep["problems"]:
-            style = (
-                "red"
-                if p["code"] in ("dangerous", "unreadable")
-                else "yellow"
-                if p["code"] == "suspicious"
-                else ""
-            )
+            style = "red" if p["code"] in ("dangerous", "unreadable") else "yellow" if p["code"] == "suspicious" else ""
             t.add_row(
                 f"[{style}]{PROBLEM_TITLES.get(p['code'], p['code'])}[/{style}]"
                 if style
@@ -199,9 +191,7 @@ def report_command(db: str | None, as_json: bool) -> None:
 )
 @click.option("--no-train-folders", is_flag=True, help="Forget the remembered training folders.")
 @click.option("--json", "as_json", is_flag=True, help="The plan as JSON.")
-def plan_command(
-    db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, as_json: bool
-) -> None:
+def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, as_json: bool) -> None:
     """Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for
     generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."""
     from sdmodel.library.savings import compute_plan
@@ -230,9 +220,7 @@ def plan_command(
             t.add_column(col, justify=just, overflow="fold")
         for i in plan.items:
             name = (
-                i["name"]
-                if os.path.basename(i["dst"]) == i["name"]
-                else f"{i['name']} -> {os.path.basename(i['dst'])}"
+                i["name"] if os.path.basename(i["dst"]) == i["name"] else f"{i['name']} -> {os.path.basename(i['dst'])}"
             )
             t.add_row(
                 name,
@@ -298,9 +286,7 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
                     progress.console.print(f"[red]failed[/red] {name}: {ev['error']}", highlight=False)
 
         with progress:
-            stats = apply_plan(
-                cat, delete_originals=delete_originals, retry_failed=retry_failed, on_event=on_event
-            )
+            stats = apply_plan(cat, delete_originals=delete_originals, retry_failed=retry_failed, on_event=on_event)
     saved = stats.before_bytes - stats.after_bytes
     console.print(
         f"{stats.done} converted, {stats.failed} failed: {human_bytes(stats.before_bytes)} -> "
@@ -308,9 +294,7 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
         highlight=False,
     )
     if not delete_originals and stats.done:
-        console.print(
-            "originals are in .sdmodel-trash/ inside each root; delete them when you are happy", style="dim"
-        )
+        console.print("originals are in .sdmodel-trash/ inside each root; delete them when you are happy", style="dim")
     if stats.failed:
         sys.exit(1)
 
@@ -318,9 +302,7 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
 @library_group.command("serve")
 @_db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local).")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free)."
-)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
 def serve_command(db: str | None, host: str, port: int) -> None:
     """Show the catalog on a local web page: models, duplicates, problems, the savings plan."""
     from sdmodel.web.server import make_server

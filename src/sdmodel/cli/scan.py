@@ -16,8 +16,9 @@ from sdmodel.cli.common import console, print_json
 from sdmodel.security.scanner import ScanReport, scan
 from sdmodel.units import plural
 
-SCAN_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".safetensors", ".sft", ".npy",
-                           ".joblib", ".7z"})
+SCAN_SUFFIXES = frozenset(
+    {".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".safetensors", ".sft", ".npy", ".joblib", ".7z"}
+)
 CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
 # Content that makes any file worth scanning, whatever its name: zip, pickle PROTO 0-5, 7z, numpy.
 _MAGICS = (b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"\x93NUMPY", *(bytes([0x80, v]) for v in range(6)))

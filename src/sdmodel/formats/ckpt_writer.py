@@ -42,8 +42,13 @@ STORAGE_TYPES = {
     "BOOL": "BoolStorage",
 }
 # Dtypes without a legacy typed storage: untyped storage plus the dtype (torch's v3 rebuild).
-TORCH_DTYPES_V3 = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "U16": "uint16",
-                   "U32": "uint32", "U64": "uint64"}
+TORCH_DTYPES_V3 = {
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "U16": "uint16",
+    "U32": "uint32",
+    "U64": "uint64",
+}
 
 
 # --- pickle ------------------------------------------------------------------------------------
@@ -246,16 +251,47 @@ class CkptWriter:
                 off32 = 0xFFFFFFFF
             if fields:
                 extra = struct.pack("<HH", 1, 8 * len(fields)) + struct.pack(f"<{len(fields)}Q", *fields)
-            f.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0, 0, 0x0808, 0, 0, 0, e.crc, size32, size32,
-                                len(e.name), len(extra), 0, 0, 0, 0, off32))
+            f.write(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    0,
+                    0,
+                    0x0808,
+                    0,
+                    0,
+                    0,
+                    e.crc,
+                    size32,
+                    size32,
+                    len(e.name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    0,
+                    off32,
+                )
+            )
             f.write(e.name)
             f.write(extra)
         cd_end = f.tell()
         n, cd_size = len(self.entries), cd_end - cd_start
         f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 0x031E, 45, 0, 0, n, n, cd_size, cd_start))
         f.write(struct.pack("<IIQI", 0x07064B50, 0, cd_end, 1))
-        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF),
-                            min(cd_size, 0xFFFFFFFF), min(cd_start, 0xFFFFFFFF), 0))
+        f.write(
+            struct.pack(
+                "<IHHHHIIH",
+                0x06054B50,
+                0,
+                0,
+                min(n, 0xFFFF),
+                min(n, 0xFFFF),
+                min(cd_size, 0xFFFFFFFF),
+                min(cd_start, 0xFFFFFFFF),
+                0,
+            )
+        )
 
     # --- checks of a written file (no torch needed) ---
 

@@ -25,9 +25,7 @@ SD_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 SKIPPED_COMPONENTS = {"safety_checker": "the safety checker is not part of single-file checkpoints"}
 
 _WEIGHT_RE = re.compile(r"^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_-]+))?\.(safetensors|bin)$")
-_INDEX_RE = re.compile(
-    r"^(diffusion_pytorch_model|model)\.(safetensors|bin)\.index(?:\.([A-Za-z0-9_-]+))?\.json$"
-)
+_INDEX_RE = re.compile(r"^(diffusion_pytorch_model|model)\.(safetensors|bin)\.index(?:\.([A-Za-z0-9_-]+))?\.json$")
 _LOW_PRECISION = ("fp16", "bf16", "fp8", "half")
 
 
@@ -107,13 +105,11 @@ class DiffusersSource(TensorSource):
         for key in ("_class_name", "_diffusers_version"):
             if key in index:
                 self.metadata[key] = str(index[key])
-        listed = [k for k, v in index.items()
-                  if not k.startswith("_") and isinstance(v, list) and v[:1] != [None]]
+        listed = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[:1] != [None]]
         folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for name in listed:
             if name not in folders:
-                self.note("diffusers-missing-component",
-                          f"model_index.json lists {name}, but {name}/ is missing")
+                self.note("diffusers-missing-component", f"model_index.json lists {name}, but {name}/ is missing")
         components: dict[str, dict[str, tuple[TensorSource, TensorInfo]]] = {}
         configs: dict[str, dict[str, Any]] = {}
         order = [c for c in SD_COMPONENTS if c in folders] + [c for c in folders if c not in SD_COMPONENTS]
@@ -141,8 +137,7 @@ class DiffusersSource(TensorSource):
         prefixes = _pipeline_prefixes(family)
         if prefixes is None:
             cls = self.metadata.get("_class_name") or "this pipeline"
-            self.note("diffusers-no-mapping",
-                      f"no single-file mapping for {cls}: tensors kept under <component>.")
+            self.note("diffusers-no-mapping", f"no single-file mapping for {cls}: tensors kept under <component>.")
             for comp, tensors in components.items():
                 self._add_unmapped(comp, tensors)
             return
@@ -190,8 +185,10 @@ class DiffusersSource(TensorSource):
         candidates = _weight_candidates(folder)
         if not candidates:
             if (folder / "config.json").is_file():
-                raise ModelReadError(f"{folder}: config.json but no weight file "
-                                     f"(diffusion_pytorch_model.safetensors or model.safetensors)")
+                raise ModelReadError(
+                    f"{folder}: config.json but no weight file "
+                    f"(diffusion_pytorch_model.safetensors or model.safetensors)"
+                )
             return None
         chosen = candidates[0][1]
         if len(candidates) > 1:
@@ -234,13 +231,17 @@ class DiffusersSource(TensorSource):
                 if name in out:
                     raise ModelReadError(f"{index_path}: tensor {name!r} appears in more than one shard")
                 if weight_map.get(name) != shard:
-                    self.note("diffusers-index-mismatch", f"{index_path.name}: {name} found in {shard}, "
-                                                           f"index says {weight_map.get(name)}")
+                    self.note(
+                        "diffusers-index-mismatch",
+                        f"{index_path.name}: {name} found in {shard}, index says {weight_map.get(name)}",
+                    )
                 out[name] = (src, info)
         missing = [n for n in weight_map if n not in out]
         if missing:
-            raise ModelReadError(f"{index_path}: {len(missing)} indexed tensor(s) missing from the shards, "
-                                 f"e.g. {missing[0]!r} in {weight_map[missing[0]]}")
+            raise ModelReadError(
+                f"{index_path}: {len(missing)} indexed tensor(s) missing from the shards, "
+                f"e.g. {missing[0]!r} in {weight_map[missing[0]]}"
+            )
         return out
 
     # ------------------------------------------------------------------------------- classification
@@ -260,8 +261,9 @@ class DiffusersSource(TensorSource):
 
     # ----------------------------------------------------------------------------------- presenting
 
-    def _add_planned(self, comp: str, tensors: dict[str, tuple[TensorSource, TensorInfo]], role: str,
-                     prefix: str) -> None:
+    def _add_planned(
+        self, comp: str, tensors: dict[str, tuple[TensorSource, TensorInfo]], role: str, prefix: str
+    ) -> None:
         names = list(tensors)
         if role == "unet":
             plan = dm.plan_unet(names, prefix)
@@ -275,19 +277,25 @@ class DiffusersSource(TensorSource):
             infos = [tensors[s][1] for s in m.sources]
             dtypes = {i.dtype for i in infos}
             if len(dtypes) != 1:
-                self.note("diffusers-unmapped",
-                          f"{comp}/: parts of {m.target} differ in dtype; kept unmapped")
+                self.note("diffusers-unmapped", f"{comp}/: parts of {m.target} differ in dtype; kept unmapped")
                 plan.unmapped.extend(m.sources)
                 continue
-            self._add(m.target, infos[0].dtype, dm.output_shape(m.op, [i.shape for i in infos]),
-                      _Recipe(m.op, tuple((tensors[s][0], s) for s in m.sources)))
+            self._add(
+                m.target,
+                infos[0].dtype,
+                dm.output_shape(m.op, [i.shape for i in infos]),
+                _Recipe(m.op, tuple((tensors[s][0], s) for s in m.sources)),
+            )
         if plan.dropped:
-            self.note("diffusers-dropped", f"{comp}/: not presented (no single-file counterpart): "
-                                           f"{', '.join(plan.dropped)}")
+            self.note(
+                "diffusers-dropped", f"{comp}/: not presented (no single-file counterpart): {', '.join(plan.dropped)}"
+            )
         if plan.unmapped:
-            self.note("diffusers-unmapped",
-                      f"{comp}/: {len(plan.unmapped)} tensor(s) with no single-file name, "
-                      f"kept under {comp}. (e.g. {plan.unmapped[0]})")
+            self.note(
+                "diffusers-unmapped",
+                f"{comp}/: {len(plan.unmapped)} tensor(s) with no single-file name, "
+                f"kept under {comp}. (e.g. {plan.unmapped[0]})",
+            )
             self._add_unmapped(comp, {n: tensors[n] for n in plan.unmapped})
         if role == "openclip":
             self._openclip_notes(comp, names, prefix)
@@ -296,11 +304,11 @@ class DiffusersSource(TensorSource):
         layer_re = re.compile(r"text_model\.encoder\.layers\.(\d+)\.")
         layers = {m.group(1) for n in names if (m := layer_re.match(n))}
         if prefix == dm.SD2_TEXT_PREFIX and len(layers) == 23:
-            self.note("diffusers-sd2-text-layers",
-                      f"{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 "
-                      f"single files store)")
-        self.note("diffusers-no-logit-scale",
-                  f"{comp}/: no {prefix}logit_scale (diffusers does not store it)")
+            self.note(
+                "diffusers-sd2-text-layers",
+                f"{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 single files store)",
+            )
+        self.note("diffusers-no-logit-scale", f"{comp}/: no {prefix}logit_scale (diffusers does not store it)")
 
     def _add_unmapped(self, comp: str | None, tensors: dict[str, tuple[TensorSource, TensorInfo]]) -> None:
         for name, (src, info) in tensors.items():
@@ -336,10 +344,15 @@ def _unet_family(config: dict[str, Any], tensors: dict[str, tuple[TensorSource, 
     if isinstance(cross, list):
         cross = cross[0] if cross else None
     if not isinstance(cross, int):
-        cross = next((info.shape[1] for n, (_, info) in tensors.items()
-                      if n.endswith("attn2.to_k.weight") and len(info.shape) == 2), None)
-    text_time = config.get("addition_embed_type") == "text_time" or any(n.startswith("add_embedding.")
-                                                                         for n in tensors)
+        cross = next(
+            (
+                info.shape[1]
+                for n, (_, info) in tensors.items()
+                if n.endswith("attn2.to_k.weight") and len(info.shape) == 2
+            ),
+            None,
+        )
+    text_time = config.get("addition_embed_type") == "text_time" or any(n.startswith("add_embedding.") for n in tensors)
     if text_time:
         return {2048: "sdxl-base", 1280: "sdxl-refiner"}.get(cross, "unknown")
     return {768: "sd1", 1024: "sd2"}.get(cross, "unknown")
@@ -353,8 +366,11 @@ def _pipeline_prefixes(family: str) -> dict[str, tuple[str, str]] | None:
     if family == "sd2":
         return {**base, "text_encoder": ("openclip", dm.SD2_TEXT_PREFIX)}
     if family == "sdxl-base":
-        return {**base, "text_encoder": ("clip_l", dm.SDXL_TEXT_PREFIX),
-                "text_encoder_2": ("openclip", dm.SDXL_TEXT2_PREFIX)}
+        return {
+            **base,
+            "text_encoder": ("clip_l", dm.SDXL_TEXT_PREFIX),
+            "text_encoder_2": ("openclip", dm.SDXL_TEXT2_PREFIX),
+        }
     if family == "sdxl-refiner":
         return {**base, "text_encoder_2": ("openclip", dm.REFINER_TEXT2_PREFIX)}
     return None
@@ -381,8 +397,7 @@ class LdmVaeView(TensorSource):
             self._tensors[name] = inner.tensors[name]
             self._recipes[name] = (dm.COPY, name)
         if plan.unmapped:
-            self.note("diffusers-unmapped",
-                      f"{len(plan.unmapped)} VAE tensor(s) have no LDM name, kept as is")
+            self.note("diffusers-unmapped", f"{len(plan.unmapped)} VAE tensor(s) have no LDM name, kept as is")
 
     def read(self, name: str) -> np.ndarray:
         op, src = self._recipes[name]

@@ -201,13 +201,17 @@ _VAE_ATTN = (
 )
 
 
-def vae_table(
-    down_blocks: int = 4, up_blocks: int = 4, down_resnets: int = 2, up_resnets: int = 3
-) -> PrefixTable:
+def vae_table(down_blocks: int = 4, up_blocks: int = 4, down_resnets: int = 2, up_resnets: int = 3) -> PrefixTable:
     pairs: list[tuple[str, str]] = [
         (p, p)
-        for p in ("encoder.conv_in.", "encoder.conv_out.", "decoder.conv_in.", "decoder.conv_out.",
-                  "quant_conv.", "post_quant_conv.")
+        for p in (
+            "encoder.conv_in.",
+            "encoder.conv_out.",
+            "decoder.conv_in.",
+            "decoder.conv_out.",
+            "quant_conv.",
+            "post_quant_conv.",
+        )
     ]
     pairs += [(f"{side}.conv_norm_out.", f"{side}.norm_out.") for side in ("encoder", "decoder")]
 
@@ -278,9 +282,7 @@ def looks_like_diffusers_vae(names: Iterable[str]) -> bool:
 # -------------------------------------------------------------------------------------------- planners
 
 
-def plan_table(
-    names: Iterable[str], table: PrefixTable, prefix: str, conv_attn: bool = False
-) -> ComponentPlan:
+def plan_table(names: Iterable[str], table: PrefixTable, prefix: str, conv_attn: bool = False) -> ComponentPlan:
     """Rename through ``table``; ``conv_attn`` marks the VAE mid-attention weights for the 1x1 reshape."""
     plan = ComponentPlan()
     for name in names:

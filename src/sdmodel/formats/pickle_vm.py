@@ -312,15 +312,11 @@ NOTE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 """Allowed globals that make a verdict "safe with notes" (inert extras, not weights)."""
 
-REBUILD_KINDS = frozenset(
-    {"rebuild_v2", "rebuild_v3", "rebuild_param", "rebuild_param_state", "rebuild_numpy"}
-)
+REBUILD_KINDS = frozenset({"rebuild_v2", "rebuild_v3", "rebuild_param", "rebuild_param_state", "rebuild_numpy"})
 _NEW_KINDS = {"paramdict": ParamDict, "odict": ODict, "set": set, "frozenset": frozenset}
 _NP_CODE = re.compile(r"(b1|[iu][1248]|f[248]|c(8|16)|[US]\d{1,6})")
 # Every module (and parent package) of the allow-list: naming one as a global uses a module as an object.
-_MODULE_PREFIXES = frozenset(
-    m[:i] for m, _ in _KINDS for i in [*(j for j, c in enumerate(m) if c == "."), len(m)]
-)
+_MODULE_PREFIXES = frozenset(m[:i] for m, _ in _KINDS for i in [*(j for j, c in enumerate(m) if c == "."), len(m)])
 
 
 def map_py2(module: str, name: str) -> tuple[str, str]:
@@ -342,9 +338,7 @@ def parse_storage_pid(pid: Any, legacy: bool = False) -> StorageRef:
         raise UnsafePickleError("persistent id ('module', ...) asks to rebuild a whole module from source")
     want = 6 if legacy else 5
     if not isinstance(pid, tuple) or len(pid) != want or pid[0] != "storage":
-        raise ModelReadError(
-            f"unexpected persistent id {_short(pid)} (wanted a {want}-tuple ('storage', ...))"
-        )
+        raise ModelReadError(f"unexpected persistent id {_short(pid)} (wanted a {want}-tuple ('storage', ...))")
     _, stype, key, location, numel = pid[:5]
     if not isinstance(stype, GlobalObj) or stype.kind != "storage":
         raise ModelReadError(f"persistent id names {_short(stype)} as storage type")
@@ -366,9 +360,7 @@ def parse_storage_pid(pid: Any, legacy: bool = False) -> StorageRef:
             or view[2] < 0
             or view[1] + view[2] > numel
         ):
-            raise ModelReadError(
-                f"storage {key!r}: bad view metadata {_short(view)} (storage has {numel} elements)"
-            )
+            raise ModelReadError(f"storage {key!r}: bad view metadata {_short(view)} (storage has {numel} elements)")
         ref = StorageRef(key, dtype, location, view[2], stype.name, view_offset=view[1], view_key=view[0])
     return ref
 

@@ -134,9 +134,7 @@ class SafetensorsSource(TensorSource):
         self._file.close()
 
 
-def header_bytes(
-    tensors: list[TensorInfo], metadata: dict[str, str] | None = None
-) -> tuple[bytes, dict[str, int]]:
+def header_bytes(tensors: list[TensorInfo], metadata: dict[str, str] | None = None) -> tuple[bytes, dict[str, int]]:
     """Build a safetensors header for tensors written in the given order.
 
     Returns the full prefix (length + JSON padded with spaces to a multiple of 8) and each tensor's
@@ -158,9 +156,28 @@ def header_bytes(
 
 
 # The reference writer's dtype rank (its Rust enum order; it sorts by rank descending, then name).
-_DTYPE_RANK = {d: i for i, d in enumerate(
-    ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64",
-     "U64"))}
+_DTYPE_RANK = {
+    d: i
+    for i, d in enumerate(
+        (
+            "BOOL",
+            "U8",
+            "I8",
+            "F8_E5M2",
+            "F8_E4M3",
+            "I16",
+            "U16",
+            "F16",
+            "BF16",
+            "I32",
+            "U32",
+            "F32",
+            "F64",
+            "I64",
+            "U64",
+        )
+    )
+}
 
 
 def reference_order(tensors: list[TensorInfo]) -> list[TensorInfo]:

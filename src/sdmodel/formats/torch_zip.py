@@ -60,8 +60,10 @@ class TorchZipSource(TorchSource):
     def _container_notes(self) -> None:
         z, a = self.zip, self.archive
         if z.duplicates:
-            self.note("duplicate-entries", f"zip names repeat ({', '.join(sorted(set(z.duplicates))[:5])}): "
-                      "the first entry is used, like torch")
+            self.note(
+                "duplicate-entries",
+                f"zip names repeat ({', '.join(sorted(set(z.duplicates))[:5])}): the first entry is used, like torch",
+            )
         if z.prefix_bytes:
             self.note("prefix-bytes", f"{z.prefix_bytes} bytes before the first zip entry")
         if z.trailing_bytes:

@@ -173,7 +173,10 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
             raise _fail("central directory is truncated")
         fields = _CENTRAL.unpack_from(cd, pos)
         sig, (flags, method), (crc, csize, usize, nlen, xlen, clen), lho = (
-            fields[0], fields[3:5], fields[7:13], fields[16]
+            fields[0],
+            fields[3:5],
+            fields[7:13],
+            fields[16],
         )
         if sig != b"PK\x01\x02":
             raise _fail(f"bad central directory entry signature at offset {cd_offset + pos}")
@@ -221,8 +224,9 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int, name: str) -> t
     return usize, csize, lho
 
 
-def _local(f: BinaryIO, size: int, name: str, lho: int, csize: int, usize: int, method: int, flags: int,
-           crc: int) -> ZipEntry:
+def _local(
+    f: BinaryIO, size: int, name: str, lho: int, csize: int, usize: int, method: int, flags: int, crc: int
+) -> ZipEntry:
     if lho + _LOCAL.size > size:
         raise _fail(f"entry {name!r}: local header is past the end of the file (truncated?)")
     f.seek(lho)

@@ -250,13 +250,9 @@ def run_item(
         try:
             st = src.stat()
         except FileNotFoundError:
-            raise SdmodelError(
-                f"{src}: no longer exists (run 'sdmodel library scan' and 'plan' again)"
-            ) from None
+            raise SdmodelError(f"{src}: no longer exists (run 'sdmodel library scan' and 'plan' again)") from None
         if st.st_size != item["src_size"] or st.st_mtime_ns != item["src_mtime_ns"]:
-            raise SdmodelError(
-                f"{src}: changed since the plan was made (run 'sdmodel library scan' and 'plan' again)"
-            )
+            raise SdmodelError(f"{src}: changed since the plan was made (run 'sdmodel library scan' and 'plan' again)")
         if dst != src and dst.exists():
             raise SdmodelError(f"{dst}: already exists; not overwritten")
         free = shutil.disk_usage(dst.parent).free
@@ -297,7 +293,5 @@ def _finish(catalog: Catalog, item: dict[str, Any]) -> None:
     catalog.update_item(item["id"], status="done", step="", finished=time.time())
     catalog.delete_paths([item["src"]])
     st = dst.stat()
-    found = FoundFile(
-        dst, root, st.st_size, st.st_mtime_ns, sidecars=sorted(p.name for p in sidecars_of(dst))
-    )
+    found = FoundFile(dst, root, st.st_size, st.st_mtime_ns, sidecars=sorted(p.name for p in sidecars_of(dst)))
     catalog.upsert_many([make_row(found, examine(str(dst), False))])

@@ -103,8 +103,21 @@ FILE_COLUMNS = [
 LIST_COLUMNS = [
     c
     for c in FILE_COLUMNS
-    if c not in {"mtime_ns", "prediction", "junk_bytes", "sidecars", "report", "scan", "hashes", "sha256",
-                 "autov3", "fingerprint", "fingerprint_bf16", "scanned_at"}
+    if c
+    not in {
+        "mtime_ns",
+        "prediction",
+        "junk_bytes",
+        "sidecars",
+        "report",
+        "scan",
+        "hashes",
+        "sha256",
+        "autov3",
+        "fingerprint",
+        "fingerprint_bf16",
+        "scanned_at",
+    }
 ]
 
 # Parts whose dtype says nothing about the model's precision.
@@ -211,9 +224,7 @@ class Catalog:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-            )
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def roots(self) -> list[Path]:
         return [Path(r[0]) for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
@@ -273,8 +284,7 @@ class Catalog:
         """One page of the list, sorted by name (paginated in SQL)."""
         where, args = (filters or Filters()).where()
         rows = self.db.execute(
-            f"SELECT {', '.join(LIST_COLUMNS)} FROM files{where} "
-            "ORDER BY name COLLATE NOCASE, id LIMIT ? OFFSET ?",
+            f"SELECT {', '.join(LIST_COLUMNS)} FROM files{where} ORDER BY name COLLATE NOCASE, id LIMIT ? OFFSET ?",
             [*args, limit, offset],
         )
         return [dict(r) for r in rows]
@@ -317,9 +327,7 @@ class Catalog:
     def plan_items(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         if statuses:
             marks = ", ".join("?" * len(statuses))
-            rows = self.db.execute(
-                f"SELECT * FROM plan_items WHERE status IN ({marks}) ORDER BY id", statuses
-            )
+            rows = self.db.execute(f"SELECT * FROM plan_items WHERE status IN ({marks}) ORDER BY id", statuses)
         else:
             rows = self.db.execute("SELECT * FROM plan_items ORDER BY id")
         return [dict(r) for r in rows]

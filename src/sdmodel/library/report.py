@@ -73,15 +73,18 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
         broken = (rep.get("clip_position_ids") or {}).get("broken") or []
         add(
             "broken_clip",
-            f"CLIP position ids are broken at {len(broken)} positions; "
-            "'sdmodel convert --fix-clip' restores 0..76",
+            f"CLIP position ids are broken at {len(broken)} positions; 'sdmodel convert --fix-clip' restores 0..76",
         )
     if kind == "checkpoint" and f.get("family") in YAML_FAMILIES:
         sidecars = f.get("sidecars") or []
         if not any(s.lower().endswith((".yaml", ".yml")) for s in sidecars):
             cfg = rep.get("a1111_config")
-            which = (f"a copy of {cfg}" if cfg else "v2-inference-v.yaml for 768-v models, v2-inference.yaml "
-                     "for 512 epsilon models; 'sdmodel convert --prediction v|epsilon' writes it")
+            which = (
+                f"a copy of {cfg}"
+                if cfg
+                else "v2-inference-v.yaml for 768-v models, v2-inference.yaml "
+                "for 512 epsilon models; 'sdmodel convert --prediction v|epsilon' writes it"
+            )
             add("sd2_without_yaml", f"A1111 needs {stem_of(f['name'])}.yaml beside it ({which})")
     wanted = expected_kinds(f.get("category") or "")
     is_vae_sidecar = kind == "vae" and ".vae." in f["name"].lower()
@@ -89,9 +92,7 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
         add("wrong_folder", f"a {kind} in {f['category']}/ (that folder is for {', '.join(sorted(wanted))})")
     if f.get("format") in PICKLE_FORMATS:
         stem = stem_of(f["name"])
-        twins = sorted(
-            n for n in names_in_dir if stem_of(n) == stem and n.lower().endswith((".safetensors", ".sft"))
-        )
+        twins = sorted(n for n in names_in_dir if stem_of(n) == stem and n.lower().endswith((".safetensors", ".sft")))
         if twins:
             add("ckpt_twin", f"{twins[0]} beside it holds the same model safely; the pickle can go")
     if kind in (None, "unknown"):
@@ -111,8 +112,10 @@ def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
         return x
 
     for f in files:
-        prints = [f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
-                  f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None]
+        prints = [
+            f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
+            f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None,
+        ]
         prints = [p for p in prints if p]
         for p in prints[1:]:
             parent[find(p)] = find(prints[0])
@@ -125,9 +128,11 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     the same tensors: another format or precision). Needs ``scan --hash``."""
     groups: list[dict[str, Any]] = []
     model_key = _same_model_key(files)
-    levels = (("bytes", lambda f: f.get("sha256"), "sha256"),
-              ("tensors", lambda f: f.get("autov3"), "autov3"),
-              ("model", lambda f: model_key.get(f["id"]), None))
+    levels = (
+        ("bytes", lambda f: f.get("sha256"), "sha256"),
+        ("tensors", lambda f: f.get("autov3"), "autov3"),
+        ("model", lambda f: model_key.get(f["id"]), None),
+    )
     finer = None
     for level, key_of, name in levels:
         by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -190,5 +195,3 @@ def build_report(catalog: Catalog) -> dict[str, Any]:
         "duplicates": duplicates,
         "duplicate_bytes": sum(g["wasted_bytes"] for g in duplicates if g["level"] != "model"),
     }
-
-

@@ -105,9 +105,7 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, An
         after = gen.get("bytes_after") if dtype == "fp16" else None
         if after is None:
             after = size - f.get("junk_bytes", 0) - (_ema_bytes(rep) if ema == "drop" else 0)
-        target = f"{precision if dtype == 'keep' else dtype} safetensors" + (
-            ", no EMA" if f.get("ema") else ""
-        )
+        target = f"{precision if dtype == 'keep' else dtype} safetensors" + (", no EMA" if f.get("ema") else "")
     else:
         dtype = "keep"
         ema = "keep"
@@ -115,11 +113,7 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, An
         after = train.get("bytes_after") if precision == "fp32" else None
         if after is None:
             after = size - f.get("junk_bytes", 0)
-        target = (
-            f"{precision or 'same precision'} safetensors"
-            + (" with EMA" if f.get("ema") else "")
-            + " (training)"
-        )
+        target = f"{precision or 'same precision'} safetensors" + (" with EMA" if f.get("ema") else "") + " (training)"
     after = int(min(after, size))
     is_pickle = f.get("format") != "safetensors"
     if not is_pickle and size - after < max(size * MIN_SAVING, 1):

@@ -72,8 +72,14 @@ _FOREIGN = [
     (b"GGUF", 0, "a GGUF file (not a pickle format; not scanned)"),
     (b"\x89HDF", 0, "an HDF5 file"),
 ]
-_TORCH_TEXT_RECORDS = ("version", "byteorder", ".format_version", ".storage_alignment",
-                       ".data/serialization_id", ".data/version")
+_TORCH_TEXT_RECORDS = (
+    "version",
+    "byteorder",
+    ".format_version",
+    ".storage_alignment",
+    ".data/serialization_id",
+    ".data/version",
+)
 
 
 @dataclass
@@ -124,8 +130,7 @@ class _Scan:
 
     # ---- bookkeeping
 
-    def add(self, severity: str, code: str, message: str, member: str | None = None,
-            offset: int | None = None) -> None:
+    def add(self, severity: str, code: str, message: str, member: str | None = None, offset: int | None = None) -> None:
         self.findings.append(Finding(severity, code, message, offset, member))
 
     def report(self) -> ScanReport:
@@ -208,15 +213,25 @@ class _Scan:
         first = self.pickle(data, 0, "pickle")
         if not first.complete and not first.globals and not first.calls:
             self.format = "unknown"
-            self.add("error", "not-a-pickle", "content is not a pickle nor any model format (or it is corrupt)",
-                     "pickle", first.end)
+            self.add(
+                "error",
+                "not-a-pickle",
+                "content is not a pickle nor any model format (or it is corrupt)",
+                "pickle",
+                first.end,
+            )
             self.check_polyglot(f, first)
             return
         if first.complete and type(first.value) is int and first.value == LEGACY_MAGIC:
             self.format = "torch-legacy"
             if first.globals or first.calls or first.n_ops > 3:
-                self.add("suspicious", "magic-computed", "the legacy magic number is computed, not one literal "
-                         "LONG (GHSA-97f8-7cmv-76j2)", "magic", 0)
+                self.add(
+                    "suspicious",
+                    "magic-computed",
+                    "the legacy magic number is computed, not one literal LONG (GHSA-97f8-7cmv-76j2)",
+                    "magic",
+                    0,
+                )
             self.scan_legacy(f, data, size, first.end)
         else:
             self.format = "pickle"
@@ -228,8 +243,12 @@ class _Scan:
         trailing bytes that may hide another format."""
         if not res.complete:
             if total is not None and len(data) < total and res.end >= len(data) - 1:
-                self.add("suspicious", "limit-exceeded", f"pickle longer than the {PICKLE_WINDOW >> 20} MB "
-                         "scan window", member)
+                self.add(
+                    "suspicious",
+                    "limit-exceeded",
+                    f"pickle longer than the {PICKLE_WINDOW >> 20} MB scan window",
+                    member,
+                )
             return
         pos, n = res.end, 1
         end = len(data) if total is None else total
@@ -237,8 +256,7 @@ class _Scan:
             n += 1
             sub = run_pickle(data, start=pos, member=f"{member} #{n}", strict=False)
             if sub.complete or sub.globals or sub.calls:
-                self.add("suspicious", "extra-pickle", f"another pickle follows STOP at byte {pos}",
-                         member, pos)
+                self.add("suspicious", "extra-pickle", f"another pickle follows STOP at byte {pos}", member, pos)
                 self.absorb(sub, f"{member} #{n}")
                 if not sub.complete:
                     return
@@ -246,8 +264,7 @@ class _Scan:
             else:
                 break
         if pos < end:
-            self.add("suspicious", "trailing-bytes", f"{end - pos} bytes after the pickle's STOP", member,
-                     pos)
+            self.add("suspicious", "trailing-bytes", f"{end - pos} bytes after the pickle's STOP", member, pos)
 
     def scan_legacy(self, f: BinaryIO, data: bytes, size: int, pos: int) -> None:
         """Pickles 2-5 of the legacy format, then the numel header of every storage."""
@@ -271,9 +288,12 @@ class _Scan:
             values[name] = res.value
             pos = res.end
         if values["protocol version"] != 1001:
-            self.add("suspicious", "legacy-version",
-                     f"legacy protocol version {values['protocol version']!r} "
-                     "(torch writes 1001)", "protocol version")
+            self.add(
+                "suspicious",
+                "legacy-version",
+                f"legacy protocol version {values['protocol version']!r} (torch writes 1001)",
+                "protocol version",
+            )
         info = values["sys_info"]
         little = True
         if isinstance(info, dict) and isinstance(info.get("little_endian"), bool):
@@ -285,8 +305,12 @@ class _Scan:
             self.add("suspicious", "legacy-keys", "storage key list is not a list of strings", "storage keys")
             return
         for missing in sorted(set(declared) - set(keys))[:5]:
-            self.add("suspicious", "missing-storage", f"storage {missing!r} is used but its data is not in the "
-                     "file", "storage keys")
+            self.add(
+                "suspicious",
+                "missing-storage",
+                f"storage {missing!r} is used but its data is not in the file",
+                "storage keys",
+            )
         order = "<q" if little else ">q"
         for key in keys:
             f.seek(pos)
@@ -297,21 +321,23 @@ class _Scan:
             (numel,) = struct.unpack(order, raw)
             ref = declared.get(key)
             if ref is None:
-                self.add("suspicious", "unused-storage", f"storage {key!r} is listed but never used",
-                         "storages", pos)
+                self.add("suspicious", "unused-storage", f"storage {key!r} is listed but never used", "storages", pos)
                 return
             if numel != ref.numel:
-                self.add("suspicious", "storage-size", f"storage {key!r}: the pickle says {ref.numel} elements, "
-                         f"the data header says {numel}", "storages", pos)
+                self.add(
+                    "suspicious",
+                    "storage-size",
+                    f"storage {key!r}: the pickle says {ref.numel} elements, the data header says {numel}",
+                    "storages",
+                    pos,
+                )
             if numel < 0:
                 return
             pos += 8 + numel * ITEMSIZE[ref.dtype]
         if pos > size:
-            self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has",
-                     "storages")
+            self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has", "storages")
         elif pos < size:
-            self.add("suspicious", "trailing-bytes", f"{size - pos} bytes after the last storage",
-                     "storages", pos)
+            self.add("suspicious", "trailing-bytes", f"{size - pos} bytes after the last storage", "storages", pos)
             f.seek(pos)
             tail = f.read(min(size - pos, MAX_MEMBER))
             if tail[:1] == b"\x80" or tail[:4] == b"PK\x03\x04":
@@ -332,11 +358,22 @@ class _Scan:
         if not zv.entries or zv.prefix_bytes <= 0:
             return
         if first.complete:
-            self.add("dangerous", "polyglot", f"a pickle ({zv.prefix_bytes} bytes) precedes a zip archive: "
-                     "torch.load runs the pickle, zip-based tools see the archive", "pickle", 0)
+            self.add(
+                "dangerous",
+                "polyglot",
+                f"a pickle ({zv.prefix_bytes} bytes) precedes a zip archive: "
+                "torch.load runs the pickle, zip-based tools see the archive",
+                "pickle",
+                0,
+            )
         else:
-            self.add("suspicious", "data-before-zip", f"{zv.prefix_bytes} bytes precede the zip archive "
-                     "(torch does not read it as a zip)", None, 0)
+            self.add(
+                "suspicious",
+                "data-before-zip",
+                f"{zv.prefix_bytes} bytes precede the zip archive (torch does not read it as a zip)",
+                None,
+                0,
+            )
         self.format = "polyglot"
         self.scan_zip(zv, "zip:")
 
@@ -364,37 +401,51 @@ class _Scan:
     def scan_zip(self, zv: ZipView, prefix: str) -> None:
         arch = zv.archive_name
         if arch is None:
-            self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's "
-                     "layout)")
+            self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's layout)")
             arch = ""
         base = f"{arch}/" if arch else ""
         for name in dict.fromkeys(zv.duplicates):
             sev = "dangerous" if name.endswith(".pkl") else "suspicious"
-            self.add(sev, "duplicate-entry", f"{name} appears more than once: torch reads the first, other "
-                     "zip readers the last", prefix + name)
+            self.add(
+                sev,
+                "duplicate-entry",
+                f"{name} appears more than once: torch reads the first, other zip readers the last",
+                prefix + name,
+            )
         if zv.trailing_bytes:
             self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
         if any(e.name == base + "constants.pkl" or e.name.startswith(base + "code/") for e in zv.entries):
             self.format = "torchscript"
-            self.add("dangerous", "torchscript", "TorchScript archive (constants.pkl / code/): torch.load sends "
-                     "it to torch.jit.load, which runs its code (CVE-2025-32434)", prefix + base)
+            self.add(
+                "dangerous",
+                "torchscript",
+                "TorchScript archive (constants.pkl / code/): torch.load sends "
+                "it to torch.jit.load, which runs its code (CVE-2025-32434)",
+                prefix + base,
+            )
         outside = 0
         for e in zv.entries:
             member = prefix + e.name
             if base and not e.name.startswith(base):
                 outside += 1
                 if outside <= 3:
-                    self.add("suspicious", "outside-archive", f"entry outside the archive directory {arch!r}",
-                             member)
+                    self.add("suspicious", "outside-archive", f"entry outside the archive directory {arch!r}", member)
             if e.local_name != e.name:
-                self.add("suspicious", "name-mismatch", f"local header names it {e.local_name!r} "
-                         "(CVE-2025-1944: Python's zipfile refuses, torch loads)", member)
+                self.add(
+                    "suspicious",
+                    "name-mismatch",
+                    f"local header names it {e.local_name!r} (CVE-2025-1944: Python's zipfile refuses, torch loads)",
+                    member,
+                )
             if e.flags & 0x41:
-                self.add("suspicious", "encrypted-flag", f"general-purpose flags {e.flags:#06x} mark it encrypted "
-                         "(CVE-2025-1945)", member)
+                self.add(
+                    "suspicious",
+                    "encrypted-flag",
+                    f"general-purpose flags {e.flags:#06x} mark it encrypted (CVE-2025-1945)",
+                    member,
+                )
             if e.flags & 0x20:
-                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on {e.name}",
-                         member)
+                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on {e.name}", member)
             if e.method == 8 and e.name.endswith(".pkl"):
                 self.add("info", "compressed", "deflate-compressed pickle (torch never writes one)", member)
             if e.method not in (0, 8):
@@ -426,8 +477,11 @@ class _Scan:
             if key is not None and key in used and storages.get(key) is e:
                 continue  # raw tensor data referenced by data.pkl
             if scanned >= MAX_MEMBERS_SCANNED:
-                self.add("suspicious", "limit-exceeded", f"more than {MAX_MEMBERS_SCANNED} unreferenced entries; "
-                         "the rest were not inspected")
+                self.add(
+                    "suspicious",
+                    "limit-exceeded",
+                    f"more than {MAX_MEMBERS_SCANNED} unreferenced entries; the rest were not inspected",
+                )
                 break
             scanned += 1
             self.scan_member(zv, e, prefix)
@@ -441,31 +495,53 @@ class _Scan:
             key = ref.key
             if key in used:
                 if used[key].dtype != ref.dtype or used[key].numel != ref.numel:
-                    self.add("suspicious", "storage-reuse", f"storage {key!r} declared twice with different "
-                             f"types or sizes ({used[key].type_name}, {ref.type_name})", member)
+                    self.add(
+                        "suspicious",
+                        "storage-reuse",
+                        f"storage {key!r} declared twice with different "
+                        f"types or sizes ({used[key].type_name}, {ref.type_name})",
+                        member,
+                    )
                 return ref
             used[key] = ref
             if not re.fullmatch(r"[0-9]{1,18}", key):
                 self.add("suspicious", "storage-key", f"storage key {key!r} is not a decimal number", member)
             entry = storages.get(key)
             if entry is None:
-                self.add("suspicious", "missing-storage", f"storage {key!r} has no data/{key} record "
-                         "(torch.load fails)", member)
+                self.add(
+                    "suspicious",
+                    "missing-storage",
+                    f"storage {key!r} has no data/{key} record (torch.load fails)",
+                    member,
+                )
             elif entry.size < ref.nbytes:
-                self.add("dangerous", "storage-overrun", f"storage {key!r} claims {ref.numel} elements "
-                         f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds access in "
-                         "torch < 2.10 (CVE-2026-24747)", member)
+                self.add(
+                    "dangerous",
+                    "storage-overrun",
+                    f"storage {key!r} claims {ref.numel} elements "
+                    f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds access in "
+                    "torch < 2.10 (CVE-2026-24747)",
+                    member,
+                )
             elif entry.size > ref.nbytes:
-                self.add("suspicious", "storage-size", f"record data/{key} holds {entry.size} bytes, the storage "
-                         f"declares {ref.nbytes}", member)
+                self.add(
+                    "suspicious",
+                    "storage-size",
+                    f"record data/{key} holds {entry.size} bytes, the storage declares {ref.nbytes}",
+                    member,
+                )
             return ref
 
         return persistent_load
 
     def check_crc(self, e: ZipEntry, raw: bytes, prefix: str) -> None:
         if zlib.crc32(raw) != e.crc32:
-            self.add("suspicious", "crc-mismatch", "CRC-32 mismatch: torch ignores it (CVE-2025-10156), Python's "
-                     "zipfile refuses", prefix + e.name)
+            self.add(
+                "suspicious",
+                "crc-mismatch",
+                "CRC-32 mismatch: torch ignores it (CVE-2025-10156), Python's zipfile refuses",
+                prefix + e.name,
+            )
 
     def check_records(self, zv: ZipView, base: str, prefix: str) -> None:
         for rec in ("byteorder", "version", ".data/version"):
@@ -502,8 +578,7 @@ class _Scan:
             if not _pickle_start(head):
                 return
         if e.size > MAX_MEMBER:
-            self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned",
-                     member)
+            self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned", member)
             return
         raw = self.read_member(zv, e, prefix)
         if raw is None:
@@ -511,8 +586,12 @@ class _Scan:
         res = run_pickle(raw, member=member, strict=False)
         if named or res.complete or res.globals or res.calls:
             if not e.name.endswith("constants.pkl"):
-                self.add("suspicious", "extra-pickle", "a pickle besides data.pkl (torch does not load it; other "
-                         "tools may)", member)
+                self.add(
+                    "suspicious",
+                    "extra-pickle",
+                    "a pickle besides data.pkl (torch does not load it; other tools may)",
+                    member,
+                )
             self.check_crc(e, raw, prefix)
             self.absorb(res, member)
 
@@ -531,8 +610,7 @@ class _Scan:
                     if not m.isfile():
                         continue
                     if m.size > MAX_MEMBER:
-                        self.add("suspicious", "limit-exceeded", f"member of {m.size} bytes not scanned",
-                                 m.name)
+                        self.add("suspicious", "limit-exceeded", f"member of {m.size} bytes not scanned", m.name)
                         continue
                     fh = tar.extractfile(m)
                     raw = fh.read() if fh is not None else b""
@@ -565,8 +643,13 @@ class _Scan:
             return
         if "O" not in str(descr):
             return
-        self.add("suspicious", "object-array", "object array: numpy.load(allow_pickle=True) unpickles it",
-                 "array", start + hlen)
+        self.add(
+            "suspicious",
+            "object-array",
+            "object array: numpy.load(allow_pickle=True) unpickles it",
+            "array",
+            start + hlen,
+        )
         f.seek(start + hlen)
         data = f.read(min(size - start - hlen, PICKLE_WINDOW))
         res = self.pickle(data, 0, "array")
@@ -592,8 +675,7 @@ class _Scan:
         import yaml
 
         if path.stat().st_size > MAX_YAML:
-            self.add("suspicious", "limit-exceeded",
-                     f"config larger than {MAX_YAML >> 10} KB not scanned", member)
+            self.add("suspicious", "limit-exceeded", f"config larger than {MAX_YAML >> 10} KB not scanned", member)
             return
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
@@ -608,11 +690,15 @@ class _Scan:
                 for k, v in node.items():
                     if k == "target":
                         if not isinstance(v, str):
-                            self.add("suspicious", "yaml-target", f"target: {v!r} is not a class path",
-                                     member)
+                            self.add("suspicious", "yaml-target", f"target: {v!r} is not a class path", member)
                         elif not target_allowed(v):
-                            self.add("dangerous", "yaml-target", f"target: {v} is not a model class A1111 "
-                                     "configs use; UIs import and call it (the .yaml names code)", member)
+                            self.add(
+                                "dangerous",
+                                "yaml-target",
+                                f"target: {v} is not a model class A1111 "
+                                "configs use; UIs import and call it (the .yaml names code)",
+                                member,
+                            )
                     stack.append(v)
             elif isinstance(node, list):
                 stack.extend(node)

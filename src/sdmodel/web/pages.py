@@ -49,10 +49,7 @@ def e(value: Any) -> str:
 
 def layout(catalog: Catalog, title: str, body: str, active: str) -> str:
     row = catalog.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
-    nav = {
-        f"nav_{k}": ' class="active"' if k == active else ""
-        for k in ("list", "duplicates", "problems", "plan")
-    }
+    nav = {f"nav_{k}": ' class="active"' if k == active else "" for k in ("list", "duplicates", "problems", "plan")}
     return _BASE.substitute(
         title=e(title),
         body=body,
@@ -78,9 +75,7 @@ def table(headers: list[str], rows: list[list[str]], num: set[int] | None = None
 
 
 def kv_table(pairs: list[tuple[str, str]]) -> str:
-    return (
-        '<table class="kv">' + "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"
-    )
+    return '<table class="kv">' + "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"
 
 
 def model_link(file_id: int, text: str) -> str:
@@ -89,9 +84,7 @@ def model_link(file_id: int, text: str) -> str:
 
 # -- list ----------------------------------------------------------------------------------------
 def list_page(catalog: Catalog, query: dict[str, str]) -> str:
-    filters = Filters(
-        text=query.get("q", "").strip()[:200], **{k: query.get(k, "")[:100] for k, _ in FILTER_FIELDS}
-    )
+    filters = Filters(text=query.get("q", "").strip()[:200], **{k: query.get(k, "")[:100] for k, _ in FILTER_FIELDS})
     total = catalog.count(filters)
     pages = max(1, math.ceil(total / PER_PAGE))
     try:
@@ -107,9 +100,7 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
             v = value or "-"
             sel = " selected" if v == current else ""
             opts.append(f'<option value="{e(v)}"{sel}>{e(value or "(none)")} ({count})</option>')
-        selects.append(
-            f'<label>{label}<select name="{field}" id="f-{field}">{"".join(opts)}</select></label>'
-        )
+        selects.append(f'<label>{label}<select name="{field}" id="f-{field}">{"".join(opts)}</select></label>')
     form = (
         '<form class="filters" method="get" action="/">'
         f'<label>Search<input type="search" name="q" id="f-q" value="{e(filters.text)}" '
@@ -126,11 +117,7 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
                 f'<span class="muted">{e(r["folder"])}</span>',
                 kind,
                 e(r["family"])
-                + (
-                    f' <span class="muted">{e(r["variant"])}</span>'
-                    if r["variant"] and r["variant"] != "base"
-                    else ""
-                ),
+                + (f' <span class="muted">{e(r["variant"])}</span>' if r["variant"] and r["variant"] != "base" else ""),
                 e(r["precision"]),
                 "EMA" if r["ema"] else "",
                 human_bytes(r["size"]),
@@ -149,9 +136,7 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
         "<h1>Models</h1>"
         + form
         + pager
-        + table(
-            ["Name", "Folder", "Kind", "Family", "Precision", "EMA", "Size", "Scan"], body_rows, {6}, "models"
-        )
+        + table(["Name", "Folder", "Kind", "Family", "Precision", "EMA", "Size", "Scan"], body_rows, {6}, "models")
         + (pager if len(rows) > 20 else "")
     )
     return layout(catalog, "Models", body, "list")
@@ -184,9 +169,7 @@ def _advice(rep: dict[str, Any]) -> str:
         saves = a.get("saves_bytes")
         pairs = [("target", e(a.get("target"))), ("command", f"<code>{e(a.get('command'))}</code>")]
         if isinstance(saves, int):
-            pairs.append(
-                ("saves", e(human_bytes(saves)) if saves >= 0 else e(f"grows by {human_bytes(-saves)}"))
-            )
+            pairs.append(("saves", e(human_bytes(saves)) if saves >= 0 else e(f"grows by {human_bytes(-saves)}")))
         why = a.get("why") or []
         if why:
             pairs.append(("why", "<br>".join(e(w) for w in why)))
@@ -221,9 +204,7 @@ def _sidecars(f: dict[str, Any]) -> str:
         if os.path.splitext(name)[1].lower() in IMAGE_TYPES:
             images.append(f'<a href="{e(url)}"><img src="{e(url)}" alt="{e(name)}" loading="lazy"></a>')
         others.append(f'<li><a href="{e(url)}">{e(name)}</a></li>')
-    return (
-        f'<div class="previews">{"".join(images)}</div>' if images else ""
-    ) + f"<ul>{''.join(others)}</ul>"
+    return (f'<div class="previews">{"".join(images)}</div>' if images else "") + f"<ul>{''.join(others)}</ul>"
 
 
 def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
@@ -269,8 +250,12 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     hashes = f.get("hashes") or {}
     hash_rows = [(k, f"<code>{e(v)}</code>") for k, v in hashes.items() if v]
     if f.get("fingerprint"):
-        hash_rows.append(("content fingerprint (fp16 / bf16 rounding)",
-                          f"<code>{e(f['fingerprint'])}</code> / <code>{e(f.get('fingerprint_bf16') or '-')}</code>"))
+        hash_rows.append(
+            (
+                "content fingerprint (fp16 / bf16 rounding)",
+                f"<code>{e(f['fingerprint'])}</code> / <code>{e(f.get('fingerprint_bf16') or '-')}</code>",
+            )
+        )
     findings = scan.get("findings") or []
     finding_rows = [[e(x.get("severity")), e(x.get("message"))] for x in findings]
     # The models beside it: same root and folder (the folder alone may repeat under another root).
@@ -285,8 +270,7 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
         body.append(
             "<h2>Problems</h2><ul>"
             + "".join(
-                f"<li><b>{e(PROBLEM_TITLES.get(p['code'], p['code']))}</b>: {e(p['message'])}</li>"
-                for p in probs
+                f"<li><b>{e(PROBLEM_TITLES.get(p['code'], p['code']))}</b>: {e(p['message'])}</li>" for p in probs
             )
             + "</ul>"
         )
@@ -311,19 +295,17 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     body.append(
         "<h2>Security scan</h2>"
         + badge(f.get("verdict"))
-        + (
-            table(["Severity", "Finding"], finding_rows)
-            if finding_rows
-            else ' <span class="muted">no findings</span>'
-        )
+        + (table(["Severity", "Finding"], finding_rows) if finding_rows else ' <span class="muted">no findings</span>')
     )
     if rep.get("notes"):
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in rep["notes"]) + "</ul>")
     return layout(catalog, f["name"], "".join(body), "list")
 
 
-HASHED_ROWS = ("SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
-               "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL")
+HASHED_ROWS = (
+    "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
+    "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
+)
 
 
 def _hashed_files(catalog: Catalog) -> list[dict[str, Any]]:
@@ -352,9 +334,7 @@ def duplicates_page(catalog: Catalog) -> str:
         body.append(f'<p class="muted">No duplicates among {hashed} hashed files.</p>')
     wasted = sum(g["wasted_bytes"] for g in groups if g["level"] != "model")
     if groups:
-        body.append(
-            f'<p class="summary">{len(groups)} groups; exact copies waste {e(human_bytes(wasted))}</p>'
-        )
+        body.append(f'<p class="summary">{len(groups)} groups; exact copies waste {e(human_bytes(wasted))}</p>')
     for level, title in DUPLICATE_LEVELS.items():
         mine = [g for g in groups if g["level"] == level]
         if not mine:
@@ -434,9 +414,7 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     if rows:
         body.append(
             "<h2>Proposed conversions</h2>"
-            + table(
-                ["File", "For", "Convert to", "New name", "Before", "After", "Saves"], rows, {4, 5, 6}, "plan"
-            )
+            + table(["File", "For", "Convert to", "New name", "Before", "After", "Saves"], rows, {4, 5, 6}, "plan")
         )
     if plan.skipped:
         body.append(
@@ -467,9 +445,7 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
 
 def _state_text(state: dict[str, Any]) -> str:
     if state.get("state") == "running":
-        return (
-            f"Converting {state.get('index', 0) + 1} of {state.get('items', 0)}: {state.get('current') or ''}"
-        )
+        return f"Converting {state.get('index', 0) + 1} of {state.get('items', 0)}: {state.get('current') or ''}"
     if state.get("state") == "finished":
         return (
             f"Last run finished: {state.get('done', 0)} converted, {state.get('failed', 0)} failed"
