@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sdmodel.dtypes import is_float
+from sdmodel.formats.base import TensorSource
+from sdmodel.plan import build_plan
 from sdmodel.units import plural
 
 if TYPE_CHECKING:
-    from sdmodel.formats.base import TensorSource
     from sdmodel.inspection import ModelReport
 
 ADAPTER_KINDS = ("lora", "lycoris", "embedding")
@@ -18,8 +19,6 @@ ADAPTER_KINDS = ("lora", "lycoris", "embedding")
 def planned_bytes(source: TensorSource, **options: Any) -> int:
     """Tensor bytes the conversion with these options would write (the real conversion plan:
     schedules stay fp32, integers and markers keep their dtype)."""
-    from sdmodel.conversion import build_plan
-
     return build_plan(source, **options).out_bytes
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,73 +37,11 @@ from sdmodel.formats.base import TensorSource
 from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.identify import Identity, identify, resolve_names
-from sdmodel.inspection import identify_vae
-from sdmodel.plan import (
-    Plan,
-    apply_clip,
-    apply_drop,
-    apply_dtypes,
-    apply_ema,
-    apply_extract,
-    apply_prune,
-    apply_remove_vae,
-    apply_vae,
-    initial_plan,
-    parse_precision,
-)
+from sdmodel.plan import FORMATS, ConvertOptions, build_plan, with_changes
 from sdmodel.registry import NEEDS_YAML
+from sdmodel.vaes import identify_vae
 
-FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
 SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Everything a conversion can be asked to do, named as the CLI flags are.
-
-    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
-    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
-    EMA mode are checked by the plan steps that use them."""
-
-    format: str = "safetensors"
-    # what happens to the tensors (build_plan)
-    dtype: str | None = None
-    unet_dtype: str | None = None
-    vae_dtype: str | None = None
-    te_dtype: str | None = None
-    ema: str = "keep"
-    allow_partial_ema: bool = False
-    prune: bool = False
-    drop: tuple[str, ...] = ()
-    fix_clip: bool = False
-    vae: Path | None = None  # a VAE file to bake in
-    remove_vae: bool = False
-    part: str | None = None  # write only this part (extract)
-    # what is written around them and how
-    prediction: str | None = None
-    meta: dict[str, str] = field(default_factory=dict)
-    no_meta: bool = False
-    overwrite: bool = False
-    verify: bool = False
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConversionError(f"--format must be safetensors or ckpt, not {self.format!r}")
-        if self.prediction not in (None, "v", "epsilon"):
-            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
-        object.__setattr__(self, "drop", tuple(self.drop))
-        object.__setattr__(self, "meta", parse_meta(self.meta))
-        if self.vae is not None:
-            object.__setattr__(self, "vae", Path(self.vae))
-
-
-def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
-    """``options`` (default: the defaults) with the fields in ``changes`` replaced; an unknown name
-    is a TypeError, as for any keyword argument."""
-    if options is None:
-        return ConvertOptions(**changes)
-    return replace(options, **changes) if changes else options
 
 
 @dataclass
@@ -162,44 +100,7 @@ class ConvertResult:
         }
 
 
-# --- the plan ----------------------------------------------------------------------------------
-
-
-def build_plan(
-    source: TensorSource,
-    options: ConvertOptions | None = None,
-    *,
-    vae: TensorSource | None = None,
-    **changes: Any,
-) -> Plan:
-    """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
-    ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
-    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
-    options = with_changes(options, changes)
-    if options.vae is not None and vae is None:
-        raise TypeError("build_plan: open options.vae and pass it as vae=")
-    if vae is not None and options.remove_vae:
-        raise ConversionError("--vae and --remove-vae contradict each other")
-    per_part = {
-        "unet": parse_precision(options.unet_dtype),
-        "vae": parse_precision(options.vae_dtype),
-        "te": parse_precision(options.te_dtype),
-    }
-    default = parse_precision(options.dtype)
-    plan = initial_plan(source)
-    apply_ema(plan, options.ema, options.allow_partial_ema)
-    if options.prune:
-        apply_prune(plan)
-    apply_drop(plan, options.drop)
-    if vae is not None:
-        apply_vae(plan, vae)
-    if options.remove_vae:
-        apply_remove_vae(plan)
-    apply_clip(plan, options.fix_clip)
-    if options.part is not None:
-        apply_extract(plan, options.part)
-    apply_dtypes(plan, default, per_part)
-    return plan
+# --- sources ---------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -265,21 +166,6 @@ def vae_name(source: TensorSource) -> str:
     if not found.get("present"):
         return "none"
     return found.get("name") or "unknown"
-
-
-def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
-    """``--meta KEY=VALUE`` items (or a dict) as a dict of strings."""
-    if not items:
-        return {}
-    if isinstance(items, dict):
-        return {str(k): str(v) for k, v in items.items()}
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def build_metadata(

@@ -37,7 +37,7 @@ class _NumpyDtypes(Mapping[str, np.dtype]):
         if name in _PLAIN:
             return np.dtype(_PLAIN[name])
         if name in _ML_DTYPES:
-            import ml_dtypes
+            import ml_dtypes  # noqa: PLC0415 - about a second to import: only when bf16/fp8 is asked for
 
             return np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
         raise KeyError(name)

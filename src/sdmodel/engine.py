@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 
 from sdmodel.dtypes import NUMPY_DTYPES
 from sdmodel.errors import ConversionError, ModelReadError, OutputExistsError, SdmodelError
@@ -187,8 +188,6 @@ class SafetensorsSink:
 
         The reference reader maps the file: it is reopened every VERIFY_SPAN bytes so that the
         mapped pages it touched do not pile up in resident memory."""
-        from safetensors import safe_open
-
         with safe_open(str(path), "np") as f:
             if sorted(f.keys()) != sorted(s.out for s in self.steps):
                 raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
@@ -203,8 +202,6 @@ class SafetensorsSink:
                 batch, size = [], 0
 
     def _verify_batch(self, plan: Plan, path: Path, steps: list[Step]) -> None:
-        from safetensors import safe_open
-
         with safe_open(str(path), "np") as f, SafetensorsSource(path) as ours:
             for s in steps:
                 view = f.get_slice(s.out)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sdmodel import registry
+from sdmodel.advice import advise
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
@@ -17,36 +18,17 @@ from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
     MARKER_KEYS,
-    PART_PREFIXES,
     UNET_PREFIX,
     ema_key,
     junk_reason,
     part_of,
 )
+from sdmodel.vaes import identify_vae
 
-# Kinds that are a single part: every tensor of such a file belongs to it.
-WHOLE_FILE_PART = {
-    "unet": "unet",
-    "vae": "vae",
-    "text_encoder": "text_encoder",
-    "lora": "lora",
-    "lycoris": "lycoris",
-    "embedding": "embedding",
-    "controlnet": "controlnet",
-    "t2i_adapter": "t2i_adapter",
-}
-
-# Tensors fingerprinted to tell which VAE is baked in: the decoder output and the latent convs,
-# which differ between the VAEs people bake (ft-MSE, ft-EMA, SDXL...), and are small to read.
-VAE_FINGERPRINT_KEYS = (
-    "decoder.conv_out.weight",
-    "decoder.conv_out.bias",
-    "decoder.norm_out.weight",
-    "post_quant_conv.weight",
-    "quant_conv.weight",
+# Kinds that are a single part (named as the kind): every tensor of such a file belongs to it.
+SINGLE_PART_KINDS = frozenset(
+    {"unet", "vae", "text_encoder", "lora", "lycoris", "embedding", "controlnet", "t2i_adapter"}
 )
-# Fingerprint -> VAE name. Only VAEs we have hashed ourselves belong here; "unknown" otherwise.
-KNOWN_VAES: dict[str, str] = {}
 
 SIDECAR_KINDS = (
     (".yaml", "config"),
@@ -138,7 +120,7 @@ def tensor_parts(source: TensorSource, ident: Identity) -> dict[str, str]:
     """Part of every tensor. A file that is one network (a VAE, a LoRA, a bare UNet) is one part;
     a checkpoint, or a network stored under its single-file prefix, is split by prefix."""
     by_prefix = ident.kind == "checkpoint" or ident.root in (UNET_PREFIX, "control_model.")
-    whole = None if by_prefix else WHOLE_FILE_PART.get(ident.kind)
+    whole = ident.kind if not by_prefix and ident.kind in SINGLE_PART_KINDS else None
     return {name: part_of(name, whole) for name in source.tensors}
 
 
@@ -191,18 +173,6 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     return {"status": status, "key": key, "dtype": source.tensors[key].dtype, "broken": broken}
 
 
-def identify_vae(source: TensorSource) -> dict[str, Any]:
-    """Which VAE a checkpoint (or standalone VAE) holds, from a fingerprint of a few tensors."""
-    for prefix in (*PART_PREFIXES["vae"], ""):
-        keys = [prefix + k for k in VAE_FINGERPRINT_KEYS]
-        if all(k in source.tensors for k in keys):
-            from sdmodel.hashing import tensor_fingerprint
-
-            fp = tensor_fingerprint(source, keys, strip=prefix)
-            return {"present": True, "fingerprint": fp, "name": KNOWN_VAES.get(fp, "unknown")}
-    return {"present": False, "fingerprint": None, "name": None}
-
-
 def find_sidecars(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -224,8 +194,6 @@ def find_sidecars(path: Path) -> list[dict[str, str]]:
 
 def inspect_source(source: TensorSource) -> ModelReport:
     """Report on an already opened source."""
-    from sdmodel.advice import advise
-
     ident = identify(source)
     parts = tensor_parts(source, ident)
     junk_keys = [k for k, p in parts.items() if p == "junk"]

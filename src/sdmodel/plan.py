@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, PRECISIONS, is_float
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
@@ -349,8 +352,6 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
     diffusers = any(n.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for n in names)
     mapping: dict[str, str] = {}
     if diffusers:
-        from sdmodel.formats.diffusers_map import vae_table_for
-
         table = vae_table_for(names)  # the attention linears become 1x1 convs by a reshape (apply_vae)
         for n in names:
             ldm = table.to_ldm(n)
@@ -524,3 +525,109 @@ def apply_extract(plan: Plan, part: str) -> None:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
+
+
+# --- options and the plan they make ---------------------------------------------------------
+
+FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything a conversion can be asked to do, named as the CLI flags are.
+
+    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
+    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
+    EMA mode are checked by the plan steps that use them."""
+
+    format: str = "safetensors"
+    # what happens to the tensors (build_plan)
+    dtype: str | None = None
+    unet_dtype: str | None = None
+    vae_dtype: str | None = None
+    te_dtype: str | None = None
+    ema: str = "keep"
+    allow_partial_ema: bool = False
+    prune: bool = False
+    drop: tuple[str, ...] = ()
+    fix_clip: bool = False
+    vae: Path | None = None  # a VAE file to bake in
+    remove_vae: bool = False
+    part: str | None = None  # write only this part (extract)
+    # what is written around them and how
+    prediction: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    no_meta: bool = False
+    overwrite: bool = False
+    verify: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConversionError(f"--format must be safetensors or ckpt, not {self.format!r}")
+        if self.prediction not in (None, "v", "epsilon"):
+            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
+        object.__setattr__(self, "drop", tuple(self.drop))
+        object.__setattr__(self, "meta", parse_meta(self.meta))
+        if self.vae is not None:
+            object.__setattr__(self, "vae", Path(self.vae))
+
+
+def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
+    """``options`` (default: the defaults) with the fields in ``changes`` replaced; an unknown name
+    is a TypeError, as for any keyword argument."""
+    if options is None:
+        return ConvertOptions(**changes)
+    return replace(options, **changes) if changes else options
+
+
+def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
+    """``--meta KEY=VALUE`` items (or a dict) as a dict of strings."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def build_plan(
+    source: TensorSource,
+    options: ConvertOptions | None = None,
+    *,
+    vae: TensorSource | None = None,
+    **changes: Any,
+) -> Plan:
+    """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
+    ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
+    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
+    options = with_changes(options, changes)
+    if options.vae is not None and vae is None:
+        raise TypeError("build_plan: open options.vae and pass it as vae=")
+    if vae is not None and options.remove_vae:
+        raise ConversionError("--vae and --remove-vae contradict each other")
+    per_part = {
+        "unet": parse_precision(options.unet_dtype),
+        "vae": parse_precision(options.vae_dtype),
+        "te": parse_precision(options.te_dtype),
+    }
+    default = parse_precision(options.dtype)
+    plan = initial_plan(source)
+    apply_ema(plan, options.ema, options.allow_partial_ema)
+    if options.prune:
+        apply_prune(plan)
+    apply_drop(plan, options.drop)
+    if vae is not None:
+        apply_vae(plan, vae)
+    if options.remove_vae:
+        apply_remove_vae(plan)
+    apply_clip(plan, options.fix_clip)
+    if options.part is not None:
+        apply_extract(plan, options.part)
+    apply_dtypes(plan, default, per_part)
+    return plan

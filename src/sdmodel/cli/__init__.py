@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from sdmodel.cli import convert, info, library, scan
 from sdmodel.errors import SdmodelError
 
 
@@ -22,8 +23,6 @@ def main_group() -> None:
 
 
 def _register() -> None:
-    from sdmodel.cli import convert, info, library, scan
-
     for module in (info, convert, scan, library):
         for command in module.COMMANDS:
             main_group.add_command(command)

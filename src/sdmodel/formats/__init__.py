@@ -44,19 +44,19 @@ def open_model(path: str | Path) -> TensorSource:
         raise ModelReadError(f"{path}: no such file or directory")
     kind = sniff(path)
     if kind == "safetensors":
-        from sdmodel.formats.safetensors import SafetensorsSource
+        from sdmodel.formats.safetensors import SafetensorsSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return SafetensorsSource(path)
     if kind == "torch-zip":
-        from sdmodel.formats.torch_zip import TorchZipSource
+        from sdmodel.formats.torch_zip import TorchZipSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return TorchZipSource(path)
     if kind == "torch-legacy":
-        from sdmodel.formats.torch_legacy import TorchLegacySource
+        from sdmodel.formats.torch_legacy import TorchLegacySource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return TorchLegacySource(path)
     if kind == "diffusers":
-        from sdmodel.formats.diffusers import DiffusersSource
+        from sdmodel.formats.diffusers import DiffusersSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return DiffusersSource(path)
     if kind == "empty":

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sdmodel
+from sdmodel.conversion import convert
 from sdmodel.engine import TEMP_SUFFIX
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_model_file
+from sdmodel.formats import open_model
 from sdmodel.library.catalog import Catalog
+from sdmodel.library.scanning import examine, make_row
 from sdmodel.library.walk import TRASH_DIR, FoundFile, assign_sidecars, stem_of
 
 Event = Callable[[dict[str, Any]], None]
@@ -108,15 +110,13 @@ def _move(src: Path, dst: Path) -> None:
 
 def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
     dtype = None if item["dtype"] == "keep" else item["dtype"]
-    sdmodel.convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
+    convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
     if not tmp.is_file():
         raise SdmodelError(f"{item['src']}: the conversion wrote no output")
 
 
 def _check_output(tmp: Path) -> None:
     """Reopen the output: it must read as safetensors with tensors in it."""
-    from sdmodel.formats import open_model
-
     with open_model(tmp) as source:
         if source.format != "safetensors" or not source.tensors:
             raise SdmodelError(f"{tmp}: the output does not read back as a safetensors model")
@@ -287,8 +287,6 @@ def run_item(
 
 def _finish(catalog: Catalog, item: dict[str, Any]) -> None:
     """Mark the item done and replace the original's catalog row by the output's."""
-    from sdmodel.library.scanning import examine, make_row
-
     dst, root = Path(item["dst"]), Path(item["root"])
     catalog.update_item(item["id"], status="done", step="", finished=time.time())
     catalog.delete_paths([item["src"]])

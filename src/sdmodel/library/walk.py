@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from sdmodel.files import is_diffusers_dir, is_model_file
 
 TRASH_DIR = ".sdmodel-trash"
@@ -90,8 +92,6 @@ def _comfy_extra_roots(folder: Path) -> list[Path]:
     cfg = folder / "extra_model_paths.yaml"
     if not cfg.is_file():
         return []
-    import yaml
-
     try:
         data = yaml.safe_load(cfg.read_text(encoding="utf-8", errors="replace"))
     except (OSError, yaml.YAMLError):

@@ -21,6 +21,7 @@ from sdmodel.library.report import (
     duplicate_groups,
     problems_of,
 )
+from sdmodel.library.savings import compute_plan
 from sdmodel.units import human_bytes
 
 PER_PAGE = 50
@@ -373,8 +374,6 @@ def problems_page(catalog: Catalog) -> str:
 
 # -- plan ----------------------------------------------------------------------------------------
 def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
-    from sdmodel.library.savings import compute_plan
-
     plan = compute_plan(catalog)
     ids = {r[0]: r[1] for r in catalog.db.execute("SELECT path, id FROM files")}
     body = ["<h1>Savings plan</h1>"]
