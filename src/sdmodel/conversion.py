@@ -20,24 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from sdmodel import __version__
+from sdmodel.atomic import TEMP_SUFFIX, check_target
 from sdmodel.dtypes import PRECISIONS
-from sdmodel.engine import (
-    HASH_KEY,
-    HASH_PLACEHOLDER,
-    TEMP_SUFFIX,
-    Progress,
-    WriteResult,
-    check_target,
-    execute,
-)
+from sdmodel.engine import Progress, WriteResult, execute
 from sdmodel.errors import ConversionError, OutputExistsError, SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
 from sdmodel.formats.safetensors import SafetensorsSource
+from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
+from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.identify import Identity, identify, resolve_names
-from sdmodel.plan import FORMATS, ConvertOptions, build_plan, with_changes
+from sdmodel.plan import ConvertOptions, build_plan, with_changes
 from sdmodel.registry import NEEDS_YAML
 from sdmodel.vaes import identify_vae
 
@@ -124,7 +119,7 @@ def stem_of(path: Path) -> str:
 def default_output(src: Path, tags: list[str], fmt: str) -> Path:
     """``<stem>-<what changed>.<ext>`` beside the source."""
     src = Path(src)
-    ext = FORMATS[fmt]
+    ext = OUTPUT_FORMATS[fmt]
     stem = stem_of(src)
     tags = sorted(tags, key=lambda t: 0 if _is_precision_tag(t) else 1)  # precision first
     if tags:

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, PRECISIONS, is_float
+from sdmodel.dtypes import FP8_DTYPES, ITEMSIZE, PRECISION_NAMES, PRECISIONS, cast_target, is_float
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
+from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
@@ -33,10 +34,6 @@ from sdmodel.parts import (
 
 MAIN = "model"  # name of the main source in Plan.sources
 VAE_SOURCE = "vae"  # name of a VAE file baked in (apply_vae)
-
-FP8 = frozenset({"F8_E4M3", "F8_E5M2"})
-# Largest finite value of each fp8 format: values beyond it are clamped before the cast.
-FP8_MAX = {"F8_E4M3": 448.0, "F8_E5M2": 57344.0}
 
 TE_PARTS = ("text_encoder", "text_encoder_2", "text_encoder_3")
 VAE_PREFIXES = PART_PREFIXES["vae"]
@@ -64,7 +61,7 @@ class Step:
             return "fix"
         if self.source != MAIN:
             return "replace"
-        if self.out_dtype in FP8 and self.out_dtype != self.dtype:
+        if self.out_dtype in FP8_DTYPES and self.out_dtype != self.dtype:
             return "clamp-cast"
         if self.out_dtype != self.dtype:
             return "cast"
@@ -464,9 +461,7 @@ def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str
             if target == "F32" and s.out_dtype != "F32":
                 s.out_dtype = "F32"
             continue
-        if target in FP8 and len(s.shape) < 2:
-            target = "F16" if s.out_dtype not in FP8 else s.out_dtype
-        s.out_dtype = target
+        s.out_dtype = cast_target(target, s.out_dtype, len(s.shape))
     if default:
         plan.tag(PRECISION_NAMES[default])
     for part, dt in sorted(per_part.items()):
@@ -529,8 +524,6 @@ def _mb(n: int) -> str:
 
 # --- options and the plan they make ---------------------------------------------------------
 
-FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
-
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -563,8 +556,8 @@ class ConvertOptions:
     dry_run: bool = False
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConversionError(f"--format must be safetensors or ckpt, not {self.format!r}")
+        if self.format not in OUTPUT_FORMATS:
+            raise ConversionError(f"--format must be {' or '.join(OUTPUT_FORMATS)}, not {self.format!r}")
         if self.prediction not in (None, "v", "epsilon"):
             raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
         object.__setattr__(self, "drop", tuple(self.drop))

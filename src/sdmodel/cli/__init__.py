@@ -13,6 +13,7 @@ import sys
 import click
 
 from sdmodel.cli import convert, info, library, scan
+from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError
 
 
@@ -34,7 +35,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
-        main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
+        with sigterm_as_interrupt():
+            main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

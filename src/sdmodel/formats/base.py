@@ -70,6 +70,12 @@ class TensorSource(ABC):
     def read(self, name: str) -> np.ndarray:
         """The tensor's values (C-contiguous, native byte order). May be a read-only view."""
 
+    def data_range(self, name: str) -> tuple[int, int] | None:
+        """Absolute [begin, end) of the tensor's bytes in ``path`` when they are stored there as
+        they are (C order, little-endian, uncompressed), so that a writer can read them straight
+        into its own buffer; None otherwise (the default)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles and maps."""
 

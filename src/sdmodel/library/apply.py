@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdmodel.atomic import staged_path, sync_dir
 from sdmodel.conversion import convert
-from sdmodel.engine import TEMP_SUFFIX
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_model_file
 from sdmodel.formats import open_model
@@ -66,10 +66,6 @@ def apply_lock(db_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def tmp_path_for(dst: Path) -> Path:
-    return dst.with_name(f".{stem_of(dst.name)}{TEMP_SUFFIX}.safetensors")
 
 
 def trash_path_for(src: Path, root: Path) -> Path:
@@ -234,7 +230,7 @@ def run_item(
 ) -> None:
     """Run (or resume) one plan item: see the module docstring."""
     src, dst, root = Path(item["src"]), Path(item["dst"]), Path(item["root"])
-    tmp = tmp_path_for(dst)
+    tmp = staged_path(dst)
     step = item["step"]
     if step == "converted" and not tmp.is_file():
         step = ""
@@ -282,6 +278,7 @@ def run_item(
                 _move(src, trash)
         catalog.update_item(item["id"], step="trashed", trashed_to=str(trash) if trash else None)
     os.replace(tmp, dst)
+    sync_dir(dst.parent)
     _finish(catalog, item)
 
 
