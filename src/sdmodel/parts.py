@@ -76,6 +76,10 @@ CLIP_L_POSITION_IDS: tuple[str, ...] = (
 UNET_PREFIX = "model.diffusion_model."
 EMA_PREFIX = "model_ema."
 
+# Parts that are not weights: their dtype says nothing of the model's precision (schedules stay
+# fp32, markers are integers, junk is dropped).
+NON_WEIGHT_PARTS: frozenset[str] = frozenset({"schedule", "marker", "junk"})
+
 
 def junk_reason(name: str) -> str | None:
     """Why a key is junk, or None if it is not."""

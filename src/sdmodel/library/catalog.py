@@ -18,6 +18,7 @@ from typing import Any
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
+from sdmodel.parts import NON_WEIGHT_PARTS
 
 SCHEMA_VERSION = 2
 
@@ -121,7 +122,6 @@ LIST_COLUMNS = [
 ]
 
 # Parts whose dtype says nothing about the model's precision.
-NON_WEIGHT_PARTS = frozenset({"schedule", "marker", "junk"})
 
 
 def default_db_path() -> Path:
