@@ -33,7 +33,7 @@ from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.plan import ConvertOptions, build_plan, with_changes
-from sdmodel.registry import NEEDS_YAML
+from sdmodel.sidecars import config_beside, needs_config
 from sdmodel.vaes import identify_vae
 
 SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
@@ -200,11 +200,6 @@ def build_metadata(
     return md
 
 
-def _yaml_beside(path: Path) -> Path:
-    """Where A1111 looks for the config of ``path``: ``<stem>.yaml`` beside it."""
-    return Path(path).parent / f"{stem_of(path)}.yaml"
-
-
 def write_yaml(
     source: TensorSource,
     out: Path,
@@ -214,7 +209,7 @@ def write_yaml(
     notes: list[str],
 ) -> Path | None:
     """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
-    src_yaml, out_yaml = _yaml_beside(source.path), _yaml_beside(out)
+    src_yaml, out_yaml = config_beside(source.path), config_beside(out)
     if src_yaml.is_file():
         if out_yaml.exists() and not overwrite:
             if out_yaml.read_bytes() != src_yaml.read_bytes():
@@ -226,7 +221,7 @@ def write_yaml(
         shutil.copyfile(src_yaml, out_yaml)
         notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
         return out_yaml
-    if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
+    if ident is None or not needs_config(ident.kind, ident.family):
         return None
     config, _arch, _res = _names(ident, prediction)
     if config is None:

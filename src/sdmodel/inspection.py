@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from sdmodel import registry
 from sdmodel.advice import advise
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
@@ -23,27 +22,13 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.plan import loader_position_ids
+from sdmodel.sidecars import find_sidecars, needs_config
 from sdmodel.vaes import identify_vae
 
 # Kinds that are a single part (named as the kind): every tensor of such a file belongs to it.
 SINGLE_PART_KINDS = frozenset(
     {"unet", "vae", "text_encoder", "lora", "lycoris", "embedding", "controlnet", "t2i_adapter"}
-)
-
-SIDECAR_KINDS = (
-    (".yaml", "config"),
-    (".yml", "config"),
-    (".vae.safetensors", "vae"),
-    (".vae.pt", "vae"),
-    (".vae.ckpt", "vae"),
-    (".civitai.info", "civitai"),
-    (".preview.png", "preview"),
-    (".png", "preview"),
-    (".jpg", "preview"),
-    (".jpeg", "preview"),
-    (".webp", "preview"),
-    (".json", "notes"),
-    (".txt", "notes"),
 )
 
 
@@ -164,32 +149,12 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
         return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
     raw = np.asarray(source.read(key))
     values = raw.astype(np.float64).reshape(-1)
-    # A loader casts to int64: float values are truncated (75.9975 -> 75).
-    seen = np.trunc(values).astype(np.int64)
+    seen = loader_position_ids(raw).reshape(-1)  # float values truncated (75.9975 -> 75)
     expected = np.arange(seen.size)
     bad = np.nonzero(seen != expected)[0]
     broken = [{"position": int(i), "value": float(values[i]), "loader_sees": int(seen[i])} for i in bad]
     status = "broken" if broken or seen.size != 77 else "ok"
     return {"status": status, "key": key, "dtype": source.tensors[key].dtype, "broken": broken}
-
-
-def find_sidecars(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    found = []
-    try:
-        siblings = sorted(path.parent.iterdir())
-    except OSError:
-        return []
-    for f in siblings:
-        if f == path or not f.is_file() or not f.name.startswith(stem + "."):
-            continue
-        rest = f.name[len(stem) :].lower()
-        kind = next((k for suffix, k in SIDECAR_KINDS if rest == suffix), None)
-        if kind is not None:
-            found.append({"path": str(f), "kind": kind})
-    return found
 
 
 def inspect_source(source: TensorSource) -> ModelReport:
@@ -220,11 +185,7 @@ def inspect_source(source: TensorSource) -> ModelReport:
         notes=[n.message for n in source.notes],
         sidecars=find_sidecars(source.path),
     )
-    if (
-        ident.kind == "checkpoint"
-        and ident.family in registry.NEEDS_YAML
-        and not any(s["kind"] == "config" for s in report.sidecars)
-    ):
+    if needs_config(ident.kind, ident.family) and not any(s["kind"] == "config" for s in report.sidecars):
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )

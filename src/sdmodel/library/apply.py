@@ -31,7 +31,8 @@ from sdmodel.files import is_model_file
 from sdmodel.formats import open_model
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import examine, make_row
-from sdmodel.library.walk import TRASH_DIR, FoundFile, assign_sidecars, stem_of
+from sdmodel.library.walk import TRASH_DIR, FoundFile
+from sdmodel.sidecars import assign_sidecars, stem_of
 
 Event = Callable[[dict[str, Any]], None]
 FREE_SPACE_MARGIN = 64 << 20

@@ -16,7 +16,7 @@ from typing import Any
 
 from sdmodel.advice import generating_dtype, weight_dtypes
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.walk import stem_of
+from sdmodel.sidecars import stem_of
 from sdmodel.units import human_bytes, plural
 
 CONVERTIBLE_KINDS = frozenset(

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from sdmodel.files import is_diffusers_dir, is_model_file
+from sdmodel.sidecars import assign_sidecars
 
 TRASH_DIR = ".sdmodel-trash"
 
@@ -142,33 +143,6 @@ def normalize_roots(roots: list[Path]) -> list[Path]:
         if not any(r == k or k in r.parents for k in kept):
             kept.append(r)
     return sorted(kept)
-
-
-def stem_of(name: str) -> str:
-    """A model file's base name: ``x.safetensors`` -> ``x``."""
-    return os.path.splitext(name)[0]
-
-
-def assign_sidecars(models: list[str], others: list[str]) -> dict[str, list[str]]:
-    """The sidecars of each model among the file names of one folder: every non-model file goes to
-    the model with the longest stem it starts with (``a.b.png`` belongs to ``a.b.safetensors``
-    rather than ``a.safetensors``). ``x.vae.safetensors`` is both a model and a sidecar of ``x``.
-    Returns model name -> sorted sidecar names."""
-    by_stem: dict[str, str] = {}
-    for name in models:
-        by_stem.setdefault(stem_of(name), name)
-    owned: dict[str, list[str]] = {name: [] for name in models}
-    for name in others + [n for n in models if ".vae." in n.lower()]:
-        cut = name
-        while "." in cut:
-            cut = cut.rsplit(".", 1)[0]
-            owner = by_stem.get(cut)
-            if owner is not None and owner != name:
-                owned[owner].append(name)
-                break
-    for names in owned.values():
-        names.sort()
-    return owned
 
 
 def walk_root(root: Path) -> Iterator[FoundFile]:
