@@ -37,6 +37,7 @@ from sdmodel.formats.pickle_vm import (
     run_pickle,
 )
 from sdmodel.formats.safetensors import SafetensorsSource
+from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
 from sdmodel.security.denylist import denied
 from sdmodel.security.targets import target_allowed
@@ -53,7 +54,6 @@ MAX_TAR_MEMBERS = 64
 MAX_EXTRA_PICKLES = 8  # pickles looked for after the first STOP
 MAX_YAML = 1024 * 1024
 MAX_STORAGES = 1_000_000
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MAX_TORCH_VERSION = 20
 
 # Content that is not a model: (magic, offset, description).
