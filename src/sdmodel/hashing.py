@@ -1,4 +1,5 @@
-"""The hashes users compare (DOMAIN.md section 5), all computed in one read pass, and cached.
+"""The hashes users compare (A1111 modules/hashes.py and sd_models.py, Civitai's AutoV1/V2/V3),
+all computed in one read pass, and cached.
 
 The file is read once in large chunks; the digests are spread over two worker threads (hashlib,
 blake3 and zlib release the GIL on large buffers), so computing all of them costs about as much

@@ -31,6 +31,7 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.units import human_bytes
 
 MAIN = "model"  # name of the main source in Plan.sources
 VAE_SOURCE = "vae"  # name of a VAE file baked in (apply_vae)
@@ -246,7 +247,7 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
 
 
 def apply_prune(plan: Plan) -> None:
-    """Drop known junk (DOMAIN.md section 3), one report line per group. Markers are never junk."""
+    """Drop known junk (parts.JUNK_PREFIXES), one report line per group. Markers are never junk."""
     gone = plan.keep_only(
         lambda s: s.part == "marker" or junk_reason(s.name) is None, lambda s: f"junk: {junk_reason(s.name)}"
     )
@@ -255,7 +256,7 @@ def apply_prune(plan: Plan) -> None:
         groups.setdefault(junk_reason(s.name) or "", []).append(s)
     for why, steps in groups.items():
         size = sum(s.in_bytes for s in steps)
-        plan.notes.append(f"prune: dropped {len(steps)} tensors ({_mb(size)}): {why}")
+        plan.notes.append(f"prune: dropped {len(steps)} tensors ({human_bytes(size)}): {why}")
     if not gone:
         plan.notes.append("prune: no known junk found")
     unknown = [s.name for s in plan.steps if s.part == "other"]
@@ -516,10 +517,6 @@ def apply_extract(plan: Plan, part: str) -> None:
     plan.notes.append(f"extract: {len(plan.steps)} {part} tensors")
     plan.tags = [t for t in plan.tags if t != "noema"]  # every extract leaves the EMA behind
     plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
 
 
 # --- options and the plan they make ---------------------------------------------------------

@@ -6,7 +6,8 @@ its parents, then at these folders of the home directory: ``stable-diffusion-web
 ``ComfyUI``, ``comfyui``, ``ComfyUI_windows_portable/ComfyUI``, ``Documents/ComfyUI``. A folder
 is an A1111/Forge install when it has ``models/Stable-diffusion``; a ComfyUI install when it has
 ``models/checkpoints`` (its ``extra_model_paths.yaml`` adds more roots). Model roots are
-``models/`` (and A1111's top-level ``embeddings/``): DOMAIN.md section 7.
+``models/`` (and A1111's top-level ``embeddings/``), as A1111 (modules/paths.py, modules/shared.py)
+and ComfyUI (folder_paths.py) lay them out.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ HOME_CANDIDATES = (
     "Documents/ComfyUI",
 )
 
-# Folder name (lower case) -> the kinds that belong there (DOMAIN.md section 7).
+# Folder name (lower case) -> the kinds that belong there (A1111 and ComfyUI folder names).
 FOLDER_KINDS: dict[str, frozenset[str]] = {
     "stable-diffusion": frozenset({"checkpoint", "unet"}),
     "checkpoints": frozenset({"checkpoint"}),
