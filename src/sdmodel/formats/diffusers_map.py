@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdmodel.parts import (  # the single-file key prefixes (sdmodel.parts owns them)
-    UNET_PREFIX,
-    VAE_PREFIX,
-)
+# The single-file key prefixes: sdmodel.parts owns them (re-exported for the diffusers reader).
+from sdmodel.parts import REFINER_TEXT2_PREFIX as REFINER_TEXT2_PREFIX
+from sdmodel.parts import SD1_TEXT_PREFIX as SD1_TEXT_PREFIX
+from sdmodel.parts import SD2_TEXT_PREFIX as SD2_TEXT_PREFIX
+from sdmodel.parts import SDXL_TEXT2_PREFIX as SDXL_TEXT2_PREFIX
+from sdmodel.parts import SDXL_TEXT_PREFIX as SDXL_TEXT_PREFIX
+from sdmodel.parts import UNET_PREFIX, VAE_PREFIX
 
 # Ops needed to build one LDM tensor from its diffusers part(s).
 COPY = "copy"
