@@ -57,32 +57,14 @@ def scan_command(
     ~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,
     ~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."""
     from sdmodel.library.scanning import scan_library  # noqa: PLC0415 - start-up time: loaded only by this command
-    from sdmodel.library.walk import detect_install, find_installs, normalize_roots  # noqa: PLC0415 - start-up time: loaded only by this command
+    from sdmodel.library.walk import scan_roots  # noqa: PLC0415 - start-up time: loaded only by this command
 
-    roots: list[tuple[Path, str]] = []
     with Catalog(_db_path(db)) as cat:
-        if dirs:
-            for d in dirs:
-                p = Path(d)
-                if not p.is_dir():
-                    raise click.BadParameter(f"{d}: not a directory", param_hint="DIRS")
-                inst = detect_install(p)
-                if inst is None:
-                    roots.append((p, ""))
-                else:
-                    roots.extend((r, inst.ui) for r in inst.roots)
-        else:
-            for inst in find_installs():
-                err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False)
-                roots.extend((r, inst.ui) for r in inst.roots)
-            roots.extend((r, "") for r in cat.roots())
-            if not roots:
-                raise click.UsageError(
-                    "no A1111, Forge or ComfyUI install found here or in the usual places; "
-                    "give the model folders: sdmodel library scan DIR..."
-                )
-        uis = {os.path.abspath(r): ui for r, ui in roots if ui}
-        roots = [(r, uis.get(str(r), "")) for r in normalize_roots([r for r, _ in roots])]
+        roots = scan_roots(
+            [Path(d) for d in dirs],
+            cat.roots(),
+            on_install=lambda inst: err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False),
+        )
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -13,12 +13,13 @@ and ComfyUI (folder_paths.py) lay them out.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from sdmodel.errors import SdmodelError
 from sdmodel.files import is_diffusers_dir, is_model_file
 from sdmodel.sidecars import assign_sidecars
 
@@ -134,6 +135,37 @@ def find_installs(cwd: Path | None = None, home: Path | None = None) -> list[Ins
         if inst is not None:
             found.append(inst)
     return found
+
+
+def scan_roots(
+    dirs: list[Path], known: list[Path], on_install: Callable[[Install], None] | None = None
+) -> list[tuple[Path, str]]:
+    """The roots a library scan walks, each with its UI ("" when unknown): the folders given (an
+    install folder stands for its model roots), or else the installs found nearby
+    (``find_installs``, each announced to ``on_install``) and the roots already catalogued
+    (``known``). Raises SdmodelError for a given path that is no folder, or when nothing is found."""
+    roots: list[tuple[Path, str]] = []
+    for d in dirs:
+        if not d.is_dir():
+            raise SdmodelError(f"{d}: not a directory")
+        inst = detect_install(d)
+        if inst is None:
+            roots.append((d, ""))
+        else:
+            roots.extend((r, inst.ui) for r in inst.roots)
+    if not dirs:
+        for inst in find_installs():
+            if on_install is not None:
+                on_install(inst)
+            roots.extend((r, inst.ui) for r in inst.roots)
+        roots.extend((r, "") for r in known)
+        if not roots:
+            raise SdmodelError(
+                "no A1111, Forge or ComfyUI install found here or in the usual places; "
+                "give the model folders: sdmodel library scan DIR..."
+            )
+    uis = {os.path.abspath(r): ui for r, ui in roots if ui}
+    return [(r, uis.get(str(r), "")) for r in normalize_roots([r for r, _ in roots])]
 
 
 def normalize_roots(roots: list[Path]) -> list[Path]:
