@@ -29,7 +29,6 @@ from sdmodel.parts import part_of
 CHUNK = 16 << 20
 AUTOV1_OFFSET = 0x100000
 AUTOV1_SIZE = 0x10000
-HASH_NAMES = ("autov1", "autov2", "sha256", "autov3", "blake3", "crc32", "crc32_civitai")
 
 Progress = Callable[[int, int], None]
 
