@@ -51,4 +51,4 @@ class Sink(Protocol):
 
 def raw_bytes(array: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array as they are (what a sink writes when it stores values)."""
-    return memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(b"")
