@@ -15,6 +15,7 @@ from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
+    CLIP_L_PREFIXES,
     EMA_PREFIX,
     MARKER_KEYS,
     UNET_PREFIX,
@@ -139,13 +140,7 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     """CLIP-L position ids as a loader sees them (cast to int64, truncating)."""
     key = next((k for k in CLIP_L_POSITION_IDS if k in source.tensors), None)
     if key is None:
-        clip_l_prefixes = (
-            "cond_stage_model.transformer.",
-            "conditioner.embedders.0.transformer.",
-            "text_encoders.clip_l.",
-            "text_model.",
-        )
-        has_clip_l = any(k.startswith(clip_l_prefixes) for k in source.tensors)
+        has_clip_l = any(k.startswith(CLIP_L_PREFIXES) for k in source.tensors)
         return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
     raw = np.asarray(source.read(key))
     values = raw.astype(np.float64).reshape(-1)

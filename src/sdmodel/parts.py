@@ -76,6 +76,15 @@ JUNK_PREFIXES: tuple[tuple[str, str], ...] = (
 
 EMA_SCALARS: frozenset[str] = frozenset({"model_ema.decay", "model_ema.num_updates"})
 
+# Where a CLIP ViT-L text encoder lives in the files that hold one (single-file SD1 and SDXL, ComfyUI's
+# text_encoders layout, a standalone transformers CLIPTextModel).
+CLIP_L_PREFIXES: tuple[str, ...] = (
+    SD1_TEXT_PREFIX,
+    SDXL_TEXT_PREFIX,
+    "text_encoders.clip_l.",
+    "text_model.",
+)
+
 CLIP_L_POSITION_IDS: tuple[str, ...] = (
     "cond_stage_model.transformer.text_model.embeddings.position_ids",
     "cond_stage_model.transformer.embeddings.position_ids",

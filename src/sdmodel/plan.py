@@ -362,7 +362,7 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
             if n.startswith(p):
                 bare = n[len(p) :]
                 break
-        if bare.startswith(("loss.", "model_ema.")):
+        if bare.startswith(("loss.", EMA_PREFIX)):
             continue
         mapping[bare] = n
     return mapping
