@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sdmodel import __version__
+from sdmodel import __version__, sidecars
 from sdmodel.atomic import TEMP_SUFFIX, check_target
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.engine import Progress, WriteResult, execute
@@ -113,7 +113,7 @@ def open_sources(src: str | Path, options: ConvertOptions) -> Iterator[tuple[Ten
 def stem_of(path: Path) -> str:
     """The name without its last suffix (``a.b.safetensors`` -> ``a.b``); folders keep their name."""
     path = Path(path)
-    return path.name if path.is_dir() else path.stem
+    return path.name if path.is_dir() else sidecars.stem_of(path.name)
 
 
 def default_output(src: Path, tags: list[str], fmt: str) -> Path:
