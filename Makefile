@@ -36,6 +36,7 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 # Messages for translators: extract from the sources, merge into each language's .po, compile.

@@ -16,10 +16,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -96,20 +96,49 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 
 # --- the pipeline ------------------------------------------------------------------------------
 
-_DONE = object()
 BUDGET = 160 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
 PREFETCH = 256 * 1000 * 1000  # bytes of coming tensors the kernel is asked to read ahead (page cache, not RSS)
 WRITEBACK = 128 * 1000 * 1000  # bytes written between two writeback requests (_start_writeback)
 
 
-class _Pipe:
-    """A queue whose blocking calls give up when the run is aborted."""
+class _Read(NamedTuple):
+    """A tensor as read (``buf``: the recycled buffer behind ``array``, if any)."""
+
+    step: Step
+    array: np.ndarray
+    buf: np.ndarray | None
+
+
+class _Cast(NamedTuple):
+    """A tensor being cast by the workers (``futures`` give the clamp counts); the buffers are
+    recycled after the write and after the hash."""
+
+    step: Step
+    out: np.ndarray
+    futures: list[Future[int]]
+    after_cast: np.ndarray | None
+    after_hash: np.ndarray | None
+
+
+class _Encoded(NamedTuple):
+    """A tensor's bytes as written, waiting for the hasher."""
+
+    step: Step
+    data: memoryview
+    after_hash: np.ndarray | None
+
+
+T = TypeVar("T")
+
+
+class _Pipe(Generic[T]):
+    """A queue whose blocking calls give up when the run is aborted; ``None`` ends the stream."""
 
     def __init__(self, abort: threading.Event, size: int = 0) -> None:
-        self.q: queue.Queue = queue.Queue(maxsize=size)
+        self.q: queue.Queue[T | None] = queue.Queue(maxsize=size)
         self.abort = abort
 
-    def put(self, item: object) -> bool:
+    def put(self, item: T | None) -> bool:
         while not self.abort.is_set():
             try:
                 self.q.put(item, timeout=0.1)
@@ -118,16 +147,16 @@ class _Pipe:
                 continue
         return False
 
-    def get(self) -> object:
+    def get(self) -> T | None:
         while not self.abort.is_set():
             try:
                 return self.q.get(timeout=0.1)
             except queue.Empty:
                 continue
-        return _DONE
+        return None
 
 
-def _start_writeback(f, start: int) -> int:
+def _start_writeback(f: BinaryIO, start: int) -> int:
     """Ask the kernel to write [start, now) to disk already (and not keep it cached), so that the
     final fsync has little left to wait for. Returns the new start."""
     f.flush()
@@ -226,7 +255,7 @@ class _DirectReader:
             return source.read(s.name), None
         self._fd(s)
         buf = self.buffers.get(s.in_bytes)
-        view, pos, left = memoryview(buf)[: s.in_bytes], rng[0], s.in_bytes
+        view, pos, left = buf.data[: s.in_bytes], rng[0], s.in_bytes
         while left:
             got = os.preadv(self.fds[s.source], [view[s.in_bytes - left :]], pos)
             if got <= 0:
@@ -252,7 +281,9 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
     budget = _Budget(BUDGET, abort)
     buffers = _Buffers(BUDGET // 2)
     direct = _DirectReader(plan, buffers)
-    to_cast, to_write, to_hash = _Pipe(abort, 2), _Pipe(abort), _Pipe(abort)
+    to_cast: _Pipe[_Read] = _Pipe(abort, 2)
+    to_write: _Pipe[_Cast] = _Pipe(abort)
+    to_hash: _Pipe[_Encoded] = _Pipe(abort)
     clamped: dict[str, int] = {}
 
     def cost(s: Step) -> int:
@@ -267,9 +298,9 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                     pending += steps[ahead].in_bytes
                     ahead += 1
                 pending -= s.in_bytes
-                if not budget.acquire(cost(s)) or not to_cast.put((s, *direct.read(s))):
+                if not budget.acquire(cost(s)) or not to_cast.put(_Read(s, *direct.read(s))):
                     return
-            to_cast.put(_DONE)
+            to_cast.put(None)
         except BaseException as e:  # handed to the main thread
             errors.append(e)
             abort.set()
@@ -280,7 +311,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
         try:
             for index in sink.order:
                 item = to_write.get()
-                if item is _DONE:
+                if item is None:
                     return
                 s, out, futures, after_cast, after_hash = item
                 n = sum(fut.result() for fut in futures)
@@ -290,7 +321,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 data = sink.encode(index, out)
                 sink.write(f, index, data)
                 done += out.nbytes
-                if not to_hash.put((s, data, after_hash)):
+                if not to_hash.put(_Encoded(s, data, after_hash)):
                     return
                 del item, out, futures, data
                 if f.tell() - flushed >= WRITEBACK:
@@ -305,7 +336,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
         try:
             for _ in range(len(steps)):
                 item = to_hash.get()
-                if item is _DONE:
+                if item is None:
                     return
                 s, data, after_hash = item
                 sink.hash(data)
@@ -325,7 +356,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
     try:
         while True:
             item = to_cast.get()
-            if item is _DONE:
+            if item is None:
                 break
             s, a, in_buf = item
             a = _contiguous(step_values(s, a))
@@ -341,7 +372,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 ]
                 after_cast, after_hash = in_buf, out_buf
             del a, item, in_buf
-            if not to_write.put((s, out, futures, after_cast, after_hash)):
+            if not to_write.put(_Cast(s, out, futures, after_cast, after_hash)):
                 break
         writing.join()
         hashing.join()

@@ -30,7 +30,7 @@ def parse_language(value: str | None) -> Language | None:
     for item in (value or "").split(":"):
         code = item.split(".")[0].split("@")[0].split("_")[0].split("-")[0].lower()
         if code in LANGUAGES:
-            return code  # type: ignore[return-value]  # checked against LANGUAGES
+            return code  # checked against LANGUAGES
         if code:
             return None
     return None

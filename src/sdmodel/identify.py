@@ -77,9 +77,9 @@ def _adapter_family(tensors: dict[str, TensorInfo], metadata: dict[str, str]) ->
             return fam, "key names"
     for name, info in tensors.items():
         if registry.CONTEXT_WIDTH_KEY.search(name) and info.shape:
-            fam = registry.CONTEXT_WIDTH_FAMILY.get(info.shape[-1])
-            if fam:
-                return fam, "cross-attention width"
+            by_width = registry.CONTEXT_WIDTH_FAMILY.get(info.shape[-1])
+            if by_width:
+                return by_width, "cross-attention width"
     return None, "unknown"
 
 

@@ -122,7 +122,8 @@ class Plan:
 
     def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], str]) -> list[Step]:
         """Drop the steps ``keep`` rejects (with ``reason``); returns the dropped steps."""
-        kept, gone = [], []
+        kept: list[Step] = []
+        gone: list[Step] = []
         for s in self.steps:
             (kept if keep(s) else gone).append(s)
         for s in gone:
@@ -448,14 +449,14 @@ def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str
     explicit fp32 up-casts them); fp8 applies to tensors with 2 or more dimensions and puts 1-D
     tensors in fp16.
     """
-    per_part = {k: v for k, v in (per_part or {}).items() if v}
-    if not default and not per_part:
+    chosen = {k: v for k, v in (per_part or {}).items() if v}
+    if not default and not chosen:
         return
     for s in plan.steps:
         if s.pinned or not is_float(s.out_dtype):
             continue
         part = "te" if s.part in TE_PARTS else ("unet" if s.part == "ema" else s.part)
-        target = per_part.get(part, default)
+        target = chosen.get(part, default)
         if not target:
             continue
         if s.name in SCHEDULE_KEYS and s.part == "schedule":
@@ -465,7 +466,7 @@ def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str
         s.out_dtype = cast_target(target, s.out_dtype, len(s.shape))
     if default:
         plan.tag(PRECISION_NAMES[default])
-    for part, dt in sorted(per_part.items()):
+    for part, dt in sorted(chosen.items()):
         plan.tag(f"{part}_{PRECISION_NAMES[dt]}")
 
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -91,7 +92,7 @@ def _bar(enabled: bool) -> Iterator[Callable[[str], Progress | None]]:
         yield make
 
 
-def _common(f):
+def _common(f: Callable[..., None]) -> Callable[..., None]:
     """The options ``convert`` and ``extract`` share; the command receives them as ConvertOptions
     fields (plus ``out`` and ``as_json``)."""
     options = [
@@ -162,7 +163,8 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
         def file_progress(path: Path) -> Progress:
             per_file = make(path.name)
 
-            def both(done: int, total: int) -> None:
+            def both(done: int, total: int) -> None:  # only called with bars shown: make() gave callbacks
+                assert per_file is not None and overall is not None
                 per_file(done, total)
                 if total:
                     overall(state["base"] + state["current"] * done // total, grand)
@@ -205,7 +207,7 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
 @click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
 @click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
 @click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
-def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, **kw) -> None:
+def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, **kw: Any) -> None:
     """Convert a model: format, precision per part, EMA, junk, CLIP ids, VAE, metadata, yaml.
 
     Writes beside the source as <stem>-<what changed>.safetensors unless -o is given; never
@@ -231,7 +233,7 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
     help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).",
 )
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
-def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw) -> None:
+def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw: Any) -> None:
     """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
     (diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get
     transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."""

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.progress import TaskID
 from rich.table import Table
 from rich.text import Text
 
@@ -192,9 +193,13 @@ def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
         for f in files:
             task = progress.add_task(f.name, total=None)
             try:
+
+                def show(done: int, total: int, t: TaskID = task) -> None:
+                    progress.update(t, completed=done, total=total)
+
                 value = hash_file(
                     f,
-                    lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                    show,
                     use_cache=not no_cache,
                 )
             except OSError as e:

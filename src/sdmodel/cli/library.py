@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import JustifyMethod
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, err_console, print_json
@@ -18,7 +20,7 @@ from sdmodel.units import human_bytes, plural
 DB_HELP = "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
 
 
-def _db_option(f):
+def _db_option(f: Callable[..., None]) -> Callable[..., None]:
     return click.option("--db", "db", type=click.Path(dir_okay=False), default=None, help=DB_HELP)(f)
 
 
@@ -191,6 +193,7 @@ def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folder
         return
     if plan.items:
         t = Table(show_edge=False)
+        just: JustifyMethod
         for col, just in (
             ("file", "left"),
             ("for", "left"),
@@ -246,7 +249,7 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
             cat.clear_finished_plan()
             cat.store_plan(compute_plan(cat).items)
         progress = byte_progress(transient=False)
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_event(ev: dict) -> None:
             t = ev["type"]

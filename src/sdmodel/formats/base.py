@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,11 @@ class DictSource(TensorSource):
         return sum(t.nbytes for t in self._tensors.values())
 
 
-def read_array(f, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+def read_array(f: BufferedReader, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Read a C-ordered array from an open file into fresh memory (no mmap: resident memory stays
     the size of one tensor, whatever the file size)."""
     out = np.empty(shape, dtype=dtype)
-    view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+    view = out.reshape(-1).view(np.uint8).data if out.size else memoryview(b"")
     f.seek(offset)
     got = f.readinto(view) if out.size else 0
     if got != out.nbytes:

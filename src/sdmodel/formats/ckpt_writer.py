@@ -16,6 +16,7 @@ stride, False, OrderedDict()))}``, like LDM saves; fp8 tensors use ``_rebuild_te
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import struct
 import zipfile
@@ -94,7 +95,7 @@ class _Pickler:
             raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
             self.out += b"\x8a" + bytes([len(raw)]) + raw
 
-    def int_tuple(self, values: tuple[int, ...]) -> None:
+    def int_tuple(self, values: tuple[builtins.int, ...]) -> None:
         if not values:
             self.out += b")"
             return
@@ -182,7 +183,7 @@ class CkptWriter:
     def _zip64(self, e: _Entry) -> bool:
         return e.size >= ZIP64_LIMIT or e.offset >= ZIP64_LIMIT
 
-    def _start(self, f, name: str, size: int) -> None:
+    def _start(self, f: BinaryIO, name: str, size: int) -> None:
         e = _Entry(f"{ARCHIVE}/{name}", f.tell(), size)
         extra = b""
         if e.size >= ZIP64_LIMIT:
@@ -198,12 +199,12 @@ class CkptWriter:
         self.entries.append(e)
         self._open, self._crc, self._written = e, 0, 0
 
-    def _data(self, f, data) -> None:
+    def _data(self, f: BinaryIO, data: bytes | memoryview) -> None:
         f.write(data)
         self._crc = zlib.crc32(data, self._crc)
         self._written += len(data)
 
-    def _end(self, f) -> None:
+    def _end(self, f: BinaryIO) -> None:
         e = self._open
         assert e is not None
         if self._written != e.size:
@@ -215,18 +216,18 @@ class CkptWriter:
             f.write(struct.pack("<IIII", 0x08074B50, e.crc, e.size, e.size))
         self._open = None
 
-    def _record(self, f, name: str, data: bytes) -> None:
+    def _record(self, f: BinaryIO, name: str, data: bytes) -> None:
         self._start(f, name, len(data))
         self._data(f, data)
         self._end(f)
 
-    def begin(self, f) -> None:
+    def begin(self, f: BinaryIO) -> None:
         self._record(f, "data.pkl", self.pickle)
         self._record(f, ".format_version", b"1")
         self._record(f, ".storage_alignment", str(ALIGN).encode())
         self._record(f, "byteorder", b"little")
 
-    def write_tensor(self, f, index: int, data) -> None:
+    def write_tensor(self, f: BinaryIO, index: int, data: bytes | memoryview) -> None:
         """All bytes of tensor ``index`` (tensors must come in order)."""
         if index != self._next:
             raise ConversionError(f"checkpoint writer: tensor {index} written out of order")
@@ -236,7 +237,7 @@ class CkptWriter:
         self._end(f)
         self._next += 1
 
-    def finish(self, f) -> None:
+    def finish(self, f: BinaryIO) -> None:
         if self._next != len(self.tensors):
             raise ConversionError(f"checkpoint writer: {len(self.tensors) - self._next} tensors were not written")
         self._record(f, "version", b"3\n")

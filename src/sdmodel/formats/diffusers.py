@@ -354,8 +354,8 @@ def _unet_family(config: dict[str, Any], tensors: dict[str, tuple[TensorSource, 
         )
     text_time = config.get("addition_embed_type") == "text_time" or any(n.startswith("add_embedding.") for n in tensors)
     if text_time:
-        return {2048: "sdxl-base", 1280: "sdxl-refiner"}.get(cross, "unknown")
-    return {768: "sd1", 1024: "sd2"}.get(cross, "unknown")
+        return {2048: "sdxl-base", 1280: "sdxl-refiner"}.get(cross or 0, "unknown")
+    return {768: "sd1", 1024: "sd2"}.get(cross or 0, "unknown")
 
 
 def _pipeline_prefixes(family: str) -> dict[str, tuple[str, str]] | None:

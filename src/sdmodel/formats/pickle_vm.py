@@ -201,13 +201,13 @@ class ArrayTensor(Placeholder):
 class ODict(dict):
     """A ``collections.OrderedDict`` built by the pickle (a plain dict that BUILD may target)."""
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 class ParamDict(dict):
     """A ``torch.nn.ParameterDict``: after BUILD, maps its keys to its parameters."""
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 @dataclass(eq=False)
@@ -218,7 +218,7 @@ class NpDtype(Placeholder):
     def numpy(self) -> np.dtype:
         dt = np.dtype(self.code)
         if self.byteorder in "<>" and dt.itemsize > 1:
-            dt = dt.newbyteorder(self.byteorder)
+            dt = dt.newbyteorder("<" if self.byteorder == "<" else ">")
         return dt
 
 
@@ -469,7 +469,6 @@ class _VM:
         limits: Limits,
     ) -> None:
         self.data = data
-        self.is_bytes = isinstance(data, (bytes, bytearray))
         self.end = len(data)
         self.pos = start
         self.start = start
@@ -525,7 +524,7 @@ class _VM:
     def line(self) -> bytes:
         p = self.pos
         limit = min(self.end, p + self.limits.max_string + 1)
-        if self.is_bytes:
+        if isinstance(self.data, (bytes, bytearray)):
             i = self.data.find(b"\n", p, limit)
         else:
             i, chunk = -1, 256

@@ -78,7 +78,7 @@ class SafetensorsSource(TensorSource):
             if not isinstance(entry, dict):
                 raise self._fail(f"tensor {name!r}: entry is not an object")
             dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-            if dtype not in NUMPY_DTYPES:
+            if not isinstance(dtype, str) or dtype not in NUMPY_DTYPES:
                 raise self._fail(f"tensor {name!r}: unknown dtype {dtype!r}")
             if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
                 raise self._fail(f"tensor {name!r}: invalid shape {shape!r}")

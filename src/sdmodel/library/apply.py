@@ -276,6 +276,7 @@ def run_item(
             if delete_originals:
                 src.unlink()
             else:
+                assert trash is not None  # trash_path_for gives a path
                 _move(src, trash)
         catalog.update_item(item["id"], step="trashed", trashed_to=str(trash) if trash else None)
     os.replace(tmp, dst)

@@ -115,9 +115,9 @@ def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
             f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
             f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None,
         ]
-        prints = [p for p in prints if p]
-        for p in prints[1:]:
-            parent[find(p)] = find(prints[0])
+        linked = [p for p in prints if p]
+        for p in linked[1:]:
+            parent[find(p)] = find(linked[0])
     return {f["id"]: find(f"fp16:{f['fingerprint']}") for f in files if f.get("fingerprint")}
 
 
@@ -136,8 +136,9 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for level, key_of, name in levels:
         by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for f in files:
-            if key_of(f):
-                by_key[key_of(f)].append(f)
+            key = key_of(f)
+            if key:
+                by_key[key].append(f)
         for value, members in sorted(by_key.items()):
             if len(members) < 2:
                 continue
@@ -165,7 +166,7 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def build_report(catalog: Catalog) -> dict[str, Any]:
     """Everything ``library report`` shows, as JSON-ready data."""
     files = list(catalog.all_files())
-    totals = {"folder": {}, "kind": {}, "family": {}, "precision": {}, "format": {}}
+    totals: dict[str, dict[str, Any]] = {"folder": {}, "kind": {}, "family": {}, "precision": {}, "format": {}}
     by_dir: dict[str, set[str]] = defaultdict(set)
     for f in files:
         by_dir[os.path.dirname(f["path"])].add(f["name"])

@@ -191,7 +191,7 @@ def scan_library(
                     progress("walk", stats.files, 0, key)
                 old = known.get(key)
                 unchanged = old is not None and old[0] == found.size and old[1] == found.mtime_ns
-                if unchanged and not force and (old[2] or not hashes):
+                if unchanged and old is not None and not force and (old[2] or not hashes):
                     stats.unchanged += 1
                     sidecar_updates.append((key, found.sidecars))
                 else:

@@ -121,6 +121,8 @@ class LibraryServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}/"
 
 
@@ -208,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
         if ctype is None:
             self._error(404, "not found")
             return
-        data = resources.files("sdmodel.web").joinpath("static", name).read_bytes()
+        data = resources.files("sdmodel.web").joinpath("static").joinpath(name).read_bytes()
         self._send(200, data, ctype)
 
     def _sidecar(self, cat: Catalog, rest: str) -> None:
