@@ -32,6 +32,16 @@ from sdmodel.parts import (
     part_of,
 )
 from sdmodel.units import human_bytes
+from sdmodel.vocab import (
+    EMA_MODES,
+    EXTRACT_PARTS,
+    PREDICTIONS,
+    EmaMode,
+    ExtractPart,
+    OutputFormat,
+    Precision,
+    Prediction,
+)
 
 MAIN = "model"  # name of the main source in Plan.sources
 VAE_SOURCE = "vae"  # name of a VAE file baked in (apply_vae)
@@ -472,7 +482,6 @@ def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str
 
 # --- extract -----------------------------------------------------------------------------------
 
-EXTRACT_PARTS = ("vae", "unet", "text_encoder", "text_encoder_2")
 _OLD_CLIP = ("embeddings.", "encoder.", "final_layer_norm.")
 
 
@@ -527,26 +536,26 @@ def apply_extract(plan: Plan, part: str) -> None:
 class ConvertOptions:
     """Everything a conversion can be asked to do, named as the CLI flags are.
 
-    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
-    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
-    EMA mode are checked by the plan steps that use them."""
+    Checked and normalised when made: every choice (format, precisions, EMA mode, part,
+    prediction) is validated with the allowed values in the message, ``drop`` becomes a tuple,
+    ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path."""
 
-    format: str = "safetensors"
+    format: OutputFormat = "safetensors"
     # what happens to the tensors (build_plan)
-    dtype: str | None = None
-    unet_dtype: str | None = None
-    vae_dtype: str | None = None
-    te_dtype: str | None = None
-    ema: str = "keep"
+    dtype: Precision | None = None
+    unet_dtype: Precision | None = None
+    vae_dtype: Precision | None = None
+    te_dtype: Precision | None = None
+    ema: EmaMode = "keep"
     allow_partial_ema: bool = False
     prune: bool = False
     drop: tuple[str, ...] = ()
     fix_clip: bool = False
     vae: Path | None = None  # a VAE file to bake in
     remove_vae: bool = False
-    part: str | None = None  # write only this part (extract)
+    part: ExtractPart | None = None  # write only this part (extract)
     # what is written around them and how
-    prediction: str | None = None
+    prediction: Prediction | None = None
     meta: dict[str, str] = field(default_factory=dict)
     no_meta: bool = False
     overwrite: bool = False
@@ -556,8 +565,20 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         if self.format not in OUTPUT_FORMATS:
             raise ConversionError(f"--format must be {' or '.join(OUTPUT_FORMATS)}, not {self.format!r}")
-        if self.prediction not in (None, "v", "epsilon"):
-            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
+        if self.prediction not in (None, *PREDICTIONS):
+            raise ConversionError(f"--prediction must be {' or '.join(PREDICTIONS)}, not {self.prediction!r}")
+        for flag, value in (
+            ("dtype", self.dtype),
+            ("unet-dtype", self.unet_dtype),
+            ("vae-dtype", self.vae_dtype),
+            ("te-dtype", self.te_dtype),
+        ):
+            if value is not None and value not in PRECISIONS:
+                raise ConversionError(f"--{flag}: unknown precision {value!r} (use one of {', '.join(PRECISIONS)})")
+        if self.ema not in EMA_MODES:
+            raise ConversionError(f"--ema must be keep, drop or only, not {self.ema!r}")
+        if self.part is not None and self.part not in EXTRACT_PARTS:
+            raise ConversionError(f"--part must be one of {', '.join(EXTRACT_PARTS)}, not {self.part!r}")
         object.__setattr__(self, "drop", tuple(self.drop))
         object.__setattr__(self, "meta", parse_meta(self.meta))
         if self.vae is not None:

@@ -19,8 +19,8 @@ from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.parts import part_rank
-from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.units import human_bytes
+from sdmodel.vocab import EXTRACT_PARTS, PREDICTIONS, ExtractPart
 
 PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
 BIG = 256 * 1000 * 1000  # show a progress bar for outputs at least this big
@@ -113,9 +113,7 @@ def _common(f: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--fix-clip", is_flag=True, help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."
         ),
-        click.option(
-            "--prediction", type=click.Choice(["v", "epsilon"]), help="Prediction type (SD2 yaml, ModelSpec)."
-        ),
+        click.option("--prediction", type=click.Choice(PREDICTIONS), help="Prediction type (SD2 yaml, ModelSpec)."),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set a metadata entry (repeatable)."),
         click.option(
             "--no-meta", is_flag=True, help="Write no metadata except --meta (no ModelSpec, source's dropped)."
@@ -233,7 +231,7 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
     help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).",
 )
 @click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
-def extract_command(src: str, out: str | None, as_json: bool, part: str, **kw: Any) -> None:
+def extract_command(src: str, out: str | None, as_json: bool, part: ExtractPart, **kw: Any) -> None:
     """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
     (diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get
     transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."""

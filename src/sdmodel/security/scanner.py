@@ -41,10 +41,10 @@ from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
 from sdmodel.security.denylist import denied
 from sdmodel.security.targets import target_allowed
+from sdmodel.vocab import Verdict
 
 __all__ = ["Finding", "ScanReport", "scan"]
 
-VERDICTS = ("safe", "suspicious", "error", "dangerous")
 _RANK = {"info": 0, "safe": 0, "suspicious": 1, "error": 2, "dangerous": 3}
 
 PICKLE_WINDOW = 64 * 1024 * 1024  # bytes of a pickle stream given to the VM (honest pickles: < 5 MB)
@@ -91,7 +91,7 @@ class ScanReport:
     numpy scalars, ParameterDict, set)."""
 
     path: str
-    verdict: str
+    verdict: Verdict
     format: str
     notes: bool = False
     findings: list[Finding] = field(default_factory=list)
@@ -140,7 +140,8 @@ class _Scan:
         if self.note_globals:
             self.add("info", "inert-extras", "known inert extras: " + ", ".join(sorted(self.note_globals)))
         worst = max((_RANK.get(f.severity, 0) for f in self.findings), default=0)
-        verdict = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}[worst]
+        verdicts: dict[int, Verdict] = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}
+        verdict = verdicts[worst]
         notes = verdict == "safe" and any(f.severity == "info" for f in self.findings)
         return ScanReport(str(self.path), verdict, self.format, notes, self.findings)
 
