@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sdmodel.atomic import staged_path
 from sdmodel.cli import main_group
 from sdmodel.library import apply as apply_mod
-from sdmodel.library.apply import apply_plan
+from sdmodel.library.apply import ApplyEvent, apply_plan
 from sdmodel.library.catalog import Catalog, Filters, precision_of
 from sdmodel.library.report import build_report
 from sdmodel.library.savings import compute_plan, new_stem
@@ -202,11 +202,11 @@ def _convertible_library(tmp_path: Path) -> tuple[Catalog, Path]:
 def test_apply_converts_verifies_keeps_sidecars_and_trashes_originals(tmp_path: Path) -> None:
     cat, root = _convertible_library(tmp_path)
     sd = root / "Stable-diffusion"
-    events: list[dict] = []
+    events: list[ApplyEvent] = []
     stats = apply_plan(cat, on_event=events.append)
     assert (stats.done, stats.failed) == (2, 0)
-    assert events[0]["type"] == "start" and events[-1]["type"] == "finish"
-    assert any(e["type"] == "bytes" for e in events)
+    assert events[0].type == "start" and events[-1].type == "finish"
+    assert any(e.type == "bytes" for e in events)
     names = sorted(p.name for p in sd.iterdir())
     assert names == [
         "mix-fp16.preview.png",

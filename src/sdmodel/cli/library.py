@@ -241,7 +241,14 @@ def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folder
 def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) -> None:
     """Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the
     trash. Resumes an interrupted run."""
-    from sdmodel.library.apply import apply_plan  # noqa: PLC0415 - start-up time: loaded only by this command
+    from sdmodel.library.apply import (  # noqa: PLC0415 - start-up time: loaded only by this command
+        ApplyEvent,
+        ApplyStarted,
+        BytesWritten,
+        ItemFinished,
+        ItemStarted,
+        apply_plan,
+    )
     from sdmodel.library.savings import compute_plan  # noqa: PLC0415 - start-up time: loaded only by this command
 
     with _open(db) as cat:
@@ -251,23 +258,22 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
         progress = byte_progress(transient=False)
         tasks: dict[str, TaskID] = {}
 
-        def on_event(ev: dict) -> None:
-            t = ev["type"]
-            if t == "start":
-                tasks["all"] = progress.add_task(f"{ev['items']} files", total=ev["bytes_total"] or None)
-            elif t == "item":
+        def on_event(ev: ApplyEvent) -> None:
+            if isinstance(ev, ApplyStarted):
+                tasks["all"] = progress.add_task(f"{ev.items} files", total=ev.bytes_total or None)
+            elif isinstance(ev, ItemStarted):
                 if "file" in tasks:
                     progress.remove_task(tasks["file"])
-                tasks["file"] = progress.add_task(os.path.basename(ev["src"])[-40:], total=ev["bytes_total"])
-            elif t == "bytes":
-                progress.update(tasks["file"], completed=ev["done"], total=ev["total"])
-                progress.update(tasks["all"], completed=ev["overall_done"])
-            elif t == "item_done":
-                name = os.path.basename(ev["src"])
-                if ev["status"] == "done":
+                tasks["file"] = progress.add_task(os.path.basename(ev.src)[-40:], total=ev.bytes_total)
+            elif isinstance(ev, BytesWritten):
+                progress.update(tasks["file"], completed=ev.done, total=ev.total)
+                progress.update(tasks["all"], completed=ev.overall_done)
+            elif isinstance(ev, ItemFinished):
+                name = os.path.basename(ev.src)
+                if ev.status == "done":
                     progress.console.print(f"[green]done[/green] {name}", highlight=False)
-                elif ev["status"] == "failed":
-                    progress.console.print(f"[red]failed[/red] {name}: {ev['error']}", highlight=False)
+                elif ev.status == "failed":
+                    progress.console.print(f"[red]failed[/red] {name}: {ev.error}", highlight=False)
 
         with progress:
             stats = apply_plan(cat, delete_originals=delete_originals, retry_failed=retry_failed, on_event=on_event)

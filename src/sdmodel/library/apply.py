@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from sdmodel.atomic import staged_path, sync_dir
 from sdmodel.conversion import convert
@@ -34,7 +34,6 @@ from sdmodel.library.scanning import examine, make_row
 from sdmodel.library.walk import TRASH_DIR, FoundFile
 from sdmodel.sidecars import assign_sidecars, stem_of
 
-Event = Callable[[dict[str, Any]], None]
 FREE_SPACE_MARGIN = 64 << 20
 
 
@@ -52,6 +51,54 @@ class ApplyStats:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+# Progress of a run, in order: ApplyStarted, then per item ItemStarted, BytesWritten..., ItemFinished,
+# and ApplyFinished last. ``type`` names each kind for consumers that dispatch on a string.
+
+
+@dataclass(frozen=True)
+class ApplyStarted:
+    type: ClassVar[str] = "start"
+    items: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class ItemStarted:
+    type: ClassVar[str] = "item"
+    index: int
+    items: int
+    src: str
+    dst: str
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class BytesWritten:
+    type: ClassVar[str] = "bytes"
+    done: int  # of the current item
+    total: int
+    overall_done: int  # of the whole run
+    overall_total: int
+
+
+@dataclass(frozen=True)
+class ItemFinished:
+    type: ClassVar[str] = "item_done"
+    src: str
+    status: Literal["done", "failed", "pending"]  # pending: stopped before it finished
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ApplyFinished:
+    type: ClassVar[str] = "finish"
+    stats: ApplyStats
+
+
+ApplyEvent = ApplyStarted | ItemStarted | BytesWritten | ItemFinished | ApplyFinished
+Event = Callable[[ApplyEvent], None]
 
 
 @contextlib.contextmanager
@@ -160,48 +207,31 @@ def apply_plan(
     should_stop: Callable[[], bool] | None = None,
 ) -> ApplyStats:
     """Run every unfinished plan item. Raises SdmodelError if another run holds the catalog."""
-    emit = on_event or (lambda e: None)
+    emit: Event = on_event or (lambda e: None)
     stop = should_stop or (lambda: False)
     stats = ApplyStats()
     with apply_lock(catalog.path):
         statuses = ("pending", "running", "failed") if retry_failed else ("pending", "running")
         items = catalog.plan_items(statuses)
         total = sum(i["before_bytes"] for i in items)
-        emit({"type": "start", "items": len(items), "bytes_total": total})
+        emit(ApplyStarted(len(items), total))
         done_bytes = 0
         for index, item in enumerate(items):
             if stop():
                 stats.stopped = True
                 break
-            emit(
-                {
-                    "type": "item",
-                    "index": index,
-                    "items": len(items),
-                    "src": item["src"],
-                    "dst": item["dst"],
-                    "bytes_total": item["before_bytes"],
-                }
-            )
+            emit(ItemStarted(index, len(items), item["src"], item["dst"], item["before_bytes"]))
 
             def on_bytes(done: int, tot: int, _base: int = done_bytes) -> None:
                 if stop():
                     raise Stopped
-                emit(
-                    {
-                        "type": "bytes",
-                        "done": done,
-                        "total": tot,
-                        "overall_done": _base + done,
-                        "overall_total": total,
-                    }
-                )
+                emit(BytesWritten(done, tot, _base + done, total))
 
             try:
                 run_item(catalog, item, delete_originals=delete_originals, on_bytes=on_bytes)
             except Stopped:
                 stats.stopped = True
-                emit({"type": "item_done", "src": item["src"], "status": "pending", "error": "stopped"})
+                emit(ItemFinished(item["src"], "pending", "stopped"))
                 break
             except KeyboardInterrupt:
                 stats.stopped = True
@@ -210,15 +240,15 @@ def apply_plan(
                 msg = str(e) if isinstance(e, (SdmodelError, OSError)) else f"{type(e).__name__}: {e}"
                 catalog.update_item(item["id"], status="failed", error=msg, finished=time.time())
                 stats.failed += 1
-                emit({"type": "item_done", "src": item["src"], "status": "failed", "error": msg})
+                emit(ItemFinished(item["src"], "failed", msg))
             else:
                 stats.done += 1
                 stats.before_bytes += item["before_bytes"]
                 new = catalog.get_by_path(item["dst"])
                 stats.after_bytes += new["size"] if new else item["after_bytes"]
-                emit({"type": "item_done", "src": item["src"], "status": "done", "error": None})
+                emit(ItemFinished(item["src"], "done", None))
             done_bytes += item["before_bytes"]
-        emit({"type": "finish", **stats.to_dict()})
+        emit(ApplyFinished(stats))
     return stats
 
 

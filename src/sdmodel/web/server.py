@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sdmodel.library.apply import apply_plan
+from sdmodel.library.apply import ApplyEvent, ApplyStarted, BytesWritten, ItemFinished, ItemStarted, apply_plan
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.savings import compute_plan
 from sdmodel.web import pages
@@ -74,17 +74,16 @@ class PlanRunner:
         with self.lock:
             self.state.update(values)
 
-    def _on_event(self, ev: dict[str, Any]) -> None:
-        t = ev["type"]
-        if t == "start":
-            self._update(items=ev["items"], overall_total=ev["bytes_total"])
-        elif t == "item":
-            self._update(index=ev["index"], current=os.path.basename(ev["src"]))
-        elif t == "bytes":
-            self._update(overall_done=ev["overall_done"])
-        elif t == "item_done":
+    def _on_event(self, ev: ApplyEvent) -> None:
+        if isinstance(ev, ApplyStarted):
+            self._update(items=ev.items, overall_total=ev.bytes_total)
+        elif isinstance(ev, ItemStarted):
+            self._update(index=ev.index, current=os.path.basename(ev.src))
+        elif isinstance(ev, BytesWritten):
+            self._update(overall_done=ev.overall_done)
+        elif isinstance(ev, ItemFinished):
             with self.lock:
-                key = "done" if ev["status"] == "done" else "failed" if ev["status"] == "failed" else None
+                key = "done" if ev.status == "done" else "failed" if ev.status == "failed" else None
                 if key:
                     self.state[key] += 1
 
