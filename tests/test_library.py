@@ -384,3 +384,25 @@ def test_catalog_of_schema_1_gains_the_bf16_fingerprint_column(tmp_path: Path) -
     cat = Catalog(db)
     cols = {r[1] for r in cat.db.execute("PRAGMA table_info(files)")}
     assert "fingerprint_bf16" in cols
+
+
+def test_catalog_stores_the_report_version_and_older_catalogs_gain_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sdmodel.inspection import REPORT_VERSION
+    from sdmodel.library.catalog import SCHEMA
+
+    schema_2 = SCHEMA.replace(
+        "    scanned_at REAL NOT NULL,\n    report_version INTEGER\n", "    scanned_at REAL NOT NULL\n"
+    )
+    assert "report_version" not in schema_2
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(schema_2)
+    con.commit()
+    con.close()
+    inst = a1111_tree(tmp_path)
+    cat, _ = _scan(db, inst)
+    files = _by_name(cat)
+    assert files["dream-fp32-ema.safetensors"]["report_version"] == REPORT_VERSION
+    assert files["broken.safetensors"]["report_version"] is None  # no report, no version

@@ -33,6 +33,11 @@ SINGLE_PART_KINDS = frozenset(
 )
 
 
+# The shape of ModelReport.to_dict(): the catalog stores it beside each report; raise it when a
+# key is added, renamed or changes meaning, so that stored reports can be told apart.
+REPORT_VERSION = 1
+
+
 @dataclass
 class Component:
     tensors: int = 0

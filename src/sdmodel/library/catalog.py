@@ -20,7 +20,7 @@ from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 from sdmodel.parts import NON_WEIGHT_PARTS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS files (
     autov3 TEXT,
     fingerprint TEXT,
     fingerprint_bf16 TEXT,
-    scanned_at REAL NOT NULL
+    scanned_at REAL NOT NULL,
+    report_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_name ON files (name COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS files_kind ON files (kind, name COLLATE NOCASE);
@@ -99,6 +100,7 @@ FILE_COLUMNS = [
     "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
     "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
     "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "scanned_at",
+    "report_version",
 ]  # fmt: skip
 # What the list page shows: no stored JSON, hashes or bookkeeping.
 LIST_COLUMNS = [
@@ -111,6 +113,7 @@ LIST_COLUMNS = [
         "junk_bytes",
         "sidecars",
         "report",
+        "report_version",
         "scan",
         "hashes",
         "sha256",
@@ -203,10 +206,13 @@ class Catalog:
 
     def _add_missing_columns(self) -> None:
         """Catalogs written by an earlier version lack the columns added since (schema 1 had no
-        ``fingerprint_bf16``): add them so that the schema's indexes can be created."""
+        ``fingerprint_bf16``, schema 2 no ``report_version``): add them so that the schema's
+        indexes can be created. Rows without a report version hold a report of version 1."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
         if have and "fingerprint_bf16" not in have:
             self.db.execute("ALTER TABLE files ADD COLUMN fingerprint_bf16 TEXT")
+        if have and "report_version" not in have:
+            self.db.execute("ALTER TABLE files ADD COLUMN report_version INTEGER")
 
     def close(self) -> None:
         self.db.close()

@@ -21,7 +21,7 @@ from typing import Any
 from sdmodel.errors import SdmodelError
 from sdmodel.formats import open_model
 from sdmodel.hashing import content_fingerprints, hash_file
-from sdmodel.inspection import inspect
+from sdmodel.inspection import REPORT_VERSION, inspect
 from sdmodel.library.catalog import Catalog, precision_of
 from sdmodel.library.walk import FoundFile, category_of, walk_root
 from sdmodel.security.scanner import scan
@@ -131,6 +131,7 @@ def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
         "error": result.get("error"),
         "sidecars": json.dumps(found.sidecars),
         "report": json.dumps(rep, default=str) if rep else None,
+        "report_version": REPORT_VERSION if rep else None,
         "scan": json.dumps(scan, default=str) if scan else None,
         "hashes": json.dumps(hashes) if hashes else None,
         "sha256": (hashes or {}).get("sha256"),
