@@ -156,13 +156,13 @@ def test_plan_proposes_the_seed_articles_conversions(tmp_path: Path) -> None:
     inst = a1111_tree(tmp_path)
     cat, _ = _scan(tmp_path / "lib.db", inst)
     plan = compute_plan(cat, [])
-    items = {os.path.basename(i["src"]): i for i in plan.items}
+    items = {os.path.basename(i.src): i for i in plan.items}
     assert set(items) == {"dream-fp32-ema.safetensors"}  # old.ckpt's safetensors twin blocks it
     dream = items["dream-fp32-ema.safetensors"]
-    assert (dream["dtype"], dream["ema"], dream["mode"]) == ("fp16", "drop", "generate")
-    assert os.path.basename(dream["dst"]) == "dream-fp16.safetensors"
-    assert dream["after_bytes"] < dream["before_bytes"] / 2
-    skipped = {os.path.basename(s["path"]): s["reason"] for s in plan.skipped}
+    assert (dream.dtype, dream.ema, dream.mode) == ("fp16", "drop", "generate")
+    assert os.path.basename(dream.dst) == "dream-fp16.safetensors"
+    assert dream.after_bytes < dream.before_bytes / 2
+    skipped = {os.path.basename(s.path): s.reason for s in plan.skipped}
     assert skipped["xl-base.safetensors"] == "already optimal"
     assert "old.safetensors already exists" in skipped["old.ckpt"]
     assert plan.summary() == (
@@ -171,8 +171,8 @@ def test_plan_proposes_the_seed_articles_conversions(tmp_path: Path) -> None:
     )
     # A training folder keeps fp32 and the EMA set: only the pickle is worth converting there.
     train = compute_plan(cat, [str(inst / "models" / "Stable-diffusion")])
-    assert [i["mode"] for i in train.items] == []
-    assert any(s["reason"] == "already optimal" for s in train.skipped if "dream" in s["path"])
+    assert [i.mode for i in train.items] == []
+    assert any(s.reason == "already optimal" for s in train.skipped if "dream" in s.path)
 
 
 def test_new_stem() -> None:

@@ -204,28 +204,26 @@ def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folder
         ):
             t.add_column(col, justify=just, overflow="fold")
         for i in plan.items:
-            name = (
-                i["name"] if os.path.basename(i["dst"]) == i["name"] else f"{i['name']} -> {os.path.basename(i['dst'])}"
-            )
+            name = i.name if os.path.basename(i.dst) == i.name else f"{i.name} -> {os.path.basename(i.dst)}"
             t.add_row(
                 name,
-                i["mode"],
-                i["target"],
-                human_bytes(i["before_bytes"]),
-                human_bytes(i["after_bytes"]),
-                human_bytes(i["saves_bytes"]),
+                i.mode,
+                i.target,
+                human_bytes(i.before_bytes),
+                human_bytes(i.after_bytes),
+                human_bytes(i.saves_bytes),
             )
         console.print(t)
     console.print(f"[bold]{plan.summary()}[/bold]", highlight=False)
     if plan.skipped:
-        n_opt = sum(s["reason"] == "already optimal" for s in plan.skipped)
+        n_opt = sum(s.reason == "already optimal" for s in plan.skipped)
         console.print(
             f"{n_opt} files already optimal, {len(plan.skipped) - n_opt} skipped for another reason",
             style="dim",
         )
         for s in plan.skipped:
-            if s["reason"] != "already optimal":
-                console.print(f"  skipped {s['path']}: {s['reason']}", style="dim", highlight=False)
+            if s.reason != "already optimal":
+                console.print(f"  skipped {s.path}: {s.reason}", style="dim", highlight=False)
     if plan.items:
         console.print("run it with: sdmodel library apply", style="dim")
 

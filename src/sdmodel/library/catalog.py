@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
@@ -153,6 +153,43 @@ def precision_of(report: dict[str, Any]) -> str | None:
     if share < 0.9 * total:
         return "mixed"
     return PRECISION_NAMES.get(dtype, dtype.lower())
+
+
+class PlanRow(Protocol):
+    """What ``store_plan`` keeps of a proposed conversion (savings.PlanItem)."""
+
+    @property
+    def src(self) -> str: ...
+
+    @property
+    def dst(self) -> str: ...
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def dtype(self) -> str: ...
+
+    @property
+    def ema(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def src_size(self) -> int: ...
+
+    @property
+    def src_mtime_ns(self) -> int: ...
+
+    @property
+    def before_bytes(self) -> int: ...
+
+    @property
+    def after_bytes(self) -> int: ...
 
 
 @dataclass
@@ -337,7 +374,7 @@ class Catalog:
             yield _decode(row)
 
     # -- plan ------------------------------------------------------------------------------------
-    def store_plan(self, items: Iterable[dict[str, Any]]) -> None:
+    def store_plan(self, items: Iterable[PlanRow]) -> None:
         """Replace the plan's unfinished items (pending, failed) with ``items``; items being run or
         in the middle of a step stay, so an interrupted run can resume."""
         cols = [
@@ -348,7 +385,7 @@ class Catalog:
             self.db.execute("DELETE FROM plan_items WHERE status IN ('pending', 'failed', 'skipped')")
             self.db.executemany(
                 f"INSERT OR IGNORE INTO plan_items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                ([it[c] for c in cols] for it in items),
+                ([getattr(it, c) for c in cols] for it in items),
             )
 
     def plan_items(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

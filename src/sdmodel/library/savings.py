@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sdmodel.advice import generating_dtype, weight_dtypes
 from sdmodel.library.catalog import Catalog
@@ -28,18 +28,56 @@ _PRECISION_TOKEN = re.compile(r"(?i)(?<![a-z0-9])(fp32|float32)(?![a-z0-9])")
 _EMA_TOKEN = re.compile(r"(?i)[-_. ](with[-_]?ema|full[-_]?ema|ema)(?![a-z0-9])")
 
 
+@dataclass(frozen=True)
+class PlanItem:
+    """One proposed conversion (catalog.store_plan keeps the fields a run needs)."""
+
+    file_id: int
+    src: str
+    dst: str
+    root: str
+    name: str
+    kind: str
+    family: str | None
+    mode: Literal["generate", "train"]
+    dtype: str  # a precision, or "keep"
+    ema: Literal["keep", "drop"]
+    target: str  # what the output will be, in words
+    format: str | None
+    precision: str | None
+    src_size: int
+    src_mtime_ns: int
+    before_bytes: int
+    after_bytes: int
+    saves_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file the plan leaves as it is, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
 @dataclass
 class Plan:
-    items: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    items: list[PlanItem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def before(self) -> int:
-        return sum(i["before_bytes"] for i in self.items)
+        return sum(i.before_bytes for i in self.items)
 
     @property
     def after(self) -> int:
-        return sum(i["after_bytes"] for i in self.items)
+        return sum(i.after_bytes for i in self.items)
 
     def summary(self) -> str:
         """``14 files, 61.2 GB -> 29.8 GB`` (and what it saves)."""
@@ -51,8 +89,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "items": self.items,
-            "skipped": self.skipped,
+            "items": [i.to_dict() for i in self.items],
+            "skipped": [s.to_dict() for s in self.skipped],
             "before_bytes": self.before,
             "after_bytes": self.after,
             "saves_bytes": self.before - self.after,
@@ -83,7 +121,7 @@ def in_folders(path: str, folders: list[str]) -> bool:
     return any(p.startswith(os.path.abspath(f).rstrip(os.sep) + os.sep) for f in folders)
 
 
-def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[PlanItem | None, str | None]:
     """The plan item for one catalogued file, or (None, why it is skipped); (None, None) for files
     the plan does not concern (errors, embeddings, unknown files)."""
     kind = f.get("kind")
@@ -97,12 +135,12 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, An
     advice = rep.get("advice") or {}
     precision = f.get("precision")
     size = f["size"]
-    mode = "train" if in_folders(f["path"], train_folders) else "generate"
+    mode: Literal["generate", "train"] = "train" if in_folders(f["path"], train_folders) else "generate"
     if mode == "generate":
         components = rep.get("components") or {}
         weights = weight_dtypes({part: (c.get("dtypes") or {}) for part, c in components.items()})
         dtype = generating_dtype(weights) or "keep"
-        ema = "drop" if f.get("ema") else "keep"
+        ema: Literal["keep", "drop"] = "drop" if f.get("ema") else "keep"
         gen = advice.get("generate") or {}
         after = gen.get("bytes_after") if dtype == "fp16" else None
         if after is None:
@@ -126,26 +164,26 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, An
         return None, f"{dst.name} already exists beside it"
     if f.get("junk_bytes"):
         target += ", junk dropped"
-    return {
-        "file_id": f["id"],
-        "src": str(src),
-        "dst": str(dst),
-        "root": f["root"],
-        "name": f["name"],
-        "kind": kind,
-        "family": f.get("family"),
-        "mode": mode,
-        "dtype": dtype,
-        "ema": ema,
-        "target": target,
-        "format": f.get("format"),
-        "precision": precision,
-        "src_size": size,
-        "src_mtime_ns": f["mtime_ns"],
-        "before_bytes": size,
-        "after_bytes": after,
-        "saves_bytes": size - after,
-    }, None
+    return PlanItem(
+        file_id=f["id"],
+        src=str(src),
+        dst=str(dst),
+        root=f["root"],
+        name=f["name"],
+        kind=kind,
+        family=f.get("family"),
+        mode=mode,
+        dtype=dtype,
+        ema=ema,
+        target=target,
+        format=f.get("format"),
+        precision=precision,
+        src_size=size,
+        src_mtime_ns=f["mtime_ns"],
+        before_bytes=size,
+        after_bytes=after,
+        saves_bytes=size - after,
+    ), None
 
 
 def _ema_bytes(rep: dict[str, Any]) -> int:
@@ -161,6 +199,6 @@ def compute_plan(catalog: Catalog, train_folders: list[str] | None = None) -> Pl
         if item is not None:
             plan.items.append(item)
         elif why:
-            plan.skipped.append({"path": f["path"], "reason": why})
-    plan.items.sort(key=lambda i: (-i["saves_bytes"], i["src"]))
+            plan.skipped.append(Skipped(f["path"], why))
+    plan.items.sort(key=lambda i: (-i.saves_bytes, i.src))
     return plan

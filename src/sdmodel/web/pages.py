@@ -387,13 +387,13 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     )
     rows = [
         [
-            model_link(ids[i["src"]], i["name"]) if i["src"] in ids else e(i["name"]),
-            e(i["mode"]),
-            e(i["target"]),
-            e(os.path.basename(i["dst"])),
-            human_bytes(i["before_bytes"]),
-            human_bytes(i["after_bytes"]),
-            human_bytes(i["saves_bytes"]),
+            model_link(ids[i.src], i.name) if i.src in ids else e(i.name),
+            e(i.mode),
+            e(i.target),
+            e(os.path.basename(i.dst)),
+            human_bytes(i.before_bytes),
+            human_bytes(i.after_bytes),
+            human_bytes(i.saves_bytes),
         ]
         for i in plan.items
     ]
@@ -405,7 +405,7 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     if plan.skipped:
         body.append(
             f"<details><summary>{len(plan.skipped)} files skipped</summary>"
-            + table(["File", "Why"], [[e(s["path"]), e(s["reason"])] for s in plan.skipped])
+            + table(["File", "Why"], [[e(s.path), e(s.reason)] for s in plan.skipped])
             + "</details>"
         )
     last = catalog.plan_items()
