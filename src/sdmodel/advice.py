@@ -61,16 +61,16 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     # Generating: 16 bits (generating_dtype), one UNet weight set (the non-EMA one A1111 uses), no junk.
     dtype = generating_dtype(floats)
     gen_opts = ["--dtype", dtype] if dtype else []
-    if report.ema["present"]:
+    if report.ema.present:
         gen_opts += ["--ema", "drop"]
         reasons.append(
             "generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
             "(for merges keep non-EMA; for trained models compare with --ema only)"
         )
-    if report.junk["tensors"]:
+    if report.junk.tensors:
         gen_opts.append("--prune")
-        reasons.append(f"{plural(report.junk['tensors'], 'junk tensor')} no loader uses")
-    if report.clip_position_ids.get("status") == "broken":
+        reasons.append(f"{plural(report.junk.tensors, 'junk tensor')} no loader uses")
+    if report.clip_position_ids.status == "broken":
         reasons.append(
             "CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
             "the model was trained with)"
@@ -81,15 +81,15 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     precision = dtype or "same precision"
     generate = _option(
         report,
-        f"{precision} safetensors" + (", no EMA" if report.ema["present"] else ""),
+        f"{precision} safetensors" + (", no EMA" if report.ema.present else ""),
         gen_opts,
         planned_bytes(
-            source, dtype=dtype, ema="drop" if report.ema["present"] else "keep", prune=bool(report.junk["tensors"])
+            source, dtype=dtype, ema="drop" if report.ema.present else "keep", prune=bool(report.junk.tensors)
         ),
         reasons,
     )
     generate["already_optimal"] = (
-        report.format == "safetensors" and not report.ema["present"] and not report.junk["tensors"] and dtype is None
+        report.format == "safetensors" and not report.ema.present and not report.junk.tensors and dtype is None
     )
 
     # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
@@ -104,12 +104,12 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
         }
     else:
         train_opts, train_why = ["--dtype", "fp32"], []
-        if report.ema["present"]:
+        if report.ema.present:
             train_opts += ["--ema", "keep"]
             train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
         train = _option(
             report,
-            "fp32 safetensors" + (" with EMA" if report.ema["present"] else ""),
+            "fp32 safetensors" + (" with EMA" if report.ema.present else ""),
             train_opts,
             planned_bytes(source, dtype="fp32"),
             train_why,

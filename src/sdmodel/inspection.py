@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -46,6 +46,62 @@ class Component:
     dtypes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EmaReport:
+    """EMA weights (``model_ema.*``) and how much of the UNet they cover."""
+
+    present: bool
+    tensors: int
+    bytes: int
+    unet_covered: int
+    unet_total: int
+    complete: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ClipStatus = Literal["ok", "broken", "missing", "absent"]
+
+
+@dataclass(frozen=True)
+class BrokenPosition:
+    position: int
+    value: float  # as stored
+    loader_sees: int  # after the cast to int64
+
+
+@dataclass(frozen=True)
+class ClipReport:
+    """CLIP-L position ids as a loader sees them: ``absent`` (no CLIP-L), ``missing`` (CLIP-L
+    without the ids), ``ok`` or ``broken``."""
+
+    status: ClipStatus
+    key: str | None = None
+    dtype: str | None = None
+    broken: list[BrokenPosition] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "key": self.key}
+        if self.key is not None:
+            out["dtype"] = self.dtype
+        out["broken"] = [asdict(b) for b in self.broken]
+        return out
+
+
+@dataclass(frozen=True)
+class JunkReport:
+    """Tensors no loader uses (parts.JUNK_PREFIXES), grouped by why they are there."""
+
+    tensors: int
+    bytes: int
+    groups: dict[str | None, int]
+    keys: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class ModelReport:
     """Everything ``sdmodel info`` says about a file. ``to_dict`` is the JSON form."""
@@ -55,9 +111,9 @@ class ModelReport:
     size_bytes: int
     identity: Identity
     components: dict[str, Component]
-    ema: dict[str, Any]
-    clip_position_ids: dict[str, Any]
-    junk: dict[str, Any]
+    ema: EmaReport
+    clip_position_ids: ClipReport
+    junk: JunkReport
     markers: list[str]
     unknown_keys: list[str]
     vae: dict[str, Any]
@@ -89,9 +145,9 @@ class ModelReport:
             "signature": ident.signature,
             "tensors": self.tensor_count,
             "components": {k: asdict(v) for k, v in self.components.items()},
-            "ema": self.ema,
-            "clip_position_ids": self.clip_position_ids,
-            "junk": self.junk,
+            "ema": self.ema.to_dict(),
+            "clip_position_ids": self.clip_position_ids.to_dict(),
+            "junk": self.junk.to_dict(),
             "markers": self.markers,
             "unknown_keys": self.unknown_keys,
             "vae": self.vae,
@@ -126,35 +182,34 @@ def components(source: TensorSource, parts: dict[str, str]) -> dict[str, Compone
     return out
 
 
-def ema_report(source: TensorSource) -> dict[str, Any]:
+def ema_report(source: TensorSource) -> EmaReport:
     names = source.tensors
     ema = [k for k in names if k.startswith(EMA_PREFIX)]
     unet = [k for k in names if k.startswith(UNET_PREFIX) and k not in MARKER_KEYS]
     covered = sum(1 for k in unet if ema_key(k) in names)
-    return {
-        "present": bool(ema),
-        "tensors": len(ema),
-        "bytes": sum(names[k].nbytes for k in ema),
-        "unet_covered": covered,
-        "unet_total": len(unet),
-        "complete": bool(unet) and covered == len(unet),
-    }
+    return EmaReport(
+        present=bool(ema),
+        tensors=len(ema),
+        bytes=sum(names[k].nbytes for k in ema),
+        unet_covered=covered,
+        unet_total=len(unet),
+        complete=bool(unet) and covered == len(unet),
+    )
 
 
-def clip_report(source: TensorSource) -> dict[str, Any]:
+def clip_report(source: TensorSource) -> ClipReport:
     """CLIP-L position ids as a loader sees them (cast to int64, truncating)."""
     key = next((k for k in CLIP_L_POSITION_IDS if k in source.tensors), None)
     if key is None:
         has_clip_l = any(k.startswith(CLIP_L_PREFIXES) for k in source.tensors)
-        return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
+        return ClipReport("missing" if has_clip_l else "absent")
     raw = np.asarray(source.read(key))
     values = raw.astype(np.float64).reshape(-1)
     seen = loader_position_ids(raw).reshape(-1)  # float values truncated (75.9975 -> 75)
     expected = np.arange(seen.size)
     bad = np.nonzero(seen != expected)[0]
-    broken = [{"position": int(i), "value": float(values[i]), "loader_sees": int(seen[i])} for i in bad]
-    status = "broken" if broken or seen.size != 77 else "ok"
-    return {"status": status, "key": key, "dtype": source.tensors[key].dtype, "broken": broken}
+    broken = [BrokenPosition(int(i), float(values[i]), int(seen[i])) for i in bad]
+    return ClipReport("broken" if broken or seen.size != 77 else "ok", key, source.tensors[key].dtype, broken)
 
 
 def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelReport:
@@ -172,12 +227,12 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         components=components(source, parts),
         ema=ema_report(source),
         clip_position_ids=clip_report(source),
-        junk={
-            "tensors": len(junk_keys),
-            "bytes": sum(source.tensors[k].nbytes for k in junk_keys),
-            "groups": dict(junk_groups),
-            "keys": junk_keys,
-        },
+        junk=JunkReport(
+            tensors=len(junk_keys),
+            bytes=sum(source.tensors[k].nbytes for k in junk_keys),
+            groups=dict(junk_groups),
+            keys=junk_keys,
+        ),
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
         vae=identify_vae(source, read_values=read_values)
