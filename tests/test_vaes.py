@@ -72,9 +72,9 @@ def test_identify_vae_names_a_known_vae_and_says_when_none_matches() -> None:
     # the SD 1.x VAE's published sum.
     arrays[prefix + "encoder.conv_in.weight"] = np.full((46929,), 2.0, np.float32)
     found = identify_vae(DictSource(arrays))
-    assert found["metric"] == 0 and found["name"].startswith("SD 1.x original VAE")
+    assert found.metric == 0 and found.name is not None and found.name.startswith("SD 1.x original VAE")
     arrays[prefix + "encoder.conv_in.weight"] = np.full((46929,), 1.0, np.float32)
     found = identify_vae(DictSource(arrays))
-    assert found["metric"] not in KNOWN_VAES and found["name"] == "unknown"
+    assert found.metric not in KNOWN_VAES and found.name == "unknown"
     skipped = identify_vae(DictSource(arrays), read_values=False)
-    assert skipped["present"] and skipped["metric"] is None and skipped["name"] is None
+    assert skipped.present and skipped.metric is None and skipped.name is None

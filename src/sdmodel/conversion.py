@@ -157,9 +157,9 @@ def vae_name(source: TensorSource) -> str:
         found = identify_vae(source)
     except SdmodelError:
         return "unknown"
-    if not found.get("present"):
+    if not found.present:
         return "none"
-    return found.get("name") or "unknown"
+    return found.name or "unknown"
 
 
 def build_metadata(

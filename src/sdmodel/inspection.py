@@ -25,7 +25,7 @@ from sdmodel.parts import (
 )
 from sdmodel.plan import loader_position_ids
 from sdmodel.sidecars import find_sidecars, needs_config
-from sdmodel.vaes import identify_vae
+from sdmodel.vaes import VaeReport, identify_vae
 
 # Kinds that are a single part (named as the kind): every tensor of such a file belongs to it.
 SINGLE_PART_KINDS = frozenset(
@@ -116,7 +116,7 @@ class ModelReport:
     junk: JunkReport
     markers: list[str]
     unknown_keys: list[str]
-    vae: dict[str, Any]
+    vae: VaeReport | None  # None: not a checkpoint or a VAE
     metadata: dict[str, str]
     extras: dict[str, Any]
     notes: list[str]
@@ -150,7 +150,7 @@ class ModelReport:
             "junk": self.junk.to_dict(),
             "markers": self.markers,
             "unknown_keys": self.unknown_keys,
-            "vae": self.vae,
+            "vae": self.vae.to_dict() if self.vae is not None else {"present": False},
             "a1111_config": ident.a1111_config,
             "modelspec_architecture": ident.modelspec_architecture,
             "resolution": ident.resolution,
@@ -235,9 +235,7 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         ),
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
-        vae=identify_vae(source, read_values=read_values)
-        if ident.kind in ("checkpoint", "vae")
-        else {"present": False},
+        vae=identify_vae(source, read_values=read_values) if ident.kind in ("checkpoint", "vae") else None,
         metadata=dict(source.metadata),
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],

@@ -13,7 +13,7 @@ VAEs. The metric reads the whole VAE (80-340 MB): ``info`` computes it, the libr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -86,7 +86,20 @@ def vae_metric(source: TensorSource, prefix: str) -> VaeMetric | None:
     return VaeMetric(value, float(total), KNOWN_VAES.get(value))
 
 
-def identify_vae(source: TensorSource, *, read_values: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VaeReport:
+    """The VAE a file holds: our fingerprint, the metric and the known VAE it names."""
+
+    present: bool
+    fingerprint: str | None = None
+    metric: int | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def identify_vae(source: TensorSource, *, read_values: bool = True) -> VaeReport:
     """Which VAE a checkpoint (or standalone VAE) holds: our fingerprint, and the Model Toolkit's
     metric with the known VAE it names ("unknown" when none matches). ``read_values=False`` skips
     the metric, which reads the whole VAE (name and metric are then None)."""
@@ -96,5 +109,5 @@ def identify_vae(source: TensorSource, *, read_values: bool = True) -> dict[str,
             fp = tensor_fingerprint(source, keys, strip=prefix)
             found = vae_metric(source, prefix) if read_values else None
             name = (found.name or "unknown") if found else ("unknown" if read_values else None)
-            return {"present": True, "fingerprint": fp, "metric": found.value if found else None, "name": name}
-    return {"present": False, "fingerprint": None, "metric": None, "name": None}
+            return VaeReport(True, fp, found.value if found else None, name)
+    return VaeReport(False)
