@@ -4,6 +4,7 @@ summary, made executable), with the bytes each conversion would save."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
@@ -45,7 +46,54 @@ def _command(path: str, options: list[str]) -> str:
     return " ".join(["sdmodel convert", f'"{path}"', *options])
 
 
-def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Option:
+    """One recommendation: the target in words, the convert options and command, and the bytes
+    (``options`` None: nothing to convert to, only the reasons)."""
+
+    target: str | None
+    command: str | None
+    why: list[str]
+    options: list[str] | None = None
+    bytes_after: int | None = None
+    saves_bytes: int | None = None  # negative: the file grows
+    already_optimal: bool | None = None  # for generating only
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.options is None:
+            return {"target": self.target, "command": self.command, "why": self.why}
+        out: dict[str, Any] = {
+            "target": self.target,
+            "options": self.options,
+            "command": self.command,
+            "bytes_after": self.bytes_after,
+            "saves_bytes": self.saves_bytes,
+            "why": self.why,
+        }
+        if self.already_optimal is not None:
+            out["already_optimal"] = self.already_optimal
+        return out
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What to convert to for generating and for training (None: no advice for this file)."""
+
+    generate: Option | None
+    train: Option | None
+    notes: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "generate": self.generate.to_dict() if self.generate else None,
+            "train": self.train.to_dict() if self.train else None,
+        }
+        if self.notes is not None:
+            out["notes"] = self.notes
+        return out
+
+
+def advise(report: ModelReport, source: TensorSource) -> Advice:
     """Advice for generating and for training, each with the options, the command and the bytes
     it would save (negative = the file grows)."""
     kind = report.kind
@@ -56,7 +104,7 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
             f"safetensors cannot run code when loaded and loads faster: convert rather than keep a {report.format} file"
         )
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
-        return {"generate": None, "train": None, "notes": ["no advice for an unidentified file"]}
+        return Advice(None, None, ["no advice for an unidentified file"])
 
     # Generating: 16 bits (generating_dtype), one UNet weight set (the non-EMA one A1111 uses), no junk.
     dtype = generating_dtype(floats)
@@ -87,21 +135,21 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
             source, dtype=dtype, ema="drop" if report.ema.present else "keep", prune=bool(report.junk.tensors)
         ),
         reasons,
-    )
-    generate["already_optimal"] = (
-        report.format == "safetensors" and not report.ema.present and not report.junk.tensors and dtype is None
+        already_optimal=(
+            report.format == "safetensors" and not report.ema.present and not report.junk.tensors and dtype is None
+        ),
     )
 
     # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
     if floats and floats <= SMALL_DTYPES:
-        train = {
-            "target": None,
-            "command": None,
-            "why": [
+        train = Option(
+            None,
+            None,
+            [
                 "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
                 "download the fp32 release if there is one"
             ],
-        }
+        )
     else:
         train_opts, train_why = ["--dtype", "fp32"], []
         if report.ema.present:
@@ -114,19 +162,27 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
             planned_bytes(source, dtype="fp32"),
             train_why,
         )
-    return {"generate": generate, "train": train}
+    return Advice(generate, train)
 
 
-def _option(report: ModelReport, target: str, options: list[str], tensor_bytes: int, why: list[str]) -> dict:
+def _option(
+    report: ModelReport,
+    target: str,
+    options: list[str],
+    tensor_bytes: int,
+    why: list[str],
+    already_optimal: bool | None = None,
+) -> Option:
     after = tensor_bytes + _overhead(report)
-    return {
-        "target": target,
-        "options": options,
-        "command": _command(report.path, options),
-        "bytes_after": after,
-        "saves_bytes": report.size_bytes - after,
-        "why": why,
-    }
+    return Option(
+        target=target,
+        command=_command(report.path, options),
+        why=why,
+        options=options,
+        bytes_after=after,
+        saves_bytes=report.size_bytes - after,
+        already_optimal=already_optimal,
+    )
 
 
 def _overhead(report: ModelReport) -> int:

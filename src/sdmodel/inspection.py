@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sdmodel.advice import advise
+from sdmodel.advice import Advice, advise
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
@@ -121,7 +121,7 @@ class ModelReport:
     extras: dict[str, Any]
     notes: list[str]
     sidecars: list[dict[str, str]]
-    advice: dict[str, Any] = field(default_factory=dict)
+    advice: Advice | None = None  # set by advise() once the rest is known
 
     @property
     def kind(self) -> str:
@@ -159,7 +159,7 @@ class ModelReport:
             "extras": self.extras,
             "notes": self.notes,
             "sidecars": self.sidecars,
-            "advice": self.advice,
+            "advice": self.advice.to_dict() if self.advice is not None else {},
         }
 
 
