@@ -10,6 +10,7 @@ from rich.progress import TaskID
 from rich.table import Table
 from rich.text import Text
 
+from sdmodel.advice import Advice
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.errors import SdmodelError
 from sdmodel.files import iter_model_files
@@ -18,6 +19,7 @@ from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.parts import part_rank
 from sdmodel.units import human_bytes, human_count, plural
+from sdmodel.vaes import VaeReport
 
 
 def _collect(paths: tuple[str, ...]) -> list[Path]:
@@ -32,13 +34,13 @@ def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
     return len(paths) == 1 and files == [Path(paths[0])]
 
 
-def _vae_line(vae: dict) -> str:
-    fingerprint = f"fingerprint {vae['fingerprint'][:16]}"
-    if vae.get("metric") is None:
+def _vae_line(vae: VaeReport) -> str:
+    fingerprint = f"fingerprint {(vae.fingerprint or '')[:16]}"
+    if vae.metric is None:
         return f"inside ({fingerprint})"
-    if vae.get("name") in (None, "unknown"):
-        return f"no known VAE matches (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
-    return f"{vae['name']} (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
+    if vae.name in (None, "unknown"):
+        return f"no known VAE matches (Model Toolkit metric {vae.metric:04}, {fingerprint})"
+    return f"{vae.name} (Model Toolkit metric {vae.metric:04}, {fingerprint})"
 
 
 @click.command("info")
@@ -95,38 +97,36 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     # For adapters the prediction matters only when a hint names it (e.g. a v-prediction LoRA).
     if ident.kind in ("checkpoint", "unet") or ident.prediction != "unknown":
         facts.add_row("prediction", pred)
-    ema = d["ema"]
+    ema = report.ema
     if ident.kind in ("checkpoint", "unet"):
-        if ema["present"]:
-            cover = (
-                "complete" if ema["complete"] else f"covers {ema['unet_covered']} of {ema['unet_total']} UNet tensors"
-            )
-            facts.add_row("EMA", f"present: {ema['tensors']} tensors, {human_bytes(ema['bytes'])}, {cover}")
+        if ema.present:
+            cover = "complete" if ema.complete else f"covers {ema.unet_covered} of {ema.unet_total} UNet tensors"
+            facts.add_row("EMA", f"present: {ema.tensors} tensors, {human_bytes(ema.bytes)}, {cover}")
         else:
             facts.add_row("EMA", "no separate EMA set (one UNet weight set: ema-only or no-ema, same structure)")
-    clip = d["clip_position_ids"]
-    if clip["status"] == "broken":
-        shown = ", ".join(f"{b['position']}→{b['loader_sees']} ({b['value']:g})" for b in clip["broken"][:8])
-        more = f" and {len(clip['broken']) - 8} more" if len(clip["broken"]) > 8 else ""
+    clip = report.clip_position_ids
+    if clip.status == "broken":
+        shown = ", ".join(f"{b.position}→{b.loader_sees} ({b.value:g})" for b in clip.broken[:8])
+        more = f" and {len(clip.broken) - 8} more" if len(clip.broken) > 8 else ""
         facts.add_row(
             "CLIP position ids",
-            Text(f"BROKEN at {len(clip['broken'])} positions: {shown}{more}; --fix-clip repairs", style="red"),
+            Text(f"BROKEN at {len(clip.broken)} positions: {shown}{more}; --fix-clip repairs", style="red"),
         )
-    elif clip["status"] == "missing":
+    elif clip.status == "missing":
         facts.add_row("CLIP position ids", "not stored (normal for files saved by newer transformers)")
-    elif clip["status"] == "ok":
-        facts.add_row("CLIP position ids", f"ok ({clip['dtype']})")
-    junk = d["junk"]
-    if junk["tensors"]:
-        groups = "; ".join(f"{why}: {n}" for why, n in junk["groups"].items())
-        text = f"{plural(junk['tensors'], 'tensor')}, {human_bytes(junk['bytes'])} ({groups})"
+    elif clip.status == "ok":
+        facts.add_row("CLIP position ids", f"ok ({clip.dtype})")
+    junk = report.junk
+    if junk.tensors:
+        groups = "; ".join(f"{why}: {n}" for why, n in junk.groups.items())
+        text = f"{plural(junk.tensors, 'tensor')}, {human_bytes(junk.bytes)} ({groups})"
         facts.add_row("junk", Text(text, style="yellow"))
     if d["markers"]:
         facts.add_row("markers", ", ".join(d["markers"]))
     if d["unknown_keys"]:
         facts.add_row("unknown keys", f"{len(d['unknown_keys'])} (kept; --keys lists them)")
-    if d["vae"].get("present"):
-        facts.add_row("VAE", _vae_line(d["vae"]))
+    if report.vae is not None and report.vae.present:
+        facts.add_row("VAE", _vae_line(report.vae))
     for label, key in (
         ("A1111 config", "a1111_config"),
         ("ModelSpec", "modelspec_architecture"),
@@ -152,9 +152,10 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if show_keys:
         for k in d["unknown_keys"]:
             console.print(f"  unknown: {k}", highlight=False)
-        for k in junk["keys"]:
+        for k in junk.keys:
             console.print(f"  junk: {k}", highlight=False)
-    _render_advice(d["advice"])
+    if report.advice is not None:
+        _render_advice(report.advice)
 
 
 def _short(v: object, width: int = 40) -> str:
@@ -162,30 +163,30 @@ def _short(v: object, width: int = 40) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def _render_advice(advice: dict) -> None:
-    gen, train = advice.get("generate"), advice.get("train")
+def _render_advice(advice: Advice) -> None:
+    gen, train = advice.generate, advice.train
     if not gen:
         return
-    if gen.get("already_optimal"):
+    if gen.already_optimal:
         console.print("[green]advice:[/green] already the file you want for generating")
     else:
         console.print(
-            f"[green]for generating:[/green] {gen['target']}, {human_bytes(gen['bytes_after'])} "
-            f"(saves {human_bytes(gen['saves_bytes'])}):  [dim]{gen['command']}[/dim]",
+            f"[green]for generating:[/green] {gen.target}, {human_bytes(gen.bytes_after)} "
+            f"(saves {human_bytes(gen.saves_bytes)}):  [dim]{gen.command}[/dim]",
             highlight=False,
         )
-    for why in gen["why"]:
+    for why in gen.why:
         console.print(f"  • {why}", highlight=False)
-    if train and train["target"]:
+    if train and train.target:
         console.print(
-            f"[green]for training:[/green] {train['target']}, {human_bytes(train['bytes_after'])}:  "
-            f"[dim]{train['command']}[/dim]",
+            f"[green]for training:[/green] {train.target}, {human_bytes(train.bytes_after)}:  "
+            f"[dim]{train.command}[/dim]",
             highlight=False,
         )
     elif train:
         console.print("[green]for training:[/green] not this file", highlight=False)
     if train:
-        for why in train["why"]:
+        for why in train.why:
             console.print(f"  • {why}", highlight=False)
 
 
