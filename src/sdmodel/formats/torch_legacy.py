@@ -15,8 +15,9 @@ from typing import Any
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.pickle_vm import PickleTruncated, StorageRef, parse_storage_pid, run_pickle
+from sdmodel.formats.pickle_vm import PickleResult, PickleTruncated, run_pickle
 from sdmodel.formats.torch_common import TorchSource
+from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAGIC_LONG1 = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little", signed=True) + b"."
@@ -62,7 +63,7 @@ class TorchLegacySource(TorchSource):
                 raise PickleTruncated("file is truncated inside the magic number")
             raise ModelReadError("not a PyTorch checkpoint (no legacy magic number)")
         pos = p + len(MAGIC_LONG1)
-        results = []
+        results: list[PickleResult] = []
         for what in ("protocol", "sys_info", "object", "storage keys"):
             load = self._persistent_load if what == "object" else _no_persistent_ids
             member = f"pickle {len(results) + 2} ({what})"

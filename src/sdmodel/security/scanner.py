@@ -24,23 +24,14 @@ from typing import Any, BinaryIO
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.pickle_vm import (
-    ALLOWED_GLOBALS,
-    NOTE_GLOBALS,
-    Finding,
-    PickleResult,
-    StorageRef,
-    map_py2,
-    parse_storage_pid,
-    run_pickle,
-)
+from sdmodel.formats.pickle_vm import Finding, PickleResult, map_py2, run_pickle
+from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
-from sdmodel.security.denylist import denied
+from sdmodel.security.grading import grade_global
 from sdmodel.security.targets import target_allowed
 
 __all__ = ["Finding", "ScanReport", "scan"]
 
-VERDICTS = ("safe", "suspicious", "error", "dangerous")
 _RANK = {"info": 0, "safe": 0, "suspicious": 1, "error": 2, "dangerous": 3}
 
 PICKLE_WINDOW = 64 * 1024 * 1024  # bytes of a pickle stream given to the VM (honest pickles: < 5 MB)
@@ -148,14 +139,15 @@ class _Scan:
                 f.member = member
             self.findings.append(f)
         for g in res.globals:
-            module, name = map_py2(g.module, g.name)
-            if (module, name) in ALLOWED_GLOBALS:
-                if (module, name) in NOTE_GLOBALS:
-                    self.note_globals.add(f"{module}.{name}")
+            mapped = map_py2(g.module, g.name)
+            grade = grade_global(g.module, g.name, mapped)
+            if grade is None:
                 continue
-            why = denied(g.module, g.name) or denied(module, name)
-            if why:
-                self.add("dangerous", "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
+            severity, why = grade
+            if severity == "info":
+                self.note_globals.add(".".join(mapped))
+            else:
+                self.add(severity, "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
 
     def pickle(self, data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
         res = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load)
