@@ -36,6 +36,7 @@ _RANK = {"info": 0, "safe": 0, "suspicious": 1, "error": 2, "dangerous": 3}
 
 PICKLE_WINDOW = 64 * 1024 * 1024  # bytes of a pickle stream given to the VM (honest pickles: < 5 MB)
 MAX_MEMBER = 64 * 1024 * 1024  # largest zip/tar member read as a pickle
+MEMBER_PROBE = 64 * 1024  # bytes of a large zip member interpreted to see whether it is a pickle
 MAX_MEMBERS_SCANNED = 512  # zip members inspected by content (besides referenced storages)
 MAX_TAR_MEMBERS = 64
 MAX_EXTRA_PICKLES = 8  # pickles looked for after the first STOP
@@ -396,13 +397,21 @@ class _Scan:
             self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's layout)")
             arch = ""
         base = f"{arch}/" if arch else ""
-        for name in dict.fromkeys(zv.duplicates):
-            sev = "dangerous" if name.endswith(".pkl") else "suspicious"
+        for group in zv.case_collisions():
+            names = list(dict.fromkeys(e.name for e in group))
+            chosen = zv.locate(group[0].name)
+            which = f"torch reads entry #{chosen}" if chosen is not None else "torch reads one"
+            pkl = any(e.name.lower().endswith(".pkl") for e in group)
+            if len(names) == 1:
+                code, what = "duplicate-entry", f"{names[0]} appears {len(group)} times"
+            else:
+                code, what = "case-collision", f"names equal ignoring case ({', '.join(names[:4])})"
             self.add(
-                sev,
-                "duplicate-entry",
-                f"{name} appears more than once: torch reads the first, other zip readers the last",
-                prefix + name,
+                "dangerous" if pkl else "suspicious",
+                code,
+                f"{what}: torch looks names up ignoring case and {which} (which one depends on the "
+                "number of entries), other zip readers pick another",
+                prefix + group[0].name,
             )
         if zv.trailing_bytes:
             self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
@@ -443,11 +452,8 @@ class _Scan:
             if e.method not in (0, 8):
                 self.add("suspicious", "compression", f"compression method {e.method}", member)
         data_entry = zv.find(base + "data.pkl")
-        storages: dict[str, ZipEntry] = {}
-        for e in zv.entries:
-            if e.name.startswith(base + "data/"):
-                storages.setdefault(e.name[len(base) + 5 :], e)
         used: dict[str, StorageRef] = {}
+        referenced: set[int] = set()
         if data_entry is None:
             if self.format != "torchscript":
                 self.add("suspicious", "no-data-pkl", f"no {base}data.pkl: torch.load cannot read this zip")
@@ -456,17 +462,14 @@ class _Scan:
             if raw is not None:
                 self.check_crc(data_entry, raw, prefix)
                 member = prefix + data_entry.name
-                res = self.pickle(raw, 0, member, self.storage_checker(storages, used, member))
+                res = self.pickle(raw, 0, member, self.storage_checker(zv, base, used, referenced, member))
                 if not res.complete and data_entry.flags & 0x41:
                     self.add("error", "encrypted", "data.pkl is encrypted: unscannable", member)
                 self.after_stop(raw, res, member)
         self.check_records(zv, base, prefix)
         scanned = 0
-        for e in zv.entries:
-            if e is data_entry or e.name[len(base) :] in _TORCH_TEXT_RECORDS:
-                continue
-            key = e.name[len(base) + 5 :] if e.name.startswith(base + "data/") else None
-            if key is not None and key in used and storages.get(key) is e:
+        for n, e in enumerate(zv.entries):
+            if e is data_entry or n in referenced:
                 continue  # raw tensor data referenced by data.pkl
             if scanned >= MAX_MEMBERS_SCANNED:
                 self.add(
@@ -478,9 +481,12 @@ class _Scan:
             scanned += 1
             self.scan_member(zv, e, prefix)
 
-    def storage_checker(self, storages: dict[str, ZipEntry], used: dict[str, StorageRef], member: str) -> Any:
+    def storage_checker(
+        self, zv: ZipView, base: str, used: dict[str, StorageRef], referenced: set[int], member: str
+    ) -> Any:
         """persistent_load for data.pkl: the VM checks views against the declared numel; this checks
-        the declaration against the archive (CVE-2026-24747: numel larger than the record)."""
+        the declaration against the record torch would read (CVE-2026-24747: numel larger than the
+        record). Adds the index of each record read to ``referenced``."""
 
         def persistent_load(pid: Any) -> StorageRef:
             ref = parse_storage_pid(pid)
@@ -498,7 +504,10 @@ class _Scan:
             used[key] = ref
             if not re.fullmatch(r"[0-9]{1,18}", key):
                 self.add("suspicious", "storage-key", f"storage key {key!r} is not a decimal number", member)
-            entry = storages.get(key)
+            index = zv.locate(f"{base}data/{key}")
+            entry = None if index is None else zv.entries[index]
+            if index is not None:
+                referenced.add(index)
             if entry is None:
                 self.add(
                     "suspicious",
@@ -555,20 +564,15 @@ class _Scan:
                 self.add("suspicious", "version", f"{rec} record says {text!r}", prefix + e.name)
 
     def scan_member(self, zv: ZipView, e: ZipEntry, prefix: str) -> None:
-        """Any other entry: run the VM if its content (not its name) looks like a pickle."""
+        """Any other entry, whatever its name or first bytes (a protocol 0-1 pickle starts with an
+        ordinary opcode): run the VM on it; report it when it is a pickle."""
         member = prefix + e.name
-        named = e.name.endswith((".pkl", ".pickle"))
-        if not named:
-            if e.method == 0 and e.size >= 2:
-                zv.f.seek(e.data_offset)
-                head = zv.f.read(2)
-            elif e.method == 8:
-                raw = self.read_member(zv, e, prefix)
-                head = raw[:2] if raw is not None else b""
-            else:
-                head = b""
-            if not _pickle_start(head):
-                return
+        named = e.name.lower().endswith((".pkl", ".pickle"))
+        if e.method == 0 and not named and e.size > MEMBER_PROBE:
+            zv.f.seek(e.data_offset)
+            res = run_pickle(zv.f.read(MEMBER_PROBE), member=member, strict=False)
+            if res.complete or res.end < MEMBER_PROBE - 1:
+                return  # not a pickle: the VM stopped inside the probe (a complete one would fit)
         if e.size > MAX_MEMBER:
             self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned", member)
             return
