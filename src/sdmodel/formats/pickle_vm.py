@@ -142,8 +142,11 @@ class _VM:
         strict: bool,
         persistent_load: Callable[[Any], Any] | None,
         limits: Limits,
+        stream: bool = False,
     ) -> None:
         self.data = data
+        self.stream = stream
+        self.buf_end = start
         self.end = len(data)
         self.pos = start
         self.start = start
@@ -189,15 +192,53 @@ class _VM:
     # ---- reading arguments
 
     def take(self, n: int) -> bytes | memoryview:
+        """A fixed-size read (``_Unpickler_Read``)."""
         p = self.pos
+        if self.stream and p + n > self.buf_end:
+            p = self.refill(p)
+            self.buf_end = p + n
         e = p + n
         if e > self.end:
             raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})", truncated=True)
         self.pos = e
         return self.data[p:e]
 
+    def refill(self, p: int) -> int:
+        """Stream reading: the buffer cannot serve the read, so the C unpickler replaces it with a
+        new ``read()`` from the file, which is at the buffer's end: the rest of the buffer (of a
+        frame) is skipped, never interpreted."""
+        if p < self.buf_end:
+            self.finding(
+                "suspicious",
+                "frame-split",
+                f"bytes {p}-{self.buf_end} skipped: an argument straddles the end of its frame, and the C "
+                "unpickler reading a file without peek() (torch.load's io.BytesIO) drops the rest of the frame",
+                p,
+            )
+            p = self.buf_end
+        return p
+
+    def take_into(self, n: int) -> bytes | memoryview:
+        """The data of BINBYTES/BYTEARRAY8 (``_Unpickler_ReadInto``): the buffer's rest, then the file."""
+        if n > self.limits.max_string:
+            raise _Stop("limit-exceeded", f"string of {n} bytes (limit {self.limits.max_string})")
+        p = self.pos
+        e = p + n
+        if e > self.end:
+            raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})", truncated=True)
+        self.pos = e
+        if e > self.buf_end:
+            self.buf_end = e
+        return self.data[p:e]
+
     def line(self) -> bytes:
         p = self.pos
+        if self.stream:
+            i = bytes(self.data[p : self.buf_end]).find(b"\n")
+            if i >= 0:
+                self.pos = p + i + 1
+                return bytes(self.data[p : p + i])
+            p = self.pos = self.refill(p)
         limit = min(self.end, p + self.limits.max_string + 1)
         if isinstance(self.data, (bytes, bytearray)):
             i = self.data.find(b"\n", p, limit)
@@ -215,7 +256,7 @@ class _VM:
             if limit < self.end:
                 raise _Stop("limit-exceeded", f"text argument longer than {self.limits.max_string} bytes")
             raise _Stop("parse-error", f"pickle is truncated (no newline after byte {p})", truncated=True)
-        self.pos = i + 1
+        self.pos = self.buf_end = i + 1
         return bytes(self.data[p:i])
 
     def sized(self, n: int) -> bytes | memoryview:
@@ -224,6 +265,8 @@ class _VM:
         return self.take(n)
 
     def u8(self) -> int:
+        if self.stream:
+            return self.take(1)[0]
         p = self.pos
         if p >= self.end:
             raise _Stop("parse-error", f"pickle is truncated at byte {p}", truncated=True)
@@ -231,6 +274,8 @@ class _VM:
         return self.data[p]
 
     def unpack(self, fmt: struct.Struct) -> Any:
+        if self.stream:
+            return fmt.unpack(self.take(fmt.size))[0]
         p = self.pos
         if p + fmt.size > self.end:
             raise _Stop("parse-error", f"pickle is truncated (needs {fmt.size} bytes at {p})", truncated=True)
@@ -302,6 +347,8 @@ class _VM:
                 raise _Stop("parse-error", f"pickle is truncated (no STOP before byte {pos})", truncated=True)
             self.op_pos = pos
             self.pos = pos + 1
+            if pos >= self.buf_end:
+                self.buf_end = pos + 1
             self.n_ops += 1
             if self.n_ops > max_ops:
                 raise _Stop("limit-exceeded", f"more than {max_ops} opcodes")
@@ -315,7 +362,7 @@ class _VM:
                 if self.strict:
                     raise ModelReadError(f"{e} at byte {pos}{self._where()}") from None
                 self.finding(e.severity, e.code, str(e), pos)
-            if self.frame_end is not None and self.pos >= self.frame_end:
+            if self.frame_end is not None and self.pos >= self.frame_end and not self.stream:
                 if self.pos > self.frame_end:
                     self.frame_problem(f"opcode at byte {pos} runs past the end of its frame")
                 self.frame_end = None
@@ -341,6 +388,13 @@ class _VM:
     @op(b"\x95")
     def op_frame(self) -> None:
         n = self.unpack(_Q)
+        if self.stream:  # the C unpickler loads the frame into its buffer (unless already there)
+            if self.pos + n > self.buf_end:
+                self.pos = self.refill(self.pos)
+                if self.pos + n > self.end:
+                    raise _Stop("parse-error", f"frame of {n} bytes runs past the end of the pickle", truncated=True)
+                self.buf_end = self.pos + n
+            return
         if self.frame_end is not None and self.op_pos != self.frame_end:
             self.frame_problem(f"new frame at byte {self.op_pos} before the end of the previous one")
         if self.pos + n > self.end:
@@ -354,7 +408,7 @@ class _VM:
             if self.strict:
                 raise _Stop("parse-error", msg)
             self.finding("suspicious", "stack-not-empty", msg)
-        if self.frame_end is not None and self.pos != self.frame_end:
+        if self.frame_end is not None and self.pos != self.frame_end and not self.stream:
             self.frame_problem("STOP before the end of its frame")
             self.frame_end = None
         self.result = self.pop() if len(self.stack) > self.fence else None
@@ -468,19 +522,19 @@ class _VM:
 
     @op(b"B")
     def op_binbytes(self) -> None:
-        self.stack.append(bytes(self.sized(self.unpack(_U4))))
+        self.stack.append(bytes(self.take_into(self.unpack(_U4))))
 
     @op(b"C")
     def op_short_binbytes(self) -> None:
-        self.stack.append(bytes(self.take(self.u8())))
+        self.stack.append(bytes(self.take_into(self.u8())))
 
     @op(b"\x8e")
     def op_binbytes8(self) -> None:
-        self.stack.append(bytes(self.sized(self.unpack(_Q))))
+        self.stack.append(bytes(self.take_into(self.unpack(_Q))))
 
     @op(b"\x96")
     def op_bytearray8(self) -> None:
-        self.stack.append(bytearray(self.sized(self.unpack(_Q))))
+        self.stack.append(bytearray(self.take_into(self.unpack(_Q))))
 
     @op(b"V")
     def op_unicode(self) -> None:
@@ -922,6 +976,7 @@ def run_pickle(
     strict: bool = True,
     persistent_load: Callable[[Any], Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stream: bool = False,
 ) -> PickleResult:
     """Interpret the pickle starting at ``data[start]`` without running anything.
 
@@ -930,7 +985,14 @@ def run_pickle(
     mode) never raises for content: problems become findings. ``persistent_load`` receives each
     persistent id (raising ModelReadError to reject it); without it, storage ids of either torch
     format become :class:`StorageRef` objects.
+
+    ``stream=False`` reads the pickle as the C unpickler reads bytes in memory or a file with
+    ``peek()`` (one byte after another, frames only checked); ``stream=True`` as it reads a file
+    object without ``peek()``, such as the ``io.BytesIO`` that ``torch.load`` gives it for a zip's
+    ``data.pkl``: an argument that straddles the end of a frame skips the rest of that frame
+    (``_pickle.c``: ``_Unpickler_ReadFromFile`` replaces the buffer). The two readings differ only
+    when frames and opcodes disagree.
     """
     if isinstance(data, memoryview):
         data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-    return _VM(data, start, member, strict, persistent_load, limits).run()
+    return _VM(data, start, member, strict, persistent_load, limits, stream).run()
