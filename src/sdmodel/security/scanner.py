@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
+from sdmodel.formats.pickle_values import GlobalObj
 from sdmodel.formats.pickle_vm import Finding, PickleResult, map_py2, run_pickle
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
@@ -180,12 +181,12 @@ class _Scan:
             if head.startswith(b"PK\x03\x04"):
                 self.format = "torch-zip"
                 self.scan_zip_file(f, None)
+            elif _is_tar(head):  # torch tries tarfile before anything else that is not a zip
+                self.format = "torch-tar"
+                self.scan_tar(f)
             elif head.startswith(b"\x93NUMPY"):
                 self.format = "npy"
                 self.scan_npy(f, head, size)
-            elif len(head) >= 262 and head[257:262] == b"ustar":
-                self.format = "torch-tar"
-                self.scan_tar(f)
             elif (foreign := _foreign(head)) is not None:
                 self.format = "other"
                 self.add("error", "not-a-model", f"content is {foreign}: unscannable, never safe")
@@ -594,7 +595,10 @@ class _Scan:
     # ---- other containers
 
     def scan_tar(self, f: BinaryIO) -> None:
-        """The pre-1.0 tar checkpoint: obsolete, but torch.load(weights_only=False) still runs it."""
+        """The pre-1.0 tar checkpoint: obsolete, but torch.load(weights_only=False) still runs it.
+        torch (``serialization.py: legacy_load``) unpickles every pickle of the ``storages`` and
+        ``tensors`` members (a count, then one pickle per item between raw data) before ``pickle``;
+        they are walked the same way."""
         self.add("suspicious", "legacy-tar", "obsolete tar-format checkpoint, still executable by torch.load")
         f.seek(0)
         try:
@@ -610,10 +614,43 @@ class _Scan:
                         continue
                     fh = tar.extractfile(m)
                     raw = fh.read() if fh is not None else b""
-                    if m.name in ("pickle", "sys_info", "storages", "tensors") or _pickle_start(raw[:2]):
-                        self.pickle(raw, 0, m.name)
+                    if m.name in ("storages", "tensors"):
+                        self.scan_tar_records(raw, m.name)
+                    elif m.name in ("pickle", "sys_info") or _pickle_start(raw[:2]):
+                        self.after_stop(raw, self.pickle(raw, 0, m.name), m.name)
         except tarfile.TarError as e:
             self.add("error", "bad-tar", f"unreadable tar archive: {e}")
+
+    def scan_tar_records(self, raw: bytes, member: str) -> None:
+        """A count pickle, then per item an argument pickle followed by raw data: storages
+        (int64 element count + data, element size from the storage type), tensors (int32 ndim, 4
+        bytes, sizes and strides as int64, int64 offset); storages end with a views pickle."""
+        res = self.pickle(raw, 0, member)
+        count = res.value if res.complete and type(res.value) is int else 0
+        pos = res.end
+        for n in range(min(count, MAX_STORAGES)):
+            res = self.pickle(raw, pos, f"{member} #{n + 2}")
+            args, pos = res.value, res.end
+            if not res.complete or type(args) is not tuple or len(args) != 3:
+                break
+            if member == "storages":
+                itemsize = _storage_itemsize(args[2])
+                if itemsize is None or pos + 8 > len(raw):
+                    break
+                (numel,) = struct.unpack_from("<q", raw, pos)
+                pos += 8 + max(numel, 0) * itemsize
+            else:
+                if pos + 8 > len(raw):
+                    break
+                (ndim,) = struct.unpack_from("<i", raw, pos)
+                pos += 8 + 16 * max(ndim, 0) + 8
+            if pos > len(raw):
+                break
+        else:
+            if pos < len(raw):
+                self.after_stop(raw, self.pickle(raw, pos, f"{member} views"), member)
+            return
+        self.add("suspicious", "legacy-tar-layout", f"{member} member is not laid out as torch writes it", member, pos)
 
     def scan_npy(self, f: BinaryIO, head: bytes, size: int) -> None:
         major = head[6] if len(head) > 6 else 0
@@ -718,6 +755,25 @@ def interpret(data: bytes, start: int, member: str, persistent_load: Any = None)
     calls = {(c.opcode, c.offset) for c in res.calls}
     res.calls.extend(c for c in alt.calls if (c.opcode, c.offset) not in calls)
     return res
+
+
+def _storage_itemsize(stype: Any) -> int | None:
+    """Element size of an allow-listed storage type placeholder, else None."""
+    if isinstance(stype, GlobalObj) and stype.rule.role == "storage-type" and stype.rule.dtype:
+        return ITEMSIZE[stype.rule.dtype]
+    return None
+
+
+def _is_tar(head: bytes) -> bool:
+    """Whether ``tarfile.open`` (what torch tries first) accepts the first header: a valid
+    checksum is enough, the ``ustar`` magic is optional (old V7 archives have none)."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _foreign(head: bytes) -> str | None:
