@@ -328,6 +328,8 @@ class _Scan:
             if numel < 0:
                 return
             pos += 8 + numel * ITEMSIZE[ref.dtype]
+            if pos > size:
+                break
         if pos > size:
             self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has", "storages")
         elif pos < size:
