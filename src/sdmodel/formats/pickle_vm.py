@@ -168,6 +168,9 @@ class _VM:
         self.frame_end: int | None = None
         self.bad_seen = False
         self.n_ops = 0
+        if stream:  # every fixed-size read goes through the buffer model
+            self.u8 = self.stream_u8  # type: ignore[method-assign]
+            self.unpack = self.stream_unpack  # type: ignore[method-assign]
         self.handlers: list[Callable[[], Any] | None] = [None] * 256
         for code, meth in _OPCODES.items():
             self.handlers[code] = getattr(self, meth)
@@ -265,8 +268,6 @@ class _VM:
         return self.take(n)
 
     def u8(self) -> int:
-        if self.stream:
-            return self.take(1)[0]
         p = self.pos
         if p >= self.end:
             raise _Stop("parse-error", f"pickle is truncated at byte {p}", truncated=True)
@@ -274,13 +275,17 @@ class _VM:
         return self.data[p]
 
     def unpack(self, fmt: struct.Struct) -> Any:
-        if self.stream:
-            return fmt.unpack(self.take(fmt.size))[0]
         p = self.pos
         if p + fmt.size > self.end:
             raise _Stop("parse-error", f"pickle is truncated (needs {fmt.size} bytes at {p})", truncated=True)
         self.pos = p + fmt.size
         return fmt.unpack_from(self.data, p)[0]
+
+    def stream_u8(self) -> int:
+        return self.take(1)[0]
+
+    def stream_unpack(self, fmt: struct.Struct) -> Any:
+        return fmt.unpack(self.take(fmt.size))[0]
 
     # ---- the stack
 
@@ -341,13 +346,14 @@ class _VM:
         stack = self.stack
         max_ops = self.limits.max_ops
         max_stack = self.limits.max_stack
+        stream = self.stream
         while True:
             pos = self.pos
             if pos >= self.end:
                 raise _Stop("parse-error", f"pickle is truncated (no STOP before byte {pos})", truncated=True)
             self.op_pos = pos
             self.pos = pos + 1
-            if pos >= self.buf_end:
+            if stream and pos >= self.buf_end:
                 self.buf_end = pos + 1
             self.n_ops += 1
             if self.n_ops > max_ops:

@@ -65,6 +65,7 @@ class ZipView:
     comment: bytes = b""
     trailing_bytes: int = 0
     zip64: bool = False
+    _unique: dict[bytes, int] | None = field(default=None, repr=False)
     _sorted: list[int] | None = field(default=None, repr=False)
 
     def find(self, name: str) -> ZipEntry | None:
@@ -75,9 +76,14 @@ class ZipView:
 
     def locate(self, name: str) -> int | None:
         """The central-directory index of :meth:`find`'s entry."""
-        if self._sorted is None:
-            self._sorted = miniz_sorted([e.raw_name.lower() for e in self.entries])
+        if self._unique is None:
+            keys = [e.raw_name.lower() for e in self.entries]
+            self._unique = {k: i for i, k in enumerate(keys)}
+            if len(self._unique) < len(keys):  # names repeat ignoring case: miniz's order decides
+                self._sorted = miniz_sorted(keys)
         key = name.encode("utf-8", "surrogateescape").lower()
+        if self._sorted is None:
+            return self._unique.get(key)
         lo, hi = 0, len(self._sorted) - 1
         while lo <= hi:
             mid = lo + ((hi - lo) >> 1)
