@@ -1,6 +1,6 @@
 """Compare ``sdmodel scan`` with picklescan, modelscan and fickling on the adversarial corpus.
 
-    .venv/bin/python bench/scan_compare.py [--out bench/_work/scan_compare.md] [--detail]
+    .venv/bin/python bench/scan_compare.py [--out bench/_work/scan_compare.md] [--detail] [--section 43]
 
 Creates its own virtual env under bench/_work/venv (``pip install picklescan modelscan fickling``;
 the table says when one cannot be installed), writes the corpus of tests/security_corpus.py into
@@ -152,13 +152,13 @@ def caught(expect: str, verdict: str) -> bool:
     return verdict_matches(expect, v)
 
 
-def compare(detail: bool, problems: dict[str, str]) -> list[str]:
+def compare(detail: bool, problems: dict[str, str], cases: list) -> list[str]:
     corpus = WORK / "corpus"
     if corpus.exists():
         for p in sorted(corpus.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
     corpus.mkdir(parents=True, exist_ok=True)
-    files = [(c, c.write(corpus)) for c in CASES]
+    files = [(c, c.write(corpus)) for c in cases]
     tools = [t for t in TOOLS if t not in problems]
     results: dict[tuple[str, str], str] = {}
     for c, p in files:
@@ -212,6 +212,8 @@ def compare(detail: bool, problems: dict[str, str]) -> list[str]:
     lines += ["| total | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
 
     def total(label: str, cases: list, pred: object) -> None:
+        if not cases:
+            return
         row = []
         for n in names:
             if results[(cases[0].id, n)] == "n/a":
@@ -290,12 +292,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the Markdown to this file")
     ap.add_argument("--detail", action="store_true", help="one row per corpus file as well")
     ap.add_argument("--no-big", action="store_true", help="skip the 7.7 GB timing")
+    ap.add_argument("--section", type=int, help="only the corpus cases of this section (43: loader differentials)")
     args = ap.parse_args()
+    cases = [c for c in CASES if args.section is None or c.section == args.section]
     WORK.mkdir(parents=True, exist_ok=True)
     problems = ensure_venv()
     vers = versions()
     lines = [
-        f"Corpus: {len(CASES)} files from tests/security_corpus.py (SECURITY.md section 6 plus honest files). "
+        f"Corpus: {len(cases)} files from tests/security_corpus.py (SECURITY.md section 6 plus honest files). "
         "Tools: " + ", ".join(f"{t} {vers[t]}" if t not in problems else f"{t}: {problems[t]}" for t in TOOLS) + ".",
         "",
         "Cells: cases meeting the expectation / cases (**bold** = not all). `dangerous` must be reported "
@@ -304,7 +308,7 @@ def main() -> None:
         "",
     ]
     started = time.perf_counter()
-    lines += compare(args.detail, problems)
+    lines += compare(args.detail, problems, cases)
     lines.append(
         f"Comparison wall time: {time.perf_counter() - started:.0f} s (every tool in its own process "
         "per file, in parallel)."

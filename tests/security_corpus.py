@@ -533,6 +533,7 @@ class Case:
     what: str
     build: Callable[[Path], object]
     needs_torch: bool = False
+    runs_in_torch: bool = False  # torch.load(weights_only=False) runs its payload (writes MARKER)
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / self.filename
@@ -545,10 +546,16 @@ CASES: list[Case] = []
 
 
 def case(
-    cid: str, section: int | None, expect: str, what: str, ext: str = ".pkl", needs_torch: bool = False
+    cid: str,
+    section: int | None,
+    expect: str,
+    what: str,
+    ext: str = ".pkl",
+    needs_torch: bool = False,
+    runs_in_torch: bool = False,
 ) -> Callable[[Callable[[Path], object]], Callable[[Path], object]]:
     def register(fn: Callable[[Path], object]) -> Callable[[Path], object]:
-        CASES.append(Case(cid, section, expect, cid + ext, what, fn, needs_torch))
+        CASES.append(Case(cid, section, expect, cid + ext, what, fn, needs_torch, runs_in_torch))
         return fn
 
     return register
@@ -1644,3 +1651,96 @@ for _mod, _name in [
     pickle_case(
         f"c42-{_mod}.{_name}".replace("_", "-").lower(), 42, DANGEROUS, f"{_mod}.{_name} called", pkl(call(_mod, _name))
     )
+
+
+# ---- 43: where torch's readers and the format specs disagree (docs/loader-differentials.md) -----------
+# Each file is proven by tests/test_scan_differentials.py: torch.load(weights_only=False) runs its payload,
+# which only creates MARKER in the current directory.
+
+MARKER = "sdmodel-loader-marker"
+TOUCH = call("os", "system", s(f"touch {MARKER}"))
+TOUCH0 = b"N0" + glob("os", "system") + MARK + string0(f"touch {MARKER}") + TUPLE + REDUCE + STOP
+"""Protocol 0, first byte an ordinary opcode (NONE): no PROTO to sniff."""
+
+
+def differential(
+    cid: str, what: str, ext: str = ".ckpt"
+) -> Callable[[Callable[[Path], object]], Callable[[Path], object]]:
+    return case(cid, 43, DANGEROUS, what, ext, runs_in_torch=True)
+
+
+def _sd_records(arch: str, extra: list[Member]) -> list[Member]:
+    state, storages = sd_state_dict()
+    return torch_records(arch, ckpt_pickle(state), storages) + extra
+
+
+differential("d01-zip-case-collision", "honest torch zip plus an appended archive/DATA.PKL (protocol 0)")(
+    _zip_with(lambda a: _sd_records(a, [Member(f"{a}/DATA.PKL", TOUCH0)]))
+)
+differential("d02-zip-case-only", "the only pickle is archive/Data.Pkl (protocol 0): torch loads it")(
+    _zip_with(lambda a: [Member(f"{a}/Data.Pkl", TOUCH0), *_records(a)[1:]])
+)
+differential("d03-zip-duplicate-second-read", "duplicate data.pkl, torch reads the second one (miniz order)")(
+    _zip_with(lambda a: _sd_records(a, [Member(f"{a}/data.pkl", pkl(TOUCH))]))
+)
+
+
+def _frame_split(opcode: bytes) -> bytes:
+    """FRAME of 2 bytes holding an opcode and the first byte of its 4-byte length. The spec (and
+    pickle.loads) read the length across the frame end: the hidden call is string data. The C
+    unpickler reading io.BytesIO drops the frame's rest, reads a zero length from the next 4
+    bytes, then runs the call."""
+    hidden = glob("os", "system") + MARK + s(f"touch {MARKER}") + TUPLE + REDUCE
+    frame = b"\x95" + struct.pack("<Q", 2) + opcode + bytes([len(hidden) + 1])
+    return proto(4) + frame + bytes(4) + hidden + POP + NONE + STOP
+
+
+differential("d04-frame-split-binbytes", "FRAME 2, BINBYTES length straddling its end (CPython _pickle.c)")(
+    _zip_with(lambda a: _records(a, _frame_split(b"B")))
+)
+differential("d05-frame-split-binunicode", "FRAME 2, BINUNICODE length straddling its end")(
+    _zip_with(lambda a: _records(a, _frame_split(b"X")))
+)
+
+
+def tar_checkpoint(path: Path, members: list[tuple[bytes, bytes]], v7: bool = False) -> Path:
+    """A tar written header by header (raw names; ``v7``: no ustar magic, as tar before POSIX)."""
+    out = bytearray()
+    for name, data in members:
+        head = bytearray(512)
+        head[: len(name)] = name
+        head[100:108] = b"0000644\0"
+        head[108:116] = head[116:124] = b"0000000\0"
+        head[124:136] = b"%011o\0" % len(data)
+        head[136:148] = b"00000000000\0"
+        head[156:157] = b"0"
+        if not v7:
+            head[257:265] = b"ustar\x0000"
+        head[148:156] = b" " * 8
+        head[148:156] = b"%06o\0 " % sum(head)
+        out += head + data + bytes(-len(data) % 512)
+    Path(path).write_bytes(bytes(out + bytes(1024)))
+    return Path(path)
+
+
+_NO_STORAGES = pkl(i(0)) + pkl(lst())
+differential("d06-tar-v7", "legacy tar without the ustar magic (tarfile only checks the checksum)", ".pt")(
+    lambda p: tar_checkpoint(
+        p, [(b"storages", _NO_STORAGES), (b"tensors", pkl(i(0))), (b"pickle", pkl(TOUCH))], v7=True
+    )
+)
+differential("d07-tar-storages-second-pickle", "legacy tar: payload in the 2nd pickle of 'storages'", ".pt")(
+    lambda p: tar_checkpoint(
+        p, [(b"storages", pkl(i(1)) + pkl(TOUCH)), (b"tensors", pkl(i(0))), (b"pickle", pkl(dct([])))]
+    )
+)
+differential("d08-tar-tensors-second-pickle", "legacy tar: payload in the 2nd pickle of 'tensors'", ".pt")(
+    lambda p: tar_checkpoint(
+        p, [(b"storages", _NO_STORAGES), (b"tensors", pkl(i(1)) + pkl(TOUCH)), (b"pickle", pkl(dct([])))]
+    )
+)
+differential("d09-tar-npy-polyglot", "legacy tar whose first member is named like a .npy header", ".npy")(
+    lambda p: tar_checkpoint(
+        p, [(b"\x93NUMPY\x01\x00", b""), (b"storages", _NO_STORAGES), (b"tensors", pkl(i(0))), (b"pickle", pkl(TOUCH))]
+    )
+)

@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 from sdmodel.errors import ModelReadError, UnsafePickleError
-from sdmodel.formats.pickle_vm import (
-    ALLOWED_GLOBALS,
-    NOTE_GLOBALS,
-    Limits,
-    NpArray,
-    Opaque,
-    StorageRef,
-    TensorExpansion,
-    TensorRef,
-    run_pickle,
-)
+from sdmodel.formats.pickle_allow import ALLOWED_GLOBALS, NpArray
+from sdmodel.formats.pickle_values import Opaque
+from sdmodel.formats.pickle_vm import Limits, run_pickle
+from sdmodel.formats.torch_records import StorageRef, TensorExpansion, TensorRef
+from sdmodel.security.grading import NOTE_GLOBALS
 
 # ---- byte-level builders
 
@@ -394,3 +388,13 @@ def test_truncated_and_garbage_pickles() -> None:
             run_pickle(data)
         res = run_pickle(data, strict=False)
         assert not res.complete and res.findings[-1].code == "parse-error"
+
+
+def test_note_globals_are_allowed_and_writer_names_come_from_the_reader() -> None:
+    from sdmodel.formats.ckpt_writer import STORAGE_TYPES, TORCH_DTYPES_V3
+    from sdmodel.formats.torch_records import STORAGE_DTYPES, TORCH_DTYPES
+
+    assert NOTE_GLOBALS <= ALLOWED_GLOBALS
+    assert all(STORAGE_DTYPES[name] == dtype for dtype, name in STORAGE_TYPES.items())
+    assert all(TORCH_DTYPES[name] == dtype for dtype, name in TORCH_DTYPES_V3.items())
+    assert set(TORCH_DTYPES_V3) == {"F8_E4M3", "F8_E5M2", "U16", "U32", "U64"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import struct
 import warnings
 import zipfile
@@ -184,17 +185,53 @@ def test_big_endian_byteorder(tmp_path: Path) -> None:
         assert "byteorder-big" in [n.code for n in src.notes]
 
 
-def test_duplicate_entries_first_wins(tmp_path: Path) -> None:
-    path = make_zip(
-        tmp_path / "d.ckpt",
-        state_dict(w=tensor(0, (3,), (1,))),
-        {"data/0": F32_12},
-        extra=[("archive/data/0", np.ones(12, "<f4").tobytes())],
-    )
+ONES = ("archive/data/0", np.ones(12, "<f4").tobytes())
+
+
+@pytest.mark.parametrize(
+    ("records", "extra", "first"),
+    [
+        ({"data/0": F32_12, "version": b"3\n"}, [ONES], True),
+        ({"data/0": F32_12, "byteorder": b"little"}, [ONES, ("archive/version", b"3\n")], False),
+    ],
+    ids=["first-wins", "second-wins"],
+)
+def test_duplicate_entries_resolve_like_torch(
+    tmp_path: Path, records: dict[str, bytes], extra: list[tuple[str, bytes]], first: bool
+) -> None:
+    """miniz heap-sorts the directory and binary-searches it: which duplicate torch reads depends on
+    the entries around it (checked against torch's own reader)."""
+    path = make_zip(tmp_path / "d.ckpt", state_dict(w=tensor(0, (3,), (1,))), records, extra=extra)
+    expected = [0.0, 1.0, 2.0] if first else [1.0, 1.0, 1.0]
     with open_model(path) as src:
-        assert src.read("w").tolist() == [0.0, 1.0, 2.0]
+        assert src.read("w").tolist() == expected
         assert "duplicate-entries" in [n.code for n in src.notes]
         assert src.zip.duplicates == ["archive/data/0"]
+    record = torch._C.PyTorchFileReader(str(path)).get_record("data/0")
+    assert np.frombuffer(record, "<f4")[:3].tolist() == expected
+
+
+def test_zip_lookup_matches_torch_reader_on_random_archives(tmp_path: Path) -> None:
+    """Case-insensitive names, duplicates, 1-40 entries: every lookup returns torch's record."""
+    rng = random.Random(7)
+    variants = ["data.pkl", "DATA.PKL", "Data.pkl", "data/0", "DATA/0", "data/1", "byteorder", "x"]
+    for trial in range(60):
+        names = ["version"] + [rng.choice(variants) for _ in range(rng.randint(1, 40))]
+        rng.shuffle(names)
+        path = tmp_path / f"r{trial}.zip"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with zipfile.ZipFile(path, "w") as z:
+                for n, name in enumerate(names):
+                    z.writestr(f"archive/{name}", b"3" if name == "version" else str(n).encode())
+        reader = torch._C.PyTorchFileReader(str(path))
+        with open(path, "rb") as f:
+            zv = read_zip(f)
+            for rec in ("data.pkl", "data/0", "DATA/1", "x", "nothing"):
+                entry = zv.find(f"archive/{rec}")
+                ours = zv.read(entry) if entry is not None else None
+                theirs = reader.get_record(rec) if reader.has_record(rec) else None
+                assert ours == theirs, (names, rec)
 
 
 @pytest.mark.parametrize(

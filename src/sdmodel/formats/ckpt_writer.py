@@ -29,31 +29,16 @@ import numpy as np
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Expected, raw_bytes
+from sdmodel.formats.torch_records import STORAGE_NAMES, TORCH_DTYPE_NAMES
 
 ALIGN = 64
 ZIP64_LIMIT = 0xFFFFFFFF
 ARCHIVE = "archive"
 
-STORAGE_TYPES = {
-    "F64": "DoubleStorage",
-    "F32": "FloatStorage",
-    "F16": "HalfStorage",
-    "BF16": "BFloat16Storage",
-    "I64": "LongStorage",
-    "I32": "IntStorage",
-    "I16": "ShortStorage",
-    "I8": "CharStorage",
-    "U8": "ByteStorage",
-    "BOOL": "BoolStorage",
-}
-# Dtypes without a legacy typed storage: untyped storage plus the dtype (torch's v3 rebuild).
-TORCH_DTYPES_V3 = {
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-    "U16": "uint16",
-    "U32": "uint32",
-    "U64": "uint64",
-}
+# torch's names, from the reader's tables: a typed storage where torch has one, else an untyped
+# storage plus the dtype (torch's v3 rebuild).
+STORAGE_TYPES = STORAGE_NAMES
+TORCH_DTYPES_V3 = {d: name for d, name in TORCH_DTYPE_NAMES.items() if d not in STORAGE_NAMES}
 
 
 # --- pickle ------------------------------------------------------------------------------------

@@ -20,16 +20,10 @@ import numpy as np
 from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, read_array
-from sdmodel.formats.pickle_vm import (
-    ArrayTensor,
-    GlobalObj,
-    NpArray,
-    NpDtype,
-    Opaque,
-    PickleResult,
-    StorageRef,
-    TensorRef,
-)
+from sdmodel.formats.pickle_allow import NpArray, NpDtype
+from sdmodel.formats.pickle_values import GlobalObj, Opaque
+from sdmodel.formats.pickle_vm import PickleResult
+from sdmodel.formats.torch_records import ArrayTensor, StorageRef, TensorRef
 
 WRAPPER_KEYS = ("state_dict",)
 FALLBACK_WRAPPER_KEYS = ("model", "module")

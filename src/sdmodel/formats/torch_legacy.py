@@ -15,8 +15,9 @@ from typing import Any
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.pickle_vm import PickleResult, PickleTruncated, StorageRef, parse_storage_pid, run_pickle
+from sdmodel.formats.pickle_vm import PickleResult, PickleTruncated, run_pickle
 from sdmodel.formats.torch_common import TorchSource
+from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAGIC_LONG1 = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little", signed=True) + b"."

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.pickle_vm import StorageRef, parse_storage_pid, run_pickle
+from sdmodel.formats.pickle_vm import run_pickle
 from sdmodel.formats.torch_common import TorchSource
+from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
 
 MAX_PICKLE = 1 << 30

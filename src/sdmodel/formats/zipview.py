@@ -6,6 +6,13 @@ end-of-central-directory record (and the Zip64 locator/record), walk the central
 sizes and offsets from it, and read each local header only to find where the data starts
 (``local header offset + 30 + local name length + local extra length``). CRCs are not checked
 while reading (miniz does not either); :meth:`ZipView.crc_ok` computes one on demand.
+
+Names are looked up as torch's ``PyTorchStreamReader`` does (``caffe2/serialize/inline_container.cc``
+calls ``mz_zip_reader_locate_file`` with flags 0 on an archive opened with flags 0): miniz
+heap-sorts the central directory by ASCII-lowercased name when it opens the archive and
+binary-searches that order, comparing names ignoring ASCII case. So ``archive/DATA.PKL`` answers a
+lookup of ``archive/data.pkl``, and when several entries match ignoring case, the one returned
+depends on the heap sort, hence on the number of entries (not always the first).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ _CHUNK = 1 << 20
 @dataclass
 class ZipEntry:
     name: str
+    raw_name: bytes
     local_name: str
     local_header_offset: int
     data_offset: int
@@ -57,11 +65,45 @@ class ZipView:
     comment: bytes = b""
     trailing_bytes: int = 0
     zip64: bool = False
-    _by_name: dict[str, ZipEntry] = field(default_factory=dict, repr=False)
+    _unique: dict[bytes, int] | None = field(default=None, repr=False)
+    _sorted: list[int] | None = field(default=None, repr=False)
 
     def find(self, name: str) -> ZipEntry | None:
-        """The FIRST entry with this name (what torch uses when names repeat)."""
-        return self._by_name.get(name)
+        """The entry torch's reader returns for ``name`` (miniz: binary search in the heap-sorted
+        directory, ignoring ASCII case), or None."""
+        index = self.locate(name)
+        return None if index is None else self.entries[index]
+
+    def locate(self, name: str) -> int | None:
+        """The central-directory index of :meth:`find`'s entry."""
+        if self._unique is None:
+            keys = [e.raw_name.lower() for e in self.entries]
+            self._unique = {k: i for i, k in enumerate(keys)}
+            if len(self._unique) < len(keys):  # names repeat ignoring case: miniz's order decides
+                self._sorted = miniz_sorted(keys)
+        key = name.encode("utf-8", "surrogateescape").lower()
+        if self._sorted is None:
+            return self._unique.get(key)
+        lo, hi = 0, len(self._sorted) - 1
+        while lo <= hi:
+            mid = lo + ((hi - lo) >> 1)
+            index = self._sorted[mid]
+            other = self.entries[index].raw_name.lower()
+            if other == key:
+                return index
+            if other < key:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return None
+
+    def case_collisions(self) -> list[list[ZipEntry]]:
+        """Groups of two or more entries whose names are equal ignoring ASCII case (exact
+        duplicates included): which one torch reads depends on the entry count."""
+        groups: dict[bytes, list[ZipEntry]] = {}
+        for e in self.entries:
+            groups.setdefault(e.raw_name.lower(), []).append(e)
+        return [g for g in groups.values() if len(g) > 1]
 
     def read(self, entry: ZipEntry, max_size: int | None = None) -> bytes:
         """The entry's uncompressed bytes (stored or deflated; encrypted entries are refused)."""
@@ -119,6 +161,36 @@ class ZipView:
         return crc == entry.crc32
 
 
+def miniz_sorted(keys: list[bytes]) -> list[int]:
+    """Entry indices in the order miniz's ``mz_zip_reader_sort_central_dir_offsets_by_filename``
+    leaves them: its in-place heap sort (not stable) of the lowercased names, step for step, so
+    equal names end where miniz puts them. ``keys`` are the ASCII-lowercased raw names (bytes
+    compare like miniz's ``mz_zip_reader_filename_less``)."""
+    idx = list(range(len(keys)))
+    size = len(idx)
+    if size <= 1:
+        return idx
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                return
+            if child + 1 < end and keys[idx[child]] < keys[idx[child + 1]]:
+                child += 1
+            if not keys[idx[root]] < keys[idx[child]]:
+                return
+            idx[root], idx[child] = idx[child], idx[root]
+            root = child
+
+    for start in range((size - 2) >> 1, -1, -1):
+        sift(start, size)
+    for end in range(size - 1, 0, -1):
+        idx[end], idx[0] = idx[0], idx[end]
+        sift(0, end)
+    return idx
+
+
 def _fail(problem: str) -> ModelReadError:
     return ModelReadError(f"not a readable zip archive: {problem}")
 
@@ -165,7 +237,7 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     f.seek(cd_offset)
     cd = f.read(cd_size)
     entries: list[ZipEntry] = []
-    by_name: dict[str, ZipEntry] = {}
+    seen: set[str] = set()
     duplicates: list[str] = []
     pos = 0
     for _ in range(n_total):
@@ -183,21 +255,21 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
         end = pos + _CENTRAL.size + nlen + xlen + clen
         if end > len(cd):
             raise _fail("central directory is truncated")
-        name = _decode(cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen])
+        raw_name = cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen]
+        name = _decode(raw_name)
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + xlen]
         if 0xFFFFFFFF in (csize, usize, lho):
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho, name)
         pos = end
-        entries.append(_local(f, size, name, lho, csize, usize, method, flags, crc))
-        if name in by_name:
+        entries.append(_local(f, size, name, raw_name, lho, csize, usize, method, flags, crc))
+        if name in seen:
             duplicates.append(name)
-        else:
-            by_name[name] = entries[-1]
+        seen.add(name)
     archive = None
     if entries and "/" in entries[0].name:
         archive = entries[0].name.split("/", 1)[0]
     prefix = min((e.local_header_offset for e in entries), default=0)
-    return ZipView(f, size, entries, prefix, archive, duplicates, comment, trailing, zip64, by_name)
+    return ZipView(f, size, entries, prefix, archive, duplicates, comment, trailing, zip64)
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int, name: str) -> tuple[int, int, int]:
@@ -225,7 +297,16 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int, name: str) -> t
 
 
 def _local(
-    f: BinaryIO, size: int, name: str, lho: int, csize: int, usize: int, method: int, flags: int, crc: int
+    f: BinaryIO,
+    size: int,
+    name: str,
+    raw_name: bytes,
+    lho: int,
+    csize: int,
+    usize: int,
+    method: int,
+    flags: int,
+    crc: int,
 ) -> ZipEntry:
     if lho + _LOCAL.size > size:
         raise _fail(f"entry {name!r}: local header is past the end of the file (truncated?)")
@@ -238,4 +319,4 @@ def _local(
     data_offset = lho + _LOCAL.size + nlen + xlen
     if data_offset + csize > size:
         raise _fail(f"entry {name!r} runs past the end of the file (truncated?)")
-    return ZipEntry(name, local_name, lho, data_offset, csize, usize, method, flags, crc)
+    return ZipEntry(name, raw_name, local_name, lho, data_offset, csize, usize, method, flags, crc)

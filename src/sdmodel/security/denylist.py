@@ -1,6 +1,6 @@
 """Globals known to run code, touch files or the network, or load nested pickles.
 
-The verdict is allow-list based (:data:`sdmodel.formats.pickle_vm.ALLOWED_GLOBALS`): anything else
+The verdict is allow-list based (:data:`sdmodel.formats.pickle_allow.ALLOWED`): anything else
 is at least suspicious. This list only *grades* an unknown global as dangerous even when it is not
 called. Facts merged from picklescan (``_unsafe_globals``), modelscan (``unsafe_globals``) and
 fickling (``UNSAFE_IMPORTS``, ``UnsafeImportsML``), plus private aliases and the scanners

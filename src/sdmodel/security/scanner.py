@@ -26,20 +26,13 @@ import yaml
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.pickle_vm import (
-    ALLOWED_GLOBALS,
-    NOTE_GLOBALS,
-    Finding,
-    PickleResult,
-    StorageRef,
-    map_py2,
-    parse_storage_pid,
-    run_pickle,
-)
+from sdmodel.formats.pickle_values import GlobalObj
+from sdmodel.formats.pickle_vm import Finding, PickleResult, map_py2, run_pickle
 from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
+from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
-from sdmodel.security.denylist import denied
+from sdmodel.security.grading import grade_global
 from sdmodel.security.targets import target_allowed
 from sdmodel.vocab import Verdict
 
@@ -49,6 +42,7 @@ _RANK = {"info": 0, "safe": 0, "suspicious": 1, "error": 2, "dangerous": 3}
 
 PICKLE_WINDOW = 64 * 1024 * 1024  # bytes of a pickle stream given to the VM (honest pickles: < 5 MB)
 MAX_MEMBER = 64 * 1024 * 1024  # largest zip/tar member read as a pickle
+MEMBER_PROBE = 64 * 1024  # bytes of a large zip member interpreted to see whether it is a pickle
 MAX_MEMBERS_SCANNED = 512  # zip members inspected by content (besides referenced storages)
 MAX_TAR_MEMBERS = 64
 MAX_EXTRA_PICKLES = 8  # pickles looked for after the first STOP
@@ -152,17 +146,18 @@ class _Scan:
                 f.member = member
             self.findings.append(f)
         for g in res.globals:
-            module, name = map_py2(g.module, g.name)
-            if (module, name) in ALLOWED_GLOBALS:
-                if (module, name) in NOTE_GLOBALS:
-                    self.note_globals.add(f"{module}.{name}")
+            mapped = map_py2(g.module, g.name)
+            grade = grade_global(g.module, g.name, mapped)
+            if grade is None:
                 continue
-            why = denied(g.module, g.name) or denied(module, name)
-            if why:
-                self.add("dangerous", "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
+            severity, why = grade
+            if severity == "info":
+                self.note_globals.add(".".join(mapped))
+            else:
+                self.add(severity, "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
 
     def pickle(self, data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
-        res = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load)
+        res = interpret(data, start, member, persistent_load)
         self.absorb(res, member)
         return res
 
@@ -191,12 +186,12 @@ class _Scan:
             if head.startswith(b"PK\x03\x04"):
                 self.format = "torch-zip"
                 self.scan_zip_file(f, None)
+            elif _is_tar(head):  # torch tries tarfile before anything else that is not a zip
+                self.format = "torch-tar"
+                self.scan_tar(f)
             elif head.startswith(b"\x93NUMPY"):
                 self.format = "npy"
                 self.scan_npy(f, head, size)
-            elif len(head) >= 262 and head[257:262] == b"ustar":
-                self.format = "torch-tar"
-                self.scan_tar(f)
             elif (foreign := _foreign(head)) is not None:
                 self.format = "other"
                 self.add("error", "not-a-model", f"content is {foreign}: unscannable, never safe")
@@ -258,7 +253,7 @@ class _Scan:
         end = len(data) if total is None else total
         while pos < len(data) and n <= MAX_EXTRA_PICKLES:
             n += 1
-            sub = run_pickle(data, start=pos, member=f"{member} #{n}", strict=False)
+            sub = interpret(data, pos, f"{member} #{n}")
             if sub.complete or sub.globals or sub.calls:
                 self.add("suspicious", "extra-pickle", f"another pickle follows STOP at byte {pos}", member, pos)
                 self.absorb(sub, f"{member} #{n}")
@@ -338,6 +333,8 @@ class _Scan:
             if numel < 0:
                 return
             pos += 8 + numel * ITEMSIZE[ref.dtype]
+            if pos > size:
+                break
         if pos > size:
             self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has", "storages")
         elif pos < size:
@@ -345,7 +342,7 @@ class _Scan:
             f.seek(pos)
             tail = f.read(min(size - pos, MAX_MEMBER))
             if tail[:1] == b"\x80" or tail[:4] == b"PK\x03\x04":
-                res = run_pickle(tail, member="trailing data", strict=False)
+                res = interpret(tail, 0, "trailing data")
                 if res.globals or res.calls:
                     self.absorb(res, "trailing data")
 
@@ -408,13 +405,21 @@ class _Scan:
             self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's layout)")
             arch = ""
         base = f"{arch}/" if arch else ""
-        for name in dict.fromkeys(zv.duplicates):
-            sev = "dangerous" if name.endswith(".pkl") else "suspicious"
+        for group in zv.case_collisions():
+            names = list(dict.fromkeys(e.name for e in group))
+            chosen = zv.locate(group[0].name)
+            which = f"torch reads entry #{chosen}" if chosen is not None else "torch reads one"
+            pkl = any(e.name.lower().endswith(".pkl") for e in group)
+            if len(names) == 1:
+                code, what = "duplicate-entry", f"{names[0]} appears {len(group)} times"
+            else:
+                code, what = "case-collision", f"names equal ignoring case ({', '.join(names[:4])})"
             self.add(
-                sev,
-                "duplicate-entry",
-                f"{name} appears more than once: torch reads the first, other zip readers the last",
-                prefix + name,
+                "dangerous" if pkl else "suspicious",
+                code,
+                f"{what}: torch looks names up ignoring case and {which} (which one depends on the "
+                "number of entries), other zip readers pick another",
+                prefix + group[0].name,
             )
         if zv.trailing_bytes:
             self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
@@ -455,11 +460,8 @@ class _Scan:
             if e.method not in (0, 8):
                 self.add("suspicious", "compression", f"compression method {e.method}", member)
         data_entry = zv.find(base + "data.pkl")
-        storages: dict[str, ZipEntry] = {}
-        for e in zv.entries:
-            if e.name.startswith(base + "data/"):
-                storages.setdefault(e.name[len(base) + 5 :], e)
         used: dict[str, StorageRef] = {}
+        referenced: set[int] = set()
         if data_entry is None:
             if self.format != "torchscript":
                 self.add("suspicious", "no-data-pkl", f"no {base}data.pkl: torch.load cannot read this zip")
@@ -468,17 +470,14 @@ class _Scan:
             if raw is not None:
                 self.check_crc(data_entry, raw, prefix)
                 member = prefix + data_entry.name
-                res = self.pickle(raw, 0, member, self.storage_checker(storages, used, member))
+                res = self.pickle(raw, 0, member, self.storage_checker(zv, base, used, referenced, member))
                 if not res.complete and data_entry.flags & 0x41:
                     self.add("error", "encrypted", "data.pkl is encrypted: unscannable", member)
                 self.after_stop(raw, res, member)
         self.check_records(zv, base, prefix)
         scanned = 0
-        for e in zv.entries:
-            if e is data_entry or e.name[len(base) :] in _TORCH_TEXT_RECORDS:
-                continue
-            key = e.name[len(base) + 5 :] if e.name.startswith(base + "data/") else None
-            if key is not None and key in used and storages.get(key) is e:
+        for n, e in enumerate(zv.entries):
+            if e is data_entry or n in referenced:
                 continue  # raw tensor data referenced by data.pkl
             if scanned >= MAX_MEMBERS_SCANNED:
                 self.add(
@@ -490,9 +489,12 @@ class _Scan:
             scanned += 1
             self.scan_member(zv, e, prefix)
 
-    def storage_checker(self, storages: dict[str, ZipEntry], used: dict[str, StorageRef], member: str) -> Any:
+    def storage_checker(
+        self, zv: ZipView, base: str, used: dict[str, StorageRef], referenced: set[int], member: str
+    ) -> Any:
         """persistent_load for data.pkl: the VM checks views against the declared numel; this checks
-        the declaration against the archive (CVE-2026-24747: numel larger than the record)."""
+        the declaration against the record torch would read (CVE-2026-24747: numel larger than the
+        record). Adds the index of each record read to ``referenced``."""
 
         def persistent_load(pid: Any) -> StorageRef:
             ref = parse_storage_pid(pid)
@@ -510,7 +512,10 @@ class _Scan:
             used[key] = ref
             if not re.fullmatch(r"[0-9]{1,18}", key):
                 self.add("suspicious", "storage-key", f"storage key {key!r} is not a decimal number", member)
-            entry = storages.get(key)
+            index = zv.locate(f"{base}data/{key}")
+            entry = None if index is None else zv.entries[index]
+            if index is not None:
+                referenced.add(index)
             if entry is None:
                 self.add(
                     "suspicious",
@@ -567,27 +572,22 @@ class _Scan:
                 self.add("suspicious", "version", f"{rec} record says {text!r}", prefix + e.name)
 
     def scan_member(self, zv: ZipView, e: ZipEntry, prefix: str) -> None:
-        """Any other entry: run the VM if its content (not its name) looks like a pickle."""
+        """Any other entry, whatever its name or first bytes (a protocol 0-1 pickle starts with an
+        ordinary opcode): run the VM on it; report it when it is a pickle."""
         member = prefix + e.name
-        named = e.name.endswith((".pkl", ".pickle"))
-        if not named:
-            if e.method == 0 and e.size >= 2:
-                zv.f.seek(e.data_offset)
-                head = zv.f.read(2)
-            elif e.method == 8:
-                raw = self.read_member(zv, e, prefix)
-                head = raw[:2] if raw is not None else b""
-            else:
-                head = b""
-            if not _pickle_start(head):
-                return
+        named = e.name.lower().endswith((".pkl", ".pickle"))
+        if e.method == 0 and not named and e.size > MEMBER_PROBE:
+            zv.f.seek(e.data_offset)
+            res = run_pickle(zv.f.read(MEMBER_PROBE), member=member, strict=False)
+            if res.complete or res.end < MEMBER_PROBE - 1:
+                return  # not a pickle: the VM stopped inside the probe (a complete one would fit)
         if e.size > MAX_MEMBER:
             self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned", member)
             return
         raw = self.read_member(zv, e, prefix)
         if raw is None:
             return
-        res = run_pickle(raw, member=member, strict=False)
+        res = interpret(raw, 0, member)
         if named or res.complete or res.globals or res.calls:
             if not e.name.endswith("constants.pkl"):
                 self.add(
@@ -602,7 +602,10 @@ class _Scan:
     # ---- other containers
 
     def scan_tar(self, f: BinaryIO) -> None:
-        """The pre-1.0 tar checkpoint: obsolete, but torch.load(weights_only=False) still runs it."""
+        """The pre-1.0 tar checkpoint: obsolete, but torch.load(weights_only=False) still runs it.
+        torch (``serialization.py: legacy_load``) unpickles every pickle of the ``storages`` and
+        ``tensors`` members (a count, then one pickle per item between raw data) before ``pickle``;
+        they are walked the same way."""
         self.add("suspicious", "legacy-tar", "obsolete tar-format checkpoint, still executable by torch.load")
         f.seek(0)
         try:
@@ -618,10 +621,43 @@ class _Scan:
                         continue
                     fh = tar.extractfile(m)
                     raw = fh.read() if fh is not None else b""
-                    if m.name in ("pickle", "sys_info", "storages", "tensors") or _pickle_start(raw[:2]):
-                        self.pickle(raw, 0, m.name)
+                    if m.name in ("storages", "tensors"):
+                        self.scan_tar_records(raw, m.name)
+                    elif m.name in ("pickle", "sys_info") or _pickle_start(raw[:2]):
+                        self.after_stop(raw, self.pickle(raw, 0, m.name), m.name)
         except tarfile.TarError as e:
             self.add("error", "bad-tar", f"unreadable tar archive: {e}")
+
+    def scan_tar_records(self, raw: bytes, member: str) -> None:
+        """A count pickle, then per item an argument pickle followed by raw data: storages
+        (int64 element count + data, element size from the storage type), tensors (int32 ndim, 4
+        bytes, sizes and strides as int64, int64 offset); storages end with a views pickle."""
+        res = self.pickle(raw, 0, member)
+        count = res.value if res.complete and type(res.value) is int else 0
+        pos = res.end
+        for n in range(min(count, MAX_STORAGES)):
+            res = self.pickle(raw, pos, f"{member} #{n + 2}")
+            args, pos = res.value, res.end
+            if not res.complete or type(args) is not tuple or len(args) != 3:
+                break
+            if member == "storages":
+                itemsize = _storage_itemsize(args[2])
+                if itemsize is None or pos + 8 > len(raw):
+                    break
+                (numel,) = struct.unpack_from("<q", raw, pos)
+                pos += 8 + max(numel, 0) * itemsize
+            else:
+                if pos + 8 > len(raw):
+                    break
+                (ndim,) = struct.unpack_from("<i", raw, pos)
+                pos += 8 + 16 * max(ndim, 0) + 8
+            if pos > len(raw):
+                break
+        else:
+            if pos < len(raw):
+                self.after_stop(raw, self.pickle(raw, pos, f"{member} views"), member)
+            return
+        self.add("suspicious", "legacy-tar-layout", f"{member} member is not laid out as torch writes it", member, pos)
 
     def scan_npy(self, f: BinaryIO, head: bytes, size: int) -> None:
         major = head[6] if len(head) > 6 else 0
@@ -702,6 +738,45 @@ class _Scan:
                     stack.append(v)
             elif isinstance(node, list):
                 stack.extend(node)
+
+
+def interpret(data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
+    """Scan-mode VM run graded by the worse of CPython's two readings: when frames and opcodes
+    disagree, the pickle is read again as the C unpickler reads a stream without ``peek()``
+    (``torch.load``'s ``io.BytesIO``), and that reading's findings, globals and calls are added."""
+    res = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load)
+    if not any(f.code == "frame-mismatch" for f in res.findings):
+        return res
+    alt = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load, stream=True)
+    seen = {(f.severity, f.code, f.message, f.offset) for f in res.findings}
+    for f in alt.findings:
+        if (f.severity, f.code, f.message, f.offset) not in seen:
+            f.message = f"as torch.load reads it from io.BytesIO: {f.message}"
+            res.findings.append(f)
+    known = {(g.module, g.name, g.offset) for g in res.globals}
+    res.globals.extend(g for g in alt.globals if (g.module, g.name, g.offset) not in known)
+    calls = {(c.opcode, c.offset) for c in res.calls}
+    res.calls.extend(c for c in alt.calls if (c.opcode, c.offset) not in calls)
+    return res
+
+
+def _storage_itemsize(stype: Any) -> int | None:
+    """Element size of an allow-listed storage type placeholder, else None."""
+    if isinstance(stype, GlobalObj) and stype.rule.role == "storage-type" and stype.rule.dtype:
+        return ITEMSIZE[stype.rule.dtype]
+    return None
+
+
+def _is_tar(head: bytes) -> bool:
+    """Whether ``tarfile.open`` (what torch tries first) accepts the first header: a valid
+    checksum is enough, the ``ustar`` magic is optional (old V7 archives have none)."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _foreign(head: bytes) -> str | None:
