@@ -9,17 +9,30 @@ from sdmodel import registry
 from sdmodel.formats import open_model
 from sdmodel.identify import identify
 from sdmodel.registry.model import Family, Naming, Signature
-from tests.families import FAMILY_FIXTURES
+from tests.families import FAMILY_FIXTURES, LAYOUT_FIXTURES, as_checkpoint, family_layout, prefixed
 
 
 def _answers() -> set[tuple[str, str]]:
-    """Every (family, variant) a diffusion signature can give."""
+    """Every (family, variant) a diffusion signature can answer."""
     out = set()
     for sig in registry.DIFFUSION_SIGNATURES:
         assert sig.family is not None, sig.id
         for name in (sig.default_variant, *(v.name for v in sig.variants)):
-            out.add((sig.family.id, name))
+            if name:
+                out.add((sig.family.id, name))
     return out
+
+
+def _candidates() -> set[tuple[str, str]]:
+    out = {(s.family.id, c) for s in registry.DIFFUSION_SIGNATURES if s.family for c in s.candidates}
+    out |= {
+        (s.family.id, c) for s in registry.DIFFUSION_SIGNATURES if s.family for v in s.variants for c in v.candidates
+    }
+    return out
+
+
+def _covered() -> set[tuple[str, str | None]]:
+    return {(f, v) for f, v, _, _ in FAMILY_FIXTURES} | {(f, v) for _, f, v in LAYOUT_FIXTURES}
 
 
 def test_ids_are_unique():
@@ -29,19 +42,19 @@ def test_ids_are_unique():
 
 @pytest.mark.parametrize("fam", registry.FAMILIES, ids=lambda f: f.id)
 def test_every_family_is_complete(fam: Family):
-    """A Family record has signatures, a label, and names only for variants its signatures give."""
+    """A Family record has signatures, a label, names only for variants it can answer or list, and a
+    fixture layout."""
     sigs = [s for s in registry.DIFFUSION_SIGNATURES if s.family is fam]
     assert sigs, f"{fam.id}: no diffusion signature"
     assert fam.label and registry.family(fam.id) is fam
-    variants = {v for f, v in _answers() if f == fam.id}
+    variants = {v for f, v in _answers() | _candidates() if f == fam.id}
     assert {n.variant for n in fam.names} <= variants, fam.id
-    assert any(f == fam.id for f, _, _, _ in FAMILY_FIXTURES), f"{fam.id}: no fixture layout"
+    assert any(f == fam.id for f, _ in _covered()), f"{fam.id}: no fixture layout"
 
 
 def test_every_answer_has_a_fixture():
     """Adding a family or variant without a layout that identifies as it fails here."""
-    covered = {(f, v) for f, v, _, _ in FAMILY_FIXTURES}
-    assert _answers() <= covered, sorted(_answers() - covered)
+    assert _answers() <= _covered(), sorted(_answers() - _covered())
 
 
 @pytest.mark.parametrize(("family", "variant", "kind", "build"), FAMILY_FIXTURES, ids=lambda x: str(x))
@@ -50,6 +63,28 @@ def test_fixture_round_trip(sparse, family, variant, kind, build):
         ident = identify(src)
     assert (ident.kind, ident.family, ident.variant) == (kind, family, variant)
     assert ident.description
+
+
+PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.")
+DIFFUSERS_UNETS = {"ssd1b.diffusers", "kolors.diffusers"}
+
+
+@pytest.mark.parametrize(("name", "family", "variant"), LAYOUT_FIXTURES, ids=[x[0] for x in LAYOUT_FIXTURES])
+def test_layout_round_trip(sparse, name, family, variant):
+    """Every naming under every usual prefix as a lone model, and as a whole checkpoint."""
+    lay = family_layout(name)
+    if name in DIFFUSERS_UNETS:  # a lone diffusers UNet file: bare names only
+        with open_model(sparse(lay)) as src:
+            ident = identify(src)
+        assert (ident.kind, ident.family, ident.variant) == ("unet", family, variant)
+        return
+    for i, prefix in enumerate(PREFIXES):
+        with open_model(sparse(prefixed(lay, prefix), name=f"{i}.safetensors")) as src:
+            ident = identify(src)
+        assert (ident.kind, ident.family, ident.variant) == ("unet", family, variant), prefix
+    with open_model(sparse(as_checkpoint(lay), name="ckpt.safetensors")) as src:
+        ident = identify(src)
+    assert (ident.kind, ident.family, ident.variant) == ("checkpoint", family, variant)
 
 
 def test_signatures_point_at_registered_families():

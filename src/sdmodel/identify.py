@@ -9,6 +9,7 @@ import yaml
 
 from sdmodel import registry
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.formats.diffusers_map import with_ldm_unet_names
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
 
 BASE_PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
@@ -31,14 +32,26 @@ class Identity:
     description: str = ""
     hints: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)  # other variants names and shapes cannot rule out
+    # What a lone diffusion model needs beside it (registry text-encoder and VAE ids).
+    needs_text_encoders: list[str] = field(default_factory=list)
+    needs_vae: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def match_signature(tensors: dict[str, TensorInfo]) -> tuple[registry.Signature, str] | None:
-    """The first registry signature whose probes all match under one of its roots."""
-    return registry.match(tensors)
+def match_signature(tensors: dict[str, TensorInfo]) -> tuple[registry.Signature, str, dict[str, TensorInfo]] | None:
+    """The first registry signature whose probes all match under one of its roots, with the root and
+    the names it matched (a lone diffusers UNet is matched under its LDM names)."""
+    found = registry.match(tensors)
+    if found is not None:
+        return found[0], found[1], tensors
+    if "conv_in.weight" in tensors:
+        unet = with_ldm_unet_names(tensors)
+        found = registry.match(unet, registry.DIFFUSION_SIGNATURES)
+        if found is not None:
+            return found[0], found[1], unet
+    return None
 
 
 def _has_part(tensors: dict[str, TensorInfo], part: str) -> bool:
@@ -144,15 +157,15 @@ def identify(source: TensorSource) -> Identity:
     path = source.path if source.path.exists() else None
     found = match_signature(tensors)
     if found is not None:
-        sig, root = found
-        variant = sig.variant(tensors, root)
+        sig, root, names = found
+        variant = sig.variant(names, root)
         ident = Identity(
             kind=sig.network,
             family=sig.family.id if sig.family else None,
-            variant=variant.name,
+            variant=variant.name or None,
             signature=sig.id,
             root=root,
-            description=sig.description,
+            description=f"{sig.description} ({variant.label})" if variant.label else sig.description,
             candidates=list(variant.candidates),
         )
         if sig.network == "diffusion":
@@ -202,6 +215,10 @@ def resolve_names(ident: Identity) -> None:
         sig = registry.signature(ident.signature)
         ident.a1111_config = (sig.a1111_config if sig else None) or names.a1111_config
         ident.modelspec_architecture = names.modelspec
+        fam = registry.family(ident.family)
+        if ident.kind == "unet" and fam is not None:
+            encoders, vae = fam.companions(ident.variant)
+            ident.needs_text_encoders, ident.needs_vae = list(encoders), vae
         return
     suffix = registry.ADAPTER_MODELSPEC.get(ident.kind)
     if suffix:

@@ -329,10 +329,7 @@ def _family(tensors: dict[str, tuple[TensorSource, TensorInfo]], config: dict[st
     """The registry family of a UNet / transformer component: a UNet's names are first mapped to the
     single-file names, then matched like any file (one classifier, one vocabulary); when shapes do not
     decide, the registry is asked with the config's class and cross-attention width."""
-    infos = {n: info for n, (_, info) in tensors.items()}
-    if "conv_in.weight" in infos:  # a UNet: diffusers names
-        plan = dm.plan_unet(list(infos), "")
-        infos |= {m.target: infos[m.sources[0]] for m in plan.mappings if m.op == dm.COPY}
+    infos = dm.with_ldm_unet_names({n: info for n, (_, info) in tensors.items()})
     found = match(infos, DIFFUSION_SIGNATURES)
     if found is not None:
         return found[0].family

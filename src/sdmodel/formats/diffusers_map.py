@@ -18,11 +18,15 @@ Facts from the public conversion tables (diffusers ``scripts/convert_diffusers_t
 
 from __future__ import annotations
 
+import collections.abc
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 # Ops needed to build one LDM tensor from its diffusers part(s).
 COPY = "copy"
@@ -419,3 +423,12 @@ def apply_op(op: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
     if op == TRANSPOSE:
         return np.ascontiguousarray(a.T)
     return a
+
+
+def with_ldm_unet_names(tensors: collections.abc.Mapping[str, T]) -> dict[str, T]:
+    """A diffusers UNet's tensors (``conv_in``, ``down_blocks``...) also under their LDM names, so that
+    the registry's UNet signatures can match them; other tensors unchanged."""
+    if "conv_in.weight" not in tensors:
+        return dict(tensors)
+    plan = plan_unet(list(tensors), "")
+    return dict(tensors) | {m.target: tensors[m.sources[0]] for m in plan.mappings if m.op == COPY}

@@ -23,12 +23,19 @@ def _check(value: object, allowed: Any, what: str) -> None:
 @dataclass(frozen=True)
 class Probe:
     """A tensor that must exist under the root, with an optional shape (``None`` = any size).
-    ``key`` ending in ``*`` matches any key starting with the rest."""
+    ``key`` ending in ``*`` matches any key starting with the rest. ``absent``: the tensor must not
+    exist (e.g. a block SSD-1B drops); ``absolute``: the key is not under the root (a tensor beside
+    the diffusion model, e.g. Zero123's camera projection)."""
 
     key: str
     shape: tuple[int | None, ...] | None = None
+    absent: bool = False
+    absolute: bool = False
 
     def matches(self, tensors: dict, root: str) -> bool:
+        return self._found(tensors, "" if self.absolute else root) != self.absent
+
+    def _found(self, tensors: dict, root: str) -> bool:
         if self.key.endswith("*"):
             prefix = root + self.key[:-1]
             return any(k.startswith(prefix) for k in tensors)
@@ -51,6 +58,7 @@ class Variant:
     name: str
     probes: tuple[Probe, ...]
     candidates: tuple[str, ...] = ()
+    label: str = ""  # human description when it says more than the name (e.g. "klein 4B")
 
     def matches(self, tensors: dict, root: str) -> bool:
         return all(p.matches(tensors, root) for p in self.probes)
@@ -65,6 +73,7 @@ class Naming:
     a1111_config: str | None = None
     modelspec: str | None = None
     resolution: str | None = None
+    text_encoders: tuple[str, ...] | None = None  # when this variant needs others than its family
 
 
 NO_NAMES = Naming("")
@@ -118,6 +127,11 @@ class Family:
                     return n
         return NO_NAMES
 
+    def companions(self, variant: str | None) -> tuple[tuple[str, ...], str | None]:
+        """(text encoders, VAE) a lone diffusion model of this variant needs beside it."""
+        own = self.naming(variant, None).text_encoders if variant else None
+        return (own if own is not None else self.text_encoders), self.vae
+
     def component(self, role: str) -> Component | None:
         return next((c for c in self.components if c.role == role), None)
 
@@ -133,7 +147,7 @@ class Signature:
     roots: tuple[str, ...]
     probes: tuple[Probe, ...]
     variants: tuple[Variant, ...] = ()
-    default_variant: str = "base"
+    default_variant: str | None = "base"  # None: the variant cannot be told when no variant matches
     description: str = ""
     candidates: tuple[str, ...] = ()  # other variants the default cannot be told from
     a1111_config: str | None = None  # overrides the family's (told by this signature, e.g. unCLIP)
@@ -148,4 +162,4 @@ class Signature:
         for v in self.variants:
             if v.matches(tensors, root):
                 return v
-        return Variant(self.default_variant, (), self.candidates)
+        return Variant(self.default_variant or "", (), self.candidates)
