@@ -3,9 +3,11 @@ from the published architectures (names and shapes only). Used by tests and benc
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 
-from tests.builders import Layout, layout, renamed
+from tests.builders import LAYOUT_DIR, Layout, layout, renamed
 
 F32 = "F32"
 
@@ -157,6 +159,7 @@ def flux(dev: bool = True) -> Layout:
         "double_blocks.0.img_attn.norm.key_norm.scale": ((128,), "BF16"),
         "double_blocks.0.img_attn.qkv.weight": ((9216, 3072), "BF16"),
         "single_blocks.0.linear1.weight": ((21504, 3072), "BF16"),
+        "vector_in.in_layer.weight": ((3072, 768), "BF16"),
     }
     if dev:
         out["guidance_in.in_layer.weight"] = ((3072, 256), "BF16")
@@ -224,3 +227,120 @@ def embedding(width: int = 768, vectors: int = 4) -> Layout:
 
 def embedding_sdxl(vectors: int = 4) -> Layout:
     return {"clip_l": ((vectors, 768), F32), "clip_g": ((vectors, 1280), F32)}
+
+
+def with_in_channels(lay: Layout, channels: int) -> Layout:
+    """The UNet's first convolution with another number of input channels (inpaint, pix2pix, depth)."""
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    shape, dtype = lay[key]
+    return lay | {key: ((shape[0], channels, *shape[2:]), dtype)}
+
+
+def sd3_large() -> Layout:
+    lay = sd3()
+    for i in range(24, 38):
+        lay[f"model.diffusion_model.joint_blocks.{i}.x_block.attn.qkv.weight"] = ((4608, 1536), "F16")
+    return lay
+
+
+# Every (family, variant) the registry can answer, with a layout that must identify as it:
+# (family, variant, kind, layout builder). tests/test_registry.py requires one per registry answer.
+FAMILY_FIXTURES: list[tuple[str, str, str, object]] = [
+    ("sd1", "base", "checkpoint", sd1),
+    ("sd1", "inpaint", "checkpoint", sd1_inpaint),
+    ("sd1", "pix2pix", "checkpoint", sd1_pix2pix),
+    ("sd1", "depth", "unet", lambda: unet_only(with_in_channels(sd1(), 5))),
+    ("sd2", "base", "checkpoint", sd2),
+    ("sd2", "inpaint", "checkpoint", lambda: with_in_channels(sd2(), 9)),
+    ("sd2", "pix2pix", "unet", lambda: unet_only(with_in_channels(sd2(), 8))),
+    ("sd2", "depth", "checkpoint", sd2_depth),
+    ("sd2", "unclip", "checkpoint", sd2_unclip),
+    ("sdxl", "base", "checkpoint", sdxl),
+    ("sdxl", "inpaint", "checkpoint", lambda: with_in_channels(sdxl(), 9)),
+    ("sdxl", "pix2pix", "unet", lambda: unet_only(with_in_channels(sdxl(), 8))),
+    ("sdxl_refiner", "base", "checkpoint", sdxl_refiner),
+    ("sd3", "medium", "checkpoint", sd3),
+    ("sd3", "large", "checkpoint", sd3_large),
+    ("flux", "dev", "unet", flux),
+    ("flux", "schnell", "unet", lambda: flux(dev=False)),
+]
+
+
+FAMILY_LAYOUT_DIR = LAYOUT_DIR / "families"
+
+
+def family_layout(name: str) -> Layout:
+    """A layout made by scripts/make_family_layouts.py (names and shapes of a released model)."""
+    raw = json.loads(gzip.decompress((FAMILY_LAYOUT_DIR / f"{name}.json.gz").read_bytes()))["tensors"]
+    return {k: (tuple(shape), dtype) for k, (shape, dtype) in raw.items()}
+
+
+BESIDE_THE_MODEL = ("cc_projection.",)  # Zero123's camera projection stays at the top level
+
+
+def prefixed(lay: Layout, prefix: str) -> Layout:
+    return {k if k.startswith(BESIDE_THE_MODEL) else prefix + k: v for k, v in lay.items()}
+
+
+def as_checkpoint(lay: Layout) -> Layout:
+    """A lone diffusion model made a whole checkpoint: under ``model.diffusion_model.`` with a VAE."""
+    return prefixed(lay, "model.diffusion_model.") | {
+        "vae.encoder.conv_in.weight": ((128, 3, 3, 3), "BF16"),
+        "vae.decoder.conv_in.weight": ((512, 16, 3, 3), "BF16"),
+    }
+
+
+# (layout file, family, variant): single-file names (".comfy" = ComfyUI's classes, ".original" =
+# diffusers' single-file converters inverted) and diffusers names of every image family.
+LAYOUT_FIXTURES: list[tuple[str, str, str | None]] = [
+    ("flux_dev.comfy", "flux", "dev"),
+    ("flux_dev.diffusers", "flux", "dev"),
+    ("flux_schnell.comfy", "flux", "schnell"),
+    ("flux_schnell.diffusers", "flux", "schnell"),
+    ("flux_fill.comfy", "flux", "fill"),
+    ("flux_fill.diffusers", "flux", "fill"),
+    ("flux_canny.comfy", "flux", "canny"),
+    ("flux_canny.diffusers", "flux", "canny"),
+    ("flux2_dev.original", "flux2", "dev"),
+    ("flux2_dev.diffusers", "flux2", "dev"),
+    ("flux2_klein4b.original", "flux2", "klein-4b"),
+    ("flux2_klein4b.diffusers", "flux2", "klein-4b"),
+    ("flux2_klein9b.original", "flux2", "klein-9b"),
+    ("chroma.comfy", "chroma", "base"),
+    ("chroma.diffusers", "chroma", "base"),
+    ("chroma_radiance.comfy", "chroma", "radiance"),
+    ("sd3_medium.comfy", "sd3", "medium"),
+    ("sd3_medium.diffusers", "sd3", "medium"),
+    ("sd35_medium.comfy", "sd3", "3.5-medium"),
+    ("sd35_medium.diffusers", "sd3", "3.5-medium"),
+    ("sd35_large.comfy", "sd3", "large"),
+    ("sd35_large.diffusers", "sd3", "large"),
+    ("auraflow.comfy", "auraflow", "base"),
+    ("auraflow.diffusers", "auraflow", "base"),
+    ("pixart_alpha.comfy", "pixart", "alpha"),
+    ("pixart_alpha.diffusers", "pixart", "alpha"),
+    ("pixart_sigma.comfy", "pixart", "sigma"),
+    ("pixart_sigma.diffusers", "pixart", "sigma"),
+    ("sana.original", "sana", "base"),
+    ("sana.diffusers", "sana", "base"),
+    ("hunyuan_dit.comfy", "hunyuan_dit", "base"),
+    ("hunyuan_dit.diffusers", "hunyuan_dit", "base"),
+    ("lumina2.comfy", "lumina2", "base"),
+    ("lumina2.diffusers", "lumina2", "base"),
+    ("z_image.original", "z_image", "base"),
+    ("z_image.diffusers", "z_image", "base"),
+    ("hidream_i1.comfy", "hidream", "i1"),
+    ("hidream_i1.diffusers", "hidream", "i1"),
+    ("qwen_image.comfy", "qwen_image", "base"),
+    ("qwen_image21.diffusers", "qwen_image", "2.1"),
+    ("stable_cascade_c.comfy", "stable_cascade", "stage_c"),
+    ("stable_cascade_b.comfy", "stable_cascade", "stage_b"),
+    ("ssd1b.comfy", "sdxl", "ssd-1b"),
+    ("ssd1b.diffusers", "sdxl", "ssd-1b"),
+    ("vega.comfy", "sdxl", "vega"),
+    ("koala_700m.comfy", "sdxl", "koala"),
+    ("koala_1b.comfy", "sdxl", "koala"),
+    ("kolors.diffusers", "kolors", "base"),
+    ("stable_zero123.comfy", "stable_zero123", "base"),
+    ("x4_upscaler.comfy", "x4_upscaler", "base"),
+]

@@ -140,6 +140,8 @@ class ModelReport:
             "kind": ident.kind,
             "family": ident.family,
             "variant": ident.variant,
+            "candidates": ident.candidates,
+            "needs": {"text_encoders": ident.needs_text_encoders, "vae": ident.needs_vae},
             "prediction": ident.prediction,
             "prediction_source": ident.prediction_source,
             "signature": ident.signature,

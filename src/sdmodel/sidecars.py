@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdmodel.registry import NEEDS_YAML
+from sdmodel.registry import needs_yaml
 
 SIDECAR_KINDS = (
     (".yaml", "config"),
@@ -48,7 +48,7 @@ def existing_config(model: Path) -> Path | None:
 
 def needs_config(kind: str | None, family: str | None) -> bool:
     """A1111 needs a config yaml beside this model to load it (SD2 checkpoints)."""
-    return kind == "checkpoint" and family in NEEDS_YAML
+    return kind == "checkpoint" and needs_yaml(family)
 
 
 def is_config(name: str) -> bool:

@@ -93,6 +93,11 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
+    if ident.candidates:
+        facts.add_row("could also be", ", ".join(ident.candidates) + " (same names and shapes)")
+    if ident.needs_text_encoders or ident.needs_vae:
+        needs = [*ident.needs_text_encoders, *([f"VAE {ident.needs_vae}"] if ident.needs_vae else [])]
+        facts.add_row("needs beside it", ", ".join(needs))
     pred = ident.prediction + (f" (from {ident.prediction_source})" if ident.prediction_source else "")
     # For adapters the prediction matters only when a hint names it (e.g. a v-prediction LoRA).
     if ident.kind in ("checkpoint", "unet") or ident.prediction != "unknown":

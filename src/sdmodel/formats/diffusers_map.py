@@ -18,9 +18,11 @@ Facts from the public conversion tables (diffusers ``scripts/convert_diffusers_t
 
 from __future__ import annotations
 
+import collections.abc
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +33,8 @@ from sdmodel.parts import SD2_TEXT_PREFIX as SD2_TEXT_PREFIX
 from sdmodel.parts import SDXL_TEXT2_PREFIX as SDXL_TEXT2_PREFIX
 from sdmodel.parts import SDXL_TEXT_PREFIX as SDXL_TEXT_PREFIX
 from sdmodel.parts import UNET_PREFIX, VAE_PREFIX
+
+T = TypeVar("T")
 
 # Ops needed to build one LDM tensor from its diffusers part(s).
 COPY = "copy"
@@ -418,3 +422,12 @@ def apply_op(op: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
     if op == TRANSPOSE:
         return np.ascontiguousarray(a.T)
     return a
+
+
+def with_ldm_unet_names(tensors: collections.abc.Mapping[str, T]) -> dict[str, T]:
+    """A diffusers UNet's tensors (``conv_in``, ``down_blocks``...) also under their LDM names, so that
+    the registry's UNet signatures can match them; other tensors unchanged."""
+    if "conv_in.weight" not in tensors:
+        return dict(tensors)
+    plan = plan_unet(list(tensors), "")
+    return dict(tensors) | {m.target: tensors[m.sources[0]] for m in plan.mappings if m.op == COPY}
