@@ -224,3 +224,40 @@ def embedding(width: int = 768, vectors: int = 4) -> Layout:
 
 def embedding_sdxl(vectors: int = 4) -> Layout:
     return {"clip_l": ((vectors, 768), F32), "clip_g": ((vectors, 1280), F32)}
+
+
+def with_in_channels(lay: Layout, channels: int) -> Layout:
+    """The UNet's first convolution with another number of input channels (inpaint, pix2pix, depth)."""
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    shape, dtype = lay[key]
+    return lay | {key: ((shape[0], channels, *shape[2:]), dtype)}
+
+
+def sd3_large() -> Layout:
+    lay = sd3()
+    for i in range(24, 38):
+        lay[f"model.diffusion_model.joint_blocks.{i}.x_block.attn.qkv.weight"] = ((4608, 1536), "F16")
+    return lay
+
+
+# Every (family, variant) the registry can answer, with a layout that must identify as it:
+# (family, variant, kind, layout builder). tests/test_registry.py requires one per registry answer.
+FAMILY_FIXTURES: list[tuple[str, str, str, object]] = [
+    ("sd1", "base", "checkpoint", sd1),
+    ("sd1", "inpaint", "checkpoint", sd1_inpaint),
+    ("sd1", "pix2pix", "checkpoint", sd1_pix2pix),
+    ("sd1", "depth", "unet", lambda: unet_only(with_in_channels(sd1(), 5))),
+    ("sd2", "base", "checkpoint", sd2),
+    ("sd2", "inpaint", "checkpoint", lambda: with_in_channels(sd2(), 9)),
+    ("sd2", "pix2pix", "unet", lambda: unet_only(with_in_channels(sd2(), 8))),
+    ("sd2", "depth", "checkpoint", sd2_depth),
+    ("sd2", "unclip", "checkpoint", sd2_unclip),
+    ("sdxl", "base", "checkpoint", sdxl),
+    ("sdxl", "inpaint", "checkpoint", lambda: with_in_channels(sdxl(), 9)),
+    ("sdxl", "pix2pix", "unet", lambda: unet_only(with_in_channels(sdxl(), 8))),
+    ("sdxl_refiner", "base", "checkpoint", sdxl_refiner),
+    ("sd3", "medium", "checkpoint", sd3),
+    ("sd3", "large", "checkpoint", sd3_large),
+    ("flux", "dev", "unet", flux),
+    ("flux", "schnell", "unet", lambda: flux(dev=False)),
+]

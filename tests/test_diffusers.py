@@ -191,7 +191,7 @@ def test_pipeline_presents_the_layout_names_and_shapes(tmp_path: Path, family: s
         assert src.metadata == {"_class_name": PIPELINE[family], "_diffusers_version": "0.21.0"}
         comps = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if family == "sdxl-base" else [])
         assert src.extras["components"] == comps
-        assert src.extras["family"] == {"sd15": "sd1"}.get(family, family)
+        assert src.extras["family"] == {"sd15": "sd1", "sdxl-base": "sdxl"}[family]
         assert src.extras["prediction_type"] == "epsilon"
         assert not [n for n in src.notes if n.code == "diffusers-unmapped"]
 
@@ -638,7 +638,7 @@ def test_single_text_encoder_and_unet_folders(tmp_path: Path) -> None:
     )
     with open_model(unet) as src:
         assert set(src.tensors) == {"label_emb.0.0.weight", "input_blocks.0.0.weight"}
-        assert src.extras["family"] == "sdxl-base"
+        assert src.extras["family"] == "sdxl"
 
 
 def test_pickle_weights_are_read_through_open_model(tmp_path: Path) -> None:
@@ -674,7 +674,7 @@ def test_sdxl_refiner_bigg_only(tmp_path: Path) -> None:
         root / "text_encoder_2" / "model.safetensors", {"text_projection.weight": ((1280, 1280), "F16")}
     )
     with open_model(root) as src:
-        assert src.extras["family"] == "sdxl-refiner"
+        assert src.extras["family"] == "sdxl_refiner"
         assert set(src.tensors) == {
             "model.diffusion_model.input_blocks.0.0.weight",
             "model.diffusion_model.label_emb.0.0.weight",

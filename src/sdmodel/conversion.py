@@ -51,7 +51,7 @@ from sdmodel.plan import (
     initial_plan,
     parse_precision,
 )
-from sdmodel.registry import NEEDS_YAML
+from sdmodel.registry import needs_yaml
 
 FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
 SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
@@ -345,7 +345,7 @@ def write_yaml(
         shutil.copyfile(src_yaml, out_yaml)
         notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
         return out_yaml
-    if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
+    if ident is None or ident.kind != "checkpoint" or not needs_yaml(ident.family):
         return None
     config, _arch, _res = _names(ident, prediction)
     if config is None:

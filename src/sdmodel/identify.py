@@ -30,6 +30,7 @@ class Identity:
     resolution: str | None = None
     description: str = ""
     hints: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)  # other variants names and shapes cannot rule out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,18 +38,7 @@ class Identity:
 
 def match_signature(tensors: dict[str, TensorInfo]) -> tuple[registry.Signature, str] | None:
     """The first registry signature whose probes all match under one of its roots."""
-    for sig in registry.SIGNATURES:
-        for root in sig.roots:
-            if all(p.matches(tensors, root) for p in sig.probes):
-                return sig, root
-    return None
-
-
-def _variant(sig: registry.Signature, tensors: dict[str, TensorInfo], root: str) -> str:
-    for v in sig.variants:
-        if v.probe.matches(tensors, root):
-            return v.name
-    return sig.default_variant
+    return registry.match(tensors)
 
 
 def _has_part(tensors: dict[str, TensorInfo], part: str) -> bool:
@@ -59,9 +49,9 @@ def _has_part(tensors: dict[str, TensorInfo], part: str) -> bool:
 def _family_from_metadata(metadata: dict[str, str]) -> str | None:
     values = [metadata.get("ss_base_model_version", ""), metadata.get("modelspec.architecture", "")]
     for value in values:
-        for prefix, family in registry.METADATA_FAMILY:
-            if value.lower().startswith(prefix):
-                return family
+        family = registry.family_from_metadata(value)
+        if family:
+            return family
     if metadata.get("ss_v2", "").lower() == "true":
         return "sd2"
     return None
@@ -76,9 +66,9 @@ def _adapter_family(tensors: dict[str, TensorInfo], metadata: dict[str, str]) ->
             return fam, "key names"
     for name, info in tensors.items():
         if registry.CONTEXT_WIDTH_KEY.search(name) and info.shape:
-            fam = registry.CONTEXT_WIDTH_FAMILY.get(info.shape[-1])
-            if fam:
-                return fam, "cross-attention width"
+            by_width = registry.family_by_context_width(info.shape[-1])
+            if by_width:
+                return by_width, "cross-attention width"
     return None, "unknown"
 
 
@@ -87,7 +77,7 @@ def _embedding_family(tensors: dict[str, TensorInfo]) -> str | None:
         return "sdxl"
     for name, info in tensors.items():
         if (name.startswith("string_to_param.") or name == "emb_params") and info.shape:
-            return registry.EMBEDDING_WIDTH_FAMILY.get(info.shape[-1])
+            return registry.family_by_embedding_width(info.shape[-1])
     return None
 
 
@@ -155,19 +145,19 @@ def identify(source: TensorSource) -> Identity:
     found = match_signature(tensors)
     if found is not None:
         sig, root = found
+        variant = sig.variant(tensors, root)
         ident = Identity(
-            kind="",
-            family=sig.family,
-            variant=_variant(sig, tensors, root),
+            kind=sig.network,
+            family=sig.family.id if sig.family else None,
+            variant=variant.name,
             signature=sig.id,
             root=root,
             description=sig.description,
+            candidates=list(variant.candidates),
         )
         if sig.network == "diffusion":
             has_base = root == registry.UNET_ROOTS[0] and any(_has_part(tensors, p) for p in BASE_PARTS)
             ident.kind = "checkpoint" if has_base else "unet"
-        else:
-            ident.kind = registry.KIND_OF_NETWORK[sig.network]
     else:
         kind = _adapter_kind(tensors)
         if kind is None:
@@ -184,8 +174,9 @@ def identify(source: TensorSource) -> Identity:
 
 def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None) -> None:
     tensors = source.tensors
-    if ident.family in registry.FLOW_FAMILIES:
-        ident.prediction, ident.prediction_source = "flow", "architecture"
+    fam = registry.family(ident.family)
+    if fam is not None and fam.prediction is not None:
+        ident.prediction, ident.prediction_source = fam.prediction, "architecture"
         return
     if ident.kind in ("vae", "text_encoder", "unknown"):
         return
@@ -208,26 +199,17 @@ def resolve_names(ident: Identity) -> None:
     names = registry.naming(ident.family, variant, pred)
     ident.resolution = names.resolution
     if ident.kind in ("checkpoint", "unet"):
-        ident.a1111_config = registry.UNCLIP_CONFIG.get(ident.signature or "", names.a1111_config)
+        sig = registry.signature(ident.signature)
+        ident.a1111_config = (sig.a1111_config if sig else None) or names.a1111_config
         ident.modelspec_architecture = names.modelspec
         return
     suffix = registry.ADAPTER_MODELSPEC.get(ident.kind)
     if suffix:
-        base = registry.naming(ident.family, "base", pred).modelspec or registry.FAMILY_MODELSPEC.get(ident.family)
+        fam = registry.family(ident.family)
+        base = registry.naming(ident.family, "base", pred).modelspec or (fam.modelspec if fam else None)
         ident.modelspec_architecture = f"{base}/{suffix}" if base else None
 
 
 def family_label(family: str | None, variant: str | None) -> str:
-    """Human label: ``SD 1.x inpaint``, ``SDXL base``..."""
-    names = {
-        "sd1": "SD 1.x",
-        "sd2": "SD 2.x",
-        "sdxl": "SDXL",
-        "sdxl_refiner": "SDXL refiner",
-        "sd3": "SD 3",
-        "flux": "Flux.1",
-    }
-    if family is None:
-        return "-"
-    label = names.get(family, family)
-    return f"{label} {variant}" if variant and variant != "base" else label
+    """Human label: ``SD 1.x inpaint``, ``SDXL``..."""
+    return registry.label(family, variant)

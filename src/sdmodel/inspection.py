@@ -254,7 +254,7 @@ def inspect_source(source: TensorSource) -> ModelReport:
     )
     if (
         ident.kind == "checkpoint"
-        and ident.family in registry.NEEDS_YAML
+        and registry.needs_yaml(ident.family)
         and not any(s["kind"] == "config" for s in report.sidecars)
     ):
         report.notes.append(

@@ -18,8 +18,10 @@ import numpy as np
 from sdmodel.errors import ModelReadError
 from sdmodel.formats import diffusers_map as dm
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.registry import DIFFUSION_SIGNATURES, Family, family_from_diffusers_config, match
 
 # Components whose weights belong to the single-file layout, in presentation order.
+DIFFUSION_COMPONENTS = ("unet", "transformer")
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 # Components with weights that no single-file checkpoint holds.
 SKIPPED_COMPONENTS = {"safety_checker": "the safety checker is not part of single-file checkpoints"}
@@ -132,19 +134,18 @@ class DiffusersSource(TensorSource):
             pred = _load_json(sched).get("prediction_type")
             if isinstance(pred, str):
                 self.extras["prediction_type"] = pred
-        family = self._family(components, configs)
-        self.extras["family"] = family
-        prefixes = _pipeline_prefixes(family)
-        if prefixes is None:
+        family = next((_family(components[c], configs[c]) for c in DIFFUSION_COMPONENTS if c in components), None)
+        self.extras["family"] = family.id if family else "unknown"
+        mapped = {c.role: c for c in family.components if c.mapping} if family else {}
+        if not any(c in mapped for c in DIFFUSION_COMPONENTS):
             cls = self.metadata.get("_class_name") or "this pipeline"
             self.note("diffusers-no-mapping", f"no single-file mapping for {cls}: tensors kept under <component>.")
             for comp, tensors in components.items():
                 self._add_unmapped(comp, tensors)
             return
         for comp, tensors in components.items():
-            if comp in prefixes:
-                role, prefix = prefixes[comp]
-                self._add_planned(comp, tensors, role, prefix)
+            if comp in mapped:
+                self._add_planned(comp, tensors, mapped[comp].mapping or "", mapped[comp].prefix)
             else:
                 self.note("diffusers-unmapped", f"{comp}/: no single-file name; tensors kept under {comp}.")
                 self._add_unmapped(comp, tensors)
@@ -168,7 +169,8 @@ class DiffusersSource(TensorSource):
             self.extras.update(components=["vae"], family="vae")
             self._add_planned("vae", tensors, "vae", "")
         elif cls == "UNet2DConditionModel":
-            self.extras.update(components=["unet"], family=_unet_family(config, tensors))
+            family = _family(tensors, config)
+            self.extras.update(components=["unet"], family=family.id if family else "unknown")
             self._add_planned("unet", tensors, "unet", "")
         elif isinstance(cls, str) and cls.startswith("CLIPTextModel"):
             # Standalone text encoder files use the HF names unchanged.
@@ -243,21 +245,6 @@ class DiffusersSource(TensorSource):
                 f"e.g. {missing[0]!r} in {weight_map[missing[0]]}"
             )
         return out
-
-    # ------------------------------------------------------------------------------- classification
-
-    def _family(self, components: dict[str, dict], configs: dict[str, dict[str, Any]]) -> str:
-        """``sd1``, ``sd2``, ``sdxl-base``, ``sdxl-refiner`` or ``unknown`` (SD3, Flux, anything else)."""
-        if "unet" not in components or "transformer" in components:
-            return "unknown"
-        unet_cls = configs["unet"].get("_class_name")
-        if unet_cls not in (None, "UNet2DConditionModel"):
-            return "unknown"
-        family = _unet_family(configs["unet"], components["unet"])
-        in_ch = configs["unet"].get("in_channels")
-        if isinstance(in_ch, int):
-            self.extras["unet_in_channels"] = in_ch
-        return family
 
     # ----------------------------------------------------------------------------------- presenting
 
@@ -338,42 +325,18 @@ class DiffusersSource(TensorSource):
         self._open.clear()
 
 
-def _unet_family(config: dict[str, Any], tensors: dict[str, tuple[TensorSource, TensorInfo]]) -> str:
-    """Family of a UNet from its config (cross_attention_dim, addition_embed_type), else from shapes."""
-    cross = config.get("cross_attention_dim")
-    if isinstance(cross, list):
-        cross = cross[0] if cross else None
-    if not isinstance(cross, int):
-        cross = next(
-            (
-                info.shape[1]
-                for n, (_, info) in tensors.items()
-                if n.endswith("attn2.to_k.weight") and len(info.shape) == 2
-            ),
-            None,
-        )
-    text_time = config.get("addition_embed_type") == "text_time" or any(n.startswith("add_embedding.") for n in tensors)
-    if text_time:
-        return {2048: "sdxl-base", 1280: "sdxl-refiner"}.get(cross, "unknown")
-    return {768: "sd1", 1024: "sd2"}.get(cross, "unknown")
-
-
-def _pipeline_prefixes(family: str) -> dict[str, tuple[str, str]] | None:
-    """Component -> (mapping role, single-file prefix) for a known family; None for an unknown one."""
-    base = {"unet": ("unet", dm.UNET_PREFIX), "vae": ("vae", dm.VAE_PREFIX)}
-    if family == "sd1":
-        return {**base, "text_encoder": ("clip_l", dm.SD1_TEXT_PREFIX)}
-    if family == "sd2":
-        return {**base, "text_encoder": ("openclip", dm.SD2_TEXT_PREFIX)}
-    if family == "sdxl-base":
-        return {
-            **base,
-            "text_encoder": ("clip_l", dm.SDXL_TEXT_PREFIX),
-            "text_encoder_2": ("openclip", dm.SDXL_TEXT2_PREFIX),
-        }
-    if family == "sdxl-refiner":
-        return {**base, "text_encoder_2": ("openclip", dm.REFINER_TEXT2_PREFIX)}
-    return None
+def _family(tensors: dict[str, tuple[TensorSource, TensorInfo]], config: dict[str, Any]) -> Family | None:
+    """The registry family of a UNet / transformer component: a UNet's names are first mapped to the
+    single-file names, then matched like any file (one classifier, one vocabulary); when shapes do not
+    decide, the registry is asked with the config's class and cross-attention width."""
+    infos = {n: info for n, (_, info) in tensors.items()}
+    if "conv_in.weight" in infos:  # a UNet: diffusers names
+        plan = dm.plan_unet(list(infos), "")
+        infos |= {m.target: infos[m.sources[0]] for m in plan.mappings if m.op == dm.COPY}
+    found = match(infos, DIFFUSION_SIGNATURES)
+    if found is not None:
+        return found[0].family
+    return family_from_diffusers_config(config)
 
 
 class LdmVaeView(TensorSource):
