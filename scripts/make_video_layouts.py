@@ -98,6 +98,8 @@ def wan() -> None:
             **WAN_14B, in_channels=36, image_dim=1280, added_kv_proj_dim=5120, pos_embed_seq_len=257 * 2
         ),
         "wan2.2-i2v-14b": t(**WAN_14B, in_channels=36),
+        # Wan2.1-Fun-1.3B-InP: the 1.3B with CLIP image conditioning (VideoX-Fun config.json).
+        "wan2.1-i2v-1.3b": t(**WAN_1_3B, in_channels=36, image_dim=1280, added_kv_proj_dim=1536),
         "wan2.2-ti2v-5b": t(num_attention_heads=24, ffn_dim=14336, num_layers=30, in_channels=48, out_channels=48),
         "wan2.1-vace-1.3b": meta(
             lambda: WanVACETransformer3DModel(**WAN_1_3B, vace_layers=list(range(0, 30, 2)), vace_in_channels=96)
@@ -148,7 +150,8 @@ def wan_animate() -> None:
     lay = meta(lambda: WanAnimateTransformer3DModel())
     save("wan2.2-animate-14b.diffusers", lay)
     # Original: the converter's face adapter and motion encoder renames, inverted.
-    pairs = WAN_TO_ORIGINAL + [
+    pairs = [
+        *WAN_TO_ORIGINAL,
         (r"^face_adapter\.(\d+)\.", r"face_adapter.fuser_blocks.\1."),
         (r"^(face_adapter\.fuser_blocks\.\d+)\.norm_k\.", r"\1.k_norm."),
         (r"^(face_adapter\.fuser_blocks\.\d+)\.norm_q\.", r"\1.q_norm."),
@@ -238,7 +241,9 @@ def hunyuan_video_original(in_channels: int = 16, guidance: bool = True, hidden:
             lay |= lin(d + f"{s}_attn_proj", h, h) | lin(d + f"{s}_mlp.fc1", mlp, h) | lin(d + f"{s}_mlp.fc2", h, mlp)
     for i in range(40):
         s = f"single_blocks.{i}."
-        lay |= lin(s + "linear1", 3 * h + mlp, h) | lin(s + "linear2", h, h + mlp) | lin(s + "modulation.linear", 3 * h, h)
+        lay |= (
+            lin(s + "linear1", 3 * h + mlp, h) | lin(s + "linear2", h, h + mlp) | lin(s + "modulation.linear", 3 * h, h)
+        )
         lay |= {s + "q_norm.weight": ((128,), b), s + "k_norm.weight": ((128,), b)}
     lay |= lin("final_layer.linear", 64, h) | lin("final_layer.adaLN_modulation.1", 2 * h, h)
     return lay
@@ -318,11 +323,7 @@ def others() -> None:
     save("cogvideox-5b.diffusers", meta(lambda: CogVideoXTransformer3DModel(**cog5b)))
     save(
         "cogvideox-5b-i2v.diffusers",
-        meta(
-            lambda: CogVideoXTransformer3DModel(
-                **cog5b, in_channels=32, use_learned_positional_embeddings=True
-            )
-        ),
+        meta(lambda: CogVideoXTransformer3DModel(**cog5b, in_channels=32, use_learned_positional_embeddings=True)),
     )
     save("cogvideox-2b.diffusers", meta(lambda: CogVideoXTransformer3DModel()))
     save("cogvideox-vae.diffusers", meta(lambda: AutoencoderKLCogVideoX(), "F32"))
@@ -358,37 +359,107 @@ def text_encoders() -> None:
     def enc(cls, cfg, dtype="BF16"):
         return meta(lambda: cls(cfg), dtype)
 
-    t5 = tf.T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                     feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    t5 = tf.T5Config(
+        vocab_size=32128,
+        d_model=4096,
+        d_kv=64,
+        d_ff=10240,
+        num_layers=24,
+        num_heads=64,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+    )
     save("t5xxl.transformers", enc(tf.T5EncoderModel, t5, "F16"))
-    umt5 = tf.UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                         feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    umt5 = tf.UMT5Config(
+        vocab_size=256384,
+        d_model=4096,
+        d_kv=64,
+        d_ff=10240,
+        num_layers=24,
+        num_heads=64,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+    )
     save("umt5xxl.transformers", enc(tf.UMT5EncoderModel, umt5))
-    llama = tf.LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                           num_attention_heads=32, num_key_value_heads=8)
+    llama = tf.LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    )
     save("llama3_8b.transformers", enc(tf.LlamaForCausalLM, llama))
     q3 = dict(vocab_size=151936, num_attention_heads=32, num_key_value_heads=8, head_dim=128)
-    save("qwen3_4b.transformers", enc(tf.Qwen3Model, tf.Qwen3Config(
-        **q3, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, tie_word_embeddings=True)))
-    save("qwen3_8b.transformers", enc(tf.Qwen3Model, tf.Qwen3Config(
-        **q3, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36)))
-    save("qwen3_0.6b.transformers", enc(tf.Qwen3Model, tf.Qwen3Config(
-        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128)))
+    save(
+        "qwen3_4b.transformers",
+        enc(
+            tf.Qwen3Model,
+            tf.Qwen3Config(
+                **q3, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, tie_word_embeddings=True
+            ),
+        ),
+    )
+    save(
+        "qwen3_8b.transformers",
+        enc(tf.Qwen3Model, tf.Qwen3Config(**q3, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36)),
+    )
+    save(
+        "qwen3_0.6b.transformers",
+        enc(
+            tf.Qwen3Model,
+            tf.Qwen3Config(
+                vocab_size=151936,
+                hidden_size=1024,
+                intermediate_size=3072,
+                num_hidden_layers=28,
+                num_attention_heads=16,
+                num_key_value_heads=8,
+                head_dim=128,
+            ),
+        ),
+    )
     qvl = tf.Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                         num_attention_heads=28, num_key_value_heads=4),
+        text_config=dict(
+            vocab_size=152064,
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+        ),
         vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584),
     )
     save("qwen25vl_7b.transformers", enc(tf.Qwen2_5_VLForConditionalGeneration, qvl))
-    g2 = tf.Gemma2Config(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-                         num_attention_heads=8, num_key_value_heads=4, head_dim=256)
+    g2 = tf.Gemma2Config(
+        vocab_size=256000,
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+    )
     save("gemma2_2b.transformers", enc(tf.Gemma2Model, g2))
-    g3 = tf.Gemma3TextConfig(vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
-                             num_attention_heads=8, num_key_value_heads=4, head_dim=256)
+    g3 = tf.Gemma3TextConfig(
+        vocab_size=262208,
+        hidden_size=2560,
+        intermediate_size=10240,
+        num_hidden_layers=34,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+    )
     save("gemma3_4b.transformers", enc(tf.Gemma3TextModel, g3))
-    mistral = tf.MistralConfig(vocab_size=131072, hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
-                               num_attention_heads=32, num_key_value_heads=8, head_dim=128)
+    mistral = tf.MistralConfig(
+        vocab_size=131072,
+        hidden_size=5120,
+        intermediate_size=32768,
+        num_hidden_layers=40,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+    )
     save("mistral_small.transformers", enc(tf.MistralModel, mistral))
 
 

@@ -261,3 +261,7 @@ FAMILY_FIXTURES: list[tuple[str, str, str, object]] = [
     ("flux", "dev", "unet", flux),
     ("flux", "schnell", "unet", lambda: flux(dev=False)),
 ]
+
+from tests.video_families import VIDEO_FIXTURES  # noqa: E402
+
+FAMILY_FIXTURES += VIDEO_FIXTURES

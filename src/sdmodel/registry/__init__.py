@@ -60,6 +60,7 @@ FAMILIES: tuple[Family, ...] = (*image.FAMILIES, *video.FAMILIES)
 # First match wins: ControlNets before the diffusion networks whose input blocks they copy.
 SIGNATURES: tuple[Signature, ...] = (
     *encoders.CONTROLNETS,
+    *video.EARLY_SIGNATURES,
     *image.SIGNATURES,
     *video.SIGNATURES,
     *encoders.T2I_ADAPTERS,
