@@ -182,3 +182,39 @@ VIDEO_FIXTURES: list[tuple[str, str, str, object]] = [
     ("svd", "img2vid", "unet", svd_original),
     ("svd", "img2vid", "unet", lambda: video("svd.diffusers")),
 ]
+
+
+# Wan's own VAE names for the keys diffusers convert_wan_vae_to_diffusers renames one to one
+# (middle blocks, heads, latent convs); the up/down blocks are left out.
+_WAN_VAE_ORIGINAL = {
+    "quant_conv.": "conv1.",
+    "post_quant_conv.": "conv2.",
+    "encoder.conv_in.": "encoder.conv1.",
+    "decoder.conv_in.": "decoder.conv1.",
+    "encoder.norm_out.": "encoder.head.0.",
+    "encoder.conv_out.": "encoder.head.2.",
+    "decoder.norm_out.": "decoder.head.0.",
+    "decoder.conv_out.": "decoder.head.2.",
+}
+_WAN_VAE_RESNET = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.", "conv2.": "residual.6."}
+
+
+def wan_vae_original(name: str = "wan2.1-vae.diffusers") -> Layout:
+    def rename(k: str) -> str | None:
+        for new, old in _WAN_VAE_ORIGINAL.items():
+            if k.startswith(new):
+                return old + k[len(new) :]
+        for side in ("encoder", "decoder"):
+            for i, mid in ((0, 0), (1, 2)):
+                head = f"{side}.mid_block.resnets.{i}."
+                if k.startswith(head):
+                    rest = k[len(head) :]
+                    for d, o in _WAN_VAE_RESNET.items():
+                        if rest.startswith(d):
+                            return f"{side}.middle.{mid}.{o}{rest[len(d) :]}"
+            head = f"{side}.mid_block.attentions.0."
+            if k.startswith(head):
+                return f"{side}.middle.1.{k[len(head) :]}"
+        return None
+
+    return renamed(video(name), rename)

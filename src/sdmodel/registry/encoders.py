@@ -354,6 +354,15 @@ TEXT_ENCODERS: tuple[Signature, ...] = (
         description="UMT5-XXL encoder (Wan)",
     ),
     Signature(
+        "umt5xxl_vocab",
+        "text_encoder",
+        None,
+        T5_ROOTS,
+        (Probe("shared.weight", (256384, 4096)), Probe("encoder.block.23.layer.0.SelfAttention.q.weight")),
+        default_variant="umt5xxl",
+        description="UMT5-XXL encoder (Wan; told by its vocabulary)",
+    ),
+    Signature(
         "t5xxl",
         "text_encoder",
         None,

@@ -13,7 +13,7 @@ from sdmodel.registry.model import Family, Probe, Signature, Variant
 # Single files: a checkpoint's model, ComfyUI's lone diffusion model (with or without the
 # ``diffusion_model.`` some tools leave), a bare state dict, diffusers' ``transformer.`` part.
 VIDEO_ROOTS = ("model.diffusion_model.", "diffusion_model.", "", "model.")
-DIFFUSERS_ROOTS = ("", "transformer.", "model.")
+DIFFUSERS_ROOTS = ("", "transformer.", "model.diffusion_model.", "diffusion_model.", "model.")
 # Cosmos' own releases keep the network under ``net.`` (ComfyUI unet_prefix_from_state_dict).
 COSMOS_ROOTS = ("net.", *VIDEO_ROOTS)
 
