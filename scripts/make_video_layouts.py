@@ -463,7 +463,7 @@ def text_encoders() -> None:
     save("mistral_small.transformers", enc(tf.MistralModel, mistral))
 
 
-if __name__ == "__main__":
+def main() -> None:
     wan()
     wan_extras()
     wan_animate()
@@ -474,3 +474,36 @@ if __name__ == "__main__":
     ltx_vae()
     others()
     text_encoders()
+    controlnets()
+
+
+# --- ControlNets of the DiT families ----------------------------------------------------------------
+
+
+def controlnets() -> None:
+    from diffusers import ControlNetUnionModel, FluxControlNetModel, SD3ControlNetModel
+
+    # InstantX/FLUX.1-dev-Controlnet-Union: 5 double + 10 single blocks, 10 modes (its config.json).
+    save(
+        "flux-controlnet-union.diffusers",
+        meta(lambda: FluxControlNetModel(num_layers=5, num_single_layers=10, guidance_embeds=True, num_mode=10)),
+    )
+    # InstantX/SD3-Controlnet-Canny: SD3 medium width, 6 layers.
+    save("sd3-controlnet.diffusers", meta(lambda: SD3ControlNetModel(num_layers=6, num_attention_heads=24), "F16"))
+    # xinsir/controlnet-union-sdxl-1.0 (diffusers ControlNetUnionModel with SDXL's config).
+    sdxl = dict(
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        transformer_layers_per_block=(1, 2, 10),
+        cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+    save("sdxl-controlnet-union.diffusers", meta(lambda: ControlNetUnionModel(**sdxl), "F16"))
+
+
+if __name__ == "__main__":
+    main()

@@ -237,3 +237,53 @@ def test_ltxv_checkpoint_with_its_vae(sparse):
     with open_model(sparse(lay)) as src:
         ident = identify(src)
     assert (ident.kind, ident.family, ident.variant) == ("checkpoint", "ltxv", "0.9-2b")
+
+
+# --- ControlNets and adapters ---------------------------------------------------------------------
+
+ADAPTER_CASES = [
+    ("flux_xlabs", "controlnet_flux_xlabs", "controlnet", "flux", "xlabs"),
+    ("flux_union", "controlnet_flux", "controlnet", "flux", "union"),
+    ("sd3", "controlnet_sd3", "controlnet", "sd3", "base"),
+    ("sdxl_union", "controlnet_sdxl_diffusers", "controlnet", "sdxl", "union"),
+    ("ip_sd1", "ip_adapter_sd1", "ip_adapter", "sd1", "base"),
+    ("ip_sd1_plus", "ip_adapter_sd1", "ip_adapter", "sd1", "plus"),
+    ("ip_sd1_faceid", "ip_adapter_sd1", "ip_adapter", "sd1", "faceid"),
+    ("ip_sdxl", "ip_adapter_sdxl", "ip_adapter", "sdxl", "base"),
+    ("ip_flux", "ip_adapter_flux_xlabs", "ip_adapter", "flux", "xlabs"),
+]
+
+
+def _adapter(name: str) -> Layout:
+    from tests import video_families as vf
+
+    return {
+        "flux_xlabs": vf.flux_controlnet_xlabs,
+        "flux_union": lambda: load("flux-controlnet-union.diffusers"),
+        "sd3": lambda: load("sd3-controlnet.diffusers"),
+        "sdxl_union": lambda: load("sdxl-controlnet-union.diffusers"),
+        "ip_sd1": vf.ip_adapter,
+        "ip_sd1_plus": lambda: vf.ip_adapter(kind="plus"),
+        "ip_sd1_faceid": lambda: vf.ip_adapter(kind="faceid"),
+        "ip_sdxl": lambda: vf.ip_adapter(2048, 640, 1280),
+        "ip_flux": vf.ip_adapter_flux_xlabs,
+    }[name]()
+
+
+@pytest.mark.parametrize(("name", "sig", "kind", "family", "variant"), ADAPTER_CASES)
+def test_controlnets_and_adapters(sparse, name, sig, kind, family, variant):
+    with open_model(sparse(_adapter(name))) as src:
+        ident = identify(src)
+    assert (ident.signature, ident.kind, ident.family, ident.variant) == (sig, kind, family, variant)
+
+
+def test_flux_controlnet_is_not_flux_and_flux_is_not_a_controlnet():
+    from tests.families import flux
+
+    assert answer(flux())[0] == "flux"
+    assert answer(_adapter("flux_xlabs"))[0] == "controlnet_flux_xlabs"
+
+
+def test_plain_sdxl_controlnet_is_not_union():
+    lay = {k: v for k, v in _adapter("sdxl_union").items() if not k.startswith("control_add_embedding.")}
+    assert answer(lay)[0::2] == ("controlnet_sdxl_diffusers", "base")

@@ -218,3 +218,60 @@ def wan_vae_original(name: str = "wan2.1-vae.diffusers") -> Layout:
         return None
 
     return renamed(video(name), rename)
+
+
+def flux_controlnet_xlabs(blocks: int = 2) -> Layout:
+    """XLabs-AI flux-controlnet-*: Flux's own block names, a hint encoder, one zero linear per block."""
+    from tests.families import flux
+
+    out = flux() | {
+        "input_hint_block.0.weight": ((16, 3, 3, 3), B),
+        "input_hint_block.14.weight": ((16, 16, 3, 3), B),
+        "pos_embed_input.weight": ((3072, 64), B),
+    }
+    for i in range(blocks):
+        out[f"controlnet_blocks.{i}.weight"] = ((3072, 3072), B)
+        out[f"controlnet_blocks.{i}.bias"] = ((3072,), B)
+    return out
+
+
+def ip_adapter(width: int = 768, first: int = 320, image: int = 1024, kind: str = "base") -> Layout:
+    """tencent-ailab IP-Adapter flattened: ``image_proj.*`` and ``ip_adapter.<n>.to_{k,v}_ip`` for
+    every cross-attention processor (odd n)."""
+    F = "F16"
+    out: Layout = {}
+    if kind == "plus":
+        out |= {
+            "image_proj.latents": ((1, 16, width), F),
+            "image_proj.proj_in.weight": ((width, image), F),
+            "image_proj.proj_out.weight": ((width, width), F),
+            "image_proj.norm_out.weight": ((width,), F),
+        }
+    elif kind == "faceid":
+        out |= {
+            "image_proj.proj.0.weight": ((1024, 512), F),
+            "image_proj.proj.2.weight": ((4 * width, 1024), F),
+            "image_proj.norm.weight": ((width,), F),
+        }
+    else:
+        out |= {
+            "image_proj.proj.weight": ((4 * width, image), F),
+            "image_proj.norm.weight": ((width,), F),
+            "image_proj.norm.bias": ((width,), F),
+        }
+    for n, w in ((1, first), (3, first), (5, first * 2), (7, first * 2)):
+        out[f"ip_adapter.{n}.to_k_ip.weight"] = ((w, width), F)
+        out[f"ip_adapter.{n}.to_v_ip.weight"] = ((w, width), F)
+    return out
+
+
+def ip_adapter_flux_xlabs() -> Layout:
+    out: Layout = {
+        "ip_adapter_proj_model.proj.weight": ((4 * 4096, 768), B),
+        "ip_adapter_proj_model.norm.weight": ((4096,), B),
+    }
+    for i in range(19):
+        p = f"double_blocks.{i}.processor."
+        out[p + "ip_adapter_double_stream_k_proj.weight"] = ((3072, 4096), B)
+        out[p + "ip_adapter_double_stream_v_proj.weight"] = ((3072, 4096), B)
+    return out

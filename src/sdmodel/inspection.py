@@ -34,6 +34,7 @@ WHOLE_FILE_PART = {
     "embedding": "embedding",
     "controlnet": "controlnet",
     "t2i_adapter": "t2i_adapter",
+    "ip_adapter": "ip_adapter",
 }
 
 # Tensors fingerprinted to tell which VAE is baked in: the decoder output and the latent convs,

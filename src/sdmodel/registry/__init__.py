@@ -64,6 +64,7 @@ SIGNATURES: tuple[Signature, ...] = (
     *image.SIGNATURES,
     *video.SIGNATURES,
     *encoders.T2I_ADAPTERS,
+    *encoders.IP_ADAPTERS,
     *encoders.VAES,
     *encoders.TEXT_ENCODERS,
 )

@@ -4,7 +4,7 @@ names them, e.g. ``16ch`` or ``t5xxl``)."""
 
 from __future__ import annotations
 
-from sdmodel.registry.image import SD1, SD2, SD_TO_K, SDXL
+from sdmodel.registry.image import FLUX, SD1, SD2, SD3, SD_TO_K, SDXL
 from sdmodel.registry.model import Probe, Signature, Variant
 from sdmodel.registry.video import COGVIDEOX, HUNYUAN_VIDEO, LTXV, MOCHI, WAN
 
@@ -12,8 +12,42 @@ CONTROL_ROOTS = ("control_model.", "", "controlnet.")
 T5_ROOTS = ("", "text_encoders.t5xxl.transformer.", "text_encoder_3.", "text_encoder_2.")
 STANDALONE = ("",)
 
-# ControlNets come first in the match order: a stripped ControlNet has UNet input blocks at the root.
+# ControlNets come first in the match order: a stripped ControlNet has UNet input blocks at the root
+# (and XLabs' Flux ControlNets have Flux's double blocks).
 CONTROLNETS: tuple[Signature, ...] = (
+    # Flux: XLabs (Flux's own names plus a hint block), InstantX / diffusers FluxControlNetModel
+    # (union = a control-mode embedding), SD3 / 3.5 (diffusers SD3ControlNetModel: a second patch
+    # embedding for the control latent).
+    Signature(
+        "controlnet_flux_xlabs",
+        "controlnet",
+        FLUX,
+        ("", "controlnet."),
+        (
+            Probe("input_hint_block.0.weight"),
+            Probe("controlnet_blocks.0.weight", (3072, 3072)),
+            Probe("double_blocks.0.img_attn.norm.key_norm.scale"),
+        ),
+        default_variant="xlabs",
+        description="Flux ControlNet (XLabs)",
+    ),
+    Signature(
+        "controlnet_flux",
+        "controlnet",
+        FLUX,
+        ("", "controlnet."),
+        (Probe("controlnet_x_embedder.weight", (3072, None)), Probe("controlnet_blocks.0.weight", (3072, 3072))),
+        (Variant("union", (Probe("controlnet_mode_embedder.weight"),)),),
+        description="Flux ControlNet (diffusers / InstantX names)",
+    ),
+    Signature(
+        "controlnet_sd3",
+        "controlnet",
+        SD3,
+        ("", "controlnet."),
+        (Probe("pos_embed_input.proj.weight", (None, 16, 2, 2)), Probe("controlnet_blocks.0.weight")),
+        description="SD3 / SD3.5 ControlNet",
+    ),
     # LDM names, with or without control_model.
     Signature(
         "controlnet_sdxl",
@@ -49,6 +83,8 @@ CONTROLNETS: tuple[Signature, ...] = (
             Probe("controlnet_cond_embedding.conv_in.weight"),
             Probe("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", (640, 2048)),
         ),
+        # xinsir's ControlNet++ union: one network, the control type as an extra embedding
+        (Variant("union", (Probe("control_add_embedding.linear_1.weight"),)),),
     ),
     Signature(
         "controlnet_sd2_diffusers",
@@ -69,6 +105,46 @@ CONTROLNETS: tuple[Signature, ...] = (
             Probe("controlnet_cond_embedding.conv_in.weight"),
             Probe("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", (320, 768)),
         ),
+    ),
+)
+
+# IP-Adapter (image prompt): an image projection plus per-attention-layer key/value projections;
+# the base family by the width of the first one (SD1: 320 x 768, SDXL: 640 x 2048). Plus models
+# resample with learned latents, FaceID models project a face embedding through an MLP.
+IP_ADAPTER_VARIANTS = (
+    Variant("plus", (Probe("image_proj.latents"),)),
+    Variant("faceid", (Probe("image_proj.proj.0.weight"),)),
+)
+IP_ADAPTERS: tuple[Signature, ...] = (
+    Signature(
+        "ip_adapter_sdxl",
+        "ip_adapter",
+        SDXL,
+        ("",),
+        (Probe("image_proj.*"), Probe("ip_adapter.1.to_k_ip.weight", (640, 2048))),
+        IP_ADAPTER_VARIANTS,
+        description="IP-Adapter (SDXL)",
+    ),
+    Signature(
+        "ip_adapter_sd1",
+        "ip_adapter",
+        SD1,
+        ("",),
+        (Probe("image_proj.*"), Probe("ip_adapter.1.to_k_ip.weight", (320, 768))),
+        IP_ADAPTER_VARIANTS,
+        description="IP-Adapter (SD 1.x)",
+    ),
+    Signature(
+        "ip_adapter_flux_xlabs",
+        "ip_adapter",
+        FLUX,
+        ("",),
+        (
+            Probe("ip_adapter_proj_model.proj.weight"),
+            Probe("double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight", (3072, None)),
+        ),
+        default_variant="xlabs",
+        description="Flux IP-Adapter (XLabs)",
     ),
 )
 
