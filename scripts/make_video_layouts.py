@@ -299,9 +299,13 @@ def ltxv() -> None:
 
 
 def ltx_vae() -> None:
-    from diffusers import AutoencoderKLLTXVideo
+    from diffusers import AutoencoderKLCosmos, AutoencoderKLLTX2Video, AutoencoderKLLTXVideo
+    from diffusers.models.autoencoders.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
 
     save("ltxv-vae.diffusers", meta(lambda: AutoencoderKLLTXVideo(), "F32"))
+    save("ltx2-vae.diffusers", meta(lambda: AutoencoderKLLTX2Video(), "BF16"))
+    save("ltx2-audio-vae.diffusers", meta(lambda: AutoencoderKLLTX2Audio(), "BF16"))
+    save("cosmos-vae.diffusers", meta(lambda: AutoencoderKLCosmos(), "BF16"))
 
 
 # --- Mochi, CogVideoX, Cosmos, SVD ---------------------------------------------------------------

@@ -128,6 +128,9 @@ VAE_CASES = [
     ("ltxv-vae.diffusers", "vae_ltxv", "ltxv", "ltxv", []),
     ("mochi-vae.diffusers", "vae_mochi", "mochi", "mochi", []),
     ("cogvideox-vae.diffusers", "vae_cogvideox", "cogvideox", "cogvideox", []),
+    ("ltx2-vae.diffusers", "vae_ltxv", "ltxv", "ltxv", []),
+    ("ltx2-audio-vae.diffusers", "vae_ltx2_audio", "ltxv", "ltx2_audio", []),
+    ("cosmos-vae.diffusers", "vae_cosmos", "cosmos", "cosmos", []),
 ]
 
 
@@ -143,6 +146,15 @@ def test_video_vaes(sparse, name, sig, family, variant, candidates):
 def test_wan_vae_original_names():
     assert answer(wan_vae_original())[0::2] == ("vae_wan", "wan")
     assert answer(wan_vae_original("wan2.2-vae.diffusers"))[0::2] == ("vae_wan2.2", "wan2.2")
+
+
+def test_stable_cascade_stage_a():
+    lay = {
+        "vquantizer.codebook.weight": ((8192, 4), "F32"),
+        "down.0.weight": ((384, 12, 2, 2), "F32"),
+        "up.1.weight": ((384, 12, 1, 1), "F32"),
+    }
+    assert answer(lay)[0::2] == ("vae_stable_cascade", "stable_cascade")
 
 
 def test_image_vaes_by_latent_channels():
@@ -287,3 +299,10 @@ def test_flux_controlnet_is_not_flux_and_flux_is_not_a_controlnet():
 def test_plain_sdxl_controlnet_is_not_union():
     lay = {k: v for k, v in _adapter("sdxl_union").items() if not k.startswith("control_add_embedding.")}
     assert answer(lay)[0::2] == ("controlnet_sdxl_diffusers", "base")
+
+
+def test_info_json_lists_candidates(sparse):
+    from sdmodel.inspection import inspect
+
+    report = inspect(sparse(load("wan2.1-vae.diffusers")))
+    assert report.to_dict()["candidates"] == ["qwen_image"]

@@ -156,6 +156,7 @@ VIDEO_FIXTURES: list[tuple[str, str, str, object]] = [
     ("hunyuan_video", "i2v", "unet", lambda: rooted(video("hunyuan_video-i2v.original"), "model.diffusion_model.")),
     ("hunyuan_video", "i2v", "unet", lambda: video("hunyuan_video-i2v.diffusers")),
     ("hunyuan_video", "1.5", "unet", lambda: video("hunyuan_video-1.5.diffusers")),
+    ("hunyuan_video", "1.5", "unet", lambda: hunyuan_video_15_original()),
     ("ltxv", "0.9-2b", "unet", lambda: video("ltxv-2b.original")),
     ("ltxv", "0.9-2b", "unet", lambda: video("ltxv-2b.diffusers")),
     ("ltxv", "0.9-13b", "unet", lambda: rooted(video("ltxv-13b.original"), "model.diffusion_model.")),
@@ -274,4 +275,30 @@ def ip_adapter_flux_xlabs() -> Layout:
         p = f"double_blocks.{i}.processor."
         out[p + "ip_adapter_double_stream_k_proj.weight"] = ((3072, 4096), B)
         out[p + "ip_adapter_double_stream_v_proj.weight"] = ((3072, 4096), B)
+    return out
+
+
+def hunyuan_video_15_original() -> Layout:
+    """HunyuanVideo 1.5 (Tencent / ComfyUI names): HunyuanVideo's token refiner and double blocks at
+    2048 wide, 54 double blocks, 1x1x1 patches of 65 channels, plus the condition-type embedding,
+    the SigLIP vision projection and the ByT5 glyph projection (diffusers' 1.5 converter keys)."""
+    h = 2048
+    out: Layout = {
+        "img_in.proj.weight": ((h, 65, 1, 1, 1), B),
+        "cond_type_embedding.weight": ((3, h), B),
+        "vision_in.proj.0.weight": ((1152,), B),
+        "vision_in.proj.1.weight": ((1152, 1152), B),
+        "vision_in.proj.3.weight": ((h, 1152), B),
+        "byt5_in.fc1.weight": ((h, 1472), B),
+        "byt5_in.layernorm.weight": ((1472,), B),
+        "txt_in.input_embedder.weight": ((h, 3584), B),
+        "final_layer.linear.weight": ((32, h), B),
+    }
+    for i in range(2):
+        r = f"txt_in.individual_token_refiner.blocks.{i}."
+        out |= {r + "norm1.weight": ((h,), B), r + "self_attn_qkv.weight": ((3 * h, h), B)}
+    for i in range(54):
+        d = f"double_blocks.{i}."
+        out |= {d + "img_mod.linear.weight": ((6 * h, h), B), d + "txt_mod.linear.weight": ((6 * h, h), B)}
+        out |= {d + "img_attn_q_norm.weight": ((128,), B), d + "img_mlp.fc1.weight": ((4 * h, h), B)}
     return out

@@ -112,6 +112,7 @@ class ModelReport:
             "kind": ident.kind,
             "family": ident.family,
             "variant": ident.variant,
+            "candidates": ident.candidates,
             "prediction": ident.prediction,
             "prediction_source": ident.prediction_source,
             "signature": ident.signature,

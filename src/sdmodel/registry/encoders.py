@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sdmodel.registry.image import FLUX, SD1, SD2, SD3, SD_TO_K, SDXL
 from sdmodel.registry.model import Probe, Signature, Variant
-from sdmodel.registry.video import COGVIDEOX, HUNYUAN_VIDEO, LTXV, MOCHI, WAN
+from sdmodel.registry.video import COGVIDEOX, COSMOS, HUNYUAN_VIDEO, LTXV, MOCHI, WAN
 
 CONTROL_ROOTS = ("control_model.", "", "controlnet.")
 T5_ROOTS = ("", "text_encoders.t5xxl.transformer.", "text_encoder_3.", "text_encoder_2.")
@@ -261,6 +261,34 @@ VIDEO_VAES: tuple[Signature, ...] = (
         (Probe("decoder.conv_in.conv.weight", (None, 128, 3, 3, 3)), Probe("encoder.conv_in.conv.weight")),
         default_variant="ltxv",
         description="LTX-Video VAE (128 channels)",
+    ),
+    Signature(
+        "vae_ltx2_audio",
+        "vae",
+        LTXV,
+        ("", "audio_vae."),
+        (Probe("encoder.conv_in.conv.weight", (128, 2, 3, 3)), Probe("decoder.conv_in.conv.weight", (512, 8, 3, 3))),
+        default_variant="ltx2_audio",
+        description="LTX-2 audio VAE (mel spectrogram, 8 channels)",
+    ),
+    Signature(
+        "vae_cosmos",
+        "vae",
+        COSMOS,
+        STANDALONE,
+        (Probe("decoder.conv_in.conv_s.weight", (512, 16, 1, 3, 3)), Probe("encoder.conv_in.conv_t.weight")),
+        default_variant="cosmos",
+        description="Cosmos tokenizer CV8x8x8 (Cosmos Predict1; Predict2 uses the Wan 2.1 VAE)",
+    ),
+    # Stable Cascade stage A (the VQGAN that turns stage B's 4-channel latents into pixels).
+    Signature(
+        "vae_stable_cascade",
+        "vae",
+        None,
+        STANDALONE,
+        (Probe("vquantizer.codebook.weight", (8192, 4)), Probe("down.0.weight")),
+        default_variant="stable_cascade",
+        description="Stable Cascade stage A (VQGAN)",
     ),
     Signature(
         "vae_mochi",
