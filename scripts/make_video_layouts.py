@@ -467,6 +467,36 @@ def text_encoders() -> None:
     save("mistral_small.transformers", enc(tf.MistralModel, mistral))
 
 
+# Other DiTs in diffusers names (default configs: only the names matter), for negative tests: none of
+# them may be taken for a video family (CogView's patch embedding has a text projection like
+# CogVideoX's, HunyuanImage 2.1 has HunyuanVideo's blocks, Sana / PixArt share LTX's adaln_single).
+NEGATIVES = (
+    "CogView4Transformer2DModel",
+    "CogView3PlusTransformer2DModel",
+    "SanaVideoTransformer3DModel",
+    "AllegroTransformer3DModel",
+    "HunyuanImageTransformer2DModel",
+    "Kandinsky5Transformer3DModel",
+    "PixArtTransformer2DModel",
+    "SanaTransformer2DModel",
+    "Lumina2Transformer2DModel",
+    "QwenImageTransformer2DModel",
+    "FluxTransformer2DModel",
+    "AuraFlowTransformer2DModel",
+    "SD3Transformer2DModel",
+    "Flux2Transformer2DModel",
+    "ZImageTransformer2DModel",
+    "ChromaTransformer2DModel",
+)
+
+
+def negatives() -> None:
+    import diffusers
+
+    for name in NEGATIVES:
+        save(f"negative-{name}", meta(getattr(diffusers, name)))
+
+
 def main() -> None:
     wan()
     wan_extras()
@@ -479,6 +509,7 @@ def main() -> None:
     others()
     text_encoders()
     controlnets()
+    negatives()
 
 
 # --- ControlNets of the DiT families ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from sdmodel.identify import identify
 from sdmodel.registry import video
 from tests.builders import Layout, renamed
 from tests.families import FAMILY_FIXTURES, clip_l, t5xxl, vae_only
-from tests.video_families import VIDEO_FIXTURES, edited, rooted, wan_vae_original
+from tests.video_families import VIDEO_DIR, VIDEO_FIXTURES, edited, rooted, wan_vae_original
 from tests.video_families import video as load
 
 VIDEO_IDS = {f.id for f in video.FAMILIES}
@@ -306,3 +306,23 @@ def test_info_json_lists_candidates(sparse):
 
     report = inspect(sparse(load("wan2.1-vae.diffusers")))
     assert report.to_dict()["candidates"] == ["qwen_image"]
+
+
+NEGATIVE_DITS = sorted(p.name.removesuffix(".json.gz") for p in VIDEO_DIR.glob("negative-*.json.gz"))
+
+
+@pytest.mark.parametrize("name", NEGATIVE_DITS)
+@pytest.mark.parametrize("root", ["", "model.diffusion_model.", "transformer."])
+def test_other_dits_are_not_video(name, root):
+    """Image DiTs in diffusers names never answer a video family (nor a VAE or text encoder)."""
+    sig, family, _ = answer(rooted(load(name), root))
+    assert family not in VIDEO_IDS, (name, sig)
+    assert sig is None or registry.signature(sig).network == "diffusion", (name, sig)  # type: ignore[union-attr]
+
+
+def test_what_video_families_need_is_identifiable():
+    """Every text encoder and VAE a video family names is a variant some signature answers."""
+    answers = {v for s in registry.SIGNATURES for v in (s.default_variant, *(x.name for x in s.variants))}
+    for fam in video.FAMILIES:
+        assert set(fam.text_encoders) <= answers, fam.id
+        assert fam.vae is None or fam.vae in answers, fam.id

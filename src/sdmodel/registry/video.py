@@ -33,7 +33,7 @@ HUNYUAN_VIDEO = Family(
     "video",
     prediction="flow",
     gguf_arch="hyvid",
-    text_encoders=("llama3_8b", "clip_l"),
+    text_encoders=("llama3_8b", "clip_l", "qwen25vl_7b", "byt5_small"),  # 1.5: Qwen2.5-VL + ByT5
     vae="hunyuan_video",
     diffusers_classes=(
         "HunyuanVideoTransformer3DModel",
@@ -47,7 +47,7 @@ LTXV = Family(
     "video",
     prediction="flow",
     gguf_arch="ltxv",
-    text_encoders=("t5xxl",),
+    text_encoders=("t5xxl", "gemma3_12b"),  # LTX-2: Gemma 3 12B
     vae="ltxv",
     diffusers_classes=("LTXVideoTransformer3DModel", "LTX2VideoTransformer3DModel"),
 )
@@ -74,7 +74,8 @@ COSMOS = Family(
     "Cosmos",
     "video",
     gguf_arch="cosmos",
-    text_encoders=("t5xxl",),
+    text_encoders=("t5xxl_v1.0", "qwen3_0.6b"),  # Anima: Qwen3 0.6B
+    vae="cosmos",  # Predict2 and Anima: the Wan 2.1 VAE
     diffusers_classes=("CosmosTransformer3DModel",),
 )
 SVD = Family(
@@ -329,7 +330,13 @@ SIGNATURES: tuple[Signature, ...] = (
         "diffusion",
         COGVIDEOX,
         DIFFUSERS_ROOTS,
-        (Probe("patch_embed.text_proj.weight", (None, 4096)), Probe("transformer_blocks.0.norm1.linear.weight")),
+        (
+            Probe("patch_embed.text_proj.weight", (None, 4096)),
+            Probe("transformer_blocks.0.norm1.linear.weight"),
+            # CogView3/4 share the text projection but embed time as time_condition_embed
+            Probe("time_embedding.linear_1.weight", (512, None)),
+            Probe("norm_final.weight"),
+        ),
         COG_VARIANTS,
         default_variant="t2v-5b",
         description="CogVideoX",
