@@ -181,7 +181,7 @@ LLM_CASES = [
 
 
 @pytest.mark.parametrize(("name", "variant"), LLM_CASES)
-@pytest.mark.parametrize("root", ["", "model.", "text_encoders.llm."])
+@pytest.mark.parametrize("root", ["", "model.", "language_model.model."])
 def test_text_encoders(name, variant, root):
     lay = load(name)
     if root and not name.startswith(("t5", "umt5")):

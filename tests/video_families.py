@@ -41,6 +41,19 @@ def wan_humo() -> Layout:
     return edited(video("wan2.1-t2v-14b.original"), {"audio_proj.audio_proj_glob_1.layer.bias": ((1024,), B)})
 
 
+def wan_humo_small() -> Layout:
+    return edited(video("wan2.1-t2v-1.3b.original"), {"audio_proj.audio_proj_glob_1.layer.bias": ((1024,), B)})
+
+
+def wan_camera_small() -> Layout:
+    """Wan 2.1 Fun 1.3B camera control: the 1.3B image-conditioned model plus the camera adapter."""
+    d = 1536
+    return video("wan2.1-i2v-1.3b.original") | {
+        "control_adapter.conv.weight": ((d, 24 * 64, 2, 2), B),
+        "control_adapter.conv.bias": ((d,), B),
+    }
+
+
 def wan_camera_22() -> Layout:
     """Wan 2.2 Fun camera control: the camera adapter without the CLIP image embedding."""
     return edited(video("wan2.1-camera-14b.original"), {}, drop=("img_emb.",))
@@ -136,6 +149,8 @@ VIDEO_FIXTURES: list[tuple[str, str, str, object]] = [
     ("wan", "2.2-animate-14b", "unet", lambda: video("wan2.2-animate-14b.diffusers")),
     ("wan", "2.2-s2v-14b", "unet", lambda: video("wan2.2-s2v-14b.original")),
     ("wan", "humo-14b", "unet", wan_humo),
+    ("wan", "humo-1.7b", "unet", wan_humo_small),
+    ("wan", "2.1-camera-1.3b", "unet", wan_camera_small),
     ("wan", "2.1-camera-14b", "unet", lambda: video("wan2.1-camera-14b.original")),
     ("wan", "2.2-camera-14b", "unet", wan_camera_22),
     ("wan", "2.1-flf2v-14b", "unet", lambda: video("wan2.1-flf2v-14b.original")),

@@ -336,7 +336,7 @@ VAES: tuple[Signature, ...] = (
 # --- decoder-only LLM text encoders (2025-2026 families) ---
 # Roots: a transformers *Model (``layers.``), *ForCausalLM (``model.layers.``), a VL model as saved by
 # transformers 5 (``model.language_model.``) or 4 (``model.`` / ``language_model.model.``).
-LLM_ROOTS = ("model.", "", "model.language_model.", "language_model.model.", "text_encoders.llm.")
+LLM_ROOTS = ("model.", "", "model.language_model.", "language_model.model.")
 
 
 def _llm(

@@ -135,7 +135,9 @@ def _wan_variants(n: dict[str, str]) -> tuple[Variant, ...]:
         out += [
             _v("2.2-s2v-14b", Probe(n["s2v"]), width(5120)),
             _v("humo-14b", Probe(n["humo"]), width(5120)),
+            _v("humo-1.7b", Probe(n["humo"]), width(1536)),
             _v("2.1-camera-14b", Probe(n["camera"]), Probe(n["img"]), width(5120)),
+            _v("2.1-camera-1.3b", Probe(n["camera"]), Probe(n["img"]), width(1536)),
             _v("2.2-camera-14b", Probe(n["camera"]), width(5120)),
         ]
     out += [
