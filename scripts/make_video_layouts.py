@@ -455,6 +455,27 @@ def text_encoders() -> None:
         head_dim=256,
     )
     save("gemma3_4b.transformers", enc(tf.Gemma3TextModel, g3))
+    # Image encoders: OpenCLIP ViT-H/14 vision tower as ComfyUI ships it (clip_vision_h: Wan 2.1 I2V,
+    # SVD, IP-Adapter) and SigLIP so400m/14 (Flux Redux, HunyuanVideo 1.5).
+    vit_h = tf.CLIPVisionConfig(
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=224,
+        projection_dim=1024,
+    )
+    save("clip_vision_h.transformers", enc(tf.CLIPVisionModelWithProjection, vit_h, "F16"))
+    siglip = tf.SiglipVisionConfig(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=384,
+    )
+    save("siglip_so400m.transformers", enc(tf.SiglipVisionModel, siglip, "BF16"))
     mistral = tf.MistralConfig(
         vocab_size=131072,
         hidden_size=5120,

@@ -326,3 +326,22 @@ def test_what_video_families_need_is_identifiable():
     for fam in video.FAMILIES:
         assert set(fam.text_encoders) <= answers, fam.id
         assert fam.vae is None or fam.vae in answers, fam.id
+
+
+@pytest.mark.parametrize(
+    ("name", "root", "variant"),
+    [
+        ("clip_vision_h.transformers", "", "clip_vision_h"),
+        ("siglip_so400m.transformers", "", "siglip_so400m"),
+        ("siglip_so400m.transformers", "vision_model.", "siglip_so400m"),
+    ],
+)
+def test_image_encoders(sparse, name, root, variant):
+    with open_model(sparse(rooted(load(name), root))) as src:
+        ident = identify(src)
+    assert (ident.kind, ident.family, ident.variant, ident.prediction) == ("image_encoder", None, variant, "unknown")
+
+
+def test_clip_vision_is_not_a_text_encoder_and_back():
+    assert registry.signature(answer(load("clip_vision_h.transformers"))[0]).network == "image_encoder"  # type: ignore[union-attr]
+    assert registry.signature(answer(clip_l())[0]).network == "text_encoder"  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ WHOLE_FILE_PART = {
     "controlnet": "controlnet",
     "t2i_adapter": "t2i_adapter",
     "ip_adapter": "ip_adapter",
+    "image_encoder": "image_encoder",
 }
 
 # Tensors fingerprinted to tell which VAE is baked in: the decoder output and the latent convs,

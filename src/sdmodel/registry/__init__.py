@@ -67,6 +67,7 @@ SIGNATURES: tuple[Signature, ...] = (
     *encoders.IP_ADAPTERS,
     *encoders.VAES,
     *encoders.TEXT_ENCODERS,
+    *encoders.IMAGE_ENCODERS,
 )
 
 DIFFUSION_SIGNATURES: tuple[Signature, ...] = tuple(s for s in SIGNATURES if s.network == "diffusion")

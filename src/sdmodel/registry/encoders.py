@@ -372,6 +372,32 @@ LLM_ENCODERS: tuple[Signature, ...] = (
     _llm("mistral_small", 131072, 5120, 39, 1024, "Mistral Small 3.x 24B (FLUX.2 dev)"),
 )
 
+# Image encoders (CLIP vision towers, SigLIP): conditioning for image-to-video and image prompts.
+VISION_ROOTS = ("vision_model.", "", "model.vision_model.")
+
+
+def _vision(sig_id: str, width: int, last_layer: int, description: str) -> Signature:
+    return Signature(
+        sig_id,
+        "image_encoder",
+        None,
+        VISION_ROOTS,
+        (
+            Probe("embeddings.patch_embedding.weight", (width, 3, 14, 14)),
+            Probe(f"encoder.layers.{last_layer}.self_attn.q_proj.weight", (width, width)),
+        ),
+        default_variant=sig_id,
+        description=description,
+    )
+
+
+IMAGE_ENCODERS: tuple[Signature, ...] = (
+    _vision("clip_vision_g", 1664, 47, "OpenCLIP ViT-bigG/14 vision (SDXL IP-Adapter)"),
+    _vision("clip_vision_h", 1280, 31, "OpenCLIP ViT-H/14 vision (Wan 2.1 I2V, SVD, IP-Adapter)"),
+    _vision("clip_vision_l", 1024, 23, "CLIP ViT-L/14 vision (SD 2.1 unCLIP-L, Stable Zero123)"),
+    _vision("siglip_so400m", 1152, 26, "SigLIP so400m/14 vision (Flux Redux, HunyuanVideo 1.5)"),
+)
+
 TEXT_ENCODERS: tuple[Signature, ...] = (
     Signature(
         "clip_g",
