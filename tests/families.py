@@ -344,3 +344,6 @@ LAYOUT_FIXTURES: list[tuple[str, str, str | None]] = [
     ("stable_zero123.comfy", "stable_zero123", "base"),
     ("x4_upscaler.comfy", "x4_upscaler", "base"),
 ]
+from tests.video_families import VIDEO_FIXTURES  # noqa: E402
+
+FAMILY_FIXTURES += VIDEO_FIXTURES

@@ -60,11 +60,14 @@ FAMILIES: tuple[Family, ...] = (*image.FAMILIES, *video.FAMILIES)
 # First match wins: ControlNets before the diffusion networks whose input blocks they copy.
 SIGNATURES: tuple[Signature, ...] = (
     *encoders.CONTROLNETS,
+    *video.EARLY_SIGNATURES,
     *image.SIGNATURES,
     *video.SIGNATURES,
     *encoders.T2I_ADAPTERS,
+    *encoders.IP_ADAPTERS,
     *encoders.VAES,
     *encoders.TEXT_ENCODERS,
+    *encoders.IMAGE_ENCODERS,
 )
 
 DIFFUSION_SIGNATURES: tuple[Signature, ...] = tuple(s for s in SIGNATURES if s.network == "diffusion")
