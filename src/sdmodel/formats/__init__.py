@@ -11,10 +11,11 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 __all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff"]
 
 ZIP_MAGIC = b"PK\x03\x04"
+GGUF_MAGIC = b"GGUF"
 
 
 def sniff(path: Path) -> str:
-    """The container a file really is: ``safetensors``, ``torch-zip``, ``torch-legacy``,
+    """The container a file really is: ``safetensors``, ``gguf``, ``torch-zip``, ``torch-legacy``,
     ``diffusers``, ``tar``, ``empty`` or ``unknown``."""
     path = Path(path)
     if path.is_dir():
@@ -25,6 +26,8 @@ def sniff(path: Path) -> str:
         return "empty"
     if head.startswith(ZIP_MAGIC):
         return "torch-zip"
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         # A plausible length followed by JSON: the reader then says precisely what is wrong.
@@ -47,6 +50,10 @@ def open_model(path: str | Path) -> TensorSource:
         from sdmodel.formats.safetensors import SafetensorsSource
 
         return SafetensorsSource(path)
+    if kind == "gguf":
+        from sdmodel.formats.gguf import GGUFSource
+
+        return GGUFSource(path)
     if kind == "torch-zip":
         from sdmodel.formats.torch_zip import TorchZipSource
 
@@ -63,4 +70,4 @@ def open_model(path: str | Path) -> TensorSource:
         raise ModelReadError(f"{path}: file is empty")
     if kind == "tar":
         raise ModelReadError(f"{path}: obsolete tar-format PyTorch checkpoint (run 'sdmodel scan' on it; not read)")
-    raise ModelReadError(f"{path}: not a model file (neither safetensors, a PyTorch checkpoint nor a diffusers folder)")
+    raise ModelReadError(f"{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)")
