@@ -404,3 +404,40 @@ def test_nunchaku_is_identified_and_refused(tmp_path):
         assert "Nunchaku SVDQuant" in st.label
         with pytest.raises(ConversionError, match="ComfyUI-nunchaku"):
             DequantizedSource(src, "BF16", layout)
+
+
+# --- same model in another precision -----------------------------------------------------------
+
+
+def test_precision_sketch_groups_copies_and_separates_fine_tunes(tmp_path):
+    """bf16, fp8-scaled and Q8_0 copies of one model are the same model; a fine-tune of it (even a
+    mild one) is not, in any precision."""
+    import gguf
+
+    from sdmodel.quant.sketch import Sketch, precision_sketch
+
+    base = flux_values(seed=7)
+    rng = np.random.default_rng(8)
+    tuned = {k: v + (rng.standard_normal(v.shape) * 2e-4).astype(np.float32) for k, v in base.items()}
+
+    def copies(values, tag):
+        bf16 = save_torch(tmp_path / f"{tag}-bf16.safetensors", {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in values.items()})
+        fp8 = save_torch(tmp_path / f"{tag}-fp8.safetensors", fp8_scaled(values))
+        q8 = write_gguf(
+            tmp_path / f"{tag}-Q8_0.gguf", values, {k: "Q8_0" for k, v in values.items() if v.ndim == 2}
+        )
+        f32 = save_torch(tmp_path / f"{tag}-f32.safetensors", {k: torch.from_numpy(v) for k, v in values.items()})
+        return [bf16, fp8, q8, f32]
+
+    sketches = {}
+    for tag, values in (("base", base), ("tuned", tuned)):
+        for path in copies(values, tag):
+            with open_model(path) as src:
+                sk = precision_sketch(src)
+            sketches[path.name] = Sketch.decode(sk.encode())
+    names = list(sketches)
+    for a in names:
+        for b in names:
+            same = sketches[a].same_model(sketches[b])
+            assert same == (a.split("-")[0] == b.split("-")[0]), (a, b)
+    assert gguf  # gguf-py wrote the Q8_0 copies
