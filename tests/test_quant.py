@@ -441,3 +441,24 @@ def test_precision_sketch_groups_copies_and_separates_fine_tunes(tmp_path):
             same = sketches[a].same_model(sketches[b])
             assert same == (a.split("-")[0] == b.split("-")[0]), (a, b)
     assert gguf  # gguf-py wrote the Q8_0 copies
+
+
+# --- scan ----------------------------------------------------------------------------------------
+
+
+def test_scan_gives_gguf_and_quantized_files_a_verdict(tmp_path, flux_gguf):
+    from sdmodel.security.scanner import scan
+
+    good = scan(flux_gguf)
+    assert (good.verdict, good.format) == ("safe", "gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(_gguf_bytes(tensors=[("a", (16,), 0, 0), ("b", (16,), 0, 32)]))
+    assert scan(bad).verdict == "error" and "overlap" in scan(bad).findings[0].message
+    fp8 = save_torch(tmp_path / "fp8.safetensors", fp8_scaled(flux_values()))
+    assert scan(fp8).verdict == "safe"
+    path = save_torch(
+        tmp_path / "x.safetensors",
+        {"a.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn), "a.comfy_quant": torch.tensor(list(b"{no"), dtype=torch.uint8)},
+    )
+    report = scan(path)
+    assert report.verdict == "suspicious" and report.findings[0].code == "bad-quant-state"

@@ -69,7 +69,6 @@ _FOREIGN = [
     (b"\x7fELF", 0, "an ELF executable"),
     (b"MZ", 0, "a Windows executable"),
     (b"PK\x05\x06", 0, "an empty zip archive"),
-    (b"GGUF", 0, "a GGUF file (not a pickle format; not scanned)"),
     (b"\x89HDF", 0, "an HDF5 file"),
 ]
 _TORCH_TEXT_RECORDS = (
@@ -187,6 +186,9 @@ class _Scan:
             if head.startswith(b"PK\x03\x04"):
                 self.format = "torch-zip"
                 self.scan_zip_file(f, None)
+            elif head.startswith(b"GGUF"):
+                self.format = "gguf"
+                self.scan_gguf()
             elif head.startswith(b"\x93NUMPY"):
                 self.format = "npy"
                 self.scan_npy(f, head, size)
@@ -670,6 +672,36 @@ class _Scan:
         with src:
             for note in src.notes:
                 self.add("suspicious" if note.code == "duplicate-names" else "info", note.code, note.message)
+            self.check_quantized(src)
+
+    def scan_gguf(self) -> None:
+        """GGUF holds no code, but malformed headers have crashed loaders: the structural checks
+        of the reader (counts, lengths, types, offsets, overlaps) and of the quantized blocks."""
+        from sdmodel.formats.gguf import GGUFSource
+
+        try:
+            src = GGUFSource(self.path)
+        except ModelReadError as e:
+            self.add("error", "bad-gguf", f"invalid GGUF file: {str(e).split(': ', 1)[-1]}")
+            return
+        with src:
+            if src.architecture is None:
+                self.add("info", "gguf-no-architecture", "no general.architecture key: loaders may refuse it")
+            self.check_quantized(src)
+
+    def check_quantized(self, src) -> None:
+        """Quantized storage a loader would trip on (a comfy_quant that is not JSON, a scale of
+        the wrong dtype, packed data of the wrong size): suspicious, with the problem named."""
+        from sdmodel.quant.storage import analyze
+
+        try:
+            layout = analyze(src)
+        except ModelReadError as e:
+            self.add("suspicious", "bad-quant-state", str(e).split(": ", 1)[-1])
+            return
+        for p in layout.problems:
+            crashes = p.code in ("packed-shape", "quant-weight-missing", "quant-state")
+            self.add("suspicious" if crashes else "info", p.code, p.message)
 
     def scan_yaml(self, path: Path, member: str | None) -> None:
         import yaml
