@@ -67,9 +67,10 @@ def e8m0_values(bits: np.ndarray) -> np.ndarray:
 
 def scaled(values: np.ndarray, scale: np.ndarray, out: str) -> np.ndarray:
     """``values.to(out) * scale.to(out)`` (fp8 with a per-tensor or per-row scale)."""
-    v = _round(_f32(values), out)
-    s = _round(_f32(scale), out)
-    return _as_out(v * s, out)
+    # fp8 and int8 values are exact in fp32, bf16 and fp16: no rounding to do on them.
+    v = values.astype(_F32) if values.dtype.itemsize == 1 else _round(values.astype(_F32), out)
+    v *= _round(_f32(scale), out)  # v is a fresh array: multiplied in place
+    return _as_out(v, out)
 
 
 def nvfp4(packed: np.ndarray, block_scales: np.ndarray, tensor_scale: np.ndarray, out: str) -> np.ndarray:

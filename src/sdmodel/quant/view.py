@@ -15,6 +15,9 @@ from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.quant.dequant import OUT_DTYPES, dequantize
 from sdmodel.quant.storage import QuantLayout, analyze
 
+QUANT_METADATA = frozenset({"_quantization_metadata"})
+LLAMA_CPP_NAMES = ("blk.", "enc.blk.", "dec.blk.", "token_embd.", "output_norm.")
+
 
 class DequantizedSource(TensorSource):
     """``source`` with every quantized weight dequantized to ``out`` (F32, BF16 or F16)."""
@@ -29,8 +32,15 @@ class DequantizedSource(TensorSource):
         bad = self.layout.unsupported()
         if bad:
             raise ConversionError(f"{source.path}: {bad[0].name}: cannot dequantize {bad[0].unsupported}")
+        if source.format == "gguf" and any(n.startswith(LLAMA_CPP_NAMES) for n in source.tensors):
+            raise ConversionError(
+                f"{source.path}: a GGUF text encoder with llama.cpp tensor names (blk.N...): sdmodel does not map "
+                "them back to the transformers names loaders read; use the original safetensors release"
+            )
         self.format = source.format
-        self.metadata = dict(source.metadata)
+        # Metadata that describes the quantization would mislabel the plain output: ComfyUI reads
+        # _quantization_metadata as "these layers are quantized"; GGUF keys describe GGUF.
+        self.metadata = {} if source.format == "gguf" else {k: v for k, v in source.metadata.items() if k not in QUANT_METADATA}
         self.extras = source.extras
         self.notes = source.notes
         tensors: dict[str, TensorInfo] = {}
