@@ -51,7 +51,12 @@ def flux_layout(double: int, single: int) -> dict[str, tuple[int, ...]]:
             lay |= {p + "attn.qkv.weight": (3 * h, h), p + "attn.qkv.bias": (3 * h,)}
             lay |= {p + "attn.norm.query_norm.scale": (128,), p + "attn.norm.key_norm.scale": (128,)}
             lay |= {p + "attn.proj.weight": (h, h), p + "attn.proj.bias": (h,)}
-            lay |= {p + "mlp.0.weight": (m, h), p + "mlp.0.bias": (m,), p + "mlp.2.weight": (h, m), p + "mlp.2.bias": (h,)}
+            lay |= {
+                p + "mlp.0.weight": (m, h),
+                p + "mlp.0.bias": (m,),
+                p + "mlp.2.weight": (h, m),
+                p + "mlp.2.bias": (h,),
+            }
     for i in range(single):
         p = f"single_blocks.{i}."
         lay |= {p + "linear1.weight": (3 * h + m, h), p + "linear1.bias": (3 * h + m,)}
@@ -161,7 +166,11 @@ def check_output(kind: str, src: Path, out: Path) -> str:
                 for k in names:
                     w = fs.get_tensor(k)
                     s = k[: -len("weight")] + "scale_weight"
-                    want = w.to(torch.bfloat16) * fs.get_tensor(s).to(torch.bfloat16) if s in keys else w.to(torch.bfloat16)
+                    want = (
+                        w.to(torch.bfloat16) * fs.get_tensor(s).to(torch.bfloat16)
+                        if s in keys
+                        else w.to(torch.bfloat16)
+                    )
                     got = torch.from_numpy(fo.get_tensor(k).view(np.uint16).copy()).view(torch.bfloat16)
                     if not torch.equal(want.view(torch.int16), got.view(torch.int16)):
                         return f"DIFFERS at {k}"
@@ -177,19 +186,28 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     lay = flux_layout(args.double, args.single)
     tag = f"{args.double}d{args.single}s"
-    cases = [("gguf", WORK / f"flux-{tag}-Q8_0.gguf", build_gguf, PEER_GGUF, "gguf-py dequantize + bf16 cast (no write)")]
-    cases.append(("fp8", WORK / f"flux-{tag}-fp8-scaled.safetensors", build_fp8, PEER_FP8, "torch w.to(bf16)*scale (no write)"))
+    cases = [
+        ("gguf", WORK / f"flux-{tag}-Q8_0.gguf", build_gguf, PEER_GGUF, "gguf-py dequantize + bf16 cast (no write)")
+    ]
+    cases.append(
+        ("fp8", WORK / f"flux-{tag}-fp8-scaled.safetensors", build_fp8, PEER_FP8, "torch w.to(bf16)*scale (no write)")
+    )
     rows = []
     for kind, src, build, peer, peer_name in cases:
         if not src.exists():
             t = time.perf_counter()
             build(src, lay)
-            print(f"built {src.name} ({src.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True)
+            print(
+                f"built {src.name} ({src.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True
+            )
         out = WORK / f"{src.stem}-bf16.safetensors"
         size = src.stat().st_size
         measure([PY, "-c", READ, str(src)])  # warm the page cache
         for name, cmd in (
-            ("sdmodel convert --dtype bf16", [SDMODEL, "convert", str(src), "--dtype", "bf16", "-o", str(out), "--overwrite"]),
+            (
+                "sdmodel convert --dtype bf16",
+                [SDMODEL, "convert", str(src), "--dtype", "bf16", "-o", str(out), "--overwrite"],
+            ),
             (peer_name, [PY, "-c", peer, str(src)]),
             ("read the file once", [PY, "-c", READ, str(src)]),
         ):

@@ -57,9 +57,7 @@ def flux_gguf(tmp_path):
     # img_in as ComfyUI-GGUF stores a tensor it reshaped: (n/256, 256) plus comfy.gguf.orig_shape.
     values["img_in.weight"] = values["img_in.weight"].reshape(-1, 256)
     raw = {k: random_blocks(FLUX_SMALL[k], t, seed=i) for i, (k, t) in enumerate(TYPES.items()) if t in RAW}
-    path = write_gguf(
-        tmp_path / "flux-Q4_K.gguf", values, TYPES, orig_shapes={"img_in.weight": (256, 64)}, raw=raw
-    )
+    path = write_gguf(tmp_path / "flux-Q4_K.gguf", values, TYPES, orig_shapes={"img_in.weight": (256, 64)}, raw=raw)
     return path
 
 
@@ -104,7 +102,9 @@ def test_gguf_storage_label_counts_the_mix(flux_gguf):
 
 def _gguf_bytes(tensors=(("a", (32,), 0, 0),), kv=(), version=3, n_tensors=None, n_kv=None, data=b"\0" * 128):
     """A hand-made GGUF: ``tensors`` as (name, ne, type, offset), ``kv`` as raw encoded items."""
-    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors) if n_tensors is None else n_tensors, len(kv) if n_kv is None else n_kv)
+    out = b"GGUF" + struct.pack(
+        "<IQQ", version, len(tensors) if n_tensors is None else n_tensors, len(kv) if n_kv is None else n_kv
+    )
     for item in kv:
         out += item
     for name, ne, typ, off in tensors:
@@ -117,7 +117,13 @@ def _gguf_bytes(tensors=(("a", (32,), 0, 0),), kv=(), version=3, n_tensors=None,
 
 def _kv_string(key: str, value: str, length: int | None = None) -> bytes:
     k, v = key.encode(), value.encode()
-    return struct.pack("<Q", len(k)) + k + struct.pack("<I", 8) + struct.pack("<Q", len(v) if length is None else length) + v
+    return (
+        struct.pack("<Q", len(k))
+        + k
+        + struct.pack("<I", 8)
+        + struct.pack("<Q", len(v) if length is None else length)
+        + v
+    )
 
 
 HOSTILE = [
@@ -288,7 +294,15 @@ def test_comfy_quant_formats_match_comfy_kitchen(comfy_quant_file, out):
         assert {q.format for q in layout.tensors.values()} == {"float8_e4m3fn", "nvfp4", "mxfp8", "int8_tensorwise"}
         assert not layout.problems
         view = DequantizedSource(src, out, layout)
-        assert sorted(view.tensors) == ["a.bias", "a.weight", "b.weight", "c.weight", "d.weight", "e.weight", "norm.weight"]
+        assert sorted(view.tensors) == [
+            "a.bias",
+            "a.weight",
+            "b.weight",
+            "c.weight",
+            "d.weight",
+            "e.weight",
+            "norm.weight",
+        ]
         assert view.tensors["b.weight"].shape == (256, 128)
         want = {
             "a.weight": t["a.weight"].to(o) * t["a.weight_scale"].to(o),
@@ -421,11 +435,11 @@ def test_precision_sketch_groups_copies_and_separates_fine_tunes(tmp_path):
     tuned = {k: v + (rng.standard_normal(v.shape) * 2e-4).astype(np.float32) for k, v in base.items()}
 
     def copies(values, tag):
-        bf16 = save_torch(tmp_path / f"{tag}-bf16.safetensors", {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in values.items()})
-        fp8 = save_torch(tmp_path / f"{tag}-fp8.safetensors", fp8_scaled(values))
-        q8 = write_gguf(
-            tmp_path / f"{tag}-Q8_0.gguf", values, {k: "Q8_0" for k, v in values.items() if v.ndim == 2}
+        bf16 = save_torch(
+            tmp_path / f"{tag}-bf16.safetensors", {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in values.items()}
         )
+        fp8 = save_torch(tmp_path / f"{tag}-fp8.safetensors", fp8_scaled(values))
+        q8 = write_gguf(tmp_path / f"{tag}-Q8_0.gguf", values, {k: "Q8_0" for k, v in values.items() if v.ndim == 2})
         f32 = save_torch(tmp_path / f"{tag}-f32.safetensors", {k: torch.from_numpy(v) for k, v in values.items()})
         return [bf16, fp8, q8, f32]
 
@@ -458,7 +472,10 @@ def test_scan_gives_gguf_and_quantized_files_a_verdict(tmp_path, flux_gguf):
     assert scan(fp8).verdict == "safe"
     path = save_torch(
         tmp_path / "x.safetensors",
-        {"a.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn), "a.comfy_quant": torch.tensor(list(b"{no"), dtype=torch.uint8)},
+        {
+            "a.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn),
+            "a.comfy_quant": torch.tensor(list(b"{no"), dtype=torch.uint8),
+        },
     )
     report = scan(path)
     assert report.verdict == "suspicious" and report.findings[0].code == "bad-quant-state"

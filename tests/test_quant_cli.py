@@ -114,9 +114,15 @@ def test_hostile_files_at_the_cli(tmp_path):
     assert r.returncode == 2 and "absurd" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     nojson = save_torch(
         tmp_path / "nojson.safetensors",
-        {"a.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn), "a.comfy_quant": torch.tensor(list(b"{x"), dtype=torch.uint8)},
+        {
+            "a.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn),
+            "a.comfy_quant": torch.tensor(list(b"{x"), dtype=torch.uint8),
+        },
     )
-    for cmd in (["info", str(nojson)], ["convert", str(nojson), "--dtype", "bf16", "-o", str(tmp_path / "x.safetensors")]):
+    for cmd in (
+        ["info", str(nojson)],
+        ["convert", str(nojson), "--dtype", "bf16", "-o", str(tmp_path / "x.safetensors")],
+    ):
         r = run(*cmd)
         assert r.returncode == 2 and "not valid JSON" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

@@ -13,6 +13,7 @@ tensor reshaped (then ``stored_shape`` is the shape in the file).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from pathlib import Path
@@ -201,10 +202,17 @@ class GGUFSource(TensorSource):
                 raise self._fail(f"GGUF key {key!r} appears twice")
             self.fields[key] = c.value(vtype, f"value of {key!r}")
         self.metadata = {
-            k: str(v) for k, v in self.fields.items() if not isinstance(v, (list, _Skipped)) and not k.startswith(ORIG_SHAPE)
+            k: str(v)
+            for k, v in self.fields.items()
+            if not isinstance(v, (list, _Skipped)) and not k.startswith(ORIG_SHAPE)
         }
         alignment = self.fields.get("general.alignment", 32)
-        if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+        if (
+            not isinstance(alignment, int)
+            or isinstance(alignment, bool)
+            or alignment <= 0
+            or alignment & (alignment - 1)
+        ):
             raise self._fail(f"GGUF general.alignment {alignment!r} is not a power of two")
         raw: list[tuple[str, tuple[int, ...], str, int]] = []
         for i in range(n_tensors):
@@ -232,7 +240,9 @@ class GGUFSource(TensorSource):
             if dtype in GGML_BLOCKS:
                 per, bsize = GGML_BLOCKS[dtype]
                 if ne[0] % per:
-                    raise self._fail(f"GGUF tensor {name!r}: row of {ne[0]} is not a whole number of {dtype} blocks ({per})")
+                    raise self._fail(
+                        f"GGUF tensor {name!r}: row of {ne[0]} is not a whole number of {dtype} blocks ({per})"
+                    )
                 nbytes = numel // per * bsize
             else:
                 nbytes = numel * ITEMSIZE[dtype]
@@ -259,7 +269,7 @@ class GGUFSource(TensorSource):
             self._offsets[name] = offset
             spans.append((offset, offset + nbytes, name))
         spans.sort()
-        for (b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:], strict=False):
+        for (_b0, e0, n0), (b1, _e1, n1) in itertools.pairwise(spans):
             if b1 < e0:
                 raise self._fail(f"GGUF tensors {n0!r} and {n1!r} overlap (offset {b1} < {e0})")
         self._tensors = tensors

@@ -137,7 +137,13 @@ class SafetensorsSource(TensorSource):
         if info.dtype not in NUMPY_DTYPES:
             shape = (info.nbytes,)
             if info.dtype in SUBBYTE_BITS:  # packed sub-byte values: the stored bytes
-                return read_array(self._file, self.data_start + self._offsets[name], np.dtype("u1"), shape, f"{self.path}: tensor {name!r}")
+                return read_array(
+                    self._file,
+                    self.data_start + self._offsets[name],
+                    np.dtype("u1"),
+                    shape,
+                    f"{self.path}: tensor {name!r}",
+                )
             raise self._fail(f"tensor {name!r}: dtype {info.dtype!r} is not supported")
         return read_array(
             self._file,

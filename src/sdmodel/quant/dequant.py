@@ -174,7 +174,13 @@ def dequantize(source: TensorSource, qt: QuantTensor, out: str) -> np.ndarray:
                 float(qt.param("nested_offset") or 0.0),  # type: ignore[arg-type]
             )
         values = bnb_4bit(
-            data, _bnb_side(source, qt, "quant_map"), _bnb_side(source, qt, "absmax"), block, math.prod(qt.shape), nested, qt.format == "fp4"
+            data,
+            _bnb_side(source, qt, "quant_map"),
+            _bnb_side(source, qt, "absmax"),
+            block,
+            math.prod(qt.shape),
+            nested,
+            qt.format == "fp4",
         )
         # bitsandbytes computes in fp32 and returns the state's dtype; then the requested one.
         return _as_out(_as_out(values, state_dtype).reshape(qt.shape), out)
@@ -224,7 +230,6 @@ def _comfy(qt: QuantTensor, data: np.ndarray, side, out: str) -> np.ndarray:
         values = mxfp8(data.reshape(data.shape[0], -1), side("weight_scale"), out)
     else:  # nvfp4
         values = nvfp4(data, side("weight_scale"), side("weight_scale_2"), out)
-    orig = qt.param("orig_shape")
-    if orig is not None:  # padded to the tile size when quantized
-        values = values[tuple(slice(0, d) for d in orig)]  # type: ignore[union-attr]
+    if qt.param("orig_shape") is not None:  # padded to the tile size when quantized
+        values = values[tuple(slice(0, d) for d in qt.shape)]
     return np.ascontiguousarray(values).reshape(qt.shape)

@@ -138,4 +138,3 @@ def precision_sketch(source: TensorSource, layout: QuantLayout | None = None) ->
         values.append(flat[idx].astype(np.float32))
         bounds.append(_bounds(source, name, qt, flat, idx).astype(np.float32))
     return Sketch(key, np.concatenate(values), np.concatenate(bounds))
-

@@ -40,7 +40,17 @@ _FP8_NAMES = {"F8_E4M3": "fp8 e4m3", "F8_E5M2": "fp8 e5m2"}
 _COMFY_FP8 = {"float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "mxfp8": "F8_E4M3"}
 _COMFY_SIDES = ("weight_scale", "weight_scale_2", "input_scale", "comfy_quant")
 _BNB_SIDES = ("absmax", "quant_map", "nested_absmax", "nested_quant_map")
-_NUNCHAKU_SIDES = ("qweight", "wscales", "wzeros", "smooth_factor", "smooth_factor_orig", "proj_down", "proj_up", "wtscale", "wcscales")
+_NUNCHAKU_SIDES = (
+    "qweight",
+    "wscales",
+    "wzeros",
+    "smooth_factor",
+    "smooth_factor_orig",
+    "proj_down",
+    "proj_up",
+    "wtscale",
+    "wcscales",
+)
 MAX_JSON = 1 << 20
 
 
@@ -136,7 +146,9 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
         try:
             parsed = json.loads(meta)
         except json.JSONDecodeError as e:
-            raise ModelReadError(f"{source.path}: __metadata__ _quantization_metadata is not valid JSON ({e})") from None
+            raise ModelReadError(
+                f"{source.path}: __metadata__ _quantization_metadata is not valid JSON ({e})"
+            ) from None
         layers = parsed.get("layers") if isinstance(parsed, dict) else None
         if not isinstance(layers, dict):
             raise ModelReadError(f"{source.path}: _quantization_metadata has no 'layers' object")
@@ -147,7 +159,9 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
         if where != "__metadata__":
             layout.consumed.add(where)
         if not isinstance(conf, dict) or "format" not in conf:
-            layout.problem("comfy-quant-no-format", where, f"{where}: comfy_quant has no 'format': ComfyUI cannot load {weight}")
+            layout.problem(
+                "comfy-quant-no-format", where, f"{where}: comfy_quant has no 'format': ComfyUI cannot load {weight}"
+            )
             continue
         fmt = conf["format"]
         sides = tuple(prefix + s for s in _COMFY_SIDES if prefix + s in t)
@@ -157,7 +171,9 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
             continue
         info = t[weight]
         if fmt not in COMFY_FORMATS:
-            layout.problem("comfy-quant-unknown-format", weight, f"{weight}: comfy_quant format {fmt!r} is not one sdmodel reads")
+            layout.problem(
+                "comfy-quant-unknown-format", weight, f"{weight}: comfy_quant format {fmt!r} is not one sdmodel reads"
+            )
             layout.tensors[weight] = QuantTensor(
                 weight, "comfy_quant", str(fmt), info.shape, weight, sides, unsupported=f"comfy_quant format {fmt!r}"
             )
@@ -181,9 +197,17 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
 def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> None:
     t = source.tensors
     prefix = qt.name[: -len("weight")]
-    want = {"float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "mxfp8": "F8_E4M3", "nvfp4": "U8", "int8_tensorwise": "I8"}
+    want = {
+        "float8_e4m3fn": "F8_E4M3",
+        "float8_e5m2": "F8_E5M2",
+        "mxfp8": "F8_E4M3",
+        "nvfp4": "U8",
+        "int8_tensorwise": "I8",
+    }
     if info.dtype != want[qt.format]:
-        layout.problem("quant-dtype", qt.name, f"{qt.name}: {qt.format} weights must be {want[qt.format]}, not {info.dtype}")
+        layout.problem(
+            "quant-dtype", qt.name, f"{qt.name}: {qt.format} weights must be {want[qt.format]}, not {info.dtype}"
+        )
     scale = prefix + "weight_scale"
     if scale not in t:
         layout.problem("scale-missing", qt.name, f"{qt.name}: {qt.format} layer has no {scale}: ComfyUI cannot load it")
@@ -195,11 +219,15 @@ def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, inf
     if qt.format == "mxfp8":
         need = _blocked(rows, -(-qt.shape[-1] // 32))
         if s.dtype not in ("F8_E8M0", "U8") or s.numel != need:
-            layout.problem("packed-shape", scale, f"{scale}: mxfp8 needs {need} E8M0 block scales, has {s.dtype}{list(s.shape)}")
+            layout.problem(
+                "packed-shape", scale, f"{scale}: mxfp8 needs {need} E8M0 block scales, has {s.dtype}{list(s.shape)}"
+            )
     if qt.format == "nvfp4":
         need = _blocked(rows, -(-qt.shape[-1] // 16))
         if s.dtype not in ("F8_E4M3", "U8") or s.numel != need:
-            layout.problem("packed-shape", scale, f"{scale}: nvfp4 needs {need} fp8 block scales, has {s.dtype}{list(s.shape)}")
+            layout.problem(
+                "packed-shape", scale, f"{scale}: nvfp4 needs {need} fp8 block scales, has {s.dtype}{list(s.shape)}"
+            )
         s2 = prefix + "weight_scale_2"
         if s2 not in t:
             layout.problem("scale-missing", qt.name, f"{qt.name}: nvfp4 layer has no {s2}")
@@ -219,33 +247,47 @@ def _bnb(source: TensorSource, layout: QuantLayout) -> None:
             weight = _layer(name, f".quant_state.bitsandbytes__{kind}")
             if weight is None:
                 continue
-            state = _read_json(source, name)
+            parsed = _read_json(source, name)
+            state: dict = parsed if isinstance(parsed, dict) else {}
             sides = (name, *(f"{weight}.{s}" for s in _BNB_SIDES if f"{weight}.{s}" in t))
             layout.consumed.update(sides)
             if weight not in t:
                 layout.problem("quant-weight-missing", weight, f"{name} describes {weight}, which is not in the file")
                 continue
-            shape = state.get("shape") if isinstance(state, dict) else None
-            block = state.get("blocksize") if isinstance(state, dict) else None
-            if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(block, int)):
+            shape, block = state.get("shape"), state.get("blocksize")
+            if not (
+                isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(block, int)
+            ):
                 layout.problem("quant-state", name, f"{name}: quant_state lacks a valid shape and blocksize")
                 continue
             params = [("blocksize", block), ("dtype", str(state.get("dtype", "float32")))]
             if f"{weight}.nested_absmax" in t:
-                params += [("nested_blocksize", state.get("nested_blocksize")), ("nested_offset", state.get("nested_offset"))]
+                if not isinstance(state.get("nested_blocksize"), int):
+                    layout.problem("quant-state", name, f"{name}: nested absmax without a nested_blocksize")
+                    continue
+                params += [
+                    ("nested_blocksize", state.get("nested_blocksize")),
+                    ("nested_offset", state.get("nested_offset")),
+                ]
             qt = QuantTensor(weight, "bnb_4bit", kind, tuple(shape), weight, sides, tuple(params))
             layout.tensors[weight] = qt
             numel = math.prod(shape)
             if t[weight].nbytes * 2 != numel + numel % 2:
                 layout.problem(
-                    "packed-shape", weight, f"{weight}: {t[weight].nbytes} packed bytes do not hold {list(shape)} 4-bit values"
+                    "packed-shape",
+                    weight,
+                    f"{weight}: {t[weight].nbytes} packed bytes do not hold {list(shape)} 4-bit values",
                 )
             for side in ("absmax", "quant_map"):
                 if f"{weight}.{side}" not in t:
-                    layout.problem("scale-missing", weight, f"{weight}: bitsandbytes {kind} weight has no {weight}.{side}")
+                    layout.problem(
+                        "scale-missing", weight, f"{weight}: bitsandbytes {kind} weight has no {weight}.{side}"
+                    )
             absmax = t.get(f"{weight}.absmax")
             if absmax is not None and block > 0 and absmax.numel != -(-numel // block):
-                layout.problem("packed-shape", absmax.name, f"{absmax.name}: {absmax.numel} values for {-(-numel // block)} blocks")
+                layout.problem(
+                    "packed-shape", absmax.name, f"{absmax.name}: {absmax.numel} values for {-(-numel // block)} blocks"
+                )
 
 
 def _nunchaku(source: TensorSource, layout: QuantLayout) -> None:
@@ -276,7 +318,10 @@ def _scaled_fp8(source: TensorSource, layout: QuantLayout) -> None:
     layout.consumed.update(markers)
     comfy = bool(markers)
     for name, info in t.items():
-        for suffix, scheme in (("scale_weight", "comfy_scaled_fp8" if comfy else "musubi_fp8"), ("weight_scale", "fp8_weight_scale")):
+        for suffix, scheme in (
+            ("scale_weight", "comfy_scaled_fp8" if comfy else "musubi_fp8"),
+            ("weight_scale", "fp8_weight_scale"),
+        ):
             prefix = _layer(name, suffix)
             if prefix is None or (prefix and not prefix.endswith(".")):
                 continue
@@ -296,22 +341,35 @@ def _scaled_fp8(source: TensorSource, layout: QuantLayout) -> None:
                 elif len(info.shape) == 3 and info.shape[0] == w.shape[0] and info.shape[2] == 1 and len(w.shape) == 2:
                     blocks = info.shape[1]
                     if blocks == 0 or w.shape[1] % blocks:
-                        layout.problem("scale-shape", name, f"{name}: {blocks} blocks do not divide a row of {w.shape[1]}")
+                        layout.problem(
+                            "scale-shape", name, f"{name}: {blocks} blocks do not divide a row of {w.shape[1]}"
+                        )
                         continue
                     params = (("granularity", "block"), ("block", w.shape[1] // blocks))
                 else:
-                    layout.problem("scale-shape", name, f"{name} {list(info.shape)} does not fit weight {list(w.shape)}")
+                    layout.problem(
+                        "scale-shape", name, f"{name} {list(info.shape)} does not fit weight {list(w.shape)}"
+                    )
                     continue
             layout.tensors[weight] = QuantTensor(weight, scheme, fmt, w.shape, weight, sides, params)  # type: ignore[arg-type]
     if comfy:
         marker_dtype = t[markers[0]].dtype
         for name, info in t.items():
-            if info.dtype in _FP8_NAMES and name not in layout.tensors and name.endswith(".weight") and len(info.shape) >= 2:
+            if (
+                info.dtype in _FP8_NAMES
+                and name not in layout.tensors
+                and name.endswith(".weight")
+                and len(info.shape) >= 2
+            ):
                 # ComfyUI gives such a layer a scale of 1 (comfy/ops.py scaled_fp8_op); say so.
-                layout.problem("scale-missing", name, f"{name} is fp8 without a scale_weight: ComfyUI uses a scale of 1")
+                layout.problem(
+                    "scale-missing", name, f"{name} is fp8 without a scale_weight: ComfyUI uses a scale of 1"
+                )
                 layout.tensors[name] = QuantTensor(name, "comfy_scaled_fp8", info.dtype, info.shape, name)
         if marker_dtype not in _FP8_NAMES:
-            layout.problem("marker-dtype", markers[0], f"{markers[0]} is {marker_dtype}: its dtype should name the fp8 type")
+            layout.problem(
+                "marker-dtype", markers[0], f"{markers[0]} is {marker_dtype}: its dtype should name the fp8 type"
+            )
 
 
 # --- describing -------------------------------------------------------------------------------------
@@ -341,7 +399,9 @@ def _fp8_label(qt: QuantTensor) -> str:
     if qt.scheme == "comfy_scaled_fp8":
         return f"{fp8}, per-tensor scale (ComfyUI scaled)"
     if qt.scheme == "musubi_fp8":
-        scale = {"row": "per-row scale", "block": f"block scale ({qt.param('block')})"}.get(str(gran), "per-tensor scale")
+        scale = {"row": "per-row scale", "block": f"block scale ({qt.param('block')})"}.get(
+            str(gran), "per-tensor scale"
+        )
         return f"{fp8}, {scale} (musubi-tuner)"
     if qt.format == "I8":
         return "int8, per-tensor scale"

@@ -40,7 +40,9 @@ class DequantizedSource(TensorSource):
         self.format = source.format
         # Metadata that describes the quantization would mislabel the plain output: ComfyUI reads
         # _quantization_metadata as "these layers are quantized"; GGUF keys describe GGUF.
-        self.metadata = {} if source.format == "gguf" else {k: v for k, v in source.metadata.items() if k not in QUANT_METADATA}
+        self.metadata = (
+            {} if source.format == "gguf" else {k: v for k, v in source.metadata.items() if k not in QUANT_METADATA}
+        )
         self.extras = source.extras
         self.notes = source.notes
         tensors: dict[str, TensorInfo] = {}
