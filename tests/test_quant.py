@@ -479,3 +479,30 @@ def test_scan_gives_gguf_and_quantized_files_a_verdict(tmp_path, flux_gguf):
     )
     report = scan(path)
     assert report.verdict == "suspicious" and report.findings[0].code == "bad-quant-state"
+
+
+def test_gguf_t5_encoder_gets_transformers_names(tmp_path):
+    """city96's T5 GGUFs carry llama.cpp names; the view gives back the names T5 loaders read."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "token_embd.weight": rng.standard_normal((64, 256)).astype(np.float32),
+        "enc.blk.0.attn_q.weight": rng.standard_normal((256, 256)).astype(np.float32),
+        "enc.blk.0.attn_rel_b.weight": rng.standard_normal((32, 4)).astype(np.float32),
+        "enc.blk.0.ffn_gate.weight": rng.standard_normal((512, 256)).astype(np.float32),
+        "enc.output_norm.weight": np.ones(256, np.float32),
+    }
+    path = write_gguf(tmp_path / "t5-Q8_0.gguf", arrays, {"enc.blk.0.attn_q.weight": "Q8_0"}, arch="t5encoder")
+    with DequantizedSource(open_model(path), "F32") as view:
+        assert sorted(view.tensors) == [
+            "encoder.block.0.layer.0.SelfAttention.q.weight",
+            "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+            "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+            "encoder.final_layer_norm.weight",
+            "shared.weight",
+        ]
+        assert view.read("shared.weight").shape == (64, 256)
+    llama = write_gguf(
+        tmp_path / "llama.gguf", {"blk.0.attn_q.weight": arrays["enc.blk.0.attn_q.weight"]}, {}, arch="llama"
+    )
+    with open_model(llama) as src, pytest.raises(ConversionError, match="permuted"):
+        DequantizedSource(src, "F32")
