@@ -80,4 +80,6 @@ def open_model(path: str | Path) -> TensorSource:
         raise ModelReadError(f"{path}: file is empty")
     if kind == "tar":
         raise ModelReadError(f"{path}: obsolete tar-format PyTorch checkpoint (run 'sdmodel scan' on it; not read)")
-    raise ModelReadError(f"{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)")
+    raise ModelReadError(
+        f"{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)"
+    )

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from sdmodel.dtypes import NUMPY_DTYPES
+from sdmodel.dtypes import NUMPY_DTYPES, dtype_name
 from sdmodel.errors import ConversionError, ModelReadError
 from sdmodel.formats.base import TensorSource
 from sdmodel.quant.storage import QuantTensor
@@ -42,8 +42,8 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 def gguf_values(raw: np.ndarray, ggml_type: str) -> np.ndarray:
     """GGML block bytes -> fp32 values, by gguf-py (the GGML project's own Python package)."""
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
+    from gguf import GGMLQuantizationType  # noqa: PLC0415 - gguf-py takes 0.2 s to import: only for GGUF blocks
+    from gguf.quants import dequantize  # noqa: PLC0415
 
     return dequantize(raw, GGMLQuantizationType[ggml_type])
 
@@ -201,8 +201,6 @@ def _rowwise(scale: np.ndarray, data: np.ndarray) -> np.ndarray:
 def _musubi(data: np.ndarray, scale: np.ndarray, qt: QuantTensor, out: str) -> np.ndarray:
     """musubi-tuner: ``weight.to(scale.dtype) * scale`` (per tensor, row or block), in the scale's
     dtype, then cast to ``out``."""
-    from sdmodel.dtypes import dtype_name
-
     compute = dtype_name(scale.dtype)
     if compute not in OUT_DTYPES:
         compute = "F32"

@@ -26,6 +26,7 @@ import yaml
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
+from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.pickle_vm import (
     ALLOWED_GLOBALS,
     NOTE_GLOBALS,
@@ -39,6 +40,7 @@ from sdmodel.formats.pickle_vm import (
 from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+from sdmodel.quant.storage import analyze
 from sdmodel.security.denylist import denied
 from sdmodel.security.targets import target_allowed
 
@@ -678,8 +680,6 @@ class _Scan:
     def scan_gguf(self) -> None:
         """GGUF holds no code, but malformed headers have crashed loaders: the structural checks
         of the reader (counts, lengths, types, offsets, overlaps) and of the quantized blocks."""
-        from sdmodel.formats.gguf import GGUFSource
-
         try:
             src = GGUFSource(self.path)
         except ModelReadError as e:
@@ -693,8 +693,6 @@ class _Scan:
     def check_quantized(self, src) -> None:
         """Quantized storage a loader would trip on (a comfy_quant that is not JSON, a scale of
         the wrong dtype, packed data of the wrong size): suspicious, with the problem named."""
-        from sdmodel.quant.storage import analyze
-
         try:
             layout = analyze(src)
         except ModelReadError as e:
