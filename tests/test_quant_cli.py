@@ -42,7 +42,7 @@ def test_info_reports_storage_and_never_advises_a_larger_file(flux_q, flux_fp8):
         assert (rep["family"], rep["kind"]) == ("flux", "unet")
         unet = rep["components"]["unet"]
         assert unet["storage"].startswith(label), unet["storage"]
-        assert 8 <= unet["bits_per_weight"] < 16
+        assert 4 < unet["bits_per_weight"] < 16
         gen = rep["advice"]["generate"]
         assert gen.get("saves_bytes", 0) >= 0 and gen["already_optimal"]
         assert any("Q8_0" in w or "fp8" in w for w in gen["why"])

@@ -113,7 +113,7 @@ class DequantizedSource(TensorSource):
         )
         self.extras = source.extras
         self.notes = source.notes
-        self._inner_name: dict[str, str] = {}
+        self.inner_names: dict[str, str] = {}  # our name -> the file's
         tensors: dict[str, TensorInfo] = {}
         for name, info in source.tensors.items():
             if name in self.layout.consumed:
@@ -122,15 +122,20 @@ class DequantizedSource(TensorSource):
             new = names[name]
             usable = qt is not None and not qt.unsupported
             tensors[new] = TensorInfo(new, out, qt.shape) if usable and qt else replace(info, name=new)
-            self._inner_name[new] = name
+            self.inner_names[new] = name
         self._tensors = tensors
 
     def read(self, name: str) -> np.ndarray:
-        inner = self._inner_name[name]
+        inner = self.inner_names[name]
         qt = self.layout.tensors.get(inner)
         if qt is None:
             return self.inner.read(inner)
         return dequantize(self.inner, qt, self.out)
+
+    def data_range(self, name: str) -> tuple[int, int] | None:
+        """A plain tensor's bytes in the file (the engine reads those directly)."""
+        inner = self.inner_names[name]
+        return None if inner in self.layout.tensors else self.inner.data_range(inner)
 
     @property
     def size_bytes(self) -> int:
