@@ -140,3 +140,37 @@ def test_info_names_load_problems(tmp_path):
     assert r.returncode == 0, r.stderr
     problems = json.loads(r.stdout)["quantization"]["problems"]
     assert [p["code"] for p in problems] == ["scale-dtype"]
+
+
+def test_library_groups_precision_copies_not_fine_tunes(tmp_path):
+    """bf16, fp8-scaled and Q8_0 copies of one model are one "model" duplicate group; a fine-tune
+    of it (and its own fp8 copy) is another; the savings plan never up-casts them."""
+    import os
+
+    from sdmodel.library.catalog import Catalog
+    from sdmodel.library.report import build_report
+    from sdmodel.library.savings import compute_plan
+    from sdmodel.library.scanning import scan_library
+
+    root = tmp_path / "models"
+    root.mkdir()
+    base = flux_values(seed=1)
+    rng = np.random.default_rng(2)
+    tuned = {k: v + (rng.standard_normal(v.shape) * 2e-4).astype(np.float32) for k, v in base.items()}
+    for tag, values in (("base", base), ("tuned", tuned)):
+        save_torch(
+            root / f"{tag}-bf16.safetensors", {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in values.items()}
+        )
+        save_torch(root / f"{tag}-fp8.safetensors", fp8_scaled(values))
+    write_gguf(root / "base-Q8_0.gguf", base, {k: "Q8_0" for k, v in base.items() if v.ndim == 2})
+    cat = Catalog(tmp_path / "lib.db")
+    scan_library(cat, [(root, "")], hashes=True, jobs=1)
+    rows = {os.path.basename(f["path"]): f for f in cat.all_files()}
+    assert rows["base-Q8_0.gguf"]["precision"] == "Q8_0" and rows["base-fp8.safetensors"]["precision"] == "fp8_scaled"
+    groups = [(g["level"], sorted(os.path.basename(p) for p in g["files"])) for g in build_report(cat)["duplicates"]]
+    assert sorted(groups) == [
+        ("model", ["base-Q8_0.gguf", "base-bf16.safetensors", "base-fp8.safetensors"]),
+        ("model", ["tuned-bf16.safetensors", "tuned-fp8.safetensors"]),
+    ]
+    plan = compute_plan(cat)
+    assert not any(i["src"].endswith(("fp8.safetensors", ".gguf")) for i in plan.items)

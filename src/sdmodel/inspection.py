@@ -143,6 +143,7 @@ def quantization_report(source: TensorSource, layout: QuantLayout) -> dict[str, 
     return {
         "quantized": layout.quantized,
         "storage": st.label,
+        "precision": st.short or None,
         "scheme": st.scheme,
         "bits_per_weight": None if st.bits_per_weight is None else round(st.bits_per_weight, 2),
         "weights": len(layout.tensors),

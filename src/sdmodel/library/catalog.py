@@ -20,7 +20,7 @@ from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 from sdmodel.parts import NON_WEIGHT_PARTS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
     autov3 TEXT,
     fingerprint TEXT,
     fingerprint_bf16 TEXT,
+    sketch TEXT,
     scanned_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_name ON files (name COLLATE NOCASE);
@@ -98,7 +99,7 @@ CREATE INDEX IF NOT EXISTS plan_status ON plan_items (status);
 FILE_COLUMNS = [
     "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
     "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
-    "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "scanned_at",
+    "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "sketch", "scanned_at",
 ]  # fmt: skip
 # What the list page shows: no stored JSON, hashes or bookkeeping.
 LIST_COLUMNS = [
@@ -117,6 +118,7 @@ LIST_COLUMNS = [
         "autov3",
         "fingerprint",
         "fingerprint_bf16",
+        "sketch",
         "scanned_at",
     }
 ]
@@ -131,8 +133,12 @@ def default_db_path() -> Path:
 
 
 def precision_of(report: dict[str, Any]) -> str | None:
-    """The model's storage precision (``fp16``, ``fp32``, ``bf16``...), ``mixed`` when no float
-    dtype holds 90% of the weight bytes, None when the file holds no float weights."""
+    """The model's storage precision (``fp16``, ``fp32``, ``bf16``...; for quantized storage its
+    form: ``Q4_K``, ``fp8_scaled``, ``nf4``...), ``mixed`` when no float dtype holds 90% of the
+    weight bytes, None when the file holds no float weights."""
+    quant = report.get("quantization") or {}
+    if quant.get("quantized") and quant.get("precision"):
+        return str(quant["precision"])
     by_dtype: dict[str, float] = {}
     for part, comp in (report.get("components") or {}).items():
         if part in NON_WEIGHT_PARTS:
@@ -203,10 +209,11 @@ class Catalog:
 
     def _add_missing_columns(self) -> None:
         """Catalogs written by an earlier version lack the columns added since (schema 1 had no
-        ``fingerprint_bf16``): add them so that the schema's indexes can be created."""
+        ``fingerprint_bf16``, schema 2 no ``sketch``): add them so that the schema's indexes can be created."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
-        if have and "fingerprint_bf16" not in have:
-            self.db.execute("ALTER TABLE files ADD COLUMN fingerprint_bf16 TEXT")
+        for column in ("fingerprint_bf16", "sketch"):
+            if have and column not in have:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -309,7 +316,7 @@ class Catalog:
     def hashed_files(self) -> list[dict[str, Any]]:
         """The rows duplicates are found from: files with a hash or a content fingerprint."""
         rows = self.db.execute(
-            "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
+            "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16, sketch FROM files "
             "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
         )
         return [dict(r) for r in rows.fetchall()]

@@ -383,6 +383,7 @@ class Storage:
     bits_per_weight: float | None
     scheme: str  # "plain" or one of SCHEMES
     counts: dict[str, int]  # storage kind -> tensors
+    short: str = ""  # the main form in one word (``Q4_K``, ``fp8_scaled``, ``nf4``); "" when plain
 
     def to_dict(self) -> dict:
         return {
@@ -390,6 +391,7 @@ class Storage:
             "bits_per_weight": None if self.bits_per_weight is None else round(self.bits_per_weight, 2),
             "scheme": self.scheme,
             "counts": dict(self.counts),
+            "short": self.short,
         }
 
 
@@ -406,6 +408,21 @@ def _fp8_label(qt: QuantTensor) -> str:
     if qt.format == "I8":
         return "int8, per-tensor scale"
     return f"{fp8}, per-tensor weight_scale"
+
+
+def short_name(qt: QuantTensor) -> str:
+    """The form in one word, as the library's precision column shows it (``Q4_K``, ``fp8_scaled``)."""
+    if qt.scheme == "gguf":
+        return qt.format
+    if qt.scheme == "bnb_4bit":
+        return qt.format
+    if qt.scheme == "nunchaku":
+        return f"{qt.format.lower()}_int4"
+    if qt.scheme == "comfy_quant" and qt.format in ("nvfp4", "mxfp8"):
+        return qt.format
+    if qt.format in ("I8", "int8_tensorwise"):
+        return "int8_scaled"
+    return "fp8_e5m2_scaled" if qt.format in ("F8_E5M2", "float8_e5m2") else "fp8_scaled"
 
 
 def label_of(qt: QuantTensor) -> str:
@@ -462,14 +479,16 @@ def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) ->
             label += " (mix: " + ", ".join(f"{counts[d]} {d}" for d in sorted(counts, key=lambda k: -counts[k])) + ")"
         return Storage(label, bits_per_weight(main) if len(plain) == 1 else bpw, "plain", dict(counts))
     main = labels.most_common(1)[0][0]
-    scheme = next(q.scheme for q in layout.tensors.values() if label_of(q) == main)
+    main_qt = next(q for q in layout.tensors.values() if label_of(q) == main)
+    scheme = main_qt.scheme
+    short = short_name(main_qt)
     if scheme == "gguf":
         main_type = quant_elems.most_common(1)[0][0]
-        label = f"GGUF {main_type}"
+        label, short = f"GGUF {main_type}", main_type
         if len(counts) > 1:
             label += " (mix: " + ", ".join(f"{c} {k}" for k, c in counts.most_common()) + ")"
     else:
         label = main
         if len(labels) > 1:
             label += " (mix: " + ", ".join(f"{counts[k]} {k}" for k, _ in labels.most_common()) + ")"
-    return Storage(label, bpw, scheme, dict(counts))
+    return Storage(label, bpw, scheme, dict(counts), short)
