@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sdmodel import __version__
+from sdmodel import __version__, sidecars
 from sdmodel.atomic import TEMP_SUFFIX, check_target
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.engine import Progress, WriteResult, execute
@@ -33,10 +33,9 @@ from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.plan import ConvertOptions, build_plan, with_changes
+from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
 from sdmodel.sidecars import config_beside, needs_config
 from sdmodel.vaes import identify_vae
-
-SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
 
 
 @dataclass
@@ -113,7 +112,7 @@ def open_sources(src: str | Path, options: ConvertOptions) -> Iterator[tuple[Ten
 def stem_of(path: Path) -> str:
     """The name without its last suffix (``a.b.safetensors`` -> ``a.b``); folders keep their name."""
     path = Path(path)
-    return path.name if path.is_dir() else path.stem
+    return path.name if path.is_dir() else sidecars.stem_of(path.name)
 
 
 def default_output(src: Path, tags: list[str], fmt: str) -> Path:
@@ -193,7 +192,7 @@ def build_metadata(
         if pred:
             md["modelspec.prediction_type"] = pred
     md["modelspec.date"] = _dt.date.today().isoformat()
-    md[SOURCE_KEY] = Path(source.path).name
+    md.update(provenance_entries(source))
     md["sdmodel.version"] = __version__
     md[HASH_KEY] = HASH_PLACEHOLDER
     md.update(meta)
@@ -310,6 +309,7 @@ def convert(
             except ConversionError as e:
                 notes.append(f"would fail: {e}")
             return result
+        hasher = start_source_hasher(source, metadata)
         written = execute(
             plan,
             out_path,
@@ -318,10 +318,12 @@ def convert(
             overwrite=options.overwrite,
             verify=options.verify,
             progress=progress,
+            late=hasher.values if hasher is not None else None,
         )
         result.write = written
+        result.metadata = dict(metadata, **written.filled)
         if written.sha256_data and metadata:
-            result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})
+            result.metadata[HASH_KEY] = "0x" + written.sha256_data
         for name, n in written.clamped.items():
             notes.append(f"fp8: clamped {n} values of {name} to the format's range")
         if options.part is None:
