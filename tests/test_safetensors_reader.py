@@ -72,9 +72,9 @@ BAD = [
     ("invalid JSON", lambda p: raw_file(p, "{not json}"), "not valid JSON"),
     ("not an object", lambda p: raw_file(p, "[1, 2]"), "not a JSON object"),
     (
-        "unknown dtype",
-        lambda p: raw_file(p, {"a": {"dtype": "F12", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-        "unknown dtype",
+        "dtype not a string",
+        lambda p: raw_file(p, {"a": {"dtype": 7, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        "invalid dtype",
     ),
     (
         "size mismatch",
@@ -111,6 +111,24 @@ BAD = [
         "data_offsets",
     ),
 ]
+
+
+def test_unknown_dtype_leaves_the_rest_readable(tmp_path):
+    path = tmp_path / "new.safetensors"
+    header = {
+        "odd": {"dtype": "F12", "shape": [2], "data_offsets": [0, 3]},
+        "w": {"dtype": "F32", "shape": [1], "data_offsets": [3, 7]},
+        "s": {"dtype": "F8_E8M0", "shape": [2], "data_offsets": [7, 9]},
+        "p": {"dtype": "F4", "shape": [4], "data_offsets": [9, 11]},
+    }
+    raw_file(path, header, b"\0\0\0" + np.float32(1.5).tobytes() + bytes([127, 128, 0x21, 0x43]))
+    with open_model(path) as src:
+        assert src.tensors["odd"].nbytes == 3 and any(n.code == "unknown-dtype" for n in src.notes)
+        assert src.read("w").tolist() == [1.5]
+        assert src.read("s").astype(np.float32).tolist() == [1.0, 2.0]
+        assert src.read("p").tolist() == [0x21, 0x43]
+        with pytest.raises(ModelReadError, match="F12"):
+            src.read("odd")
 
 
 @pytest.mark.parametrize(("what", "make", "message"), BAD, ids=[b[0] for b in BAD])

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
+from sdmodel.errors import SdmodelError
 from sdmodel.formats.base import TensorSource
 from sdmodel.parts import NON_WEIGHT_PARTS
 from sdmodel.plan import build_plan
-from sdmodel.units import plural
+from sdmodel.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from sdmodel.inspection import ModelReport
@@ -105,6 +106,8 @@ def advise(report: ModelReport, source: TensorSource) -> Advice:
         )
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
         return Advice(None, None, ["no advice for an unidentified file"])
+    if report.quantization.get("quantized"):
+        return _quantized_advice(report, source)
 
     # Generating: 16 bits (generating_dtype), one UNet weight set (the non-EMA one A1111 uses), no junk.
     dtype = generating_dtype(floats)
@@ -188,3 +191,54 @@ def _option(
 def _overhead(report: ModelReport) -> int:
     """Header and metadata size of the output, roughly: 100 bytes per tensor plus metadata."""
     return 8 + 100 * report.tensor_count + sum(len(k) + len(v) for k, v in report.metadata.items())
+
+
+# Storage at about 8 bits per weight: generating with it is practically the same as bf16.
+NEAR_LOSSLESS_BITS = 8.0
+
+
+def _quantized_advice(report: ModelReport, source: TensorSource) -> Advice:
+    """A quantized file is already the small form of its model: keep it for generating (never
+    propose a larger file); training wants the bf16/fp32 release, which dequantizing cannot give."""
+    q = report.quantization
+    label, bits = q["storage"], q["bits_per_weight"] or 0.0
+    why = []
+    if bits >= NEAR_LOSSLESS_BITS - 0.5:
+        why.append(
+            f"{label}: about {bits:.1f} bits per weight, near-lossless for generating (fp8 and Q8_0 make "
+            "practically the same pictures as bf16): keep it"
+        )
+    else:
+        why.append(
+            f"{label}: {bits:.1f} bits per weight, smaller than fp8/Q8_0 with a visible cost in detail and "
+            "prompt following; keep it if it is what fits your VRAM, else prefer a Q8_0 or fp8 copy"
+        )
+    if q.get("dequantizable"):
+        try:
+            grows = planned_bytes(source, dtype="bf16") + _overhead(report) - report.size_bytes
+            why.append(
+                f"'sdmodel convert --dtype bf16' dequantizes it exactly but makes it {human_bytes(grows)} larger: "
+                "only for a tool that cannot load this form"
+            )
+        except SdmodelError:
+            pass
+    else:
+        why.append(f"sdmodel cannot dequantize it: {q.get('needs')}")
+    generate = Option(
+        "keep this file",
+        None,
+        why,
+        options=[],
+        bytes_after=report.size_bytes,
+        saves_bytes=0,
+        already_optimal=not q.get("problems"),
+    )
+    train = Option(
+        None,
+        None,
+        [
+            "training wants bf16 or fp32 weights: dequantizing gives back rounded values, not the lost "
+            "precision; download the bf16/fp32 release of this model"
+        ],
+    )
+    return Advice(generate, train)

@@ -277,7 +277,7 @@ def convert(
             after = before
         if options.format == "safetensors":
             metadata = build_metadata(
-                source,
+                plan.source,  # a dequantizing view leaves out what describes the quantization
                 out_path,
                 ident,
                 prediction=options.prediction,

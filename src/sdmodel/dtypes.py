@@ -23,10 +23,68 @@ _PLAIN = {
     "C64": "<c8",
     "C128": "<c16",
 }
-_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+# F8_E8M0: the power-of-two block scales of mxfp8 (OCP MX spec: 2**(e - 127), 255 is NaN).
+_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
 
 ITEMSIZE: dict[str, int] = {name: np.dtype(code).itemsize for name, code in _PLAIN.items()}
-ITEMSIZE |= {"BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+ITEMSIZE |= {"BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
+
+# safetensors' sub-byte dtypes (packed, no numpy type): bits per element, for sizes only.
+SUBBYTE_BITS: dict[str, int] = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+# GGML block types as GGUF stores them: name -> (elements per block, bytes per block), from
+# gguf-py's GGML_QUANT_SIZES (the GGML project's own table).
+GGML_BLOCKS: dict[str, tuple[int, int]] = {
+    "Q4_0": (32, 18),
+    "Q4_1": (32, 20),
+    "Q5_0": (32, 22),
+    "Q5_1": (32, 24),
+    "Q8_0": (32, 34),
+    "Q8_1": (32, 40),
+    "Q2_K": (256, 84),
+    "Q3_K": (256, 110),
+    "Q4_K": (256, 144),
+    "Q5_K": (256, 176),
+    "Q6_K": (256, 210),
+    "Q8_K": (256, 292),
+    "IQ2_XXS": (256, 66),
+    "IQ2_XS": (256, 74),
+    "IQ3_XXS": (256, 98),
+    "IQ1_S": (256, 50),
+    "IQ4_NL": (32, 18),
+    "IQ3_S": (256, 110),
+    "IQ2_S": (256, 82),
+    "IQ4_XS": (256, 136),
+    "IQ1_M": (256, 56),
+    "TQ1_0": (256, 54),
+    "TQ2_0": (256, 66),
+    "MXFP4": (32, 17),
+}
+
+
+def storage_nbytes(dtype: str, numel: int) -> int | None:
+    """Bytes that ``numel`` elements of ``dtype`` take, or None if the dtype is unknown (or a block
+    type and ``numel`` is not a whole number of blocks)."""
+    if dtype in ITEMSIZE:
+        return numel * ITEMSIZE[dtype]
+    if dtype in SUBBYTE_BITS:
+        return -(-numel * SUBBYTE_BITS[dtype] // 8)
+    if dtype in GGML_BLOCKS:
+        per, size = GGML_BLOCKS[dtype]
+        return numel // per * size if numel % per == 0 else None
+    return None
+
+
+def bits_per_weight(dtype: str) -> float | None:
+    """Storage bits per element of a dtype (GGML block types include their scales)."""
+    if dtype in ITEMSIZE:
+        return 8.0 * ITEMSIZE[dtype]
+    if dtype in SUBBYTE_BITS:
+        return float(SUBBYTE_BITS[dtype])
+    if dtype in GGML_BLOCKS:
+        per, size = GGML_BLOCKS[dtype]
+        return 8.0 * size / per
+    return None
 
 
 class _NumpyDtypes(Mapping[str, np.dtype]):

@@ -24,6 +24,8 @@ from sdmodel.parts import (
     part_of,
 )
 from sdmodel.plan import loader_position_ids
+from sdmodel.quant.storage import QuantLayout, analyze, describe
+from sdmodel.quant.view import DequantizedSource
 from sdmodel.sidecars import find_sidecars, needs_config
 from sdmodel.vaes import VaeReport, identify_vae
 
@@ -44,6 +46,8 @@ class Component:
     params: int = 0
     bytes: int = 0
     dtypes: dict[str, int] = field(default_factory=dict)
+    storage: str = ""  # how the weights are stored: "bf16", "GGUF Q4_K (mix: ...)", "NF4 (bitsandbytes, block 64)"
+    bits_per_weight: float | None = None  # every stored byte of the part (scales included) per weight
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class ModelReport:
     notes: list[str]
     sidecars: list[dict[str, str]]
     advice: Advice | None = None  # set by advise() once the rest is known
+    quantization: dict[str, Any] = field(default_factory=dict)  # see quantization_report
 
     @property
     def kind(self) -> str:
@@ -162,6 +167,7 @@ class ModelReport:
             "notes": self.notes,
             "sidecars": self.sidecars,
             "advice": self.advice.to_dict() if self.advice is not None else {},
+            "quantization": self.quantization,
         }
 
 
@@ -173,15 +179,41 @@ def tensor_parts(source: TensorSource, ident: Identity) -> dict[str, str]:
     return {name: part_of(name, whole) for name in source.tensors}
 
 
-def components(source: TensorSource, parts: dict[str, str]) -> dict[str, Component]:
+def components(source: TensorSource, parts: dict[str, str], layout: QuantLayout | None = None) -> dict[str, Component]:
+    layout = layout if layout is not None else QuantLayout()
     out: dict[str, Component] = {}
+    members: dict[str, list[str]] = {}
     for name, info in source.tensors.items():
         comp = out.setdefault(parts[name], Component())
+        members.setdefault(parts[name], []).append(name)
         comp.tensors += 1
         comp.params += info.numel
         comp.bytes += info.nbytes
         comp.dtypes[info.dtype] = comp.dtypes.get(info.dtype, 0) + 1
+    for part, names in members.items():
+        st = describe(source, layout, names)
+        out[part].storage = st.label
+        out[part].bits_per_weight = None if st.bits_per_weight is None else round(st.bits_per_weight, 2)
     return out
+
+
+def quantization_report(source: TensorSource, layout: QuantLayout) -> dict[str, Any]:
+    """Whether the file holds quantized storage, its form, and what would keep it from loading."""
+    if not layout.quantized and not layout.problems:
+        return {"quantized": False, "storage": None, "bits_per_weight": None, "problems": []}
+    st = describe(source, layout, source.tensors)
+    unsupported = layout.unsupported()
+    return {
+        "quantized": layout.quantized,
+        "storage": st.label,
+        "precision": st.short or None,
+        "scheme": st.scheme,
+        "bits_per_weight": None if st.bits_per_weight is None else round(st.bits_per_weight, 2),
+        "weights": len(layout.tensors),
+        "dequantizable": not unsupported,
+        "needs": unsupported[0].unsupported if unsupported else None,
+        "problems": [{"code": p.code, "tensor": p.name, "message": p.message} for p in layout.problems],
+    }
 
 
 def ema_report(source: TensorSource) -> EmaReport:
@@ -217,7 +249,9 @@ def clip_report(source: TensorSource) -> ClipReport:
 def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelReport:
     """Report on an already opened source. ``read_values=False`` reads only names, shapes and the
     few small tensors every report needs (no VAE metric)."""
-    ident = identify(source)
+    layout = analyze(source)
+    # Identification sees the model the file stands for: shapes before packing, loader names.
+    ident = identify(DequantizedSource(source, "F32", layout, strict=False) if layout.quantized else source)
     parts = tensor_parts(source, ident)
     junk_keys = [k for k, p in parts.items() if p == "junk"]
     junk_groups = Counter(junk_reason(k) for k in junk_keys)
@@ -226,7 +260,7 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         format=source.format,
         size_bytes=source.size_bytes,
         identity=ident,
-        components=components(source, parts),
+        components=components(source, parts, layout),
         ema=ema_report(source),
         clip_position_ids=clip_report(source),
         junk=JunkReport(
@@ -242,7 +276,10 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],
         sidecars=find_sidecars(source.path),
+        quantization=quantization_report(source, layout),
     )
+    for p in layout.problems:
+        report.notes.append(f"will not load as intended: {p.message}")
     if needs_config(ident.kind, ident.family) and not any(s["kind"] == "config" for s in report.sidecars):
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"

@@ -31,6 +31,9 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.quant.dequant import OUT_DTYPES
+from sdmodel.quant.storage import QuantLayout, analyze, describe, label_of
+from sdmodel.quant.view import DequantizedSource
 from sdmodel.units import human_bytes
 from sdmodel.vocab import (
     EMA_MODES,
@@ -64,12 +67,15 @@ class Step:
     part: str
     fix: Callable[[np.ndarray], np.ndarray] | None = None
     pinned: bool = False  # dtype decided by a step (CLIP ids, markers): dtype options leave it alone
+    stored_as: str | None = None  # the quantized storage this weight is dequantized from
 
     @property
     def action(self) -> str:
-        """keep, cast, clamp-cast, rename, replace or fix (what the dry-run table shows)."""
+        """keep, cast, clamp-cast, rename, replace, fix or dequantize (what the dry-run table shows)."""
         if self.fix is not None:
             return "fix"
+        if self.stored_as is not None:
+            return "dequantize"
         if self.source != MAIN:
             return "replace"
         if self.out_dtype in FP8_DTYPES and self.out_dtype != self.dtype:
@@ -122,10 +128,16 @@ class Plan:
     dropped: list[Drop] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # what changed, for the default output name
+    stored: TensorSource | None = None  # the file as stored, when the steps read a dequantizing view
 
     @property
     def source(self) -> TensorSource:
         return self.sources[MAIN]
+
+    @property
+    def file(self) -> TensorSource:
+        """The main file as stored (the source itself, or what a dequantizing view reads)."""
+        return self.stored or self.source
 
     def drop(self, step: Step, reason: str) -> None:
         self.dropped.append(Drop(step.name, step.part, step.dtype, step.shape, reason))
@@ -147,7 +159,7 @@ class Plan:
 
     @property
     def in_bytes(self) -> int:
-        return sum(t.nbytes for t in self.source.tensors.values())
+        return sum(t.nbytes for t in self.file.tensors.values())
 
     @property
     def out_bytes(self) -> int:
@@ -173,7 +185,7 @@ class Plan:
                 },
             )
 
-        for name, info in self.source.tensors.items():
+        for name, info in self.file.tensors.items():
             r = row(part_of(name))
             r["tensors_before"] += 1
             r["bytes_before"] += info.nbytes
@@ -185,7 +197,7 @@ class Plan:
             r["dtypes_after"][s.out_dtype] = r["dtypes_after"].get(s.out_dtype, 0) + 1
             r["actions"][s.action] = r["actions"].get(s.action, 0) + 1
         for d in self.dropped:
-            if d.name in self.source.tensors:
+            if d.name in self.file.tensors:
                 row(d.part)["dropped"] += 1
         return list(rows.values())
 
@@ -199,6 +211,57 @@ def initial_plan(source: TensorSource) -> Plan:
     for name, info in source.tensors.items():
         part = part_of(name)
         plan.steps.append(Step(name, MAIN, name, info.dtype, info.shape, info.dtype, part, pinned=part == "marker"))
+    return plan
+
+
+# --- quantized storage -----------------------------------------------------------------------
+
+
+def _dtype_part(part: str) -> str:
+    """The --unet/--vae/--te-dtype a tensor of ``part`` follows."""
+    return "te" if part in TE_PARTS else ("unet" if part == "ema" else part)
+
+
+def dequantized_plan(
+    source: TensorSource, layout: QuantLayout, default: str | None, per_part: dict[str, str | None]
+) -> Plan:
+    """The plan of a file with quantized storage: every weight read through its exact
+    dequantization (``sdmodel.quant``) to the precision asked for, scales, quantization state and
+    markers consumed. The only thing a conversion does with quantized storage: without a float
+    precision to dequantize to (fp32, bf16, fp16), it refuses."""
+    what = describe(source, layout, source.tensors).label
+    targets = {
+        per_part.get(_dtype_part(part_of(q.name))) or default for q in layout.tensors.values() if not q.unsupported
+    }
+    if None in targets or not targets:
+        raise ConversionError(
+            f"{source.path}: holds quantized weights ({what}): sdmodel convert only dequantizes them, "
+            "with --dtype fp32, bf16 or fp16 (keep the file as it is otherwise)"
+        )
+    if not targets <= set(OUT_DTYPES):
+        raise ConversionError(
+            f"{source.path}: holds quantized weights ({what}): re-quantizing them to fp8 would round twice; "
+            "dequantize with --dtype bf16 (or convert the original release)"
+        )
+    if len(targets) > 1:
+        raise ConversionError(f"{source.path}: holds quantized weights ({what}): give them one precision")
+    (target,) = targets
+    view = DequantizedSource(source, str(target), layout)
+    plan = initial_plan(view)
+    plan.stored = source
+    for s in plan.steps:
+        q = layout.tensors.get(view.inner_names[s.name])
+        if q is not None:
+            s.stored_as = label_of(q)
+    for name in sorted(layout.consumed):
+        info = source.tensors[name]
+        why = "marker of the quantized storage" if name in layout.markers else "scale/state of a quantized weight"
+        plan.dropped.append(Drop(name, part_of(name), info.dtype, info.shape, f"{why}: consumed by dequantizing"))
+    plan.notes.append(
+        f"dequantize: {len(layout.tensors)} weights stored as {what} -> {PRECISION_NAMES[str(target)]} "
+        f"(the reference loader's math); {len(layout.consumed)} scale/state/marker tensors consumed"
+    )
+    plan.tag("dequant")
     return plan
 
 
@@ -629,7 +692,8 @@ def build_plan(
         "te": parse_precision(options.te_dtype),
     }
     default = parse_precision(options.dtype)
-    plan = initial_plan(source)
+    layout = analyze(source)
+    plan = dequantized_plan(source, layout, default, per_part) if layout.quantized else initial_plan(source)
     apply_ema(plan, options.ema, options.allow_partial_ema)
     if options.prune:
         apply_prune(plan)

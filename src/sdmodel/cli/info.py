@@ -83,11 +83,16 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     console.print()
     console.print(title)
 
+    quantized = bool(report.quantization.get("quantized"))
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for col in ("part", "tensors", "params", "size", "dtypes"):
+    cols = ("part", "tensors", "params", "size", "storage" if quantized else "dtypes")
+    for col in cols:
         table.add_column(col, justify="right" if col in ("tensors", "params", "size") else "left")
     for part, comp in sorted(report.components.items(), key=lambda kv: part_rank(kv[0])):
-        table.add_row(part, str(comp.tensors), human_count(comp.params), human_bytes(comp.bytes), _dtypes(comp.dtypes))
+        kind = _dtypes(comp.dtypes)
+        if quantized and comp.bits_per_weight is not None:
+            kind = f"{comp.storage}, {comp.bits_per_weight:.2f} bits/weight"
+        table.add_row(part, str(comp.tensors), human_count(comp.params), human_bytes(comp.bytes), kind)
     console.print(table)
 
     facts = Table.grid(padding=(0, 2))

@@ -11,6 +11,7 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 __all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff", "sniff_head"]
 
 ZIP_MAGIC = b"PK\x03\x04"
+GGUF_MAGIC = b"GGUF"
 SNIFF_BYTES = 512  # how much of a file ``sniff`` reads
 
 
@@ -25,12 +26,14 @@ def sniff(path: Path) -> str:
 
 
 def sniff_head(head: bytes) -> str:
-    """The container a file is, from its first SNIFF_BYTES bytes: ``safetensors``, ``torch-zip``,
+    """The container a file is, from its first SNIFF_BYTES bytes: ``safetensors``, ``gguf``, ``torch-zip``,
     ``torch-legacy`` (a pickle, PROTO 0-5), ``tar``, ``npy``, ``7z``, ``empty`` or ``unknown``."""
     if not head:
         return "empty"
     if head.startswith(ZIP_MAGIC):
         return "torch-zip"
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         # A plausible length followed by JSON: the reader then says precisely what is wrong.
@@ -57,6 +60,10 @@ def open_model(path: str | Path) -> TensorSource:
         from sdmodel.formats.safetensors import SafetensorsSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return SafetensorsSource(path)
+    if kind == "gguf":
+        from sdmodel.formats.gguf import GGUFSource  # noqa: PLC0415 - start-up time: only the reader needed
+
+        return GGUFSource(path)
     if kind == "torch-zip":
         from sdmodel.formats.torch_zip import TorchZipSource  # noqa: PLC0415 - start-up time: only the reader needed
 
@@ -73,4 +80,6 @@ def open_model(path: str | Path) -> TensorSource:
         raise ModelReadError(f"{path}: file is empty")
     if kind == "tar":
         raise ModelReadError(f"{path}: obsolete tar-format PyTorch checkpoint (run 'sdmodel scan' on it; not read)")
-    raise ModelReadError(f"{path}: not a model file (neither safetensors, a PyTorch checkpoint nor a diffusers folder)")
+    raise ModelReadError(
+        f"{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)"
+    )

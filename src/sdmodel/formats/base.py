@@ -21,11 +21,17 @@ from sdmodel.errors import ModelReadError
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """What is known of a tensor without reading it. ``dtype`` is a safetensors dtype name."""
+    """What is known of a tensor without reading it. ``dtype`` is a safetensors dtype name, or a
+    GGML block type (``Q4_K``...) for GGUF, or a dtype sdmodel does not know (then ``read`` fails
+    for that tensor only). ``shape`` is the shape the model uses; ``stored_shape`` is set when the
+    file stores it in another shape (ComfyUI-GGUF's ``comfy.gguf.orig_shape``), ``stored_nbytes``
+    when the size is not elements x item size (block types, unknown dtypes)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
+    stored_nbytes: int | None = None
+    stored_shape: tuple[int, ...] | None = None
 
     @property
     def numel(self) -> int:
@@ -33,7 +39,14 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
+        if self.stored_nbytes is not None:
+            return self.stored_nbytes
         return self.numel * ITEMSIZE[self.dtype]
+
+    @property
+    def plain(self) -> bool:
+        """Stored as one value per element in a dtype numpy can hold (not blocks, not unknown)."""
+        return self.dtype in ITEMSIZE
 
 
 @dataclass
@@ -69,7 +82,10 @@ class TensorSource(ABC):
 
     @abstractmethod
     def read(self, name: str) -> np.ndarray:
-        """The tensor's values (C-contiguous, native byte order). May be a read-only view."""
+        """The tensor's values (C-contiguous, native byte order). May be a read-only view.
+
+        For a tensor that is not ``plain`` (GGML blocks), the stored bytes as uint8: the values
+        come from ``sdmodel.quant.dequant``, never from a cast."""
 
     def data_range(self, name: str) -> tuple[int, int] | None:
         """Absolute [begin, end) of the tensor's bytes in ``path`` when they are stored there as

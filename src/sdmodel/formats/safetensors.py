@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES
+from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES, SUBBYTE_BITS, storage_nbytes
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, read_array
 
@@ -72,15 +73,18 @@ class SafetensorsSource(TensorSource):
                 raise self._fail("__metadata__ must map strings to strings")
             self.metadata = dict(meta)
         entries: list[tuple[int, int, str]] = []
+        unknown: list[str] = []
         tensors: dict[str, TensorInfo] = {}
         self._offsets: dict[str, int] = {}
         for name, entry in header.items():
             if not isinstance(entry, dict):
                 raise self._fail(f"tensor {name!r}: entry is not an object")
             dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-            if not isinstance(dtype, str) or dtype not in NUMPY_DTYPES:
-                raise self._fail(f"tensor {name!r}: unknown dtype {dtype!r}")
-            if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            if not isinstance(dtype, str) or not dtype or len(dtype) > 32:
+                raise self._fail(f"tensor {name!r}: invalid dtype {dtype!r}")
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
                 raise self._fail(f"tensor {name!r}: invalid shape {shape!r}")
             if (
                 not isinstance(offs, list)
@@ -89,15 +93,28 @@ class SafetensorsSource(TensorSource):
                 or not 0 <= offs[0] <= offs[1]
             ):
                 raise self._fail(f"tensor {name!r}: invalid data_offsets {offs!r}")
-            info = TensorInfo(name, dtype, tuple(shape))
-            if offs[1] - offs[0] != info.nbytes:
-                raise self._fail(
-                    f"tensor {name!r}: data_offsets span {offs[1] - offs[0]} bytes, "
-                    f"but {dtype}{list(shape)} needs {info.nbytes}"
-                )
+            need = storage_nbytes(dtype, math.prod(shape))
+            if need is None:
+                # A dtype newer than sdmodel: the tensor is listed (its span is its size) and only
+                # reading it fails; the rest of the file stays readable.
+                unknown.append(name)
+                info = TensorInfo(name, dtype, tuple(shape), stored_nbytes=offs[1] - offs[0])
+            else:
+                info = TensorInfo(name, dtype, tuple(shape), stored_nbytes=None if dtype in ITEMSIZE else need)
+                if offs[1] - offs[0] != need:
+                    raise self._fail(
+                        f"tensor {name!r}: data_offsets span {offs[1] - offs[0]} bytes, "
+                        f"but {dtype}{list(shape)} needs {need}"
+                    )
             entries.append((offs[0], offs[1], name))
             tensors[name] = info
             self._offsets[name] = offs[0]
+        if unknown:
+            kinds = sorted({tensors[n].dtype for n in unknown})
+            self.note(
+                "unknown-dtype",
+                f"{len(unknown)} tensors in a dtype sdmodel cannot read ({', '.join(kinds)}), e.g. {unknown[0]}",
+            )
         entries.sort()
         pos = 0
         for begin, end, name in entries:
@@ -117,6 +134,17 @@ class SafetensorsSource(TensorSource):
 
     def read(self, name: str) -> np.ndarray:
         info = self._tensors[name]
+        if info.dtype not in NUMPY_DTYPES:
+            shape = (info.nbytes,)
+            if info.dtype in SUBBYTE_BITS:  # packed sub-byte values: the stored bytes
+                return read_array(
+                    self._file,
+                    self.data_start + self._offsets[name],
+                    np.dtype("u1"),
+                    shape,
+                    f"{self.path}: tensor {name!r}",
+                )
+            raise self._fail(f"tensor {name!r}: dtype {info.dtype!r} is not supported")
         return read_array(
             self._file,
             self.data_start + self._offsets[name],
@@ -165,6 +193,7 @@ _DTYPE_RANK = {
             "I8",
             "F8_E5M2",
             "F8_E4M3",
+            "F8_E8M0",
             "I16",
             "U16",
             "F16",

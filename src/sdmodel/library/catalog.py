@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
     autov3 TEXT,
     fingerprint TEXT,
     fingerprint_bf16 TEXT,
+    sketch TEXT,
     scanned_at REAL NOT NULL,
     report_version INTEGER
 );
@@ -99,7 +100,7 @@ CREATE INDEX IF NOT EXISTS plan_status ON plan_items (status);
 FILE_COLUMNS = [
     "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
     "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
-    "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "scanned_at",
+    "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "sketch", "scanned_at",
     "report_version",
 ]  # fmt: skip
 # What the list page shows: no stored JSON, hashes or bookkeeping.
@@ -120,6 +121,7 @@ LIST_COLUMNS = [
         "autov3",
         "fingerprint",
         "fingerprint_bf16",
+        "sketch",
         "scanned_at",
     }
 ]
@@ -134,8 +136,12 @@ def default_db_path() -> Path:
 
 
 def precision_of(report: dict[str, Any]) -> str | None:
-    """The model's storage precision (``fp16``, ``fp32``, ``bf16``...), ``mixed`` when no float
-    dtype holds 90% of the weight bytes, None when the file holds no float weights."""
+    """The model's storage precision (``fp16``, ``fp32``, ``bf16``...; for quantized storage its
+    form: ``Q4_K``, ``fp8_scaled``, ``nf4``...), ``mixed`` when no float dtype holds 90% of the
+    weight bytes, None when the file holds no float weights."""
+    quant = report.get("quantization") or {}
+    if quant.get("quantized") and quant.get("precision"):
+        return str(quant["precision"])
     by_dtype: dict[str, float] = {}
     for part, comp in (report.get("components") or {}).items():
         if part in NON_WEIGHT_PARTS:
@@ -243,13 +249,12 @@ class Catalog:
 
     def _add_missing_columns(self) -> None:
         """Catalogs written by an earlier version lack the columns added since (schema 1 had no
-        ``fingerprint_bf16``, schema 2 no ``report_version``): add them so that the schema's
-        indexes can be created. Rows without a report version hold a report of version 1."""
+        ``fingerprint_bf16``, schema 2 no ``sketch`` nor ``report_version``): add them so that the
+        schema's indexes can be created. Rows without a report version hold a report of version 1."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
-        if have and "fingerprint_bf16" not in have:
-            self.db.execute("ALTER TABLE files ADD COLUMN fingerprint_bf16 TEXT")
-        if have and "report_version" not in have:
-            self.db.execute("ALTER TABLE files ADD COLUMN report_version INTEGER")
+        for column, kind in (("fingerprint_bf16", "TEXT"), ("sketch", "TEXT"), ("report_version", "INTEGER")):
+            if have and column not in have:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -352,7 +357,7 @@ class Catalog:
     def hashed_files(self) -> list[dict[str, Any]]:
         """The rows duplicates are found from: files with a hash or a content fingerprint."""
         rows = self.db.execute(
-            "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
+            "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16, sketch FROM files "
             "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
         )
         return [dict(r) for r in rows.fetchall()]

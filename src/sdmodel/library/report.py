@@ -8,6 +8,7 @@ from typing import Any
 
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.walk import expected_kinds
+from sdmodel.quant.sketch import Sketch
 from sdmodel.sidecars import is_config, needs_config, stem_of
 
 PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy"})
@@ -101,7 +102,8 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
 
 def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
     """File id -> a key shared by every file linked through either content fingerprint (fp16- or
-    bf16-rounded): an fp16 and a bf16 copy of one fp32 model meet through the fp32 file."""
+    bf16-rounded): an fp16 and a bf16 copy of one fp32 model meet through the fp32 file; or
+    through their precision sketches: an fp8-scaled or Q8_0 copy meets its bf16 original."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -110,14 +112,24 @@ def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
             x = parent[x]
         return x
 
+    sketches: dict[str, list[tuple[str, Sketch]]] = {}
     for f in files:
         prints = [
             f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
             f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None,
         ]
-        linked = [p for p in prints if p]
-        for p in linked[1:]:
-            parent[find(p)] = find(linked[0])
+        prints = [p for p in prints if p]
+        for p in prints[1:]:
+            parent[find(p)] = find(prints[0])
+        if prints and f.get("sketch"):
+            sk = Sketch.decode(f["sketch"])
+            sketches.setdefault(sk.key, []).append((prints[0], sk))
+    # fp8 and 8-bit block copies: same sampled weights within both copies' rounding (quant.sketch).
+    for group in sketches.values():
+        for i, (pa, a) in enumerate(group):
+            for pb, b in group[i + 1 :]:
+                if find(pa) != find(pb) and a.same_model(b):
+                    parent[find(pb)] = find(pa)
     return {f["id"]: find(f"fp16:{f['fingerprint']}") for f in files if f.get("fingerprint")}
 
 

@@ -132,6 +132,9 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[PlanItem | N
     if f.get("is_dir"):
         return None, "diffusers folder: not converted in batch"
     rep = f.get("report") or {}
+    quant = rep.get("quantization") or {}
+    if quant.get("quantized"):
+        return None, f"quantized storage ({quant.get('storage')}): already the small form (converting would up-cast)"
     advice = rep.get("advice") or {}
     precision = f.get("precision")
     size = f["size"]

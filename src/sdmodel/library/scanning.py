@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdmodel.errors import SdmodelError
+from sdmodel.errors import ConversionError, SdmodelError
 from sdmodel.formats import open_model
+from sdmodel.formats.base import TensorSource
 from sdmodel.hashing import content_fingerprints, hash_file
 from sdmodel.inspection import REPORT_VERSION, inspect
 from sdmodel.library.catalog import Catalog, precision_of
 from sdmodel.library.walk import FoundFile, category_of, walk_root
+from sdmodel.quant.sketch import precision_sketch
+from sdmodel.quant.storage import analyze
+from sdmodel.quant.view import DequantizedSource
 from sdmodel.security.scanner import scan
 
 # progress(stage, done, total, path): stage is "walk" (total unknown: 0) or "examine".
@@ -74,6 +78,7 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
         "hashes": None,
         "fingerprint": None,
         "fingerprint_bf16": None,
+        "sketch": None,
         "error": None,
     }
     try:
@@ -92,11 +97,26 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
                 out["hashes"] = hash_file(path)
             if out["error"] is None:
                 with open_model(path) as source:
-                    found = content_fingerprints(source)
+                    found, sketch = model_prints(source)
                 out["fingerprint"], out["fingerprint_bf16"] = found["fp16"], found["bf16"]
+                out["sketch"] = sketch
         except Exception as e:
             out["hash_error"] = f"{type(e).__name__}: {e}"
     return out
+
+
+def model_prints(source: TensorSource) -> tuple[dict[str, str], str | None]:
+    """The content fingerprints (exact: fp32/fp16/bf16 copies) and the precision sketch (fp8 and
+    8-bit block copies too) of a model; a quantized file is fingerprinted as the model it holds."""
+    layout = analyze(source)
+    sketch = precision_sketch(source, layout)
+    model = source
+    if layout.quantized:
+        try:
+            model = DequantizedSource(source, "F32", layout)
+        except ConversionError:  # not dequantizable (Nunchaku...): its stored bytes, then
+            model = source
+    return content_fingerprints(model), sketch.encode() if sketch is not None else None
 
 
 def examine_batch(paths: list[str], want_hashes: bool) -> list[dict[str, Any]]:
@@ -138,6 +158,7 @@ def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
         "autov3": (hashes or {}).get("autov3"),
         "fingerprint": result.get("fingerprint"),
         "fingerprint_bf16": result.get("fingerprint_bf16"),
+        "sketch": result.get("sketch"),
         "scanned_at": time.time(),
     }
 

@@ -26,12 +26,14 @@ import yaml
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
+from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.pickle_values import GlobalObj
 from sdmodel.formats.pickle_vm import Finding, PickleResult, map_py2, run_pickle
 from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+from sdmodel.quant.storage import analyze
 from sdmodel.security.grading import grade_global
 from sdmodel.security.targets import target_allowed
 from sdmodel.vocab import Verdict
@@ -66,7 +68,6 @@ _FOREIGN = [
     (b"\x7fELF", 0, "an ELF executable"),
     (b"MZ", 0, "a Windows executable"),
     (b"PK\x05\x06", 0, "an empty zip archive"),
-    (b"GGUF", 0, "a GGUF file (not a pickle format; not scanned)"),
     (b"\x89HDF", 0, "an HDF5 file"),
 ]
 _TORCH_TEXT_RECORDS = (
@@ -189,6 +190,9 @@ class _Scan:
             elif _is_tar(head):  # torch tries tarfile before anything else that is not a zip
                 self.format = "torch-tar"
                 self.scan_tar(f)
+            elif head.startswith(b"GGUF"):
+                self.format = "gguf"
+                self.scan_gguf()
             elif head.startswith(b"\x93NUMPY"):
                 self.format = "npy"
                 self.scan_npy(f, head, size)
@@ -708,6 +712,32 @@ class _Scan:
         with src:
             for note in src.notes:
                 self.add("suspicious" if note.code == "duplicate-names" else "info", note.code, note.message)
+            self.check_quantized(src)
+
+    def scan_gguf(self) -> None:
+        """GGUF holds no code, but malformed headers have crashed loaders: the structural checks
+        of the reader (counts, lengths, types, offsets, overlaps) and of the quantized blocks."""
+        try:
+            src = GGUFSource(self.path)
+        except ModelReadError as e:
+            self.add("error", "bad-gguf", f"invalid GGUF file: {str(e).split(': ', 1)[-1]}")
+            return
+        with src:
+            if src.architecture is None:
+                self.add("info", "gguf-no-architecture", "no general.architecture key: loaders may refuse it")
+            self.check_quantized(src)
+
+    def check_quantized(self, src) -> None:
+        """Quantized storage a loader would trip on (a comfy_quant that is not JSON, a scale of
+        the wrong dtype, packed data of the wrong size): suspicious, with the problem named."""
+        try:
+            layout = analyze(src)
+        except ModelReadError as e:
+            self.add("suspicious", "bad-quant-state", str(e).split(": ", 1)[-1])
+            return
+        for p in layout.problems:
+            crashes = p.code in ("packed-shape", "quant-weight-missing", "quant-state")
+            self.add("suspicious" if crashes else "info", p.code, p.message)
 
     def scan_yaml(self, path: Path, member: str | None) -> None:
         if path.stat().st_size > MAX_YAML:

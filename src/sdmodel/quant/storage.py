@@ -1,0 +1,494 @@
+"""What storage each weight of a file uses, read from names, dtypes, shapes and the small JSON
+side tensors only (never the weights themselves).
+
+Forms and where their layout is defined:
+
+- GGUF block types (``Q8_0``, ``Q4_K``...): the GGML project (ggml-quants.c, gguf-py).
+- ComfyUI legacy scaled fp8: a ``scaled_fp8`` marker (its dtype names the fp8 type), fp8 weights
+  and an fp32 ``<layer>.scale_weight`` each (ComfyUI comfy/ops.py ``scaled_fp8_ops``).
+- ComfyUI mixed precision: ``<layer>.comfy_quant`` (U8 bytes of a JSON object with ``format``) or
+  ``__metadata__["_quantization_metadata"]``, side tensors ``weight_scale``, ``weight_scale_2``,
+  ``input_scale`` (ComfyUI comfy/quant_ops.py ``QUANT_ALGOS``, comfy-kitchen layouts).
+- musubi-tuner fp8: ``scale_weight`` without a marker, per tensor, per row ``[out, 1]`` or per
+  block ``[out, blocks, 1]`` (musubi-tuner modules/fp8_optimization_utils.py).
+- fp8 with a ``weight_scale`` and no ``comfy_quant`` (diffusers/ModelOpt-style spelling).
+- bitsandbytes NF4/FP4 as Forge and diffusers save them: ``<w>.quant_state.bitsandbytes__nf4``
+  JSON, ``<w>.absmax``, ``<w>.quant_map``, nested ``<w>.nested_absmax``/``nested_quant_map``
+  (bitsandbytes ``QuantState.as_dict(packed=True)``).
+- Nunchaku SVDQuant/AWQ: ``qweight``/``wscales`` (+ ``proj_down``/``proj_up`` low-rank branch):
+  identified only; their kernels' packing is not dequantized here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sdmodel.dtypes import GGML_BLOCKS, PRECISION_NAMES, bits_per_weight
+from sdmodel.errors import ModelReadError
+from sdmodel.formats.base import TensorInfo, TensorSource
+
+Scheme = Literal["gguf", "comfy_scaled_fp8", "comfy_quant", "musubi_fp8", "fp8_weight_scale", "bnb_4bit", "nunchaku"]
+SCHEMES: tuple[str, ...] = Scheme.__args__  # type: ignore[attr-defined]
+
+COMFY_FORMATS = ("float8_e4m3fn", "float8_e5m2", "mxfp8", "nvfp4", "int8_tensorwise")
+_FP8_NAMES = {"F8_E4M3": "fp8 e4m3", "F8_E5M2": "fp8 e5m2"}
+_COMFY_FP8 = {"float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "mxfp8": "F8_E4M3"}
+_COMFY_SIDES = ("weight_scale", "weight_scale_2", "input_scale", "comfy_quant")
+_BNB_SIDES = ("absmax", "quant_map", "nested_absmax", "nested_quant_map")
+_NUNCHAKU_SIDES = (
+    "qweight",
+    "wscales",
+    "wzeros",
+    "smooth_factor",
+    "smooth_factor_orig",
+    "proj_down",
+    "proj_up",
+    "wtscale",
+    "wcscales",
+)
+MAX_JSON = 1 << 20
+
+
+@dataclass(frozen=True)
+class QuantTensor:
+    """One weight stored in a quantized form: ``name`` is the weight as the model names it,
+    ``data`` the tensor holding its packed values, ``sides`` the scales and state it needs."""
+
+    name: str
+    scheme: Scheme
+    format: str  # GGML type, comfy format, "nf4"/"fp4", fp8 dtype...
+    shape: tuple[int, ...]
+    data: str
+    sides: tuple[str, ...] = ()
+    params: tuple[tuple[str, object], ...] = ()
+    unsupported: str | None = None  # why it cannot be dequantized, when it cannot
+
+    def param(self, key: str, default: object = None) -> object:
+        return dict(self.params).get(key, default)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the reference loader would fail on or silently get wrong."""
+
+    code: str
+    name: str
+    message: str
+
+
+@dataclass
+class QuantLayout:
+    """Every quantized weight of a source, the tensors they consume and the problems found."""
+
+    tensors: dict[str, QuantTensor] = field(default_factory=dict)
+    consumed: set[str] = field(default_factory=set)  # side tensors and markers: not model weights
+    markers: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.tensors)
+
+    def problem(self, code: str, name: str, message: str) -> None:
+        self.problems.append(Problem(code, name, message))
+
+    def unsupported(self) -> list[QuantTensor]:
+        return [q for q in self.tensors.values() if q.unsupported]
+
+
+def _read_json(source: TensorSource, name: str) -> object:
+    """A U8 tensor holding JSON text (``comfy_quant``, bitsandbytes ``quant_state``)."""
+    info = source.tensors[name]
+    if info.dtype not in ("U8", "I8") or info.nbytes > MAX_JSON:
+        raise ModelReadError(f"{source.path}: {name} should hold JSON bytes (U8), has {info.dtype}{list(info.shape)}")
+    raw = source.read(name).tobytes()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelReadError(f"{source.path}: {name} is not valid JSON ({e})") from None
+
+
+def _layer(name: str, suffix: str) -> str | None:
+    return name[: -len(suffix)] if name.endswith(suffix) else None
+
+
+def analyze(source: TensorSource) -> QuantLayout:
+    """The storage of every quantized weight of ``source`` (empty layout for plain files).
+    Raises ModelReadError for a JSON side tensor that is not JSON."""
+    layout = QuantLayout()
+    t = source.tensors
+    if source.format == "gguf":
+        for name, info in t.items():
+            if info.dtype in GGML_BLOCKS:
+                layout.tensors[name] = QuantTensor(name, "gguf", info.dtype, info.shape, name)
+        return layout
+    _comfy_quant(source, layout)
+    _bnb(source, layout)
+    _nunchaku(source, layout)
+    _scaled_fp8(source, layout)
+    return layout
+
+
+def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
+    t = source.tensors
+    configs: dict[str, tuple[object, str]] = {}
+    for name in t:
+        prefix = _layer(name, "comfy_quant")
+        if prefix is not None and (prefix == "" or prefix.endswith(".")):
+            configs[prefix] = (_read_json(source, name), name)
+    meta = source.metadata.get("_quantization_metadata")
+    if meta is not None:
+        try:
+            parsed = json.loads(meta)
+        except json.JSONDecodeError as e:
+            raise ModelReadError(
+                f"{source.path}: __metadata__ _quantization_metadata is not valid JSON ({e})"
+            ) from None
+        layers = parsed.get("layers") if isinstance(parsed, dict) else None
+        if not isinstance(layers, dict):
+            raise ModelReadError(f"{source.path}: _quantization_metadata has no 'layers' object")
+        for layer, conf in layers.items():
+            configs.setdefault(f"{layer}.", (conf, "__metadata__"))
+    for prefix, (conf, where) in configs.items():
+        weight = prefix + "weight"
+        if where != "__metadata__":
+            layout.consumed.add(where)
+        if not isinstance(conf, dict) or "format" not in conf:
+            layout.problem(
+                "comfy-quant-no-format", where, f"{where}: comfy_quant has no 'format': ComfyUI cannot load {weight}"
+            )
+            continue
+        fmt = conf["format"]
+        sides = tuple(prefix + s for s in _COMFY_SIDES if prefix + s in t)
+        layout.consumed.update(sides)
+        if weight not in t:
+            layout.problem("quant-weight-missing", weight, f"{where} describes {weight}, which is not in the file")
+            continue
+        info = t[weight]
+        if fmt not in COMFY_FORMATS:
+            layout.problem(
+                "comfy-quant-unknown-format", weight, f"{weight}: comfy_quant format {fmt!r} is not one sdmodel reads"
+            )
+            layout.tensors[weight] = QuantTensor(
+                weight, "comfy_quant", str(fmt), info.shape, weight, sides, unsupported=f"comfy_quant format {fmt!r}"
+            )
+            continue
+        shape = info.shape
+        params: list[tuple[str, object]] = []
+        unsupported = None
+        if fmt == "nvfp4":
+            shape = (*info.shape[:-1], info.shape[-1] * 2) if info.shape else info.shape
+        if fmt == "int8_tensorwise" and conf.get("convrot"):
+            unsupported = "int8 with ConvRot (Hadamard-rotated) weights: needs comfy-kitchen's rotation"
+        orig = conf.get("orig_shape")
+        if isinstance(orig, list) and all(isinstance(d, int) and d > 0 for d in orig):
+            shape = tuple(orig)
+            params.append(("orig_shape", shape))
+        qt = QuantTensor(weight, "comfy_quant", fmt, shape, weight, sides, tuple(params), unsupported)
+        layout.tensors[weight] = qt
+        _check_comfy(source, layout, qt, info)
+
+
+def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> None:
+    t = source.tensors
+    prefix = qt.name[: -len("weight")]
+    want = {
+        "float8_e4m3fn": "F8_E4M3",
+        "float8_e5m2": "F8_E5M2",
+        "mxfp8": "F8_E4M3",
+        "nvfp4": "U8",
+        "int8_tensorwise": "I8",
+    }
+    if info.dtype != want[qt.format]:
+        layout.problem(
+            "quant-dtype", qt.name, f"{qt.name}: {qt.format} weights must be {want[qt.format]}, not {info.dtype}"
+        )
+    scale = prefix + "weight_scale"
+    if scale not in t:
+        layout.problem("scale-missing", qt.name, f"{qt.name}: {qt.format} layer has no {scale}: ComfyUI cannot load it")
+        return
+    s = t[scale]
+    if qt.format in ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise") and s.dtype != "F32":
+        layout.problem("scale-dtype", scale, f"{scale} is {s.dtype}: ComfyUI's fp8/int8 matmul needs an fp32 scale")
+    rows = math.prod(qt.shape[:-1]) if qt.shape else 1
+    if qt.format == "mxfp8":
+        need = _blocked(rows, -(-qt.shape[-1] // 32))
+        if s.dtype not in ("F8_E8M0", "U8") or s.numel != need:
+            layout.problem(
+                "packed-shape", scale, f"{scale}: mxfp8 needs {need} E8M0 block scales, has {s.dtype}{list(s.shape)}"
+            )
+    if qt.format == "nvfp4":
+        need = _blocked(rows, -(-qt.shape[-1] // 16))
+        if s.dtype not in ("F8_E4M3", "U8") or s.numel != need:
+            layout.problem(
+                "packed-shape", scale, f"{scale}: nvfp4 needs {need} fp8 block scales, has {s.dtype}{list(s.shape)}"
+            )
+        s2 = prefix + "weight_scale_2"
+        if s2 not in t:
+            layout.problem("scale-missing", qt.name, f"{qt.name}: nvfp4 layer has no {s2}")
+        elif t[s2].numel != 1 or t[s2].dtype != "F32":
+            layout.problem("scale-dtype", s2, f"{s2} must be one fp32 value, is {t[s2].dtype}{list(t[s2].shape)}")
+
+
+def _blocked(rows: int, cols: int) -> int:
+    """Size of a block-scale matrix in cuBLAS's tiled layout (rows to 128, columns to 4)."""
+    return -(-rows // 128) * 128 * (-(-cols // 4) * 4)
+
+
+def _bnb(source: TensorSource, layout: QuantLayout) -> None:
+    t = source.tensors
+    for name in list(t):
+        for kind in ("nf4", "fp4"):
+            weight = _layer(name, f".quant_state.bitsandbytes__{kind}")
+            if weight is None:
+                continue
+            parsed = _read_json(source, name)
+            state: dict = parsed if isinstance(parsed, dict) else {}
+            sides = (name, *(f"{weight}.{s}" for s in _BNB_SIDES if f"{weight}.{s}" in t))
+            layout.consumed.update(sides)
+            if weight not in t:
+                layout.problem("quant-weight-missing", weight, f"{name} describes {weight}, which is not in the file")
+                continue
+            shape, block = state.get("shape"), state.get("blocksize")
+            if not (
+                isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(block, int)
+            ):
+                layout.problem("quant-state", name, f"{name}: quant_state lacks a valid shape and blocksize")
+                continue
+            params = [("blocksize", block), ("dtype", str(state.get("dtype", "float32")))]
+            if f"{weight}.nested_absmax" in t:
+                if not isinstance(state.get("nested_blocksize"), int):
+                    layout.problem("quant-state", name, f"{name}: nested absmax without a nested_blocksize")
+                    continue
+                params += [
+                    ("nested_blocksize", state.get("nested_blocksize")),
+                    ("nested_offset", state.get("nested_offset")),
+                ]
+            qt = QuantTensor(weight, "bnb_4bit", kind, tuple(shape), weight, sides, tuple(params))
+            layout.tensors[weight] = qt
+            numel = math.prod(shape)
+            if t[weight].nbytes * 2 != numel + numel % 2:
+                layout.problem(
+                    "packed-shape",
+                    weight,
+                    f"{weight}: {t[weight].nbytes} packed bytes do not hold {list(shape)} 4-bit values",
+                )
+            for side in ("absmax", "quant_map"):
+                if f"{weight}.{side}" not in t:
+                    layout.problem(
+                        "scale-missing", weight, f"{weight}: bitsandbytes {kind} weight has no {weight}.{side}"
+                    )
+            absmax = t.get(f"{weight}.absmax")
+            if absmax is not None and block > 0 and absmax.numel != -(-numel // block):
+                layout.problem(
+                    "packed-shape", absmax.name, f"{absmax.name}: {absmax.numel} values for {-(-numel // block)} blocks"
+                )
+
+
+def _nunchaku(source: TensorSource, layout: QuantLayout) -> None:
+    t = source.tensors
+    for name in t:
+        prefix = _layer(name, ".qweight")
+        if prefix is None or f"{prefix}.wscales" not in t:
+            continue
+        lowrank = f"{prefix}.proj_down" in t or any(k.startswith(f"{prefix}.") and "lora_down" in k for k in t)
+        kind = "SVDQuant" if lowrank else "AWQ"
+        sides = tuple(f"{prefix}.{s}" for s in _NUNCHAKU_SIDES if f"{prefix}.{s}" in t)
+        layout.consumed.update(sides)
+        layout.tensors[f"{prefix}.weight"] = QuantTensor(
+            f"{prefix}.weight",
+            "nunchaku",
+            kind,
+            t[name].shape,
+            name,
+            sides,
+            unsupported=f"Nunchaku {kind} (4-bit, kernel-packed): load it with ComfyUI-nunchaku",
+        )
+
+
+def _scaled_fp8(source: TensorSource, layout: QuantLayout) -> None:
+    t = source.tensors
+    markers = [n for n in t if n == "scaled_fp8" or n.endswith(".scaled_fp8")]
+    layout.markers.extend(markers)
+    layout.consumed.update(markers)
+    comfy = bool(markers)
+    for name, info in t.items():
+        for suffix, scheme in (
+            ("scale_weight", "comfy_scaled_fp8" if comfy else "musubi_fp8"),
+            ("weight_scale", "fp8_weight_scale"),
+        ):
+            prefix = _layer(name, suffix)
+            if prefix is None or (prefix and not prefix.endswith(".")):
+                continue
+            weight = prefix + "weight"
+            if weight in layout.tensors or weight not in t:
+                continue
+            w = t[weight]
+            if w.dtype not in _FP8_NAMES and not (scheme == "fp8_weight_scale" and w.dtype == "I8"):
+                continue
+            sides = tuple(prefix + s for s in (suffix, "scale_input", "input_scale") if prefix + s in t)
+            layout.consumed.update(sides)
+            fmt = w.dtype
+            params: tuple[tuple[str, object], ...] = ()
+            if info.numel != 1:
+                if info.shape == (w.shape[0], 1) or info.shape == (w.shape[0],):
+                    params = (("granularity", "row"),)
+                elif len(info.shape) == 3 and info.shape[0] == w.shape[0] and info.shape[2] == 1 and len(w.shape) == 2:
+                    blocks = info.shape[1]
+                    if blocks == 0 or w.shape[1] % blocks:
+                        layout.problem(
+                            "scale-shape", name, f"{name}: {blocks} blocks do not divide a row of {w.shape[1]}"
+                        )
+                        continue
+                    params = (("granularity", "block"), ("block", w.shape[1] // blocks))
+                else:
+                    layout.problem(
+                        "scale-shape", name, f"{name} {list(info.shape)} does not fit weight {list(w.shape)}"
+                    )
+                    continue
+            layout.tensors[weight] = QuantTensor(weight, scheme, fmt, w.shape, weight, sides, params)  # type: ignore[arg-type]
+    if comfy:
+        marker_dtype = t[markers[0]].dtype
+        for name, info in t.items():
+            if (
+                info.dtype in _FP8_NAMES
+                and name not in layout.tensors
+                and name.endswith(".weight")
+                and len(info.shape) >= 2
+            ):
+                # ComfyUI gives such a layer a scale of 1 (comfy/ops.py scaled_fp8_op); say so.
+                layout.problem(
+                    "scale-missing", name, f"{name} is fp8 without a scale_weight: ComfyUI uses a scale of 1"
+                )
+                layout.tensors[name] = QuantTensor(name, "comfy_scaled_fp8", info.dtype, info.shape, name)
+        if marker_dtype not in _FP8_NAMES:
+            layout.problem(
+                "marker-dtype", markers[0], f"{markers[0]} is {marker_dtype}: its dtype should name the fp8 type"
+            )
+
+
+# --- describing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a set of tensors (a part of a model) is stored, for ``info``."""
+
+    label: str
+    bits_per_weight: float | None
+    scheme: str  # "plain" or one of SCHEMES
+    counts: dict[str, int]  # storage kind -> tensors
+    short: str = ""  # the main form in one word (``Q4_K``, ``fp8_scaled``, ``nf4``); "" when plain
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "bits_per_weight": None if self.bits_per_weight is None else round(self.bits_per_weight, 2),
+            "scheme": self.scheme,
+            "counts": dict(self.counts),
+            "short": self.short,
+        }
+
+
+def _fp8_label(qt: QuantTensor) -> str:
+    gran = qt.param("granularity")
+    fp8 = _FP8_NAMES.get(qt.format, qt.format)
+    if qt.scheme == "comfy_scaled_fp8":
+        return f"{fp8}, per-tensor scale (ComfyUI scaled)"
+    if qt.scheme == "musubi_fp8":
+        scale = {"row": "per-row scale", "block": f"block scale ({qt.param('block')})"}.get(
+            str(gran), "per-tensor scale"
+        )
+        return f"{fp8}, {scale} (musubi-tuner)"
+    if qt.format == "I8":
+        return "int8, per-tensor scale"
+    return f"{fp8}, per-tensor weight_scale"
+
+
+def short_name(qt: QuantTensor) -> str:
+    """The form in one word, as the library's precision column shows it (``Q4_K``, ``fp8_scaled``)."""
+    if qt.scheme == "gguf":
+        return qt.format
+    if qt.scheme == "bnb_4bit":
+        return qt.format
+    if qt.scheme == "nunchaku":
+        return f"{qt.format.lower()}_int4"
+    if qt.scheme == "comfy_quant" and qt.format in ("nvfp4", "mxfp8"):
+        return qt.format
+    if qt.format in ("I8", "int8_tensorwise"):
+        return "int8_scaled"
+    return "fp8_e5m2_scaled" if qt.format in ("F8_E5M2", "float8_e5m2") else "fp8_scaled"
+
+
+def label_of(qt: QuantTensor) -> str:
+    """One weight's storage in words."""
+    if qt.scheme == "gguf":
+        return f"GGUF {qt.format}"
+    if qt.scheme in ("comfy_scaled_fp8", "musubi_fp8", "fp8_weight_scale"):
+        return _fp8_label(qt)
+    if qt.scheme == "comfy_quant":
+        return {
+            "float8_e4m3fn": "fp8 e4m3, per-tensor scale (ComfyUI mixed precision)",
+            "float8_e5m2": "fp8 e5m2, per-tensor scale (ComfyUI mixed precision)",
+            "mxfp8": "MXFP8 (fp8 e4m3, E8M0 scale per 32; ComfyUI)",
+            "nvfp4": "NVFP4 (fp4 e2m1, fp8 scale per 16; ComfyUI)",
+            "int8_tensorwise": "int8, tensor-wise scale (ComfyUI)",
+        }.get(qt.format, f"comfy_quant {qt.format}")
+    if qt.scheme == "bnb_4bit":
+        return f"{qt.format.upper()} (bitsandbytes, block {qt.param('blocksize')})"
+    return f"Nunchaku {qt.format} (int4)"
+
+
+def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) -> Storage:
+    """The storage of the tensors ``names`` (one part): the main form, the mix and the effective
+    bits per weight (every stored byte of the part, scales included, over its weights' elements)."""
+    t = source.tensors
+    names = [n for n in names if n in t]
+    counts: Counter[str] = Counter()
+    labels: Counter[str] = Counter()
+    stored = 0
+    elements = 0
+    quant_elems: Counter[str] = Counter()
+    by_data = {q.data: q for q in layout.tensors.values()}
+    for n in names:
+        stored += t[n].nbytes
+        qt = by_data.get(n)
+        if qt is None and n in layout.consumed:
+            continue
+        if qt is not None:
+            counts[qt.format if qt.scheme == "gguf" else label_of(qt)] += 1
+            labels[label_of(qt)] += math.prod(qt.shape)
+            quant_elems[qt.format] += math.prod(qt.shape)
+            elements += math.prod(qt.shape)
+        else:
+            counts[t[n].dtype] += 1
+            elements += t[n].numel
+    bpw = 8.0 * stored / elements if elements else None
+    if not labels:
+        plain = Counter({d: t[n].numel for n in names if (d := t[n].dtype)})
+        if not plain:
+            return Storage("empty", None, "plain", {})
+        main = plain.most_common(1)[0][0]
+        label = PRECISION_NAMES.get(main, main)
+        if len(plain) > 1:
+            label += " (mix: " + ", ".join(f"{counts[d]} {d}" for d in sorted(counts, key=lambda k: -counts[k])) + ")"
+        return Storage(label, bits_per_weight(main) if len(plain) == 1 else bpw, "plain", dict(counts))
+    main = labels.most_common(1)[0][0]
+    main_qt = next(q for q in layout.tensors.values() if label_of(q) == main)
+    scheme = main_qt.scheme
+    short = short_name(main_qt)
+    if scheme == "gguf":
+        main_type = quant_elems.most_common(1)[0][0]
+        label, short = f"GGUF {main_type}", main_type
+        if len(counts) > 1:
+            label += " (mix: " + ", ".join(f"{c} {k}" for k, c in counts.most_common()) + ")"
+    else:
+        label = main
+        if len(labels) > 1:
+            label += " (mix: " + ", ".join(f"{counts[k]} {k}" for k, _ in labels.most_common()) + ")"
+    return Storage(label, bpw, scheme, dict(counts), short)
