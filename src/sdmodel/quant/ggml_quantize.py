@@ -17,7 +17,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
-QuantType = Literal["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+QuantType = Literal[
+    "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"
+]
 QUANT_TYPES: tuple[QuantType, ...] = get_args(QuantType)
 
 # type -> (elements per block, bytes per block), as GGML's type traits.
@@ -84,7 +86,7 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     return out.reshape(out_shape)
 
 
-_CHUNK_ELEMENTS = 1 << 15
+_CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32: large enough for two threads to overlap, small enough for cache
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -284,10 +286,8 @@ def _make_qkx2(
         iscale = (_F32(rmin) + _F32(rdelta) * _F32(step) + fmax) / width
         t = iscale * (x - lo)
         bound = np.abs(iscale) * np.maximum(np.abs(width), np.abs(span_low))
-        if np.all((bound < _FAST_LIMIT) | flat):
-            aux = _rint_clip(t, 0, nmax)
-        else:
-            aux = _rounded(t, 0, nmax)
+        fast = bool(np.all((bound < _FAST_LIMIT) | flat))
+        aux = _rint_clip(t, 0, nmax) if fast else _rounded(t, 0, nmax)
         wl = w * aux
         sum_l = _sum(wl)
         sum_l2 = _sum(wl * aux)
@@ -463,7 +463,9 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
     return _pack([hmask, _crumbs(final & 3), packed, d], nb)
 
 
-def _k_affine(x: np.ndarray, nmax: int, rmin: float, nstep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _k_affine(
+    x: np.ndarray, nmax: int, rmin: float, nstep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shared by Q4_K and Q5_K: levels (uint8, 256 per block), packed scales, d and dmin bits."""
     nb = len(x)
     xs = _columns(x, 32)
@@ -516,7 +518,9 @@ def _q6_k(x: np.ndarray) -> np.ndarray:
     dq = _fp16_value(d)[:, None] * sc.astype(_F32)
     final = _requantize(x, _rows(levels, nb), dq, None, -32, 31, 16)
     q = final.reshape(nb, 2, 4, 32)
-    ql = np.stack([(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2)
+    ql = np.stack(
+        [(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2
+    )
     qh = (q[:, :, 0] >> 4) | ((q[:, :, 1] >> 4) << 2) | ((q[:, :, 2] >> 4) << 4) | ((q[:, :, 3] >> 4) << 6)
     out = _pack([ql, qh, sc, d], nb)
     out[zero] = 0
