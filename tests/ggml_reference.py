@@ -37,6 +37,10 @@ const char * ggml_type_name(int type) { (void)type; return "?"; }
 size_t ggml_type_size(int type) { (void)type; abort(); }
 """
 
+_PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps")
+# GGML's portable build: no fused multiply-add contraction, no -march=native
+_CFLAGS = ("-O2", "-ffp-contract=off", "-fPIC", "-shared", "-std=gnu11", "-DNDEBUG")
+
 # type name -> (C function, elements per block, bytes per block)
 FUNCTIONS = {
     "Q8_0": ("quantize_row_q8_0_ref", 32, 34),
@@ -64,8 +68,7 @@ def build() -> Path:
     sdist = download / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.exists():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps"]
-            + [f"llama-cpp-python=={VERSION}", "-d", str(download)],
+            [*_PIP_DOWNLOAD, f"llama-cpp-python=={VERSION}", "-d", str(download)],
             check=True,
         )
     source = CACHE / f"ggml-{VERSION}"
@@ -85,9 +88,21 @@ def build() -> Path:
     partial = LIBRARY.with_suffix(".so.partial")
     src = source / "src"
     subprocess.run(
-        [compiler, "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-std=gnu11", "-DNDEBUG"]
-        + ["-I", str(source / "include"), "-I", str(src), "-I", str(src / "ggml-cpu")]
-        + [str(src / "ggml-quants.c"), str(stubs), "-lm", "-o", str(partial)],
+        [
+            compiler,
+            *_CFLAGS,
+            "-I",
+            str(source / "include"),
+            "-I",
+            str(src),
+            "-I",
+            str(src / "ggml-cpu"),
+            str(src / "ggml-quants.c"),
+            str(stubs),
+            "-lm",
+            "-o",
+            str(partial),
+        ],
         check=True,
     )
     partial.replace(LIBRARY)
