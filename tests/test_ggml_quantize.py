@@ -99,3 +99,10 @@ def test_row_length_must_fit_the_block() -> None:
     with pytest.raises(ValueError, match="unknown GGML type"):
         quantize(np.zeros(32, np.float32), "Q7_K")  # type: ignore[arg-type]
     assert BLOCKS["Q4_K"] == (256, 144)
+
+
+@pytest.mark.parametrize("qtype", list(FUNCTIONS))
+def test_zero_chunks_take_the_shortcut_with_the_same_bytes(ggml: Reference, qtype: str) -> None:
+    x = np.zeros(256 * 1100, np.float32)  # more than one chunk of zeros, then data
+    x[-256:] = np.linspace(-1, 1, 256)
+    assert np.array_equal(quantize(x, qtype).reshape(-1), ggml.quantize(x, qtype))  # type: ignore[arg-type]

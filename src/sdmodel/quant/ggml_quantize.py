@@ -10,6 +10,7 @@ C casts truncate), so the bytes match GGML's portable build (compiled without fu
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,9 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     def run(first: int) -> None:
         last = min(nblocks, first + step)
         x = np.asarray(flat[first * block : last * block], dtype=_F32).reshape(-1, block)
+        if not x.view(np.uint32).any():  # all +0.0 (padding, sparse files): the one zero block, repeated
+            out[first:last] = _zero_block(qtype)
+            return
         with np.errstate(all="ignore"):
             out[first:last] = kernel(x)
 
@@ -103,6 +107,12 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="sdmodel-quantize")
     return _POOLS[workers]
+
+
+@functools.cache
+def _zero_block(qtype: QuantType) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return _KERNELS[qtype](np.zeros((1, BLOCKS[qtype][0]), dtype=_F32))[0]
 
 
 def _plain(flat: np.ndarray, qtype: QuantType) -> np.ndarray:
