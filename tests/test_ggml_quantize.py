@@ -106,3 +106,13 @@ def test_zero_chunks_take_the_shortcut_with_the_same_bytes(ggml: Reference, qtyp
     x = np.zeros(256 * 1100, np.float32)  # more than one chunk of zeros, then data
     x[-256:] = np.linspace(-1, 1, 256)
     assert np.array_equal(quantize(x, qtype).reshape(-1), ggml.quantize(x, qtype))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "F16", "BF16", "F32"])
+def test_nan_and_infinity_are_refused(qtype: str) -> None:
+    from sdmodel.quant.ggml_quantize import NonFiniteError
+
+    x = np.ones(512, np.float32)
+    x[300] = np.inf
+    with pytest.raises(NonFiniteError):
+        quantize(x, qtype)  # type: ignore[arg-type]

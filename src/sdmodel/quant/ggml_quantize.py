@@ -64,6 +64,8 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     out_shape = (*shape[:-1], row_bytes(qtype, shape[-1]))
     flat = data.reshape(-1)
     if qtype in ("F32", "F16", "BF16"):
+        for lo in range(0, flat.size, _CHUNK_ELEMENTS):
+            _check_finite(np.asarray(flat[lo : lo + _CHUNK_ELEMENTS], dtype=_F32))
         return _plain(flat, qtype).view(_U8).reshape(out_shape)
     block, size = BLOCKS[qtype]
     kernel = _KERNELS[qtype]
@@ -74,6 +76,7 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     def run(first: int) -> None:
         last = min(nblocks, first + step)
         x = np.asarray(flat[first * block : last * block], dtype=_F32).reshape(-1, block)
+        _check_finite(x)
         if not x.view(np.uint32).any():  # all +0.0 (padding, sparse files): the one zero block, repeated
             out[first:last] = _zero_block(qtype)
             return
@@ -88,6 +91,15 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
         for first in starts:
             run(first)
     return out.reshape(out_shape)
+
+
+class NonFiniteError(ValueError):
+    """The values hold NaN or infinity: no GGML type stores them meaningfully."""
+
+
+def _check_finite(x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        raise NonFiniteError("the values hold NaN or infinity")
 
 
 _CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32: large enough for two threads to overlap, small enough for cache
