@@ -55,13 +55,24 @@ def legacy_marker(fmt: Fp8Format) -> np.ndarray:
     return np.zeros((0,), dtype=NUMPY_DTYPES[storage_dtype(fmt)])
 
 
+_CHUNK = 1 << 20  # values converted to float32 at a time: memory stays a few MB above the tensor
+
+
+def _chunks(weight: np.ndarray):
+    flat = weight.reshape(-1)
+    for lo in range(0, flat.size, _CHUNK):
+        yield lo, np.asarray(flat[lo : lo + _CHUNK], dtype=np.float32)
+
+
 def scale_of(weight: np.ndarray, fmt: Fp8Format) -> np.float32:
     """The float32 dequantization scale ComfyUI chooses for ``weight`` (1.0 for an all-zero weight,
     where ComfyUI's formula would divide by zero)."""
     fp8_max = np.float32(_FORMATS[fmt][2])
-    amax = np.float32(np.max(np.abs(weight))) if weight.size else np.float32(0)
-    if not np.isfinite(amax):
-        raise ConversionError("fp8: the weight holds NaN or infinity")
+    amax = np.float32(0)
+    for _, chunk in _chunks(weight):
+        if not np.isfinite(chunk).all():
+            raise ConversionError("fp8: the weight holds NaN or infinity")
+        amax = max(amax, np.float32(np.max(np.abs(chunk))))
     if amax == 0:
         return np.float32(1)
     scale = amax / fp8_max
@@ -75,13 +86,16 @@ def quantize_fp8(weight: np.ndarray, fmt: Fp8Format) -> tuple[np.ndarray, np.flo
     from sdmodel.dtypes import NUMPY_DTYPES
 
     scale = scale_of(weight, fmt)
-    fp8_max = _FORMATS[fmt][2]
-    inverse = np.asarray(np.float32(1) / scale, dtype=weight.dtype)  # cast to the weight's dtype
-    # the product of two values of the weight's dtype is exact in float32: one rounding, as torch
-    scaled = np.asarray(weight, dtype=np.float32) * np.float32(inverse)
-    scaled = scaled.astype(weight.dtype).astype(np.float32)
-    np.clip(scaled, -fp8_max, fp8_max, out=scaled)
-    return scaled.astype(NUMPY_DTYPES[storage_dtype(fmt)]), scale
+    fp8_max = np.float32(_FORMATS[fmt][2])
+    inverse = np.float32(np.asarray(np.float32(1) / scale, dtype=weight.dtype))  # in the weight's dtype
+    out = np.empty(weight.shape, dtype=NUMPY_DTYPES[storage_dtype(fmt)])
+    flat = out.reshape(-1)
+    for lo, chunk in _chunks(weight):
+        # the product of two values of the weight's dtype is exact in float32: one rounding, as torch
+        chunk = (chunk * inverse).astype(weight.dtype).astype(np.float32)  # never in place: may view the source
+        np.clip(chunk, -fp8_max, fp8_max, out=chunk)
+        flat[lo : lo + chunk.size] = chunk
+    return out, scale
 
 
 @dataclass(frozen=True)
