@@ -116,3 +116,11 @@ def test_nan_and_infinity_are_refused(qtype: str) -> None:
     x[300] = np.inf
     with pytest.raises(NonFiniteError):
         quantize(x, qtype)  # type: ignore[arg-type]
+
+
+def test_type_ids_are_ggmls() -> None:
+    from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS
+
+    for name, number in GGML_TYPE_IDS.items():
+        assert gguf.GGMLQuantizationType[name] == number
+        assert gguf.constants.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[name]] == BLOCKS[name]

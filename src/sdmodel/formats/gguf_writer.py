@@ -10,17 +10,21 @@ each tensor starting on an aligned offset.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
-from gguf import GGMLQuantizationType, GGUFValueType
+import numpy as np
 
 from sdmodel.errors import ConversionError
-from sdmodel.quant.ggml_quantize import QuantType
+from sdmodel.formats.base import TensorInfo
+from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, quantize, row_bytes
 
 ALIGNMENT = 32  # GGUF's default (no general.alignment key written)
 GGUF_VERSION = 3
+# GGUF value types (GGML gguf.h, gguf_type); gguf-py is not imported here: it takes 0.4 s to load
+_UINT32, _INT32, _FLOAT32, _BOOL, _STRING, _ARRAY, _INT64 = 4, 5, 6, 7, 8, 9, 11
 
 KVValue = str | bool | int | float | tuple[int, ...]
 
@@ -44,16 +48,16 @@ def _value(value: KVValue) -> bytes:
     """Typed value: str STRING, bool BOOL, int UINT32 (or INT64 when it does not fit), float
     FLOAT32, tuple of ints an ARRAY of INT32 (what ComfyUI-GGUF expects for orig_shape)."""
     if isinstance(value, str):
-        return struct.pack("<I", GGUFValueType.STRING) + _string(value)
+        return struct.pack("<I", _STRING) + _string(value)
     if isinstance(value, bool):
-        return struct.pack("<I?", GGUFValueType.BOOL, value)
+        return struct.pack("<I?", _BOOL, value)
     if isinstance(value, int):
         if 0 <= value < 2**32:
-            return struct.pack("<II", GGUFValueType.UINT32, value)
-        return struct.pack("<Iq", GGUFValueType.INT64, value)
+            return struct.pack("<II", _UINT32, value)
+        return struct.pack("<Iq", _INT64, value)
     if isinstance(value, float):
-        return struct.pack("<If", GGUFValueType.FLOAT32, value)
-    return struct.pack(f"<IIQ{len(value)}i", GGUFValueType.ARRAY, GGUFValueType.INT32, len(value), *value)
+        return struct.pack("<If", _FLOAT32, value)
+    return struct.pack(f"<IIQ{len(value)}i", _ARRAY, _INT32, len(value), *value)
 
 
 def _pad(n: int) -> int:
@@ -74,8 +78,7 @@ class GGUFWriter:
         for t in self.tensors:
             dims = tuple(reversed(t.shape))
             infos.append(
-                _string(t.name)
-                + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, GGMLQuantizationType[t.qtype], offset)
+                _string(t.name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, GGML_TYPE_IDS[t.qtype], offset)
             )
             self.offsets.append(offset)
             offset += t.nbytes + _pad(t.nbytes)
@@ -104,3 +107,113 @@ class GGUFWriter:
     def finish(self, f: BinaryIO) -> None:
         if self._next != len(self.tensors):
             raise ConversionError(f"GGUF file incomplete: {self._next} of {len(self.tensors)} tensors written")
+
+
+class GGUFSink:
+    """The engine's GGUF output (a ``Sink``, formats/sink.py): ``tensors`` as the engine hands them
+    over (name, values' dtype, shape as stored), ``types`` the GGML type of each, ``kv`` the
+    key-values. ``encode`` quantizes (using both cores); the header is written before any tensor.
+
+    ``check`` re-reads the file with gguf-py: architecture, names, types, shapes, and for a few
+    tensors (evenly spread, quantized ones first) the first and last rows: their bytes as encoded
+    and their values dequantized by gguf-py against the source values kept while encoding."""
+
+    format = "gguf"
+    SAMPLES = 8
+
+    def __init__(self, tensors: Sequence[TensorInfo], types: Sequence[QuantType], kv: Mapping[str, KVValue]) -> None:
+        self.infos = list(tensors)
+        self.types = list(types)
+        self.kv = dict(kv)
+        self.tensors = [
+            GGUFTensor(t.name, q, t.shape, row_bytes(q, t.shape[-1]) * (t.numel // t.shape[-1]) if t.numel else 0)
+            for t, q in zip(self.infos, self.types, strict=True)
+        ]
+        self.writer = GGUFWriter(self.tensors, self.kv)
+        self.order = list(range(len(self.tensors)))
+        self.digest: str | None = None  # GGUF records no data hash
+        pool = [i for i, q in enumerate(self.types) if q not in ("F32", "F16", "BF16")] or self.order
+        step = max(1, (len(pool) - 1) // max(1, self.SAMPLES - 1)) if pool else 1
+        self._sampled = set(pool[::step][: self.SAMPLES])
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (source rows, encoded rows)
+
+    def begin(self, f: BinaryIO) -> None:
+        self.writer.begin(f)
+
+    def encode(self, index: int, array: np.ndarray) -> memoryview:
+        t = self.tensors[index]
+        try:
+            blocks = quantize(array.reshape(t.shape), t.qtype)
+        except NonFiniteError as e:
+            raise ConversionError(f"{t.name}: {e}; no GGUF type can hold it (nothing written)") from e
+        rows = blocks.reshape(-1, blocks.shape[-1]) if blocks.size else blocks.reshape(0, 0)
+        if index in self._sampled and len(rows):
+            values = np.asarray(array, dtype=np.float32).reshape(len(rows), -1)
+            self._kept[index] = (values[[0, -1]].copy(), rows[[0, -1]].copy())
+        return blocks.reshape(-1).data if blocks.size else memoryview(b"")
+
+    def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
+        self.writer.write_tensor(f, index, data)
+
+    def hash(self, data: memoryview) -> None:
+        """Nothing to hash."""
+
+    def finish(self, f: BinaryIO) -> None:
+        self.writer.finish(f)
+
+    def _reader(self, path: Path):
+        import gguf  # noqa: PLC0415 - gguf-py takes 0.4 s to import: only when a GGUF file is checked
+
+        try:
+            return gguf.GGUFReader(path)
+        except Exception as e:  # gguf-py raises ValueError, struct.error... on a bad file
+            raise ConversionError(f"{path}: gguf-py cannot read the written file: {e}") from e
+
+    def check(self, path: Path) -> None:
+        import gguf  # noqa: PLC0415 - see _reader
+
+        reader = self._reader(path)
+        arch = reader.get_field("general.architecture")
+        if arch is None or arch.contents() != self.kv.get("general.architecture"):
+            raise ConversionError(f"{path}: gguf-py reads another general.architecture than written")
+        got = [(t.name, t.tensor_type.name, tuple(int(d) for d in reversed(t.shape))) for t in reader.tensors]
+        want = [(t.name, t.qtype, t.shape) for t in self.tensors]
+        if got != want:
+            raise ConversionError(f"{path}: gguf-py reads other tensor names, types or shapes than planned")
+        for i, (values, encoded) in self._kept.items():
+            t = self.tensors[i]
+            stored = np.asarray(reader.tensors[i].data).reshape(-1).view(np.uint8).reshape(-1, encoded.shape[-1])
+            if not np.array_equal(stored[[0, -1]], encoded):
+                raise ConversionError(f"{path}: tensor {t.name}: the blocks read back are not the ones written")
+            back = gguf.quants.dequantize(encoded, gguf.GGMLQuantizationType[t.qtype]).reshape(values.shape)
+            span = float(np.max(np.abs(values))) or 1.0
+            if not np.all(np.abs(back - values) <= _TOLERANCE[t.qtype] * span):
+                raise ConversionError(f"{path}: tensor {t.name}: gguf-py dequantizes values far from the source")
+
+    def verify(self, path: Path, expected: Callable[[int], np.ndarray]) -> None:
+        """Every tensor's blocks equal the source values quantized again (bit for bit)."""
+        reader = self._reader(path)
+        for i, t in enumerate(self.tensors):
+            want = quantize(expected(i).reshape(t.shape), t.qtype).reshape(-1)
+            got = np.asarray(reader.tensors[i].data).reshape(-1).view(np.uint8)
+            if not np.array_equal(got, want):
+                raise ConversionError(f"{path}: tensor {t.name} differs from the source quantized as planned")
+
+
+# Largest dequantization error gguf-py may show, relative to the row's largest magnitude (a check
+# of layout and type, far above each type's own rounding error).
+_TOLERANCE: dict[str, float] = {
+    "F32": 0.0,
+    "F16": 1e-3,
+    "BF16": 1e-2,
+    "Q8_0": 0.02,
+    "Q6_K": 0.1,
+    "Q5_K": 0.15,
+    "Q5_0": 0.15,
+    "Q5_1": 0.15,
+    "Q4_K": 0.25,
+    "Q4_0": 0.25,
+    "Q4_1": 0.25,
+    "Q3_K": 0.5,
+    "Q2_K": 1.0,
+}

@@ -40,6 +40,23 @@ BLOCKS: dict[QuantType, tuple[int, int]] = {
     "Q6_K": (256, 210),
 }
 
+# GGML's type numbers (ggml.h enum ggml_type), as GGUF tensor infos record them.
+GGML_TYPE_IDS: dict[QuantType, int] = {
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q5_0": 6,
+    "Q5_1": 7,
+    "Q8_0": 8,
+    "Q2_K": 10,
+    "Q3_K": 11,
+    "Q4_K": 12,
+    "Q5_K": 13,
+    "Q6_K": 14,
+    "BF16": 30,
+}
+
 _F32 = np.float32
 _MAGIC = _F32(12582912.0)  # 1.5 * 2^23: adding it leaves the nearest integer in the low mantissa bits
 _FAST_LIMIT = 4.0e6  # below 2^22, np.rint equals GGML's nearest_int exactly
