@@ -27,6 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from sdmodel.errors import ConversionError
+from sdmodel.formats.base import TensorInfo, TensorSource
 
 Fp8Format = Literal["fp8_e4m3fn_scaled", "fp8_e5m2_scaled"]
 FP8_FORMATS: tuple[Fp8Format, ...] = get_args(Fp8Format)
@@ -96,6 +97,21 @@ def quantize_fp8(weight: np.ndarray, fmt: Fp8Format) -> tuple[np.ndarray, np.flo
         np.clip(chunk, -fp8_max, fp8_max, out=chunk)
         flat[lo : lo + chunk.size] = chunk
     return out, scale
+
+
+class ScaleSource(TensorSource):
+    """The float32 scales of the weights being quantized, each computed from its weight in the
+    main source when read (``scales``: scale tensor name -> weight name)."""
+
+    format = "fp8-scales"
+
+    def __init__(self, main: TensorSource, scales: Mapping[str, str], fmt: Fp8Format) -> None:
+        super().__init__(main.path)
+        self.main, self.weights, self.fmt = main, dict(scales), fmt
+        self._tensors = {n: TensorInfo(n, "F32", ()) for n in self.weights}
+
+    def read(self, name: str) -> np.ndarray:
+        return np.asarray(scale_of(self.main.read(self.weights[name]), self.fmt), dtype=np.float32).reshape(())
 
 
 @dataclass(frozen=True)
