@@ -68,3 +68,47 @@ def test_out_of_order_and_wrong_sizes(tmp_path: Path) -> None:
             writer.finish(f)
     with pytest.raises(ConversionError, match="unique"):
         GGUFWriter([GGUFTensor("a", "F32", (4,), 16)] * 2, {})
+
+
+def _sink_run(tmp_path: Path, arrays: dict, types: dict):
+    from sdmodel.formats.base import TensorInfo
+    from sdmodel.formats.gguf_writer import GGUFSink
+
+    infos = [TensorInfo(k, "F32", a.shape) for k, a in arrays.items()]
+    sink = GGUFSink(infos, [types[k] for k in arrays], {"general.architecture": "flux"})
+    path = tmp_path / "s.gguf"
+    with path.open("wb") as f:
+        sink.begin(f)
+        for i in sink.order:
+            sink.write(f, i, sink.encode(i, list(arrays.values())[i]))
+        sink.finish(f)
+    return sink, path
+
+
+def test_sink_checks_and_verifies(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {
+        "a.weight": (rng.standard_normal((16, 512)) * 0.02).astype(np.float32),
+        "a.bias": rng.standard_normal(16).astype(np.float32),
+        "b.weight": (rng.standard_normal((8, 256)) * 0.02).astype(np.float32),
+    }
+    types = {"a.weight": "Q4_K", "a.bias": "F32", "b.weight": "Q8_0"}
+    sink, path = _sink_run(tmp_path, arrays, types)
+    sink.check(path)
+    sink.verify(path, lambda i: list(arrays.values())[i])
+    # a flipped byte in a sampled row is found by check, any change by verify
+    data = bytearray(path.read_bytes())
+    reader = gguf.GGUFReader(path)
+    data[reader.tensors[0].data_offset + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConversionError, match="not the ones written"):
+        sink.check(path)
+    with pytest.raises(ConversionError, match="differs from the source"):
+        sink.verify(path, lambda i: list(arrays.values())[i])
+
+
+def test_sink_refuses_nan(tmp_path: Path) -> None:
+    bad = np.ones((4, 256), np.float32)
+    bad[2, 7] = np.nan
+    with pytest.raises(ConversionError, match="NaN or infinity"):
+        _sink_run(tmp_path, {"x.weight": bad}, {"x.weight": "Q4_K"})
