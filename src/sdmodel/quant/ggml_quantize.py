@@ -171,7 +171,8 @@ def _rounded(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
 def _rint_clip(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper."""
     r = np.rint(t)
-    np.clip(r, lo, hi, out=r)
+    np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
+    np.maximum(r, _F32(lo), out=r)
     return r
 
 
