@@ -12,19 +12,43 @@ import sys
 
 import click
 
+from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError
+from sdmodel.i18n import LANGUAGES, Language, parse_language, set_language
+
+
+def language_from_args(args: list[str]) -> Language | None:
+    """``--lang ru`` / ``--lang=ru`` among the arguments: read before the commands are built, so
+    their help texts are in that language too."""
+    for i, arg in enumerate(args):
+        if arg == "--lang" and i + 1 < len(args):
+            return parse_language(args[i + 1])
+        if arg.startswith("--lang="):
+            return parse_language(arg.split("=", 1)[1])
+    return None
+
+
+set_language(language_from_args(sys.argv[1:]))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sdmodel")
-def main_group() -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    help="Language of messages (default: from LANG / LC_ALL). JSON output is the same in every language.",
+)
+def main_group(lang: Language | None) -> None:
     """Read, identify, check, convert and catalog Stable Diffusion model files."""
+    if lang is not None:
+        set_language(lang)
 
 
 def _register() -> None:
-    from sdmodel.cli import convert, info, library, scan
+    # After set_language: the commands' help texts are translated when their modules are imported.
+    from sdmodel.cli import convert, explain, info, library, meta, scan  # noqa: PLC0415 - after set_language
 
-    for module in (info, convert, scan, library):
+    for module in (info, convert, scan, meta, explain, library):
         for command in module.COMMANDS:
             main_group.add_command(command)
 
@@ -35,7 +59,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
-        main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
+        with sigterm_as_interrupt():
+            main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
