@@ -78,7 +78,8 @@ def test_scale_source_reads_the_scale_of_its_weight() -> None:
     from sdmodel.quant.fp8_quantize import ScaleSource
 
     w = np.linspace(-3, 1, 64, dtype=np.float32).reshape(8, 8)
-    src = ScaleSource(DictSource({"l.weight": w}), {"l.weight_scale": "l.weight"}, "fp8_e4m3fn_scaled")
+    main = DictSource({"l.weight": w})
+    src = ScaleSource(main, {"l.weight_scale": lambda: main.read("l.weight")}, "fp8_e4m3fn_scaled")
     assert src.tensors["l.weight_scale"].shape == () and src.tensors["l.weight_scale"].dtype == "F32"
     got = src.read("l.weight_scale")
     assert got.shape == () and got == np.float32(3) / np.float32(448)

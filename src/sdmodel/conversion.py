@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.hashing import HashCache
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.plan import ConvertOptions, build_plan, with_changes
 from sdmodel.sidecars import config_beside, needs_config
@@ -57,6 +59,7 @@ class ConvertResult:
     vae_after: str = "none"
     yaml: Path | None = None
     write: WriteResult | None = None
+    tensors: list[dict] = field(default_factory=list)  # quantized outputs: each tensor's type and why
     skipped: str | None = None  # --recursive: why this file was not converted
     error: str | None = None  # --recursive: the one-line error of this file
 
@@ -90,6 +93,7 @@ class ConvertResult:
                 "clamped": w.clamped,
                 "verified": w.verified,
             },
+            "tensors": self.tensors,
             "skipped": self.skipped,
             "error": self.error,
         }
@@ -200,6 +204,23 @@ def build_metadata(
     return md
 
 
+def source_identity(source: TensorSource) -> dict[str, str]:
+    """The source file's SHA-256 and AutoV3 when the hash cache knows them (never computed here:
+    hashing a large model would double the conversion's reading)."""
+    path = Path(source.path)
+    if not path.is_file():
+        return {}
+    try:
+        cache = HashCache()
+        try:
+            known = cache.get(path) or {}
+        finally:
+            cache.close()
+    except (OSError, sqlite3.Error):
+        return {}
+    return {f"sdmodel.source.{k}": str(known[k]) for k in ("sha256", "autov3") if known.get(k)}
+
+
 def write_yaml(
     source: TensorSource,
     out: Path,
@@ -276,7 +297,7 @@ def convert(
             after = vae_name(vae_source)
         else:
             after = before
-        if options.format == "safetensors":
+        if options.format in ("safetensors", "gguf"):
             metadata = build_metadata(
                 source,
                 out_path,
@@ -286,6 +307,9 @@ def convert(
                 no_meta=options.no_meta,
                 meta=options.meta,
             )
+            if options.format == "gguf" and not options.no_meta:
+                metadata.pop(HASH_KEY, None)  # GGUF records no data hash
+                metadata.update(source_identity(source))
         else:
             metadata = {}
             if source.metadata or options.meta:
@@ -300,6 +324,7 @@ def convert(
             notes=notes,
             bytes_before=plan.in_bytes,
             bytes_after=plan.out_bytes,
+            tensors=plan.stored_table() if plan.reasons or plan.format_meta else [],
             metadata=metadata,
             vae_before=before,
             vae_after=after,

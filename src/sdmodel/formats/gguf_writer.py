@@ -137,6 +137,18 @@ class GGUFSink:
         self._sampled = set(pool[::step][: self.SAMPLES])
         self._kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (source rows, encoded rows)
 
+    @classmethod
+    def from_plan(cls, tensors: list[TensorInfo], metadata: Mapping[str, object] | None) -> GGUFSink:
+        """As the engine makes sinks: each tensor's dtype is its GGML type; ``metadata`` holds the
+        plan's GGUF key-values and string metadata (ModelSpec, source identity). GGUF records no
+        data hash, so ModelSpec's hash placeholder is left out."""
+        kv: dict[str, KVValue] = {}
+        items = sorted((metadata or {}).items(), key=lambda kv: not kv[0].startswith("general."))
+        for key, value in items:
+            if key != "modelspec.hash_sha256" and isinstance(value, str | bool | int | float | tuple):
+                kv[key] = value
+        return cls(tensors, [t.dtype for t in tensors], kv)  # type: ignore[misc]
+
     def begin(self, f: BinaryIO) -> None:
         self.writer.begin(f)
 

@@ -20,12 +20,13 @@ Two file forms:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 
+from sdmodel.dtypes import NUMPY_DTYPES
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
 
@@ -51,8 +52,6 @@ def comfy_quant(fmt: Fp8Format) -> np.ndarray:
 
 def legacy_marker(fmt: Fp8Format) -> np.ndarray:
     """The ``scaled_fp8`` marker of the legacy form: an empty tensor whose dtype names the fp8 type."""
-    from sdmodel.dtypes import NUMPY_DTYPES
-
     return np.zeros((0,), dtype=NUMPY_DTYPES[storage_dtype(fmt)])
 
 
@@ -84,8 +83,6 @@ def scale_of(weight: np.ndarray, fmt: Fp8Format) -> np.float32:
 
 def quantize_fp8(weight: np.ndarray, fmt: Fp8Format) -> tuple[np.ndarray, np.float32]:
     """(fp8 values, float32 scale) for a float weight (F32, F16 or BF16), as ComfyUI computes them."""
-    from sdmodel.dtypes import NUMPY_DTYPES
-
     scale = scale_of(weight, fmt)
     fp8_max = np.float32(_FORMATS[fmt][2])
     inverse = np.float32(np.asarray(np.float32(1) / scale, dtype=weight.dtype))  # in the weight's dtype
@@ -100,18 +97,19 @@ def quantize_fp8(weight: np.ndarray, fmt: Fp8Format) -> tuple[np.ndarray, np.flo
 
 
 class ScaleSource(TensorSource):
-    """The float32 scales of the weights being quantized, each computed from its weight in the
-    main source when read (``scales``: scale tensor name -> weight name)."""
+    """The float32 scales of the weights being quantized, each computed from its weight's values
+    when read (``scales``: scale tensor name -> how to get the weight's values; ``fmt`` per call:
+    the scale depends on the fp8 format)."""
 
     format = "fp8-scales"
 
-    def __init__(self, main: TensorSource, scales: Mapping[str, str], fmt: Fp8Format) -> None:
+    def __init__(self, main: TensorSource, scales: Mapping[str, Callable[[], np.ndarray]], fmt: Fp8Format) -> None:
         super().__init__(main.path)
-        self.main, self.weights, self.fmt = main, dict(scales), fmt
+        self.weights, self.fmt = dict(scales), fmt
         self._tensors = {n: TensorInfo(n, "F32", ()) for n in self.weights}
 
     def read(self, name: str) -> np.ndarray:
-        return np.asarray(scale_of(self.main.read(self.weights[name]), self.fmt), dtype=np.float32).reshape(())
+        return np.asarray(scale_of(self.weights[name](), self.fmt), dtype=np.float32).reshape(())
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from sdmodel.dtypes import NUMPY_DTYPES
+
 QuantType = Literal[
     "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"
 ]
@@ -149,9 +151,7 @@ def _plain(flat: np.ndarray, qtype: QuantType) -> np.ndarray:
         return np.asarray(flat, dtype="<f4")
     if qtype == "F16":
         return np.asarray(flat, dtype="<f2")  # round to nearest even, as GGML_FP32_TO_FP16
-    import ml_dtypes
-
-    return np.asarray(flat, dtype=ml_dtypes.bfloat16)  # round to nearest even, as GGML_FP32_TO_BF16
+    return np.asarray(flat, dtype=NUMPY_DTYPES["BF16"])  # round to nearest even, as GGML_FP32_TO_BF16
 
 
 # ---------------------------------------------------------------- helpers
