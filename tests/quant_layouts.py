@@ -6,10 +6,10 @@ from __future__ import annotations
 from tests.builders import Layout
 
 
-def flux_layout(double: int = 19, single: int = 38, dtype: str = "BF16") -> Layout:
+def flux_layout(double: int = 19, single: int = 38, dtype: str = "BF16", hidden: int = 3072) -> Layout:
     """FLUX.1-dev's transformer (black-forest-labs single-file layout): 11.9 billion values at full
-    depth. Fewer blocks keep every name pattern with less data."""
-    h, mlp = 3072, 12288
+    depth. Fewer blocks and a smaller ``hidden`` keep every name pattern with less data."""
+    h, mlp = hidden, 4 * hidden
     lay: Layout = {}
 
     def linear(name: str, out: int, inp: int) -> None:
@@ -17,7 +17,7 @@ def flux_layout(double: int = 19, single: int = 38, dtype: str = "BF16") -> Layo
         lay[f"{name}.bias"] = ((out,), dtype)
 
     linear("img_in", h, 64)
-    linear("txt_in", h, 4096)
+    linear("txt_in", h, 4096 if hidden == 3072 else hidden)
     for emb, width in (("time_in", 256), ("vector_in", 768), ("guidance_in", 256)):
         linear(f"{emb}.in_layer", h, width)
         linear(f"{emb}.out_layer", h, h)

@@ -122,8 +122,10 @@ def _common(f):
         ),
         click.option(
             "--quant",
-            type=click.Choice(GGUF_QUANTS),
-            help="GGUF type mix (with --format gguf), chosen per tensor as ComfyUI-GGUF's tools do.",
+            metavar="TYPE",
+            help="GGUF type mix with --format gguf, per tensor as ComfyUI-GGUF's tools choose: "
+            + " ".join(GGUF_QUANTS)
+            + ".",
         ),
         click.option(
             "--dtype",
