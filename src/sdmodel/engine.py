@@ -46,6 +46,7 @@ class WriteResult:
     sha256_data: str | None = None  # hex SHA-256 of the safetensors data section, when computed
     clamped: dict[str, int] = field(default_factory=dict)  # fp8: output name -> values clamped
     verified: bool = False  # compared bit for bit with the reference reader
+    filled: dict[str, str] = field(default_factory=dict)  # metadata placeholders filled at the end
 
 
 # --- casting -----------------------------------------------------------------------------------
@@ -367,10 +368,13 @@ def execute(
     overwrite: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
+    late: Callable[[], dict[str, str]] | None = None,
 ) -> WriteResult:
     """Write ``plan`` to ``out`` in format ``fmt`` (formats/writers.py). ``metadata`` (safetensors
     only) may hold ``modelspec.hash_sha256``: its value is replaced by the hash of the written data
-    section. ``progress(bytes_written, bytes_total)`` is called from the writer thread."""
+    section; ``late()``, called once the data is written, gives the values of other placeholders
+    (the source's hashes, sdmodel.provenance). ``progress(bytes_written, bytes_total)`` is called
+    from the writer thread."""
     out = Path(out)
     check_target(out, [s.path for s in plan.sources.values()], overwrite)
     stored = [TensorInfo(s.out, s.stored_dtype, s.shape) for s in plan.steps]
@@ -380,6 +384,8 @@ def execute(
         with open(tmp, "wb") as f:
             sink.begin(f)
             clamped = _run(plan, sink, f, progress)
+            filled = late() if late is not None else {}
+            sink.fill(filled)
             sink.finish(f)
             sync(f)
         sink.check(tmp)
@@ -394,4 +400,5 @@ def execute(
         sha256_data=sink.digest,
         clamped=clamped,
         verified=verify,
+        filled=filled,
     )
