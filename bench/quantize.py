@@ -112,7 +112,7 @@ def whole_command(quants: list[str]) -> list[tuple]:
     from tests.ggml_reference import Reference, build
 
     ref = Reference(build())
-    src = _flux_file(WORK / "flux-small-bf16.safetensors", 1, 2, sparse=False)
+    src = _flux_file(WORK / "flux-1double-1single-bf16.safetensors", 1, 1, sparse=False)
     rows = []
     for quant in quants:
         out = WORK / f"flux-small-{quant}.gguf"

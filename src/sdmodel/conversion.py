@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,7 +31,6 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
-from sdmodel.hashing import HashCache
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.plan import ConvertOptions, build_plan, with_changes
 from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
@@ -203,23 +201,6 @@ def build_metadata(
     return md
 
 
-def source_identity(source: TensorSource) -> dict[str, str]:
-    """The source file's SHA-256 and AutoV3 when the hash cache knows them (never computed here:
-    hashing a large model would double the conversion's reading)."""
-    path = Path(source.path)
-    if not path.is_file():
-        return {}
-    try:
-        cache = HashCache()
-        try:
-            known = cache.get(path) or {}
-        finally:
-            cache.close()
-    except (OSError, sqlite3.Error):
-        return {}
-    return {f"sdmodel.source.{k}": str(known[k]) for k in ("sha256", "autov3") if known.get(k)}
-
-
 def write_yaml(
     source: TensorSource,
     out: Path,
@@ -308,7 +289,6 @@ def convert(
             )
             if options.format == "gguf" and not options.no_meta:
                 metadata.pop(HASH_KEY, None)  # GGUF records no data hash
-                metadata.update(source_identity(source))
         else:
             metadata = {}
             if source.metadata or options.meta:

@@ -170,8 +170,21 @@ class GGUFSink:
     def hash(self, data: memoryview) -> None:
         """Nothing to hash."""
 
+    def fill(self, values: dict[str, str]) -> None:
+        """Placeholder values (the source's hashes) to patch into the header: same width only."""
+        self._filled = {k: v for k, v in values.items() if isinstance(self.kv.get(k), str)}
+
     def finish(self, f: BinaryIO) -> None:
         self.writer.finish(f)
+        for key, value in getattr(self, "_filled", {}).items():
+            old = _string(key) + _value(self.kv[key])
+            pos = self.writer.header.find(old)
+            if pos < 0 or len(value.encode()) != len(str(self.kv[key]).encode()):
+                raise ConversionError(f"internal error: GGUF placeholder of {key} cannot be filled in place")
+            f.seek(pos + len(old) - len(value.encode()))
+            f.write(value.encode())
+            self.kv[key] = value
+        f.seek(0, 2)
 
     def _reader(self, path: Path):
         import gguf  # noqa: PLC0415 - gguf-py takes 0.4 s to import: only when a GGUF file is checked
