@@ -56,6 +56,7 @@ class ConvertResult:
     vae_after: str = "none"
     yaml: Path | None = None
     write: WriteResult | None = None
+    tensors: list[dict] = field(default_factory=list)  # quantized outputs: each tensor's type and why
     skipped: str | None = None  # --recursive: why this file was not converted
     error: str | None = None  # --recursive: the one-line error of this file
 
@@ -89,6 +90,7 @@ class ConvertResult:
                 "clamped": w.clamped,
                 "verified": w.verified,
             },
+            "tensors": self.tensors,
             "skipped": self.skipped,
             "error": self.error,
         }
@@ -275,7 +277,7 @@ def convert(
             after = vae_name(vae_source)
         else:
             after = before
-        if options.format == "safetensors":
+        if options.format in ("safetensors", "gguf"):
             metadata = build_metadata(
                 plan.source,  # a dequantizing view leaves out what describes the quantization
                 out_path,
@@ -285,6 +287,8 @@ def convert(
                 no_meta=options.no_meta,
                 meta=options.meta,
             )
+            if options.format == "gguf" and not options.no_meta:
+                metadata.pop(HASH_KEY, None)  # GGUF records no data hash
         else:
             metadata = {}
             if source.metadata or options.meta:
@@ -299,6 +303,7 @@ def convert(
             notes=notes,
             bytes_before=plan.in_bytes,
             bytes_after=plan.out_bytes,
+            tensors=plan.stored_table() if plan.reasons or plan.format_meta else [],
             metadata=metadata,
             vae_before=before,
             vae_after=after,

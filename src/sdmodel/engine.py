@@ -26,6 +26,7 @@ import numpy as np
 from sdmodel.atomic import check_target, replacing, sync
 from sdmodel.dtypes import FP8_DTYPES, FP8_MAX, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
+from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Sink
 from sdmodel.formats.writers import make_sink
 from sdmodel.plan import Plan, Step
@@ -321,7 +322,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 buffers.put(after_cast)
                 data = sink.encode(index, out)
                 sink.write(f, index, data)
-                done += out.nbytes
+                done += data.nbytes
                 if not to_hash.put(_Encoded(s, data, after_hash)):
                     return
                 del item, out, futures, data
@@ -407,7 +408,8 @@ def execute(
     from the writer thread."""
     out = Path(out)
     check_target(out, [s.path for s in plan.sources.values()], overwrite)
-    sink = make_sink(fmt, [s.out_info for s in plan.steps], metadata)
+    stored = [TensorInfo(s.out, s.stored_dtype, s.shape) for s in plan.steps]
+    sink = make_sink(fmt, stored, {**plan.format_meta, **(metadata or {})} or None)
     started = time.monotonic()
     with replacing(out, overwrite) as tmp:
         with open(tmp, "wb") as f:

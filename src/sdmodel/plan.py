@@ -17,8 +17,9 @@ import numpy as np
 
 from sdmodel.dtypes import FP8_DTYPES, ITEMSIZE, PRECISION_NAMES, PRECISIONS, cast_target, is_float
 from sdmodel.errors import ConversionError
-from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
+from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
@@ -34,6 +35,8 @@ from sdmodel.parts import (
 from sdmodel.quant.dequant import OUT_DTYPES
 from sdmodel.quant.storage import QuantLayout, analyze, describe, label_of
 from sdmodel.quant.view import DequantizedSource
+from sdmodel.quant import fp8_quantize, gguf_policy
+from sdmodel.quant.ggml_quantize import QuantType, row_bytes
 from sdmodel.units import human_bytes
 from sdmodel.vocab import (
     EMA_MODES,
@@ -68,10 +71,13 @@ class Step:
     fix: Callable[[np.ndarray], np.ndarray] | None = None
     pinned: bool = False  # dtype decided by a step (CLIP ids, markers): dtype options leave it alone
     stored_as: str | None = None  # the quantized storage this weight is dequantized from
+    encoding: QuantType | None = None  # GGML type the sink stores the cast values as (GGUF)
 
     @property
     def action(self) -> str:
-        """keep, cast, clamp-cast, rename, replace, fix or dequantize (what the dry-run table shows)."""
+        """keep, cast, clamp-cast, rename, replace, fix, dequantize, quantize or store (the dry-run table)."""
+        if self.encoding is not None:
+            return "quantize" if self.encoding not in ("F32", "F16", "BF16") else "store"
         if self.fix is not None:
             return "fix"
         if self.stored_as is not None:
@@ -96,11 +102,21 @@ class Step:
 
     @property
     def out_bytes(self) -> int:
+        """Bytes in the output file (quantized blocks when the step has an encoding)."""
+        if self.encoding is not None:
+            numel = math.prod(self.shape)
+            return row_bytes(self.encoding, self.shape[-1]) * (numel // self.shape[-1]) if numel else 0
         return self.out_info.nbytes
 
     @property
     def out_info(self) -> TensorInfo:
+        """The tensor as the engine hands it to the sink (after the cast)."""
         return TensorInfo(self.out, self.out_dtype, self.shape)
+
+    @property
+    def stored_dtype(self) -> str:
+        """The dtype (or GGML type) the output file records for the tensor."""
+        return self.encoding or self.out_dtype
 
 
 @dataclass
@@ -129,6 +145,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # what changed, for the default output name
     stored: TensorSource | None = None  # the file as stored, when the steps read a dequantizing view
+    format_meta: dict[str, KVValue] = field(default_factory=dict)  # typed key-values a step decided (GGUF)
+    reasons: dict[str, str] = field(default_factory=dict)  # output name -> why it is stored so (dry run)
 
     @property
     def source(self) -> TensorSource:
@@ -194,12 +212,25 @@ class Plan:
             r = row(s.part)
             r["tensors_after"] += 1
             r["bytes_after"] += s.out_bytes
-            r["dtypes_after"][s.out_dtype] = r["dtypes_after"].get(s.out_dtype, 0) + 1
+            r["dtypes_after"][s.stored_dtype] = r["dtypes_after"].get(s.stored_dtype, 0) + 1
             r["actions"][s.action] = r["actions"].get(s.action, 0) + 1
         for d in self.dropped:
             if d.name in self.file.tensors:
                 row(d.part)["dropped"] += 1
         return list(rows.values())
+
+    def stored_table(self) -> list[dict]:
+        """Per output tensor: name, stored type, shape, bytes and the reason of its type."""
+        return [
+            {
+                "name": s.out,
+                "type": s.stored_dtype,
+                "shape": list(s.shape),
+                "bytes": s.out_bytes,
+                "reason": self.reasons.get(s.out, ""),
+            }
+            for s in self.steps
+        ]
 
     def dropped_dicts(self) -> list[dict]:
         return [{"name": d.name, "part": d.part, "reason": d.reason, "bytes": d.nbytes} for d in self.dropped]
@@ -592,6 +623,112 @@ def apply_extract(plan: Plan, part: str) -> None:
     plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
 
 
+# --- quantized outputs (quant/) ----------------------------------------------------------------
+
+
+def apply_gguf(plan: Plan, quant: str) -> None:
+    """The diffusion model as ComfyUI-GGUF loads it (quant/gguf_policy.py): GGUF names, each
+    tensor's GGML type (the engine's sink quantizes), rows reshaped where convert.py does; the
+    other parts of a full checkpoint are left out (ComfyUI-GGUF loads the diffusion model alone)."""
+    if quant not in gguf_policy.FILE_TYPES:
+        raise ConversionError(f"unknown GGUF quantization {quant!r}; known: {', '.join(gguf_policy.GGUF_QUANTS)}")
+    tensors = {s.out: (s.shape, s.out_dtype) for s in plan.steps}
+    names = gguf_policy.strip_prefix(list(tensors))
+    arch = gguf_policy.detect_architecture(list(names.values()))
+    choices = {c.source: c for c in gguf_policy.choose_types(arch, {k: tensors[k] for k in names}, quant)}
+    kept = []
+    for s in plan.steps:
+        c = choices.get(s.out)
+        if c is None:
+            why = "ignored by ComfyUI-GGUF's convert.py" if s.out in names else "not part of the diffusion model"
+            plan.drop(s, why)
+            continue
+        s.out, s.shape, s.encoding = c.name, c.shape, c.qtype
+        plan.reasons[c.name] = c.reason
+        if c.orig_shape is not None:
+            plan.format_meta[f"comfy.gguf.orig_shape.{c.name}"] = c.orig_shape
+        kept.append(s)
+    plan.steps = kept
+    _, file_type = gguf_policy.FILE_TYPES[quant]  # type: ignore[index]
+    plan.format_meta.update(
+        {"general.architecture": arch.name, "general.quantization_version": 2, "general.file_type": file_type}
+    )
+    plan.tag(quant)
+    plan.notes.append(f"gguf: architecture {arch.name}, {quant} (ComfyUI-GGUF's rules: README, GGUF quants)")
+
+
+FP8_SCALES = "fp8-scales"  # the source of the computed scales (apply_fp8_scaled)
+FP8_CONSTANTS = "fp8-constants"  # comfy_quant tensors and the legacy marker
+
+
+def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
+    """Scaled fp8 as ComfyUI loads it (quant/fp8_quantize.py): the diffusion model's Linear
+    weights quantized with a float32 scale each, plus a ``comfy_quant`` tensor per layer (or, with
+    ``legacy``, ``scale_weight`` per layer and one ``scaled_fp8`` marker); the family's sensitive
+    layers and every other part stay as they are."""
+    if fmt not in fp8_quantize.FP8_FORMATS:
+        raise ConversionError(f"unknown scaled fp8 format {fmt!r}; known: {', '.join(fp8_quantize.FP8_FORMATS)}")
+    tensors = {s.out: (s.shape, s.out_dtype) for s in plan.steps}
+    names = gguf_policy.strip_prefix(list(tensors))
+    arch = gguf_policy.detect_architecture(list(names.values()))
+    keep = arch.keep_containing + tuple(f"{n}." for n in arch.keep_named)
+    stripped = {names[k]: tensors[k] for k in names}
+    choice = {c.name: c for c in fp8_quantize.choose_fp8(stripped, keep, legacy)}
+    storage = fp8_quantize.storage_dtype(fmt)  # type: ignore[arg-type]
+    scales: dict[str, Callable[[], np.ndarray]] = {}
+    constants: dict[str, np.ndarray] = {}
+    steps: list[Step] = []
+    prefix = ""
+    for s in plan.steps:
+        steps.append(s)
+        c = choice.get(names.get(s.out, ""))
+        if c is None:
+            continue
+        prefix = s.out[: len(s.out) - len(names[s.out])]
+        if not c.quantized:
+            plan.reasons[s.out] = c.reason
+            continue
+        scales[s.out[: -len("weight")] + ("scale_weight" if legacy else "weight_scale")] = _loader(plan, s)
+        s.fix = _then(s.fix, lambda a: fp8_quantize.quantize_fp8(a, fmt)[0])  # type: ignore[arg-type]
+        s.out_dtype, s.pinned = storage, True
+        layer = s.out[: -len("weight")]
+        scale = layer + ("scale_weight" if legacy else "weight_scale")
+        steps.append(Step(scale, FP8_SCALES, scale, "F32", (), "F32", s.part, pinned=True))
+        if not legacy:
+            constants[layer + "comfy_quant"] = fp8_quantize.comfy_quant(fmt)  # type: ignore[arg-type]
+            n = len(constants[layer + "comfy_quant"])
+            steps.append(
+                Step(layer + "comfy_quant", FP8_CONSTANTS, layer + "comfy_quant", "U8", (n,), "U8", s.part, pinned=True)
+            )
+    if not scales:
+        raise ConversionError(f"scaled fp8: no Linear weight of the {arch.name} diffusion model to quantize")
+    if legacy:
+        marker = prefix + "scaled_fp8"
+        constants[marker] = fp8_quantize.legacy_marker(fmt)  # type: ignore[arg-type]
+        steps.append(Step(marker, FP8_CONSTANTS, marker, storage, (0,), storage, "marker", pinned=True))
+    plan.steps = steps
+    plan.sources[FP8_SCALES] = fp8_quantize.ScaleSource(plan.source, scales, fmt)  # type: ignore[arg-type]
+    plan.sources[FP8_CONSTANTS] = DictSource(constants)
+    plan.tag(fmt.replace("_scaled", "-scaled"))
+    kept = sum(1 for c in choice.values() if not c.quantized and "family" in c.reason)
+    form = "legacy scaled_fp8/scale_weight" if legacy else "comfy_quant + weight_scale"
+    plan.notes.append(
+        f"scaled fp8 ({form}): {len(scales)} Linear weights quantized, {kept} kept by the {arch.name} list"
+    )
+
+
+def _loader(plan: Plan, step: Step) -> Callable[[], np.ndarray]:
+    """The values of ``step`` as planned so far (read and fixed), read again when called."""
+    source, name, fix = plan.sources[step.source], step.name, step.fix
+    return lambda: fix(source.read(name)) if fix is not None else source.read(name)
+
+
+def _then(
+    first: Callable[[np.ndarray], np.ndarray] | None, second: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    return second if first is None else (lambda a: second(first(a)))
+
+
 # --- options and the plan they make ---------------------------------------------------------
 
 
@@ -617,6 +754,8 @@ class ConvertOptions:
     vae: Path | None = None  # a VAE file to bake in
     remove_vae: bool = False
     part: ExtractPart | None = None  # write only this part (extract)
+    quant: str | None = None  # GGUF type mix (--format gguf)
+    legacy_scaled_fp8: bool = False  # --dtype fp8_*_scaled in the older scaled_fp8/scale_weight form
     # what is written around them and how
     prediction: Prediction | None = None
     meta: dict[str, str] = field(default_factory=dict)
@@ -636,12 +775,25 @@ class ConvertOptions:
             ("vae-dtype", self.vae_dtype),
             ("te-dtype", self.te_dtype),
         ):
-            if value is not None and value not in PRECISIONS:
+            if value is not None and value not in PRECISIONS and not (
+                flag == "dtype" and value in fp8_quantize.FP8_FORMATS
+            ):
                 raise ConversionError(f"--{flag}: unknown precision {value!r} (use one of {', '.join(PRECISIONS)})")
         if self.ema not in EMA_MODES:
             raise ConversionError(f"--ema must be keep, drop or only, not {self.ema!r}")
         if self.part is not None and self.part not in EXTRACT_PARTS:
             raise ConversionError(f"--part must be one of {', '.join(EXTRACT_PARTS)}, not {self.part!r}")
+        if (self.format == "gguf") != (self.quant is not None):
+            raise ConversionError("--format gguf and --quant TYPE go together")
+        if self.quant is not None and self.quant not in gguf_policy.FILE_TYPES:
+            raise ConversionError(f"unknown --quant {self.quant!r}; known: {', '.join(gguf_policy.GGUF_QUANTS)}")
+        dtypes = (self.dtype, self.unet_dtype, self.vae_dtype, self.te_dtype)
+        if self.format == "gguf" and any(dtypes):
+            raise ConversionError("--format gguf takes --quant TYPE, not a --dtype")
+        if self.dtype in fp8_quantize.FP8_FORMATS and (self.format != "safetensors" or any(dtypes[1:])):
+            raise ConversionError(f"--dtype {self.dtype} writes safetensors and takes no per-part dtype")
+        if self.legacy_scaled_fp8 and self.dtype not in fp8_quantize.FP8_FORMATS:
+            raise ConversionError("--legacy-scaled-fp8 goes with --dtype fp8_e4m3fn_scaled or fp8_e5m2_scaled")
         object.__setattr__(self, "drop", tuple(self.drop))
         object.__setattr__(self, "meta", parse_meta(self.meta))
         if self.vae is not None:
@@ -691,7 +843,8 @@ def build_plan(
         "vae": parse_precision(options.vae_dtype),
         "te": parse_precision(options.te_dtype),
     }
-    default = parse_precision(options.dtype)
+    scaled = options.dtype if options.dtype in fp8_quantize.FP8_FORMATS else None
+    default = None if scaled else parse_precision(options.dtype)
     layout = analyze(source)
     plan = dequantized_plan(source, layout, default, per_part) if layout.quantized else initial_plan(source)
     apply_ema(plan, options.ema, options.allow_partial_ema)
@@ -706,4 +859,8 @@ def build_plan(
     if options.part is not None:
         apply_extract(plan, options.part)
     apply_dtypes(plan, default, per_part)
+    if scaled is not None:
+        apply_fp8_scaled(plan, scaled, options.legacy_scaled_fp8)
+    if options.quant is not None:
+        apply_gguf(plan, options.quant)
     return plan

@@ -18,7 +18,11 @@ from sdmodel.dtypes import PRECISIONS
 from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
+from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.parts import part_rank
+from sdmodel.plan import EXTRACT_PARTS
+from sdmodel.quant.fp8_quantize import FP8_FORMATS
+from sdmodel.quant.gguf_policy import GGUF_QUANTS
 from sdmodel.units import human_bytes
 from sdmodel.vocab import EXTRACT_PARTS, PREDICTIONS, ExtractPart
 
@@ -65,12 +69,24 @@ def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
         console.print(f"VAE: {r.vae_before}", highlight=False)
     for note in r.notes:
         console.print(f"- {note}", highlight=False, markup=False)
+    if r.tensors and r.dry_run:
+        render_tensors(r.tensors)
     if r.write is not None:
         w = r.write
         extra = ", verified bit for bit with the reference reader" if w.verified else ", structure checked"
         console.print(f"{verb} {human_bytes(w.bytes)} in {w.seconds:.1f} s{extra}", highlight=False)
     elif r.dry_run:
         console.print("dry run: nothing written", highlight=False)
+
+
+def render_tensors(rows: list[dict]) -> None:
+    """Per output tensor: stored type, shape, bytes and why (GGUF quants, scaled fp8)."""
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
+    for col in ("tensor", "type", "shape", "bytes", "why"):
+        table.add_column(col, justify="right" if col == "bytes" else "left")
+    for row in rows:
+        table.add_row(row["name"], row["type"], str(list(row["shape"])), human_bytes(row["bytes"]), row["reason"])
+    console.print(table)
 
 
 @contextmanager
@@ -101,12 +117,28 @@ def _common(f: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--format",
-            type=click.Choice(["safetensors", "ckpt"]),
+            type=click.Choice(list(OUTPUT_FORMATS)),
             default="safetensors",
             show_default=True,
-            help="ckpt: a PyTorch zip checkpoint (written without PyTorch).",
+            help="ckpt: a PyTorch zip checkpoint (written without PyTorch); gguf: ComfyUI-GGUF's, with --quant.",
         ),
-        click.option("--dtype", type=PRECISION, help="Precision of every floating tensor."),
+        click.option(
+            "--quant",
+            metavar="TYPE",
+            help="GGUF type mix with --format gguf, per tensor as ComfyUI-GGUF's tools choose: "
+            + " ".join(GGUF_QUANTS)
+            + ".",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice([*PRECISION.choices, *FP8_FORMATS]),
+            help="Precision of every floating tensor; fp8_*_scaled: ComfyUI's scaled fp8 for the diffusion model.",
+        ),
+        click.option(
+            "--legacy-scaled-fp8",
+            is_flag=True,
+            help="With --dtype fp8_*_scaled: the older scaled_fp8/scale_weight form (older ComfyUI, Forge).",
+        ),
         click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
         click.option("--vae-dtype", type=PRECISION, help="Precision of the VAE."),
         click.option("--te-dtype", type=PRECISION, help="Precision of the text encoders."),

@@ -1,0 +1,183 @@
+"""Benchmark: GGUF quantizing and scaled fp8, against GGML's C quantizer and gguf-py, same tensors, same run.
+
+    .venv/bin/python bench/quantize.py             # kernels + whole command on a Flux-shaped real-data file
+    .venv/bin/python bench/quantize.py --memory    # also: peak memory, 24 GB bf16 Flux-shaped (sparse) file
+
+1. Kernels: one real Flux tensor shape (3072 x 3072, values ~N(0, 0.02)) quantized in memory by GGML's
+   C reference (``quantize_row_*_ref``, compiled as in tests/ggml_reference.py, one thread), by gguf-py's
+   numpy ``quantize`` (the types it has) and by ours on one and on two threads. MB/s of fp32 input.
+2. Whole command: ``sdmodel convert --format gguf`` (read bf16, quantize, write, verify) on a
+   Flux-shaped file with random bf16 values, against the references quantizing the same tensors in
+   memory alone (their read and write not counted).
+3. --memory: peak RSS of ``sdmodel convert`` of a sparse 24 GB bf16 Flux-shaped file to Q4_K_S and
+   to fp8_e4m3fn_scaled (sparse input: the memory, not the speed, is measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "_work" / "quantize"
+PY = sys.executable
+SDMODEL = str(Path(PY).parent / "sdmodel")
+sys.path.insert(0, str(ROOT))
+
+KERNEL_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+GGUF_PY = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}
+
+
+def _best(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def kernels(repeat: int) -> list[tuple]:
+    import gguf
+
+    from sdmodel.quant.ggml_quantize import quantize
+    from tests.ggml_reference import Reference, build
+
+    ref = Reference(build())
+    x = (np.random.default_rng(0).standard_normal((3072, 3072)) * 0.02).astype(np.float32)
+    mb = x.nbytes / 1e6
+    rows = []
+    for q in KERNEL_TYPES:
+        c = _best(lambda q=q: ref.quantize(x, q), repeat)
+        one = _best(lambda q=q: quantize(x, q, threads=1), repeat)
+        two = _best(lambda q=q: quantize(x, q, threads=2), repeat)
+        same = np.array_equal(quantize(x, q).reshape(-1), ref.quantize(x, q))
+        py = _best(lambda q=q: gguf.quants.quantize(x, gguf.GGMLQuantizationType[q]), 1) if q in GGUF_PY else None
+        rows.append((q, mb / c, mb / one, mb / two, mb / py if py else None, c and one / c, same))
+    return rows
+
+
+def _flux_file(path: Path, double: int, single: int, sparse: bool) -> Path:
+    """A Flux-shaped bf16 safetensors file: random values (written tensor by tensor) or sparse."""
+    from tests.builders import write_sparse_safetensors
+    from tests.quant_layouts import flux_layout
+
+    lay = flux_layout(double, single)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if sparse:
+        return write_sparse_safetensors(path, lay, None)
+    import ml_dtypes
+
+    from sdmodel.formats.base import TensorInfo
+    from sdmodel.formats.safetensors import header_bytes, reference_order
+
+    order = reference_order([TensorInfo(k, d, s) for k, (s, d) in lay.items()])
+    prefix, _ = header_bytes(order, None)
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.write(prefix)
+        for t in order:
+            a = (rng.standard_normal(t.shape, dtype=np.float32) * 0.02).astype(ml_dtypes.bfloat16)
+            f.write(a.tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def _run(args: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS of one command."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    dt = time.perf_counter() - t
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if status != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {err[-2000:]}")
+    return dt, usage.ru_maxrss * 1024
+
+
+def whole_command(quants: list[str]) -> list[tuple]:
+    import gguf
+
+    from sdmodel.formats.safetensors import SafetensorsSource
+    from sdmodel.quant.gguf_policy import choose_types, detect_architecture
+    from tests.ggml_reference import Reference, build
+
+    ref = Reference(build())
+    src = _flux_file(WORK / "flux-1double-1single-bf16.safetensors", 1, 1, sparse=False)
+    rows = []
+    for quant in quants:
+        out = WORK / f"flux-small-{quant}.gguf"
+        out.unlink(missing_ok=True)
+        ours, rss = _run(
+            [SDMODEL, "convert", str(src), "--format", "gguf", "--quant", quant, "-o", str(out), "--overwrite"]
+        )
+        with SafetensorsSource(src) as s:
+            lay = {k: (t.shape, t.dtype) for k, t in s.tensors.items()}
+            arch = detect_architecture(list(lay))
+            choices = [c for c in choose_types(arch, lay, quant) if c.qtype not in ("F32", "F16", "BF16")]
+            c_time = py_time = 0.0
+            values = 0
+            for c in choices:
+                x = s.read(c.source).astype(np.float32)
+                values += x.size
+                c_time += _best(lambda x=x, c=c: ref.quantize(x, c.qtype), 1)
+                if quant == "Q8_0":
+                    py_time += _best(lambda x=x: gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0), 1)
+        mb = values * 4 / 1e6
+        rows.append((quant, mb, ours, rss, c_time, py_time or None))
+    return rows
+
+
+def memory(targets: list[list[str]]) -> list[tuple]:
+    src = _flux_file(WORK / "flux-full-sparse-bf16.safetensors", 19, 38, sparse=True)
+    rows = []
+    for extra in targets:
+        out = WORK / (
+            "flux-full-" + "-".join(e.strip("-") for e in extra) + (".gguf" if "gguf" in extra else ".safetensors")
+        )
+        out.unlink(missing_ok=True)
+        dt, rss = _run([SDMODEL, "convert", str(src), *extra, "-o", str(out), "--overwrite"])
+        rows.append((" ".join(extra), src.stat().st_size, out.stat().st_size, dt, rss))
+        out.unlink(missing_ok=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory", action="store_true", help="also the 24 GB sparse Flux file")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-command", action="store_true")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    if not args.skip_kernels:
+        print("\nKernels, 3072 x 3072 fp32 in memory (MB/s of fp32 input)")
+        print(f"{'type':6} {'GGML C 1T':>10} {'ours 1T':>9} {'ours 2T':>9} {'gguf-py':>9} {'1T/C':>6}  same bytes")
+        for q, c, one, two, py, ratio, same in kernels(args.repeat):
+            print(f"{q:6} {c:10.1f} {one:9.1f} {two:9.1f} {py if py else 0:9.1f} {ratio:6.2f}  {same}")
+    if not args.skip_command:
+        print("\nWhole command (read bf16, quantize, write, verify) vs in-memory quantizing of the same tensors")
+        print(f"{'quant':7} {'fp32 MB':>8} {'sdmodel s':>10} {'peak RSS':>9} {'GGML C 1T s':>12} {'gguf-py s':>10}")
+        for quant, mb, ours, rss, c_time, py_time in whole_command(["Q8_0", "Q4_K_S"]):
+            py = f"{py_time:10.2f}" if py_time else f"{'-':>10}"
+            print(f"{quant:7} {mb:8.0f} {ours:10.2f} {rss / 1e6:8.0f}M {c_time:12.2f} {py}")
+    if args.memory:
+        print("\nPeak memory, 24 GB bf16 Flux-shaped file (sparse)")
+        targets = [["--format", "gguf", "--quant", "Q4_K_S"], ["--dtype", "fp8_e4m3fn_scaled"]]
+        for what, size, out_size, dt, rss in memory(targets):
+            print(
+                f"{what:32} {size / 1e9:6.1f} GB -> {out_size / 1e9:6.1f} GB  {dt:7.1f} s  peak RSS {rss / 1e6:6.0f} MB"
+            )
+
+
+if __name__ == "__main__":
+    main()

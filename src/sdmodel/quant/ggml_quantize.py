@@ -1,0 +1,601 @@
+"""GGML block quantization in numpy, byte-identical to GGML's reference quantizers.
+
+Each function below follows ``quantize_row_*_ref`` of GGML's ``ggml-quants.c`` (what ``llama-quantize``
+runs without an importance matrix), vectorised across blocks: every float32 operation happens in
+the same order as there (sums accumulate element by element: numpy reduces the first axis of a
+C-contiguous array sequentially, so groups are laid out along the second axis), with the same
+rounding (``nearest_int`` is GGML's add-1.5*2^23 trick; ``roundf`` rounds halves away from zero;
+C casts truncate), so the bytes match GGML's portable build (compiled without fused multiply-add).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, get_args
+
+import numpy as np
+
+from sdmodel.dtypes import NUMPY_DTYPES
+
+QuantType = Literal[
+    "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"
+]
+QUANT_TYPES: tuple[QuantType, ...] = get_args(QuantType)
+
+# type -> (elements per block, bytes per block), as GGML's type traits.
+BLOCKS: dict[QuantType, tuple[int, int]] = {
+    "F32": (1, 4),
+    "F16": (1, 2),
+    "BF16": (1, 2),
+    "Q8_0": (32, 34),
+    "Q4_0": (32, 18),
+    "Q4_1": (32, 20),
+    "Q5_0": (32, 22),
+    "Q5_1": (32, 24),
+    "Q2_K": (256, 84),
+    "Q3_K": (256, 110),
+    "Q4_K": (256, 144),
+    "Q5_K": (256, 176),
+    "Q6_K": (256, 210),
+}
+
+# GGML's type numbers (ggml.h enum ggml_type), as GGUF tensor infos record them.
+GGML_TYPE_IDS: dict[QuantType, int] = {
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q5_0": 6,
+    "Q5_1": 7,
+    "Q8_0": 8,
+    "Q2_K": 10,
+    "Q3_K": 11,
+    "Q4_K": 12,
+    "Q5_K": 13,
+    "Q6_K": 14,
+    "BF16": 30,
+}
+
+_F32 = np.float32
+_MAGIC = _F32(12582912.0)  # 1.5 * 2^23: adding it leaves the nearest integer in the low mantissa bits
+_FAST_LIMIT = 4.0e6  # below 2^22, np.rint equals GGML's nearest_int exactly
+_GROUP_MAX_EPS = _F32(1e-15)
+_U8 = np.uint8
+
+
+def row_bytes(qtype: QuantType, elements: int) -> int:
+    """Bytes of ``elements`` values stored as ``qtype`` (a multiple of its block size)."""
+    block, size = BLOCKS[qtype]
+    if elements % block:
+        raise ValueError(f"{qtype} stores rows in blocks of {block} values, not {elements}")
+    return elements // block * size
+
+
+def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) -> np.ndarray:
+    """Quantize ``data`` (any float dtype; rows along the last axis, a multiple of the block size)
+    into GGML blocks. Returns uint8 of shape ``(*data.shape[:-1], row_bytes)``."""
+    if qtype not in BLOCKS:
+        raise ValueError(f"unknown GGML type {qtype!r}; known: {', '.join(QUANT_TYPES)}")
+    shape = data.shape if data.ndim else (1,)
+    out_shape = (*shape[:-1], row_bytes(qtype, shape[-1]))
+    flat = data.reshape(-1)
+    if qtype in ("F32", "F16", "BF16"):
+        for lo in range(0, flat.size, _CHUNK_ELEMENTS):
+            _check_finite(np.asarray(flat[lo : lo + _CHUNK_ELEMENTS], dtype=_F32))
+        return _plain(flat, qtype).view(_U8).reshape(out_shape)
+    block, size = BLOCKS[qtype]
+    kernel = _KERNELS[qtype]
+    nblocks = flat.size // block
+    out = np.empty((nblocks, size), dtype=_U8)
+    step = max(1, _CHUNK_ELEMENTS // block)
+
+    def run(first: int) -> None:
+        last = min(nblocks, first + step)
+        x = np.asarray(flat[first * block : last * block], dtype=_F32).reshape(-1, block)
+        _check_finite(x)
+        if not x.view(np.uint32).any():  # all +0.0 (padding, sparse files): the one zero block, repeated
+            out[first:last] = _zero_block(qtype)
+            return
+        with np.errstate(all="ignore"):
+            out[first:last] = kernel(x)
+
+    starts = range(0, nblocks, step)
+    workers = _workers(threads)
+    if workers > 1 and len(starts) > 1:
+        list(_pool(workers).map(run, starts))
+    else:
+        for first in starts:
+            run(first)
+    return out.reshape(out_shape)
+
+
+class NonFiniteError(ValueError):
+    """The values hold NaN or infinity: no GGML type stores them meaningfully."""
+
+
+def _check_finite(x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        raise NonFiniteError("the values hold NaN or infinity")
+
+
+_CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32: large enough for two threads to overlap, small enough for cache
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _workers(threads: int | None) -> int:
+    if threads is not None:
+        return max(1, threads)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="sdmodel-quantize")
+    return _POOLS[workers]
+
+
+@functools.cache
+def _zero_block(qtype: QuantType) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return _KERNELS[qtype](np.zeros((1, BLOCKS[qtype][0]), dtype=_F32))[0]
+
+
+def _plain(flat: np.ndarray, qtype: QuantType) -> np.ndarray:
+    if qtype == "F32":
+        return np.asarray(flat, dtype="<f4")
+    if qtype == "F16":
+        return np.asarray(flat, dtype="<f2")  # round to nearest even, as GGML_FP32_TO_FP16
+    return np.asarray(flat, dtype=NUMPY_DTYPES["BF16"])  # round to nearest even, as GGML_FP32_TO_BF16
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _nearest_int(v: np.ndarray) -> np.ndarray:
+    """GGML's nearest_int for any float32 (also out of its asserted range), as int32."""
+    bits = np.asarray(v + _MAGIC, dtype=_F32).view(np.int32)
+    return (bits & 0x007FFFFF) - 0x00400000
+
+
+def _rounded(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``MAX(lo, MIN(hi, nearest_int(t)))`` as float32, exact for any input."""
+    return np.clip(_nearest_int(t), lo, hi).astype(_F32)
+
+
+def _rint_clip(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper."""
+    r = np.rint(t)
+    np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
+    np.maximum(r, _F32(lo), out=r)
+    return r
+
+
+def _fp16_bits(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v, dtype=_F32).astype("<f2").view("<u2")
+
+
+def _fp16_value(bits: np.ndarray) -> np.ndarray:
+    return bits.view("<f2").astype(_F32)
+
+
+def _inverse(d: np.ndarray) -> np.ndarray:
+    """``d ? 1.0f/d : 0.0f``."""
+    out = np.zeros_like(d)
+    np.divide(_F32(1), d, out=out, where=d != 0)
+    return out
+
+
+def _first_abs_max(x: np.ndarray, axis: int) -> np.ndarray:
+    """The value of largest magnitude, the first one on ties (GGML scans with a strict ``<`` from
+    +0.0, so an all-zero group gives +0.0 whatever the sign of its zeros)."""
+    hi = x.max(axis=axis)
+    lo = x.min(axis=axis)
+    top = np.where(hi >= -lo, hi, lo)
+    tie = (hi == -lo) & (hi != 0)  # both +a and -a present: the first one wins
+    if tie.any():
+        sub = np.compress(tie, x, axis=1 - axis)
+        index = np.expand_dims(np.argmax(np.abs(sub), axis=axis), axis)
+        top[tie] = np.take_along_axis(sub, index, axis=axis).squeeze(axis)
+    return np.where(top != 0, top, _F32(0))
+
+
+def _first(x: np.ndarray, pick: Callable[..., np.ndarray]) -> np.ndarray:
+    """First minimum/maximum of each row: only a zero's sign depends on which comes first."""
+    value = (np.min if pick is np.argmin else np.max)(x, axis=1)
+    zero = value == 0
+    if zero.any():
+        sub = x[zero]
+        value[zero] = sub[np.arange(len(sub)), pick(sub, axis=1)]
+    return value
+
+
+def _positive_max(v: np.ndarray) -> np.ndarray:
+    """``m = 0; for (...) if (v > m) m = v;`` per row: never -0.0."""
+    m = v.max(axis=1)
+    return np.where(m > 0, m, _F32(0))
+
+
+def _columns(x: np.ndarray, group: int) -> np.ndarray:
+    """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous."""
+    return np.ascontiguousarray(x.reshape(-1, group).T)
+
+
+def _pack(fields: list[np.ndarray], nblocks: int) -> np.ndarray:
+    parts = [np.ascontiguousarray(f).view(_U8).reshape(nblocks, -1) for f in fields]
+    return np.concatenate(parts, axis=1)
+
+
+# ---------------------------------------------------------------- 32-value blocks
+
+
+def _roundf(v: np.ndarray) -> np.ndarray:
+    """C ``roundf``: halves away from zero."""
+    t = np.trunc(v)
+    frac = v - t  # exact
+    t += frac >= 0.5
+    t -= frac <= -0.5
+    return t
+
+
+def _q8_0(x: np.ndarray) -> np.ndarray:
+    d = np.abs(x).max(axis=1) / _F32(127)
+    q = _roundf(x * _inverse(d)[:, None]).astype(np.int8)
+    return _pack([_fp16_bits(d), q], len(x))
+
+
+def _symmetric(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_0/Q5_0: d from the value of largest magnitude; quants before packing."""
+    d = _first_abs_max(x, axis=1) / _F32(-levels)
+    v = x * _inverse(d)[:, None] + _F32(levels + 0.5)
+    q = np.minimum(v.astype(np.int8), 2 * levels - 1).astype(_U8)
+    return d, q
+
+
+def _affine(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q4_1/Q5_1: d and m from the first minimum and maximum; quants before packing."""
+    lo = _first(x, np.argmin)
+    hi = _first(x, np.argmax)
+    d = (hi - lo) / _F32(levels - 1)
+    v = (x - lo[:, None]) * _inverse(d)[:, None] + _F32(0.5)
+    return d, lo, v.astype(_U8)
+
+
+def _nibbles(q: np.ndarray) -> np.ndarray:
+    return (q[:, :16] & 0x0F) | ((q[:, 16:] & 0x0F) << 4)
+
+
+def _high_bits(q: np.ndarray) -> np.ndarray:
+    """Bit 4 of value j as bit j of a little-endian uint32 (GGML's qh)."""
+    return np.packbits((q >> 4) & 1, axis=1, bitorder="little")
+
+
+def _q4_0(x: np.ndarray) -> np.ndarray:
+    d, q = _symmetric(x, 8)
+    return _pack([_fp16_bits(d), _nibbles(q)], len(x))
+
+
+def _q5_0(x: np.ndarray) -> np.ndarray:
+    d, q = _symmetric(x, 16)
+    return _pack([_fp16_bits(d), _high_bits(q), _nibbles(q)], len(x))
+
+
+def _q4_1(x: np.ndarray) -> np.ndarray:
+    d, m, q = _affine(x, 16)
+    return _pack([_fp16_bits(d), _fp16_bits(m), np.minimum(q, 15)[:, :16] | (np.minimum(q, 15)[:, 16:] << 4)], len(x))
+
+
+def _q5_1(x: np.ndarray) -> np.ndarray:
+    d, m, q = _affine(x, 32)
+    return _pack([_fp16_bits(d), _fp16_bits(m), _high_bits(q), _nibbles(q)], len(x))
+
+
+# ---------------------------------------------------------------- K-quant helpers (groups as columns)
+
+
+def _sum(v: np.ndarray) -> np.ndarray:
+    """Sum down the columns, element after element (as GGML's loops)."""
+    return np.add.reduce(v, axis=0)
+
+
+def _make_qkx2(
+    x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GGML's make_qkx2_quants for every column: (L as float32, scale, the_min)."""
+    fmax = _F32(nmax)
+    xmin = x.min(axis=0)
+    hi = x.max(axis=0)
+    lo = np.minimum(xmin, _F32(0))
+    flat = hi == lo
+    sum_w = _sum(w)
+    sum_x = _sum(w * x)
+    iscale = fmax / (hi - lo)
+    scale = _F32(1) / iscale
+    levels = _rint_clip(iscale * (x - lo), 0, nmax)  # x - lo lies in [0, hi - lo]
+
+    def error(s: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
+        diff = s * q
+        diff += m
+        diff -= x
+        if use_mad:
+            np.abs(diff, out=diff)
+        else:
+            diff *= diff
+        diff *= w
+        return _sum(diff)
+
+    best = error(scale, lo, levels)
+    first_lo = lo
+    span_low = xmin - lo  # x - lo >= span_low; tracks lo as it moves
+    for step in range(nstep + 1):
+        width = hi - lo
+        iscale = (_F32(rmin) + _F32(rdelta) * _F32(step) + fmax) / width
+        t = iscale * (x - lo)
+        bound = np.abs(iscale) * np.maximum(np.abs(width), np.abs(span_low))
+        fast = bool(np.all((bound < _FAST_LIMIT) | flat))
+        aux = _rint_clip(t, 0, nmax) if fast else _rounded(t, 0, nmax)
+        wl = w * aux
+        sum_l = _sum(wl)
+        sum_l2 = _sum(wl * aux)
+        sum_xl = _sum(wl * x)
+        det = sum_w * sum_l2 - sum_l * sum_l
+        this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
+        this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
+        positive = this_min > 0
+        this_min = np.where(positive, _F32(0), this_min)
+        this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
+        current = error(this_scale, this_min, aux)
+        better = (det > 0) & (current < best)
+        if better.any():
+            levels = np.where(better, aux, levels)
+            best = np.where(better, current, best)
+            scale = np.where(better, this_scale, scale)
+            lo = np.where(better, this_min, lo)
+            span_low = xmin - lo
+    levels[:, flat] = 0
+    scale = np.where(flat, _F32(0), scale)
+    lo = np.where(flat, first_lo, lo)
+    return levels, scale, -lo
+
+
+def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """GGML's make_qx_quants with rmse_type 1 and no weights, for every column: (L, scale)."""
+    fmax = _F32(nmax)
+    top = _first_abs_max(x, axis=0)
+    zero = np.abs(top) < _GROUP_MAX_EPS
+    w = x * x
+    wx = w * x
+
+    def sums(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _sum(wx * q), _sum((w * q) * q)
+
+    levels = _rint_clip((-fmax / top) * x, -nmax, nmax - 1)  # |iscale * x| <= nmax
+    sumlx, suml2 = sums(levels)
+    scale = np.where(suml2 != 0, sumlx / suml2, _F32(0))
+    best = scale * sumlx
+    for step in range(-9, 10):
+        if step == 0:
+            continue
+        iscale = -(fmax + _F32(0.1) * _F32(step)) / top
+        aux = _rint_clip(iscale * x, -nmax, nmax - 1)
+        sumlx, suml2 = sums(aux)
+        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        if better.any():
+            levels = np.where(better, aux, levels)
+            scale = np.where(better, sumlx / suml2, scale)
+            best = np.where(better, scale * sumlx, best)
+    levels += fmax
+    levels[:, zero] = 0
+    return levels, np.where(zero, _F32(0), scale)
+
+
+def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L, scale)."""
+    top = _first_abs_max(x, axis=0)
+    zero = np.abs(top) < _GROUP_MAX_EPS
+    levels = _rint_clip((_F32(-4) / top) * x, -4, 3)  # |iscale * x| <= 4
+    w = x * x
+    wx = w * x
+    sumlx = _sum(wx * levels)
+    suml2 = _sum((w * levels) * levels)
+    # Columns that changed nothing in a try would change nothing in the next one (same state), so
+    # each try works only on the columns the previous try changed (about a fifth, then fewer).
+    active = np.arange(x.shape[1])
+    for _ in range(5):
+        xa, wa, wxa, la = x[:, active], w[:, active], wx[:, active], levels[:, active]
+        sx, s2 = sumlx[active], suml2[active]
+        changed = np.zeros(len(active), dtype=bool)
+        for i in range(x.shape[0]):
+            li, wi, wxi = la[i], wa[i], wxa[i]
+            slx = sx - wxi * li
+            sl2 = s2 - (wi * li) * li
+            new = _rounded(xa[i] * sl2 / slx, -4, 3)
+            slx_new = slx + wxi * new
+            sl2_new = sl2 + (wi * new) * new
+            take = (slx > 0) & (new != li) & (sl2_new > 0) & (slx_new * slx_new * s2 > sx * sx * sl2_new)
+            if take.any():
+                changed |= take
+                la[i] = np.where(take, new, li)
+                sx = np.where(take, slx_new, sx)
+                s2 = np.where(take, sl2_new, s2)
+        levels[:, active] = la
+        sumlx[active] = sx
+        suml2[active] = s2
+        active = active[changed]
+        if not len(active):
+            break
+    scale = np.where(suml2 > 0, sumlx / suml2, _F32(0))
+    levels += _F32(4)
+    levels[:, zero] = 0
+    return levels, np.where(zero, _F32(0), scale)
+
+
+def _rows(columns: np.ndarray, nblocks: int) -> np.ndarray:
+    """Columns of groups back to blocks of 256 values (uint8 levels)."""
+    return columns.T.reshape(nblocks, 256).astype(_U8)
+
+
+def _requantize(
+    x: np.ndarray, levels: np.ndarray, d: np.ndarray, dm: np.ndarray | None, lo: int, hi: int, group: int
+) -> np.ndarray:
+    """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` where ``d != 0``, else keep."""
+    nblocks = len(x)
+    v = x.reshape(nblocks, -1, group)
+    if dm is not None:
+        v = v + dm[..., None]
+    new = np.clip(_nearest_int(v / d[..., None]), lo, hi).reshape(nblocks, 256)
+    keep = np.repeat(d == 0, group, axis=1)
+    return np.where(keep, levels, new + (-lo if lo < 0 else 0)).astype(_U8)
+
+
+def _crumbs(levels: np.ndarray) -> np.ndarray:
+    """2-bit values: byte l of each 128-value half holds values l, l+32, l+64, l+96."""
+    q = levels.reshape(len(levels), 2, 4, 32)
+    return q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+
+
+def _scales_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """Eight 6-bit scales and mins in GGML's 12-byte K_SCALE layout."""
+    return np.concatenate(
+        [
+            ls[:, :4] | ((ls[:, 4:] >> 4) << 6),
+            lm[:, :4] | ((lm[:, 4:] >> 4) << 6),
+            (ls[:, 4:] & 0x0F) | ((lm[:, 4:] & 0x0F) << 4),
+        ],
+        axis=1,
+    )
+
+
+def _six_bits(value: np.ndarray) -> np.ndarray:
+    """``uint8_t l = nearest_int(v); l = MIN(63, l)``."""
+    return np.minimum(_nearest_int(value).astype(_U8), 63)
+
+
+# ---------------------------------------------------------------- K-quants
+
+
+def _q2_k(x: np.ndarray) -> np.ndarray:
+    nb = len(x)
+    xs = _columns(x, 16)
+    levels, scales, mins = _make_qkx2(xs, np.abs(xs), 3, -0.5, 0.1, 15, True)
+    scales = scales.reshape(nb, 16)
+    mins = mins.reshape(nb, 16)
+    max_scale = _positive_max(scales)
+    max_min = _positive_max(mins)
+    has_scale = (max_scale > 0)[:, None]
+    has_min = (max_min > 0)[:, None]
+    sc = np.where(has_scale, _nearest_int((_F32(15) / max_scale)[:, None] * scales), 0).astype(_U8)
+    sc |= np.where(has_min, _nearest_int((_F32(15) / max_min)[:, None] * mins) << 4, 0).astype(_U8)
+    d = _fp16_bits(np.where(has_scale[:, 0], max_scale / _F32(15), _F32(0)))
+    dmin = _fp16_bits(np.where(has_min[:, 0], max_min / _F32(15), _F32(0)))
+    dq = _fp16_value(d)[:, None] * (sc & 0x0F).astype(_F32)
+    dmq = _fp16_value(dmin)[:, None] * (sc >> 4).astype(_F32)
+    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, 3, 16)
+    return _pack([sc, _crumbs(final), d, dmin], nb)
+
+
+def _q3_k(x: np.ndarray) -> np.ndarray:
+    nb = len(x)
+    levels, scales = _make_q3(_columns(x, 16))
+    scales = scales.reshape(nb, 16)
+    max_scale = _first_abs_max(scales, axis=1)
+    has = (max_scale != 0)[:, None]
+    iscale = _F32(-32) / max_scale
+    q = np.clip(_nearest_int(iscale[:, None] * scales).astype(np.int8), -32, 31) + 32
+    q = np.where(has, q, 0).astype(_U8)
+    low = q & 0x0F
+    top = (q >> 4).reshape(nb, 4, 4)
+    packed = np.concatenate(
+        [low[:, :8] | (low[:, 8:] << 4), top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)], axis=1
+    )
+    d = _fp16_bits(np.where(has[:, 0], _F32(1) / iscale, _F32(0)))
+    dq = _fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)
+    final = _requantize(x, _rows(levels, nb), dq, None, -4, 3, 16)
+    high = (final > 3).reshape(nb, 8, 32).astype(_U8)
+    hmask = np.zeros((nb, 32), dtype=_U8)
+    for bit in range(8):
+        hmask |= high[:, bit] << bit
+    return _pack([hmask, _crumbs(final & 3), packed, d], nb)
+
+
+def _k_affine(
+    x: np.ndarray, nmax: int, rmin: float, nstep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shared by Q4_K and Q5_K: levels (uint8, 256 per block), packed scales, d and dmin bits."""
+    nb = len(x)
+    xs = _columns(x, 32)
+    av_x = np.sqrt(_sum(xs * xs) / _F32(32))
+    weights = av_x + np.abs(xs)
+    levels, scales, mins = _make_qkx2(xs, weights, nmax, rmin, 0.1, nstep, False)
+    scales = scales.reshape(nb, 8)
+    mins = mins.reshape(nb, 8)
+    max_scale = _positive_max(scales)
+    max_min = _positive_max(mins)
+    inv_scale = np.where(max_scale > 0, _F32(63) / max_scale, _F32(0))
+    inv_min = np.where(max_min > 0, _F32(63) / max_min, _F32(0))
+    ls = _six_bits(inv_scale[:, None] * scales)
+    lm = _six_bits(inv_min[:, None] * mins)
+    d = _fp16_bits(max_scale / _F32(63))
+    dmin = _fp16_bits(max_min / _F32(63))
+    dq = _fp16_value(d)[:, None] * ls.astype(_F32)
+    dmq = _fp16_value(dmin)[:, None] * lm.astype(_F32)
+    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, nmax, 32)
+    return final, _scales_k4(ls, lm), d, dmin
+
+
+def _q4_k(x: np.ndarray) -> np.ndarray:
+    final, scales, d, dmin = _k_affine(x, 15, -1.0, 20)
+    q = final.reshape(len(x), 4, 2, 32)
+    return _pack([d, dmin, scales, q[:, :, 0] | (q[:, :, 1] << 4)], len(x))
+
+
+def _q5_k(x: np.ndarray) -> np.ndarray:
+    final, scales, d, dmin = _k_affine(x, 31, -0.5, 15)
+    q = final.reshape(len(x), 4, 2, 32)
+    qh = np.zeros((len(x), 32), dtype=_U8)
+    for g in range(4):
+        for h in range(2):
+            qh |= (q[:, g, h] >> 4) << (2 * g + h)
+    ql = (q[:, :, 0] & 0x0F) | ((q[:, :, 1] & 0x0F) << 4)
+    return _pack([d, dmin, scales, qh, ql], len(x))
+
+
+def _q6_k(x: np.ndarray) -> np.ndarray:
+    nb = len(x)
+    levels, scales = _make_qx(_columns(x, 16), 32)
+    scales = scales.reshape(nb, 16)
+    max_scale = _first_abs_max(scales, axis=1)
+    zero = np.abs(max_scale) < _GROUP_MAX_EPS
+    iscale = _F32(-128) / max_scale
+    d = _fp16_bits(np.where(zero, _F32(0), _F32(1) / iscale))
+    sc = np.minimum(_nearest_int(iscale[:, None] * scales), 127).astype(np.int8)
+    sc[zero] = 0
+    dq = _fp16_value(d)[:, None] * sc.astype(_F32)
+    final = _requantize(x, _rows(levels, nb), dq, None, -32, 31, 16)
+    q = final.reshape(nb, 2, 4, 32)
+    ql = np.stack(
+        [(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2
+    )
+    qh = (q[:, :, 0] >> 4) | ((q[:, :, 1] >> 4) << 2) | ((q[:, :, 2] >> 4) << 4) | ((q[:, :, 3] >> 4) << 6)
+    out = _pack([ql, qh, sc, d], nb)
+    out[zero] = 0
+    return out
+
+
+_KERNELS: dict[QuantType, Callable[[np.ndarray], np.ndarray]] = {
+    "Q8_0": _q8_0,
+    "Q4_0": _q4_0,
+    "Q4_1": _q4_1,
+    "Q5_0": _q5_0,
+    "Q5_1": _q5_1,
+    "Q2_K": _q2_k,
+    "Q3_K": _q3_k,
+    "Q4_K": _q4_k,
+    "Q5_K": _q5_k,
+    "Q6_K": _q6_k,
+}
