@@ -71,6 +71,23 @@ def _patched(previous: Fix | None, patches: list[_Patch], plan: Plan) -> Fix:
     return fix
 
 
+def _add_bias(
+    patches: dict[str, list[_Patch]],
+    infos: dict[str, TensorInfo],
+    source: str,
+    target: Target,
+    weight: float,
+    dest: Dest,
+    path: Path,
+) -> None:
+    """A full-diff target's ``diff_b`` is added to the bias beside the weight (ComfyUI ``comfy/lora.py``)."""
+    bias = dest.key[: -len(".weight")] + ".bias" if dest.key.endswith(".weight") else None
+    diff_b = target.tensors["diff_b"]
+    if bias is None or bias not in infos or dest.rows is not None or dest.swap:
+        raise ConversionError(f"{path}: {diff_b} changes a bias the model does not have beside {dest.key}")
+    patches.setdefault(bias, []).append(_Patch(source, Target(target.stem, "full", {"diff": diff_b}), weight, Dest(bias)))
+
+
 def apply_loras(
     plan: Plan, loras: Sequence[tuple[TensorSource, float]], family: str | None, allow_missing: bool = False
 ) -> None:
@@ -110,7 +127,10 @@ def apply_loras(
                 continue
             dest = mm.get(locate(c.stem).key)
             assert dest is not None
-            patches.setdefault(c.model_key, []).append(_Patch(name, keys.targets[c.stem], weight, dest))
+            target = keys.targets[c.stem]
+            patches.setdefault(c.model_key, []).append(_Patch(name, target, weight, dest))
+            if "diff_b" in target.tensors:
+                _add_bias(patches, infos, name, target, weight, dest, source.path)
         done = len(checks) - len(missing)
         note = f"LoRA: {source.path.name} at {weight:g}: {done} of {len(checks)} targets merged"
         if missing:
