@@ -22,9 +22,9 @@ def main_group() -> None:
 
 
 def _register() -> None:
-    from sdmodel.cli import convert, info, library, scan
+    from sdmodel.cli import convert, info, library, lora, scan
 
-    for module in (info, convert, scan, library):
+    for module in (info, convert, scan, library, lora):
         for command in module.COMMANDS:
             main_group.add_command(command)
 

@@ -115,31 +115,49 @@ def verdict(checks: list[TargetCheck], info: LoraInfo | None, model_family: str 
     return "; ".join(parts)
 
 
-def check_sources(lora: TensorSource, model: TensorSource) -> CheckResult:
-    from sdmodel.identify import identify
+@dataclass
+class ModelTargets:
+    """A model opened for checking: its family and its LoRA target map (built once, reused for
+    every LoRA checked against it)."""
 
-    ident = identify(model)
+    path: Path
+    family: str | None
+    kind: str
+    map: ModelMap
+
+    @classmethod
+    def of(cls, model: TensorSource) -> ModelTargets:
+        from sdmodel.identify import identify
+
+        ident = identify(model)
+        return cls(model.path, ident.family, ident.kind, ModelMap(model.tensors, ident.family))
+
+
+def check_sources(lora: TensorSource, model: TensorSource | ModelTargets) -> CheckResult:
+    """Check an open LoRA against an open model (or one prepared with ``ModelTargets.of``)."""
+    target = model if isinstance(model, ModelTargets) else ModelTargets.of(model)
+    mm = target.map
     keys = parse(lora.tensors)
     info = describe(lora, keys)
-    mm = ModelMap(model.tensors, ident.family)
     checks = match_targets(keys.targets, lora.tensors, mm)
     by_part: dict[str, dict[str, int]] = {}
     for c in checks:
-        row = by_part.setdefault(COMPONENT_LABELS.get(c.component, c.component), {"found": 0, "missing": 0, "mismatch": 0})
+        label = COMPONENT_LABELS.get(c.component, c.component)
+        row = by_part.setdefault(label, {"found": 0, "missing": 0, "mismatch": 0})
         row[c.status] += 1
     return CheckResult(
         lora=str(lora.path),
-        model=str(model.path),
+        model=str(target.path),
         lora_family=info.family if info else None,
-        model_family=ident.family,
-        model_kind=ident.kind,
+        model_family=target.family,
+        model_kind=target.kind,
         targets=len(checks),
         found=sum(c.status == "found" for c in checks),
         missing=sum(c.status == "missing" for c in checks),
         mismatched=sum(c.status == "mismatch" for c in checks),
         unused_keys=len(keys.other),
         by_part=by_part,
-        verdict=verdict(checks, info, ident.family, mm),
+        verdict=verdict(checks, info, target.family, mm),
         examples_missing=[c.stem for c in checks if c.status == "missing"][:EXAMPLES],
         examples_mismatched=[
             {"target": c.stem, "model_key": c.model_key, "lora_shape": c.lora_shape, "model_shape": c.model_shape}
