@@ -113,3 +113,15 @@ def test_cli_bad_input_exits_2(tmp_path: Path, sdxl_ckpt: Path) -> None:
     with pytest.raises(SystemExit) as e:
         main(["lora", "check", str(junk), str(sdxl_ckpt)])
     assert e.value.code == 2
+
+
+def test_info_reports_the_lora(tmp_path: Path) -> None:
+    md = {"ss_tag_frequency": json.dumps({"5_sks": {"sks dog": 3}}), "ss_steps": "800"}
+    path = write_sparse_safetensors(tmp_path / "l.safetensors", sdxl_kohya(), md)
+    runner = CliRunner()
+    res = runner.invoke(main_group, ["info", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    lora = json.loads(res.output)["lora"]
+    assert (lora["family"], lora["format"], lora["trigger_words"]) == ("sdxl", "kohya", ["sks dog"])
+    res = runner.invoke(main_group, ["info", str(path)])
+    assert "trigger words" in res.output and "sks dog" in res.output

@@ -13,6 +13,8 @@ from sdmodel import registry
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
+from sdmodel.lora.info import LoraInfo
+from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
@@ -93,6 +95,7 @@ class ModelReport:
     notes: list[str]
     sidecars: list[dict[str, str]]
     advice: dict[str, Any] = field(default_factory=dict)
+    lora: LoraInfo | None = None  # what a LoRA / LyCORIS file is (sdmodel.lora)
 
     @property
     def kind(self) -> str:
@@ -131,6 +134,7 @@ class ModelReport:
             "notes": self.notes,
             "sidecars": self.sidecars,
             "advice": self.advice,
+            "lora": self.lora.to_dict() if self.lora else None,
         }
 
 
@@ -260,6 +264,8 @@ def inspect_source(source: TensorSource) -> ModelReport:
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )
+    if ident.kind in ("lora", "lycoris"):
+        report.lora = describe_lora(source)
     report.advice = advise(report, source)
     return report
 
