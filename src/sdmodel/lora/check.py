@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorInfo, TensorSource
-from sdmodel.lora.info import COMPONENT_LABELS, LoraInfo, describe
+from sdmodel.lora.info import COMPONENT_LABELS, describe
 from sdmodel.lora.keys import Target, delta_shape, parse
 from sdmodel.lora.modelmap import Dest, ModelMap
 from sdmodel.lora.names import locate
@@ -86,13 +86,12 @@ def _label(family: str | None) -> str:
     return family_label(family, None) if family else "an unknown family"
 
 
-def verdict(checks: list[TargetCheck], info: LoraInfo | None, model_family: str | None, mm: ModelMap) -> str:
+def verdict(checks: list[TargetCheck], lora_family: str | None, model_family: str | None, mm: ModelMap) -> str:
     total = len(checks)
     if not total:
         return "not a LoRA: no target found in the file"
     missing = [c for c in checks if c.status == "missing"]
     bad = [c for c in checks if c.status == "mismatch"]
-    lora_family = info.family if info else None
     if not missing and not bad:
         return "applies fully to this model"
     if lora_family and model_family and lora_family != model_family and len(missing) + len(bad) > total // 2:
@@ -138,8 +137,11 @@ def check_sources(lora: TensorSource, model: TensorSource | ModelTargets) -> Che
     target = model if isinstance(model, ModelTargets) else ModelTargets.of(model)
     mm = target.map
     keys = parse(lora.tensors)
-    info = describe(lora, keys)
     checks = match_targets(keys.targets, lora.tensors, mm)
+    applies = bool(checks) and all(c.status == "found" for c in checks)
+    # The LoRA's own family only matters to explain a misfit (and costs a rule walk).
+    info = None if applies else describe(lora, keys, read_alphas=False)
+    lora_family = info.family if info else (target.family if applies else None)
     by_part: dict[str, dict[str, int]] = {}
     for c in checks:
         label = COMPONENT_LABELS.get(c.component, c.component)
@@ -148,7 +150,7 @@ def check_sources(lora: TensorSource, model: TensorSource | ModelTargets) -> Che
     return CheckResult(
         lora=str(lora.path),
         model=str(target.path),
-        lora_family=info.family if info else None,
+        lora_family=lora_family,
         model_family=target.family,
         model_kind=target.kind,
         targets=len(checks),
@@ -157,7 +159,7 @@ def check_sources(lora: TensorSource, model: TensorSource | ModelTargets) -> Che
         mismatched=sum(c.status == "mismatch" for c in checks),
         unused_keys=len(keys.other),
         by_part=by_part,
-        verdict=verdict(checks, info, target.family, mm),
+        verdict=verdict(checks, lora_family, target.family, mm),
         examples_missing=[c.stem for c in checks if c.status == "missing"][:EXAMPLES],
         examples_mismatched=[
             {"target": c.stem, "model_key": c.model_key, "lora_shape": c.lora_shape, "model_shape": c.model_shape}

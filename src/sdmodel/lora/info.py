@@ -166,8 +166,9 @@ def _alphas(keys: LoraKeys, source: TensorSource) -> list[float]:
     return sorted(seen)
 
 
-def describe(source: TensorSource, keys: LoraKeys | None = None) -> LoraInfo | None:
-    """The LoRA report of an open file, or None when it has no LoRA target."""
+def describe(source: TensorSource, keys: LoraKeys | None = None, read_alphas: bool = True) -> LoraInfo | None:
+    """The LoRA report of an open file, or None when it has no LoRA target. ``read_alphas`` False
+    leaves ``alphas`` empty (names and shapes only, no tensor read)."""
     tensors = source.tensors
     keys = keys if keys is not None else parse(tensors)
     if not keys.targets:
@@ -195,7 +196,7 @@ def describe(source: TensorSource, keys: LoraKeys | None = None) -> LoraInfo | N
         trains=dict(trains),
         targets=len(keys.targets),
         ranks=ranks,
-        alphas=_alphas(keys, source),
+        alphas=_alphas(keys, source) if read_alphas else [],
         other_keys=keys.other,
         trigger_words=trigger_words(source.metadata),
         training=training(source.metadata),

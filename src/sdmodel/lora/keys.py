@@ -66,7 +66,11 @@ SUFFIXES: tuple[tuple[str, str, str], ...] = (
     (".alpha", "", "alpha"),
     (".dora_scale", "", "dora_scale"),
 )
-_SORTED = sorted(SUFFIXES, key=lambda s: -len(s[0]))
+# Suffixes by the name's last dotted segment, longest first: a name is tried against a few only.
+_BY_LAST: dict[str, list[tuple[str, str, str]]] = {}
+for _entry in sorted(SUFFIXES, key=lambda s: -len(s[0])):
+    _BY_LAST.setdefault(_entry[0].rsplit(".", 1)[-1], []).append(_entry)
+_ALGO_OF_ROLE = {role: algo for _s, algo, role in SUFFIXES if algo}
 
 
 @dataclass
@@ -92,7 +96,8 @@ class LoraKeys:
 
 def split_key(name: str) -> tuple[str, str, str] | None:
     """(stem, algorithm, role) of one LoRA tensor name, or None."""
-    for suffix, algo, role in _SORTED:
+    last = name.rsplit(".", 1)[-1]
+    for suffix, algo, role in _BY_LAST.get(last, ()):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)], algo, role
     return None
@@ -100,7 +105,7 @@ def split_key(name: str) -> tuple[str, str, str] | None:
 
 def _algorithm(t: Target, tensors: dict[str, TensorInfo]) -> str:
     """The algorithm of a target from the roles present (LoCon = LoRA on a conv or with a Tucker mid)."""
-    algos = {a for _s, a, r in SUFFIXES if r in t.tensors and a}
+    algos = {_ALGO_OF_ROLE[r] for r in t.tensors if r in _ALGO_OF_ROLE}
     roles = t.tensors
     if "loha" in algos:
         return "loha"

@@ -14,6 +14,7 @@ naming. Nothing here reads tensor data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 Naming = Literal["kohya", "diffusers", "peft", "comfy", "onetrainer", "simpletuner", "bare"]
@@ -70,9 +71,10 @@ class Location:
     @property
     def key(self) -> str:
         """``component:flat path``: what family rules and model maps compare."""
-        return f"{self.component}:{self.flat}"
+        return f"{self.component}:{flat(self.path)}"
 
 
+@lru_cache(maxsize=1 << 16)
 def locate(stem: str) -> Location:
     for p in PREFIXES:
         if stem.startswith(p.prefix):
@@ -80,6 +82,7 @@ def locate(stem: str) -> Location:
     return Location(BARE.naming, BARE.component, stem)
 
 
+@lru_cache(maxsize=1 << 16)
 def flat(path: str) -> str:
     """A module path with ``.`` as ``_``. Old diffusers attention-processor spellings
     (``attn1.processor.to_q``, ``to_out`` for ``to_out.0``) are brought to the module names first."""
