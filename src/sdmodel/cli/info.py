@@ -16,23 +16,8 @@ from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.lora.info import LoraInfo
+from sdmodel.parts import part_rank
 from sdmodel.units import human_bytes, human_count, plural
-
-PART_ORDER = (
-    "unet",
-    "ema",
-    "vae",
-    "text_encoder",
-    "text_encoder_2",
-    "text_encoder_3",
-    "controlnet",
-    "depth",
-    "image_encoder",
-    "schedule",
-    "marker",
-    "junk",
-    "other",
-)
 
 
 def _collect(paths: tuple[str, ...]) -> list[Path]:
@@ -90,8 +75,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     for col in ("part", "tensors", "params", "size", "dtypes"):
         table.add_column(col, justify="right" if col in ("tensors", "params", "size") else "left")
-    order = {p: i for i, p in enumerate(PART_ORDER)}
-    for part, comp in sorted(report.components.items(), key=lambda kv: order.get(kv[0], 50)):
+    for part, comp in sorted(report.components.items(), key=lambda kv: part_rank(kv[0])):
         table.add_row(part, str(comp.tensors), human_count(comp.params), human_bytes(comp.bytes), _dtypes(comp.dtypes))
     console.print(table)
 
