@@ -178,3 +178,29 @@ def test_diffusers_loads_our_output(tmp_path: Path) -> None:
         scale = float(orig[stem + ".alpha"]) / down.shape[0]
         want = before[module + ".weight"] + scale * (torch.from_numpy(up) @ torch.from_numpy(down))
         torch.testing.assert_close(after[module + ".weight"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_convert_lora_format(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sdmodel.cli import main_group
+
+    lay = L.merged(L.kohya(L.unet_attn(L.SD1_UNET), rank=2), L.kohya(L.clip_hf(768, 12), "lora_te_", rank=2))
+    src = tmp_path / "style.safetensors"
+    save_file(values(lay, 0.01), str(src), metadata={"ss_base_model_version": "sd_v1", "ss_tag_frequency": "{}"})
+    runner = CliRunner()
+    res = runner.invoke(main_group, ["convert", str(src), "--lora-format", "diffusers", "-o", str(tmp_path / "d.safetensors")])
+    assert res.exit_code == 0, res.output
+    with open_model(tmp_path / "d.safetensors") as d:
+        assert d.metadata["ss_base_model_version"] == "sd_v1"
+        assert METADATA_KEY in d.metadata
+        assert all(k.startswith(("unet.", "text_encoder.")) for k in d.tensors)
+    res = runner.invoke(main_group, ["convert", str(tmp_path / "d.safetensors"), "--lora-format", "kohya", "-o", str(tmp_path / "k.safetensors")])
+    assert res.exit_code == 0, res.output
+    back = load_file(str(tmp_path / "k.safetensors"))
+    orig = load_file(str(src))
+    assert sorted(back) == sorted(orig)
+    with open_model(tmp_path / "k.safetensors") as k:
+        assert METADATA_KEY not in k.metadata
+    res = runner.invoke(main_group, ["convert", str(src), "--lora-format", "nope"])
+    assert res.exit_code != 0 and "nope" in res.output

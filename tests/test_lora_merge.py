@@ -206,3 +206,43 @@ def test_parse_groups_every_tensor() -> None:
     names = [STEM + ".lora_up.weight", STEM + ".lora_down.weight", STEM + ".alpha"]
     keys = parse({n: TensorInfo(n, "F16", (1, 1)) for n in names})
     assert list(keys.targets) == [STEM] and keys.other == []
+
+
+def test_cli_merge_and_dry_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sdmodel.cli import main_group
+
+    w = r(64, 32, dtype=np.float16)
+    model = tmp_path / "m.safetensors"
+    save_file({KEY: w, CONV: r(16, 8, 3, 3, dtype=np.float16)}, str(model))
+    up, down = r(64, 4), r(4, 32)
+    lora = tmp_path / "style.safetensors"
+    save_file({STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(4.0, np.float32)}, str(lora))
+    runner = CliRunner()
+    res = runner.invoke(main_group, ["merge", str(model), f"{lora}:0.5", "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "m-lora.safetensors").exists()
+    res = runner.invoke(main_group, ["merge", str(model), f"{lora}:0.5", "--dtype", "fp32"])
+    assert res.exit_code == 0, res.output
+    out = load_file(str(tmp_path / "m-fp32-lora.safetensors"))
+    want = t(w) + 0.5 * (t(up) @ t(down))
+    np.testing.assert_allclose(out[KEY], want.numpy(), rtol=1e-6, atol=1e-7)
+    assert out[KEY].dtype == np.float32
+    with open_model(tmp_path / "m-fp32-lora.safetensors") as s:
+        assert "style.safetensors" in s.metadata["sdmodel.merged_loras"]
+    res = runner.invoke(main_group, ["merge", str(model), str(tmp_path / "nope.safetensors")])
+    assert res.exit_code == 2
+
+
+def test_cli_merge_refusal_writes_nothing(tmp_path: Path) -> None:
+    from sdmodel.cli import main
+
+    model = tmp_path / "m.safetensors"
+    save_file({KEY: r(64, 32)}, str(model))
+    lora = tmp_path / "l.safetensors"
+    save_file({"lora_unet_nowhere.lora_up.weight": r(4, 2), "lora_unet_nowhere.lora_down.weight": r(2, 4)}, str(lora))
+    with pytest.raises(SystemExit) as e:
+        main(["merge", str(model), str(lora), "-o", str(tmp_path / "out.safetensors")])
+    assert e.value.code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.safetensors", "m.safetensors"]

@@ -25,19 +25,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import DictSource, TensorSource
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, unet_table
 from sdmodel.lora.keys import Target, parse
-from sdmodel.lora.names import locate
+from sdmodel.lora.names import LORA_FORMATS, locate
 from sdmodel.plan import MAIN, Plan, Step
 
-LoraFormat = Literal["kohya", "diffusers", "comfy"]
-LORA_FORMATS: tuple[str, ...] = ("kohya", "diffusers", "comfy")
 CONVERTIBLE = ("sd1", "sd2", "sdxl", "flux")
 METADATA_KEY = "lora_adapter_metadata"  # diffusers loaders/lora_base.py LORA_ADAPTER_METADATA_KEY
 ALPHA_SOURCE = "lora_alpha"
@@ -264,7 +260,7 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
     keys = parse(src.tensors)
     if not keys.targets:
         raise ConversionError(f"{src.path}: not a LoRA (no LoRA target in the file)")
-    odd = sorted({t.algorithm for t in keys.targets.values() if t.algorithm != "lora" or set(t.tensors) - {"up", "down", "alpha"}})
+    odd = sorted({t.algorithm for t in keys.targets.values() if t.algorithm not in ("lora", "locon") or set(t.tensors) - {"up", "down", "alpha"}})
     if odd:
         raise ConversionError(f"{src.path}: only plain LoRA targets can be renamed ({', '.join(odd)} found)")
     if keys.other:

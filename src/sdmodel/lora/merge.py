@@ -4,6 +4,7 @@ to the step's output dtype. LoRA files become plan sources, read one target at a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +142,5 @@ def apply_loras(
         step.fix = _patched(step.fix, group, plan)
     if patches:
         plan.tag("lora")
+        merged = [{"file": src.path.name, "weight": w} for src, w in loras]
+        plan.metadata["sdmodel.merged_loras"] = json.dumps(merged)

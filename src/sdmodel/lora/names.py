@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+# Namings ``sdmodel convert --lora-format`` writes.
+LoraFormat = Literal["kohya", "diffusers", "comfy"]
+LORA_FORMATS: tuple[str, ...] = ("kohya", "diffusers", "comfy")
 Naming = Literal["kohya", "diffusers", "peft", "comfy", "onetrainer", "simpletuner", "bare"]
 Component = Literal["diffusion", "te1", "te2", "te3", "prior", "prior_te"]
 
