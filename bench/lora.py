@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import now, print_table, timed_subprocess, warm, work_dir  # noqa: E402
+from bench.common import now, print_table, timed_subprocess, warm, work_dir
 
 CHECK_PEER = r"""
 import sys, os, safetensors.torch
@@ -77,7 +77,14 @@ def _inputs() -> tuple[Path, Path, Path]:
     if not model.exists():
         write_sparse_safetensors(model, layout("sdxl-base"))
     kinds = [
-        ("sdxl", L.merged(L.kohya(L.ldm_unet("sdxl-base")), L.kohya(L.clip_hf(768, 12), "lora_te1_"), L.kohya(L.clip_hf(1280, 32), "lora_te2_"))),
+        (
+            "sdxl",
+            L.merged(
+                L.kohya(L.ldm_unet("sdxl-base")),
+                L.kohya(L.clip_hf(768, 12), "lora_te1_"),
+                L.kohya(L.clip_hf(1280, 32), "lora_te2_"),
+            ),
+        ),
         ("sd15", L.merged(L.kohya(L.unet_attn(L.SD1_UNET)), L.kohya(L.clip_hf(768, 12), "lora_te_"))),
         ("flux", L.comfy(L.flux_bfl())),
     ]
@@ -92,7 +99,11 @@ def _inputs() -> tuple[Path, Path, Path]:
         lay = L.kohya(L.ldm_unet("sdxl-base"), rank=32)
         arrays = {}
         for k, (shape, _d) in lay.items():
-            arrays[k] = np.array(16.0, np.float16) if k.endswith(".alpha") else (0.01 * rng.standard_normal(shape)).astype(np.float16)
+            arrays[k] = (
+                np.array(16.0, np.float16)
+                if k.endswith(".alpha")
+                else (0.01 * rng.standard_normal(shape)).astype(np.float16)
+            )
         save_file(arrays, str(lora))
     return folder, model, lora
 
@@ -125,11 +136,20 @@ def main() -> None:
             "from sdmodel.cli import main\n"
             f"main(['merge', {str(model)!r}, {str(lora) + ':1.0'!r}, '-o', {str(out)!r}, '--overwrite'])\n"
         )
-        t, rss = timed_subprocess("import sys, io; sys.stdout = io.StringIO()\ntry:\n" + "".join("    " + ln + "\n" for ln in code.splitlines()) + "except SystemExit as e:\n    assert not e.code, e.code\n", repeat=1)
-        rows.append([f"merge rank-32 LoRA into SDXL ({_gb(model.stat().st_size)})", "sdmodel merge", f"{t:.1f} s", _gb(rss)])
+        t, rss = timed_subprocess(
+            "import sys, io; sys.stdout = io.StringIO()\ntry:\n"
+            + "".join("    " + ln + "\n" for ln in code.splitlines())
+            + "except SystemExit as e:\n    assert not e.code, e.code\n",
+            repeat=1,
+        )
+        rows.append(
+            [f"merge rank-32 LoRA into SDXL ({_gb(model.stat().st_size)})", "sdmodel merge", f"{t:.1f} s", _gb(rss)]
+        )
         os.remove(out)
         peer_out = folder.parent / "merged-peer.safetensors"
-        t, rss = timed_subprocess(f"import sys; sys.argv = ['x', {str(model)!r}, {str(lora)!r}, {str(peer_out)!r}]\n" + MERGE_PEER, repeat=1)
+        t, rss = timed_subprocess(
+            f"import sys; sys.argv = ['x', {str(model)!r}, {str(lora)!r}, {str(peer_out)!r}]\n" + MERGE_PEER, repeat=1
+        )
         rows.append(["", "torch: load both, merge, save_file", f"{t:.1f} s", _gb(rss)])
         os.remove(peer_out)
     print_table(f"LoRA benchmarks ({now()}, {os.cpu_count()} cores)", ["task", "tool", "time", "peak RSS"], rows)

@@ -89,8 +89,12 @@ def clip_hf(width: int, layers: int) -> Modules:
 def ldm_unet(name: str) -> Modules:
     """Attention and conv weights of a release's UNet under its LDM names (``sd15``, ``sdxl-base``)."""
     root = "model.diffusion_model."
-    rx = re.compile(r"(transformer_blocks\.\d+\.(attn[12]\.(to_[qkv]|to_out\.0)|ff\.net\.(0\.proj|2))|proj_in|proj_out)\.weight$")
-    return {k[len(root) : -len(".weight")]: s for k, (s, _d) in layout(name).items() if k.startswith(root) and rx.search(k)}
+    rx = re.compile(
+        r"(transformer_blocks\.\d+\.(attn[12]\.(to_[qkv]|to_out\.0)|ff\.net\.(0\.proj|2))|proj_in|proj_out)\.weight$"
+    )
+    return {
+        k[len(root) : -len(".weight")]: s for k, (s, _d) in layout(name).items() if k.startswith(root) and rx.search(k)
+    }
 
 
 def flux_bfl(double: int = 19, single: int = 38, hidden: int = 3072, mods: bool = True) -> Modules:

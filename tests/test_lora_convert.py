@@ -27,7 +27,11 @@ rng = np.random.default_rng(1)
 def values(lay, rank_scale: float = 0.1) -> dict[str, np.ndarray]:
     out = {}
     for k, (shape, _d) in lay.items():
-        out[k] = np.array(float(rng.integers(1, 8)), np.float32) if k.endswith(".alpha") else (rank_scale * rng.standard_normal(shape)).astype(np.float32)
+        out[k] = (
+            np.array(float(rng.integers(1, 8)), np.float32)
+            if k.endswith(".alpha")
+            else (rank_scale * rng.standard_normal(shape)).astype(np.float32)
+        )
     return out
 
 
@@ -57,12 +61,17 @@ def small_sd1_kohya() -> dict[str, np.ndarray]:
         "mid_block.attentions.0.proj_in": (64, 64),
         "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj": (256, 32),
     }
-    lay = L.merged(L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.self_attn.q_proj": (24, 24)}, "lora_te_", rank=2))
+    lay = L.merged(
+        L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.self_attn.q_proj": (24, 24)}, "lora_te_", rank=2)
+    )
     return values(lay)
 
 
 def test_unflatten() -> None:
-    assert unflatten("up_blocks_1_attentions_0_transformer_blocks_0_ff_net_0_proj") == "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj"
+    assert (
+        unflatten("up_blocks_1_attentions_0_transformer_blocks_0_ff_net_0_proj")
+        == "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj"
+    )
     assert unflatten("text_model_encoder_layers_11_mlp_fc2") == "text_model.encoder.layers.11.mlp.fc2"
     assert unflatten("single_blocks_37_modulation_lin") == "single_blocks.37.modulation.lin"
 
@@ -83,6 +92,7 @@ def test_sd1_names_match_diffusers_converter(tmp_path: Path) -> None:
     orig = small_sd1_kohya()
     ours, meta = convert(tmp_path, orig, "diffusers", "sd1")
     theirs, alphas = _convert_non_diffusers_lora_to_diffusers({k: torch.from_numpy(v) for k, v in orig.items()})
+
     def module(k: str) -> str:  # diffusers still writes the attention-processor spellings
         split = split_key(k)
         assert split is not None, k
@@ -93,7 +103,9 @@ def test_sd1_names_match_diffusers_converter(tmp_path: Path) -> None:
     # text encoder: diffusers' intermediate names say to_q, its loader turns them into CLIP's q_proj
     assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight" in ours
     pattern = json.loads(meta[METADATA_KEY])
-    ours_alpha = {flat(f"{c}.{m}"): a for c in ("unet", "text_encoder") for m, a in pattern[f"{c}.alpha_pattern"].items()}
+    ours_alpha = {
+        flat(f"{c}.{m}"): a for c in ("unet", "text_encoder") for m, a in pattern[f"{c}.alpha_pattern"].items()
+    }
     for key, alpha in alphas.items():
         if not key.startswith("unet."):
             continue
@@ -104,7 +116,11 @@ def test_sd1_names_match_diffusers_converter(tmp_path: Path) -> None:
 
 def test_sdxl_kohya_to_comfy_and_diffusers(tmp_path: Path) -> None:
     mods = {"input_blocks.4.1.transformer_blocks.0.attn2.to_k": (640, 2048), "output_blocks.0.1.proj_out": (1280, 1280)}
-    orig = values(L.merged(L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.mlp.fc1": (5120, 1280)}, "lora_te2_", rank=2)))
+    orig = values(
+        L.merged(
+            L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.mlp.fc1": (5120, 1280)}, "lora_te2_", rank=2)
+        )
+    )
     comfy, _ = convert(tmp_path, orig, "comfy", "sdxl", name="c")
     assert "diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.lora_up.weight" in comfy
     assert "text_encoders.clip_g.transformer.text_model.encoder.layers.0.mlp.fc1.alpha" in comfy
@@ -116,12 +132,19 @@ def test_sdxl_kohya_to_comfy_and_diffusers(tmp_path: Path) -> None:
 
 def test_flux_split_and_join(tmp_path: Path) -> None:
     h = 16
-    mods = {"double_blocks.0.img_attn.qkv": (3 * h, h), "single_blocks.0.linear1": (7 * h, h), "double_blocks.0.img_mod.lin": (6 * h, h)}
+    mods = {
+        "double_blocks.0.img_attn.qkv": (3 * h, h),
+        "single_blocks.0.linear1": (7 * h, h),
+        "double_blocks.0.img_mod.lin": (6 * h, h),
+    }
     orig = values(L.kohya(mods, rank=2))
     diff, meta = convert(tmp_path, orig, "diffusers", "flux", name="d")
     up = orig["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"]
     np.testing.assert_array_equal(diff["transformer.transformer_blocks.0.attn.to_k.lora_B.weight"], up[h : 2 * h])
-    np.testing.assert_array_equal(diff["transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight"], orig["lora_unet_single_blocks_0_linear1.lora_up.weight"][3 * h :])
+    np.testing.assert_array_equal(
+        diff["transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight"],
+        orig["lora_unet_single_blocks_0_linear1.lora_up.weight"][3 * h :],
+    )
     assert "transformer.transformer_blocks.0.norm1.linear.lora_A.weight" in diff
     back, _ = convert(tmp_path, diff, "kohya", "flux", metadata=meta, name="b")
     assert sorted(back) == sorted(orig)
@@ -139,7 +162,10 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="defined for"):
         convert(tmp_path, values(L.kohya(L.wan_original(1, 8, 16), rank=2)), "diffusers", "wan")
     loha = {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": np.ones((4, 2), np.float32)}
-    loha |= {f"lora_unet_mid_block_attentions_0_proj_in.hada_{n}": np.ones(s, np.float32) for n, s in (("w1_b", (2, 4)), ("w2_a", (4, 2)), ("w2_b", (2, 4)))}
+    loha |= {
+        f"lora_unet_mid_block_attentions_0_proj_in.hada_{n}": np.ones(s, np.float32)
+        for n, s in (("w1_b", (2, 4)), ("w2_a", (4, 2)), ("w2_b", (2, 4)))
+    }
     with pytest.raises(ConversionError, match="only plain LoRA"):
         convert(tmp_path, loha, "diffusers", "sd1")
 
@@ -189,13 +215,18 @@ def test_cli_convert_lora_format(tmp_path: Path) -> None:
     src = tmp_path / "style.safetensors"
     save_file(values(lay, 0.01), str(src), metadata={"ss_base_model_version": "sd_v1", "ss_tag_frequency": "{}"})
     runner = CliRunner()
-    res = runner.invoke(main_group, ["convert", str(src), "--lora-format", "diffusers", "-o", str(tmp_path / "d.safetensors")])
+    res = runner.invoke(
+        main_group, ["convert", str(src), "--lora-format", "diffusers", "-o", str(tmp_path / "d.safetensors")]
+    )
     assert res.exit_code == 0, res.output
     with open_model(tmp_path / "d.safetensors") as d:
         assert d.metadata["ss_base_model_version"] == "sd_v1"
         assert METADATA_KEY in d.metadata
         assert all(k.startswith(("unet.", "text_encoder.")) for k in d.tensors)
-    res = runner.invoke(main_group, ["convert", str(tmp_path / "d.safetensors"), "--lora-format", "kohya", "-o", str(tmp_path / "k.safetensors")])
+    res = runner.invoke(
+        main_group,
+        ["convert", str(tmp_path / "d.safetensors"), "--lora-format", "kohya", "-o", str(tmp_path / "k.safetensors")],
+    )
     assert res.exit_code == 0, res.output
     back = load_file(str(tmp_path / "k.safetensors"))
     orig = load_file(str(src))

@@ -40,7 +40,12 @@ def flux_kohya_with_clip() -> Layout:
 
 # (case, layout builder, family, format)
 CASES = [
-    ("sd1 kohya", lambda: L.merged(L.kohya(L.unet_attn(L.SD1_UNET)), L.kohya(L.clip_hf(768, 12), "lora_te_")), "sd1", "kohya"),
+    (
+        "sd1 kohya",
+        lambda: L.merged(L.kohya(L.unet_attn(L.SD1_UNET)), L.kohya(L.clip_hf(768, 12), "lora_te_")),
+        "sd1",
+        "kohya",
+    ),
     ("sd1 peft", lambda: L.peft(L.unet_attn(L.SD1_UNET), "unet."), "sd1", "diffusers"),
     ("sd2 kohya", lambda: L.kohya(L.unet_attn(L.SD2_UNET)), "sd2", "kohya"),
     ("sdxl kohya", sdxl_kohya, "sdxl", "kohya"),
@@ -54,23 +59,55 @@ CASES = [
     ("hunyuan video diffusers", lambda: L.peft(LIN(D("HunyuanVideoTransformer3DModel"))), "hunyuan_video", "diffusers"),
     ("hunyuan video musubi", lambda: L.kohya(L.hunyuan_video_original()), "hunyuan_video", "musubi-tuner"),
     ("hunyuan video diffusion-pipe", lambda: L.peft(L.hunyuan_video_original()), "hunyuan_video", "diffusers"),
-    ("sd3 diffusers", lambda: L.peft(LIN(D("SD3Transformer2DModel", num_layers=24, num_attention_heads=24, caption_projection_dim=1536))), "sd3", "diffusers"),
+    (
+        "sd3 diffusers",
+        lambda: L.peft(
+            LIN(D("SD3Transformer2DModel", num_layers=24, num_attention_heads=24, caption_projection_dim=1536))
+        ),
+        "sd3",
+        "diffusers",
+    ),
     ("auraflow diffusers", lambda: L.peft(LIN(D("AuraFlowTransformer2DModel"))), "auraflow", "diffusers"),
     ("qwen image diffusers", lambda: L.peft(LIN(D("QwenImageTransformer2DModel"))), "qwen_image", "diffusers"),
-    ("qwen image attention only", lambda: L.peft(LIN(D("QwenImageTransformer2DModel"), r"attn\.(to_[qkv]|add_[qkv]_proj)$")), "qwen_image", "diffusers"),
+    (
+        "qwen image attention only",
+        lambda: L.peft(LIN(D("QwenImageTransformer2DModel"), r"attn\.(to_[qkv]|add_[qkv]_proj)$")),
+        "qwen_image",
+        "diffusers",
+    ),
     ("wan diffusers", lambda: L.peft(LIN(D("WanTransformer3DModel"))), "wan", "diffusers"),
     ("wan musubi", lambda: L.kohya(L.wan_original()), "wan", "musubi-tuner"),
     ("wan comfy", lambda: L.comfy(L.wan_original(30, 1536, 8960)), "wan", "comfy"),
     ("ltxv diffusers", lambda: L.peft(LIN(D("LTXVideoTransformer3DModel"))), "ltxv", "diffusers"),
     ("cosmos diffusers", lambda: L.peft(LIN(D("CosmosTransformer3DModel"))), "cosmos", "diffusers"),
-    ("hunyuan dit diffusers", lambda: L.peft(LIN(D("HunyuanDiT2DModel", in_channels=4, patch_size=2))), "hunyuan_dit", "diffusers"),
+    (
+        "hunyuan dit diffusers",
+        lambda: L.peft(LIN(D("HunyuanDiT2DModel", in_channels=4, patch_size=2))),
+        "hunyuan_dit",
+        "diffusers",
+    ),
     ("cogvideox diffusers", lambda: L.peft(LIN(D("CogVideoXTransformer3DModel"))), "cogvideox", "diffusers"),
     ("mochi diffusers", lambda: L.peft(LIN(D("MochiTransformer3DModel"))), "mochi", "diffusers"),
     ("pixart diffusers", lambda: L.peft(LIN(D("PixArtTransformer2DModel"))), "pixart", "diffusers"),
     ("sana diffusers", lambda: L.peft(LIN(D("SanaTransformer2DModel"))), "sana", "diffusers"),
-    ("lumina2 diffusers", lambda: L.peft(LIN(D("Lumina2Transformer2DModel"), r"(layers|refiner)")), "lumina2", "diffusers"),
-    ("z-image diffusers", lambda: L.peft(LIN(D("ZImageTransformer2DModel"), r"(layers|refiner)")), "z_image", "diffusers"),
-    ("chroma diffusers", lambda: L.peft(LIN(D("ChromaTransformer2DModel"), r"blocks|distilled_guidance")), "chroma", "diffusers"),
+    (
+        "lumina2 diffusers",
+        lambda: L.peft(LIN(D("Lumina2Transformer2DModel"), r"(layers|refiner)")),
+        "lumina2",
+        "diffusers",
+    ),
+    (
+        "z-image diffusers",
+        lambda: L.peft(LIN(D("ZImageTransformer2DModel"), r"(layers|refiner)")),
+        "z_image",
+        "diffusers",
+    ),
+    (
+        "chroma diffusers",
+        lambda: L.peft(LIN(D("ChromaTransformer2DModel"), r"blocks|distilled_guidance")),
+        "chroma",
+        "diffusers",
+    ),
 ]
 
 
@@ -173,12 +210,27 @@ C = "lora_unet_input_blocks_1_0_in_layers_2"
             },
             "locon",
         ),
-        ({K + f".hada_{n}": (s, "F16") for n, s in (("w1_a", (640, 4)), ("w1_b", (4, 2048)), ("w2_a", (640, 4)), ("w2_b", (4, 2048)))}, "loha"),
-        ({K + ".lokr_w1": ((8, 8), "F16"), K + ".lokr_w2_a": ((80, 4), "F16"), K + ".lokr_w2_b": ((4, 256), "F16")}, "lokr"),
+        (
+            {
+                K + f".hada_{n}": (s, "F16")
+                for n, s in (("w1_a", (640, 4)), ("w1_b", (4, 2048)), ("w2_a", (640, 4)), ("w2_b", (4, 2048)))
+            },
+            "loha",
+        ),
+        (
+            {K + ".lokr_w1": ((8, 8), "F16"), K + ".lokr_w2_a": ((80, 4), "F16"), K + ".lokr_w2_b": ((4, 256), "F16")},
+            "lokr",
+        ),
         ({K + ".diff": ((640, 2048), "F16"), K + ".diff_b": ((640,), "F16")}, "full"),
         ({K + ".oft_blocks": ((4, 160, 160), "F16"), K + ".alpha": ((), "F16")}, "oft"),
         ({K + ".oft_blocks": ((2, 4, 160, 160), "F16"), K + ".rescale": ((640, 1), "F16")}, "boft"),
-        ({K + f".{n}.weight": (s, "F16") for n, s in (("a1", (2048, 4)), ("a2", (4, 2048)), ("b1", (640, 4)), ("b2", (4, 2048)))}, "glora"),
+        (
+            {
+                K + f".{n}.weight": (s, "F16")
+                for n, s in (("a1", (2048, 4)), ("a2", (4, 2048)), ("b1", (640, 4)), ("b2", (4, 2048)))
+            },
+            "glora",
+        ),
     ],
 )
 def test_algorithms(tmp_path: Path, lay: Layout, algorithm: str) -> None:
@@ -188,13 +240,22 @@ def test_algorithms(tmp_path: Path, lay: Layout, algorithm: str) -> None:
 
 
 def test_dora_counts(tmp_path: Path) -> None:
-    lay = {K + ".lora_down.weight": ((4, 2048), "F16"), K + ".lora_up.weight": ((640, 4), "F16"), K + ".dora_scale": ((640, 1), "F16")}
+    lay = {
+        K + ".lora_down.weight": ((4, 2048), "F16"),
+        K + ".lora_up.weight": ((640, 4), "F16"),
+        K + ".dora_scale": ((640, 1), "F16"),
+    }
     assert info_of(tmp_path, lay).dora == 1
 
 
 def test_incomplete_pairs_are_not_targets() -> None:
     from sdmodel.formats.base import TensorInfo
 
-    keys = parse({K + ".lora_up.weight": TensorInfo(K + ".lora_up.weight", "F16", (640, 4)), "bundle_emb.x": TensorInfo("bundle_emb.x", "F16", (1,))})
+    keys = parse(
+        {
+            K + ".lora_up.weight": TensorInfo(K + ".lora_up.weight", "F16", (640, 4)),
+            "bundle_emb.x": TensorInfo("bundle_emb.x", "F16", (1,)),
+        }
+    )
     assert keys.targets == {}
     assert sorted(keys.other) == sorted([K + ".lora_up.weight", "bundle_emb.x"])

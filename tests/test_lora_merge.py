@@ -28,7 +28,9 @@ def t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
 
-def merge(tmp_path: Path, model: dict[str, np.ndarray], loras: list[tuple[dict[str, np.ndarray], float]], family=None, **kw):
+def merge(
+    tmp_path: Path, model: dict[str, np.ndarray], loras: list[tuple[dict[str, np.ndarray], float]], family=None, **kw
+):
     mpath = tmp_path / "model.safetensors"
     save_file(model, str(mpath))
     sources = []
@@ -79,7 +81,11 @@ def test_two_loras_in_order_and_peft_without_alpha(tmp_path: Path) -> None:
 def test_locon_conv_and_tucker_mid(tmp_path: Path) -> None:
     w = r(16, 8, 3, 3)
     up, down = r(16, 4, 1, 1), r(4, 8, 3, 3)
-    lora = {CSTEM + ".lora_up.weight": up, CSTEM + ".lora_down.weight": down, CSTEM + ".alpha": np.array(8.0, np.float32)}
+    lora = {
+        CSTEM + ".lora_up.weight": up,
+        CSTEM + ".lora_down.weight": down,
+        CSTEM + ".alpha": np.array(8.0, np.float32),
+    }
     out, _ = merge(tmp_path, {CONV: w}, [(lora, 1.0)])
     ref = t(w) + 2.0 * (t(up).flatten(1) @ t(down).flatten(1)).reshape(w.shape)
     np.testing.assert_allclose(out[CONV], ref.numpy(), rtol=1e-5, atol=1e-6)
@@ -95,7 +101,10 @@ def test_locon_conv_and_tucker_mid(tmp_path: Path) -> None:
 
 def test_loha(tmp_path: Path) -> None:
     w = r(64, 32)
-    p = {n: r(*s) for n, s in (("hada_w1_a", (64, 4)), ("hada_w1_b", (4, 32)), ("hada_w2_a", (64, 4)), ("hada_w2_b", (4, 32)))}
+    p = {
+        n: r(*s)
+        for n, s in (("hada_w1_a", (64, 4)), ("hada_w1_b", (4, 32)), ("hada_w2_a", (64, 4)), ("hada_w2_b", (4, 32)))
+    }
     lora = {f"{STEM}.{n}": v for n, v in p.items()} | {STEM + ".alpha": np.array(1.0, np.float32)}
     out, _ = merge(tmp_path, {KEY: w}, [(lora, 0.5)])
     d = (t(p["hada_w1_a"]) @ t(p["hada_w1_b"])) * (t(p["hada_w2_a"]) @ t(p["hada_w2_b"]))
@@ -105,7 +114,12 @@ def test_loha(tmp_path: Path) -> None:
 def test_lokr(tmp_path: Path) -> None:
     w = r(64, 32)
     w1, w2a, w2b = r(4, 4), r(16, 2), r(2, 8)
-    lora = {STEM + ".lokr_w1": w1, STEM + ".lokr_w2_a": w2a, STEM + ".lokr_w2_b": w2b, STEM + ".alpha": np.array(4.0, np.float32)}
+    lora = {
+        STEM + ".lokr_w1": w1,
+        STEM + ".lokr_w2_a": w2a,
+        STEM + ".lokr_w2_b": w2b,
+        STEM + ".alpha": np.array(4.0, np.float32),
+    }
     out, _ = merge(tmp_path, {KEY: w}, [(lora, 1.0)])
     ref = t(w) + (4.0 / 2) * torch.kron(t(w1), t(w2a) @ t(w2b))
     np.testing.assert_allclose(out[KEY], ref.numpy(), rtol=1e-6, atol=1e-6)
@@ -180,7 +194,7 @@ def test_missing_targets_refuse_unless_allowed(tmp_path: Path) -> None:
     lora |= {other + ".lora_up.weight": r(64, 4), other + ".lora_down.weight": r(4, 32)}
     with pytest.raises(ConversionError, match="1 of 2 targets are not in the model"):
         merge(tmp_path, {KEY: w}, [(lora, 1.0)])
-    out, plan = merge(tmp_path, {KEY: w}, [(lora, 1.0)], allow_missing=True)
+    _out, plan = merge(tmp_path, {KEY: w}, [(lora, 1.0)], allow_missing=True)
     assert "1 of 2 targets merged; 1 not in the model" in plan.notes[0]
 
 
@@ -218,7 +232,10 @@ def test_cli_merge_and_dry_run(tmp_path: Path) -> None:
     save_file({KEY: w, CONV: r(16, 8, 3, 3, dtype=np.float16)}, str(model))
     up, down = r(64, 4), r(4, 32)
     lora = tmp_path / "style.safetensors"
-    save_file({STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(4.0, np.float32)}, str(lora))
+    save_file(
+        {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(4.0, np.float32)},
+        str(lora),
+    )
     runner = CliRunner()
     res = runner.invoke(main_group, ["merge", str(model), f"{lora}:0.5", "--dry-run", "--json"])
     assert res.exit_code == 0, res.output

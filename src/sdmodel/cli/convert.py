@@ -12,13 +12,13 @@ from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.conversion import ConvertOptions, ConvertResult, convert, convert_tree
-from sdmodel.lora.merge import LoraSpec
-from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.diffing import DiffResult, diff
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
+from sdmodel.lora.merge import LoraSpec
+from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import part_rank
 from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.units import human_bytes

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.identify import family_label, identify
 from sdmodel.lora.info import COMPONENT_LABELS, describe
 from sdmodel.lora.keys import Target, delta_shape, parse
 from sdmodel.lora.modelmap import Dest, ModelMap
@@ -81,8 +82,6 @@ def match_targets(targets: dict[str, Target], lora: dict[str, TensorInfo], mm: M
 
 
 def _label(family: str | None) -> str:
-    from sdmodel.identify import family_label
-
     return family_label(family, None) if family else "an unknown family"
 
 
@@ -126,8 +125,6 @@ class ModelTargets:
 
     @classmethod
     def of(cls, model: TensorSource) -> ModelTargets:
-        from sdmodel.identify import identify
-
         ident = identify(model)
         return cls(model.path, ident.family, ident.kind, ModelMap(model.tensors, ident.family))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import numpy as np
 
 from sdmodel.errors import ConversionError
@@ -41,17 +42,88 @@ ALPHA_SOURCE = "lora_alpha"
 # Identifiers containing "_" in the module paths of the families above: a kohya name is split at
 # "_" and these are joined back (longest first), everything else is one path segment.
 COMPOUNDS: frozenset[str] = frozenset(
-    """down_blocks up_blocks mid_block transformer_blocks to_q to_k to_v to_out proj_in proj_out
-    time_emb_proj conv_shortcut time_embedding linear_1 linear_2 add_embedding conv_in conv_out
-    conv_norm_out input_blocks output_blocks middle_block in_layers out_layers emb_layers
-    skip_connection time_embed label_emb text_model self_attn q_proj k_proj v_proj out_proj
-    layer_norm1 layer_norm2 final_layer_norm token_embedding position_embedding double_blocks
-    single_blocks img_attn txt_attn img_mlp txt_mlp img_mod txt_mod img_in txt_in time_in vector_in
-    guidance_in in_layer out_layer final_layer adaLN_modulation query_norm key_norm
-    single_transformer_blocks add_q_proj add_k_proj add_v_proj to_add_out norm1_context ff_context
-    proj_mlp norm_out x_embedder context_embedder time_text_embed timestep_embedder text_embedder
-    guidance_embedder SelfAttention DenseReluDense EncDecAttention relative_attention_bias
-    layer_norm wi_0 wi_1""".split()
+    [
+        "down_blocks",
+        "up_blocks",
+        "mid_block",
+        "transformer_blocks",
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out",
+        "proj_in",
+        "proj_out",
+        "time_emb_proj",
+        "conv_shortcut",
+        "time_embedding",
+        "linear_1",
+        "linear_2",
+        "add_embedding",
+        "conv_in",
+        "conv_out",
+        "conv_norm_out",
+        "input_blocks",
+        "output_blocks",
+        "middle_block",
+        "in_layers",
+        "out_layers",
+        "emb_layers",
+        "skip_connection",
+        "time_embed",
+        "label_emb",
+        "text_model",
+        "self_attn",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "layer_norm1",
+        "layer_norm2",
+        "final_layer_norm",
+        "token_embedding",
+        "position_embedding",
+        "double_blocks",
+        "single_blocks",
+        "img_attn",
+        "txt_attn",
+        "img_mlp",
+        "txt_mlp",
+        "img_mod",
+        "txt_mod",
+        "img_in",
+        "txt_in",
+        "time_in",
+        "vector_in",
+        "guidance_in",
+        "in_layer",
+        "out_layer",
+        "final_layer",
+        "adaLN_modulation",
+        "query_norm",
+        "key_norm",
+        "single_transformer_blocks",
+        "add_q_proj",
+        "add_k_proj",
+        "add_v_proj",
+        "to_add_out",
+        "norm1_context",
+        "ff_context",
+        "proj_mlp",
+        "norm_out",
+        "x_embedder",
+        "context_embedder",
+        "time_text_embed",
+        "timestep_embedder",
+        "text_embedder",
+        "guidance_embedder",
+        "SelfAttention",
+        "DenseReluDense",
+        "EncDecAttention",
+        "relative_attention_bias",
+        "layer_norm",
+        "wi_0",
+        "wi_1",
+    ]
 )
 _MAX_PARTS = max(c.count("_") + 1 for c in COMPOUNDS)
 
@@ -107,7 +179,9 @@ def canonical(stem: str, family: str) -> Module:
     if loc.component not in ("diffusion", "te1", "te2", "te3"):
         raise ConversionError(f"{stem}: no {family} module for this naming")
     if loc.component != "diffusion":
-        component = "te3" if family == "flux" and loc.naming == "diffusers" and loc.component == "te2" else loc.component
+        component = (
+            "te3" if family == "flux" and loc.naming == "diffusers" and loc.component == "te2" else loc.component
+        )
         return _canonical_te(component, loc.path, loc.naming)
     path = unflatten(loc.path) if loc.naming in ("kohya", "onetrainer") else loc.path.replace(".processor.", ".")
     if family in ("sd1", "sd2", "sdxl"):
@@ -260,7 +334,13 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
     keys = parse(src.tensors)
     if not keys.targets:
         raise ConversionError(f"{src.path}: not a LoRA (no LoRA target in the file)")
-    odd = sorted({t.algorithm for t in keys.targets.values() if t.algorithm not in ("lora", "locon") or set(t.tensors) - {"up", "down", "alpha"}})
+    odd = sorted(
+        {
+            t.algorithm
+            for t in keys.targets.values()
+            if t.algorithm not in ("lora", "locon") or set(t.tensors) - {"up", "down", "alpha"}
+        }
+    )
     if odd:
         raise ConversionError(f"{src.path}: only plain LoRA targets can be renamed ({', '.join(odd)} found)")
     if keys.other:
@@ -368,7 +448,7 @@ def _peft_metadata(pattern: dict[str, dict[str, dict[str, float]]]) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
-def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:  # noqa: ANN001 - private helper
+def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:
     """A fused BFL target (qkv, linear1) as diffusers' separate modules: same down, rows of up."""
     up = src.tensors[t.tensors["up"]]
     hidden = src.tensors[t.tensors["down"]].shape[1]
@@ -379,7 +459,9 @@ def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:  # n
     up_step = next(s for s in plan.steps if s.name == t.tensors["up"])
     for i, (module, _part) in enumerate(outs):
         stem = "transformer." + module
-        d = Step(stem + ".lora_A.weight", MAIN, down_step.name, down_step.dtype, down_step.shape, down_step.out_dtype, "lora")
+        d = Step(
+            stem + ".lora_A.weight", MAIN, down_step.name, down_step.dtype, down_step.shape, down_step.out_dtype, "lora"
+        )
         u = Step(
             stem + ".lora_B.weight",
             MAIN,
@@ -394,7 +476,7 @@ def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:  # n
         _alpha_out("diffusers", stem, alpha, rank, extra, pattern, steps, src)
 
 
-def _join(plan, steps, extra, pattern, fmt, family, component, path, parts, src, alphas) -> None:  # noqa: ANN001
+def _join(plan, steps, extra, pattern, fmt, family, component, path, parts, src, alphas) -> None:
     """diffusers' to_q/to_k/to_v (+ proj_mlp) of one Flux block back into the fused BFL target:
     only when they share one ``down`` (as a split by us or by diffusers' own converter leaves them)."""
     parts.sort(key=lambda p: p[0])
@@ -420,7 +502,18 @@ def _join(plan, steps, extra, pattern, fmt, family, component, path, parts, src,
     def joined(_a: np.ndarray, names: list[str] = names_up) -> np.ndarray:
         return np.concatenate([np.asarray(src.read(n)) for n in names], axis=0)
 
-    steps.append(Step(out_stem + ROLE_NAMES[fmt]["up"], MAIN, ups[0].name, ups[0].dtype, (rows, *ups[0].shape[1:]), ups[0].out_dtype, "lora", fix=joined))
+    steps.append(
+        Step(
+            out_stem + ROLE_NAMES[fmt]["up"],
+            MAIN,
+            ups[0].name,
+            ups[0].dtype,
+            (rows, *ups[0].shape[1:]),
+            ups[0].out_dtype,
+            "lora",
+            fix=joined,
+        )
+    )
     rank = first.shape[0]
     alpha = alphas.get(stems[0], float(rank))
     _alpha_out(fmt, out_stem, alpha if alpha is not None else float(rank), rank, extra, pattern, steps, src)

@@ -97,9 +97,7 @@ def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:
     raise ConversionError(f"{target.stem}: merging {algo.upper()} is not supported")
 
 
-def merge_into(
-    weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool = False
-) -> np.ndarray:
+def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool = False) -> np.ndarray:
     """``weight`` (float32, changed in place and returned) with the target merged at ``strength``."""
     diff, scale = raw_delta(target, read)
     if diff.size != weight.size:

@@ -52,24 +52,49 @@ def _w(*values: int) -> frozenset[int]:
     return frozenset(values)
 
 
-FLUX_BLOCKS = ((r"^diffusion:(?:double_blocks|transformer_blocks)_(\d+)_", 19), (r"^diffusion:single_(?:transformer_)?blocks_(\d+)_", 38))
+FLUX_BLOCKS = (
+    (r"^diffusion:(?:double_blocks|transformer_blocks)_(\d+)_", 19),
+    (r"^diffusion:single_(?:transformer_)?blocks_(\d+)_", 38),
+)
 
 RULES: tuple[Rule, ...] = (
     # --- DiTs with double/single stream blocks ---
     Rule("auraflow", (r"^diffusion:(joint_transformer_blocks_\d+_|(double|single)_layers_\d+_attn_w)",)),
-    Rule("flux2", (r"^diffusion:(double_stream_modulation|single_stream_modulation|single_transformer_blocks_\d+_attn_to_qkv_mlp_proj)",)),
-    Rule("flux2", (r"^diffusion:double_blocks_\d+_img_mlp_0$",), shape=Shape(r"^diffusion:double_blocks_\d+_img_mlp_0$", ratio=6.0)),
-    Rule("flux2", (r"^diffusion:single_blocks_\d+_linear1$",), shape=Shape(r"^diffusion:single_blocks_\d+_linear1$", ratio=9.0)),
     Rule(
-        "hunyuan_video",
-        (r"^diffusion:(double_blocks_\d+_(img|txt)_(mlp_fc[12]|mod_linear)$|single_blocks_\d+_modulation_linear$|.*token_refiner)",),
+        "flux2",
+        (
+            r"^diffusion:(double_stream_modulation|single_stream_modulation|single_transformer_blocks_\d+_attn_to_qkv_mlp_proj)",
+        ),
+    ),
+    Rule(
+        "flux2",
+        (r"^diffusion:double_blocks_\d+_img_mlp_0$",),
+        shape=Shape(r"^diffusion:double_blocks_\d+_img_mlp_0$", ratio=6.0),
+    ),
+    Rule(
+        "flux2",
+        (r"^diffusion:single_blocks_\d+_linear1$",),
+        shape=Shape(r"^diffusion:single_blocks_\d+_linear1$", ratio=9.0),
     ),
     Rule(
         "hunyuan_video",
-        (r"^diffusion:((double_blocks|transformer_blocks)_19_|single_(transformer_)?blocks_3[89]_)", r"^diffusion:single_"),
+        (
+            r"^diffusion:(double_blocks_\d+_(img|txt)_(mlp_fc[12]|mod_linear)$|single_blocks_\d+_modulation_linear$|.*token_refiner)",
+        ),
+    ),
+    Rule(
+        "hunyuan_video",
+        (
+            r"^diffusion:((double_blocks|transformer_blocks)_19_|single_(transformer_)?blocks_3[89]_)",
+            r"^diffusion:single_",
+        ),
     ),
     Rule("chroma", (r"^diffusion:distilled_guidance_layer_",)),
-    Rule("flux", (r"^diffusion:(double_blocks_\d+_(img|txt)_mod_lin$|single_blocks_\d+_modulation_lin$)",), below=FLUX_BLOCKS),
+    Rule(
+        "flux",
+        (r"^diffusion:(double_blocks_\d+_(img|txt)_mod_lin$|single_blocks_\d+_modulation_lin$)",),
+        below=FLUX_BLOCKS,
+    ),
     Rule(
         "flux",
         (r"^diffusion:transformer_blocks_\d+_norm1(_context)?_linear$", r"^diffusion:single_transformer_blocks_\d+_"),
@@ -78,8 +103,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         None,
-        (r"^diffusion:(double_blocks_\d+_img_attn_qkv$|single_transformer_blocks_\d+_attn_to_q$|single_blocks_\d+_linear1$)",),
-        shape=Shape(r"^diffusion:(double_blocks_\d+_img_attn_qkv|single_transformer_blocks_\d+_attn_to_q|single_blocks_\d+_linear1)$", "in", _w(3072)),
+        (
+            r"^diffusion:(double_blocks_\d+_img_attn_qkv$|single_transformer_blocks_\d+_attn_to_q$|single_blocks_\d+_linear1$)",
+        ),
+        shape=Shape(
+            r"^diffusion:(double_blocks_\d+_img_attn_qkv|single_transformer_blocks_\d+_attn_to_q|single_blocks_\d+_linear1)$",
+            "in",
+            _w(3072),
+        ),
         below=FLUX_BLOCKS,
         candidates=("flux", "chroma", "hunyuan_video"),
     ),
@@ -101,7 +132,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "z_image",
         (r"^diffusion:(layers|noise_refiner|context_refiner)_\d+_(attention|attn)_",),
-        shape=Shape(r"^diffusion:(layers|noise_refiner|context_refiner)_\d+_(attention|attn)_(qkv|to_[qkv])$", "in", _w(3840)),
+        shape=Shape(
+            r"^diffusion:(layers|noise_refiner|context_refiner)_\d+_(attention|attn)_(qkv|to_[qkv])$", "in", _w(3840)
+        ),
     ),
     Rule(
         "lumina2",
@@ -135,7 +168,10 @@ RULES: tuple[Rule, ...] = (
         (r"^diffusion:transformer_blocks_\d+_attn2_to_k$",),
         shape=Shape(r"^diffusion:transformer_blocks_\d+_attn2_to_k$", "in", _w(2048, 4096)),
     ),
-    Rule("sana", (r"^diffusion:(transformer_)?blocks_\d+_(ff_conv_(inverted|depth|point)|mlp_(inverted|depth|point)_conv)",)),
+    Rule(
+        "sana",
+        (r"^diffusion:(transformer_)?blocks_\d+_(ff_conv_(inverted|depth|point)|mlp_(inverted|depth|point)_conv)",),
+    ),
     Rule(
         "sana",
         (r"^diffusion:transformer_blocks_\d+_attn2_to_k$",),
@@ -147,7 +183,9 @@ RULES: tuple[Rule, ...] = (
         (r"^diffusion:transformer_blocks_\d+_attn2_to_k$", r"^diffusion:transformer_blocks_\d+_ff_net_"),
         shape=Shape(r"^diffusion:transformer_blocks_\d+_attn2_to_k$", "in", _w(1152)),
     ),
-    Rule("mochi", (r"^diffusion:(blocks_\d+_(attn_qkv_[xy]|mlp_[xy]_w\d)|transformer_blocks_\d+_attn1_add_[qkv]_proj)$",)),
+    Rule(
+        "mochi", (r"^diffusion:(blocks_\d+_(attn_qkv_[xy]|mlp_[xy]_w\d)|transformer_blocks_\d+_attn1_add_[qkv]_proj)$",)
+    ),
     Rule(
         "cogvideox",
         (r"^diffusion:transformer_blocks_\d+_attn1_to_[qkv]$",),

@@ -70,7 +70,11 @@ def _widths(t: Target, tensors: dict[str, TensorInfo]) -> tuple[int | None, int 
             return shape("hada_w1_b")[1], shape("hada_w1_a")[1 if "hada_t1" in r else 0]
         if t.algorithm == "lokr":
             w1 = shape("lokr_w1") if "lokr_w1" in r else (shape("lokr_w1_a")[0], shape("lokr_w1_b")[1])
-            w2 = shape("lokr_w2") if "lokr_w2" in r else (shape("lokr_w2_a")[1 if "lokr_t2" in r else 0], shape("lokr_w2_b")[1])
+            w2 = (
+                shape("lokr_w2")
+                if "lokr_w2" in r
+                else (shape("lokr_w2_a")[1 if "lokr_t2" in r else 0], shape("lokr_w2_b")[1])
+            )
             return w1[1] * w2[1], w1[0] * w2[0]
         if t.algorithm == "full":
             d = shape("diff")
@@ -159,7 +163,7 @@ def _alphas(keys: LoraKeys, source: TensorSource) -> list[float]:
             continue
         try:
             value = float(np.asarray(source.read(name), dtype=np.float64).reshape(-1)[0])
-        except Exception:  # noqa: BLE001 - a broken scalar must not fail the report
+        except Exception:
             continue
         if math.isfinite(value):
             seen.add(round(value, 6))

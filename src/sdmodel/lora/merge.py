@@ -86,7 +86,9 @@ def _add_bias(
     diff_b = target.tensors["diff_b"]
     if bias is None or bias not in infos or dest.rows is not None or dest.swap:
         raise ConversionError(f"{path}: {diff_b} changes a bias the model does not have beside {dest.key}")
-    patches.setdefault(bias, []).append(_Patch(source, Target(target.stem, "full", {"diff": diff_b}), weight, Dest(bias)))
+    patches.setdefault(bias, []).append(
+        _Patch(source, Target(target.stem, "full", {"diff": diff_b}), weight, Dest(bias))
+    )
 
 
 def apply_loras(

@@ -57,7 +57,12 @@ NOT_DIFFUSION = (
     "control_model.",
 )
 REFINER = UnetStructure((False, True, True, False), (False, True, True, False))
-UNET_STRUCTURES: dict[str, UnetStructure] = {"sd1": UNET_SD1, "sd2": UNET_SD1, "sdxl": UNET_SDXL, "sdxl_refiner": REFINER}
+UNET_STRUCTURES: dict[str, UnetStructure] = {
+    "sd1": UNET_SD1,
+    "sd2": UNET_SD1,
+    "sdxl": UNET_SDXL,
+    "sdxl_refiner": REFINER,
+}
 _OLD_CLIP = ("embeddings.", "encoder.", "final_layer_norm.")
 
 
@@ -75,7 +80,9 @@ class ModelMap:
         self.components: set[str] = set()
         root = next((r for r in DIFFUSION_ROOTS if any(k.startswith(r) for k in tensors)), "")
         self.root = root
-        diffusion = {k[len(root) :]: k for k in tensors if k.startswith(root) and (root or not k.startswith(NOT_DIFFUSION))}
+        diffusion = {
+            k[len(root) :]: k for k in tensors if k.startswith(root) and (root or not k.startswith(NOT_DIFFUSION))
+        }
         if diffusion:
             self._diffusion(diffusion)
         self._text_encoders()
