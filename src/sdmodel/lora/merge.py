@@ -142,6 +142,8 @@ def apply_loras(
     for key, group in patches.items():
         step = steps[key]
         step.fix = _patched(step.fix, group, plan)
+    if patches and any(s.out.startswith("model_ema.") for s in plan.steps):
+        plan.notes.append("LoRA: the EMA weights (model_ema.*) are left as they are (--ema only merges into them)")
     if patches:
         plan.tag("lora")
         merged = [{"file": src.path.name, "weight": w} for src, w in loras]
