@@ -36,10 +36,9 @@ from sdmodel.lora.convert import apply_lora_format
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.lora.merge import apply_loras
 from sdmodel.plan import ConvertOptions, Plan, build_plan, with_changes
+from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
 from sdmodel.sidecars import config_beside, needs_config
 from sdmodel.vaes import identify_vae
-
-SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
 
 
 @dataclass
@@ -218,7 +217,7 @@ def build_metadata(
         if pred:
             md["modelspec.prediction_type"] = pred
     md["modelspec.date"] = _dt.date.today().isoformat()
-    md[SOURCE_KEY] = Path(source.path).name
+    md.update(provenance_entries(source))
     md["sdmodel.version"] = __version__
     md[HASH_KEY] = HASH_PLACEHOLDER
     for key, value in (plan_metadata or {}).items():
@@ -341,6 +340,7 @@ def convert(
             except ConversionError as e:
                 notes.append(f"would fail: {e}")
             return result
+        hasher = start_source_hasher(source, metadata)
         written = execute(
             plan,
             out_path,
@@ -349,10 +349,12 @@ def convert(
             overwrite=options.overwrite,
             verify=options.verify,
             progress=progress,
+            late=hasher.values if hasher is not None else None,
         )
         result.write = written
+        result.metadata = dict(metadata, **written.filled)
         if written.sha256_data and metadata:
-            result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})
+            result.metadata[HASH_KEY] = "0x" + written.sha256_data
         for name, n in written.clamped.items():
             notes.append(f"fp8: clamped {n} values of {name} to the format's range")
         if options.part is None:

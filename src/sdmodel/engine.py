@@ -45,6 +45,7 @@ class WriteResult:
     sha256_data: str | None = None  # hex SHA-256 of the safetensors data section, when computed
     clamped: dict[str, int] = field(default_factory=dict)  # fp8: output name -> values clamped
     verified: bool = False  # compared bit for bit with the reference reader
+    filled: dict[str, str] = field(default_factory=dict)  # metadata placeholders filled at the end
 
 
 # --- casting -----------------------------------------------------------------------------------
@@ -366,10 +367,13 @@ def execute(
     overwrite: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
+    late: Callable[[], dict[str, str]] | None = None,
 ) -> WriteResult:
     """Write ``plan`` to ``out`` in format ``fmt`` (formats/writers.py). ``metadata`` (safetensors
     only) may hold ``modelspec.hash_sha256``: its value is replaced by the hash of the written data
-    section. ``progress(bytes_written, bytes_total)`` is called from the writer thread."""
+    section; ``late()``, called once the data is written, gives the values of other placeholders
+    (the source's hashes, sdmodel.provenance). ``progress(bytes_written, bytes_total)`` is called
+    from the writer thread."""
     out = Path(out)
     check_target(out, [s.path for s in plan.sources.values()], overwrite)
     sink = make_sink(fmt, [s.out_info for s in plan.steps], metadata)
@@ -378,6 +382,8 @@ def execute(
         with open(tmp, "wb") as f:
             sink.begin(f)
             clamped = _run(plan, sink, f, progress)
+            filled = late() if late is not None else {}
+            sink.fill(filled)
             sink.finish(f)
             sync(f)
         sink.check(tmp)
@@ -392,4 +398,5 @@ def execute(
         sha256_data=sink.digest,
         clamped=clamped,
         verified=verify,
+        filled=filled,
     )

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import blake3
 import numpy as np
@@ -79,16 +80,19 @@ def _safetensors_data_start(path: Path) -> int | None:
     return 8 + n
 
 
-def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, str | None]:
-    """Every hash of one file in a single read pass (no cache)."""
+def compute_hashes(path: Path, progress: Progress | None = None, *, sha256_only: bool = False) -> dict[str, str | None]:
+    """Every hash of one file in a single read pass (no cache). ``sha256_only``: only the two
+    SHA-256 hashes (SHA256 and AutoV3), the others None: what a conversion records of its source."""
     path = Path(path)
     size = path.stat().st_size
     data_start = _safetensors_data_start(path)
-    whole, data, b3 = hashlib.sha256(), hashlib.sha256(), blake3.blake3()
+    whole, data = hashlib.sha256(), hashlib.sha256()
+    b3: Any = _NoDigest() if sha256_only else blake3.blake3()
     crc = [0]
 
     def crc_update(chunk: memoryview) -> None:
-        crc[0] = zlib.crc32(chunk, crc[0])
+        if not sha256_only:
+            crc[0] = zlib.crc32(chunk, crc[0])
 
     def data_update(chunk: memoryview, pos: int) -> None:
         if data_start is not None and pos + len(chunk) > data_start:
@@ -137,16 +141,24 @@ def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, st
             f.seek(AUTOV1_OFFSET)
             autov1 = hashlib.sha256(f.read(AUTOV1_SIZE)).hexdigest()[:8]
     sha = whole.hexdigest()
+    autov3 = data.hexdigest() if data_start is not None else None
+    if sha256_only:
+        return {"sha256": sha, "autov3": autov3}
     crc_hex = f"{crc[0]:08x}"
     return {
         "autov1": autov1,
         "autov2": sha[:10],
         "sha256": sha,
-        "autov3": data.hexdigest() if data_start is not None else None,
+        "autov3": autov3,
         "blake3": b3.hexdigest(),
         "crc32": crc_hex,
         "crc32_civitai": bytes.fromhex(crc_hex)[::-1].hex().upper(),
     }
+
+
+class _NoDigest:
+    def update(self, _data: memoryview) -> None:
+        pass
 
 
 def hash_file(path: str | Path, progress: Progress | None = None, use_cache: bool = True) -> dict[str, str | None]:

@@ -156,8 +156,9 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     return {"status": status, "key": key, "dtype": source.tensors[key].dtype, "broken": broken}
 
 
-def inspect_source(source: TensorSource) -> ModelReport:
-    """Report on an already opened source."""
+def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelReport:
+    """Report on an already opened source. ``read_values=False`` reads only names, shapes and the
+    few small tensors every report needs (no VAE metric)."""
     ident = identify(source)
     parts = tensor_parts(source, ident)
     junk_keys = [k for k, p in parts.items() if p == "junk"]
@@ -178,7 +179,9 @@ def inspect_source(source: TensorSource) -> ModelReport:
         },
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
-        vae=identify_vae(source) if ident.kind in ("checkpoint", "vae") else {"present": False},
+        vae=identify_vae(source, read_values=read_values)
+        if ident.kind in ("checkpoint", "vae")
+        else {"present": False},
         metadata=dict(source.metadata),
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],
@@ -194,7 +197,8 @@ def inspect_source(source: TensorSource) -> ModelReport:
     return report
 
 
-def inspect(path: str | Path) -> ModelReport:
-    """Open, identify and report on a model file or diffusers folder. Raises ModelReadError."""
+def inspect(path: str | Path, *, read_values: bool = True) -> ModelReport:
+    """Open, identify and report on a model file or diffusers folder. Raises ModelReadError.
+    ``read_values=False`` skips what reads tensor values in bulk (the baked VAE's metric)."""
     with open_model(path) as source:
-        return inspect_source(source)
+        return inspect_source(source, read_values=read_values)

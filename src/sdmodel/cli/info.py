@@ -32,6 +32,15 @@ def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
     return len(paths) == 1 and files == [Path(paths[0])]
 
 
+def _vae_line(vae: dict) -> str:
+    fingerprint = f"fingerprint {vae['fingerprint'][:16]}"
+    if vae.get("metric") is None:
+        return f"inside ({fingerprint})"
+    if vae.get("name") in (None, "unknown"):
+        return f"no known VAE matches (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
+    return f"{vae['name']} (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
+
+
 @click.command("info")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
@@ -117,7 +126,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if d["unknown_keys"]:
         facts.add_row("unknown keys", f"{len(d['unknown_keys'])} (kept; --keys lists them)")
     if d["vae"].get("present"):
-        facts.add_row("VAE", f"{d['vae']['name']} (fingerprint {d['vae']['fingerprint'][:16]})")
+        facts.add_row("VAE", _vae_line(d["vae"]))
     for label, key in (
         ("A1111 config", "a1111_config"),
         ("ModelSpec", "modelspec_architecture"),

@@ -340,6 +340,9 @@ class CkptSink:
     def hash(self, data: memoryview) -> None:
         """The zip CRCs are computed while writing."""
 
+    def fill(self, values: dict[str, str]) -> None:
+        """A PyTorch checkpoint has no metadata: nothing to fill."""
+
     def finish(self, f: BinaryIO) -> None:
         self.writer.finish(f)
 

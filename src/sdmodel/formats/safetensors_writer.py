@@ -8,6 +8,7 @@ the hash patched in place: the header never changes length.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +42,7 @@ class SafetensorsSink:
         self.prefix, _ = header_bytes(self.layout, self.metadata)
         self.sha = hashlib.sha256() if self.hashing else None
         self.digest: str | None = None
+        self.filled: dict[str, str] = {}
 
     def begin(self, f: BinaryIO) -> None:
         f.write(self.prefix)
@@ -56,19 +58,30 @@ class SafetensorsSink:
         if self.sha is not None:
             self.sha.update(data)
 
+    def fill(self, values: dict[str, str]) -> None:
+        self.filled.update(values)
+
     def finish(self, f: BinaryIO) -> None:
-        if self.sha is None:
-            return
-        self.digest = self.sha.hexdigest()
-        marker = f'"{HASH_KEY}":"{HASH_PLACEHOLDER}"'.encode()
-        pos = self.prefix.find(marker)
-        if pos < 0:  # pragma: no cover - header_bytes writes compact JSON
-            raise ConversionError("internal error: hash placeholder not found in the header")
-        f.seek(pos + len(marker) - 1 - 64)
-        f.write(self.digest.encode())
+        late = dict(self.filled)
+        if self.sha is not None:
+            self.digest = self.sha.hexdigest()
+            late[HASH_KEY] = "0x" + self.digest
+        for key, value in late.items():
+            self._patch(f, key, value)
         f.seek(0, os.SEEK_END)
-        if self.metadata is not None:
-            self.metadata[HASH_KEY] = "0x" + self.digest
+
+    def _patch(self, f: BinaryIO, key: str, value: str) -> None:
+        """Overwrite the placeholder value of ``key`` in the written header (same width)."""
+        if self.metadata is None or key not in self.metadata:
+            raise ConversionError(f"internal error: no placeholder for {key} in the header")
+        placeholder = self.metadata[key]
+        marker = json.dumps({key: placeholder}, separators=(",", ":"), ensure_ascii=False)[1:-1].encode()
+        pos = self.prefix.find(marker)
+        if pos < 0 or len(value.encode()) != len(placeholder.encode()):  # pragma: no cover - compact JSON
+            raise ConversionError(f"internal error: placeholder of {key} not found or not as wide as its value")
+        f.seek(pos + len(marker) - 1 - len(placeholder.encode()))
+        f.write(value.encode())
+        self.metadata[key] = value
 
     def check(self, path: Path) -> None:
         """Re-open the written file with our validating reader and compare with the plan."""

@@ -21,7 +21,7 @@ class Sink(Protocol):
     """One output file being written. Made from the output tensors (name, dtype, shape as the
     engine casts them) and the metadata; the engine then calls ``begin``, ``encode`` + ``write``
     once per tensor in ``order`` (from its writer thread), ``hash`` with the same bytes in the same
-    order (from a thread of its own), ``finish``; then ``check`` and, when asked, ``verify`` on the
+    order (from a thread of its own), ``fill`` and ``finish``; then ``check`` and, when asked, ``verify`` on the
     closed file."""
 
     format: str
@@ -37,6 +37,11 @@ class Sink(Protocol):
     def write(self, f: BinaryIO, index: int, data: memoryview) -> None: ...
 
     def hash(self, data: memoryview) -> None: ...
+
+    def fill(self, values: dict[str, str]) -> None:
+        """Values for metadata placeholders known only once the data is read (the source's
+        hashes); called before ``finish``, which writes them in place."""
+        ...
 
     def finish(self, f: BinaryIO) -> None: ...
 

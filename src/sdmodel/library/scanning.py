@@ -77,7 +77,7 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
         "error": None,
     }
     try:
-        out["report"] = inspect(path).to_dict()
+        out["report"] = inspect(path, read_values=want_hashes).to_dict()
     except SdmodelError as e:
         out["error"] = str(e)
     except Exception as e:  # a reader bug must not stop a library scan
