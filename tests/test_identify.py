@@ -46,7 +46,7 @@ CASES = [
     (lambda: fam.lora_kohya(2048, te=("lora_te1_", "lora_te2_")), "lora", "sdxl", None, None),
     (lambda: fam.lora_peft(768), "lora", "sd1", None, None),
     (lambda: fam.loha(1024), "lycoris", "sd2", None, None),
-    (fam.lokr, "lycoris", "sdxl", None, None),
+    (fam.lokr, "lycoris", None, None, None),  # a text-encoder-only LyCORIS: lora_te1_ is SDXL, SD3 or Flux
     (lambda: fam.embedding(768), "embedding", "sd1", None, None),
     (lambda: fam.embedding(1024), "embedding", "sd2", None, None),
     (fam.embedding_sdxl, "embedding", "sdxl", None, None),

@@ -32,7 +32,10 @@ from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.identify import Identity, identify, resolve_names
-from sdmodel.plan import ConvertOptions, build_plan, with_changes
+from sdmodel.lora.convert import apply_lora_format
+from sdmodel.lora.info import describe as describe_lora
+from sdmodel.lora.merge import apply_loras
+from sdmodel.plan import ConvertOptions, Plan, build_plan, with_changes
 from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
 from sdmodel.sidecars import config_beside, needs_config
 from sdmodel.vaes import identify_vae
@@ -108,6 +111,27 @@ def open_sources(src: str | Path, options: ConvertOptions) -> Iterator[tuple[Ten
         yield source, vae
 
 
+@contextmanager
+def lora_steps(source: TensorSource, options: ConvertOptions) -> Iterator[list[Callable[[Plan], None]]]:
+    """The plan steps of ``options.loras`` (baked in at their weights, the LoRA files open while
+    the plan is written) and ``options.lora_format`` (the file itself renamed)."""
+    with ExitStack() as stack:
+        steps: list[Callable[[Plan], None]] = []
+        if options.loras:
+            loras = [(stack.enter_context(open_model(p)), w) for p, w in options.loras]
+            family = _identify(source)
+            steps.append(
+                lambda plan: apply_loras(plan, loras, family.family if family else None, options.allow_missing)
+            )
+        if options.lora_format is not None:
+            fmt = options.lora_format
+            info = describe_lora(source, read_alphas=False)
+            if info is None:
+                raise ConversionError(f"{source.path}: not a LoRA: --lora-format has nothing to rename")
+            steps.append(lambda plan: plan.metadata.update(apply_lora_format(plan, fmt, info.family)))
+        yield steps
+
+
 # --- names, identity, metadata, yaml ------------------------------------------------------------
 
 
@@ -173,6 +197,7 @@ def build_metadata(
     extract: bool,
     no_meta: bool,
     meta: dict[str, str],
+    plan_metadata: dict[str, str | None] | None = None,
 ) -> dict[str, str]:
     """The source's metadata kept, ModelSpec added (hash placeholder filled in while writing),
     then the user's ``--meta``. ``no_meta`` starts from nothing and adds only ``--meta``."""
@@ -197,6 +222,11 @@ def build_metadata(
     md.update(provenance_entries(source))
     md["sdmodel.version"] = __version__
     md[HASH_KEY] = HASH_PLACEHOLDER
+    for key, value in (plan_metadata or {}).items():
+        if value is None:
+            md.pop(key, None)
+        else:
+            md[key] = value
     md.update(meta)
     return md
 
@@ -263,8 +293,8 @@ def convert(
     source and never leaves a partial file under the output name."""
     src = Path(src)
     options = with_changes(options, changes)
-    with open_sources(src, options) as (source, vae_source):
-        plan = build_plan(source, options, vae=vae_source)
+    with open_sources(src, options) as (source, vae_source), lora_steps(source, options) as steps:
+        plan = build_plan(source, options, vae=vae_source, steps=steps)
         out_path = Path(out) if out is not None else default_output(src, plan.tags, options.format)
         ident = _identify(source)
         notes = list(plan.notes)
@@ -286,6 +316,7 @@ def convert(
                 extract=options.part is not None,
                 no_meta=options.no_meta,
                 meta=options.meta,
+                plan_metadata=plan.metadata,
             )
             if options.format == "gguf" and not options.no_meta:
                 metadata.pop(HASH_KEY, None)  # GGUF records no data hash
@@ -426,5 +457,5 @@ def convert_tree(
 def _tags_for(path: Path, options: ConvertOptions) -> list[str]:
     """The tags a conversion of ``path`` would add to its name (builds the plan, reads no data
     beyond CLIP position ids)."""
-    with open_sources(path, options) as (source, vae):
-        return build_plan(source, options, vae=vae).tags
+    with open_sources(path, options) as (source, vae), lora_steps(source, options) as steps:
+        return build_plan(source, options, vae=vae, steps=steps).tags

@@ -10,6 +10,7 @@ import yaml
 from sdmodel import registry
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import with_ldm_unet_names
+from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
 from sdmodel.sidecars import existing_config
 
@@ -60,32 +61,6 @@ def _has_part(tensors: dict[str, TensorInfo], part: str) -> bool:
     return any(k.startswith(prefixes) for k in tensors)
 
 
-def _family_from_metadata(metadata: dict[str, str]) -> str | None:
-    values = [metadata.get("ss_base_model_version", ""), metadata.get("modelspec.architecture", "")]
-    for value in values:
-        family = registry.family_from_metadata(value)
-        if family:
-            return family
-    if metadata.get("ss_v2", "").lower() == "true":
-        return "sd2"
-    return None
-
-
-def _adapter_family(tensors: dict[str, TensorInfo], metadata: dict[str, str]) -> tuple[str | None, str]:
-    family = _family_from_metadata(metadata)
-    if family:
-        return family, "metadata"
-    for pattern, fam in registry.ADAPTER_FAMILY_KEYS:
-        if any(pattern.search(k) for k in tensors):
-            return fam, "key names"
-    for name, info in tensors.items():
-        if registry.CONTEXT_WIDTH_KEY.search(name) and info.shape:
-            by_width = registry.family_by_context_width(info.shape[-1])
-            if by_width:
-                return by_width, "cross-attention width"
-    return None, "unknown"
-
-
 def _embedding_family(tensors: dict[str, TensorInfo]) -> str | None:
     if "clip_g" in tensors:
         return "sdxl"
@@ -96,10 +71,6 @@ def _embedding_family(tensors: dict[str, TensorInfo]) -> str | None:
 
 
 def _adapter_kind(tensors: dict[str, TensorInfo]) -> str | None:
-    if any(registry.LYCORIS_KEY.search(k) for k in tensors):
-        return "lycoris"
-    if any(registry.LORA_KEY.search(k) for k in tensors):
-        return "lora"
     if any(registry.Probe(k).matches(tensors, "") for k in registry.EMBEDDING_KEYS):
         return "embedding"
     return None
@@ -167,15 +138,15 @@ def identify(source: TensorSource) -> Identity:
         if sig.network == "diffusion":
             has_base = root == registry.UNET_ROOTS[0] and any(_has_part(tensors, p) for p in BASE_PARTS)
             ident.kind = "checkpoint" if has_base else "unet"
+    elif (lora := describe_lora(source, read_alphas=False)) is not None:
+        # LoRA / LyCORIS: kind and base family from sdmodel.lora (family rules scoped per family)
+        how = lora.family_source
+        ident = Identity(kind=lora.kind, family=lora.family, variant=None, root="", description=f"{lora.kind} ({how})")
     else:
-        kind = _adapter_kind(tensors)
-        if kind is None:
+        if _adapter_kind(tensors) != "embedding":
             return Identity(kind="unknown")
-        if kind == "embedding":
-            family, how = _embedding_family(tensors), "vector width"
-        else:
-            family, how = _adapter_family(tensors, source.metadata)
-        ident = Identity(kind=kind, family=family, variant=None, root="", description=f"{kind} ({how})")
+        family = _embedding_family(tensors)
+        ident = Identity(kind="embedding", family=family, variant=None, root="", description="embedding (vector width)")
     _resolve_prediction(ident, source, path)
     resolve_names(ident)
     return ident

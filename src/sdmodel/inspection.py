@@ -13,6 +13,8 @@ from sdmodel.advice import Advice, advise
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
+from sdmodel.lora.info import LoraInfo
+from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     CLIP_L_PREFIXES,
@@ -127,6 +129,7 @@ class ModelReport:
     sidecars: list[dict[str, str]]
     advice: Advice | None = None  # set by advise() once the rest is known
     quantization: dict[str, Any] = field(default_factory=dict)  # see quantization_report
+    lora: LoraInfo | None = None  # what a LoRA / LyCORIS file is (sdmodel.lora)
 
     @property
     def kind(self) -> str:
@@ -168,6 +171,7 @@ class ModelReport:
             "sidecars": self.sidecars,
             "advice": self.advice.to_dict() if self.advice is not None else {},
             "quantization": self.quantization,
+            "lora": self.lora.to_dict() if self.lora else None,
         }
 
 
@@ -284,6 +288,8 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )
+    if ident.kind in ("lora", "lycoris"):
+        report.lora = describe_lora(source)
     report.advice = advise(report, source)
     return report
 

@@ -8,7 +8,7 @@ any plan in one streaming pass; ``Plan.table`` is what ``--dry-run`` shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
@@ -147,6 +148,7 @@ class Plan:
     stored: TensorSource | None = None  # the file as stored, when the steps read a dequantizing view
     format_meta: dict[str, KVValue] = field(default_factory=dict)  # typed key-values a step decided (GGUF)
     reasons: dict[str, str] = field(default_factory=dict)  # output name -> why it is stored so (dry run)
+    metadata: dict[str, str | None] = field(default_factory=dict)  # entries the output needs (None removes)
 
     @property
     def source(self) -> TensorSource:
@@ -756,6 +758,9 @@ class ConvertOptions:
     part: ExtractPart | None = None  # write only this part (extract)
     quant: str | None = None  # GGUF type mix (--format gguf)
     legacy_scaled_fp8: bool = False  # --dtype fp8_*_scaled in the older scaled_fp8/scale_weight form
+    loras: tuple[tuple[Path, float], ...] = ()  # LoRA files to bake in, each at its weight (sdmodel merge)
+    allow_missing: bool = False  # merge the LoRA targets the model has, report the others
+    lora_format: str | None = None  # rename a LoRA's targets: kohya | diffusers | comfy
     # what is written around them and how
     prediction: Prediction | None = None
     meta: dict[str, str] = field(default_factory=dict)
@@ -798,6 +803,11 @@ class ConvertOptions:
         object.__setattr__(self, "meta", parse_meta(self.meta))
         if self.vae is not None:
             object.__setattr__(self, "vae", Path(self.vae))
+        if self.lora_format not in (None, *LORA_FORMATS):
+            raise ConversionError(f"--lora-format must be one of {', '.join(LORA_FORMATS)}, not {self.lora_format!r}")
+        if self.lora_format is not None and self.loras:
+            raise ConversionError("--lora-format renames a LoRA file; merging LoRAs into a model is another task")
+        object.__setattr__(self, "loras", tuple((Path(p), float(w)) for p, w in self.loras))
 
 
 def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
@@ -828,11 +838,14 @@ def build_plan(
     options: ConvertOptions | None = None,
     *,
     vae: TensorSource | None = None,
+    steps: Sequence[Callable[[Plan], None]] = (),
     **changes: Any,
 ) -> Plan:
     """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
     ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
-    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
+    bake in (``options.vae`` only names it). ``steps`` are further plan steps (baking LoRAs,
+    renaming a LoRA's targets), run on the model's names before ``--part`` and the precisions.
+    Raises ConversionError when the options cannot be done."""
     options = with_changes(options, changes)
     if options.vae is not None and vae is None:
         raise TypeError("build_plan: open options.vae and pass it as vae=")
@@ -856,6 +869,8 @@ def build_plan(
     if options.remove_vae:
         apply_remove_vae(plan)
     apply_clip(plan, options.fix_clip)
+    for step in steps:
+        step(plan)
     if options.part is not None:
         apply_extract(plan, options.part)
     apply_dtypes(plan, default, per_part)

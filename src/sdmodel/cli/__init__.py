@@ -46,9 +46,9 @@ def main_group(lang: Language | None) -> None:
 
 def _register() -> None:
     # After set_language: the commands' help texts are translated when their modules are imported.
-    from sdmodel.cli import convert, explain, info, library, meta, scan  # noqa: PLC0415 - after set_language
+    from sdmodel.cli import convert, explain, info, library, lora, meta, scan  # noqa: PLC0415 - after set_language
 
-    for module in (info, convert, scan, meta, explain, library):
+    for module in (info, convert, scan, meta, explain, library, lora):
         for command in module.COMMANDS:
             main_group.add_command(command)
 

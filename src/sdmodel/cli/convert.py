@@ -19,6 +19,8 @@ from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.lora.merge import LoraSpec
+from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import part_rank
 from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.quant.fp8_quantize import FP8_FORMATS
@@ -236,6 +238,11 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
 )
 @click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
 @click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
+@click.option(
+    "--lora-format",
+    type=click.Choice(LORA_FORMATS),
+    help="SRC is a LoRA: write its targets in kohya, diffusers (PEFT) or ComfyUI naming.",
+)
 @click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
 def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, **kw: Any) -> None:
     """Convert a model: format, precision per part, EMA, junk, CLIP ids, VAE, metadata, yaml.
@@ -344,4 +351,27 @@ def diff_command(a: str, b: str, as_json: bool, all_tensors: bool) -> None:
     sys.exit(0 if r.same else 1)
 
 
-COMMANDS = [convert_command, extract_command, diff_command]
+@click.command("merge")
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("loras", nargs=-1, required=True, metavar="LORA[:WEIGHT]...")
+@_common
+@click.option(
+    "--ema",
+    type=click.Choice(["keep", "drop", "only"]),
+    default="keep",
+    show_default=True,
+    help="Keep both weight sets, drop the EMA, or write only the EMA (the LoRAs change the weights written).",
+)
+@click.option("--allow-missing", is_flag=True, help="Merge the targets the model has; report the others.")
+def merge_command(model: str, loras: tuple[str, ...], out: str | None, as_json: bool, **kw) -> None:
+    """Bake LoRAs into MODEL: every weight a LoRA targets becomes W + weight * delta (computed in
+    fp32, cast once), written by the same streaming engine as convert. WEIGHT defaults to 1.0.
+    Every target must land on a weight of its shape (see sdmodel lora check), else nothing is written."""
+    specs = [LoraSpec.parse(text) for text in loras]
+    for spec in specs:
+        if not spec.path.exists():
+            raise click.UsageError(f"{spec.path}: no such file")
+    _run_one(model, out, as_json, ConvertOptions(loras=tuple((s.path, s.weight) for s in specs), **kw))
+
+
+COMMANDS = [convert_command, extract_command, diff_command, merge_command]

@@ -17,6 +17,7 @@ from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
+from sdmodel.lora.info import LoraInfo
 from sdmodel.parts import part_rank
 from sdmodel.units import human_bytes, human_count, plural
 from sdmodel.vaes import VaeReport
@@ -146,6 +147,8 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
             facts.add_row(label, d[key])
     for hint in d["hints"]:
         facts.add_row("hint", hint)
+    if report.lora is not None:
+        _lora_facts(facts, report.lora)
     if d["extras"]:
         facts.add_row("other entries", ", ".join(f"{k}={_short(v)}" for k, v in list(d["extras"].items())[:8]))
     if d["metadata"]:
@@ -166,6 +169,29 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
             console.print(f"  junk: {k}", highlight=False)
     if report.advice is not None:
         _render_advice(report.advice)
+
+
+def _lora_facts(facts: Table, lora: LoraInfo) -> None:
+    algos = ", ".join(f"{a} {n}" if len(lora.algorithms) > 1 else a for a, n in lora.algorithms.items())
+    dora = f", DoRA on {lora.dora}" if lora.dora else ""
+    facts.add_row("LoRA", f"{lora.format} naming, {algos}{dora}, {plural(lora.targets, 'target')}")
+    if lora.family:
+        facts.add_row("trained for", f"{family_label(lora.family, None)} (from {lora.family_source})")
+    elif lora.candidates:
+        facts.add_row("trained for", "unknown: one of " + ", ".join(family_label(c, None) for c in lora.candidates))
+    else:
+        facts.add_row("trained for", "unknown")
+    facts.add_row("trains", ", ".join(f"{part} ({n})" for part, n in lora.trains.items()))
+    if lora.ranks:
+        facts.add_row("rank", ", ".join(map(str, lora.ranks)))
+    if lora.alphas:
+        facts.add_row("alpha", ", ".join(f"{a:g}" for a in lora.alphas))
+    if lora.trigger_words:
+        facts.add_row("trigger words", ", ".join(lora.trigger_words))
+    for key, value in lora.training.items():
+        facts.add_row(key.replace("_", " "), _short(value, 80))
+    for note in lora.notes:
+        facts.add_row("note", Text(note, style="yellow"))
 
 
 def _short(v: object, width: int = 40) -> str:

@@ -1,0 +1,77 @@
+"""``sdmodel lora check``: does a LoRA (or every LoRA of a folder) apply to a model?"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sdmodel.cli.common import console, print_error, print_json
+from sdmodel.errors import SdmodelError
+from sdmodel.files import iter_model_files
+from sdmodel.formats import open_model
+from sdmodel.lora.check import CheckResult, ModelTargets, check_sources
+
+
+@click.group("lora")
+def lora_group() -> None:
+    """LoRA tools: check which model a LoRA fits."""
+
+
+def render_check(r: CheckResult, verbose: bool) -> None:
+    ok = r.targets and r.found == r.targets
+    style = "green" if ok else "yellow"
+    console.print(f"[bold]{Path(r.lora).name}[/bold]: [{style}]{r.verdict}[/{style}]", highlight=False)
+    if not verbose:
+        return
+    for part, row in r.by_part.items():
+        console.print(
+            f"  {part}: {row['found']} found, {row['missing']} missing, {row['mismatch']} other shape", highlight=False
+        )
+    for stem in r.examples_missing:
+        console.print(f"  missing: {stem}", highlight=False)
+    for m in r.examples_mismatched:
+        console.print(
+            f"  other shape: {m['target']} changes {list(m['lora_shape'] or ())}, "
+            f"{m['model_key']} is {list(m['model_shape'] or ())}",
+            highlight=False,
+        )
+    if r.unused_keys:
+        console.print(f"  {r.unused_keys} tensors belong to no target (a loader ignores them)", highlight=False)
+
+
+@lora_group.command("check")
+@click.argument("lora", type=click.Path(exists=True))
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for a folder).")
+def check_command(lora: str, model: str, as_json: bool) -> None:
+    """Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing
+    ("lora key not loaded"), other shape. Exit status 0 when every target of every LoRA applies,
+    1 when some are missing or do not fit, 2 on bad input."""
+    folder = Path(lora).is_dir()
+    files = list(iter_model_files([lora])) if folder else [Path(lora)]
+    results: list[CheckResult] = []
+    errors: list[dict[str, str]] = []
+    with open_model(model) as msrc:
+        target = ModelTargets.of(msrc)
+        for f in files:
+            try:
+                with open_model(f) as lsrc:
+                    r = check_sources(lsrc, target)
+            except SdmodelError as e:
+                errors.append({"lora": str(f), "error": str(e)})
+                print_error(str(e))
+                continue
+            results.append(r)
+            if not as_json:
+                render_check(r, verbose=not folder)
+    if as_json:
+        out = [r.to_dict() for r in results] + errors
+        print_json(out[0] if not folder and out else out)
+    if errors:
+        sys.exit(2)
+    sys.exit(0 if all(r.exit_code == 0 for r in results) else 1)
+
+
+COMMANDS = [lora_group]

@@ -1,0 +1,237 @@
+"""LoRA names between kohya, diffusers and ComfyUI: names as diffusers' own converter makes them,
+alpha semantics kept (diffusers reads our lora_adapter_metadata), round trips give the same tensors,
+and diffusers (with PEFT) loads our output into a real model with the same result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from sdmodel.engine import execute
+from sdmodel.errors import ConversionError
+from sdmodel.formats import open_model
+from sdmodel.lora.convert import METADATA_KEY, apply_lora_format, unflatten
+from sdmodel.lora.keys import split_key
+from sdmodel.lora.names import flat
+from sdmodel.plan import initial_plan
+from tests import lora_layouts as L
+
+rng = np.random.default_rng(1)
+
+
+def values(lay, rank_scale: float = 0.1) -> dict[str, np.ndarray]:
+    out = {}
+    for k, (shape, _d) in lay.items():
+        out[k] = (
+            np.array(float(rng.integers(1, 8)), np.float32)
+            if k.endswith(".alpha")
+            else (rank_scale * rng.standard_normal(shape)).astype(np.float32)
+        )
+    return out
+
+
+def convert(tmp_path: Path, tensors: dict[str, np.ndarray], fmt: str, family: str, metadata=None, name="out"):
+    src_path = tmp_path / f"{name}-in.safetensors"
+    save_file(tensors, str(src_path), metadata=metadata)
+    out = tmp_path / f"{name}.safetensors"
+    with open_model(src_path) as src:
+        plan = initial_plan(src)
+        changes = apply_lora_format(plan, fmt, family)
+        md = dict(src.metadata)
+        for k, v in changes.items():
+            if v is None:
+                md.pop(k, None)
+            else:
+                md[k] = v
+        execute(plan, out, fmt="safetensors", metadata=md or None, overwrite=True)
+    with open_model(out) as o:
+        meta = dict(o.metadata)
+    return load_file(str(out)), meta
+
+
+def small_sd1_kohya() -> dict[str, np.ndarray]:
+    mods = {
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k": (32, 24),
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0": (32, 32),
+        "mid_block.attentions.0.proj_in": (64, 64),
+        "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj": (256, 32),
+    }
+    lay = L.merged(
+        L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.self_attn.q_proj": (24, 24)}, "lora_te_", rank=2)
+    )
+    return values(lay)
+
+
+def test_unflatten() -> None:
+    assert (
+        unflatten("up_blocks_1_attentions_0_transformer_blocks_0_ff_net_0_proj")
+        == "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj"
+    )
+    assert unflatten("text_model_encoder_layers_11_mlp_fc2") == "text_model.encoder.layers.11.mlp.fc2"
+    assert unflatten("single_blocks_37_modulation_lin") == "single_blocks.37.modulation.lin"
+
+
+@pytest.mark.parametrize("fmt", ["diffusers", "comfy", "kohya"])
+def test_sd1_round_trip_same_tensors(tmp_path: Path, fmt: str) -> None:
+    orig = small_sd1_kohya()
+    there, meta = convert(tmp_path, orig, fmt, "sd1", name="there")
+    back, _ = convert(tmp_path, there, "kohya", "sd1", metadata=meta, name="back")
+    assert sorted(back) == sorted(orig)
+    for k in orig:
+        np.testing.assert_array_equal(back[k], orig[k])
+
+
+def test_sd1_names_match_diffusers_converter(tmp_path: Path) -> None:
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_lora_to_diffusers
+
+    orig = small_sd1_kohya()
+    ours, meta = convert(tmp_path, orig, "diffusers", "sd1")
+    theirs, alphas = _convert_non_diffusers_lora_to_diffusers({k: torch.from_numpy(v) for k, v in orig.items()})
+
+    def module(k: str) -> str:  # diffusers still writes the attention-processor spellings
+        split = split_key(k)
+        assert split is not None, k
+        return flat(split[0])
+
+    unet = lambda keys: {module(k) for k in keys if k.startswith("unet.")}  # noqa: E731
+    assert unet(ours) == unet(theirs)
+    # text encoder: diffusers' intermediate names say to_q, its loader turns them into CLIP's q_proj
+    assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight" in ours
+    pattern = json.loads(meta[METADATA_KEY])
+    ours_alpha = {
+        flat(f"{c}.{m}"): a for c in ("unet", "text_encoder") for m, a in pattern[f"{c}.alpha_pattern"].items()
+    }
+    for key, alpha in alphas.items():
+        if not key.startswith("unet."):
+            continue
+        name = key[: -len(".alpha")]
+        split = split_key(name)
+        assert ours_alpha[module(name) if split else flat(name)] == pytest.approx(float(alpha))
+
+
+def test_sdxl_kohya_to_comfy_and_diffusers(tmp_path: Path) -> None:
+    mods = {"input_blocks.4.1.transformer_blocks.0.attn2.to_k": (640, 2048), "output_blocks.0.1.proj_out": (1280, 1280)}
+    orig = values(
+        L.merged(
+            L.kohya(mods, rank=2), L.kohya({"text_model.encoder.layers.0.mlp.fc1": (5120, 1280)}, "lora_te2_", rank=2)
+        )
+    )
+    comfy, _ = convert(tmp_path, orig, "comfy", "sdxl", name="c")
+    assert "diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.lora_up.weight" in comfy
+    assert "text_encoders.clip_g.transformer.text_model.encoder.layers.0.mlp.fc1.alpha" in comfy
+    diff, _ = convert(tmp_path, orig, "diffusers", "sdxl", name="d")
+    assert "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight" in diff
+    assert "unet.up_blocks.0.attentions.0.proj_out.lora_B.weight" in diff
+    assert "text_encoder_2.text_model.encoder.layers.0.mlp.fc1.lora_A.weight" in diff
+
+
+def test_flux_split_and_join(tmp_path: Path) -> None:
+    h = 16
+    mods = {
+        "double_blocks.0.img_attn.qkv": (3 * h, h),
+        "single_blocks.0.linear1": (7 * h, h),
+        "double_blocks.0.img_mod.lin": (6 * h, h),
+    }
+    orig = values(L.kohya(mods, rank=2))
+    diff, meta = convert(tmp_path, orig, "diffusers", "flux", name="d")
+    up = orig["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"]
+    np.testing.assert_array_equal(diff["transformer.transformer_blocks.0.attn.to_k.lora_B.weight"], up[h : 2 * h])
+    np.testing.assert_array_equal(
+        diff["transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight"],
+        orig["lora_unet_single_blocks_0_linear1.lora_up.weight"][3 * h :],
+    )
+    assert "transformer.transformer_blocks.0.norm1.linear.lora_A.weight" in diff
+    back, _ = convert(tmp_path, diff, "kohya", "flux", metadata=meta, name="b")
+    assert sorted(back) == sorted(orig)
+    for k in orig:
+        np.testing.assert_array_equal(back[k], orig[k])
+
+
+def test_flux_parts_with_different_downs_refuse(tmp_path: Path) -> None:
+    lay = L.peft({f"transformer_blocks.0.attn.to_{c}": (16, 16) for c in "qkv"}, rank=2)
+    with pytest.raises(ConversionError, match="cannot be joined"):
+        convert(tmp_path, values(lay), "comfy", "flux")
+
+
+def test_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="defined for"):
+        convert(tmp_path, values(L.kohya(L.wan_original(1, 8, 16), rank=2)), "diffusers", "wan")
+    loha = {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": np.ones((4, 2), np.float32)}
+    loha |= {
+        f"lora_unet_mid_block_attentions_0_proj_in.hada_{n}": np.ones(s, np.float32)
+        for n, s in (("w1_b", (2, 4)), ("w2_a", (4, 2)), ("w2_b", (2, 4)))
+    }
+    with pytest.raises(ConversionError, match="only plain LoRA"):
+        convert(tmp_path, loha, "diffusers", "sd1")
+
+
+def test_diffusers_loads_our_output(tmp_path: Path) -> None:
+    """kohya -> diffusers by us, loaded by diffusers + PEFT into a small UNet and fused: every weight
+    moved by alpha/rank * up @ down of the kohya file."""
+    pytest.importorskip("peft")
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=24,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        sample_size=8,
+    )
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    orig = {k: v for k, v in small_sd1_kohya().items() if k.startswith("lora_unet_")}
+    orig = {k: v for k, v in orig.items() if "mid_block" not in k and "up_blocks_1" not in k}
+    out_path = tmp_path / "d.safetensors"
+    tensors, meta = convert(tmp_path, orig, "diffusers", "sd1")
+    save_file(tensors, str(out_path), metadata=meta)
+    sd, _alphas, md = StableDiffusionPipeline.lora_state_dict(str(out_path), return_lora_metadata=True)
+    unet.load_lora_adapter(sd, prefix="unet", metadata=md)
+    unet.fuse_lora()
+    unet.unload_lora()
+    after = unet.state_dict()
+    for stem in {k.rsplit(".", 2)[0] for k in orig}:
+        module = unflatten(stem[len("lora_unet_") :])
+        up, down = orig[stem + ".lora_up.weight"], orig[stem + ".lora_down.weight"]
+        scale = float(orig[stem + ".alpha"]) / down.shape[0]
+        want = before[module + ".weight"] + scale * (torch.from_numpy(up) @ torch.from_numpy(down))
+        torch.testing.assert_close(after[module + ".weight"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_convert_lora_format(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sdmodel.cli import main_group
+
+    lay = L.merged(L.kohya(L.unet_attn(L.SD1_UNET), rank=2), L.kohya(L.clip_hf(768, 12), "lora_te_", rank=2))
+    src = tmp_path / "style.safetensors"
+    save_file(values(lay, 0.01), str(src), metadata={"ss_base_model_version": "sd_v1", "ss_tag_frequency": "{}"})
+    runner = CliRunner()
+    res = runner.invoke(
+        main_group, ["convert", str(src), "--lora-format", "diffusers", "-o", str(tmp_path / "d.safetensors")]
+    )
+    assert res.exit_code == 0, res.output
+    with open_model(tmp_path / "d.safetensors") as d:
+        assert d.metadata["ss_base_model_version"] == "sd_v1"
+        assert METADATA_KEY in d.metadata
+        assert all(k.startswith(("unet.", "text_encoder.")) for k in d.tensors)
+    res = runner.invoke(
+        main_group,
+        ["convert", str(tmp_path / "d.safetensors"), "--lora-format", "kohya", "-o", str(tmp_path / "k.safetensors")],
+    )
+    assert res.exit_code == 0, res.output
+    back = load_file(str(tmp_path / "k.safetensors"))
+    orig = load_file(str(src))
+    assert sorted(back) == sorted(orig)
+    with open_model(tmp_path / "k.safetensors") as k:
+        assert METADATA_KEY not in k.metadata
+    res = runner.invoke(main_group, ["convert", str(src), "--lora-format", "nope"])
+    assert res.exit_code != 0 and "nope" in res.output

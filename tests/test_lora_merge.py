@@ -1,0 +1,265 @@
+"""Merged weights equal the reference computation in torch (kohya/ComfyUI LoRA scaling, LyCORIS
+LoHa/LoKr/DoRA), through the plan step and the streaming engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from sdmodel.engine import execute
+from sdmodel.errors import ConversionError
+from sdmodel.formats import open_model
+from sdmodel.lora.keys import parse
+from sdmodel.lora.merge import LoraSpec, apply_loras
+from sdmodel.plan import initial_plan
+
+rng = np.random.default_rng(0)
+
+
+def r(*shape: int, dtype=np.float32) -> np.ndarray:
+    return (0.1 * rng.standard_normal(shape)).astype(dtype)
+
+
+def t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.float32))
+
+
+def merge(
+    tmp_path: Path, model: dict[str, np.ndarray], loras: list[tuple[dict[str, np.ndarray], float]], family=None, **kw
+):
+    mpath = tmp_path / "model.safetensors"
+    save_file(model, str(mpath))
+    sources = []
+    for i, (lora, weight) in enumerate(loras):
+        lpath = tmp_path / f"lora{i}.safetensors"
+        save_file(lora, str(lpath))
+        sources.append((open_model(lpath), weight))
+    out = tmp_path / "out.safetensors"
+    with open_model(mpath) as src:
+        plan = initial_plan(src)
+        apply_loras(plan, sources, family, **kw)
+        execute(plan, out, fmt="safetensors", overwrite=True)
+    for s, _w in sources:
+        s.close()
+    return load_file(str(out)), plan
+
+
+KEY = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+STEM = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
+CONV = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+CSTEM = "lora_unet_input_blocks_1_0_in_layers_2"
+
+
+def test_kohya_lora_alpha_over_rank(tmp_path: Path) -> None:
+    w = r(64, 32, dtype=np.float16)
+    up, down = r(64, 4), r(4, 32)
+    lora = {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(2.0, np.float32)}
+    out, plan = merge(tmp_path, {KEY: w, "other.weight": r(3)}, [(lora, 0.8)])
+    want = (t(w) + 0.8 * (2.0 / 4) * (t(up) @ t(down))).to(torch.float16)
+    assert out[KEY].dtype == np.float16
+    np.testing.assert_array_equal(out[KEY], want.numpy())
+    assert "1 of 1 targets merged" in plan.notes[0]
+    assert next(s for s in plan.steps if s.out == KEY).action == "fix"
+
+
+def test_two_loras_in_order_and_peft_without_alpha(tmp_path: Path) -> None:
+    w = r(64, 32)
+    a = {STEM + ".lora_up.weight": r(64, 8), STEM + ".lora_down.weight": r(8, 32)}
+    peft_stem = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    b = {peft_stem + ".lora_B.weight": r(64, 2), peft_stem + ".lora_A.weight": r(2, 32)}
+    # SD-shaped model: the diffusers name reaches the LDM key through the UNet table (family sdxl)
+    out, _ = merge(tmp_path, {KEY: w}, [(a, 1.0), (b, -0.5)], family="sdxl")
+    ref = t(w) + t(a[STEM + ".lora_up.weight"]) @ t(a[STEM + ".lora_down.weight"])
+    ref = ref - 0.5 * (t(b[peft_stem + ".lora_B.weight"]) @ t(b[peft_stem + ".lora_A.weight"]))
+    np.testing.assert_allclose(out[KEY], ref.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_locon_conv_and_tucker_mid(tmp_path: Path) -> None:
+    w = r(16, 8, 3, 3)
+    up, down = r(16, 4, 1, 1), r(4, 8, 3, 3)
+    lora = {
+        CSTEM + ".lora_up.weight": up,
+        CSTEM + ".lora_down.weight": down,
+        CSTEM + ".alpha": np.array(8.0, np.float32),
+    }
+    out, _ = merge(tmp_path, {CONV: w}, [(lora, 1.0)])
+    ref = t(w) + 2.0 * (t(up).flatten(1) @ t(down).flatten(1)).reshape(w.shape)
+    np.testing.assert_allclose(out[CONV], ref.numpy(), rtol=1e-5, atol=1e-6)
+    # Tucker: down [r, in, 1, 1], mid [r, r, 3, 3], up [out, r, 1, 1], as ComfyUI's LoRA adapter computes it
+    up, down, mid = r(16, 4, 1, 1), r(4, 8, 1, 1), r(4, 4, 3, 3)
+    lora = {CSTEM + ".lora_up.weight": up, CSTEM + ".lora_down.weight": down, CSTEM + ".lora_mid.weight": mid}
+    out, _ = merge(tmp_path, {CONV: w}, [(lora, 1.0)])
+    m2 = t(down)
+    m2 = torch.mm(m2.transpose(0, 1).flatten(1), t(mid).transpose(0, 1).flatten(1)).reshape(8, 4, 3, 3).transpose(0, 1)
+    ref = t(w) + torch.mm(t(up).flatten(1), m2.flatten(1)).reshape(w.shape)
+    np.testing.assert_allclose(out[CONV], ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_loha(tmp_path: Path) -> None:
+    w = r(64, 32)
+    p = {
+        n: r(*s)
+        for n, s in (("hada_w1_a", (64, 4)), ("hada_w1_b", (4, 32)), ("hada_w2_a", (64, 4)), ("hada_w2_b", (4, 32)))
+    }
+    lora = {f"{STEM}.{n}": v for n, v in p.items()} | {STEM + ".alpha": np.array(1.0, np.float32)}
+    out, _ = merge(tmp_path, {KEY: w}, [(lora, 0.5)])
+    d = (t(p["hada_w1_a"]) @ t(p["hada_w1_b"])) * (t(p["hada_w2_a"]) @ t(p["hada_w2_b"]))
+    np.testing.assert_allclose(out[KEY], (t(w) + 0.5 * 0.25 * d).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_lokr(tmp_path: Path) -> None:
+    w = r(64, 32)
+    w1, w2a, w2b = r(4, 4), r(16, 2), r(2, 8)
+    lora = {
+        STEM + ".lokr_w1": w1,
+        STEM + ".lokr_w2_a": w2a,
+        STEM + ".lokr_w2_b": w2b,
+        STEM + ".alpha": np.array(4.0, np.float32),
+    }
+    out, _ = merge(tmp_path, {KEY: w}, [(lora, 1.0)])
+    ref = t(w) + (4.0 / 2) * torch.kron(t(w1), t(w2a) @ t(w2b))
+    np.testing.assert_allclose(out[KEY], ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_full_diff_with_bias(tmp_path: Path) -> None:
+    w, b = r(64, 32), r(64)
+    bias_key = KEY.replace(".weight", ".bias")
+    lora = {STEM + ".diff": r(64, 32), STEM + ".diff_b": r(64)}
+    out, _ = merge(tmp_path, {KEY: w, bias_key: b}, [(lora, 0.3)])
+    np.testing.assert_allclose(out[KEY], (t(w) + 0.3 * t(lora[STEM + ".diff"])).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out[bias_key], (t(b) + 0.3 * t(lora[STEM + ".diff_b"])).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.7])
+def test_dora_as_lycoris_merges(tmp_path: Path, strength: float) -> None:
+    w = r(64, 32)
+    up, down, scale = r(64, 4), r(4, 32), (1.0 + r(64, 1)).astype(np.float32)
+    lora = {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(2.0, np.float32)}
+    lora[STEM + ".dora_scale"] = scale
+    out, _ = merge(tmp_path, {KEY: w}, [(lora, strength)])
+    # LyCORIS lycoris/modules/locon.py get_merged_weight + apply_weight_decompose (wd_on_out)
+    merged = t(w) + (2.0 / 4) * (t(up) @ t(down))
+    norm = merged.reshape(64, -1).norm(dim=1).reshape(64, 1) + torch.finfo(torch.float32).eps
+    factor = t(scale) / norm
+    factor = strength * (factor - 1) + 1
+    np.testing.assert_allclose(out[KEY], (merged * factor).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_flux_diffusers_names_merge_into_fused_rows(tmp_path: Path) -> None:
+    h = 8
+    model = {
+        "double_blocks.0.img_attn.qkv.weight": r(3 * h, h),
+        "double_blocks.0.txt_attn.qkv.weight": r(3 * h, h),
+        "single_blocks.0.linear1.weight": r(7 * h, h),
+        "final_layer.adaLN_modulation.1.weight": r(2 * h, h),
+    }
+    lora = {}
+    parts = {
+        "transformer_blocks.0.attn.to_k": (h, h),
+        "transformer_blocks.0.attn.add_v_proj": (h, h),
+        "single_transformer_blocks.0.proj_mlp": (4 * h, h),
+        "norm_out.linear": (2 * h, h),
+    }
+    for p, (o, i) in parts.items():
+        lora[f"transformer.{p}.lora_A.weight"] = r(2, i)
+        lora[f"transformer.{p}.lora_B.weight"] = r(o, 2)
+    out, _ = merge(tmp_path, model, [(lora, 1.0)])
+
+    def d(p: str) -> torch.Tensor:
+        return t(lora[f"transformer.{p}.lora_B.weight"]) @ t(lora[f"transformer.{p}.lora_A.weight"])
+
+    ref = t(model["double_blocks.0.img_attn.qkv.weight"]).clone()
+    ref[h : 2 * h] += d("transformer_blocks.0.attn.to_k")
+    np.testing.assert_allclose(out["double_blocks.0.img_attn.qkv.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+    ref = t(model["double_blocks.0.txt_attn.qkv.weight"]).clone()
+    ref[2 * h :] += d("transformer_blocks.0.attn.add_v_proj")
+    np.testing.assert_allclose(out["double_blocks.0.txt_attn.qkv.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+    ref = t(model["single_blocks.0.linear1.weight"]).clone()
+    ref[3 * h :] += d("single_transformer_blocks.0.proj_mlp")
+    np.testing.assert_allclose(out["single_blocks.0.linear1.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+    # diffusers' norm_out is (scale, shift), BFL's final adaLN (shift, scale)
+    dd = d("norm_out.linear")
+    ref = t(model["final_layer.adaLN_modulation.1.weight"]) + torch.cat([dd[h:], dd[:h]])
+    np.testing.assert_allclose(out["final_layer.adaLN_modulation.1.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_missing_targets_refuse_unless_allowed(tmp_path: Path) -> None:
+    w = r(64, 32)
+    other = "lora_unet_input_blocks_7_1_transformer_blocks_0_attn2_to_k"
+    lora = {STEM + ".lora_up.weight": r(64, 4), STEM + ".lora_down.weight": r(4, 32)}
+    lora |= {other + ".lora_up.weight": r(64, 4), other + ".lora_down.weight": r(4, 32)}
+    with pytest.raises(ConversionError, match="1 of 2 targets are not in the model"):
+        merge(tmp_path, {KEY: w}, [(lora, 1.0)])
+    _out, plan = merge(tmp_path, {KEY: w}, [(lora, 1.0)], allow_missing=True)
+    assert "1 of 2 targets merged; 1 not in the model" in plan.notes[0]
+
+
+def test_shape_mismatch_and_unsupported_refuse(tmp_path: Path) -> None:
+    lora = {STEM + ".lora_up.weight": r(64, 4), STEM + ".lora_down.weight": r(4, 16)}
+    with pytest.raises(ConversionError, match="do not fit the model"):
+        merge(tmp_path, {KEY: r(64, 32)}, [(lora, 1.0)])
+    with pytest.raises(ConversionError, match="OFT"):
+        merge(tmp_path, {KEY: r(64, 32)}, [({STEM + ".oft_blocks": r(4, 16, 16)}, 1.0)])
+
+
+def test_lora_spec_parsing() -> None:
+    assert LoraSpec.parse("a.safetensors:0.5") == LoraSpec(Path("a.safetensors"), 0.5)
+    assert LoraSpec.parse("a.safetensors") == LoraSpec(Path("a.safetensors"), 1.0)
+    assert LoraSpec.parse("C:/x/a.safetensors") == LoraSpec(Path("C:/x/a.safetensors"), 1.0)
+    with pytest.raises(ConversionError):
+        LoraSpec.parse("a.safetensors:nan")
+
+
+def test_parse_groups_every_tensor() -> None:
+    from sdmodel.formats.base import TensorInfo
+
+    names = [STEM + ".lora_up.weight", STEM + ".lora_down.weight", STEM + ".alpha"]
+    keys = parse({n: TensorInfo(n, "F16", (1, 1)) for n in names})
+    assert list(keys.targets) == [STEM] and keys.other == []
+
+
+def test_cli_merge_and_dry_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sdmodel.cli import main_group
+
+    w = r(64, 32, dtype=np.float16)
+    model = tmp_path / "m.safetensors"
+    save_file({KEY: w, CONV: r(16, 8, 3, 3, dtype=np.float16)}, str(model))
+    up, down = r(64, 4), r(4, 32)
+    lora = tmp_path / "style.safetensors"
+    save_file(
+        {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(4.0, np.float32)},
+        str(lora),
+    )
+    runner = CliRunner()
+    res = runner.invoke(main_group, ["merge", str(model), f"{lora}:0.5", "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "m-lora.safetensors").exists()
+    res = runner.invoke(main_group, ["merge", str(model), f"{lora}:0.5", "--dtype", "fp32"])
+    assert res.exit_code == 0, res.output
+    out = load_file(str(tmp_path / "m-fp32-lora.safetensors"))
+    want = t(w) + 0.5 * (t(up) @ t(down))
+    np.testing.assert_allclose(out[KEY], want.numpy(), rtol=1e-6, atol=1e-7)
+    assert out[KEY].dtype == np.float32
+    with open_model(tmp_path / "m-fp32-lora.safetensors") as s:
+        assert "style.safetensors" in s.metadata["sdmodel.merged_loras"]
+    res = runner.invoke(main_group, ["merge", str(model), str(tmp_path / "nope.safetensors")])
+    assert res.exit_code == 2
+
+
+def test_cli_merge_refusal_writes_nothing(tmp_path: Path) -> None:
+    from sdmodel.cli import main
+
+    model = tmp_path / "m.safetensors"
+    save_file({KEY: r(64, 32)}, str(model))
+    lora = tmp_path / "l.safetensors"
+    save_file({"lora_unet_nowhere.lora_up.weight": r(4, 2), "lora_unet_nowhere.lora_down.weight": r(2, 4)}, str(lora))
+    with pytest.raises(SystemExit) as e:
+        main(["merge", str(model), str(lora), "-o", str(tmp_path / "out.safetensors")])
+    assert e.value.code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.safetensors", "m.safetensors"]
