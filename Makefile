@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint clean venv
+.PHONY: demo test lint clean venv catalog
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# Messages for translators: extract from the sources, merge into each language's .po, compile.
+LOCALE := src/sdmodel/locale
+catalog: $(TEST_STAMP)
+	$(BIN)/pybabel extract --no-location --omit-header --sort-output --no-wrap -k N_ -o $(LOCALE)/sdmodel.pot src/sdmodel
+	$(BIN)/pybabel update -i $(LOCALE)/sdmodel.pot -d $(LOCALE) -D sdmodel --no-wrap --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(LOCALE) -D sdmodel --statistics
 
 clean:
 	rm -rf $(VENV) demo bench/_work

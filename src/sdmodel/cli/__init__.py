@@ -13,18 +13,40 @@ import sys
 import click
 
 from sdmodel.errors import SdmodelError
+from sdmodel.i18n import LANGUAGES, Language, parse_language, set_language
+
+
+def language_from_args(args: list[str]) -> Language | None:
+    """``--lang ru`` / ``--lang=ru`` among the arguments: read before the commands are built, so
+    their help texts are in that language too."""
+    for i, arg in enumerate(args):
+        if arg == "--lang" and i + 1 < len(args):
+            return parse_language(args[i + 1])
+        if arg.startswith("--lang="):
+            return parse_language(arg.split("=", 1)[1])
+    return None
+
+
+set_language(language_from_args(sys.argv[1:]))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sdmodel")
-def main_group() -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    help="Language of messages (default: from LANG / LC_ALL). JSON output is the same in every language.",
+)
+def main_group(lang: Language | None) -> None:
     """Read, identify, check, convert and catalog Stable Diffusion model files."""
+    if lang is not None:
+        set_language(lang)
 
 
 def _register() -> None:
-    from sdmodel.cli import convert, info, library, scan
+    from sdmodel.cli import convert, explain, info, library, meta, scan
 
-    for module in (info, convert, scan, library):
+    for module in (info, convert, scan, meta, explain, library):
         for command in module.COMMANDS:
             main_group.add_command(command)
 

@@ -1,0 +1,82 @@
+"""Messages in the user's language: English source strings, Russian from a gettext catalog.
+
+The language comes from ``--lang`` or, as gettext chooses, from ``LANGUAGE``, ``LC_ALL``,
+``LC_MESSAGES`` and ``LANG``. Only human-readable text is translated: ``--json``, exit codes and ids
+(``sdxl``, ``fp16``) are the same in every language. Catalogs live in ``sdmodel/locale`` (``make
+catalog`` extracts the messages with Babel and compiles them).
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from functools import cache
+from pathlib import Path
+from typing import Literal, get_args
+
+Language = Literal["en", "ru"]
+LANGUAGES: tuple[Language, ...] = get_args(Language)
+DOMAIN = "sdmodel"
+LOCALE_DIR = Path(__file__).parent / "locale"
+_ENV_ORDER = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
+_current: ContextVar[Language | None] = ContextVar("sdmodel_language", default=None)
+
+
+def parse_language(value: str | None) -> Language | None:
+    """``ru_RU.UTF-8``, ``ru``, ``ru:en`` -> ``ru``; ``C``, ``POSIX``, unknown -> None."""
+    for item in (value or "").split(":"):
+        code = item.split(".")[0].split("@")[0].split("_")[0].split("-")[0].lower()
+        if code in LANGUAGES:
+            return code  # type: ignore[return-value]  # checked against LANGUAGES
+        if code:
+            return None
+    return None
+
+
+def detect_language(environ: Mapping[str, str] = os.environ) -> Language:
+    """The language the environment asks for, as gettext reads it (first variable that is set)."""
+    for name in _ENV_ORDER:
+        value = environ.get(name)
+        if value:
+            return parse_language(value) or "en"
+    return "en"
+
+
+def set_language(lang: Language | None) -> None:
+    """Use ``lang`` from now on in this context (None: the environment's language)."""
+    _current.set(lang)
+
+
+def current_language() -> Language:
+    return _current.get() or detect_language()
+
+
+@cache
+def _translations(lang: Language) -> gettext.NullTranslations:
+    return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[lang], fallback=True)
+
+
+def _(message: str) -> str:
+    """``message`` in the current language."""
+    return _translations(current_language()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The form of a counted phrase for ``n`` (Russian has three: 1 файл, 2 файла, 5 файлов)."""
+    return _translations(current_language()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:  # the gettext convention Babel extracts
+    """Mark a string for translation where it is defined; ``_()`` translates it where it is shown."""
+    return message
+
+
+def format_number(value: float, digits: int = 0) -> str:
+    """A number as readers of the current language write it: ``1,234.5`` / ``1 234,5``."""
+    text = f"{value:,.{digits}f}"
+    if current_language() == "ru":
+        return text.replace(",", "\u00a0").replace(".", ",")
+    return text

@@ -1,0 +1,147 @@
+"""Messages in English and Russian: catalogs complete and current, plurals, the language chosen."""
+
+from __future__ import annotations
+
+import gettext
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from sdmodel import i18n
+from sdmodel.glossary import TERMS, find_term
+from sdmodel.i18n import detect_language, format_number, ngettext, set_language
+
+SRC = Path(i18n.__file__).parent
+POT = SRC / "locale" / "sdmodel.pot"
+PO = SRC / "locale" / "ru" / "LC_MESSAGES" / "sdmodel.po"
+MO = PO.with_suffix(".mo")
+FIELDS = re.compile(r"\{[^{}]*\}")
+
+
+def source_messages() -> set[str]:
+    keywords = {**DEFAULT_KEYWORDS, "N_": None}
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(str(SRC), keywords=keywords):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def catalog_ids(path: Path) -> set[str]:
+    with open(path, "rb") as f:
+        return {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.id}
+
+
+def test_template_is_current() -> None:
+    """A message added or changed in the code without 'make catalog' fails here."""
+    assert catalog_ids(POT) == source_messages()
+
+
+def test_every_message_has_a_russian_translation() -> None:
+    with open(PO, "rb") as f:
+        cat = read_po(f, locale="ru")
+    assert {m.id if isinstance(m.id, str) else m.id[0] for m in cat if m.id} == catalog_ids(POT)
+    for m in cat:
+        if not m.id:
+            continue
+        assert not m.fuzzy, m.id
+        forms = m.string if isinstance(m.string, tuple) else (m.string,)
+        assert all(forms) and len(forms) == (3 if isinstance(m.id, tuple) else 1), m.id
+        source = m.id[0] if isinstance(m.id, tuple) else m.id
+        for form in forms:
+            assert sorted(FIELDS.findall(form)) == sorted(FIELDS.findall(source)), m.id
+
+
+def test_compiled_catalog_matches_the_po() -> None:
+    with open(PO, "rb") as f:
+        cat = read_po(f, locale="ru")
+    buf = io.BytesIO()
+    write_mo(buf, cat)
+    buf.seek(0)
+    fresh = gettext.GNUTranslations(buf)
+    with open(MO, "rb") as f:
+        shipped = gettext.GNUTranslations(f)
+    messages = {k: v for k, v in fresh._catalog.items() if k != ""}  # type: ignore[attr-defined]
+    assert {k: v for k, v in shipped._catalog.items() if k != ""} == messages  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def russian():
+    set_language("ru")
+    yield
+    set_language(None)
+
+
+def test_russian_plural_forms(russian: None) -> None:
+    one = "{count} leftover tensor that no loader uses ('sdmodel convert --prune' drops it)."
+    many = "{count} leftover tensors that no loader uses ('sdmodel convert --prune' drops them)."
+    words = {n: ngettext(one, many, n).split()[2] for n in (1, 2, 5, 11, 21, 22, 25, 112)}
+    assert words == {1: "тензор,", 2: "тензора,", 5: "тензоров,", 11: "тензоров,", 21: "тензор,", 22: "тензора,",
+                     25: "тензоров,", 112: "тензоров,"}  # fmt: skip
+
+
+def test_numbers_as_readers_write_them(russian: None) -> None:
+    assert format_number(1234567.5, 1) == "1\u00a0234\u00a0567,5"
+    set_language("en")
+    assert format_number(1234567.5, 1) == "1,234,567.5"
+
+
+@pytest.mark.parametrize(
+    ("env", "lang"),
+    [
+        ({"LANG": "ru_RU.UTF-8"}, "ru"),
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({"LC_ALL": "C", "LANG": "ru_RU.UTF-8"}, "en"),
+        ({"LANGUAGE": "ru:en", "LANG": "en_US.UTF-8"}, "ru"),
+        ({"LC_MESSAGES": "ru_RU"}, "ru"),
+        ({}, "en"),
+    ],
+)
+def test_language_from_the_environment(env: dict[str, str], lang: str) -> None:
+    assert detect_language(env) == lang
+
+
+def test_every_term_is_found_by_its_words() -> None:
+    for term in TERMS:
+        assert find_term(term.id) is term
+        for alias in term.aliases:
+            if not any(ch in alias for ch in "\\[]()"):
+                assert find_term(alias) is term, alias
+    assert find_term("Q4_K_S") is find_term("q8_0") is find_term("gguf")
+    assert find_term("noema") is find_term("EMA-only") is find_term("ema")
+    assert find_term("nonsense") is None
+
+
+def run(*args: str, lang: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    env["LANG"] = lang
+    return subprocess.run([sys.executable, "-m", "sdmodel", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_explain_speaks_the_users_language() -> None:
+    ru = run("explain", "noema", lang="ru_RU.UTF-8")
+    assert ru.returncode == 0 and "Для генерации:" in ru.stdout and "пачк" in ru.stdout
+    en = run("--lang", "en", "explain", "noema", lang="ru_RU.UTF-8")
+    assert "For generating:" in en.stdout
+    listing = run("explain", lang="en_US.UTF-8")
+    assert all(t.id in listing.stdout for t in TERMS)
+    bad = run("explain", "nonsense", lang="en_US.UTF-8")
+    assert bad.returncode == 2 and "no entry for 'nonsense'" in bad.stderr
+
+
+def test_explain_a_file(tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    f = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": np.zeros((4, 320), np.float16)}, str(f))
+    res = run("explain", "safetensors", str(f), lang="ru_RU.UTF-8")
+    assert res.returncode == 0, res.stderr
+    assert "Этот файл: safetensors: при загрузке никакой код не выполнится." in res.stdout.replace("\n", " ")
