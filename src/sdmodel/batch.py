@@ -206,4 +206,4 @@ def open_output(path: Path) -> Any:
         if out.read(1) != b"\n":
             out.write(b"\n")
     out.close()
-    return open(path, "a", encoding="utf-8")  # noqa: SIM115
+    return open(path, "a", encoding="utf-8")

@@ -698,8 +698,10 @@ def forget() -> None:
         _files.clear()
 
 
-def as_path(name: str, read_data: bool = False) -> Any:
-    """A RemotePath for a URL, else a local ``Path``."""
+def as_path(name: Any, read_data: bool = False) -> Any:
+    """A RemotePath for a URL (kept as it is when it already is one), else a local ``Path``."""
     from pathlib import Path
 
+    if isinstance(name, RemotePath):
+        return name
     return RemotePath(name, read_data) if is_remote(name) else Path(name)
