@@ -186,3 +186,11 @@ def test_hf_tree_listing(server):
     # Derived paths of a plain URL are not assumed to exist (no sidecar probing of unknown servers).
     plain = RemotePath(server.url("f", "small.bin"))
     assert plain.is_file() and not plain.with_suffix(".yaml").is_file() and list(plain.parent.iterdir()) == []
+
+
+def test_secrets_in_urls_are_not_shown(server):
+    url = server.url("f", "missing.bin") + "?type=Model&token=abc123secret"
+    assert str(RemotePath(url)) == server.url("f", "missing.bin") + "?type=Model&token=***"
+    with pytest.raises(RemoteError) as e:
+        RemotePath(url).open()
+    assert "abc123secret" not in str(e.value) and "token=***" in str(e.value)

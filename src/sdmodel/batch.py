@@ -66,7 +66,7 @@ def check_one(options: BatchOptions, item: str) -> dict[str, Any]:
             record = {"error": f"{item}: {e.strerror or e}"}
         finally:
             remote.forget()
-    record["path"] = item
+    record["path"] = remote.redact(item)
     if remote.is_remote(path):
         record["remote"] = {"bytes_read": meter.bytes_read, "requests": meter.requests, "data_bytes": meter.data_bytes}
     record["seconds"] = round(time.perf_counter() - started, 4)

@@ -237,7 +237,9 @@ def inspect_source(source: TensorSource) -> ModelReport:
         identity=ident,
         components=components(source, parts),
         ema=ema_report(source),
-        clip_position_ids=clip_report(source),
+        clip_position_ids=clip_report(source)
+        if source.read_data
+        else {"status": "not-read", "key": None, "broken": []},
         junk={
             "tensors": len(junk_keys),
             "bytes": sum(source.tensors[k].nbytes for k in junk_keys),
@@ -246,7 +248,7 @@ def inspect_source(source: TensorSource) -> ModelReport:
         },
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
-        vae=identify_vae(source) if ident.kind in ("checkpoint", "vae") else {"present": False},
+        vae=identify_vae(source) if ident.kind in ("checkpoint", "vae") and source.read_data else {"present": False},
         metadata=dict(source.metadata),
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],
@@ -259,6 +261,11 @@ def inspect_source(source: TensorSource) -> ModelReport:
     ):
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
+        )
+    if not source.read_data:
+        report.notes.append(
+            "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "
+            "(--read-data fetches only those tensors)"
         )
     report.advice = advise(report, source)
     return report

@@ -51,6 +51,14 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED_RANGE = re.compile(r"^bytes \*/(\d+)$")
 
 
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_key|apikey|key|sig|signature)=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """The URL as it may be shown: secrets in its query (Civitai's ``?token=``) replaced by ``***``."""
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
 def is_remote(path: object) -> bool:
     """Whether ``path`` names a remote file: a RemotePath, or a string with a remote scheme."""
     return isinstance(path, RemotePath) or (isinstance(path, str) and path.startswith(REMOTE_PREFIXES))
@@ -381,10 +389,20 @@ class _RemoteFile:
                 f"(this needs {human_bytes(end - offset)} at least)",
                 "remote-data",
             )
+        head = self._cached_prefix(offset)
+        if head:  # the start is cached (a header read beyond the head block): fetch only the rest
+            return head + self.read_at(offset + len(head), end - offset - len(head), data)
         if end - offset < SMALL_READ:
             body = self._fetch(offset, min(self.size, offset + SMALL_READ), data)
             return body[: end - offset]
         return self._fetch(offset, end, data)
+
+    def _cached_prefix(self, offset: int) -> bytes:
+        with self._lock:
+            for s, b in self._spans:
+                if s <= offset < s + len(b):
+                    return b[offset - s :]
+        return b""
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
         """Fetch many small (offset, length) ranges ahead, merged when close, in parallel: what a zip
@@ -512,7 +530,7 @@ def _listing(loc: HfLocation, display: str) -> _Listing:
     pages = 0
     while url and pages < 100:
         pages += 1
-        ans = _request(display, url, {"Accept": "application/json"}, 64 * 1024 * 1024, ranged=False)
+        ans = _request(redact(display), url, {"Accept": "application/json"}, 64 * 1024 * 1024, ranged=False)
         try:
             items = json.loads(ans.body)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -562,10 +580,10 @@ class RemotePath:
     # ---- pure path operations
 
     def __str__(self) -> str:
-        return self.url
+        return redact(self.url)
 
     def __repr__(self) -> str:
-        return f"RemotePath({self.url!r})"
+        return f"RemotePath({str(self)!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RemotePath) and other.url == self.url
@@ -675,7 +693,7 @@ class RemotePath:
         with _cache_lock:
             f = _files.get(key)
             if f is None:
-                f = _files[key] = _RemoteFile(self.url, self.http_url, self.read_data)
+                f = _files[key] = _RemoteFile(str(self), self.http_url, self.read_data)
         return f
 
     def open(self, mode: str = "rb") -> RemoteReader:

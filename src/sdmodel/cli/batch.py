@@ -12,7 +12,7 @@ import click
 
 from sdmodel import batch
 from sdmodel.cli.common import err_console
-from sdmodel.remote import as_path, is_remote
+from sdmodel.remote import as_path, is_remote, redact
 from sdmodel.units import human_bytes, plural
 
 
@@ -73,7 +73,7 @@ def run_batch(
     skipped = 0
     if output:
         done = batch.done_items(Path(output))
-        todo = [f for f in files if f not in done]
+        todo = [f for f in files if redact(f) not in done]
         skipped = len(files) - len(todo)
         files = todo
     out = batch.open_output(Path(output)) if output else sys.stdout

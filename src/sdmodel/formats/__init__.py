@@ -6,20 +6,20 @@ import struct
 from pathlib import Path
 
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
+from sdmodel.formats.base import DictSource, TensorInfo, TensorSource, model_path, open_bytes
 
 __all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def sniff(path: Path) -> str:
+def sniff(name: str | Path) -> str:
     """The container a file really is: ``safetensors``, ``torch-zip``, ``torch-legacy``,
     ``diffusers``, ``tar``, ``empty`` or ``unknown``."""
-    path = Path(path)
+    path = model_path(name)
     if path.is_dir():
         return "diffusers"
-    with open(path, "rb") as f:
+    with open_bytes(path) as f:
         head = f.read(512)
     if not head:
         return "empty"
@@ -37,9 +37,10 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
-def open_model(path: str | Path) -> TensorSource:
-    """Open any model file or diffusers folder for lazy reading. Raises ModelReadError."""
-    path = Path(path)
+def open_model(name: str | Path) -> TensorSource:
+    """Open any model file or diffusers folder (local, or a URL: :mod:`sdmodel.remote`) for lazy
+    reading. Raises ModelReadError."""
+    path = model_path(name)
     if not path.exists():
         raise ModelReadError(f"{path}: no such file or directory")
     kind = sniff(path)

@@ -25,6 +25,7 @@ _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _CHUNK = 1 << 20
+_LOCAL_SLACK = 256  # local extra field (torch pads records to 64 bytes) + the first bytes of data
 
 
 @dataclass
@@ -168,6 +169,7 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     by_name: dict[str, ZipEntry] = {}
     duplicates: list[str] = []
     pos = 0
+    central: list[tuple[str, int, int, int, int, int, int]] = []
     for _ in range(n_total):
         if pos + _CENTRAL.size > len(cd):
             raise _fail("central directory is truncated")
@@ -188,6 +190,11 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
         if 0xFFFFFFFF in (csize, usize, lho):
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho, name)
         pos = end
+        central.append((name, lho, csize, usize, method, flags, crc))
+    prefetch = getattr(f, "prefetch", None)
+    if prefetch is not None:  # a remote file (sdmodel.remote): fetch the local headers together
+        prefetch([(c[1], _LOCAL.size + 2 * len(c[0]) + _LOCAL_SLACK) for c in central])
+    for name, lho, csize, usize, method, flags, crc in central:
         entries.append(_local(f, size, name, lho, csize, usize, method, flags, crc))
         if name in by_name:
             duplicates.append(name)

@@ -1,0 +1,200 @@
+"""Remote reading and checking at a model host's scale, against a local HTTP server (127.0.0.1).
+
+    .venv/bin/python -m bench.remote [--files 10000] [--skip-big]
+
+1. One big file over HTTP: ``sdmodel info URL`` (bytes read, requests, time) against the common
+   alternative, downloading the file whole (to /dev/null, so the disk does not count).
+2. Many small model files (textual-inversion embeddings and small LoRAs, safetensors and torch zip)
+   served by the local server: ``scan --from LIST`` in files per second with ``--jobs 1``,
+   ``--jobs 2`` and a local Ray, at 1k and N files (time growth), and the alternative of downloading
+   each file whole and scanning it locally (``--jobs 1``, 1k files).
+
+The server runs in its own process so that it does not share the driver's interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import print_table, sd15_ema_ckpt, work_dir
+
+
+def _serve(files: dict[str, bytes | Path], port_out: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
+    from tests.remote_server import ModelServer
+
+    with ModelServer() as server:
+        server.files.update(files)
+        port_out.put(server.port)
+        stop.wait()
+
+
+class Served:
+    """The test server in a child process, serving ``files`` under ``/f/NAME``."""
+
+    def __init__(self, files: dict[str, bytes | Path]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._q: multiprocessing.Queue = ctx.Queue()
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(target=_serve, args=(files, self._q, self._stop), daemon=True)
+
+    def __enter__(self) -> Served:
+        self._proc.start()
+        self.port = self._q.get(timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._proc.join(10)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/f/{name}"
+
+
+def download_whole(url: str) -> int:
+    import httpx
+
+    n = 0
+    with httpx.stream("GET", url, timeout=60) as r:
+        for chunk in r.iter_raw(1 << 20):
+            n += len(chunk)
+    return n
+
+
+# ------------------------------------------------------------------------------------------- 1. one big file
+
+
+def big_files() -> list[Path]:
+    from tests.builders import layout, write_sparse_safetensors
+
+    sdxl = work_dir() / "sdxl-base-sparse.safetensors"
+    if not sdxl.exists():
+        write_sparse_safetensors(sdxl, layout("sdxl-base"))
+    return [sdxl, sd15_ema_ckpt()]
+
+
+def bench_big(paths: list[Path]) -> None:
+    from sdmodel import inspect, remote
+
+    rows = []
+    with Served({p.name: p for p in paths}) as srv:
+        for p in paths:
+            url = srv.url(p.name)
+            remote.forget()
+            t = time.perf_counter()
+            with remote.measure() as m:
+                report = inspect(url)
+            ours = time.perf_counter() - t
+            assert report.kind == "checkpoint"
+            t = time.perf_counter()
+            got = download_whole(url)
+            peer = time.perf_counter() - t
+            assert got == p.stat().st_size
+            rows.append(
+                [
+                    f"{p.name} ({report.format})",
+                    m.summary(p.stat().st_size),
+                    f"{ours:.3f}",
+                    f"{peer:.2f}",
+                    f"{peer / ours:.0f}x",
+                ]
+            )
+    print_table(
+        "sdmodel info URL vs downloading the file (local server, loopback)",
+        ["file", "sdmodel read", "info s", "download s", "download / info"],
+        rows,
+    )
+
+
+# ------------------------------------------------------------------------------------------- 2. many small files
+
+
+def small_contents() -> dict[str, bytes]:
+    """A few distinct small model files; the N served names cycle through them."""
+    import torch
+    from safetensors.numpy import save
+
+    from tests import families as fam
+    from tests.builders import arrays, shrink
+
+    out: dict[str, bytes] = {}
+    for i, lay in enumerate((fam.embedding(), fam.embedding_sdxl(), shrink(fam.lora_kohya()), fam.embedding(768, 16))):
+        out[f"st{i}.safetensors"] = save(arrays(lay, seed=i), metadata={"ss_network_dim": "8"} if i == 2 else None)
+        buf = io.BytesIO()
+        torch.save({k: torch.from_numpy(v) for k, v in arrays(lay, seed=i).items()}, buf)
+        out[f"pt{i}.pt"] = buf.getvalue()
+    return out
+
+
+def bench_many(n: int) -> None:
+    from sdmodel import batch
+
+    contents = small_contents()
+    kinds = sorted(contents)
+    names = {f"{i:05d}-{kinds[i % len(kinds)]}": contents[kinds[i % len(kinds)]] for i in range(n)}
+    sizes = [1000, n] if n > 1000 else [n]
+    rows = []
+    with Served(names) as srv:  # type: ignore[arg-type]
+        urls = [srv.url(k) for k in names]
+        options = batch.BatchOptions("scan")
+        for count in sizes:
+            for label, jobs, ray in (("--jobs 1", 1, None), ("--jobs 2", 2, None), ("--ray (local)", 1, "local")):
+                got: list[dict] = []
+                t = time.perf_counter()
+                summary = batch.run(options, urls[:count], got.append, jobs=jobs, ray_address=ray)
+                wall = time.perf_counter() - t
+                assert summary.done == count and summary.failed == 0, summary
+                read = sum(r["remote"]["bytes_read"] for r in got)
+                rows.append([f"{count:,}", label, f"{wall:.1f}", f"{count / wall:.0f}", f"{read / count / 1e3:.1f} KB"])
+        # The alternative: download each file whole, then scan the local copy (1k files, one process).
+        count = min(1000, n)
+        from sdmodel.security.scanner import scan
+
+        with tempfile.TemporaryDirectory() as tmp:
+            import httpx
+
+            t = time.perf_counter()
+            total = 0
+            with httpx.Client() as client:
+                for k, url in zip(list(names)[:count], urls[:count], strict=True):
+                    local = Path(tmp) / k
+                    data = client.get(url).content
+                    total += len(data)
+                    local.write_bytes(data)
+                    assert scan(local).verdict == "safe"
+                    local.unlink()
+            wall = time.perf_counter() - t
+        rows.append(
+            [
+                f"{count:,}",
+                "download whole + scan (1 process)",
+                f"{wall:.1f}",
+                f"{count / wall:.0f}",
+                f"{total / count / 1e3:.1f} KB",
+            ]
+        )
+    print_table(
+        f"scan over HTTP: {len(kinds)} kinds of small model files (embeddings, LoRA; safetensors and torch zip)",
+        ["files", "runner", "wall s", "files/s", "fetched per file"],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--skip-big", action="store_true", help="skip part 1 (it builds a 7.7 GB checkpoint once)")
+    args = parser.parse_args()
+    os.environ.pop("HTTP_PROXY", None)
+    if not args.skip_big:
+        bench_big(big_files())
+    bench_many(args.files)
+
+
+if __name__ == "__main__":
+    main()
