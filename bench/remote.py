@@ -114,20 +114,45 @@ def bench_big(paths: list[Path]) -> None:
 # ------------------------------------------------------------------------------------------- 2. many small files
 
 
+def sd15_lora(rank: int = 8) -> dict[str, tuple[tuple[int, ...], str]]:
+    """A kohya LoRA for SD 1.5 at its real size: every attention and feed-forward linear of the UNet
+    and of the CLIP text encoder, fp16 down/up matrices and an alpha each."""
+    from tests.builders import layout
+
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    unet, te = "model.diffusion_model.", "cond_stage_model.transformer."
+    for name, (shape, _) in layout("sd15").items():
+        if not name.endswith(".weight") or len(shape) != 2:
+            continue
+        if name.startswith(unet) and (".attn" in name or ".ff." in name):
+            key = "lora_unet_" + name[len(unet) : -len(".weight")].replace(".", "_")
+        elif name.startswith(te + "text_model.encoder.") and ("self_attn" in name or ".mlp." in name):
+            key = "lora_te_" + name[len(te) : -len(".weight")].replace(".", "_")
+        else:
+            continue
+        out[key + ".lora_down.weight"] = ((rank, shape[1]), "F16")
+        out[key + ".lora_up.weight"] = ((shape[0], rank), "F16")
+        out[key + ".alpha"] = ((), "F16")
+    return out
+
+
 def small_contents() -> dict[str, bytes]:
-    """A few distinct small model files; the N served names cycle through them."""
+    """The kinds of file a host receives most: textual-inversion embeddings (a few KB) and LoRAs at
+    their real size (kohya rank 8 for SD 1.5, about 9 MB), as safetensors and as torch zip; the N
+    served names cycle through them."""
     import torch
     from safetensors.numpy import save
 
     from tests import families as fam
-    from tests.builders import arrays, shrink
+    from tests.builders import arrays
 
     out: dict[str, bytes] = {}
-    for i, lay in enumerate((fam.embedding(), fam.embedding_sdxl(), shrink(fam.lora_kohya()), fam.embedding(768, 16))):
-        out[f"st{i}.safetensors"] = save(arrays(lay, seed=i), metadata={"ss_network_dim": "8"} if i == 2 else None)
+    for i, (kind, lay) in enumerate((("embedding", fam.embedding()), ("lora", sd15_lora()))):
+        values = arrays(lay, seed=i)
+        out[f"{kind}.safetensors"] = save(values, metadata={"ss_network_dim": "8"} if kind == "lora" else None)
         buf = io.BytesIO()
-        torch.save({k: torch.from_numpy(v) for k, v in arrays(lay, seed=i).items()}, buf)
-        out[f"pt{i}.pt"] = buf.getvalue()
+        torch.save({k: torch.from_numpy(v) for k, v in values.items()}, buf)
+        out[f"{kind}.pt"] = buf.getvalue()
     return out
 
 
@@ -179,8 +204,8 @@ def bench_many(n: int) -> None:
             ]
         )
     print_table(
-        f"scan over HTTP: {len(kinds)} kinds of small model files (embeddings, LoRA; safetensors and torch zip)",
-        ["files", "runner", "wall s", "files/s", "fetched per file"],
+        "scan over HTTP: " + ", ".join(f"{k} ({len(v) / 1e3:,.0f} KB)" for k, v in sorted(contents.items())),
+        ["files", "runner", "wall s (start-up included)", "files/s", "fetched per file"],
         rows,
     )
 

@@ -118,7 +118,9 @@ def test_scan_url_same_verdict_as_local(server, tmp_path):
         assert [f.code for f in there.findings] == [f.code for f in here.findings]
     assert scan(RemotePath(server.url("f", "bad.ckpt"))).verdict == "dangerous"
     r = cli("scan", server.url("f", "bad.ckpt"))
-    assert r.returncode == 1 and "dangerous" in r.stdout
+    assert r.returncode == 1 and "dangerous" in r.stdout and "read " in r.stdout
+    r = cli("hash", server.url("f", "good.ckpt"))
+    assert r.returncode == 2 and "download it" in r.stderr
     missing = scan(RemotePath(server.url("f", "nope.ckpt")))
     assert missing.verdict == "error" and "404" in missing.findings[0].message
 

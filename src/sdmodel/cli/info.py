@@ -236,6 +236,8 @@ def _render_advice(advice: dict) -> None:
 @click.option("--no-cache", is_flag=True, help="Re-read the file even if a cached result matches.")
 def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
     """AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."""
+    if any(is_remote(p) for p in paths):
+        raise click.UsageError("hashes need every byte of a file: download it, then hash the copy")
     files = [f for f in _collect(paths) if f.is_file()]
     results: list[dict] = []
     failed = 0

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import console, print_json
-from sdmodel.remote import as_path, is_remote
+from sdmodel.remote import as_path, is_remote, measure
 from sdmodel.security.scanner import ScanReport, scan
 from sdmodel.units import plural
 
@@ -124,7 +124,8 @@ def scan_command(
     files = list(iter_scan_files(as_paths(paths, False)))
     if not files:
         raise click.UsageError("no model files found in " + ", ".join(paths))
-    reports = [scan(f) for f in files]
+    with measure() as meter:
+        reports = [scan(f) for f in files]
     if as_json:
         single = len(paths) == 1 and len(files) == 1 and not as_path(paths[0]).is_dir()
         print_json(reports[0].to_dict() if single else [r.to_dict() for r in reports])
@@ -139,6 +140,8 @@ def scan_command(
             table.add_row(r.path, verdict, r.format, _finding_text(r))
         console.print(table)
         console.print(_summary(reports))
+        if meter.requests:
+            console.print(meter.summary(), style="dim", highlight=False)
     sys.exit(exit_status(reports))
 
 
