@@ -148,6 +148,12 @@ def test_metadata_budget(server, monkeypatch):
     monkeypatch.setattr(remote, "METADATA_BUDGET", 200_000)
     with RemotePath(server.url("f", "blob.bin")).open() as f, pytest.raises(RemoteError, match="download it"):
         f.read(300_000)
+    monkeypatch.setattr(remote, "METADATA_BUDGET", 10**9)
+    monkeypatch.setattr(remote, "MAX_REQUESTS", 5)
+    with RemotePath(server.url("f", "blob.bin")).open() as f, pytest.raises(RemoteError, match="5 requests"):
+        for i in range(10):
+            f.seek(100_000 * (i + 1))
+            f.read(8)
 
 
 def test_prefetch_merges_close_ranges(server):
@@ -194,3 +200,13 @@ def test_secrets_in_urls_are_not_shown(server):
     with pytest.raises(RemoteError) as e:
         RemotePath(url).open()
     assert "abc123secret" not in str(e.value) and "token=***" in str(e.value)
+
+
+def test_tokens_only_for_their_exact_hosts(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "h")
+    monkeypatch.setenv("CIVITAI_TOKEN", "c")
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    assert remote._token_for("https://huggingface.co/a/b/resolve/main/x") == ("HF_TOKEN", "h")
+    assert remote._token_for("https://civitai.com/api/download/models/1") == ("CIVITAI_TOKEN", "c")
+    for url in ("https://cdn-lfs.hf.co/x", "https://huggingface.co.evil.example/x", "https://example.com/x"):
+        assert remote._token_for(url) is None

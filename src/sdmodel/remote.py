@@ -41,6 +41,7 @@ HEAD_BLOCK = 64 * 1024  # first request: sniffing, a safetensors header or a GGU
 SMALL_READ = 16 * 1024  # read-ahead for other small reads (zip local headers, pickle records)
 IGNORED_RANGE_LIMIT = 1024 * 1024  # bytes accepted from a server that ignores Range
 METADATA_BUDGET = 256 * 1024 * 1024  # bytes of one file read for its structure before refusing
+MAX_REQUESTS = 4096  # requests for one file before refusing
 CACHE_LIMIT = 64 * 1024 * 1024
 MAX_REDIRECTS = 10
 PREFETCH_GAP = 64 * 1024  # prefetched ranges closer than this are fetched as one
@@ -149,7 +150,7 @@ def _token_for(url: str) -> tuple[str, str] | None:
     """(environment variable, token) to send to this URL's host, if any."""
     host = (urlsplit(url).hostname or "").lower()
     for env, hosts in _token_hosts().items():
-        if any(host == h or host.endswith("." + h) for h in hosts):
+        if host in hosts:  # exactly: not the storage subdomains a download redirects to (cdn-lfs.hf.co)
             value = os.environ.get(env, "").strip()
             return (env, value) if value else (env, "")
     return None
@@ -269,6 +270,7 @@ class _RemoteFile:
         self.size = -1
         self.etag: str | None = None
         self.metadata_bytes = 0
+        self.requests = 0
         self._spans: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
 
@@ -281,14 +283,18 @@ class _RemoteFile:
 
     def _fetch(self, start: int, end: int, data: bool, first: bool = False) -> bytes:
         """Bytes [start, end) (clipped to the file), fetched and cached."""
-        if not data:
-            self.metadata_bytes += end - start
-            if self.metadata_bytes > METADATA_BUDGET:
-                raise RemoteError(
-                    f"{self.display}: reading this file's structure needs more than {human_bytes(METADATA_BUDGET)}; "
-                    "download it to read it",
-                    "remote-budget",
-                )
+        with self._lock:
+            self.requests += 1
+            if not data:
+                self.metadata_bytes += end - start
+            over = self.metadata_bytes > METADATA_BUDGET or self.requests > MAX_REQUESTS
+        if over:
+            raise RemoteError(
+                f"{self.display}: reading this file's structure needs more than {human_bytes(METADATA_BUDGET)} "
+                f"or {MAX_REQUESTS} requests (e.g. an old PyTorch format with its records spread over the file); "
+                "download it to read it",
+                "remote-budget",
+            )
         headers = {"Range": f"bytes={start}-{end - 1}"}
         url = self.final_url or self.url
         try:
