@@ -4,10 +4,12 @@
 
 1. One big file over HTTP: ``sdmodel info URL`` (bytes read, requests, time) against the common
    alternative, downloading the file whole (to /dev/null, so the disk does not count).
-2. Many small model files (textual-inversion embeddings and small LoRAs, safetensors and torch zip)
-   served by the local server: ``scan --from LIST`` in files per second with ``--jobs 1``,
-   ``--jobs 2`` and a local Ray, at 1k and N files (time growth), and the alternative of downloading
-   each file whole and scanning it locally (``--jobs 1``, 1k files).
+2. Embeddings and LoRAs at their real size, as safetensors and torch zip: ``scan URL`` against
+   downloading the file whole and scanning the copy.
+3. N small model files (embeddings and small LoRAs, safetensors and torch zip) served by the local
+   server: ``scan --from LIST`` in files per second with ``--jobs 1``, ``--jobs 2`` and a local Ray,
+   at 1k and N files (time growth), and the alternative of downloading each file whole and scanning
+   it locally (``--jobs 1``, 1k files).
 
 The server runs in its own process so that it does not share the driver's interpreter.
 """
@@ -136,10 +138,9 @@ def sd15_lora(rank: int = 8) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
-def small_contents() -> dict[str, bytes]:
-    """The kinds of file a host receives most: textual-inversion embeddings (a few KB) and LoRAs at
-    their real size (kohya rank 8 for SD 1.5, about 9 MB), as safetensors and as torch zip; the N
-    served names cycle through them."""
+def model_files(lora: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, bytes]:
+    """The kinds of file a host receives most: a textual-inversion embedding and a LoRA, each as
+    safetensors and as torch zip."""
     import torch
     from safetensors.numpy import save
 
@@ -147,7 +148,7 @@ def small_contents() -> dict[str, bytes]:
     from tests.builders import arrays
 
     out: dict[str, bytes] = {}
-    for i, (kind, lay) in enumerate((("embedding", fam.embedding()), ("lora", sd15_lora()))):
+    for i, (kind, lay) in enumerate((("embedding", fam.embedding()), ("lora", lora))):
         values = arrays(lay, seed=i)
         out[f"{kind}.safetensors"] = save(values, metadata={"ss_network_dim": "8"} if kind == "lora" else None)
         buf = io.BytesIO()
@@ -156,10 +157,49 @@ def small_contents() -> dict[str, bytes]:
     return out
 
 
+def bench_kinds() -> None:
+    """Per kind of file at its real size: scan over HTTP against downloading it whole and scanning."""
+    import httpx
+
+    from sdmodel import remote
+    from sdmodel.security.scanner import scan
+
+    contents = model_files(sd15_lora())
+    rows = []
+    with Served(contents) as srv, tempfile.TemporaryDirectory() as tmp, httpx.Client() as client:  # type: ignore[arg-type]
+        for name, data in sorted(contents.items()):
+            ours, peer = [], []
+            for _ in range(5):
+                remote.forget()
+                t = time.perf_counter()
+                with remote.measure() as m:
+                    assert scan(srv.url(name)).verdict == "safe"
+                ours.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                local = Path(tmp) / name
+                local.write_bytes(client.get(srv.url(name)).content)
+                assert scan(local).verdict == "safe"
+                peer.append(time.perf_counter() - t)
+            rows.append(
+                [
+                    f"{name} ({len(data) / 1e3:,.0f} KB)",
+                    m.summary(len(data)),
+                    f"{min(ours) * 1e3:.0f}",
+                    f"{min(peer) * 1e3:.0f}",
+                ]
+            )
+    print_table(
+        "scan URL vs download + scan, per kind of file (real SD 1.5 sizes; best of 5)",
+        ["file", "sdmodel read", "scan URL ms", "download + scan ms"],
+        rows,
+    )
+
+
 def bench_many(n: int) -> None:
     from sdmodel import batch
+    from tests import families as fam
 
-    contents = small_contents()
+    contents = model_files(fam.lora_kohya())  # small files: the runners' own cost shows
     kinds = sorted(contents)
     names = {f"{i:05d}-{kinds[i % len(kinds)]}": contents[kinds[i % len(kinds)]] for i in range(n)}
     sizes = [1000, n] if n > 1000 else [n]
@@ -218,6 +258,7 @@ def main() -> None:
     os.environ.pop("HTTP_PROXY", None)
     if not args.skip_big:
         bench_big(big_files())
+    bench_kinds()
     bench_many(args.files)
 
 

@@ -157,16 +157,30 @@ class ModelServer:
             h.send_header(k, v)
         h.send_header("Content-Length", str(end - start))
         h.end_headers()
-        pos = start
         try:
-            while pos < end:
-                chunk = self._slice(content, pos, min(end, pos + (1 << 20)))
-                h.wfile.write(chunk)
-                pos += len(chunk)
-                with self._lock:
-                    self.sent += len(chunk)
+            if isinstance(content, Path):
+                with open(content, "rb") as f:
+                    f.seek(start)
+                    pos = start
+                    while pos < end:
+                        chunk = f.read(min(end - pos, 1 << 20))
+                        if not chunk:
+                            break
+                        h.wfile.write(chunk)
+                        pos += len(chunk)
+                        self._count(len(chunk))
+            else:
+                view = memoryview(content)
+                for pos in range(start, end, 1 << 20):
+                    chunk = view[pos : min(end, pos + (1 << 20))]
+                    h.wfile.write(chunk)
+                    self._count(len(chunk))
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.sent += n
 
     def _empty(self, h: BaseHTTPRequestHandler, status: int, headers: dict | None = None) -> None:
         h.send_response(status)
