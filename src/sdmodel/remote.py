@@ -42,7 +42,8 @@ SMALL_READ = 16 * 1024  # read-ahead for other small reads (zip local headers, p
 IGNORED_RANGE_LIMIT = 1024 * 1024  # bytes accepted from a server that ignores Range
 METADATA_BUDGET = 256 * 1024 * 1024  # bytes of one file read for its structure before refusing
 MAX_REQUESTS = 4096  # requests for one file before refusing
-CACHE_LIMIT = 64 * 1024 * 1024
+CACHE_LIMIT = 64 * 1024 * 1024  # fetched bytes kept per file
+KEEP_FILES = 16  # files whose fetched bytes are kept (a diffusers repo opens several at once)
 MAX_REDIRECTS = 10
 PREFETCH_GAP = 64 * 1024  # prefetched ranges closer than this are fetched as one
 PREFETCH_THREADS = 8
@@ -614,10 +615,8 @@ class RemotePath:
             rev = "" if self.hf.revision == "main" and "@" not in self.url else f"@{self.hf.revision}"
             base = f"hf://{self.hf.repo}{rev}"
             return RemotePath(f"{base}/{path}" if path else base, self.read_data, explicit=False)
-        s = urlsplit(self.url)
-        return RemotePath(
-            f"{s.scheme}://{s.netloc}{quote(path) if path.startswith('/') else '/' + path}", self.read_data, False
-        )
+        s = urlsplit(self.url)  # the path is still percent-encoded: joined as it is
+        return RemotePath(f"{s.scheme}://{s.netloc}/{path.lstrip('/')}", self.read_data, explicit=False)
 
     @property
     def parent(self) -> RemotePath:
@@ -686,7 +685,9 @@ class RemotePath:
             listing = _listings.get((self.hf.endpoint, self.hf.repo, self.hf.revision))
             if listing is not None and self.hf.path in listing.files:
                 return RemoteStat(listing.files[self.hf.path])
-        return RemoteStat(self._file().size if self._file().size >= 0 else self.open().size)
+        f = self._file()
+        f.start()
+        return RemoteStat(f.size)
 
     # ---- reading
 
@@ -695,11 +696,16 @@ class RemotePath:
         return self.hf.resolve_url() if self.hf else self.url
 
     def _file(self) -> _RemoteFile:
+        """The shared state of this URL: opening it again (sniffing, then reading) reuses what was
+        fetched. The last few files are kept; an open reader keeps its own."""
         key = (self.url, self.read_data)
         with _cache_lock:
-            f = _files.get(key)
+            f = _files.pop(key, None)
             if f is None:
-                f = _files[key] = _RemoteFile(str(self), self.http_url, self.read_data)
+                f = _RemoteFile(str(self), self.http_url, self.read_data)
+            _files[key] = f
+            while len(_files) > KEEP_FILES:
+                del _files[next(iter(_files))]
         return f
 
     def open(self, mode: str = "rb") -> RemoteReader:
