@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,3 @@ def sparse(tmp_path: Path):
         return write_sparse_safetensors(path, lay, metadata)
 
     return make
-
-
-os.environ.setdefault("SDMODEL_TEST", "1")

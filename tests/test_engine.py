@@ -16,7 +16,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from sdmodel.engine import execute, temp_path
+from sdmodel.atomic import temp_path
+from sdmodel.engine import execute
 from sdmodel.errors import ConversionError
 from sdmodel.formats import ckpt_writer
 from sdmodel.formats.base import DictSource
@@ -163,6 +164,7 @@ CHILD = textwrap.dedent(
     import sys, time, numpy as np
     from pathlib import Path
     sys.path.insert(0, {root!r})
+    from sdmodel.cli.common import sigterm_as_interrupt
     from sdmodel.engine import execute
     from sdmodel.formats.base import DictSource
     from sdmodel.plan import initial_plan, apply_dtypes
@@ -179,7 +181,8 @@ CHILD = textwrap.dedent(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
     try:
-        execute(plan, out, progress=progress)
+        with sigterm_as_interrupt():  # what the CLI does: the library installs no signal handler
+            execute(plan, out, progress=progress)
     except Exception as e:
         print(type(e).__name__, e)
         sys.exit(2)
@@ -260,3 +263,41 @@ def test_disk_full_is_a_clean_error(tmp_path: Path) -> None:
         assert list(d.iterdir()) == []
     finally:
         subprocess.run(["umount", str(d)], check=False)
+
+
+def test_execute_leaves_the_signal_handlers_alone(tmp_path: Path) -> None:
+    """A library function must not replace the process's handlers: the CLI owns them."""
+    seen = []
+
+    def mine(signum, frame) -> None:  # pragma: no cover - never called
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        plan = plan_for({"a": np.ones(3, np.float32)})
+        execute(plan, tmp_path / "a.safetensors", progress=lambda d, t: seen.append(signal.getsignal(signal.SIGTERM)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen and all(h is mine for h in seen)
+
+
+def test_a_new_sink_plugs_in_without_touching_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A format is one entry in formats.writers.SINKS; encode chooses the bytes of each tensor."""
+    from sdmodel.formats import open_model, writers
+    from sdmodel.formats.safetensors_writer import SafetensorsSink
+
+    class Negated(SafetensorsSink):
+        format = "negated"
+
+        def encode(self, index: int, array: np.ndarray) -> memoryview:
+            return memoryview((-array).reshape(-1).view(np.uint8))
+
+        def verify(self, path: Path, expected) -> None:
+            super().verify(path, lambda i: -expected(i))
+
+    monkeypatch.setitem(writers.SINKS, "negated", (".safetensors", Negated))
+    out = tmp_path / "neg.safetensors"
+    result = execute(plan_for({"a": np.arange(4, dtype=np.float32)}), out, fmt="negated", verify=True)
+    assert result.format == "negated" and result.verified
+    with open_model(out) as src:
+        assert src.read("a").tolist() == [0.0, -1.0, -2.0, -3.0]

@@ -1,4 +1,4 @@
-"""Hashes: DOMAIN.md test vector, AutoV1/AutoV3 definitions, the cache, and the CLI."""
+"""Hashes: a known test vector, AutoV1/AutoV3 definitions, the cache, and the CLI."""
 
 from __future__ import annotations
 

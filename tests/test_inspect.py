@@ -184,3 +184,27 @@ def test_torch_checkpoint_broken_clip(tmp_path):
     torch.save({"state_dict": state}, str(path))
     clip = sdmodel.inspect(path).to_dict()["clip_position_ids"]
     assert clip["status"] == "broken" and clip["broken"][0]["loader_sees"] == 75
+
+
+@pytest.mark.parametrize(
+    ("dtype", "generate_dtype"),
+    [("F32", "fp16"), ("F16", None), ("BF16", None), ("F8_E4M3", None)],
+)
+def test_generating_advice_never_grows_the_file(sparse, dtype, generate_dtype):
+    """One policy (advice.generating_dtype): fp32 becomes fp16; bf16 and fp8 keep their precision."""
+    d = sdmodel.inspect(sparse(with_dtype(fam.sd1(), dtype))).to_dict()
+    gen = d["advice"]["generate"]
+    assert (gen["options"][1] if gen["options"][:1] == ["--dtype"] else None) == generate_dtype
+    assert gen["bytes_after"] <= d["size_bytes"]
+    assert gen["already_optimal"] == (generate_dtype is None)
+
+
+def test_generating_policy_cases():
+    from sdmodel.advice import generating_dtype, weight_dtypes
+
+    assert generating_dtype({"F32"}) == "fp16"
+    assert generating_dtype({"F32", "F16"}) == "fp16"
+    assert generating_dtype({"F32", "F8_E4M3"}) is None  # fp8 weights would double in size
+    assert generating_dtype({"BF16"}) is None
+    assert generating_dtype(set()) is None
+    assert weight_dtypes({"unet": ["F16"], "schedule": ["F32"], "marker": ["I64"], "junk": ["F32"]}) == {"F16"}

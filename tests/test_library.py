@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sdmodel.atomic import staged_path
 from sdmodel.cli import main_group
 from sdmodel.library import apply as apply_mod
 from sdmodel.library.apply import apply_plan
@@ -251,7 +252,7 @@ def test_apply_resumes_after_an_interruption(tmp_path: Path, monkeypatch: pytest
         apply_plan(cat)
     first = cat.plan_items()[0]
     assert (first["status"], first["step"]) == ("running", "converted")
-    assert apply_mod.tmp_path_for(Path(first["dst"])).is_file()
+    assert staged_path(Path(first["dst"])).is_file()
     converted = []
     real_convert = apply_mod._convert
     monkeypatch.setattr(

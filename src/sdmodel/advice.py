@@ -3,35 +3,42 @@ summary, made executable), with the bytes each conversion would save."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sdmodel.dtypes import is_float
+from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
+from sdmodel.formats.base import TensorSource
+from sdmodel.parts import NON_WEIGHT_PARTS
+from sdmodel.plan import build_plan
 from sdmodel.units import plural
 
 if TYPE_CHECKING:
-    from sdmodel.formats.base import TensorSource
     from sdmodel.inspection import ModelReport
 
 ADAPTER_KINDS = ("lora", "lycoris", "embedding")
+# Weights in 16 or fewer bits: converting them for generating saves nothing.
+SMALL_DTYPES = frozenset({"F16", "BF16", *FP8_DTYPES})
+
+
+def weight_dtypes(dtypes_by_part: Mapping[str, Iterable[str]]) -> set[str]:
+    """Floating dtypes of the weights, from the dtypes of each part (schedules, markers and junk
+    are not weights: they stay fp32, are integers, or are dropped)."""
+    return {d for part, dtypes in dtypes_by_part.items() if part not in NON_WEIGHT_PARTS for d in dtypes if is_float(d)}
+
+
+def generating_dtype(weights: set[str]) -> str | None:
+    """The precision to convert to for generating (``fp16``), or None to keep the file's: weights
+    already in 16 or fewer bits keep theirs (bf16 is not re-rounded to fp16; fp8 would double in
+    size), and so does a file with some fp8 weights. The output is never larger than the file."""
+    if not weights or weights <= SMALL_DTYPES or weights & FP8_DTYPES:
+        return None
+    return PRECISION_NAMES["F16"]
 
 
 def planned_bytes(source: TensorSource, **options: Any) -> int:
     """Tensor bytes the conversion with these options would write (the real conversion plan:
     schedules stay fp32, integers and markers keep their dtype)."""
-    from sdmodel.conversion import build_plan
-
     return build_plan(source, **options).out_bytes
-
-
-def _weight_dtypes(report: ModelReport) -> set[str]:
-    """Floating dtypes of the weights (not of the fp32 schedule buffers or markers, which stay)."""
-    return {
-        d
-        for part, c in report.components.items()
-        if part not in ("schedule", "marker")
-        for d in c.dtypes
-        if is_float(d)
-    }
 
 
 def _command(path: str, options: list[str]) -> str:
@@ -42,7 +49,7 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     """Advice for generating and for training, each with the options, the command and the bytes
     it would save (negative = the file grows)."""
     kind = report.kind
-    floats = _weight_dtypes(report)
+    floats = weight_dtypes({part: c.dtypes for part, c in report.components.items()})
     reasons: list[str] = []
     if report.format != "safetensors":
         reasons.append(
@@ -51,8 +58,9 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
         return {"generate": None, "train": None, "notes": ["no advice for an unidentified file"]}
 
-    # Generating: fp16, one UNet weight set (the non-EMA one A1111 uses), no junk.
-    gen_opts = ["--dtype", "fp16"]
+    # Generating: 16 bits (generating_dtype), one UNet weight set (the non-EMA one A1111 uses), no junk.
+    dtype = generating_dtype(floats)
+    gen_opts = ["--dtype", dtype] if dtype else []
     if report.ema["present"]:
         gen_opts += ["--ema", "drop"]
         reasons.append(
@@ -67,26 +75,25 @@ def advise(report: ModelReport, source: TensorSource) -> dict[str, Any]:
             "CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
             "the model was trained with)"
         )
-    if floats - {"F16"}:
-        reasons.append("fp16 is half the size of fp32 and makes practically the same pictures")
+    if dtype:
+        share = "a quarter" if floats - SMALL_DTYPES == {"F64"} else "half"
+        reasons.append(f"fp16 takes {share} of the bytes of these weights and makes practically the same pictures")
+    precision = dtype or "same precision"
     generate = _option(
         report,
-        "fp16 safetensors" + (", no EMA" if report.ema["present"] else ""),
+        f"{precision} safetensors" + (", no EMA" if report.ema["present"] else ""),
         gen_opts,
         planned_bytes(
-            source, dtype="fp16", ema="drop" if report.ema["present"] else "keep", prune=bool(report.junk["tensors"])
+            source, dtype=dtype, ema="drop" if report.ema["present"] else "keep", prune=bool(report.junk["tensors"])
         ),
         reasons,
     )
     generate["already_optimal"] = (
-        report.format == "safetensors"
-        and not report.ema["present"]
-        and not report.junk["tensors"]
-        and floats <= {"F16", "BF16"}
+        report.format == "safetensors" and not report.ema["present"] and not report.junk["tensors"] and dtype is None
     )
 
     # Training: fp32 with the EMA set kept (trainers start from the smoothest weights).
-    if floats and floats <= {"F16", "BF16", "F8_E4M3", "F8_E5M2"}:
+    if floats and floats <= SMALL_DTYPES:
         train = {
             "target": None,
             "command": None,

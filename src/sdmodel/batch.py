@@ -19,7 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from sdmodel import remote
 from sdmodel.errors import SdmodelError
+from sdmodel.inspection import inspect
+from sdmodel.security.scanner import scan
 
 Kind = Literal["scan", "info"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -53,8 +56,6 @@ class BatchSummary:
 def check_one(options: BatchOptions, item: str) -> dict[str, Any]:
     """The record for one path or URL. Never raises for the file: a failure is a record with
     ``error``. Remote reads add ``remote: {bytes_read, requests, data_bytes}``."""
-    from sdmodel import remote
-
     path = remote.as_path(item, options.read_data)
     started = time.perf_counter()
     with remote.measure() as meter:
@@ -75,11 +76,7 @@ def check_one(options: BatchOptions, item: str) -> dict[str, Any]:
 
 def _work(kind: str, path: Any) -> dict[str, Any]:
     if kind == "scan":
-        from sdmodel.security.scanner import scan
-
         return scan(path).to_dict()
-    from sdmodel.inspection import inspect
-
     return inspect(path).to_dict()
 
 
@@ -162,7 +159,7 @@ def _run_pool(options: BatchOptions, items: list[str], jobs: int) -> Iterator[di
 
 def _run_ray(options: BatchOptions, items: list[str], address: str) -> Iterator[dict[str, Any]]:
     try:
-        import ray
+        import ray  # noqa: PLC0415 - the optional extra sdmodel[ray], only for --ray
     except ImportError:
         raise SdmodelError("--ray needs Ray: pip install 'sdmodel[ray]'") from None
     started_here = not ray.is_initialized()

@@ -13,97 +13,29 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sdmodel import __version__
+from sdmodel import __version__, sidecars
+from sdmodel.atomic import TEMP_SUFFIX, check_target
 from sdmodel.dtypes import PRECISIONS
-from sdmodel.engine import (
-    HASH_KEY,
-    HASH_PLACEHOLDER,
-    TEMP_SUFFIX,
-    Progress,
-    WriteResult,
-    check_target,
-    execute,
-)
+from sdmodel.engine import Progress, WriteResult, execute
 from sdmodel.errors import ConversionError, OutputExistsError, SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model, sniff
 from sdmodel.formats.base import TensorSource
 from sdmodel.formats.safetensors import SafetensorsSource
+from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
+from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.identify import Identity, identify, resolve_names
-from sdmodel.inspection import identify_vae
-from sdmodel.plan import (
-    Plan,
-    apply_clip,
-    apply_drop,
-    apply_dtypes,
-    apply_ema,
-    apply_extract,
-    apply_prune,
-    apply_remove_vae,
-    apply_vae,
-    initial_plan,
-    parse_precision,
-)
-from sdmodel.registry import NEEDS_YAML
-
-FORMATS = {"safetensors": ".safetensors", "ckpt": ".ckpt"}
-SOURCE_KEY = "sdmodel.source"  # our metadata marker: outputs of earlier runs are skipped by --recursive
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Everything a conversion can be asked to do, named as the CLI flags are.
-
-    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
-    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
-    EMA mode are checked by the plan steps that use them."""
-
-    format: str = "safetensors"
-    # what happens to the tensors (build_plan)
-    dtype: str | None = None
-    unet_dtype: str | None = None
-    vae_dtype: str | None = None
-    te_dtype: str | None = None
-    ema: str = "keep"
-    allow_partial_ema: bool = False
-    prune: bool = False
-    drop: tuple[str, ...] = ()
-    fix_clip: bool = False
-    vae: Path | None = None  # a VAE file to bake in
-    remove_vae: bool = False
-    part: str | None = None  # write only this part (extract)
-    # what is written around them and how
-    prediction: str | None = None
-    meta: dict[str, str] = field(default_factory=dict)
-    no_meta: bool = False
-    overwrite: bool = False
-    verify: bool = False
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConversionError(f"--format must be safetensors or ckpt, not {self.format!r}")
-        if self.prediction not in (None, "v", "epsilon"):
-            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
-        object.__setattr__(self, "drop", tuple(self.drop))
-        object.__setattr__(self, "meta", parse_meta(self.meta))
-        if self.vae is not None:
-            object.__setattr__(self, "vae", Path(self.vae))
-
-
-def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
-    """``options`` (default: the defaults) with the fields in ``changes`` replaced; an unknown name
-    is a TypeError, as for any keyword argument."""
-    if options is None:
-        return ConvertOptions(**changes)
-    return replace(options, **changes) if changes else options
+from sdmodel.plan import ConvertOptions, build_plan, with_changes
+from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
+from sdmodel.sidecars import config_beside, needs_config
+from sdmodel.vaes import identify_vae
 
 
 @dataclass
@@ -162,44 +94,7 @@ class ConvertResult:
         }
 
 
-# --- the plan ----------------------------------------------------------------------------------
-
-
-def build_plan(
-    source: TensorSource,
-    options: ConvertOptions | None = None,
-    *,
-    vae: TensorSource | None = None,
-    **changes: Any,
-) -> Plan:
-    """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
-    ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
-    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
-    options = with_changes(options, changes)
-    if options.vae is not None and vae is None:
-        raise TypeError("build_plan: open options.vae and pass it as vae=")
-    if vae is not None and options.remove_vae:
-        raise ConversionError("--vae and --remove-vae contradict each other")
-    per_part = {
-        "unet": parse_precision(options.unet_dtype),
-        "vae": parse_precision(options.vae_dtype),
-        "te": parse_precision(options.te_dtype),
-    }
-    default = parse_precision(options.dtype)
-    plan = initial_plan(source)
-    apply_ema(plan, options.ema, options.allow_partial_ema)
-    if options.prune:
-        apply_prune(plan)
-    apply_drop(plan, options.drop)
-    if vae is not None:
-        apply_vae(plan, vae)
-    if options.remove_vae:
-        apply_remove_vae(plan)
-    apply_clip(plan, options.fix_clip)
-    if options.part is not None:
-        apply_extract(plan, options.part)
-    apply_dtypes(plan, default, per_part)
-    return plan
+# --- sources ---------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -217,13 +112,13 @@ def open_sources(src: str | Path, options: ConvertOptions) -> Iterator[tuple[Ten
 def stem_of(path: Path) -> str:
     """The name without its last suffix (``a.b.safetensors`` -> ``a.b``); folders keep their name."""
     path = Path(path)
-    return path.name if path.is_dir() else path.stem
+    return path.name if path.is_dir() else sidecars.stem_of(path.name)
 
 
 def default_output(src: Path, tags: list[str], fmt: str) -> Path:
     """``<stem>-<what changed>.<ext>`` beside the source."""
     src = Path(src)
-    ext = FORMATS[fmt]
+    ext = OUTPUT_FORMATS[fmt]
     stem = stem_of(src)
     tags = sorted(tags, key=lambda t: 0 if _is_precision_tag(t) else 1)  # precision first
     if tags:
@@ -267,21 +162,6 @@ def vae_name(source: TensorSource) -> str:
     return found.get("name") or "unknown"
 
 
-def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
-    """``--meta KEY=VALUE`` items (or a dict) as a dict of strings."""
-    if not items:
-        return {}
-    if isinstance(items, dict):
-        return {str(k): str(v) for k, v in items.items()}
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def build_metadata(
     source: TensorSource,
     out: Path,
@@ -312,16 +192,11 @@ def build_metadata(
         if pred:
             md["modelspec.prediction_type"] = pred
     md["modelspec.date"] = _dt.date.today().isoformat()
-    md[SOURCE_KEY] = Path(source.path).name
+    md.update(provenance_entries(source))
     md["sdmodel.version"] = __version__
     md[HASH_KEY] = HASH_PLACEHOLDER
     md.update(meta)
     return md
-
-
-def _yaml_beside(path: Path) -> Path:
-    """Where A1111 looks for the config of ``path``: ``<stem>.yaml`` beside it."""
-    return Path(path).parent / f"{stem_of(path)}.yaml"
 
 
 def write_yaml(
@@ -333,7 +208,7 @@ def write_yaml(
     notes: list[str],
 ) -> Path | None:
     """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
-    src_yaml, out_yaml = _yaml_beside(source.path), _yaml_beside(out)
+    src_yaml, out_yaml = config_beside(source.path), config_beside(out)
     if src_yaml.is_file():
         if out_yaml.exists() and not overwrite:
             if out_yaml.read_bytes() != src_yaml.read_bytes():
@@ -345,7 +220,7 @@ def write_yaml(
         shutil.copyfile(src_yaml, out_yaml)
         notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
         return out_yaml
-    if ident is None or ident.kind != "checkpoint" or ident.family not in NEEDS_YAML:
+    if ident is None or not needs_config(ident.kind, ident.family):
         return None
     config, _arch, _res = _names(ident, prediction)
     if config is None:
@@ -434,6 +309,7 @@ def convert(
             except ConversionError as e:
                 notes.append(f"would fail: {e}")
             return result
+        hasher = start_source_hasher(source, metadata)
         written = execute(
             plan,
             out_path,
@@ -442,10 +318,12 @@ def convert(
             overwrite=options.overwrite,
             verify=options.verify,
             progress=progress,
+            late=hasher.values if hasher is not None else None,
         )
         result.write = written
+        result.metadata = dict(metadata, **written.filled)
         if written.sha256_data and metadata:
-            result.metadata = dict(metadata, **{HASH_KEY: "0x" + written.sha256_data})
+            result.metadata[HASH_KEY] = "0x" + written.sha256_data
         for name, n in written.clamped.items():
             notes.append(f"fp8: clamped {n} values of {name} to the format's range")
         if options.part is None:

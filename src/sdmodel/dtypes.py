@@ -37,7 +37,7 @@ class _NumpyDtypes(Mapping[str, np.dtype]):
         if name in _PLAIN:
             return np.dtype(_PLAIN[name])
         if name in _ML_DTYPES:
-            import ml_dtypes
+            import ml_dtypes  # noqa: PLC0415 - about a second to import: only when bf16/fp8 is asked for
 
             return np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
         raise KeyError(name)
@@ -67,16 +67,22 @@ PRECISIONS: dict[str, str] = {
 }
 PRECISION_NAMES: dict[str, str] = {v: k for k, v in PRECISIONS.items()}
 
+FP8_DTYPES = frozenset({"F8_E4M3", "F8_E5M2"})
+# Largest finite value of each fp8 format (ml_dtypes finfo): values beyond it are clamped before the cast.
+FP8_MAX = {"F8_E4M3": 448.0, "F8_E5M2": 57344.0}
+
+
+def cast_target(target: str, current: str, ndim: int) -> str:
+    """The dtype a floating tensor of ``ndim`` dimensions gets when asked for ``target``: fp8 is for
+    weight matrices and kernels (2 or more dimensions); biases and norm scales go to fp16 instead
+    (or keep the fp8 dtype they already have)."""
+    if target in FP8_DTYPES and ndim < 2:
+        return current if current in FP8_DTYPES else "F16"
+    return target
+
 
 def is_float(dtype: str) -> bool:
     return dtype in FLOAT_DTYPES
-
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    try:
-        return NUMPY_DTYPES[dtype]
-    except KeyError:
-        raise ValueError(f"unsupported dtype {dtype!r}") from None
 
 
 def dtype_name(np_dtype: np.dtype) -> str:

@@ -1,48 +1,38 @@
-"""The one streaming engine that writes any plan.
+"""The one streaming engine that writes any plan into any sink (formats/sink.py).
 
-The header is computed first (sizes are known), then tensors are read, cast and written one at a
-time by a three-stage pipeline (reader thread -> casting in the calling thread, big tensors split
-over two worker threads -> writer thread that also hashes), so resident memory is a few tensors
-whatever the model size. Everything goes to ``.<name>.sdmodel-tmp`` in the target directory, is
-fsynced, checked, and only then renamed onto the final name. On any failure (disk full, read error,
-Ctrl-C, SIGTERM) the temp file is removed; a SIGKILL can leave it behind under that name, and the
-next run writing the same output replaces it.
+The sink's header is computed first (sizes are known), then tensors are read, cast and written one
+at a time by a three-stage pipeline (reader thread -> casting in the calling thread, big tensors
+split over two worker threads -> writer thread, then a hasher thread), so resident memory is a few
+tensors whatever the model size. The output appears whole or not at all (sdmodel.atomic). The
+engine installs no signal handler: a caller that wants SIGTERM to clean up like Ctrl-C (the CLI)
+turns it into a KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import math
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from sdmodel.dtypes import NUMPY_DTYPES
-from sdmodel.errors import ConversionError, ModelReadError, OutputExistsError, SdmodelError
-from sdmodel.formats.ckpt_writer import CkptWriter
-from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
-from sdmodel.plan import FP8, FP8_MAX, Plan, Step
+from sdmodel.atomic import check_target, replacing, sync
+from sdmodel.dtypes import FP8_DTYPES, FP8_MAX, NUMPY_DTYPES
+from sdmodel.errors import ModelReadError
+from sdmodel.formats.sink import Sink
+from sdmodel.formats.writers import make_sink
+from sdmodel.plan import Plan, Step
 
 Progress = Callable[[int, int], None]
 
-HASH_KEY = "modelspec.hash_sha256"
-HASH_PLACEHOLDER = "0x" + "0" * 64
-TEMP_SUFFIX = ".sdmodel-tmp"
-VERIFY_SPAN = 64 * 1000 * 1000  # --verify reopens the output after this many bytes (SafetensorsSink.verify)
 CHUNK = 1 << 20  # elements per casting task: two worker threads cast chunks in parallel
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM while writing: handled like Ctrl-C (temp file removed)."""
 
 
 @dataclass
@@ -55,33 +45,7 @@ class WriteResult:
     sha256_data: str | None = None  # hex SHA-256 of the safetensors data section, when computed
     clamped: dict[str, int] = field(default_factory=dict)  # fp8: output name -> values clamped
     verified: bool = False  # compared bit for bit with the reference reader
-
-
-def temp_path(final: Path) -> Path:
-    return final.parent / f".{final.name}{TEMP_SUFFIX}"
-
-
-def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse to write onto an input (same path or same inode) or over a file without ``overwrite``."""
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ConversionError(f"{out}: directory {out.parent} does not exist")
-    if out.is_dir():
-        raise ConversionError(f"{out}: is a directory")
-    for p in inputs:
-        p = Path(p)
-        same = out.resolve() == p.resolve()
-        if not same and out.exists() and p.exists():
-            try:
-                same = os.path.samefile(out, p)
-            except OSError:
-                same = False
-        if same:
-            raise ConversionError(f"{out}: refusing to write onto the input file")
-        if p.is_dir() and out.resolve().is_relative_to(p.resolve()):
-            raise ConversionError(f"{out}: refusing to write inside the input folder {p}")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
+    filled: dict[str, str] = field(default_factory=dict)  # metadata placeholders filled at the end
 
 
 # --- casting -----------------------------------------------------------------------------------
@@ -89,7 +53,7 @@ def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
 
 def _cast_range(src: np.ndarray, dst: np.ndarray, out_dtype: str) -> int:
     """Cast ``src`` into ``dst`` (1-D views); fp8 values beyond the range are clamped and counted."""
-    if out_dtype in FP8:
+    if out_dtype in FP8_DTYPES:
         x = src if src.dtype == np.float32 else src.astype(np.float32)
         limit = FP8_MAX[out_dtype]
         n = 0
@@ -126,141 +90,9 @@ def expected_bytes(plan: Plan, step: Step) -> np.ndarray:
     return _contiguous(cast_array(a, step.out_dtype)[0])
 
 
-# --- sinks: the output formats -----------------------------------------------------------------
-
-
-class SafetensorsSink:
-    """Header first (with a fixed-width placeholder for the data hash), then the data, then the
-    hash patched in place: the header never changes length."""
-
-    format = "safetensors"
-
-    def __init__(self, steps: list[Step], metadata: dict[str, str] | None) -> None:
-        self.metadata = dict(metadata) if metadata else None
-        self.hashing = bool(self.metadata) and HASH_KEY in self.metadata
-        if self.hashing:
-            self.metadata[HASH_KEY] = HASH_PLACEHOLDER
-        self.order = reference_order([s.out_info for s in steps])
-        by_out = {s.out: s for s in steps}
-        self.steps = [by_out[t.name] for t in self.order]
-        self.prefix, _ = header_bytes(self.order, self.metadata)
-        self.sha = hashlib.sha256() if self.hashing else None
-        self.digest: str | None = None
-
-    def begin(self, f) -> None:
-        f.write(self.prefix)
-
-    def write(self, f, index: int, data: memoryview) -> None:
-        f.write(data)
-
-    def hash(self, data: memoryview) -> None:
-        """Called in data order, from a thread of its own (SHA-256 is the slowest step)."""
-        if self.sha is not None:
-            self.sha.update(data)
-
-    def finish(self, f) -> None:
-        if self.sha is None:
-            return
-        self.digest = self.sha.hexdigest()
-        marker = f'"{HASH_KEY}":"{HASH_PLACEHOLDER}"'.encode()
-        pos = self.prefix.find(marker)
-        if pos < 0:  # pragma: no cover - header_bytes writes compact JSON
-            raise ConversionError("internal error: hash placeholder not found in the header")
-        f.seek(pos + len(marker) - 1 - 64)
-        f.write(self.digest.encode())
-        f.seek(0, os.SEEK_END)
-        if self.metadata is not None:
-            self.metadata[HASH_KEY] = "0x" + self.digest
-
-    def check(self, path: Path) -> None:
-        """Re-open the written file with our validating reader and compare with the plan."""
-        with SafetensorsSource(path) as out:
-            got = [(t.name, t.dtype, t.shape) for t in out.tensors.values()]
-            want = [(t.name, t.dtype, t.shape) for t in self.order]
-            if got != want:
-                raise ConversionError(f"{path}: written header does not match the plan")
-            if (out.metadata or None) != (self.metadata or None):
-                raise ConversionError(f"{path}: written metadata does not match the plan")
-
-    def verify(self, plan: Plan, path: Path) -> None:
-        """Every tensor read back by the reference reader equals the source cast, bit for bit.
-
-        The reference reader maps the file: it is reopened every VERIFY_SPAN bytes so that the
-        mapped pages it touched do not pile up in resident memory."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), "np") as f:
-            if sorted(f.keys()) != sorted(s.out for s in self.steps):
-                raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
-        batch: list[Step] = []
-        size = 0
-        for s in [*self.steps, None]:
-            if s is not None:
-                batch.append(s)
-                size += s.out_bytes
-            if batch and (s is None or size >= VERIFY_SPAN):
-                self._verify_batch(plan, path, batch)
-                batch, size = [], 0
-
-    def _verify_batch(self, plan: Plan, path: Path, steps: list[Step]) -> None:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "np") as f, SafetensorsSource(path) as ours:
-            for s in steps:
-                view = f.get_slice(s.out)
-                if view.get_dtype() != s.out_dtype or tuple(view.get_shape()) != s.shape:
-                    raise ConversionError(f"{path}: the reference reader sees {s.out} with another dtype or shape")
-                # numpy has no fp8: the reference reader checked dtype and shape, our reader the bytes
-                got = ours.read(s.out) if s.out_dtype in FP8 else f.get_tensor(s.out)
-                want = expected_bytes(plan, s)
-                if not _same_bits(got, want):
-                    raise ConversionError(f"{path}: tensor {s.out} differs from the source after casting")
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.shape != b.shape or a.dtype.itemsize != b.dtype.itemsize:
-        return False
-    if a.size == 0:
-        return True
-    return np.array_equal(_contiguous(a).reshape(-1).view(np.uint8), _contiguous(b).reshape(-1).view(np.uint8))
-
-
 def _contiguous(a: np.ndarray) -> np.ndarray:
     """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
     return a if a.flags.c_contiguous else a.copy(order="C")
-
-
-class CkptSink:
-    """A PyTorch zip checkpoint (see formats/ckpt_writer.py), in plan order."""
-
-    format = "ckpt"
-
-    def __init__(self, steps: list[Step]) -> None:
-        self.steps = list(steps)
-        self.writer = CkptWriter([s.out_info for s in self.steps])
-        self.digest: str | None = None  # a checkpoint has no data hash
-
-    def begin(self, f) -> None:
-        self.writer.begin(f)
-
-    def write(self, f, index: int, data: memoryview) -> None:
-        self.writer.write_tensor(f, index, data)
-
-    def hash(self, data: memoryview) -> None:
-        """The zip CRCs are computed while writing."""
-
-    def finish(self, f) -> None:
-        self.writer.finish(f)
-
-    def check(self, path: Path) -> None:
-        self.writer.check(path)
-
-    def verify(self, plan: Plan, path: Path) -> None:
-        for i, s in enumerate(self.steps):
-            got = self.writer.read_storage(path, i)
-            want = expected_bytes(plan, s)
-            if got != (want.reshape(-1).view(np.uint8).tobytes() if want.size else b""):
-                raise ConversionError(f"{path}: tensor {s.out} differs from the source after casting")
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -373,8 +205,7 @@ class _DirectReader:
 
     def _range(self, s: Step) -> tuple[int, int] | None:
         source = self.plan.sources[s.source]
-        span = getattr(source, "data_range", None)
-        rng = span(s.name) if span is not None and source.path.is_file() else None
+        rng = source.data_range(s.name) if source.path.is_file() else None
         return rng if rng is not None and rng[1] - rng[0] == s.in_bytes else None
 
     def _fd(self, s: Step) -> int:
@@ -410,12 +241,12 @@ class _DirectReader:
             os.close(fd)
 
 
-def _run(plan: Plan, sink: SafetensorsSink | CkptSink, f, progress: Progress | None) -> dict[str, int]:
+def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict[str, int]:
     """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
     waiting) -> writer thread (waits for the chunks in order, writes) -> hasher thread (SHA-256 of
     the data section). Memory in flight is bounded by BUDGET, so casting runs ahead on both cores
     while the writer and the hasher are busy."""
-    steps = sink.steps
+    steps = [plan.steps[i] for i in sink.order]
     total = sum(s.out_bytes for s in steps)
     abort = threading.Event()
     errors: list[BaseException] = []
@@ -448,7 +279,7 @@ def _run(plan: Plan, sink: SafetensorsSink | CkptSink, f, progress: Progress | N
         done = 0
         flushed = f.tell()
         try:
-            for i in range(len(steps)):
+            for index in sink.order:
                 item = to_write.get()
                 if item is _DONE:
                     return
@@ -457,8 +288,8 @@ def _run(plan: Plan, sink: SafetensorsSink | CkptSink, f, progress: Progress | N
                 if n:
                     clamped[s.out] = n
                 buffers.put(after_cast)
-                data = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
-                sink.write(f, i, data)
+                data = sink.encode(index, out)
+                sink.write(f, index, data)
                 done += out.nbytes
                 if not to_hash.put((s, data, after_hash)):
                     return
@@ -536,55 +367,28 @@ def execute(
     overwrite: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
+    late: Callable[[], dict[str, str]] | None = None,
 ) -> WriteResult:
-    """Write ``plan`` to ``out`` (safetensors or ckpt). ``metadata`` (safetensors only) may hold
-    ``modelspec.hash_sha256``: its value is replaced by the hash of the written data section.
-    ``progress(bytes_written, bytes_total)`` is called from the writer thread."""
+    """Write ``plan`` to ``out`` in format ``fmt`` (formats/writers.py). ``metadata`` (safetensors
+    only) may hold ``modelspec.hash_sha256``: its value is replaced by the hash of the written data
+    section; ``late()``, called once the data is written, gives the values of other placeholders
+    (the source's hashes, sdmodel.provenance). ``progress(bytes_written, bytes_total)`` is called
+    from the writer thread."""
     out = Path(out)
-    inputs = [s.path for s in plan.sources.values()]
-    check_target(out, inputs, overwrite)
-    sink: SafetensorsSink | CkptSink
-    if fmt == "safetensors":
-        sink = SafetensorsSink(plan.steps, metadata)
-    elif fmt == "ckpt":
-        sink = CkptSink(plan.steps)
-    else:
-        raise ConversionError(f"unknown output format {fmt!r} (safetensors or ckpt)")
-    tmp = temp_path(out)
+    check_target(out, [s.path for s in plan.sources.values()], overwrite)
+    sink = make_sink(fmt, [s.out_info for s in plan.steps], metadata)
     started = time.monotonic()
-    old_handler = None
-    if threading.current_thread() is threading.main_thread():
-
-        def on_term(signum, frame):
-            raise Terminated("terminated")
-
-        old_handler = signal.signal(signal.SIGTERM, on_term)
-    try:
-        try:
-            with open(tmp, "wb") as f:
-                sink.begin(f)
-                clamped = _run(plan, sink, f, progress)
-                sink.finish(f)
-                f.flush()
-                os.fsync(f.fileno())
-            sink.check(tmp)
-            if verify:
-                sink.verify(plan, tmp)
-            if out.exists() and not overwrite:  # appeared while we were writing
-                raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
-            os.replace(tmp, out)
-        except OSError as e:
-            raise _os_error(out, e) from e
-        _fsync_dir(out.parent)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+    with replacing(out, overwrite) as tmp:
+        with open(tmp, "wb") as f:
+            sink.begin(f)
+            clamped = _run(plan, sink, f, progress)
+            filled = late() if late is not None else {}
+            sink.fill(filled)
+            sink.finish(f)
+            sync(f)
+        sink.check(tmp)
+        if verify:
+            sink.verify(tmp, lambda i: expected_bytes(plan, plan.steps[i]))
     return WriteResult(
         path=out,
         format=sink.format,
@@ -594,25 +398,5 @@ def execute(
         sha256_data=sink.digest,
         clamped=clamped,
         verified=verify,
+        filled=filled,
     )
-
-
-def _os_error(out: Path, e: OSError) -> SdmodelError:
-    if e.errno == errno.ENOSPC:
-        return ConversionError(f"{out}: disk full while writing; nothing was written")
-    if e.errno == errno.EFBIG:
-        return ConversionError(f"{out}: file too large for this file system or size limit; nothing was written")
-    return ConversionError(f"{out}: write failed: {e.strerror or e}; nothing was written")
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

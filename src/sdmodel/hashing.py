@@ -1,4 +1,5 @@
-"""The hashes users compare (DOMAIN.md section 5), all computed in one read pass, and cached.
+"""The hashes users compare (A1111 modules/hashes.py and sd_models.py, Civitai's AutoV1/V2/V3),
+all computed in one read pass, and cached.
 
 The file is read once in large chunks; the digests are spread over two worker threads (hashlib,
 blake3 and zlib release the GIL on large buffers), so computing all of them costs about as much
@@ -16,17 +17,19 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import blake3
 import numpy as np
 
-from sdmodel.dtypes import is_float
+from sdmodel.dtypes import NUMPY_DTYPES, is_float
+from sdmodel.formats import sniff
 from sdmodel.formats.base import TensorSource
+from sdmodel.parts import part_of
 
 CHUNK = 16 << 20
 AUTOV1_OFFSET = 0x100000
 AUTOV1_SIZE = 0x10000
-HASH_NAMES = ("autov1", "autov2", "sha256", "autov3", "blake3", "crc32", "crc32_civitai")
 
 Progress = Callable[[int, int], None]
 
@@ -70,8 +73,6 @@ class HashCache:
 
 def _safetensors_data_start(path: Path) -> int | None:
     """Where a safetensors file's data section begins (AutoV3 covers [start, EOF)), else None."""
-    from sdmodel.formats import sniff
-
     if sniff(path) != "safetensors":
         return None
     with open(path, "rb") as f:
@@ -79,16 +80,19 @@ def _safetensors_data_start(path: Path) -> int | None:
     return 8 + n
 
 
-def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, str | None]:
-    """Every hash of one file in a single read pass (no cache)."""
+def compute_hashes(path: Path, progress: Progress | None = None, *, sha256_only: bool = False) -> dict[str, str | None]:
+    """Every hash of one file in a single read pass (no cache). ``sha256_only``: only the two
+    SHA-256 hashes (SHA256 and AutoV3), the others None: what a conversion records of its source."""
     path = Path(path)
     size = path.stat().st_size
     data_start = _safetensors_data_start(path)
-    whole, data, b3 = hashlib.sha256(), hashlib.sha256(), blake3.blake3()
+    whole, data = hashlib.sha256(), hashlib.sha256()
+    b3: Any = _NoDigest() if sha256_only else blake3.blake3()
     crc = [0]
 
     def crc_update(chunk: memoryview) -> None:
-        crc[0] = zlib.crc32(chunk, crc[0])
+        if not sha256_only:
+            crc[0] = zlib.crc32(chunk, crc[0])
 
     def data_update(chunk: memoryview, pos: int) -> None:
         if data_start is not None and pos + len(chunk) > data_start:
@@ -137,16 +141,24 @@ def compute_hashes(path: Path, progress: Progress | None = None) -> dict[str, st
             f.seek(AUTOV1_OFFSET)
             autov1 = hashlib.sha256(f.read(AUTOV1_SIZE)).hexdigest()[:8]
     sha = whole.hexdigest()
+    autov3 = data.hexdigest() if data_start is not None else None
+    if sha256_only:
+        return {"sha256": sha, "autov3": autov3}
     crc_hex = f"{crc[0]:08x}"
     return {
         "autov1": autov1,
         "autov2": sha[:10],
         "sha256": sha,
-        "autov3": data.hexdigest() if data_start is not None else None,
+        "autov3": autov3,
         "blake3": b3.hexdigest(),
         "crc32": crc_hex,
         "crc32_civitai": bytes.fromhex(crc_hex)[::-1].hex().upper(),
     }
+
+
+class _NoDigest:
+    def update(self, _data: memoryview) -> None:
+        pass
 
 
 def hash_file(path: str | Path, progress: Progress | None = None, use_cache: bool = True) -> dict[str, str | None]:
@@ -179,8 +191,6 @@ def _rounded_bytes(array: np.ndarray, dtype: str, to: str = "F16") -> bytes:
     """Values rounded to ``to`` (F16 or BF16), integers as int64: copies of the same weights made
     by rounding to nearest (as every converter does) give the same bytes as their fp32 source."""
     if is_float(dtype):
-        from sdmodel.dtypes import NUMPY_DTYPES
-
         return np.ascontiguousarray(array.astype(np.float32).astype(NUMPY_DTYPES[to])).tobytes()
     return np.ascontiguousarray(array.astype(np.int64)).tobytes()
 
@@ -208,8 +218,6 @@ def content_fingerprints(source: TensorSource) -> dict[str, str]:
     rounded to fp16 and to bf16, in one read: the fp16 one matches fp32/fp16 copies, the bf16 one
     fp32/bf16 copies (fp32 -> fp16 -> bf16 is not fp32 -> bf16), so a fp16 and a bf16 copy are
     tied through their fp32 original. Reads every tensor."""
-    from sdmodel.parts import part_of
-
     names = [n for n in source.tensors if part_of(n) not in ("ema", "junk", "marker")]
     found = _fingerprints(source, names, "", ("F16", "BF16"))
     return {"fp16": found["F16"], "bf16": found["BF16"]}

@@ -10,6 +10,7 @@ import yaml
 from sdmodel import registry
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
+from sdmodel.sidecars import existing_config
 
 BASE_PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
@@ -101,11 +102,6 @@ def _adapter_kind(tensors: dict[str, TensorInfo]) -> str | None:
     return None
 
 
-def sidecar_yaml(path: Path) -> Path | None:
-    candidate = path.with_suffix(".yaml") if path.is_file() else None
-    return candidate if candidate is not None and candidate.is_file() else None
-
-
 def _yaml_parameterization(path: Path) -> str | None:
     """``model.params.parameterization`` of a sidecar config, read as data (never instantiated)."""
     try:
@@ -138,7 +134,7 @@ def prediction_hint(
     if metadata.get("ss_v_parameterization", "").lower() == "true":
         return "v", "kohya ss_v_parameterization metadata"
     if path is not None:
-        yaml_path = sidecar_yaml(path)
+        yaml_path = existing_config(path)
         if yaml_path is not None:
             value = _yaml_parameterization(yaml_path)
             if value:

@@ -9,59 +9,27 @@ from typing import Any
 
 import numpy as np
 
-from sdmodel import registry
+from sdmodel.advice import advise
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
+    CLIP_L_PREFIXES,
     EMA_PREFIX,
     MARKER_KEYS,
-    PART_PREFIXES,
     UNET_PREFIX,
     ema_key,
     junk_reason,
     part_of,
 )
+from sdmodel.plan import loader_position_ids
+from sdmodel.sidecars import find_sidecars, needs_config
+from sdmodel.vaes import identify_vae
 
-# Kinds that are a single part: every tensor of such a file belongs to it.
-WHOLE_FILE_PART = {
-    "unet": "unet",
-    "vae": "vae",
-    "text_encoder": "text_encoder",
-    "lora": "lora",
-    "lycoris": "lycoris",
-    "embedding": "embedding",
-    "controlnet": "controlnet",
-    "t2i_adapter": "t2i_adapter",
-}
-
-# Tensors fingerprinted to tell which VAE is baked in: the decoder output and the latent convs,
-# which differ between the VAEs people bake (ft-MSE, ft-EMA, SDXL...), and are small to read.
-VAE_FINGERPRINT_KEYS = (
-    "decoder.conv_out.weight",
-    "decoder.conv_out.bias",
-    "decoder.norm_out.weight",
-    "post_quant_conv.weight",
-    "quant_conv.weight",
-)
-# Fingerprint -> VAE name. Only VAEs we have hashed ourselves belong here; "unknown" otherwise.
-KNOWN_VAES: dict[str, str] = {}
-
-SIDECAR_KINDS = (
-    (".yaml", "config"),
-    (".yml", "config"),
-    (".vae.safetensors", "vae"),
-    (".vae.pt", "vae"),
-    (".vae.ckpt", "vae"),
-    (".civitai.info", "civitai"),
-    (".preview.png", "preview"),
-    (".png", "preview"),
-    (".jpg", "preview"),
-    (".jpeg", "preview"),
-    (".webp", "preview"),
-    (".json", "notes"),
-    (".txt", "notes"),
+# Kinds that are a single part (named as the kind): every tensor of such a file belongs to it.
+SINGLE_PART_KINDS = frozenset(
+    {"unet", "vae", "text_encoder", "lora", "lycoris", "embedding", "controlnet", "t2i_adapter"}
 )
 
 
@@ -138,7 +106,7 @@ def tensor_parts(source: TensorSource, ident: Identity) -> dict[str, str]:
     """Part of every tensor. A file that is one network (a VAE, a LoRA, a bare UNet) is one part;
     a checkpoint, or a network stored under its single-file prefix, is split by prefix."""
     by_prefix = ident.kind == "checkpoint" or ident.root in (UNET_PREFIX, "control_model.")
-    whole = None if by_prefix else WHOLE_FILE_PART.get(ident.kind)
+    whole = ident.kind if not by_prefix and ident.kind in SINGLE_PART_KINDS else None
     return {name: part_of(name, whole) for name in source.tensors}
 
 
@@ -172,18 +140,11 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     """CLIP-L position ids as a loader sees them (cast to int64, truncating)."""
     key = next((k for k in CLIP_L_POSITION_IDS if k in source.tensors), None)
     if key is None:
-        clip_l_prefixes = (
-            "cond_stage_model.transformer.",
-            "conditioner.embedders.0.transformer.",
-            "text_encoders.clip_l.",
-            "text_model.",
-        )
-        has_clip_l = any(k.startswith(clip_l_prefixes) for k in source.tensors)
+        has_clip_l = any(k.startswith(CLIP_L_PREFIXES) for k in source.tensors)
         return {"status": "missing" if has_clip_l else "absent", "key": None, "broken": []}
     raw = np.asarray(source.read(key))
     values = raw.astype(np.float64).reshape(-1)
-    # A loader casts to int64: float values are truncated (75.9975 -> 75).
-    seen = np.trunc(values).astype(np.int64)
+    seen = loader_position_ids(raw).reshape(-1)  # float values truncated (75.9975 -> 75)
     expected = np.arange(seen.size)
     bad = np.nonzero(seen != expected)[0]
     broken = [{"position": int(i), "value": float(values[i]), "loader_sees": int(seen[i])} for i in bad]
@@ -191,41 +152,9 @@ def clip_report(source: TensorSource) -> dict[str, Any]:
     return {"status": status, "key": key, "dtype": source.tensors[key].dtype, "broken": broken}
 
 
-def identify_vae(source: TensorSource) -> dict[str, Any]:
-    """Which VAE a checkpoint (or standalone VAE) holds, from a fingerprint of a few tensors."""
-    for prefix in (*PART_PREFIXES["vae"], ""):
-        keys = [prefix + k for k in VAE_FINGERPRINT_KEYS]
-        if all(k in source.tensors for k in keys):
-            from sdmodel.hashing import tensor_fingerprint
-
-            fp = tensor_fingerprint(source, keys, strip=prefix)
-            return {"present": True, "fingerprint": fp, "name": KNOWN_VAES.get(fp, "unknown")}
-    return {"present": False, "fingerprint": None, "name": None}
-
-
-def find_sidecars(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    found = []
-    try:
-        siblings = sorted(path.parent.iterdir())
-    except OSError:
-        return []
-    for f in siblings:
-        if f == path or not f.is_file() or not f.name.startswith(stem + "."):
-            continue
-        rest = f.name[len(stem) :].lower()
-        kind = next((k for suffix, k in SIDECAR_KINDS if rest == suffix), None)
-        if kind is not None:
-            found.append({"path": str(f), "kind": kind})
-    return found
-
-
-def inspect_source(source: TensorSource) -> ModelReport:
-    """Report on an already opened source."""
-    from sdmodel.advice import advise
-
+def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelReport:
+    """Report on an already opened source. ``read_values=False`` reads only names, shapes and the
+    few small tensors every report needs (no VAE metric)."""
     ident = identify(source)
     parts = tensor_parts(source, ident)
     junk_keys = [k for k, p in parts.items() if p == "junk"]
@@ -248,17 +177,15 @@ def inspect_source(source: TensorSource) -> ModelReport:
         },
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
-        vae=identify_vae(source) if ident.kind in ("checkpoint", "vae") and source.read_data else {"present": False},
+        vae=identify_vae(source, read_values=read_values)
+        if ident.kind in ("checkpoint", "vae") and source.read_data
+        else {"present": False},
         metadata=dict(source.metadata),
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],
         sidecars=find_sidecars(source.path),
     )
-    if (
-        ident.kind == "checkpoint"
-        and ident.family in registry.NEEDS_YAML
-        and not any(s["kind"] == "config" for s in report.sidecars)
-    ):
+    if needs_config(ident.kind, ident.family) and not any(s["kind"] == "config" for s in report.sidecars):
         report.notes.append(
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )
@@ -271,7 +198,8 @@ def inspect_source(source: TensorSource) -> ModelReport:
     return report
 
 
-def inspect(path: str | Path) -> ModelReport:
-    """Open, identify and report on a model file or diffusers folder. Raises ModelReadError."""
+def inspect(path: str | Path, *, read_values: bool = True) -> ModelReport:
+    """Open, identify and report on a model file or diffusers folder. Raises ModelReadError.
+    ``read_values=False`` skips what reads tensor values in bulk (the baked VAE's metric)."""
     with open_model(path) as source:
-        return inspect_source(source)
+        return inspect_source(source, read_values=read_values)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sdmodel.sidecars import stem_of
+
 Base = Literal["pony", "illustrious", "noobai", "animagine", "kolors", "playground", "sdxl"]
 
 
@@ -73,7 +75,7 @@ def sidecar_texts(path: Path | None) -> list[tuple[str, str]]:
     """(where, text) pairs from the sidecars beside ``path`` that speak of its base."""
     if path is None or not path.is_file():
         return []
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    stem = stem_of(path.name)
     found: list[tuple[str, str]] = []
     civitai = _read_json(path.with_name(stem + ".civitai.info"))
     base_model = civitai.get("baseModel")

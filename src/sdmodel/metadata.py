@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sdmodel.atomic import sync, sync_dir, temp_path
 from sdmodel.errors import ModelReadError, SdmodelError
 from sdmodel.formats import sniff
 from sdmodel.formats.safetensors import MAX_HEADER
@@ -299,14 +300,13 @@ def _write_in_place(path: Path, prefix: bytes, step: Callable[[str], None]) -> N
         j.write(_JOURNAL_MAGIC + body)
         step("journal-partial")
         j.write(digest)
-        j.flush()
-        os.fsync(j.fileno())
-    _fsync_dir(path.parent)
+        sync(j)
+    sync_dir(path.parent)
     step("journal-written")
     _apply_prefix(path, prefix, step)
     step("header-written")
     journal.unlink()
-    _fsync_dir(path.parent)
+    sync_dir(path.parent)
 
 
 def _apply_prefix(path: Path, prefix: bytes, step: Callable[[str], None]) -> None:
@@ -316,8 +316,7 @@ def _apply_prefix(path: Path, prefix: bytes, step: Callable[[str], None]) -> Non
         f.flush()
         step("header-partial")
         f.write(prefix[half:])
-        f.flush()
-        os.fsync(f.fileno())
+        sync(f)
 
 
 def _checksum(data: bytes) -> bytes:
@@ -329,7 +328,7 @@ def recover(path: str | Path) -> bool:
     the new one), an incomplete one is discarded (the file was not touched yet). Rewrite: the
     temporary file is removed (the rename had not happened). True if the file was repaired."""
     path = Path(path)
-    _temp_path(path).unlink(missing_ok=True)  # an interrupted rewrite: the file itself is the old one
+    temp_path(path).unlink(missing_ok=True)  # an interrupted rewrite: the file itself is the old one
     journal = journal_path(path)
     if not journal.is_file():
         return False
@@ -344,13 +343,13 @@ def recover(path: str | Path) -> bool:
     if complete:
         _apply_prefix(path, body[8:], lambda _name: None)
     journal.unlink()
-    _fsync_dir(path.parent)
+    sync_dir(path.parent)
     return complete
 
 
 def _rewrite(path: Path, new_prefix: bytes, data_start: int, step: Callable[[str], None]) -> None:
     """A new file with ``new_prefix`` then the old file's bytes from ``data_start``, renamed over."""
-    tmp = _temp_path(path)
+    tmp = temp_path(path)
     try:
         with open(path, "rb") as src, open(tmp, "wb") as dst:
             dst.write(new_prefix)
@@ -358,31 +357,13 @@ def _rewrite(path: Path, new_prefix: bytes, data_start: int, step: Callable[[str
             step("rewrite-header")
             while chunk := src.read(_COPY_CHUNK):
                 dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
+            sync(dst)
         step("rewrite-written")
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        sync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _temp_path(path: Path) -> Path:
-    return path.parent / f".{path.name}.sdmodel-tmp"
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- GGUF --------------------------------------------------------------------------------------

@@ -1,13 +1,25 @@
-"""Which part of a single-file model a tensor belongs to (DOMAIN.md section 3), as data."""
+"""Which part of a single-file model a tensor belongs to, as data: the key prefixes of the original
+LDM/SGM checkpoints, as A1111, ComfyUI (comfy/supported_models.py) and diffusers
+(loaders/single_file_utils.py) read them."""
 
 from __future__ import annotations
+
+# Single-file key prefixes of each component, per pipeline family.
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+SD1_TEXT_PREFIX = "cond_stage_model.transformer."  # CLIP ViT-L (transformers names)
+SD2_TEXT_PREFIX = "cond_stage_model.model."  # OpenCLIP ViT-H
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."  # CLIP ViT-L
+SDXL_TEXT2_PREFIX = "conditioner.embedders.1.model."  # OpenCLIP ViT-bigG
+REFINER_TEXT2_PREFIX = "conditioner.embedders.0.model."  # the refiner's only text encoder: OpenCLIP ViT-bigG
+EMA_PREFIX = "model_ema."
 
 # Part name -> key prefixes, most specific first. A standalone file (a VAE, a UNet...) is one part
 # whose name is its kind; see ``part_of``.
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
-    "ema": ("model_ema.",),
-    "unet": ("model.diffusion_model.",),
-    "vae": ("first_stage_model.", "vae."),
+    "ema": (EMA_PREFIX,),
+    "unet": (UNET_PREFIX,),
+    "vae": (VAE_PREFIX, "vae."),
     "text_encoder": ("cond_stage_model.", "conditioner.embedders.0.", "text_encoders.clip_l."),
     "text_encoder_2": ("conditioner.embedders.1.", "text_encoders.clip_g."),
     "text_encoder_3": ("text_encoders.t5xxl.",),
@@ -49,7 +61,7 @@ MARKER_KEYS: frozenset[str] = frozenset(
     }
 )
 
-# Keys no loader uses (DOMAIN.md section 3): (prefix, why).
+# Keys no loader uses (training state left in a checkpoint): (prefix, why).
 JUNK_PREFIXES: tuple[tuple[str, str], ...] = (
     ("embedding_manager.", "textual-inversion training leftover"),
     ("lora_te_", "LoRA weights merged into the checkpoint by accident"),
@@ -64,6 +76,15 @@ JUNK_PREFIXES: tuple[tuple[str, str], ...] = (
 
 EMA_SCALARS: frozenset[str] = frozenset({"model_ema.decay", "model_ema.num_updates"})
 
+# Where a CLIP ViT-L text encoder lives in the files that hold one (single-file SD1 and SDXL, ComfyUI's
+# text_encoders layout, a standalone transformers CLIPTextModel).
+CLIP_L_PREFIXES: tuple[str, ...] = (
+    SD1_TEXT_PREFIX,
+    SDXL_TEXT_PREFIX,
+    "text_encoders.clip_l.",
+    "text_model.",
+)
+
 CLIP_L_POSITION_IDS: tuple[str, ...] = (
     "cond_stage_model.transformer.text_model.embeddings.position_ids",
     "cond_stage_model.transformer.embeddings.position_ids",
@@ -73,8 +94,32 @@ CLIP_L_POSITION_IDS: tuple[str, ...] = (
     "text_model.embeddings.position_ids",
 )
 
-UNET_PREFIX = "model.diffusion_model."
-EMA_PREFIX = "model_ema."
+# Parts that are not weights: their dtype says nothing of the model's precision (schedules stay
+# fp32, markers are integers, junk is dropped).
+NON_WEIGHT_PARTS: frozenset[str] = frozenset({"schedule", "marker", "junk"})
+
+
+# The order parts are shown in (CLI tables); parts not listed (a standalone file's kind) come last.
+PART_ORDER = (
+    "unet",
+    "ema",
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "controlnet",
+    "depth",
+    "image_encoder",
+    "schedule",
+    "marker",
+    "junk",
+    "other",
+)
+
+
+def part_rank(part: str) -> int:
+    """Sort key of a part for display (see PART_ORDER)."""
+    return PART_ORDER.index(part) if part in PART_ORDER else len(PART_ORDER)
 
 
 def junk_reason(name: str) -> str | None:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, PRECISIONS, is_float
+from sdmodel.dtypes import FP8_DTYPES, ITEMSIZE, PRECISION_NAMES, PRECISIONS, cast_target, is_float
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.formats.diffusers_map import vae_table_for
+from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
     EMA_PREFIX,
@@ -27,13 +31,10 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.units import human_bytes
 
 MAIN = "model"  # name of the main source in Plan.sources
 VAE_SOURCE = "vae"  # name of a VAE file baked in (apply_vae)
-
-FP8 = frozenset({"F8_E4M3", "F8_E5M2"})
-# Largest finite value of each fp8 format: values beyond it are clamped before the cast.
-FP8_MAX = {"F8_E4M3": 448.0, "F8_E5M2": 57344.0}
 
 TE_PARTS = ("text_encoder", "text_encoder_2", "text_encoder_3")
 VAE_PREFIXES = PART_PREFIXES["vae"]
@@ -61,7 +62,7 @@ class Step:
             return "fix"
         if self.source != MAIN:
             return "replace"
-        if self.out_dtype in FP8 and self.out_dtype != self.dtype:
+        if self.out_dtype in FP8_DTYPES and self.out_dtype != self.dtype:
             return "clamp-cast"
         if self.out_dtype != self.dtype:
             return "cast"
@@ -246,7 +247,7 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
 
 
 def apply_prune(plan: Plan) -> None:
-    """Drop known junk (DOMAIN.md section 3), one report line per group. Markers are never junk."""
+    """Drop known junk (parts.JUNK_PREFIXES), one report line per group. Markers are never junk."""
     gone = plan.keep_only(
         lambda s: s.part == "marker" or junk_reason(s.name) is None, lambda s: f"junk: {junk_reason(s.name)}"
     )
@@ -255,7 +256,7 @@ def apply_prune(plan: Plan) -> None:
         groups.setdefault(junk_reason(s.name) or "", []).append(s)
     for why, steps in groups.items():
         size = sum(s.in_bytes for s in steps)
-        plan.notes.append(f"prune: dropped {len(steps)} tensors ({_mb(size)}): {why}")
+        plan.notes.append(f"prune: dropped {len(steps)} tensors ({human_bytes(size)}): {why}")
     if not gone:
         plan.notes.append("prune: no known junk found")
     unknown = [s.name for s in plan.steps if s.part == "other"]
@@ -351,8 +352,6 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
     diffusers = any(n.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for n in names)
     mapping: dict[str, str] = {}
     if diffusers:
-        from sdmodel.formats.diffusers_map import vae_table_for
-
         table = vae_table_for(names)  # the attention linears become 1x1 convs by a reshape (apply_vae)
         for n in names:
             ldm = table.to_ldm(n)
@@ -365,7 +364,7 @@ def standalone_vae_names(vae: TensorSource) -> dict[str, str]:
             if n.startswith(p):
                 bare = n[len(p) :]
                 break
-        if bare.startswith(("loss.", "model_ema.")):
+        if bare.startswith(("loss.", EMA_PREFIX)):
             continue
         mapping[bare] = n
     return mapping
@@ -465,9 +464,7 @@ def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str
             if target == "F32" and s.out_dtype != "F32":
                 s.out_dtype = "F32"
             continue
-        if target in FP8 and len(s.shape) < 2:
-            target = "F16" if s.out_dtype not in FP8 else s.out_dtype
-        s.out_dtype = target
+        s.out_dtype = cast_target(target, s.out_dtype, len(s.shape))
     if default:
         plan.tag(PRECISION_NAMES[default])
     for part, dt in sorted(per_part.items()):
@@ -524,5 +521,105 @@ def apply_extract(plan: Plan, part: str) -> None:
     plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+# --- options and the plan they make ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything a conversion can be asked to do, named as the CLI flags are.
+
+    Checked and normalised when made: ``format`` and ``prediction`` are validated, ``drop`` becomes
+    a tuple, ``meta`` (``KEY=VALUE`` strings or a dict) a dict, ``vae`` a Path. Precisions and the
+    EMA mode are checked by the plan steps that use them."""
+
+    format: str = "safetensors"
+    # what happens to the tensors (build_plan)
+    dtype: str | None = None
+    unet_dtype: str | None = None
+    vae_dtype: str | None = None
+    te_dtype: str | None = None
+    ema: str = "keep"
+    allow_partial_ema: bool = False
+    prune: bool = False
+    drop: tuple[str, ...] = ()
+    fix_clip: bool = False
+    vae: Path | None = None  # a VAE file to bake in
+    remove_vae: bool = False
+    part: str | None = None  # write only this part (extract)
+    # what is written around them and how
+    prediction: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    no_meta: bool = False
+    overwrite: bool = False
+    verify: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in OUTPUT_FORMATS:
+            raise ConversionError(f"--format must be {' or '.join(OUTPUT_FORMATS)}, not {self.format!r}")
+        if self.prediction not in (None, "v", "epsilon"):
+            raise ConversionError(f"--prediction must be v or epsilon, not {self.prediction!r}")
+        object.__setattr__(self, "drop", tuple(self.drop))
+        object.__setattr__(self, "meta", parse_meta(self.meta))
+        if self.vae is not None:
+            object.__setattr__(self, "vae", Path(self.vae))
+
+
+def with_changes(options: ConvertOptions | None, changes: dict[str, Any]) -> ConvertOptions:
+    """``options`` (default: the defaults) with the fields in ``changes`` replaced; an unknown name
+    is a TypeError, as for any keyword argument."""
+    if options is None:
+        return ConvertOptions(**changes)
+    return replace(options, **changes) if changes else options
+
+
+def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
+    """``--meta KEY=VALUE`` items (or a dict) as a dict of strings."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def build_plan(
+    source: TensorSource,
+    options: ConvertOptions | None = None,
+    *,
+    vae: TensorSource | None = None,
+    **changes: Any,
+) -> Plan:
+    """The plan for ``source`` with ``options`` (or their fields as keywords; precisions as
+    ``fp16``, ``bf16``, ``fp32``, ``fp8_e4m3fn``, ``fp8_e5m2``). ``vae`` is the opened VAE file to
+    bake in (``options.vae`` only names it). Raises ConversionError when the options cannot be done."""
+    options = with_changes(options, changes)
+    if options.vae is not None and vae is None:
+        raise TypeError("build_plan: open options.vae and pass it as vae=")
+    if vae is not None and options.remove_vae:
+        raise ConversionError("--vae and --remove-vae contradict each other")
+    per_part = {
+        "unet": parse_precision(options.unet_dtype),
+        "vae": parse_precision(options.vae_dtype),
+        "te": parse_precision(options.te_dtype),
+    }
+    default = parse_precision(options.dtype)
+    plan = initial_plan(source)
+    apply_ema(plan, options.ema, options.allow_partial_ema)
+    if options.prune:
+        apply_prune(plan)
+    apply_drop(plan, options.drop)
+    if vae is not None:
+        apply_vae(plan, vae)
+    if options.remove_vae:
+        apply_remove_vae(plan)
+    apply_clip(plan, options.fix_clip)
+    if options.part is not None:
+        apply_extract(plan, options.part)
+    apply_dtypes(plan, default, per_part)
+    return plan

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -133,9 +133,9 @@ def client() -> httpx.Client:
     global _client, _client_pid
     with _client_lock:
         if _client is None or _client_pid != os.getpid():
-            import httpx
+            import httpx  # noqa: PLC0415 - only when a URL is read
 
-            from sdmodel import __version__
+            from sdmodel import __version__  # noqa: PLC0415 - sdmodel/__init__ imports the readers, which import this
 
             _client = httpx.Client(
                 follow_redirects=False,  # by hand: tokens must not follow a redirect to another host
@@ -206,7 +206,7 @@ def _status_error(display: str, status: int, url: str) -> RemoteError:
 def _request(display: str, url: str, headers: dict[str, str], limit: int, ranged: bool) -> _Answer:
     """GET ``url`` following redirects; read at most ``limit`` bytes of the body. A ranged GET that
     gets a plain 200 (the whole file) is stopped after ``IGNORED_RANGE_LIMIT`` bytes."""
-    import httpx
+    import httpx  # noqa: PLC0415 - only when a URL is read
 
     c = client()
     try:
@@ -598,6 +598,9 @@ class RemotePath:
     def __hash__(self) -> int:
         return hash(self.url)
 
+    def __lt__(self, other: RemotePath) -> bool:
+        return self.url < other.url
+
     @property
     def name(self) -> str:
         return self._posix.name if self._posix.name else (self.hf.repo.split("/")[1] if self.hf else "")
@@ -730,8 +733,6 @@ def forget() -> None:
 
 def as_path(name: Any, read_data: bool = False) -> Any:
     """A RemotePath for a URL (kept as it is when it already is one), else a local ``Path``."""
-    from pathlib import Path
-
     if isinstance(name, RemotePath):
         return name
     return RemotePath(name, read_data) if is_remote(name) else Path(name)

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError
 from sdmodel.i18n import LANGUAGES, Language, parse_language, set_language
 
@@ -44,7 +45,8 @@ def main_group(lang: Language | None) -> None:
 
 
 def _register() -> None:
-    from sdmodel.cli import convert, explain, info, library, meta, scan
+    # After set_language: the commands' help texts are translated when their modules are imported.
+    from sdmodel.cli import convert, explain, info, library, meta, scan  # noqa: PLC0415 - after set_language
 
     for module in (info, convert, scan, meta, explain, library):
         for command in module.COMMANDS:
@@ -57,7 +59,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
-        main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
+        with sigterm_as_interrupt():
+            main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

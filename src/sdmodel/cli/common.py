@@ -1,9 +1,14 @@
-"""Helpers shared by the CLI modules: consoles, sizes, JSON output, progress bars."""
+"""Helpers shared by the CLI modules: consoles, sizes, JSON output, progress bars, SIGTERM."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import click
@@ -19,6 +24,29 @@ from rich.progress import (
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled like Ctrl-C (whatever is being written is removed, see sdmodel.atomic)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("terminated")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` in the main thread, so that a
+    conversion cleans up as on Ctrl-C; the previous handler is restored afterwards. The library
+    itself never touches signal handlers: the process that owns them (this CLI) decides."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def print_error(message: str) -> None:

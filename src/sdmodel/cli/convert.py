@@ -17,27 +17,13 @@ from sdmodel.dtypes import PRECISIONS
 from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
+from sdmodel.parts import part_rank
 from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.remote import as_path
 from sdmodel.units import human_bytes
 
 PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
 BIG = 256 * 1000 * 1000  # show a progress bar for outputs at least this big
-PART_ORDER = (
-    "unet",
-    "ema",
-    "vae",
-    "text_encoder",
-    "text_encoder_2",
-    "text_encoder_3",
-    "controlnet",
-    "depth",
-    "image_encoder",
-    "schedule",
-    "marker",
-    "junk",
-    "other",
-)
 
 
 def _dtypes(d: dict[str, int]) -> str:
@@ -53,8 +39,7 @@ def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
     for col in ("part", "dtype", "tensors", "size", "dropped", "actions"):
         table.add_column(col, justify="right" if col in ("tensors", "size", "dropped") else "left")
-    order = {p: i for i, p in enumerate(PART_ORDER)}
-    for p in sorted(r.parts, key=lambda p: order.get(p["part"], 99)):
+    for p in sorted(r.parts, key=lambda p: part_rank(p["part"])):
         actions = ", ".join(f"{k} {v}" for k, v in sorted(p["actions"].items()))
         table.add_row(
             p["part"],

@@ -18,24 +18,9 @@ from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
+from sdmodel.parts import part_rank
 from sdmodel.remote import as_path, is_remote, measure
 from sdmodel.units import human_bytes, human_count, plural
-
-PART_ORDER = (
-    "unet",
-    "ema",
-    "vae",
-    "text_encoder",
-    "text_encoder_2",
-    "text_encoder_3",
-    "controlnet",
-    "depth",
-    "image_encoder",
-    "schedule",
-    "marker",
-    "junk",
-    "other",
-)
 
 
 def _collect(paths: Iterable[Any]) -> list[Path]:
@@ -48,6 +33,15 @@ def _collect(paths: Iterable[Any]) -> list[Path]:
 def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
     """One path naming one model (a file or a diffusers folder): JSON is an object, not a list."""
     return len(paths) == 1 and files == [as_path(paths[0])]
+
+
+def _vae_line(vae: dict) -> str:
+    fingerprint = f"fingerprint {vae['fingerprint'][:16]}"
+    if vae.get("metric") is None:
+        return f"inside ({fingerprint})"
+    if vae.get("name") in (None, "unknown"):
+        return f"no known VAE matches (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
+    return f"{vae['name']} (Model Toolkit metric {vae['metric']:04}, {fingerprint})"
 
 
 @click.command("info")
@@ -124,8 +118,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     for col in ("part", "tensors", "params", "size", "dtypes"):
         table.add_column(col, justify="right" if col in ("tensors", "params", "size") else "left")
-    order = {p: i for i, p in enumerate(PART_ORDER)}
-    for part, comp in sorted(report.components.items(), key=lambda kv: order.get(kv[0], 50)):
+    for part, comp in sorted(report.components.items(), key=lambda kv: part_rank(kv[0])):
         table.add_row(part, str(comp.tensors), human_count(comp.params), human_bytes(comp.bytes), _dtypes(comp.dtypes))
     console.print(table)
 
@@ -167,7 +160,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if d["unknown_keys"]:
         facts.add_row("unknown keys", f"{len(d['unknown_keys'])} (kept; --keys lists them)")
     if d["vae"].get("present"):
-        facts.add_row("VAE", f"{d['vae']['name']} (fingerprint {d['vae']['fingerprint'][:16]})")
+        facts.add_row("VAE", _vae_line(d["vae"]))
     for label, key in (
         ("A1111 config", "a1111_config"),
         ("ModelSpec", "modelspec_architecture"),

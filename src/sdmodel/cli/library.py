@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sdmodel.cli.common import console, err_console, print_json
+from sdmodel.cli.common import byte_progress, console, err_console, print_json
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
 from sdmodel.units import human_bytes, plural
@@ -56,33 +56,15 @@ def scan_command(
     catalogued). Looks in the current folder and its parents, then ~/stable-diffusion-webui,
     ~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,
     ~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."""
-    from sdmodel.library.scanning import scan_library
-    from sdmodel.library.walk import detect_install, find_installs, normalize_roots
+    from sdmodel.library.scanning import scan_library  # noqa: PLC0415 - start-up time: loaded only by this command
+    from sdmodel.library.walk import scan_roots  # noqa: PLC0415 - start-up time: loaded only by this command
 
-    roots: list[tuple[Path, str]] = []
     with Catalog(_db_path(db)) as cat:
-        if dirs:
-            for d in dirs:
-                p = Path(d)
-                if not p.is_dir():
-                    raise click.BadParameter(f"{d}: not a directory", param_hint="DIRS")
-                inst = detect_install(p)
-                if inst is None:
-                    roots.append((p, ""))
-                else:
-                    roots.extend((r, inst.ui) for r in inst.roots)
-        else:
-            for inst in find_installs():
-                err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False)
-                roots.extend((r, inst.ui) for r in inst.roots)
-            roots.extend((r, "") for r in cat.roots())
-            if not roots:
-                raise click.UsageError(
-                    "no A1111, Forge or ComfyUI install found here or in the usual places; "
-                    "give the model folders: sdmodel library scan DIR..."
-                )
-        uis = {os.path.abspath(r): ui for r, ui in roots if ui}
-        roots = [(r, uis.get(str(r), "")) for r in normalize_roots([r for r, _ in roots])]
+        roots = scan_roots(
+            [Path(d) for d in dirs],
+            cat.roots(),
+            on_install=lambda inst: err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False),
+        )
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -194,7 +176,7 @@ def report_command(db: str | None, as_json: bool) -> None:
 def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, as_json: bool) -> None:
     """Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for
     generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."""
-    from sdmodel.library.savings import compute_plan
+    from sdmodel.library.savings import compute_plan  # noqa: PLC0415 - start-up time: loaded only by this command
 
     with _open(db) as cat:
         if no_train_folders:
@@ -256,9 +238,8 @@ def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folder
 def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) -> None:
     """Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the
     trash. Resumes an interrupted run."""
-    from sdmodel.cli.common import byte_progress
-    from sdmodel.library.apply import apply_plan
-    from sdmodel.library.savings import compute_plan
+    from sdmodel.library.apply import apply_plan  # noqa: PLC0415 - start-up time: loaded only by this command
+    from sdmodel.library.savings import compute_plan  # noqa: PLC0415 - start-up time: loaded only by this command
 
     with _open(db) as cat:
         if not cat.plan_items(("pending", "running") + (("failed",) if retry_failed else ())):
@@ -305,7 +286,7 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
 def serve_command(db: str | None, host: str, port: int) -> None:
     """Show the catalog on a local web page: models, duplicates, problems, the savings plan."""
-    from sdmodel.web.server import make_server
+    from sdmodel.web.server import make_server  # noqa: PLC0415 - start-up time: loaded only by this command
 
     server = make_server(_db_path(db), host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -14,51 +11,12 @@ from rich.text import Text
 
 from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import console, print_json
-from sdmodel.remote import as_path, is_remote, measure
+from sdmodel.remote import as_path, measure
 from sdmodel.security.scanner import ScanReport, scan
+from sdmodel.security.selection import iter_scan_files
 from sdmodel.units import plural
 
-SCAN_SUFFIXES = frozenset(
-    {".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle", ".safetensors", ".sft", ".npy", ".joblib", ".7z"}
-)
-CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
-# Content that makes any file worth scanning, whatever its name: zip, pickle PROTO 0-5, 7z, numpy.
-_MAGICS = (b"PK\x03\x04", b"7z\xbc\xaf\x27\x1c", b"\x93NUMPY", *(bytes([0x80, v]) for v in range(6)))
 STYLE = {"safe": "green", "suspicious": "yellow", "dangerous": "bold red", "error": "magenta"}
-
-
-def _sniffs_as_model(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return head.startswith(_MAGICS)
-
-
-def iter_scan_files(paths: Iterable[str]) -> Iterator[Path]:
-    """Files to scan: explicit paths as given; inside folders, model-like names, standalone configs
-    (a ``.yaml`` beside a model is scanned with it) and anything whose content looks like a pickle,
-    zip, 7z or numpy file."""
-    for p in map(as_path, paths):
-        if is_remote(p) or not p.is_dir():
-            yield p
-            continue
-        for root, dirs, files in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            rootp = Path(root)
-            stems = {Path(n).stem for n in files if Path(n).suffix.lower() in SCAN_SUFFIXES}
-            for name in sorted(files):
-                f = rootp / name
-                suffix = f.suffix.lower()
-                if name.startswith(".") or not f.is_file():
-                    continue
-                if suffix in CONFIG_SUFFIXES:
-                    wanted = f.stem not in stems  # a sidecar is scanned with its model
-                else:
-                    wanted = suffix in SCAN_SUFFIXES or _sniffs_as_model(f)
-                if wanted:
-                    yield f
 
 
 def _finding_text(report: ScanReport, n: int = 3) -> Text:

@@ -8,19 +8,25 @@ from pathlib import Path
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import DictSource, TensorInfo, TensorSource, model_path, open_bytes
 
-__all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff"]
+__all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff", "sniff_head"]
 
 ZIP_MAGIC = b"PK\x03\x04"
+SNIFF_BYTES = 512  # how much of a file ``sniff`` reads
 
 
-def sniff(name: str | Path) -> str:
-    """The container a file really is: ``safetensors``, ``torch-zip``, ``torch-legacy``,
-    ``diffusers``, ``tar``, ``empty`` or ``unknown``."""
-    path = model_path(name)
+def sniff(path: Path) -> str:
+    """The container a file (or folder) really is, from its content: see ``sniff_head``; a folder
+    is ``diffusers``."""
+    path = model_path(path)
     if path.is_dir():
         return "diffusers"
     with open_bytes(path) as f:
-        head = f.read(512)
+        return sniff_head(f.read(SNIFF_BYTES))
+
+
+def sniff_head(head: bytes) -> str:
+    """The container a file is, from its first SNIFF_BYTES bytes: ``safetensors``, ``torch-zip``,
+    ``torch-legacy`` (a pickle, PROTO 0-5), ``tar``, ``npy``, ``7z``, ``empty`` or ``unknown``."""
     if not head:
         return "empty"
     if head.startswith(ZIP_MAGIC):
@@ -34,6 +40,10 @@ def sniff(name: str | Path) -> str:
         return "torch-legacy"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z"
     return "unknown"
 
 
@@ -45,19 +55,19 @@ def open_model(name: str | Path) -> TensorSource:
         raise ModelReadError(f"{path}: no such file or directory")
     kind = sniff(path)
     if kind == "safetensors":
-        from sdmodel.formats.safetensors import SafetensorsSource
+        from sdmodel.formats.safetensors import SafetensorsSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return SafetensorsSource(path)
     if kind == "torch-zip":
-        from sdmodel.formats.torch_zip import TorchZipSource
+        from sdmodel.formats.torch_zip import TorchZipSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return TorchZipSource(path)
     if kind == "torch-legacy":
-        from sdmodel.formats.torch_legacy import TorchLegacySource
+        from sdmodel.formats.torch_legacy import TorchLegacySource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return TorchLegacySource(path)
     if kind == "diffusers":
-        from sdmodel.formats.diffusers import DiffusersSource
+        from sdmodel.formats.diffusers import DiffusersSource  # noqa: PLC0415 - start-up time: only the reader needed
 
         return DiffusersSource(path)
     if kind == "empty":

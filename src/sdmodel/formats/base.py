@@ -14,7 +14,8 @@ from typing import Any, BinaryIO, cast
 
 import numpy as np
 
-from sdmodel.dtypes import ITEMSIZE
+from sdmodel.dtypes import ITEMSIZE, dtype_name
+from sdmodel.errors import ModelReadError
 from sdmodel.remote import RemotePath, as_path, is_remote
 
 
@@ -72,6 +73,12 @@ class TensorSource(ABC):
     def read(self, name: str) -> np.ndarray:
         """The tensor's values (C-contiguous, native byte order). May be a read-only view."""
 
+    def data_range(self, name: str) -> tuple[int, int] | None:
+        """Absolute [begin, end) of the tensor's bytes in ``path`` when they are stored there as
+        they are (C order, little-endian, uncompressed), so that a writer can read them straight
+        into its own buffer; None otherwise (the default)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles and maps."""
 
@@ -96,8 +103,6 @@ class DictSource(TensorSource):
     """An in-memory source (tests, plans that replace tensors)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], path: Path | str = "<memory>") -> None:
-        from sdmodel.dtypes import dtype_name
-
         super().__init__(Path(path))
         self.format = "memory"
         self.arrays = arrays
@@ -124,22 +129,9 @@ def open_bytes(path: str | Path | RemotePath) -> BinaryIO:
     return cast(BinaryIO, p.open()) if isinstance(p, RemotePath) else open(p, "rb")
 
 
-def read_exact(f, offset: int, nbytes: int, what: str) -> bytes:
-    """``nbytes`` at ``offset`` of an open binary file, or a ModelReadError naming ``what``."""
-    from sdmodel.errors import ModelReadError
-
-    f.seek(offset)
-    data = f.read(nbytes)
-    if len(data) != nbytes:
-        raise ModelReadError(f"{what}: file is truncated (wanted {nbytes} bytes at offset {offset})")
-    return data
-
-
 def read_array(f, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Read a C-ordered array from an open file into fresh memory (no mmap: resident memory stays
     the size of one tensor, whatever the file size)."""
-    from sdmodel.errors import ModelReadError
-
     out = np.empty(shape, dtype=dtype)
     view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
     f.seek(offset)

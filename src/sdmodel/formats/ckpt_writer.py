@@ -21,9 +21,13 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo
+from sdmodel.formats.sink import Expected, raw_bytes
 
 ALIGN = 64
 ZIP64_LIMIT = 0xFFFFFFFF
@@ -312,3 +316,40 @@ class CkptWriter:
         """The bytes of tensor ``index`` as a zip reader sees them (CRC checked)."""
         with zipfile.ZipFile(path) as z:
             return z.read(f"{ARCHIVE}/data/{index}")
+
+
+class CkptSink:
+    """The checkpoint writer as a ``Sink`` (formats/sink.py): tensors in the given order."""
+
+    format = "ckpt"
+
+    def __init__(self, tensors: list[TensorInfo]) -> None:
+        self.writer = CkptWriter(tensors)
+        self.order = list(range(len(self.writer.tensors)))
+        self.digest: str | None = None  # a checkpoint has no data hash
+
+    def begin(self, f: BinaryIO) -> None:
+        self.writer.begin(f)
+
+    def encode(self, index: int, array: np.ndarray) -> memoryview:
+        return raw_bytes(array)
+
+    def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
+        self.writer.write_tensor(f, index, data)
+
+    def hash(self, data: memoryview) -> None:
+        """The zip CRCs are computed while writing."""
+
+    def fill(self, values: dict[str, str]) -> None:
+        """A PyTorch checkpoint has no metadata: nothing to fill."""
+
+    def finish(self, f: BinaryIO) -> None:
+        self.writer.finish(f)
+
+    def check(self, path: Path) -> None:
+        self.writer.check(path)
+
+    def verify(self, path: Path, expected: Expected) -> None:
+        for i, t in enumerate(self.writer.tensors):
+            if self.writer.read_storage(path, i) != bytes(raw_bytes(expected(i))):
+                raise ConversionError(f"{path}: tensor {t.name} differs from the source after casting")

@@ -200,7 +200,7 @@ class DiffusersSource(TensorSource):
         return {name: (src, info) for name, info in src.tensors.items()}
 
     def _open_file(self, path: Path) -> TensorSource:
-        from sdmodel.formats import open_model
+        from sdmodel.formats import open_model  # noqa: PLC0415 - open_model imports this module on first use
 
         if path.is_dir():
             raise ModelReadError(f"{path}: expected a weight file, found a folder")

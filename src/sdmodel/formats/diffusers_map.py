@@ -24,20 +24,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The single-file key prefixes: sdmodel.parts owns them (re-exported for the diffusers reader).
+from sdmodel.parts import REFINER_TEXT2_PREFIX as REFINER_TEXT2_PREFIX
+from sdmodel.parts import SD1_TEXT_PREFIX as SD1_TEXT_PREFIX
+from sdmodel.parts import SD2_TEXT_PREFIX as SD2_TEXT_PREFIX
+from sdmodel.parts import SDXL_TEXT2_PREFIX as SDXL_TEXT2_PREFIX
+from sdmodel.parts import SDXL_TEXT_PREFIX as SDXL_TEXT_PREFIX
+from sdmodel.parts import UNET_PREFIX, VAE_PREFIX
+
 # Ops needed to build one LDM tensor from its diffusers part(s).
 COPY = "copy"
 CONV1X1 = "conv1x1"  # linear [C, C] -> 1x1 conv [C, C, 1, 1]
 QKV = "qkv"  # concatenate q, k, v along dim 0
 TRANSPOSE = "transpose"
-
-# Single-file key prefixes per pipeline family and component (DOMAIN.md section 3).
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-SD1_TEXT_PREFIX = "cond_stage_model.transformer."
-SD2_TEXT_PREFIX = "cond_stage_model.model."
-SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
-SDXL_TEXT2_PREFIX = "conditioner.embedders.1.model."
-REFINER_TEXT2_PREFIX = "conditioner.embedders.0.model."
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sdmodel
-from sdmodel.engine import TEMP_SUFFIX
+from sdmodel.atomic import staged_path, sync_dir
+from sdmodel.conversion import convert
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_model_file
+from sdmodel.formats import open_model
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.walk import TRASH_DIR, FoundFile, assign_sidecars, stem_of
+from sdmodel.library.scanning import examine, make_row
+from sdmodel.library.walk import TRASH_DIR, FoundFile
+from sdmodel.sidecars import assign_sidecars, stem_of
 
 Event = Callable[[dict[str, Any]], None]
 FREE_SPACE_MARGIN = 64 << 20
@@ -64,10 +67,6 @@ def apply_lock(db_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def tmp_path_for(dst: Path) -> Path:
-    return dst.with_name(f".{stem_of(dst.name)}{TEMP_SUFFIX}.safetensors")
 
 
 def trash_path_for(src: Path, root: Path) -> Path:
@@ -108,15 +107,13 @@ def _move(src: Path, dst: Path) -> None:
 
 def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
     dtype = None if item["dtype"] == "keep" else item["dtype"]
-    sdmodel.convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
+    convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
     if not tmp.is_file():
         raise SdmodelError(f"{item['src']}: the conversion wrote no output")
 
 
 def _check_output(tmp: Path) -> None:
     """Reopen the output: it must read as safetensors with tensors in it."""
-    from sdmodel.formats import open_model
-
     with open_model(tmp) as source:
         if source.format != "safetensors" or not source.tensors:
             raise SdmodelError(f"{tmp}: the output does not read back as a safetensors model")
@@ -234,7 +231,7 @@ def run_item(
 ) -> None:
     """Run (or resume) one plan item: see the module docstring."""
     src, dst, root = Path(item["src"]), Path(item["dst"]), Path(item["root"])
-    tmp = tmp_path_for(dst)
+    tmp = staged_path(dst)
     step = item["step"]
     if step == "converted" and not tmp.is_file():
         step = ""
@@ -282,13 +279,12 @@ def run_item(
                 _move(src, trash)
         catalog.update_item(item["id"], step="trashed", trashed_to=str(trash) if trash else None)
     os.replace(tmp, dst)
+    sync_dir(dst.parent)
     _finish(catalog, item)
 
 
 def _finish(catalog: Catalog, item: dict[str, Any]) -> None:
     """Mark the item done and replace the original's catalog row by the output's."""
-    from sdmodel.library.scanning import examine, make_row
-
     dst, root = Path(item["dst"]), Path(item["root"])
     catalog.update_item(item["id"], status="done", step="", finished=time.time())
     catalog.delete_paths([item["src"]])

@@ -18,6 +18,7 @@ from typing import Any
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
+from sdmodel.parts import NON_WEIGHT_PARTS
 
 SCHEMA_VERSION = 2
 
@@ -121,7 +122,6 @@ LIST_COLUMNS = [
 ]
 
 # Parts whose dtype says nothing about the model's precision.
-NON_WEIGHT_PARTS = frozenset({"schedule", "marker", "junk"})
 
 
 def default_db_path() -> Path:
@@ -295,6 +295,27 @@ class Catalog:
             raise ValueError(column)
         rows = self.db.execute(f"SELECT {column}, COUNT(*) FROM files GROUP BY {column} ORDER BY {column}")
         return [(r[0] or "", r[1]) for r in rows]
+
+    def totals(self) -> tuple[int, int]:
+        """(number of files, their bytes)."""
+        count, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
+        return int(count), int(size)
+
+    def names_in_folder(self, root: str, folder: str) -> set[str]:
+        """Names of the files in one folder of one root (the folder alone may repeat under another root)."""
+        rows = self.db.execute("SELECT name FROM files WHERE root = ? AND folder = ?", (root, folder))
+        return {r[0] for r in rows}
+
+    def hashed_files(self) -> list[dict[str, Any]]:
+        """The rows duplicates are found from: files with a hash or a content fingerprint."""
+        rows = self.db.execute(
+            "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
+            "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
+        )
+        return [dict(r) for r in rows.fetchall()]
+
+    def ids_by_path(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute("SELECT path, id FROM files")}
 
     def get(self, file_id: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()

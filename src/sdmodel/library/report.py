@@ -7,10 +7,9 @@ from collections import defaultdict
 from typing import Any
 
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.walk import expected_kinds, stem_of
+from sdmodel.library.walk import expected_kinds
+from sdmodel.sidecars import is_config, needs_config, stem_of
 
-# Kinds A1111 needs a config yaml beside (SD2 and its variants).
-YAML_FAMILIES = frozenset({"sd2"})
 PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy"})
 
 PROBLEM_TITLES = {
@@ -75,9 +74,9 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
             "broken_clip",
             f"CLIP position ids are broken at {len(broken)} positions; 'sdmodel convert --fix-clip' restores 0..76",
         )
-    if kind == "checkpoint" and f.get("family") in YAML_FAMILIES:
+    if needs_config(kind, f.get("family")):
         sidecars = f.get("sidecars") or []
-        if not any(s.lower().endswith((".yaml", ".yml")) for s in sidecars):
+        if not any(is_config(s) for s in sidecars):
             cfg = rep.get("a1111_config")
             which = (
                 f"a copy of {cfg}"

@@ -1,7 +1,7 @@
 """``library plan``: per file, the conversion the seed article recommends and the bytes it saves.
 
-Generating (the default): fp16 safetensors, one UNet weight set (no EMA), junk dropped; files
-already in 16 or fewer bits keep their precision (bf16 is not turned into fp16). Training folders
+Generating (the default): the precision ``advice.generating_dtype`` chooses (fp16 for fp32 weights;
+files already in 16 or fewer bits keep theirs), one UNet weight set (no EMA), junk dropped. Training folders
 (``--train-folder``): safetensors keeping the EMA set and the file's precision (fp32 stays fp32; an
 fp16 file is not up-cast, that cannot restore precision). Files already optimal are skipped.
 """
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdmodel.advice import generating_dtype, weight_dtypes
 from sdmodel.library.catalog import Catalog
-from sdmodel.library.walk import stem_of
+from sdmodel.sidecars import stem_of
 from sdmodel.units import human_bytes, plural
 
 CONVERTIBLE_KINDS = frozenset(
     {"checkpoint", "unet", "vae", "text_encoder", "controlnet", "t2i_adapter", "lora", "lycoris"}
 )
-SMALL_PRECISIONS = frozenset({"fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"})
 # A conversion must save at least this share of the file to be worth it (unless it removes a pickle).
 MIN_SAVING = 0.01
 _PRECISION_TOKEN = re.compile(r"(?i)(?<![a-z0-9])(fp32|float32)(?![a-z0-9])")
@@ -99,7 +99,9 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[dict[str, An
     size = f["size"]
     mode = "train" if in_folders(f["path"], train_folders) else "generate"
     if mode == "generate":
-        dtype = "keep" if precision in SMALL_PRECISIONS else "fp16"
+        components = rep.get("components") or {}
+        weights = weight_dtypes({part: (c.get("dtypes") or {}) for part, c in components.items()})
+        dtype = generating_dtype(weights) or "keep"
         ema = "drop" if f.get("ema") else "keep"
         gen = advice.get("generate") or {}
         after = gen.get("bytes_after") if dtype == "fp16" else None

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sdmodel
 from sdmodel.errors import SdmodelError
+from sdmodel.formats import open_model
+from sdmodel.hashing import content_fingerprints, hash_file
+from sdmodel.inspection import inspect
 from sdmodel.library.catalog import Catalog, precision_of
 from sdmodel.library.walk import FoundFile, category_of, walk_root
+from sdmodel.security.scanner import scan
 
 # progress(stage, done, total, path): stage is "walk" (total unknown: 0) or "examine".
 Progress = Callable[[str, int, int, str], None]
@@ -74,23 +77,20 @@ def examine(path: str, want_hashes: bool) -> dict[str, Any]:
         "error": None,
     }
     try:
-        out["report"] = sdmodel.inspect(path).to_dict()
+        out["report"] = inspect(path, read_values=want_hashes).to_dict()
     except SdmodelError as e:
         out["error"] = str(e)
     except Exception as e:  # a reader bug must not stop a library scan
         out["error"] = f"internal error: {type(e).__name__}: {e}"
     try:
-        out["scan"] = sdmodel.scan(path).to_dict()
+        out["scan"] = scan(path).to_dict()
     except Exception as e:
         out["scan"] = {"path": path, "verdict": "error", "findings": [], "error": f"{type(e).__name__}: {e}"}
     if want_hashes:
         try:
             if not os.path.isdir(path):
-                out["hashes"] = sdmodel.hash_file(path)
+                out["hashes"] = hash_file(path)
             if out["error"] is None:
-                from sdmodel.formats import open_model
-                from sdmodel.hashing import content_fingerprints
-
                 with open_model(path) as source:
                     found = content_fingerprints(source)
                 out["fingerprint"], out["fingerprint_bf16"] = found["fp16"], found["bf16"]

@@ -6,17 +6,22 @@ its parents, then at these folders of the home directory: ``stable-diffusion-web
 ``ComfyUI``, ``comfyui``, ``ComfyUI_windows_portable/ComfyUI``, ``Documents/ComfyUI``. A folder
 is an A1111/Forge install when it has ``models/Stable-diffusion``; a ComfyUI install when it has
 ``models/checkpoints`` (its ``extra_model_paths.yaml`` adds more roots). Model roots are
-``models/`` (and A1111's top-level ``embeddings/``): DOMAIN.md section 7.
+``models/`` (and A1111's top-level ``embeddings/``), as A1111 (modules/paths.py, modules/shared.py)
+and ComfyUI (folder_paths.py) lay them out.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from sdmodel.errors import SdmodelError
 from sdmodel.files import is_diffusers_dir, is_model_file
+from sdmodel.sidecars import assign_sidecars
 
 TRASH_DIR = ".sdmodel-trash"
 
@@ -32,7 +37,7 @@ HOME_CANDIDATES = (
     "Documents/ComfyUI",
 )
 
-# Folder name (lower case) -> the kinds that belong there (DOMAIN.md section 7).
+# Folder name (lower case) -> the kinds that belong there (A1111 and ComfyUI folder names).
 FOLDER_KINDS: dict[str, frozenset[str]] = {
     "stable-diffusion": frozenset({"checkpoint", "unet"}),
     "checkpoints": frozenset({"checkpoint"}),
@@ -90,8 +95,6 @@ def _comfy_extra_roots(folder: Path) -> list[Path]:
     cfg = folder / "extra_model_paths.yaml"
     if not cfg.is_file():
         return []
-    import yaml
-
     try:
         data = yaml.safe_load(cfg.read_text(encoding="utf-8", errors="replace"))
     except (OSError, yaml.YAMLError):
@@ -134,6 +137,37 @@ def find_installs(cwd: Path | None = None, home: Path | None = None) -> list[Ins
     return found
 
 
+def scan_roots(
+    dirs: list[Path], known: list[Path], on_install: Callable[[Install], None] | None = None
+) -> list[tuple[Path, str]]:
+    """The roots a library scan walks, each with its UI ("" when unknown): the folders given (an
+    install folder stands for its model roots), or else the installs found nearby
+    (``find_installs``, each announced to ``on_install``) and the roots already catalogued
+    (``known``). Raises SdmodelError for a given path that is no folder, or when nothing is found."""
+    roots: list[tuple[Path, str]] = []
+    for d in dirs:
+        if not d.is_dir():
+            raise SdmodelError(f"{d}: not a directory")
+        inst = detect_install(d)
+        if inst is None:
+            roots.append((d, ""))
+        else:
+            roots.extend((r, inst.ui) for r in inst.roots)
+    if not dirs:
+        for inst in find_installs():
+            if on_install is not None:
+                on_install(inst)
+            roots.extend((r, inst.ui) for r in inst.roots)
+        roots.extend((r, "") for r in known)
+        if not roots:
+            raise SdmodelError(
+                "no A1111, Forge or ComfyUI install found here or in the usual places; "
+                "give the model folders: sdmodel library scan DIR..."
+            )
+    uis = {os.path.abspath(r): ui for r, ui in roots if ui}
+    return [(r, uis.get(str(r), "")) for r in normalize_roots([r for r, _ in roots])]
+
+
 def normalize_roots(roots: list[Path]) -> list[Path]:
     """Absolute, deduplicated roots, dropping any root inside another one."""
     absolute = sorted({Path(os.path.abspath(r)) for r in roots}, key=lambda p: len(p.parts))
@@ -142,33 +176,6 @@ def normalize_roots(roots: list[Path]) -> list[Path]:
         if not any(r == k or k in r.parents for k in kept):
             kept.append(r)
     return sorted(kept)
-
-
-def stem_of(name: str) -> str:
-    """A model file's base name: ``x.safetensors`` -> ``x``."""
-    return os.path.splitext(name)[0]
-
-
-def assign_sidecars(models: list[str], others: list[str]) -> dict[str, list[str]]:
-    """The sidecars of each model among the file names of one folder: every non-model file goes to
-    the model with the longest stem it starts with (``a.b.png`` belongs to ``a.b.safetensors``
-    rather than ``a.safetensors``). ``x.vae.safetensors`` is both a model and a sidecar of ``x``.
-    Returns model name -> sorted sidecar names."""
-    by_stem: dict[str, str] = {}
-    for name in models:
-        by_stem.setdefault(stem_of(name), name)
-    owned: dict[str, list[str]] = {name: [] for name in models}
-    for name in others + [n for n in models if ".vae." in n.lower()]:
-        cut = name
-        while "." in cut:
-            cut = cut.rsplit(".", 1)[0]
-            owner = by_stem.get(cut)
-            if owner is not None and owner != name:
-                owned[owner].append(name)
-                break
-    for names in owned.values():
-        names.sort()
-    return owned
 
 
 def walk_root(root: Path) -> Iterator[FoundFile]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import yaml
+
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import model_path, open_bytes
@@ -35,6 +37,8 @@ from sdmodel.formats.pickle_vm import (
     parse_storage_pid,
     run_pickle,
 )
+from sdmodel.formats.safetensors import SafetensorsSource
+from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
 from sdmodel.security.denylist import denied
 from sdmodel.security.targets import target_allowed
@@ -51,7 +55,6 @@ MAX_TAR_MEMBERS = 64
 MAX_EXTRA_PICKLES = 8  # pickles looked for after the first STOP
 MAX_YAML = 1024 * 1024
 MAX_STORAGES = 1_000_000
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MAX_TORCH_VERSION = 20
 
 # Content that is not a model: (magic, offset, description).
@@ -657,8 +660,6 @@ class _Scan:
         self.after_stop(data, res, "array", size - start - hlen)
 
     def scan_safetensors(self) -> None:
-        from sdmodel.formats.safetensors import SafetensorsSource
-
         try:
             src = SafetensorsSource(self.path)
         except ModelReadError as e:
@@ -673,8 +674,6 @@ class _Scan:
                 self.add("suspicious" if note.code == "duplicate-names" else "info", note.code, note.message)
 
     def scan_yaml(self, path: Path, member: str | None) -> None:
-        import yaml
-
         if path.stat().st_size > MAX_YAML:
             self.add("suspicious", "limit-exceeded", f"config larger than {MAX_YAML >> 10} KB not scanned", member)
             return

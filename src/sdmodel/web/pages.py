@@ -21,6 +21,7 @@ from sdmodel.library.report import (
     duplicate_groups,
     problems_of,
 )
+from sdmodel.library.savings import compute_plan
 from sdmodel.units import human_bytes
 
 PER_PAGE = 50
@@ -48,7 +49,7 @@ def e(value: Any) -> str:
 
 
 def layout(catalog: Catalog, title: str, body: str, active: str) -> str:
-    row = catalog.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
+    row = catalog.totals()
     nav = {f"nav_{k}": ' class="active"' if k == active else "" for k in ("list", "duplicates", "problems", "plan")}
     return _BASE.substitute(
         title=e(title),
@@ -259,10 +260,7 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     findings = scan.get("findings") or []
     finding_rows = [[e(x.get("severity")), e(x.get("message"))] for x in findings]
     # The models beside it: same root and folder (the folder alone may repeat under another root).
-    names = {
-        r[0]
-        for r in catalog.db.execute("SELECT name FROM files WHERE root = ? AND folder = ?", (f["root"], f["folder"]))
-    }
+    names = catalog.names_in_folder(f["root"], f["folder"])
     probs = problems_of(f, names)
     dup_groups = _groups_with(catalog, f)
     body = [f"<h1>{e(f['name'])}</h1>", kv_table(summary)]
@@ -302,26 +300,16 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     return layout(catalog, f["name"], "".join(body), "list")
 
 
-HASHED_ROWS = (
-    "SELECT id, path, size, kind, family, sha256, autov3, fingerprint, fingerprint_bf16 FROM files "
-    "WHERE sha256 IS NOT NULL OR autov3 IS NOT NULL OR fingerprint IS NOT NULL"
-)
-
-
-def _hashed_files(catalog: Catalog) -> list[dict[str, Any]]:
-    return [dict(r) for r in catalog.db.execute(HASHED_ROWS).fetchall()]
-
-
 def _groups_with(catalog: Catalog, f: dict[str, Any]) -> list[dict[str, Any]]:
     """The duplicate groups this file is in (all hashed files: model groups link transitively)."""
     if not any(f.get(c) for c in ("sha256", "autov3", "fingerprint")):
         return []
-    return [g for g in duplicate_groups(_hashed_files(catalog)) if f["id"] in g["ids"]]
+    return [g for g in duplicate_groups(catalog.hashed_files()) if f["id"] in g["ids"]]
 
 
 # -- duplicates, problems ------------------------------------------------------------------------
 def duplicates_page(catalog: Catalog) -> str:
-    rows = _hashed_files(catalog)
+    rows = catalog.hashed_files()
     groups = duplicate_groups(rows)
     hashed = len(rows)
     body = ["<h1>Duplicates</h1>"]
@@ -352,7 +340,7 @@ def duplicates_page(catalog: Catalog) -> str:
 
 def problems_page(catalog: Catalog) -> str:
     report = build_report(catalog)
-    ids = {r[0]: r[1] for r in catalog.db.execute("SELECT path, id FROM files")}
+    ids = catalog.ids_by_path()
     body = ["<h1>Problems</h1>"]
     if not report["problems"]:
         body.append('<p class="muted">No problems found.</p>')
@@ -373,10 +361,8 @@ def problems_page(catalog: Catalog) -> str:
 
 # -- plan ----------------------------------------------------------------------------------------
 def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
-    from sdmodel.library.savings import compute_plan
-
     plan = compute_plan(catalog)
-    ids = {r[0]: r[1] for r in catalog.db.execute("SELECT path, id FROM files")}
+    ids = catalog.ids_by_path()
     body = ["<h1>Savings plan</h1>"]
     folders = catalog.get_meta("train_folders", [])
     body.append(

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from sdmodel.library.apply import apply_plan
 from sdmodel.library.catalog import Catalog
+from sdmodel.library.savings import compute_plan
 from sdmodel.web import pages
 
 STATIC = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
@@ -87,9 +89,6 @@ class PlanRunner:
                     self.state[key] += 1
 
     def _run(self) -> None:
-        from sdmodel.library.apply import apply_plan
-        from sdmodel.library.savings import compute_plan
-
         error = None
         stats = None
         try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sdmodel.formats.base import DictSource
-from sdmodel.vae_metric import BASELINE, KNOWN_VAES, fold, tensor_term, vae_metric
+from sdmodel.vaes import BASELINE, KNOWN_VAES, fold, tensor_term, vae_metric
 
 
 def published(tensors: dict[str, np.ndarray]) -> int:
@@ -60,3 +60,21 @@ def test_only_a_4_channel_ldm_vae_has_the_metric() -> None:
     arrays["first_stage_model.decoder.conv_in.weight"] = np.zeros((512, 16, 3, 3), np.float32)
     assert vae_metric(DictSource(arrays), "first_stage_model.") is None
     assert vae_metric(DictSource(vae_like(0, 0.1)), "") is None
+
+
+def test_identify_vae_names_a_known_vae_and_says_when_none_matches() -> None:
+    from sdmodel.vaes import VAE_FINGERPRINT_KEYS, identify_vae
+
+    prefix = "first_stage_model."
+    arrays = {prefix + k: np.zeros((4, 4, 1, 1), np.float32) for k in VAE_FINGERPRINT_KEYS}
+    arrays[prefix + "decoder.conv_in.weight"] = np.zeros((512, 4, 3, 3), np.float32)
+    # 46,929 values of 2.0 contribute sigmoid(2) - 0.5 each: 17,870.4, within the metric's 1e-4 of
+    # the SD 1.x VAE's published sum.
+    arrays[prefix + "encoder.conv_in.weight"] = np.full((46929,), 2.0, np.float32)
+    found = identify_vae(DictSource(arrays))
+    assert found["metric"] == 0 and found["name"].startswith("SD 1.x original VAE")
+    arrays[prefix + "encoder.conv_in.weight"] = np.full((46929,), 1.0, np.float32)
+    found = identify_vae(DictSource(arrays))
+    assert found["metric"] not in KNOWN_VAES and found["name"] == "unknown"
+    skipped = identify_vae(DictSource(arrays), read_values=False)
+    assert skipped["present"] and skipped["metric"] is None and skipped["name"] is None
