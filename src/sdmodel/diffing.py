@@ -140,7 +140,7 @@ def _compare(a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str) -> tuple[
 def diff(a: str | Path, b: str | Path, progress: Callable[[int, int], None] | None = None) -> DiffResult:
     """Compare two model files (any format sdmodel reads). ``progress(done, total)`` counts tensors."""
     with open_model(a) as sa, open_model(b) as sb:
-        result = DiffResult(Path(a), Path(b))
+        result = DiffResult(sa.path, sb.path)
         result.missing = [k for k in sa.tensors if k not in sb.tensors]
         result.extra = [k for k in sb.tensors if k not in sa.tensors]
         common = [k for k in sa.tensors if k in sb.tensors]

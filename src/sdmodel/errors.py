@@ -26,3 +26,11 @@ class ConversionError(SdmodelError):
 
 class OutputExistsError(ConversionError):
     """The output file exists and overwriting was not asked for."""
+
+
+class RemoteError(ModelReadError, OSError):
+    """A remote file cannot be read: the server refused, failed, timed out, changed the file between
+    two requests or ignores byte ranges. Also an OSError, like the local read errors it stands for."""
+
+    def __new__(cls, message: str, code: str | None = None) -> RemoteError:
+        return super().__new__(cls, message)  # one argument: OSError would read two as (errno, strerror)

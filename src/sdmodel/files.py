@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sdmodel.remote import as_path, is_remote
+
 MODEL_SUFFIXES = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin"})
 
 
@@ -28,8 +30,8 @@ def is_model_file(path: str | Path) -> bool:
 def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Model files and diffusers folders under ``paths``, recursively, in a stable order.
     Paths given explicitly are yielded as they are (even with an unusual extension)."""
-    for p in map(Path, paths):
-        if not p.is_dir():
+    for p in map(as_path, paths):
+        if not p.is_dir() or is_remote(p):  # a remote folder is a diffusers model or nothing
             yield p
             continue
         if is_diffusers_dir(p):

@@ -67,7 +67,7 @@ class EmaReport:
         return asdict(self)
 
 
-ClipStatus = Literal["ok", "broken", "missing", "absent"]
+ClipStatus = Literal["ok", "broken", "missing", "absent", "not-read"]
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         identity=ident,
         components=components(source, parts, layout),
         ema=ema_report(source),
-        clip_position_ids=clip_report(source),
+        clip_position_ids=clip_report(source) if source.read_data else ClipReport("not-read"),
         junk=JunkReport(
             tensors=len(junk_keys),
             bytes=sum(source.tensors[k].nbytes for k in junk_keys),
@@ -275,7 +275,9 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         ),
         markers=[k for k in source.tensors if k in MARKER_KEYS],
         unknown_keys=[k for k, p in parts.items() if p == "other"],
-        vae=identify_vae(source, read_values=read_values) if ident.kind in ("checkpoint", "vae") else None,
+        vae=identify_vae(source, read_values=read_values)
+        if ident.kind in ("checkpoint", "vae") and source.read_data
+        else None,
         metadata=dict(source.metadata),
         extras=dict(source.extras),
         notes=[n.message for n in source.notes],
@@ -290,6 +292,11 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         )
     if ident.kind in ("lora", "lycoris"):
         report.lora = describe_lora(source)
+    if not source.read_data:
+        report.notes.append(
+            "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "
+            "(--read-data fetches only those tensors)"
+        )
     report.advice = advise(report, source)
     return report
 

@@ -411,10 +411,12 @@ def apply_clip(plan: Plan, fix: bool = False) -> None:
     for s in plan.steps:
         if s.name not in CLIP_L_POSITION_IDS or s.source != MAIN:
             continue
+        s.out_dtype, s.pinned = "I64", True
+        if not src.read_data:  # a remote file read without --read-data: sizes are known, values not
+            continue
         seen = loader_position_ids(src.read(s.name))
         want = np.arange(seen.size, dtype=np.int64).reshape(seen.shape)
         bad = np.flatnonzero(seen.reshape(-1) != want.reshape(-1)).tolist()
-        s.out_dtype, s.pinned = "I64", True
         if fix and bad:
             s.fix = lambda _a, v=want: v
             plan.notes.append(f"CLIP: fixed position ids at {len(bad)} positions {_positions(bad)} ({s.name})")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from sdmodel.registry import needs_yaml
+from sdmodel.remote import as_path
 
 SIDECAR_KINDS = (
     (".yaml", "config"),
@@ -36,14 +37,14 @@ def stem_of(name: str) -> str:
 
 def config_beside(model: Path) -> Path:
     """Where A1111 looks for the config of ``model``: ``<stem>.yaml`` beside it."""
-    model = Path(model)
+    model = as_path(model)  # a URL's sidecars are looked up beside it (sdmodel.remote)
     return model.parent / f"{stem_of(model.name)}.yaml"
 
 
 def existing_config(model: Path) -> Path | None:
     """The config yaml beside a model file, if there is one."""
     candidate = config_beside(model)
-    return candidate if Path(model).is_file() and candidate.is_file() else None
+    return candidate if as_path(model).is_file() and candidate.is_file() else None
 
 
 def needs_config(kind: str | None, family: str | None) -> bool:

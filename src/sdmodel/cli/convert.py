@@ -25,6 +25,7 @@ from sdmodel.parts import part_rank
 from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.quant.fp8_quantize import FP8_FORMATS
 from sdmodel.quant.gguf_policy import GGUF_QUANTS
+from sdmodel.remote import as_path
 from sdmodel.units import human_bytes
 from sdmodel.vocab import EXTRACT_PARTS, PREDICTIONS, ExtractPart
 
@@ -336,14 +337,16 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
 
 
 @click.command("diff")
-@click.argument("a", type=click.Path(exists=True))
-@click.argument("b", type=click.Path(exists=True))
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--all", "all_tensors", is_flag=True, help="List every tensor, not only the differing ones.")
-def diff_command(a: str, b: str, as_json: bool, all_tensors: bool) -> None:
+@click.option("--read-data", is_flag=True, help="Allow fetching the tensor values of URLs (their ranges only).")
+def diff_command(a: str, b: str, as_json: bool, all_tensors: bool, read_data: bool) -> None:
     """Per part and per tensor: largest absolute and relative difference, missing and extra keys,
-    dtype and shape changes. Exit status 0 when the values are the same, 1 when they differ."""
-    r = diff(a, b)
+    dtype and shape changes. A or B may be a URL (with --read-data). Exit status 0 when the values
+    are the same, 1 when they differ."""
+    r = diff(as_path(a, read_data), as_path(b, read_data))
     if as_json:
         print_json(r.to_dict())
     else:

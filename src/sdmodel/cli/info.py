@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import TaskID
@@ -11,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sdmodel.advice import Advice
+from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.errors import SdmodelError
 from sdmodel.files import iter_model_files
@@ -19,11 +22,12 @@ from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.lora.info import LoraInfo
 from sdmodel.parts import part_rank
+from sdmodel.remote import as_path, is_remote, measure
 from sdmodel.units import human_bytes, human_count, plural
 from sdmodel.vaes import VaeReport
 
 
-def _collect(paths: tuple[str, ...]) -> list[Path]:
+def _collect(paths: Iterable[Any]) -> list[Path]:
     files = list(iter_model_files(paths))
     if not files:
         raise click.UsageError("no model files found in " + ", ".join(paths))
@@ -32,7 +36,7 @@ def _collect(paths: tuple[str, ...]) -> list[Path]:
 
 def _single(paths: tuple[str, ...], files: list[Path]) -> bool:
     """One path naming one model (a file or a diffusers folder): JSON is an object, not a list."""
-    return len(paths) == 1 and files == [Path(paths[0])]
+    return len(paths) == 1 and files == [as_path(paths[0])]
 
 
 def _vae_line(vae: VaeReport) -> str:
@@ -45,25 +49,56 @@ def _vae_line(vae: VaeReport) -> str:
 
 
 @click.command("info")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
 @click.option("--keys", is_flag=True, help="Also list unknown and junk keys in full.")
-def info_command(paths: tuple[str, ...], as_json: bool, keys: bool) -> None:
-    """Say what model files are: family, parts, precision, EMA, CLIP, junk, hints and advice."""
-    files = _collect(paths)
+@click.option(
+    "--read-data",
+    is_flag=True,
+    help="For URLs: also fetch the few tensors the VAE fingerprint and CLIP check need (their ranges only).",
+)
+@batch_options
+def info_command(
+    paths: tuple[str, ...],
+    as_json: bool,
+    keys: bool,
+    read_data: bool,
+    from_file: str | None,
+    jobs: int,
+    json_lines: bool,
+    ray_address: str | None,
+    output: str | None,
+) -> None:
+    """Say what model files are: family, parts, precision, EMA, CLIP, junk, hints and advice.
+    PATHS may be URLs (https://..., hf://OWNER/REPO[@REV]/FILE or a diffusers repo folder): only
+    headers and directories are fetched, and the report says how much."""
+    if wants_batch(from_file, jobs, json_lines, ray_address, output):
+        sys.exit(run_batch("info", paths, iter_model_files, from_file, jobs, ray_address, output, read_data))
+    if not paths:
+        raise click.UsageError("give files, folders or URLs (or --from FILE)")
+    files = _collect(as_paths(paths, read_data))
     results: list[dict] = []
     failed = 0
     for f in files:
         try:
-            report = inspect(f)
+            with measure() as meter:
+                report = inspect(f)
         except SdmodelError as e:
             failed += 1
             results.append({"path": str(f), "error": str(e)})
             print_error(str(e))
             continue
         results.append(report.to_dict())
+        if is_remote(f):
+            results[-1]["remote"] = {
+                "bytes_read": meter.bytes_read,
+                "requests": meter.requests,
+                "data_bytes": meter.data_bytes,
+            }
         if not as_json:
             render_report(report, keys)
+            if is_remote(f):
+                console.print(meter.summary(report.size_bytes), style="dim", highlight=False)
     if as_json:
         print_json(results[0] if _single(paths, files) else results)
     if failed:
@@ -232,6 +267,8 @@ def _render_advice(advice: Advice) -> None:
 @click.option("--no-cache", is_flag=True, help="Re-read the file even if a cached result matches.")
 def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
     """AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."""
+    if any(is_remote(p) for p in paths):
+        raise click.UsageError("hashes need every byte of a file: download it, then hash the copy")
     files = [f for f in _collect(paths) if f.is_file()]
     results: list[dict] = []
     failed = 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from pathlib import Path
 
 import click
 from rich.table import Table
 from rich.text import Text
 
+from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import console, print_json
+from sdmodel.remote import as_path, measure
 from sdmodel.security.scanner import ScanReport, scan
 from sdmodel.security.selection import iter_scan_files
 from sdmodel.units import plural
@@ -57,19 +58,34 @@ def exit_status(reports: list[ScanReport]) -> int:
 
 
 @click.command("scan")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
-def scan_command(paths: tuple[str, ...], as_json: bool) -> None:
-    """Tell safe model files from malicious ones, without running anything from them.
+@batch_options
+def scan_command(
+    paths: tuple[str, ...],
+    as_json: bool,
+    from_file: str | None,
+    jobs: int,
+    json_lines: bool,
+    ray_address: str | None,
+    output: str | None,
+) -> None:
+    """Tell safe model files from malicious ones, without running anything from them. PATHS may be
+    URLs (https://..., hf://OWNER/REPO/FILE): only the pickles and headers are fetched.
 
     Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned.
     """
-    files = list(iter_scan_files(paths))
+    if wants_batch(from_file, jobs, json_lines, ray_address, output):
+        sys.exit(run_batch("scan", paths, iter_scan_files, from_file, jobs, ray_address, output, False))
+    if not paths:
+        raise click.UsageError("give files, folders or URLs to scan (or --from FILE)")
+    files = list(iter_scan_files(as_paths(paths, False)))
     if not files:
         raise click.UsageError("no model files found in " + ", ".join(paths))
-    reports = [scan(f) for f in files]
+    with measure() as meter:
+        reports = [scan(f) for f in files]
     if as_json:
-        single = len(paths) == 1 and len(files) == 1 and not Path(paths[0]).is_dir()
+        single = len(paths) == 1 and len(files) == 1 and not as_path(paths[0]).is_dir()
         print_json(reports[0].to_dict() if single else [r.to_dict() for r in reports])
     else:
         table = Table(show_lines=False, header_style="bold")
@@ -82,6 +98,8 @@ def scan_command(paths: tuple[str, ...], as_json: bool) -> None:
             table.add_row(r.path, verdict, r.format, _finding_text(r))
         console.print(table)
         console.print(_summary(reports))
+        if meter.requests:
+            console.print(meter.summary(), style="dim", highlight=False)
     sys.exit(exit_status(reports))
 
 

@@ -6,7 +6,7 @@ import struct
 from pathlib import Path
 
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
+from sdmodel.formats.base import DictSource, TensorInfo, TensorSource, model_path, open_bytes
 
 __all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff", "sniff_head"]
 
@@ -18,10 +18,10 @@ SNIFF_BYTES = 512  # how much of a file ``sniff`` reads
 def sniff(path: Path) -> str:
     """The container a file (or folder) really is, from its content: see ``sniff_head``; a folder
     is ``diffusers``."""
-    path = Path(path)
+    path = model_path(path)
     if path.is_dir():
         return "diffusers"
-    with open(path, "rb") as f:
+    with open_bytes(path) as f:
         return sniff_head(f.read(SNIFF_BYTES))
 
 
@@ -50,9 +50,10 @@ def sniff_head(head: bytes) -> str:
     return "unknown"
 
 
-def open_model(path: str | Path) -> TensorSource:
-    """Open any model file or diffusers folder for lazy reading. Raises ModelReadError."""
-    path = Path(path)
+def open_model(name: str | Path) -> TensorSource:
+    """Open any model file or diffusers folder (local, or a URL: :mod:`sdmodel.remote`) for lazy
+    reading. Raises ModelReadError."""
+    path = model_path(name)
     if not path.exists():
         raise ModelReadError(f"{path}: no such file or directory")
     kind = sniff(path)

@@ -11,12 +11,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from io import BufferedReader
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, dtype_name
 from sdmodel.errors import ModelReadError
+from sdmodel.remote import RemotePath, as_path, is_remote
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class TensorSource(ABC):
     format: str = "unknown"
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = path if is_remote(path) else Path(path)
+        # False for a remote file opened without --read-data: tensor values are not fetched.
+        self.read_data: bool = getattr(path, "read_data", True)
         self.metadata: dict[str, str] = {}
         self.extras: dict[str, Any] = {}
         self.notes: list[SourceNote] = []
@@ -128,6 +131,19 @@ class DictSource(TensorSource):
     @property
     def size_bytes(self) -> int:
         return sum(t.nbytes for t in self._tensors.values())
+
+
+def model_path(path: str | Path | RemotePath) -> Path:
+    """A local ``Path``, or a :class:`~sdmodel.remote.RemotePath` for a URL (typed as a Path: it
+    offers the part of the Path API the readers use)."""
+    return cast(Path, as_path(path))
+
+
+def open_bytes(path: str | Path | RemotePath) -> BinaryIO:
+    """The one way readers open a model file: a local file, or a remote one whose reads become
+    HTTP range requests for exactly the bytes read (:mod:`sdmodel.remote`)."""
+    p = as_path(path)
+    return cast(BinaryIO, p.open()) if isinstance(p, RemotePath) else open(p, "rb")
 
 
 def read_array(f: BufferedReader, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:

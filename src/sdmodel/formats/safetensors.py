@@ -11,7 +11,7 @@ import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES, SUBBYTE_BITS, storage_nbytes
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.base import TensorInfo, TensorSource, read_array
+from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
 
 MAX_HEADER = 100_000_000
 
@@ -21,7 +21,7 @@ class SafetensorsSource(TensorSource):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file = open_bytes(path)
         try:
             self._parse()
         except Exception:

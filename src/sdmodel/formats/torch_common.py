@@ -19,7 +19,7 @@ import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.base import TensorInfo, TensorSource, read_array
+from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
 from sdmodel.formats.pickle_allow import NpArray, NpDtype
 from sdmodel.formats.pickle_values import GlobalObj, Opaque
 from sdmodel.formats.pickle_vm import PickleResult
@@ -119,7 +119,7 @@ class TorchSource(TensorSource):
         self.wrappers: list[str] = []
         self.pickle_result: PickleResult | None = None
         self._refs: dict[str, TensorRef | ArrayTensor] = {}
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file = open_bytes(path)
 
     @abstractmethod
     def _parse(self) -> None:

@@ -32,6 +32,7 @@ _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _CHUNK = 1 << 20
+_LOCAL_SLACK = 256  # local extra field (torch pads records to 64 bytes) + the first bytes of data
 
 
 @dataclass
@@ -240,6 +241,7 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     seen: set[str] = set()
     duplicates: list[str] = []
     pos = 0
+    central: list[tuple[str, bytes, int, int, int, int, int, int]] = []
     for _ in range(n_total):
         if pos + _CENTRAL.size > len(cd):
             raise _fail("central directory is truncated")
@@ -261,6 +263,11 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
         if 0xFFFFFFFF in (csize, usize, lho):
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho, name)
         pos = end
+        central.append((name, raw_name, lho, csize, usize, method, flags, crc))
+    prefetch = getattr(f, "prefetch", None)
+    if prefetch is not None:  # a remote file (sdmodel.remote): fetch the local headers together
+        prefetch([(c[2], _LOCAL.size + 2 * len(c[0]) + _LOCAL_SLACK) for c in central])
+    for name, raw_name, lho, csize, usize, method, flags, crc in central:
         entries.append(_local(f, size, name, raw_name, lho, csize, usize, method, flags, crc))
         if name in seen:
             duplicates.append(name)

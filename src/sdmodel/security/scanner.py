@@ -26,6 +26,7 @@ import yaml
 
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError
+from sdmodel.formats.base import model_path, open_bytes
 from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.pickle_values import GlobalObj
 from sdmodel.formats.pickle_vm import Finding, PickleResult, map_py2, run_pickle
@@ -108,7 +109,7 @@ class ScanReport:
 
 def scan(path: str | Path) -> ScanReport:
     """Scan one file statically and return its verdict. Never raises for the file's content."""
-    path = Path(path)
+    path = model_path(path)
     s = _Scan(path)
     try:
         s.run()
@@ -176,7 +177,7 @@ class _Scan:
             sidecar = path.with_suffix(".yaml")
             if sidecar.is_file():
                 self.scan_yaml(sidecar, sidecar.name)
-        with open(path, "rb") as f:
+        with open_bytes(path) as f:
             size = f.seek(0, 2)
             f.seek(0)
             head = f.read(512)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sdmodel.formats import sniff
+from sdmodel.remote import as_path, is_remote
 from sdmodel.sidecars import CONFIG_SUFFIXES
 
 SCAN_SUFFIXES = frozenset(
@@ -27,8 +28,8 @@ def iter_scan_files(paths: Iterable[str]) -> Iterator[Path]:
     """Files to scan: explicit paths as given; inside folders, model-like names, standalone configs
     (a ``.yaml`` beside a model is scanned with it) and anything whose content looks like a pickle,
     zip, 7z or numpy file."""
-    for p in map(Path, paths):
-        if not p.is_dir():
+    for p in map(as_path, paths):
+        if is_remote(p) or not p.is_dir():
             yield p
             continue
         for root, dirs, files in os.walk(p):
