@@ -33,7 +33,18 @@ from sdmodel.vaes import VaeReport, identify_vae
 
 # Kinds that are a single part (named as the kind): every tensor of such a file belongs to it.
 SINGLE_PART_KINDS = frozenset(
-    {"unet", "vae", "text_encoder", "lora", "lycoris", "embedding", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder"}
+    {
+        "unet",
+        "vae",
+        "text_encoder",
+        "lora",
+        "lycoris",
+        "embedding",
+        "controlnet",
+        "t2i_adapter",
+        "ip_adapter",
+        "image_encoder",
+    }
 )
 
 

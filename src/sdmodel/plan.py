@@ -33,11 +33,11 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.quant import fp8_quantize, gguf_policy
 from sdmodel.quant.dequant import OUT_DTYPES
+from sdmodel.quant.ggml_quantize import QuantType, row_bytes
 from sdmodel.quant.storage import QuantLayout, analyze, describe, label_of
 from sdmodel.quant.view import DequantizedSource
-from sdmodel.quant import fp8_quantize, gguf_policy
-from sdmodel.quant.ggml_quantize import QuantType, row_bytes
 from sdmodel.units import human_bytes
 from sdmodel.vocab import (
     EMA_MODES,
@@ -782,8 +782,10 @@ class ConvertOptions:
             ("vae-dtype", self.vae_dtype),
             ("te-dtype", self.te_dtype),
         ):
-            if value is not None and value not in PRECISIONS and not (
-                flag == "dtype" and value in fp8_quantize.FP8_FORMATS
+            if (
+                value is not None
+                and value not in PRECISIONS
+                and not (flag == "dtype" and value in fp8_quantize.FP8_FORMATS)
             ):
                 raise ConversionError(f"--{flag}: unknown precision {value!r} (use one of {', '.join(PRECISIONS)})")
         if self.ema not in EMA_MODES:

@@ -22,7 +22,6 @@ from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.lora.merge import LoraSpec
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import part_rank
-from sdmodel.plan import EXTRACT_PARTS
 from sdmodel.quant.fp8_quantize import FP8_FORMATS
 from sdmodel.quant.gguf_policy import GGUF_QUANTS
 from sdmodel.remote import as_path
