@@ -653,7 +653,7 @@ def apply_gguf(plan: Plan, quant: str) -> None:
             plan.format_meta[f"comfy.gguf.orig_shape.{c.name}"] = c.orig_shape
         kept.append(s)
     plan.steps = kept
-    _, file_type = gguf_policy.FILE_TYPES[quant]  # type: ignore[index]
+    _, file_type = gguf_policy.FILE_TYPES[quant]
     plan.format_meta.update(
         {"general.architecture": arch.name, "general.quantization_version": 2, "general.file_type": file_type}
     )
@@ -678,7 +678,7 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
     keep = arch.keep_containing + tuple(f"{n}." for n in arch.keep_named)
     stripped = {names[k]: tensors[k] for k in names}
     choice = {c.name: c for c in fp8_quantize.choose_fp8(stripped, keep, legacy)}
-    storage = fp8_quantize.storage_dtype(fmt)  # type: ignore[arg-type]
+    storage = fp8_quantize.storage_dtype(fmt)
     scales: dict[str, Callable[[], np.ndarray]] = {}
     constants: dict[str, np.ndarray] = {}
     steps: list[Step] = []
@@ -693,13 +693,13 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
             plan.reasons[s.out] = c.reason
             continue
         scales[s.out[: -len("weight")] + ("scale_weight" if legacy else "weight_scale")] = _loader(plan, s)
-        s.fix = _then(s.fix, lambda a: fp8_quantize.quantize_fp8(a, fmt)[0])  # type: ignore[arg-type]
+        s.fix = _then(s.fix, lambda a: fp8_quantize.quantize_fp8(a, fmt)[0])
         s.out_dtype, s.pinned = storage, True
         layer = s.out[: -len("weight")]
         scale = layer + ("scale_weight" if legacy else "weight_scale")
         steps.append(Step(scale, FP8_SCALES, scale, "F32", (), "F32", s.part, pinned=True))
         if not legacy:
-            constants[layer + "comfy_quant"] = fp8_quantize.comfy_quant(fmt)  # type: ignore[arg-type]
+            constants[layer + "comfy_quant"] = fp8_quantize.comfy_quant(fmt)
             n = len(constants[layer + "comfy_quant"])
             steps.append(
                 Step(layer + "comfy_quant", FP8_CONSTANTS, layer + "comfy_quant", "U8", (n,), "U8", s.part, pinned=True)
@@ -708,10 +708,10 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
         raise ConversionError(f"scaled fp8: no Linear weight of the {arch.name} diffusion model to quantize")
     if legacy:
         marker = prefix + "scaled_fp8"
-        constants[marker] = fp8_quantize.legacy_marker(fmt)  # type: ignore[arg-type]
+        constants[marker] = fp8_quantize.legacy_marker(fmt)
         steps.append(Step(marker, FP8_CONSTANTS, marker, storage, (0,), storage, "marker", pinned=True))
     plan.steps = steps
-    plan.sources[FP8_SCALES] = fp8_quantize.ScaleSource(plan.source, scales, fmt)  # type: ignore[arg-type]
+    plan.sources[FP8_SCALES] = fp8_quantize.ScaleSource(plan.source, scales, fmt)
     plan.sources[FP8_CONSTANTS] = DictSource(constants)
     plan.tag(fmt.replace("_scaled", "-scaled"))
     kept = sum(1 for c in choice.values() if not c.quantized and "family" in c.reason)

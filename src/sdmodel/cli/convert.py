@@ -365,7 +365,7 @@ def diff_command(a: str, b: str, as_json: bool, all_tensors: bool, read_data: bo
     help="Keep both weight sets, drop the EMA, or write only the EMA (the LoRAs change the weights written).",
 )
 @click.option("--allow-missing", is_flag=True, help="Merge the targets the model has; report the others.")
-def merge_command(model: str, loras: tuple[str, ...], out: str | None, as_json: bool, **kw) -> None:
+def merge_command(model: str, loras: tuple[str, ...], out: str | None, as_json: bool, **kw: Any) -> None:
     """Bake LoRAs into MODEL: every weight a LoRA targets becomes W + weight * delta (computed in
     fp32, cast once), written by the same streaming engine as convert. WEIGHT defaults to 1.0.
     Every target must land on a weight of its shape (see sdmodel lora check), else nothing is written."""

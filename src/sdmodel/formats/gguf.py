@@ -94,7 +94,7 @@ def is_gguf(head: bytes) -> bool:
 class _Cursor:
     """Sequential reads of the header, each checked against the file size first."""
 
-    def __init__(self, f, size: int, fail) -> None:
+    def __init__(self, f: Any, size: int, fail: Any) -> None:
         self.f, self.size, self.fail, self.pos = f, size, fail, 0
         self.buf = b""
         self.buf_at = 0

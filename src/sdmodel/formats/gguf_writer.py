@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -186,7 +186,7 @@ class GGUFSink:
             self.kv[key] = value
         f.seek(0, 2)
 
-    def _reader(self, path: Path):
+    def _reader(self, path: Path) -> Any:
         import gguf  # noqa: PLC0415 - gguf-py takes 0.4 s to import: only when a GGUF file is checked
 
         try:

@@ -66,13 +66,13 @@ class Rule:
 class ODict(dict):
     """A ``collections.OrderedDict`` built by the pickle (a plain dict that BUILD may target)."""
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 class ParamDict(dict):
     """A ``torch.nn.ParameterDict``: after BUILD, maps its keys to its parameters."""
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 @dataclass(eq=False)

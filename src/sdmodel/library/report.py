@@ -118,12 +118,12 @@ def _same_model_key(files: list[dict[str, Any]]) -> dict[int, str]:
             f"fp16:{f['fingerprint']}" if f.get("fingerprint") else None,
             f"bf16:{f['fingerprint_bf16']}" if f.get("fingerprint_bf16") else None,
         ]
-        prints = [p for p in prints if p]
-        for p in prints[1:]:
-            parent[find(p)] = find(prints[0])
-        if prints and f.get("sketch"):
+        linked = [p for p in prints if p]
+        for p in linked[1:]:
+            parent[find(p)] = find(linked[0])
+        if linked and f.get("sketch"):
             sk = Sketch.decode(f["sketch"])
-            sketches.setdefault(sk.key, []).append((prints[0], sk))
+            sketches.setdefault(sk.key, []).append((linked[0], sk))
     # fp8 and 8-bit block copies: same sampled weights within both copies' rounding (quant.sketch).
     for group in sketches.values():
         for i, (pa, a) in enumerate(group):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -448,7 +449,7 @@ def _peft_metadata(pattern: dict[str, dict[str, dict[str, float]]]) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
-def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:
+def _split(plan: Any, steps: Any, extra: Any, pattern: Any, t: Any, outs: Any, src: Any, alpha: Any, rank: Any) -> None:
     """A fused BFL target (qkv, linear1) as diffusers' separate modules: same down, rows of up."""
     up = src.tensors[t.tensors["up"]]
     hidden = src.tensors[t.tensors["down"]].shape[1]
@@ -476,7 +477,19 @@ def _split(plan, steps, extra, pattern, t, outs, src, alpha, rank) -> None:
         _alpha_out("diffusers", stem, alpha, rank, extra, pattern, steps, src)
 
 
-def _join(plan, steps, extra, pattern, fmt, family, component, path, parts, src, alphas) -> None:
+def _join(
+    plan: Any,
+    steps: Any,
+    extra: Any,
+    pattern: Any,
+    fmt: Any,
+    family: Any,
+    component: Any,
+    path: Any,
+    parts: Any,
+    src: Any,
+    alphas: Any,
+) -> None:
     """diffusers' to_q/to_k/to_v (+ proj_mlp) of one Flux block back into the fused BFL target:
     only when they share one ``down`` (as a split by us or by diffusers' own converter leaves them)."""
     parts.sort(key=lambda p: p[0])

@@ -10,6 +10,7 @@ so computing it in fp32 and rounding to ``out`` gives the same bits as torch's b
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -214,7 +215,7 @@ def _musubi(data: np.ndarray, scale: np.ndarray, qt: QuantTensor, out: str) -> n
     return _as_out(values, out)
 
 
-def _comfy(qt: QuantTensor, data: np.ndarray, side, out: str) -> np.ndarray:
+def _comfy(qt: QuantTensor, data: np.ndarray, side: Any, out: str) -> np.ndarray:
     fmt = qt.format
     if fmt in ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise"):
         s = side("weight_scale")

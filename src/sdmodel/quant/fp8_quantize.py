@@ -20,7 +20,7 @@ Two file forms:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -58,7 +58,7 @@ def legacy_marker(fmt: Fp8Format) -> np.ndarray:
 _CHUNK = 1 << 20  # values converted to float32 at a time: memory stays a few MB above the tensor
 
 
-def _chunks(weight: np.ndarray):
+def _chunks(weight: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     flat = weight.reshape(-1)
     for lo in range(0, flat.size, _CHUNK):
         yield lo, np.asarray(flat[lo : lo + _CHUNK], dtype=np.float32)

@@ -728,7 +728,7 @@ class _Scan:
                 self.add("info", "gguf-no-architecture", "no general.architecture key: loaders may refuse it")
             self.check_quantized(src)
 
-    def check_quantized(self, src) -> None:
+    def check_quantized(self, src: Any) -> None:
         """Quantized storage a loader would trip on (a comfy_quant that is not JSON, a scale of
         the wrong dtype, packed data of the wrong size): suspicious, with the problem named."""
         try:
