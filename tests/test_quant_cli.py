@@ -19,9 +19,20 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sdmodel", *args], capture_output=True, text=True, timeout=180)
 
 
+# The small Flux with the real widths of the keys identification reads (img_in, the pooled CLIP-L
+# input vector_in), so that these files are recognised as Flux.
+FLUX_LIKE = FLUX_SMALL | {"img_in.weight": (3072, 64), "img_in.bias": (3072,), "vector_in.in_layer.weight": (3072, 768)}
+
+
+def flux_like() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    real = {k: s for k, s in FLUX_LIKE.items() if FLUX_SMALL.get(k) != s}
+    return flux_values() | {k: (rng.standard_normal(s) * 0.02).astype(np.float32) for k, s in real.items()}
+
+
 @pytest.fixture
 def flux_q(tmp_path):
-    values = flux_values()
+    values = flux_like()
     types = {k: "Q8_0" for k, v in values.items() if v.ndim == 2}
     types["double_blocks.0.img_mlp.0.weight"] = "Q4_K"
     raw = {"double_blocks.0.img_mlp.0.weight": random_blocks(FLUX_SMALL["double_blocks.0.img_mlp.0.weight"], "Q4_K")}
@@ -30,7 +41,7 @@ def flux_q(tmp_path):
 
 @pytest.fixture
 def flux_fp8(tmp_path):
-    tensors = fp8_scaled(flux_values())
+    tensors = fp8_scaled(flux_like())
     return save_torch(tmp_path / "flux1-dev-fp8-scaled.safetensors", tensors), tensors
 
 
@@ -61,7 +72,7 @@ def test_convert_fp8_scaled_dequantizes_with_the_scale(tmp_path, flux_fp8):
     assert r.returncode == 0, r.stderr
     with safe_open(str(out), "pt") as f:
         names = set(f.keys())
-        assert names == set(FLUX_SMALL)
+        assert names == set(FLUX_LIKE)
         for name in names:
             t = tensors[name]
             scale = tensors.get(name[: -len("weight")] + "scale_weight")
@@ -79,9 +90,9 @@ def test_convert_gguf_matches_gguf_py(tmp_path, flux_q):
     assert r.returncode == 0, r.stderr
     ref = gguf.GGUFReader(str(flux_q))
     with safe_open(str(out), "np") as f:
-        assert set(f.keys()) == set(FLUX_SMALL)
+        assert set(f.keys()) == set(FLUX_LIKE)
         for t in ref.tensors:
-            want = gguf.quants.dequantize(t.data, t.tensor_type).reshape(FLUX_SMALL[t.name])
+            want = gguf.quants.dequantize(t.data, t.tensor_type).reshape(FLUX_LIKE[t.name])
             assert np.array_equal(f.get_tensor(t.name).view(np.int32), want.astype(np.float32).view(np.int32))
         assert not any(k.startswith("general.") for k in (f.metadata() or {}))
 
