@@ -20,7 +20,7 @@ def test_literals_match_their_tables():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("format", "gguf", "safetensors or ckpt"),
+        ("format", "onnx", "safetensors or ckpt or gguf"),
         ("dtype", "fp12", "fp16"),
         ("unet_dtype", "half", "bf16"),
         ("vae_dtype", "F16", "fp32"),

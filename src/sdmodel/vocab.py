@@ -14,7 +14,7 @@ EMA_MODES: tuple[EmaMode, ...] = get_args(EmaMode)
 # Precisions as the CLI names them (dtypes.PRECISIONS maps each to its safetensors dtype).
 Precision = Literal["fp64", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]
 # Output formats of convert (formats/writers.py has a sink for each).
-OutputFormat = Literal["safetensors", "ckpt"]
+OutputFormat = Literal["safetensors", "ckpt", "gguf"]
 # The parts extract writes as standalone files.
 ExtractPart = Literal["vae", "unet", "text_encoder", "text_encoder_2"]
 EXTRACT_PARTS: tuple[ExtractPart, ...] = get_args(ExtractPart)
