@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _free_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remove a test's temp folder when it ends: the convert and library tests write real SD-sized
+    outputs (hundreds of MB each), and a whole run would otherwise keep tens of GB on the disk."""
+    yield
+    path = getattr(request.node, "funcargs", {}).get("tmp_path")
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
