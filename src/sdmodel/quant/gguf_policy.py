@@ -68,6 +68,17 @@ class GGUFArch:
     shape_fix: bool = False
 
 
+# convert.py's SD1/SDXL UNet keys kept in high precision (the same list for both)
+UNET_KEEP_CONTAINING = (
+    "class_embedding.",
+    "time_embedding.",
+    "add_embedding.",
+    "time_embed.",
+    "label_emb.",
+    "conv_in.",
+    "conv_out.",
+)
+UNET_KEEP_NAMED = ("input_blocks.0.0.weight", "out.2.weight")
 _FLUX_KEEP = ("txt_in.", "img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.")
 
 # convert.py's arch_list order (first match wins), Qwen-Image first: its diffusers-style names also
@@ -182,16 +193,8 @@ ARCHITECTURES: tuple[GGUFArch, ...] = (
             ),
             ("label_emb.0.0.weight",),
         ),
-        keep_containing=(
-            "class_embedding.",
-            "time_embedding.",
-            "add_embedding.",
-            "time_embed.",
-            "label_emb.",
-            "conv_in.",
-            "conv_out.",
-        ),
-        keep_named=("input_blocks.0.0.weight", "out.2.weight"),
+        keep_containing=UNET_KEEP_CONTAINING,
+        keep_named=UNET_KEEP_NAMED,
         shape_fix=True,
     ),
     GGUFArch(
@@ -207,16 +210,8 @@ ARCHITECTURES: tuple[GGUFArch, ...] = (
                 "output_blocks.8.2.conv.weight",
             ),
         ),
-        keep_containing=(
-            "class_embedding.",
-            "time_embedding.",
-            "add_embedding.",
-            "time_embed.",
-            "label_emb.",
-            "conv_in.",
-            "conv_out.",
-        ),
-        keep_named=("input_blocks.0.0.weight", "out.2.weight"),
+        keep_containing=UNET_KEEP_CONTAINING,
+        keep_named=UNET_KEEP_NAMED,
         shape_fix=True,
     ),
     GGUFArch(
