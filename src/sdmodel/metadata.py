@@ -22,6 +22,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,7 @@ from typing import Literal
 from sdmodel.atomic import sync, sync_dir, temp_path
 from sdmodel.errors import ModelReadError, SdmodelError
 from sdmodel.formats import sniff
+from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.safetensors import MAX_HEADER
 
 EditMode = Literal["unchanged", "in-place", "rewrite"]
@@ -169,8 +171,8 @@ def read_metadata(path: str | Path) -> FileMetadata:
     recover(path)
     kind = _kind(path)
     if kind == "gguf":
-        layout = _gguf_layout(path)
-        return FileMetadata(path, "gguf", layout.values(), layout.data_offset)
+        with closing(GGUFSource(path)) as src:
+            return FileMetadata(path, "gguf", dict(src.fields), src.data_start)
     header = _SafetensorsHeader.read(path)
     return FileMetadata(path, "safetensors", dict(header.metadata), header.length)
 
@@ -368,99 +370,7 @@ def _rewrite(path: Path, new_prefix: bytes, data_start: int, step: Callable[[str
 
 # --- GGUF --------------------------------------------------------------------------------------
 
-# GGUF value types (ggml docs/gguf.md): type id -> struct format of a scalar; 8 = string, 9 = array.
-_GGUF_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?"}
-_GGUF_SCALARS |= {10: "<Q", 11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-_MAX_GGUF_COUNT = 1 << 24
-_MAX_GGUF_STRING = 1 << 26
-
-
-@dataclass
-class _GgufLayout:
-    """Byte spans of a GGUF file's header: each key-value, the tensor table, the data section."""
-
-    version: int
-    tensor_count: int
-    kv: dict[str, tuple[int, int, object]]  # key -> (begin, end, value) in the file, in order
-    tensors_span: tuple[int, int]
-    alignment: int
-    data_offset: int
-
-    def values(self) -> dict[str, object]:
-        return {k: v for k, (_b, _e, v) in self.kv.items()}
-
-
-class _Cursor:
-    def __init__(self, data: bytes, path: Path) -> None:
-        self.data, self.pos, self.path = data, 0, path
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ModelReadError(f"{self.path}: GGUF header is truncated or corrupt (at byte {self.pos})")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def unpack(self, fmt: str) -> int | float | bool:
-        value: int | float | bool = struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
-        return value
-
-    def count(self, what: str) -> int:
-        n = int(self.unpack("<Q"))
-        if n > _MAX_GGUF_COUNT:
-            raise ModelReadError(f"{self.path}: GGUF {what} count {n} is absurd")
-        return n
-
-    def string(self) -> str:
-        n = int(self.unpack("<Q"))
-        if n > _MAX_GGUF_STRING:
-            raise ModelReadError(f"{self.path}: GGUF string of {n} bytes is absurd")
-        return self.take(n).decode("utf-8", errors="replace")
-
-    def value(self, vtype: int, depth: int = 0) -> object:
-        if vtype in _GGUF_SCALARS:
-            return self.unpack(_GGUF_SCALARS[vtype])
-        if vtype == _GGUF_STRING:
-            return self.string()
-        if vtype == _GGUF_ARRAY and depth == 0:
-            item_type = int(self.unpack("<I"))
-            return [self.value(item_type, depth + 1) for _ in range(self.count("array"))]
-        raise ModelReadError(f"{self.path}: GGUF value type {vtype} is not defined")
-
-
-def _gguf_layout(path: Path) -> _GgufLayout:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        data = f.read(min(size, MAX_HEADER))
-    c = _Cursor(data, path)
-    if c.take(4) != b"GGUF":
-        raise ModelReadError(f"{path}: not a GGUF file")
-    version = int(c.unpack("<I"))
-    if version not in (2, 3):
-        raise ModelReadError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
-    tensor_count = c.count("tensor")
-    kv_count = c.count("key-value")
-    kv: dict[str, tuple[int, int, object]] = {}
-    for _ in range(kv_count):
-        begin = c.pos
-        key = c.string()
-        value = c.value(int(c.unpack("<I")))
-        kv[key] = (begin, c.pos, value)
-    tensors_begin = c.pos
-    for _ in range(tensor_count):
-        c.string()
-        dims = int(c.unpack("<I"))
-        if dims > 8:
-            raise ModelReadError(f"{path}: GGUF tensor with {dims} dimensions")
-        c.take(8 * dims + 4 + 8)
-    alignment = kv.get("general.alignment", (0, 0, 32))[2]
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise ModelReadError(f"{path}: GGUF general.alignment {alignment!r} is not a power of two")
-    data_offset = c.pos + (-c.pos % alignment)
-    if data_offset > size:
-        raise ModelReadError(f"{path}: GGUF file is truncated before its data section")
-    return _GgufLayout(version, tensor_count, kv, (tensors_begin, c.pos), alignment, data_offset)
+_GGUF_STRING = 8  # GGUF value type of a string (ggml docs/gguf.md)
 
 
 def _gguf_string_kv(key: str, value: str) -> bytes:
@@ -469,9 +379,10 @@ def _gguf_string_kv(key: str, value: str) -> bytes:
 
 
 def _edit_gguf(path: Path, set_values: dict[str, str], unset: list[str], step: Callable[[str], None]) -> MetaEditResult:
-    layout = _gguf_layout(path)
-    old = layout.values()
-    result = MetaEditResult(path, "gguf", "unchanged", header_before=layout.data_offset)
+    with closing(GGUFSource(path)) as src:
+        old, spans, table, alignment = dict(src.fields), src.field_spans, src.tensor_table, src.alignment
+        version, tensor_count, data_start = src.version, len(src.tensors), src.data_start
+    result = MetaEditResult(path, "gguf", "unchanged", header_before=data_start)
     for key in [*set_values, *unset]:
         if key == "general.alignment" or (key == "general.architecture" and key in unset):
             raise MetadataError(f"{path}: {key} is needed to read the file and cannot be changed or removed")
@@ -482,19 +393,19 @@ def _edit_gguf(path: Path, set_values: dict[str, str], unset: list[str], step: C
     result.removed = sorted(k for k in unset if k in old)
     result.warnings = check_entries(set_values)
     if not result.changed and not result.removed:
-        result.header_after = layout.data_offset
+        result.header_after = data_start
         return result
     with open(path, "rb") as f:
-        head = f.read(layout.data_offset)
+        head = f.read(data_start)
     parts: list[bytes] = []
-    for key, (begin, end, _value) in layout.kv.items():
+    for key, (begin, end) in spans.items():
         if key in unset:
             continue
         parts.append(_gguf_string_kv(key, set_values[key]) if key in set_values else head[begin:end])
-    parts += [_gguf_string_kv(k, v) for k, v in set_values.items() if k not in layout.kv]
-    prefix = b"GGUF" + struct.pack("<IQQ", layout.version, layout.tensor_count, len(parts))
-    body = prefix + b"".join(parts) + head[layout.tensors_span[0] : layout.tensors_span[1]]
-    body += b"\0" * (-len(body) % layout.alignment)
-    _rewrite(path, body, layout.data_offset, step)
+    parts += [_gguf_string_kv(k, v) for k, v in set_values.items() if k not in spans]
+    prefix = b"GGUF" + struct.pack("<IQQ", version, tensor_count, len(parts))
+    body = prefix + b"".join(parts) + head[table[0] : table[1]]
+    body += b"\0" * (-len(body) % alignment)
+    _rewrite(path, body, data_start, step)
     result.mode, result.header_after = "rewrite", len(body)
     return result

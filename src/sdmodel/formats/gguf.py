@@ -155,7 +155,10 @@ class _Cursor:
 
 
 class _Skipped(int):
-    """A long array kept as its length only."""
+    """A long array kept as its length only (shown as such; JSON gets the length)."""
+
+    def __str__(self) -> str:
+        return f"[{int(self):,} items]"
 
 
 class GGUFSource(TensorSource):
@@ -167,6 +170,9 @@ class GGUFSource(TensorSource):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.fields: dict[str, Any] = {}
+        self.field_spans: dict[str, tuple[int, int]] = {}  # key -> [begin, end) of its key-value in the file
+        self.tensor_table: tuple[int, int] = (0, 0)  # [begin, end) of the tensor infos
+        self.alignment = 32
         self.version = 0
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         try:
@@ -196,11 +202,13 @@ class GGUFSource(TensorSource):
         if n_kv > MAX_COUNT or n_kv * 12 > size:
             raise self._fail(f"GGUF header claims {n_kv} key-values: absurd for a {size}-byte file")
         for i in range(n_kv):
+            begin = c.pos
             key = c.string(f"key {i}", MAX_KEY)
             vtype = c.u32(f"type of {key!r}")
             if key in self.fields:
                 raise self._fail(f"GGUF key {key!r} appears twice")
             self.fields[key] = c.value(vtype, f"value of {key!r}")
+            self.field_spans[key] = (begin, c.pos)
         self.metadata = {
             k: str(v)
             for k, v in self.fields.items()
@@ -214,7 +222,9 @@ class GGUFSource(TensorSource):
             or alignment & (alignment - 1)
         ):
             raise self._fail(f"GGUF general.alignment {alignment!r} is not a power of two")
+        self.alignment = alignment
         raw: list[tuple[str, tuple[int, ...], str, int]] = []
+        table_begin = c.pos
         for i in range(n_tensors):
             name = c.string(f"tensor {i} name", MAX_KEY)
             n_dims = c.u32(f"tensor {name!r} rank")
@@ -227,6 +237,7 @@ class GGUFSource(TensorSource):
             if tid not in GGML_TYPES:
                 raise self._fail(f"GGUF tensor {name!r}: unknown GGML type {tid}")
             raw.append((name, ne, GGML_TYPES[tid], c.u64(f"tensor {name!r} offset")))
+        self.tensor_table = (table_begin, c.pos)
         self.data_start = -(-c.pos // alignment) * alignment
         self._offsets: dict[str, int] = {}
         spans: list[tuple[int, int, str]] = []
