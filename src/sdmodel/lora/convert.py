@@ -33,7 +33,7 @@ from sdmodel.errors import ConversionError
 from sdmodel.formats.base import DictSource, TensorSource
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, unet_table
 from sdmodel.lora.keys import Target, parse
-from sdmodel.lora.names import LORA_FORMATS, locate
+from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP, LORA_FORMATS, locate
 from sdmodel.plan import MAIN, Plan, Step
 
 CONVERTIBLE = ("sd1", "sd2", "sdxl", "flux")
@@ -194,56 +194,34 @@ def canonical(stem: str, family: str) -> Module:
             path = ldm[: -len(".weight")]
         return Module("diffusion", path)
     # flux
-    if path.startswith(("transformer_blocks.", "single_transformer_blocks.")) or path in _FLUX_TOP:
+    if path.startswith(("transformer_blocks.", "single_transformer_blocks.")) or path in FLUX_TOP:
         return _flux_from_diffusers(stem, path)
     return Module("diffusion", path)
 
 
 # --- Flux: diffusers <-> BFL block names ---------------------------------------------------------
 
-_FLUX_DOUBLE = {
-    "attn.to_out.0": "img_attn.proj",
-    "attn.to_add_out": "txt_attn.proj",
-    "norm1.linear": "img_mod.lin",
-    "norm1_context.linear": "txt_mod.lin",
-    "ff.net.0.proj": "img_mlp.0",
-    "ff.net.2": "img_mlp.2",
-    "ff_context.net.0.proj": "txt_mlp.0",
-    "ff_context.net.2": "txt_mlp.2",
-}
 _FLUX_DOUBLE_FUSED = {f"attn.to_{c}": ("img_attn.qkv", c) for c in "qkv"} | {
     f"attn.add_{c}_proj": ("txt_attn.qkv", c) for c in "qkv"
 }
-_FLUX_SINGLE = {"norm.linear": "modulation.lin", "proj_out": "linear2"}
 _FLUX_SINGLE_FUSED = {f"attn.to_{c}": ("linear1", c) for c in "qkv"} | {"proj_mlp": ("linear1", "mlp")}
-_FLUX_TOP = {
-    "x_embedder": "img_in",
-    "context_embedder": "txt_in",
-    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
-    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
-    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
-    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
-    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
-    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
-    "proj_out": "final_layer.linear",
-}
 _FUSED_ORDER = {"q": 0, "k": 1, "v": 2, "mlp": 3}
 
 
 def _flux_from_diffusers(stem: str, path: str) -> Module:
-    if path in _FLUX_TOP:
-        return Module("diffusion", _FLUX_TOP[path])
+    if path in FLUX_TOP:
+        return Module("diffusion", FLUX_TOP[path])
     kind, _dot, rest = path.partition(".")
     index, _dot, inner = rest.partition(".")
     if kind == "transformer_blocks":
-        if inner in _FLUX_DOUBLE:
-            return Module("diffusion", f"double_blocks.{index}.{_FLUX_DOUBLE[inner]}")
+        if inner in FLUX_DOUBLE:
+            return Module("diffusion", f"double_blocks.{index}.{FLUX_DOUBLE[inner]}")
         if inner in _FLUX_DOUBLE_FUSED:
             fused, part = _FLUX_DOUBLE_FUSED[inner]
             return Module("diffusion", f"double_blocks.{index}.{fused}", (part, _FUSED_ORDER[part]))
     else:
-        if inner in _FLUX_SINGLE:
-            return Module("diffusion", f"single_blocks.{index}.{_FLUX_SINGLE[inner]}")
+        if inner in FLUX_SINGLE:
+            return Module("diffusion", f"single_blocks.{index}.{FLUX_SINGLE[inner]}")
         if inner in _FLUX_SINGLE_FUSED:
             fused, part = _FLUX_SINGLE_FUSED[inner]
             return Module("diffusion", f"single_blocks.{index}.{fused}", (part, _FUSED_ORDER[part]))
@@ -252,20 +230,20 @@ def _flux_from_diffusers(stem: str, path: str) -> Module:
 
 def _flux_to_diffusers(path: str) -> list[tuple[str, str | None]]:
     """Diffusers module(s) of a BFL path: several for a fused weight, with the part name."""
-    for d, b in _FLUX_TOP.items():
+    for d, b in FLUX_TOP.items():
         if path == b:
             return [(d, None)]
     kind, _dot, rest = path.partition(".")
     index, _dot, inner = rest.partition(".")
     if kind == "double_blocks":
-        for d, b in _FLUX_DOUBLE.items():
+        for d, b in FLUX_DOUBLE.items():
             if inner == b:
                 return [(f"transformer_blocks.{index}.{d}", None)]
         parts = [(d, p) for d, (f, p) in _FLUX_DOUBLE_FUSED.items() if f == inner]
         if parts:
             return [(f"transformer_blocks.{index}.{d}", p) for d, p in parts]
     if kind == "single_blocks":
-        for d, b in _FLUX_SINGLE.items():
+        for d, b in FLUX_SINGLE.items():
             if inner == b:
                 return [(f"single_transformer_blocks.{index}.{d}", None)]
         parts = [(d, p) for d, (f, p) in _FLUX_SINGLE_FUSED.items() if f == inner]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, UnetStructure, openclip_ldm_to_hf, unet_table
-from sdmodel.lora.names import flat
+from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP, flat
 
 
 @dataclass(frozen=True)
@@ -111,28 +111,13 @@ class ModelMap:
 
     def _flux(self, names: dict[str, str]) -> None:
         hidden = self.tensors[names["double_blocks.0.img_attn.qkv.weight"]].shape[1]
-        double = {"attn.to_out.0": "img_attn.proj", "attn.to_add_out": "txt_attn.proj", "norm1.linear": "img_mod.lin"}
-        double |= {"norm1_context.linear": "txt_mod.lin", "ff.net.0.proj": "img_mlp.0", "ff.net.2": "img_mlp.2"}
-        double |= {"ff_context.net.0.proj": "txt_mlp.0", "ff_context.net.2": "txt_mlp.2"}
-        single = {"norm.linear": "modulation.lin", "proj_out": "linear2"}
-        top = {
-            "x_embedder": "img_in",
-            "context_embedder": "txt_in",
-            "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
-            "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
-            "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
-            "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
-            "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
-            "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
-            "proj_out": "final_layer.linear",
-        }
 
         def add(diffusers: str, bfl: str, rows: tuple[int, int] | None = None, swap: bool = False) -> None:
             key = names.get(bfl + ".weight")
             if key is not None:
                 self._add("diffusion", diffusers, Dest(key, rows, swap))
 
-        for d, b in top.items():
+        for d, b in FLUX_TOP.items():
             add(d, b)
         add("norm_out.linear", "final_layer.adaLN_modulation.1", swap=True)
         i = 0
@@ -141,7 +126,7 @@ class ModelMap:
             for n, c in enumerate("qkv"):
                 add(f"{src}attn.to_{c}", dst + "img_attn.qkv", (n * hidden, hidden))
                 add(f"{src}attn.add_{c}_proj", dst + "txt_attn.qkv", (n * hidden, hidden))
-            for d, b in double.items():
+            for d, b in FLUX_DOUBLE.items():
                 add(src + d, dst + b)
             i += 1
         i = 0
@@ -151,7 +136,7 @@ class ModelMap:
                 add(f"{src}attn.to_{c}", dst + "linear1", (n * hidden, hidden))
             mlp = self.tensors[names[dst + "linear1.weight"]].shape[0] - 3 * hidden
             add(src + "proj_mlp", dst + "linear1", (3 * hidden, mlp))
-            for d, b in single.items():
+            for d, b in FLUX_SINGLE.items():
                 add(src + d, dst + b)
             i += 1
 
