@@ -12,6 +12,7 @@ from sdmodel.errors import SdmodelError
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.lora.check import CheckResult, ModelTargets, check_sources
+from sdmodel.remote import Meter, as_path, is_remote, measure
 
 
 @click.group("lora")
@@ -41,31 +42,54 @@ def render_check(r: CheckResult, verbose: bool) -> None:
         console.print(f"  {r.unused_keys} tensors belong to no target (a loader ignores them)", highlight=False)
 
 
+def _remote_cost(lora: Meter | None, model: Meter | None) -> dict[str, dict[str, int]]:
+    """Bytes and requests spent on each remote side (the model's once, before the first LoRA)."""
+    out = {}
+    for side, m in (("lora", lora), ("model", model)):
+        if m is not None:
+            out[side] = {"bytes_read": m.bytes_read, "requests": m.requests}
+    return out
+
+
 @lora_group.command("check")
-@click.argument("lora", type=click.Path(exists=True))
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("lora")
+@click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for a folder).")
 def check_command(lora: str, model: str, as_json: bool) -> None:
     """Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing
-    ("lora key not loaded"), other shape. Exit status 0 when every target of every LoRA applies,
-    1 when some are missing or do not fit, 2 on bad input."""
-    folder = Path(lora).is_dir()
-    files = list(iter_model_files([lora])) if folder else [Path(lora)]
+    ("lora key not loaded"), other shape. Either may be a URL or hf://OWNER/REPO/PATH: only the
+    headers are fetched. Exit status 0 when every target of every LoRA applies, 1 when some are
+    missing or do not fit, 2 on bad input."""
+    lpath = as_path(lora)
+    folder = lpath.is_dir()
+    files = list(iter_model_files([lpath])) if folder else [lpath]
     results: list[CheckResult] = []
     errors: list[dict[str, str]] = []
-    with open_model(model) as msrc:
-        target = ModelTargets.of(msrc)
-        for f in files:
-            try:
-                with open_model(f) as lsrc:
-                    r = check_sources(lsrc, target)
-            except SdmodelError as e:
-                errors.append({"lora": str(f), "error": str(e)})
-                print_error(str(e))
-                continue
-            results.append(r)
-            if not as_json:
-                render_check(r, verbose=not folder)
+    try:
+        with measure() as model_meter, open_model(as_path(model)) as msrc:
+            target = ModelTargets.of(msrc)
+            model_size = msrc.size_bytes
+    except SdmodelError as e:
+        print_error(str(e))
+        sys.exit(2)
+    if is_remote(model) and not as_json:
+        console.print(f"model: {model_meter.summary(model_size)}", style="dim", highlight=False)
+    for f in files:
+        try:
+            with measure() as meter, open_model(f) as lsrc:
+                r = check_sources(lsrc, target)
+                lora_size = lsrc.size_bytes
+        except SdmodelError as e:
+            errors.append({"lora": str(f), "error": str(e)})
+            print_error(str(e))
+            continue
+        if is_remote(f) or is_remote(model):
+            r.remote = _remote_cost(meter if is_remote(f) else None, model_meter if is_remote(model) else None)
+        results.append(r)
+        if not as_json:
+            render_check(r, verbose=not folder)
+            if is_remote(f):
+                console.print(meter.summary(lora_size), style="dim", highlight=False)
     if as_json:
         out = [r.to_dict() for r in results] + errors
         print_json(out[0] if not folder and out else out)

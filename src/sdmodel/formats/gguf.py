@@ -23,13 +23,15 @@ import numpy as np
 
 from sdmodel.dtypes import GGML_BLOCKS, ITEMSIZE, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
-from sdmodel.formats.base import TensorInfo, TensorSource, read_array
+from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
+from sdmodel.remote import is_remote
 
 MAGIC = b"GGUF"
 MAX_COUNT = 1_000_000  # tensors or key-values: real files have a few thousand
 MAX_DIMS = 8  # GGML_MAX_DIMS is 4; a little slack for newer writers
 MAX_KEY = 65_535
 MAX_STRING = 64 << 20
+REMOTE_CHUNK = 64 << 10  # first read-ahead of a remote header (then doubling)
 KEPT_ARRAY = 64  # arrays longer than this (tokenizer vocabularies) are kept as their length only
 ORIG_SHAPE = "comfy.gguf.orig_shape."
 
@@ -92,12 +94,15 @@ def is_gguf(head: bytes) -> bool:
 
 
 class _Cursor:
-    """Sequential reads of the header, each checked against the file size first."""
+    """Sequential reads of the header, each checked against the file size first. Reads ahead in
+    blocks of ``chunk`` bytes, doubling up to 1 MB: a remote file's small header then costs one or
+    two range requests and little beyond the tensor table, a long one (an LLM's vocabulary) few."""
 
-    def __init__(self, f: Any, size: int, fail: Any) -> None:
+    def __init__(self, f: Any, size: int, fail: Any, chunk: int = 1 << 20) -> None:
         self.f, self.size, self.fail, self.pos = f, size, fail, 0
         self.buf = b""
         self.buf_at = 0
+        self.chunk = chunk
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.size:
@@ -105,8 +110,9 @@ class _Cursor:
         end = self.pos + n
         if not (self.buf_at <= self.pos and end <= self.buf_at + len(self.buf)):
             self.f.seek(self.pos)
-            self.buf = self.f.read(max(n, 1 << 20))
+            self.buf = self.f.read(max(n, self.chunk))
             self.buf_at = self.pos
+            self.chunk = min(2 * self.chunk, 1 << 20)
         start = self.pos - self.buf_at
         self.pos = end
         return self.buf[start : start + n]
@@ -174,7 +180,7 @@ class GGUFSource(TensorSource):
         self.tensor_table: tuple[int, int] = (0, 0)  # [begin, end) of the tensor infos
         self.alignment = 32
         self.version = 0
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file = open_bytes(path)
         try:
             self._parse()
         except Exception:
@@ -187,7 +193,7 @@ class GGUFSource(TensorSource):
     def _parse(self) -> None:
         f = self._file
         size = f.seek(0, 2)
-        c = _Cursor(f, size, self._fail)
+        c = _Cursor(f, size, self._fail, REMOTE_CHUNK if is_remote(self.path) else 1 << 20)
         if c.take(4, "magic") != MAGIC:
             raise self._fail("not a GGUF file (no GGUF magic)")
         self.version = c.u32("version")

@@ -47,13 +47,17 @@ class CheckResult:
     verdict: str
     examples_missing: list[str] = field(default_factory=list)
     examples_mismatched: list[dict[str, Any]] = field(default_factory=list)
+    remote: dict[str, dict[str, int]] | None = None  # bytes and requests per remote side (CLI)
 
     @property
     def exit_code(self) -> int:
         return 0 if self.targets and self.found == self.targets else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.remote is None:
+            del d["remote"]
+        return d
 
 
 def fits(dest: Dest, shape: tuple[int, ...] | None, model: TensorInfo) -> bool:
