@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,24 @@ def test_ray_runs_the_same_work(model_list, local_ray, tmp_path):
     r = run("info", "--from", str(model_list), "--ray", address, "--json-lines")
     assert set(lines(r.stdout)) == {Path(p).name for p in items}, r.stderr
     assert f"Ray ({address})" in r.stderr
+
+
+def test_local_ray_prints_no_token_and_no_auth_notice(model_list, tmp_path):
+    """Ray's own notice about its cluster token is silenced for the instance we start; no token
+    (ours from the environment, or Ray's) appears in the output."""
+    pytest.importorskip("ray")
+    secret = "hf_NotShownAnywhere0123456789"
+    r = subprocess.run(
+        [sys.executable, "-m", "sdmodel", "scan", "--from", str(model_list), "--ray", "--json-lines"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "HF_TOKEN": secret, "CIVITAI_TOKEN": secret, "RAY_ADDRESS": ""},
+    )
+    assert "Ray (local)" in r.stderr, r.stderr
+    assert "Token authentication" not in r.stderr
+    assert secret not in r.stdout + r.stderr
+    ray_token = Path.home() / ".ray" / "auth_token"
+    if ray_token.is_file() and ray_token.read_text().strip():
+        assert ray_token.read_text().strip() not in r.stdout + r.stderr

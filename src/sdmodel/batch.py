@@ -9,7 +9,9 @@ what it holds (files that failed to read are tried again; the last line for a pa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import time
@@ -157,6 +159,21 @@ def _run_pool(options: BatchOptions, items: list[str], jobs: int) -> Iterator[di
         yield from pool.imap_unordered(partial(check_one, options), items, chunksize=chunk)
 
 
+@contextlib.contextmanager
+def _quiet_ray_auth_notice() -> Iterator[None]:
+    """Ray's own warning when it starts a local instance ("Token authentication is enabled for this
+    Ray cluster..."): about Ray's cluster token (kept in ~/.ray, never shown), not about ours, and
+    not actionable for an instance that lives as long as the command. Silenced for that start only;
+    Ray's default (token authentication on) is kept."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _run_ray(options: BatchOptions, items: list[str], address: str) -> Iterator[dict[str, Any]]:
     try:
         import ray  # noqa: PLC0415 - the optional extra sdmodel[ray], only for --ray
@@ -166,7 +183,8 @@ def _run_ray(options: BatchOptions, items: list[str], address: str) -> Iterator[
     if started_here:
         try:
             if address == LOCAL_RAY and not os.environ.get("RAY_ADDRESS"):
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                with _quiet_ray_auth_notice():
+                    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
             else:
                 ray.init(address=None if address == LOCAL_RAY else address, log_to_driver=False)
         except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError... by situation
