@@ -137,7 +137,31 @@ def whole_command(quants: list[str]) -> list[tuple]:
     return rows
 
 
-def memory(targets: list[list[str]]) -> list[tuple]:
+def _run_limited(args: list[str], limit: float | None) -> tuple[float, int, bool]:
+    """Wall seconds, peak RSS (the child's VmHWM, polled) and whether it finished within ``limit``
+    seconds (stopped there otherwise: the peak of a streaming run is reached within its first
+    tensors, each of Flux's block shapes repeating through the whole model)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                peak = max([peak] + [int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")])
+        except OSError:
+            pass
+        if limit is not None and time.perf_counter() - t > limit:
+            proc.terminate()
+            proc.wait()
+            return time.perf_counter() - t, peak, False
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{' '.join(args)} failed: {err[-2000:]}")
+    return time.perf_counter() - t, peak, True
+
+
+def memory(targets: list[list[str]], limit: float | None) -> list[tuple]:
     src = _flux_file(WORK / "flux-full-sparse-bf16.safetensors", 19, 38, sparse=True)
     rows = []
     for extra in targets:
@@ -145,9 +169,11 @@ def memory(targets: list[list[str]]) -> list[tuple]:
             "flux-full-" + "-".join(e.strip("-") for e in extra) + (".gguf" if "gguf" in extra else ".safetensors")
         )
         out.unlink(missing_ok=True)
-        dt, rss = _run([SDMODEL, "convert", str(src), *extra, "-o", str(out), "--overwrite"])
-        rows.append((" ".join(extra), src.stat().st_size, out.stat().st_size, dt, rss))
+        dt, rss, done = _run_limited([SDMODEL, "convert", str(src), *extra, "-o", str(out), "--overwrite"], limit)
+        rows.append((" ".join(extra), src.stat().st_size, out.stat().st_size if done else 0, dt, rss, done))
         out.unlink(missing_ok=True)
+        for tmp in WORK.glob(".*sdmodel-tmp*"):  # a stopped run's temporary output
+            tmp.unlink()
     return rows
 
 
@@ -157,6 +183,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--skip-command", action="store_true")
+    parser.add_argument("--memory-limit", type=float, help="stop each --memory run after this many seconds")
+    parser.add_argument("--memory-only", choices=["gguf", "fp8"], help="only this --memory target")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     if not args.skip_kernels:
@@ -173,10 +201,11 @@ def main() -> None:
     if args.memory:
         print("\nPeak memory, 24 GB bf16 Flux-shaped file (sparse)")
         targets = [["--format", "gguf", "--quant", "Q4_K_S"], ["--dtype", "fp8_e4m3fn_scaled"]]
-        for what, size, out_size, dt, rss in memory(targets):
-            print(
-                f"{what:32} {size / 1e9:6.1f} GB -> {out_size / 1e9:6.1f} GB  {dt:7.1f} s  peak RSS {rss / 1e6:6.0f} MB"
-            )
+        if args.memory_only:
+            targets = [t for t in targets if (args.memory_only == "gguf") == ("gguf" in t)]
+        for what, size, out_size, dt, rss, done in memory(targets, args.memory_limit):
+            end = f"{out_size / 1e9:6.1f} GB" if done else "stopped"
+            print(f"{what:32} {size / 1e9:6.1f} GB -> {end}  {dt:7.1f} s  peak RSS {rss / 1e6:6.0f} MB")
 
 
 if __name__ == "__main__":

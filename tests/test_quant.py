@@ -504,5 +504,64 @@ def test_gguf_t5_encoder_gets_transformers_names(tmp_path):
     llama = write_gguf(
         tmp_path / "llama.gguf", {"blk.0.attn_q.weight": arrays["enc.blk.0.attn_q.weight"]}, {}, arch="llama"
     )
-    with open_model(llama) as src, pytest.raises(ConversionError, match="permuted"):
-        DequantizedSource(src, "F32")
+    with open_model(llama) as src, pytest.raises(ConversionError, match="key-value heads"):
+        DequantizedSource(src, "F32")  # no head counts: the permutation cannot be undone exactly
+
+
+def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp convert_hf_to_gguf.py LlamaModel.permute (what its GGUF files store)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@pytest.mark.parametrize(("heads", "ok"), [((32, 8), True), ((40, 8), False)])
+def test_gguf_llama_text_encoder_gets_transformers_names_and_order(tmp_path, heads, ok):
+    """A Llama GGUF (llama.cpp names, q/k rows permuted) reads back as the transformers weights, as
+    ComfyUI-GGUF's loader maps and un-permutes it (32 / 8 heads); other head counts are refused."""
+    import gguf
+
+    rng = np.random.default_rng(0)
+    head_dim = 4
+    hf = {
+        "model.embed_tokens.weight": rng.standard_normal((16, 64)).astype(np.float32),
+        "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((heads[0] * head_dim, 64)).astype(np.float32),
+        "model.layers.0.self_attn.k_proj.weight": rng.standard_normal((heads[1] * head_dim, 64)).astype(np.float32),
+        "model.layers.0.self_attn.v_proj.weight": rng.standard_normal((heads[1] * head_dim, 64)).astype(np.float32),
+        "model.layers.0.input_layernorm.weight": np.ones(64, np.float32),
+    }
+    stored = {
+        "token_embd.weight": hf["model.embed_tokens.weight"],
+        "blk.0.attn_q.weight": _llama_cpp_permute(hf["model.layers.0.self_attn.q_proj.weight"], heads[0]),
+        "blk.0.attn_k.weight": _llama_cpp_permute(hf["model.layers.0.self_attn.k_proj.weight"], heads[1]),
+        "blk.0.attn_v.weight": hf["model.layers.0.self_attn.v_proj.weight"],
+        "blk.0.attn_norm.weight": hf["model.layers.0.input_layernorm.weight"],
+    }
+    path = tmp_path / "llama.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_head_count(heads[0])
+    w.add_head_count_kv(heads[1])
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    for name, a in stored.items():
+        if name == "blk.0.attn_q.weight":  # quantized rows are permuted as well
+            w.add_tensor(name, gguf.quants.quantize(a, q8), raw_dtype=q8)
+        else:
+            w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with open_model(path) as src:
+        if not ok:
+            with pytest.raises(ConversionError, match="32 / 8 only"):
+                DequantizedSource(src, "F32")
+            return
+        view = DequantizedSource(src, "F32")
+        assert sorted(view.tensors) == sorted(hf)
+        for name in hf:
+            if not name.endswith("q_proj.weight"):
+                assert np.array_equal(view.read(name), hf[name]), name
+        # the quantized q: stored row i holds the transformers row order[i]; dequantized exactly
+        order = _llama_cpp_permute(np.arange(heads[0] * head_dim)[:, None], heads[0])[:, 0]
+        q_stored = gguf.quants.dequantize(gguf.quants.quantize(stored["blk.0.attn_q.weight"], q8), q8)
+        got = view.read("model.layers.0.self_attn.q_proj.weight")
+        assert np.array_equal(got[order], q_stored)
+        assert view.data_range("model.layers.0.self_attn.k_proj.weight") is None  # read through the permutation

@@ -4,7 +4,7 @@ summary, made executable), with the bytes each conversion would save."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
@@ -83,6 +83,7 @@ class Advice:
     generate: Option | None
     train: Option | None
     notes: list[str] | None = None
+    smaller: list[Option] | None = None  # GGUF / scaled-fp8 forms for generating (smaller_forms)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -91,6 +92,8 @@ class Advice:
         }
         if self.notes is not None:
             out["notes"] = self.notes
+        if self.smaller is not None:
+            out["smaller"] = [o.to_dict() for o in self.smaller]
         return out
 
 
@@ -165,7 +168,7 @@ def advise(report: ModelReport, source: TensorSource) -> Advice:
             planned_bytes(source, dtype="fp32"),
             train_why,
         )
-    return Advice(generate, train)
+    return Advice(generate, train, smaller=smaller_forms(report, source, generate) or None)
 
 
 def _option(
@@ -242,3 +245,64 @@ def _quantized_advice(report: ModelReport, source: TensorSource) -> Advice:
         ],
     )
     return Advice(generate, train)
+
+
+@dataclass(frozen=True)
+class SmallerForm:
+    """A quantized target ComfyUI loads, offered beside the 16-bit one for generating."""
+
+    target: str
+    options: tuple[str, ...]
+    quality: str
+
+
+SMALLER_FORMS = (
+    SmallerForm("GGUF Q8_0", ("--format", "gguf", "--quant", "Q8_0"), "near-lossless (8.5 bits per weight)"),
+    SmallerForm(
+        "fp8 e4m3fn scaled", ("--dtype", "fp8_e4m3fn_scaled"), "near-lossless (8 bits, a float32 scale per layer)"
+    ),
+    SmallerForm("GGUF Q5_K_S", ("--format", "gguf", "--quant", "Q5_K_S"), "small visible cost in detail"),
+    SmallerForm(
+        "GGUF Q4_K_S", ("--format", "gguf", "--quant", "Q4_K_S"), "visible cost in detail and prompt following"
+    ),
+)
+# Kinds whose diffusion model ComfyUI loads from a GGUF or scaled-fp8 file.
+SMALLER_KINDS = ("checkpoint", "unet")
+# Offered only for models larger than this in their generating form: smaller ones fit any GPU.
+SMALLER_FROM_BYTES = 4 * 10**9
+GPU_SIZES_GB = (6, 8, 12, 16, 24)
+GPU_HEADROOM = 1.5 * 2**30  # activations, the VAE and the framework beside the weights
+
+
+def fits_gpu(nbytes: int) -> int | None:
+    """The smallest common GPU memory (GB) that holds ``nbytes`` of weights with room to run."""
+    return next((gb for gb in GPU_SIZES_GB if nbytes + GPU_HEADROOM <= gb * 2**30), None)
+
+
+def _smaller_args(options: tuple[str, ...]) -> dict[str, str]:
+    return {options[i].removeprefix("--"): options[i + 1] for i in range(0, len(options), 2)}
+
+
+def smaller_forms(report: ModelReport, source: TensorSource, generate: Option | None) -> list[Option]:
+    """GGUF and scaled-fp8 copies for generating, with their sizes, where ComfyUI loads them: the
+    diffusion model of a family ComfyUI-GGUF knows (the conversion plan's own rule refuses the
+    others), weights above 8 bits, a model large enough for GPU memory to matter. Offered beside
+    the 16-bit form, never for training."""
+    floats = weight_dtypes({part: c.dtypes for part, c in report.components.items()})
+    if report.kind not in SMALLER_KINDS or not floats or floats & FP8_DTYPES or generate is None:
+        return []
+    if (generate.bytes_after or 0) < SMALLER_FROM_BYTES:
+        return []
+    out = []
+    for form in SMALLER_FORMS:
+        try:
+            tensor_bytes = planned_bytes(source, **_smaller_args(form.options))
+        except SdmodelError:
+            return []  # a family ComfyUI-GGUF cannot load: none of them
+        option = _option(report, form.target, list(form.options), tensor_bytes, [form.quality])
+        gpu = fits_gpu(option.bytes_after or 0)
+        why = [form.quality + (f", fits {gpu} GB GPUs" if gpu else "")]
+        if report.kind == "checkpoint" and "gguf" in form.options:
+            why.append("holds the diffusion model only: load the text encoders and VAE from their own files")
+        out.append(replace(option, why=why))
+    return out

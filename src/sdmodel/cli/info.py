@@ -248,6 +248,7 @@ def _render_advice(advice: Advice) -> None:
         )
     for why in gen.why:
         console.print(f"  • {why}", highlight=False)
+    _render_smaller(advice)
     if train and train.target:
         console.print(
             f"[green]for training:[/green] {train.target}, {human_bytes(train.bytes_after)}:  "
@@ -259,6 +260,18 @@ def _render_advice(advice: Advice) -> None:
     if train:
         for why in train.why:
             console.print(f"  • {why}", highlight=False)
+
+
+def _render_smaller(advice: Advice) -> None:
+    """The GGUF / scaled-fp8 forms offered beside the generating advice."""
+    if not advice.smaller:
+        return
+    console.print("[green]smaller, for generating on less GPU memory:[/green]", highlight=False)
+    for o in advice.smaller:
+        console.print(
+            f"  • {o.target}: {human_bytes(o.bytes_after)}, {'; '.join(o.why)}:  [dim]{o.command}[/dim]",
+            highlight=False,
+        )
 
 
 @click.command("hash")

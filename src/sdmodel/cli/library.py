@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import JustifyMethod
@@ -16,6 +17,9 @@ from sdmodel.cli.common import byte_progress, console, err_console, print_json
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
 from sdmodel.units import human_bytes, plural
+
+if TYPE_CHECKING:
+    from sdmodel.library.savings import SmallerOffer
 
 DB_HELP = "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
 
@@ -174,17 +178,33 @@ def report_command(db: str | None, as_json: bool) -> None:
     help="A folder whose models are kept for training (fp32, EMA kept). Repeatable; remembered.",
 )
 @click.option("--no-train-folders", is_flag=True, help="Forget the remembered training folders.")
+@click.option(
+    "--smaller",
+    metavar="TARGET",
+    help="For generating, convert the models ComfyUI loads in this GGUF or scaled-fp8 form to it: "
+    "Q8_0, fp8_e4m3fn_scaled, Q5_K_S or Q4_K_S (remembered; 'none' forgets it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The plan as JSON.")
-def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, as_json: bool) -> None:
+def plan_command(
+    db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, smaller: str | None, as_json: bool
+) -> None:
     """Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for
     generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."""
-    from sdmodel.library.savings import compute_plan  # noqa: PLC0415 - start-up time: loaded only by this command
+    from sdmodel.library.savings import (  # noqa: PLC0415 - start-up time: loaded only by this command
+        check_smaller,
+        compute_plan,
+    )
 
     with _open(db) as cat:
         if no_train_folders:
             cat.set_meta("train_folders", [])
         if train_folders:
             cat.set_meta("train_folders", [os.path.abspath(f) for f in train_folders])
+        if smaller is not None:
+            try:
+                cat.set_meta("smaller", None if smaller == "none" else check_smaller(smaller))
+            except ValueError as e:
+                raise click.BadParameter(str(e)) from None
         plan = compute_plan(cat)
         cat.clear_finished_plan()
         cat.store_plan(plan.items)
@@ -224,8 +244,20 @@ def plan_command(db: str | None, train_folders: tuple[str, ...], no_train_folder
         for s in plan.skipped:
             if s.reason != "already optimal":
                 console.print(f"  skipped {s.path}: {s.reason}", style="dim", highlight=False)
+    _print_offers(plan.offers)
     if plan.items:
         console.print("run it with: sdmodel library apply", style="dim")
+
+
+def _print_offers(offers: list[SmallerOffer]) -> None:
+    """The GGUF / scaled-fp8 forms the plan could use instead, for generating."""
+    for o in offers:
+        console.print(
+            f"smaller for generating: {o.target} for {o.files} files, {human_bytes(o.before_bytes)} -> "
+            f"{human_bytes(o.after_bytes)} (sdmodel library plan --smaller {o.target})",
+            style="dim",
+            highlight=False,
+        )
 
 
 @library_group.command("apply")

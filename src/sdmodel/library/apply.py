@@ -153,17 +153,27 @@ def _move(src: Path, dst: Path) -> None:
 
 
 def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
-    dtype = None if item["dtype"] == "keep" else item["dtype"]
-    convert(item["src"], tmp, dtype=dtype, ema=item["ema"], prune=True, verify=True, progress=on_bytes)
+    convert(
+        item["src"], tmp, **_target_options(item["dtype"]), ema=item["ema"], prune=True, verify=True, progress=on_bytes
+    )
     if not tmp.is_file():
         raise SdmodelError(f"{item['src']}: the conversion wrote no output")
 
 
+def _target_options(dtype: str) -> dict[str, Any]:
+    """Convert options of a plan item's ``dtype`` column: a precision, ``keep``, a scaled-fp8
+    format, or ``gguf:<TYPE>`` (savings.SMALLER_TARGETS)."""
+    if dtype.startswith("gguf:"):
+        return {"format": "gguf", "quant": dtype.removeprefix("gguf:")}
+    return {"dtype": None if dtype == "keep" else dtype}
+
+
 def _check_output(tmp: Path) -> None:
-    """Reopen the output: it must read as safetensors with tensors in it."""
+    """Reopen the output: it must read as safetensors (or GGUF, for a GGUF item) with tensors in it."""
+    expected = "gguf" if tmp.suffix == ".gguf" else "safetensors"
     with open_model(tmp) as source:
-        if source.format != "safetensors" or not source.tensors:
-            raise SdmodelError(f"{tmp}: the output does not read back as a safetensors model")
+        if source.format != expected or not source.tensors:
+            raise SdmodelError(f"{tmp}: the output does not read back as a {expected} model")
 
 
 def _place_sidecars(item: dict[str, Any], tmp: Path, trash: Path | None, delete: bool) -> None:

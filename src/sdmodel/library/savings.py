@@ -4,6 +4,11 @@ Generating (the default): the precision ``advice.generating_dtype`` chooses (fp1
 files already in 16 or fewer bits keep theirs), one UNet weight set (no EMA), junk dropped. Training folders
 (``--train-folder``): safetensors keeping the EMA set and the file's precision (fp32 stays fp32; an
 fp16 file is not up-cast, that cannot restore precision). Files already optimal are skipped.
+
+Smaller forms (``--smaller Q4_K_S``, remembered): for generating, the files whose advice offers that
+GGUF or scaled-fp8 form (``advice.smaller_forms``: families ComfyUI loads that way) are planned to it;
+the others keep the default. GGUF holds only the diffusion model, so only diffusion-model files
+(kind ``unet``) become GGUF; training folders never get a smaller form.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sdmodel.advice import generating_dtype, weight_dtypes
+from sdmodel.advice import SMALLER_FORMS, generating_dtype, weight_dtypes
 from sdmodel.library.catalog import Catalog
 from sdmodel.sidecars import stem_of
 from sdmodel.units import human_bytes, plural
@@ -40,7 +45,7 @@ class PlanItem:
     kind: str
     family: str | None
     mode: Literal["generate", "train"]
-    dtype: str  # a precision, or "keep"
+    dtype: str  # a precision, "keep", a scaled-fp8 format, or "gguf:<TYPE>" (smaller_target)
     ema: Literal["keep", "drop"]
     target: str  # what the output will be, in words
     format: str | None
@@ -66,10 +71,24 @@ class Skipped:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SmallerOffer:
+    """What planning with ``--smaller TARGET`` would give: the files it applies to and their bytes."""
+
+    target: str  # a SMALLER_TARGETS key
+    files: int
+    before_bytes: int
+    after_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class Plan:
     items: list[PlanItem] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    offers: list[SmallerOffer] = field(default_factory=list)  # smaller forms not chosen
 
     @property
     def before(self) -> int:
@@ -95,6 +114,7 @@ class Plan:
             "after_bytes": self.after,
             "saves_bytes": self.before - self.after,
             "summary": self.summary(),
+            "offers": [o.to_dict() for o in self.offers],
         }
 
 
@@ -121,9 +141,12 @@ def in_folders(path: str, folders: list[str]) -> bool:
     return any(p.startswith(os.path.abspath(f).rstrip(os.sep) + os.sep) for f in folders)
 
 
-def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[PlanItem | None, str | None]:
+def plan_file(
+    f: dict[str, Any], train_folders: list[str], smaller: str | None = None
+) -> tuple[PlanItem | None, str | None]:
     """The plan item for one catalogued file, or (None, why it is skipped); (None, None) for files
-    the plan does not concern (errors, embeddings, unknown files)."""
+    the plan does not concern (errors, embeddings, unknown files). ``smaller``: a SMALLER_TARGETS
+    key to plan generating files to where their advice offers it."""
     kind = f.get("kind")
     if f.get("error") or kind not in CONVERTIBLE_KINDS:
         return None, None
@@ -139,6 +162,9 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[PlanItem | N
     precision = f.get("precision")
     size = f["size"]
     mode: Literal["generate", "train"] = "train" if in_folders(f["path"], train_folders) else "generate"
+    form = smaller_offer(f, smaller) if mode == "generate" and smaller else None
+    if form is not None:
+        return _smaller_item(f, smaller or "", form)
     if mode == "generate":
         components = rep.get("components") or {}
         weights = weight_dtypes({part: (c.get("dtypes") or {}) for part, c in components.items()})
@@ -189,6 +215,77 @@ def plan_file(f: dict[str, Any], train_folders: list[str]) -> tuple[PlanItem | N
     ), None
 
 
+# ``--smaller`` targets (named by their last convert option) and the convert options of each.
+SMALLER_TARGETS: dict[str, tuple[str, ...]] = {form.options[-1]: form.options for form in SMALLER_FORMS}
+
+
+def check_smaller(target: str | None) -> str | None:
+    if target is not None and target not in SMALLER_TARGETS:
+        raise ValueError(f"--smaller must be one of {', '.join(SMALLER_TARGETS)}, not {target!r}")
+    return target
+
+
+def smaller_offer(f: dict[str, Any], target: str) -> dict[str, Any] | None:
+    """The file's advice entry for ``target`` (a GGUF form only for a diffusion-model file: the
+    other parts of a checkpoint would be lost), or None when it is not offered."""
+    options = list(SMALLER_TARGETS[target])
+    if "gguf" in options and f.get("kind") != "unet":
+        return None
+    offers = ((f.get("report") or {}).get("advice") or {}).get("smaller") or []
+    return next((o for o in offers if o.get("options") == options), None)
+
+
+def _smaller_item(f: dict[str, Any], target: str, form: dict[str, Any]) -> tuple[PlanItem | None, str | None]:
+    src = Path(f["path"])
+    gguf = "gguf" in SMALLER_TARGETS[target]
+    stem = _PRECISION_TOKEN.sub("", stem_of(src.name)).rstrip("-_.") or stem_of(src.name)
+    dst = src.with_name(f"{stem}-{target}.gguf" if gguf else f"{stem}-{target}.safetensors")
+    if dst.exists():
+        return None, f"{dst.name} already exists beside it"
+    size = f["size"]
+    after = int(form["bytes_after"])
+    if size - after < max(size * MIN_SAVING, 1):
+        return None, "already optimal"
+    return PlanItem(
+        file_id=f["id"],
+        src=str(src),
+        dst=str(dst),
+        root=f["root"],
+        name=f["name"],
+        kind=f["kind"],
+        family=f.get("family"),
+        mode="generate",
+        dtype=f"gguf:{target}" if gguf else target,
+        ema="keep",
+        target=str(form["target"]),
+        format=f.get("format"),
+        precision=f.get("precision"),
+        src_size=size,
+        src_mtime_ns=f["mtime_ns"],
+        before_bytes=size,
+        after_bytes=after,
+        saves_bytes=size - after,
+    ), None
+
+
+def smaller_offers(files: list[dict[str, Any]], train_folders: list[str], chosen: str | None) -> list[SmallerOffer]:
+    """Per target not chosen, the generating files it applies to and their bytes before and after."""
+    out = []
+    for target in SMALLER_TARGETS:
+        if target == chosen:
+            continue
+        hits = [
+            (f["size"], int(o["bytes_after"]))
+            for f in files
+            if not f.get("error") and not in_folders(f["path"], train_folders)
+            for o in [smaller_offer(f, target)]
+            if o is not None
+        ]
+        if hits:
+            out.append(SmallerOffer(target, len(hits), sum(b for b, _ in hits), sum(a for _, a in hits)))
+    return out
+
+
 def _ema_bytes(rep: dict[str, Any]) -> int:
     return int(((rep.get("components") or {}).get("ema") or {}).get("bytes") or 0)
 
@@ -196,12 +293,15 @@ def _ema_bytes(rep: dict[str, Any]) -> int:
 def compute_plan(catalog: Catalog, train_folders: list[str] | None = None) -> Plan:
     """The savings plan for the whole catalog (``train_folders``: None = the ones stored)."""
     folders = catalog.get_meta("train_folders", []) if train_folders is None else train_folders
+    smaller = check_smaller(catalog.get_meta("smaller", None))
     plan = Plan()
-    for f in catalog.all_files():
-        item, why = plan_file(f, folders)
+    files = list(catalog.all_files())
+    for f in files:
+        item, why = plan_file(f, folders, smaller)
         if item is not None:
             plan.items.append(item)
         elif why:
             plan.skipped.append(Skipped(f["path"], why))
     plan.items.sort(key=lambda i: (-i.saves_bytes, i.src))
+    plan.offers = smaller_offers(files, folders, smaller)
     return plan

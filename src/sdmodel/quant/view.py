@@ -44,6 +44,7 @@ QWEN_NAMES = (
     ("attn_norm", "input_layernorm"),
     ("attn_q_norm.", "self_attn.q_norm."),
     ("attn_k_norm.", "self_attn.k_norm."),
+    ("attn_v_norm.", "self_attn.v_norm."),
     ("attn_q", "self_attn.q_proj"),
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
@@ -62,7 +63,40 @@ GGUF_RENAMES = {
     "qwen2vl": QWEN_NAMES,
     "qwen3": QWEN_NAMES,
     "qwen3vl": QWEN_NAMES,
+    "llama": QWEN_NAMES,  # ComfyUI-GGUF's LLAMA_SD_MAP serves both
 }
+# llama.cpp's converter permutes the q/k rows of Llama models for its rotary layout; ComfyUI-GGUF's
+# loader.py (llama_permute) undoes it with 32 query and 8 key/value heads (Llama 3 / Mistral).
+LLAMA_HEADS = (32, 8)
+
+
+def llama_unpermute(values: np.ndarray, heads: int) -> np.ndarray:
+    """The rows of a q/k projection (weight or bias) in the transformers order (llama_permute)."""
+    shape = values.shape
+    return np.ascontiguousarray(
+        values.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+    )
+
+
+def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int] | str:
+    """Our name -> the head count its rows are permuted by (Llama GGUF q/k projections), or why the
+    permutation cannot be undone exactly."""
+    if source.format != "gguf" or source.metadata.get("general.architecture") != "llama":
+        return {}
+    meta = source.metadata
+    heads = (meta.get("llama.attention.head_count"), meta.get("llama.attention.head_count_kv"))
+    if heads != tuple(str(h) for h in LLAMA_HEADS):
+        return (
+            f"a GGUF llama model with {heads[0] or '?'} query / {heads[1] or '?'} key-value heads: ComfyUI-GGUF "
+            f"undoes the q/k row permutation for {LLAMA_HEADS[0]} / {LLAMA_HEADS[1]} only"
+        )
+    out = {}
+    for new in names.values():
+        if new.endswith(("q_proj.weight", "q_proj.bias")):
+            out[new] = LLAMA_HEADS[0]
+        elif new.endswith(("k_proj.weight", "k_proj.bias")):
+            out[new] = LLAMA_HEADS[1]
+    return out
 
 
 def model_names(source: TensorSource) -> dict[str, str] | str:
@@ -74,8 +108,7 @@ def model_names(source: TensorSource) -> dict[str, str] | str:
     arch = source.metadata.get("general.architecture", "")
     table = GGUF_RENAMES.get(arch)
     if table is None:
-        why = " (its q/k rows are permuted for llama.cpp)" if arch == "llama" else ""
-        return f"a GGUF {arch or 'text'} model with llama.cpp tensor names{why}: sdmodel does not map it back"
+        return f"a GGUF {arch or 'text'} model with llama.cpp tensor names: sdmodel does not map it back"
     out = {}
     for n in names:
         new = n
@@ -101,10 +134,14 @@ class DequantizedSource(TensorSource):
         if bad and strict:
             raise ConversionError(f"{source.path}: {bad[0].name}: cannot dequantize {bad[0].unsupported}")
         names = model_names(source)
+        heads = permuted_heads(source, names) if not isinstance(names, str) else {}
+        if isinstance(heads, str):
+            names = heads
         if isinstance(names, str):
             if strict:
                 raise ConversionError(f"{source.path}: {names}; use the original safetensors release")
             names = {n: n for n in source.tensors}
+        self.heads: dict[str, int] = heads if isinstance(heads, dict) else {}
         self.format = source.format
         # Metadata that describes the quantization would mislabel the plain output: ComfyUI reads
         # _quantization_metadata as "these layers are quantized"; GGUF keys describe GGUF.
@@ -128,14 +165,15 @@ class DequantizedSource(TensorSource):
     def read(self, name: str) -> np.ndarray:
         inner = self.inner_names[name]
         qt = self.layout.tensors.get(inner)
-        if qt is None:
-            return self.inner.read(inner)
-        return dequantize(self.inner, qt, self.out)
+        values = self.inner.read(inner) if qt is None else dequantize(self.inner, qt, self.out)
+        return llama_unpermute(values, self.heads[name]) if name in self.heads else values
 
     def data_range(self, name: str) -> tuple[int, int] | None:
-        """A plain tensor's bytes in the file (the engine reads those directly)."""
+        """A plain tensor's bytes in the file (the engine reads those directly; not a permuted one)."""
         inner = self.inner_names[name]
-        return None if inner in self.layout.tensors else self.inner.data_range(inner)
+        if inner in self.layout.tensors or name in self.heads:
+            return None
+        return self.inner.data_range(inner)
 
     @property
     def size_bytes(self) -> int:
