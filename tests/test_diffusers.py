@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from sdmodel.formats import diffusers_map as dm
 from sdmodel.formats import open_model
 from sdmodel.formats.diffusers import DiffusersSource, LdmVaeView
 from sdmodel.formats.safetensors import SafetensorsSource
-from sdmodel.parts import SCHEDULE_KEYS
+from sdmodel.parts import SCHEDULE_KEYS, SD1_TEXT_PREFIX, SD2_TEXT_PREFIX, SDXL_TEXT2_PREFIX, SDXL_TEXT_PREFIX
 from tests import builders
 
 # (single-file prefix, diffusers component, mapping role) per family.
@@ -24,13 +25,13 @@ PARTS = {
     "sd15": [
         (dm.UNET_PREFIX, "unet", "unet"),
         (dm.VAE_PREFIX, "vae", "vae"),
-        (dm.SD1_TEXT_PREFIX, "text_encoder", "clip_l"),
+        (SD1_TEXT_PREFIX, "text_encoder", "clip_l"),
     ],
     "sdxl-base": [
         (dm.UNET_PREFIX, "unet", "unet"),
         (dm.VAE_PREFIX, "vae", "vae"),
-        (dm.SDXL_TEXT_PREFIX, "text_encoder", "clip_l"),
-        (dm.SDXL_TEXT2_PREFIX, "text_encoder_2", "openclip"),
+        (SDXL_TEXT_PREFIX, "text_encoder", "clip_l"),
+        (SDXL_TEXT2_PREFIX, "text_encoder_2", "openclip"),
     ],
 }
 STRUCTURE = {"sd15": dm.UNET_SD1, "sdxl-base": dm.UNET_SDXL}
@@ -78,7 +79,7 @@ def reverse_layout(family: str, names: list[str]) -> list[tuple[str, str, str, s
             if role == "unet":
                 out.append((comp, table.to_diffusers(rest), name, dm.COPY, None))
             elif role == "vae":
-                op = dm.CONV1X1 if dm.vae_ldm_shape(rest, (1, 1)) == (1, 1, 1, 1) else dm.COPY
+                op = dm.CONV1X1 if re.search(r"mid\.attn_1\.(q|k|v|proj_out)\.weight$", rest) else dm.COPY
                 out.append((comp, dm.vae_table().to_diffusers(rest), name, op, None))
             elif role == "clip_l":
                 if not rest.endswith("position_ids"):  # transformers >= 4.31 does not save them
@@ -215,7 +216,7 @@ def test_expected_differences_are_exactly_the_unstored_keys(tmp_path: Path) -> N
         assert set(src.tensors) <= set(real)
     sdxl = builders.layout("sdxl-base")
     with open_model(build_sparse_folder(tmp_path / "b", "sdxl-base", sdxl)) as src:
-        missing = {k for k in set(sdxl) - set(src.tensors) if not k.startswith(dm.SDXL_TEXT_PREFIX)}
+        missing = {k for k in set(sdxl) - set(src.tensors) if not k.startswith(SDXL_TEXT_PREFIX)}
         assert missing == {"conditioner.embedders.1.model.logit_scale"}
         assert any(n.code == "diffusers-no-logit-scale" for n in src.notes)
 
@@ -318,8 +319,8 @@ def test_known_names_from_the_conversion_tables() -> None:
         "encoder.conv_norm_out.bias": "encoder.norm_out.bias",
         "post_quant_conv.weight": "post_quant_conv.weight",
     }
-    assert {k: dm.vae_diffusers_to_ldm(k) for k in vae} == vae
-    assert dm.vae_diffusers_to_ldm("decoder.something_else.weight") is None
+    assert {k: dm.vae_table().to_ldm(k) for k in vae} == vae
+    assert dm.vae_table().to_ldm("decoder.something_else.weight") is None
     plan = dm.plan_openclip(
         [
             "text_model.encoder.layers.3.layer_norm2.bias",
@@ -342,11 +343,16 @@ def test_known_names_from_the_conversion_tables() -> None:
 
 
 def test_vae_helpers() -> None:
-    assert dm.vae_ldm_shape("first_stage_model.encoder.mid.attn_1.k.weight", (512, 512)) == (512, 512, 1, 1)
-    assert dm.vae_ldm_shape("decoder.mid.attn_1.proj_out.weight", [512, 512]) == (512, 512, 1, 1)
-    assert dm.vae_ldm_shape("decoder.mid.attn_1.q.weight", (512, 512, 1, 1)) == (512, 512, 1, 1)
-    assert dm.vae_ldm_shape("decoder.mid.attn_1.q.bias", (512,)) == (512,)
-    assert dm.vae_ldm_shape("decoder.up.0.block.0.conv1.weight", (128, 256, 3, 3)) == (128, 256, 3, 3)
+    # the mid-attention linear weights (and only they) become 1x1 convolutions
+    plan = dm.plan_vae(
+        [
+            "encoder.mid_block.attentions.0.to_k.weight",
+            "decoder.mid_block.attentions.0.to_out.0.weight",
+            "decoder.mid_block.attentions.0.to_q.bias",
+            "decoder.up_blocks.0.resnets.0.conv1.weight",
+        ]
+    )
+    assert [m.op for m in plan.mappings] == [dm.CONV1X1, dm.CONV1X1, dm.COPY, dm.COPY]
     vae_names = [k[len(dm.VAE_PREFIX) :] for k in builders.layout("sd15") if k.startswith(dm.VAE_PREFIX)]
     assert not dm.looks_like_diffusers_vae(vae_names)
     assert dm.looks_like_diffusers_vae([dm.vae_table().to_diffusers(k) for k in vae_names])
@@ -600,7 +606,7 @@ def test_sd2_text_encoder_and_extra_components(tmp_path: Path) -> None:
             "diffusers-unmapped",
             "diffusers-missing-component",
         } <= codes
-        n_text = sum(1 for k in t if k.startswith(dm.SD2_TEXT_PREFIX))
+        n_text = sum(1 for k in t if k.startswith(SD2_TEXT_PREFIX))
         assert n_text == 23 * 4 + 3
 
 

@@ -8,8 +8,10 @@ import pytest
 from sdmodel.dtypes import PRECISIONS
 from sdmodel.errors import ConversionError
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.identify import Identity
 from sdmodel.plan import ConvertOptions
-from sdmodel.vocab import OutputFormat, Precision
+from sdmodel.registry.model import Network
+from sdmodel.vocab import MODEL_KINDS, OutputFormat, Precision
 
 
 def test_literals_match_their_tables():
@@ -41,3 +43,10 @@ def test_convert_options_accepts_every_allowed_value():
         ConvertOptions(dtype=p, unet_dtype=p, vae_dtype=p, te_dtype=p)
     for mode in ("keep", "drop", "only"):
         ConvertOptions(ema=mode)
+
+
+def test_identity_kind_is_checked_when_made():
+    # every network a registry signature names is a kind, except "diffusion" (a checkpoint or a unet)
+    assert set(get_args(Network)) - {"diffusion"} <= set(MODEL_KINDS)
+    with pytest.raises(ValueError, match="checkpoint, unet"):
+        Identity(kind="model")  # type: ignore[arg-type]

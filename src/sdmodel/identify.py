@@ -13,6 +13,7 @@ from sdmodel.formats.diffusers_map import with_ldm_unet_names
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
 from sdmodel.sidecars import existing_config
+from sdmodel.vocab import MODEL_KINDS, ModelKind
 
 BASE_PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
@@ -21,7 +22,7 @@ BASE_PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 class Identity:
     """The verdict of identification, with the names other programs use."""
 
-    kind: str  # checkpoint unet vae text_encoder lora lycoris embedding controlnet t2i_adapter unknown
+    kind: ModelKind
     family: str | None = None
     variant: str | None = None
     prediction: str = "unknown"  # epsilon | v | flow | unknown
@@ -37,6 +38,10 @@ class Identity:
     # What a lone diffusion model needs beside it (registry text-encoder and VAE ids).
     needs_text_encoders: list[str] = field(default_factory=list)
     needs_vae: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"kind {self.kind!r}: expected one of {', '.join(MODEL_KINDS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,8 +131,13 @@ def identify(source: TensorSource) -> Identity:
     if found is not None:
         sig, root, names = found
         variant = sig.variant(names, root)
+        kind: ModelKind = sig.network if sig.network != "diffusion" else "unet"
+        # a diffusion model under the checkpoint root with any base part beside it is a checkpoint
+        in_checkpoint = sig.network == "diffusion" and root == registry.UNET_ROOTS[0]
+        if in_checkpoint and any(_has_part(tensors, p) for p in BASE_PARTS):
+            kind = "checkpoint"
         ident = Identity(
-            kind=sig.network,
+            kind=kind,
             family=sig.family.id if sig.family else None,
             variant=variant.name or None,
             signature=sig.id,
@@ -135,9 +145,6 @@ def identify(source: TensorSource) -> Identity:
             description=f"{sig.description} ({variant.label})" if variant.label else sig.description,
             candidates=list(variant.candidates),
         )
-        if sig.network == "diffusion":
-            has_base = root == registry.UNET_ROOTS[0] and any(_has_part(tensors, p) for p in BASE_PARTS)
-            ident.kind = "checkpoint" if has_base else "unet"
     elif (lora := describe_lora(source, read_alphas=False)) is not None:
         # LoRA / LyCORIS: kind and base family from sdmodel.lora (family rules scoped per family)
         how = lora.family_source

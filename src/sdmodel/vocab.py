@@ -20,3 +20,19 @@ ExtractPart = Literal["vae", "unet", "text_encoder", "text_encoder_2"]
 EXTRACT_PARTS: tuple[ExtractPart, ...] = get_args(ExtractPart)
 # The scanner's verdicts, least to most severe.
 Verdict = Literal["safe", "suspicious", "error", "dangerous"]
+# What a file is, as identify says (a "unet" is a lone diffusion model: UNet or DiT).
+ModelKind = Literal[
+    "checkpoint",
+    "unet",
+    "controlnet",
+    "t2i_adapter",
+    "ip_adapter",
+    "vae",
+    "text_encoder",
+    "image_encoder",
+    "lora",
+    "lycoris",
+    "embedding",
+    "unknown",
+]
+MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)

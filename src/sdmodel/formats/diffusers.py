@@ -18,6 +18,7 @@ import numpy as np
 from sdmodel.errors import ModelReadError
 from sdmodel.formats import diffusers_map as dm
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.parts import SD2_TEXT_PREFIX
 from sdmodel.registry import DIFFUSION_SIGNATURES, Family, family_from_diffusers_config, match
 
 # Components whose weights belong to the single-file layout, in presentation order.
@@ -290,7 +291,7 @@ class DiffusersSource(TensorSource):
     def _openclip_notes(self, comp: str, names: list[str], prefix: str) -> None:
         layer_re = re.compile(r"text_model\.encoder\.layers\.(\d+)\.")
         layers = {m.group(1) for n in names if (m := layer_re.match(n))}
-        if prefix == dm.SD2_TEXT_PREFIX and len(layers) == 23:
+        if prefix == SD2_TEXT_PREFIX and len(layers) == 23:
             self.note(
                 "diffusers-sd2-text-layers",
                 f"{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 single files store)",

@@ -27,11 +27,6 @@ from typing import TypeVar
 import numpy as np
 
 # The single-file key prefixes: sdmodel.parts owns them (re-exported for the diffusers reader).
-from sdmodel.parts import REFINER_TEXT2_PREFIX as REFINER_TEXT2_PREFIX
-from sdmodel.parts import SD1_TEXT_PREFIX as SD1_TEXT_PREFIX
-from sdmodel.parts import SD2_TEXT_PREFIX as SD2_TEXT_PREFIX
-from sdmodel.parts import SDXL_TEXT2_PREFIX as SDXL_TEXT2_PREFIX
-from sdmodel.parts import SDXL_TEXT_PREFIX as SDXL_TEXT_PREFIX
 from sdmodel.parts import UNET_PREFIX, VAE_PREFIX
 
 T = TypeVar("T")
@@ -260,20 +255,6 @@ def vae_table_for(names: Iterable[str]) -> PrefixTable:
     if not down and not up:
         return _DEFAULT_VAE
     return vae_table(max(down, default=3) + 1, max(up, default=3) + 1, len(down_res) or 2, len(up_res) or 3)
-
-
-def vae_diffusers_to_ldm(name: str, up_blocks: int = 4) -> str | None:
-    """LDM name (without ``first_stage_model.``) of a diffusers VAE tensor, or None if it has none."""
-    table = _DEFAULT_VAE if up_blocks == 4 else vae_table(up_blocks=up_blocks)
-    return table.to_ldm(name)
-
-
-def vae_ldm_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
-    """LDM shape of a VAE tensor from its LDM name and diffusers shape (mid-attention linear -> 1x1 conv)."""
-    shape = tuple(shape)
-    if len(shape) == 2 and _VAE_CONV_ATTN_RE.search(name):
-        return (*shape, 1, 1)
-    return shape
 
 
 def looks_like_diffusers_vae(names: Iterable[str]) -> bool:

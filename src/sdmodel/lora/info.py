@@ -7,7 +7,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class LoraInfo:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["lora", "lycoris"]:
         """``lycoris`` when any target uses a LyCORIS-only algorithm, else ``lora``."""
         return "lycoris" if LYCORIS_ALGORITHMS & set(self.algorithms) else "lora"
 
