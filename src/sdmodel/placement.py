@@ -254,7 +254,7 @@ def _target(ui: Ui, kind: str, fam: registry.Family | None, storage: Storage, ro
         if storage == "nunchaku" or storage == "comfy_quant":
             return Target(ui, None, reason=f"A1111/Forge cannot load {storage} weights")
         if storage in _FORGE_ONLY and kind in ("checkpoint", "unet"):
-            return Target(ui, folder, loader, label + " (Forge; A1111 cannot load it)")
+            return Target(ui, folder, loader, f"{label} (Forge; A1111 cannot load it)")
         return Target(ui, folder, loader, label)
     if ui == "comfyui":
         custom = _CUSTOM.get((storage, kind))
