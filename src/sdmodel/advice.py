@@ -11,13 +11,31 @@ from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 from sdmodel.formats.base import TensorSource
 from sdmodel.parts import NON_WEIGHT_PARTS
+from sdmodel.placement import advice_line
 from sdmodel.plan import build_plan
+from sdmodel.registry import label
 from sdmodel.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from sdmodel.inspection import ModelReport
 
 ADAPTER_KINDS = ("lora", "lycoris", "embedding")
+# Other single networks converted like a ControlNet (16 bits for generating).
+NETWORK_KINDS = ("t2i_adapter", "ip_adapter", "image_encoder")
+# The kinds in words, for the placement sentence.
+KIND_WORDS = {
+    "checkpoint": "checkpoint",
+    "unet": "diffusion model",
+    "vae": "VAE",
+    "text_encoder": "text encoder",
+    "lora": "LoRA",
+    "lycoris": "LyCORIS",
+    "embedding": "embedding",
+    "controlnet": "ControlNet",
+    "t2i_adapter": "T2I-Adapter",
+    "ip_adapter": "IP-Adapter",
+    "image_encoder": "image encoder (CLIP vision)",
+}
 # Weights in 16 or fewer bits: converting them for generating saves nothing.
 SMALL_DTYPES = frozenset({"F16", "BF16", *FP8_DTYPES})
 
@@ -99,7 +117,30 @@ class Advice:
 
 def advise(report: ModelReport, source: TensorSource) -> Advice:
     """Advice for generating and for training, each with the options, the command and the bytes
-    it would save (negative = the file grows)."""
+    it would save (negative = the file grows), and where the file goes (placement notes)."""
+    advice = _advise(report, source)
+    placing = _placement_notes(report)
+    if not placing:
+        return advice
+    return Advice(advice.generate, advice.train, [*(advice.notes or []), *placing])
+
+
+def _placement_notes(report: ModelReport) -> list[str]:
+    """Where to put the file and what to pair it with (sdmodel.placement), and the sampler
+    settings its lineage needs."""
+    notes: list[str] = []
+    ident = report.identity
+    if report.placement is not None:
+        what = f"{label(ident.family, ident.variant)} {KIND_WORDS.get(ident.kind, ident.kind)}"
+        line = advice_line(report.placement, what.strip() if ident.family else KIND_WORDS.get(ident.kind, ident.kind))
+        if line:
+            notes.append(line)
+    if report.lineage is not None:
+        notes.extend(report.lineage.settings)
+    return notes
+
+
+def _advise(report: ModelReport, source: TensorSource) -> Advice:
     kind = report.kind
     floats = weight_dtypes({part: c.dtypes for part, c in report.components.items()})
     reasons: list[str] = []
@@ -107,7 +148,7 @@ def advise(report: ModelReport, source: TensorSource) -> Advice:
         reasons.append(
             f"safetensors cannot run code when loaded and loads faster: convert rather than keep a {report.format} file"
         )
-    if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *ADAPTER_KINDS):
+    if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *NETWORK_KINDS, *ADAPTER_KINDS):
         return Advice(None, None, ["no advice for an unidentified file"])
     if report.quantization.get("quantized"):
         return _quantized_advice(report, source)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from sdmodel.advice import Advice, advise
+from sdmodel.companions import find_companions
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
 from sdmodel.identify import Identity, identify
+from sdmodel.lineage import Lineage, lineage
 from sdmodel.lora.info import LoraInfo
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import (
@@ -25,6 +27,7 @@ from sdmodel.parts import (
     junk_reason,
     part_of,
 )
+from sdmodel.placement import Placement, place, storage_of
 from sdmodel.plan import loader_position_ids
 from sdmodel.quant.storage import QuantLayout, analyze, describe
 from sdmodel.quant.view import DequantizedSource
@@ -50,7 +53,7 @@ SINGLE_PART_KINDS = frozenset(
 
 # The shape of ModelReport.to_dict(): the catalog stores it beside each report; raise it when a
 # key is added, renamed or changes meaning, so that stored reports can be told apart.
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 @dataclass
@@ -141,6 +144,8 @@ class ModelReport:
     advice: Advice | None = None  # set by advise() once the rest is known
     quantization: dict[str, Any] = field(default_factory=dict)  # see quantization_report
     lora: LoraInfo | None = None  # what a LoRA / LyCORIS file is (sdmodel.lora)
+    placement: Placement | None = None  # where it goes in each UI (sdmodel.placement)
+    lineage: Lineage | None = None  # SDXL-shaped files: Pony / Illustrious / NoobAI, v-pred, ZSNR
 
     @property
     def kind(self) -> str:
@@ -183,6 +188,8 @@ class ModelReport:
             "advice": self.advice.to_dict() if self.advice is not None else {},
             "quantization": self.quantization,
             "lora": self.lora.to_dict() if self.lora else None,
+            "placement": self.placement.to_dict() if self.placement else None,
+            "lineage": self.lineage.to_dict() if self.lineage else None,
         }
 
 
@@ -308,8 +315,26 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
             "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "
             "(--read-data fetches only those tensors)"
         )
+    _place(report, source)
     report.advice = advise(report, source)
     return report
+
+
+# Families whose fine-tunes share the base's shapes, so that only metadata and names tell them apart.
+LINEAGE_FAMILIES = frozenset({"sdxl"})
+
+
+def _place(report: ModelReport, source: TensorSource) -> None:
+    """Where the file goes (every identified kind) and, for SDXL-shaped files, its lineage."""
+    ident = report.identity
+    storage = storage_of(report.format, report.quantization.get("scheme"))
+    placement = place(ident.kind, ident.family, ident.variant, storage)
+    if placement.companions is not None and source.path.is_file():
+        placement = replace(placement, companions=find_companions(source.path, placement.companions))
+    report.placement = placement
+    if ident.family in LINEAGE_FAMILIES and ident.kind in ("checkpoint", "unet", "lora", "lycoris"):
+        path = source.path if source.path.is_file() else None
+        report.lineage = lineage(source.metadata, source.tensors, path)
 
 
 def inspect(path: str | Path, *, read_values: bool = True) -> ModelReport:

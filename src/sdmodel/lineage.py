@@ -41,7 +41,13 @@ class Lineage:
             "zsnr": self.zsnr,
             "zsnr_source": self.zsnr_source,
             "settings": self.settings,
+            "implies": self.implies,
         }
+
+    @property
+    def implies(self) -> list[str]:
+        """Machine ids of the sampler settings this lineage needs (``settings`` says them)."""
+        return [name for name, on in (("v_prediction_sampler", self.v_prediction), ("zsnr", self.zsnr)) if on]
 
 
 # Words that name an SDXL base, as they appear in titles, Civitai base models, kohya's

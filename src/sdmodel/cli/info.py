@@ -22,6 +22,7 @@ from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.lora.info import LoraInfo
 from sdmodel.parts import part_rank
+from sdmodel.placement import UI_LABELS, clip_loader_text, companion_label
 from sdmodel.remote import as_path, is_remote, measure
 from sdmodel.units import human_bytes, human_count, plural
 from sdmodel.vaes import VaeReport
@@ -184,6 +185,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
         facts.add_row("hint", hint)
     if report.lora is not None:
         _lora_facts(facts, report.lora)
+    _placement_facts(facts, report)
     if d["extras"]:
         facts.add_row("other entries", ", ".join(f"{k}={_short(v)}" for k, v in list(d["extras"].items())[:8]))
     if d["metadata"]:
@@ -204,6 +206,42 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
             console.print(f"  junk: {k}", highlight=False)
     if report.advice is not None:
         _render_advice(report.advice)
+
+
+def _placement_facts(facts: Table, report: ModelReport) -> None:
+    """Lineage (with where each answer came from) and where the file goes in each UI."""
+    lin = report.lineage
+    if lin is not None:
+        if lin.base:
+            facts.add_row("lineage", f"{lin.base} (from {lin.base_source})")
+        if lin.v_prediction is not None:
+            pred = "v-prediction" if lin.v_prediction else "epsilon"
+            facts.add_row("trained as", f"{pred} (from {lin.v_source})")
+        if lin.zsnr:
+            facts.add_row("ZSNR", f"yes (from {lin.zsnr_source})")
+        for setting in lin.settings:
+            facts.add_row("sampler", setting)
+    placement = report.placement
+    if placement is None:
+        return
+    for t in placement.targets:
+        if t.folder is None:
+            facts.add_row(UI_LABELS[t.ui], Text(f"cannot load it: {t.reason}", style="yellow"))
+            continue
+        how = f", {t.loader_label}" if t.loader_label else ""
+        how += f" type {t.clip_type}" if t.clip_type else ""
+        how += f" (custom node {t.custom_node})" if t.custom_node else ""
+        facts.add_row(UI_LABELS[t.ui], f"{t.folder}{how}")
+    comp = placement.companions
+    if comp is not None:
+        for c in (*comp.text_encoders, *([comp.vae] if comp.vae else [])):
+            where = comp.path_of(c)
+            facts.add_row("companion", f"{c}: {companion_label(c)}" + (f" (found: {where})" if where else ""))
+        loader = clip_loader_text(comp, placement.storage)
+        if loader:
+            facts.add_row("text encoders", f"ComfyUI {loader}")
+    for note in placement.notes:
+        facts.add_row("placement", note)
 
 
 def _lora_facts(facts: Table, lora: LoraInfo) -> None:
@@ -236,6 +274,9 @@ def _short(v: object, width: int = 40) -> str:
 
 def _render_advice(advice: Advice) -> None:
     gen, train = advice.generate, advice.train
+    for note in advice.notes or []:
+        if gen or note.startswith("this is a"):
+            console.print(f"[green]advice:[/green] {note}", highlight=False)
     if not gen:
         return
     if gen.already_optimal:

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from sdmodel.library.catalog import Catalog
+from sdmodel.library.placing import PLACEMENT_PROBLEMS, CompanionIndex, placement_problems
 from sdmodel.library.walk import expected_kinds
 from sdmodel.quant.sketch import Sketch
 from sdmodel.sidecars import is_config, needs_config, stem_of
@@ -22,6 +23,7 @@ PROBLEM_TITLES = {
     "wrong_folder": "in the wrong folder for its kind",
     "ckpt_twin": "pickle checkpoint with a safetensors twin",
     "unrecognized": "not recognised as a model",
+    **PLACEMENT_PROBLEMS,
 }
 SEVERITY = {
     "dangerous": 0,
@@ -32,6 +34,8 @@ SEVERITY = {
     "wrong_folder": 4,
     "ckpt_twin": 4,
     "unrecognized": 5,
+    "misplaced": 4,
+    "missing_companions": 4,
 }
 
 DUPLICATE_LEVELS = {
@@ -175,6 +179,15 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
+def _placement_problems(files: list[dict[str, Any]], found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Wrong folder for the UI and missing companions (library.placing); a file already reported
+    in the wrong folder for its kind is not reported twice."""
+    index = CompanionIndex.of(files)
+    wrong = {p["path"] for p in found if p["code"] == "wrong_folder"}
+    out = [p for f in files for p in placement_problems(f, index)]
+    return [p for p in out if not (p["code"] == "misplaced" and p["path"] in wrong)]
+
+
 def build_report(catalog: Catalog) -> dict[str, Any]:
     """Everything ``library report`` shows, as JSON-ready data."""
     files = list(catalog.all_files())
@@ -194,6 +207,7 @@ def build_report(catalog: Catalog) -> dict[str, Any]:
         _add(totals["precision"], f.get("precision"), f["size"])
         _add(totals["format"], f.get("format"), f["size"])
         problems.extend(problems_of(f, by_dir[os.path.dirname(f["path"])]))
+    problems.extend(_placement_problems(files, problems))
     problems.sort(key=lambda p: (SEVERITY.get(p["code"], 9), p["path"]))
     duplicates = duplicate_groups(files)
     return {

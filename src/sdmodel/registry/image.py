@@ -44,6 +44,8 @@ SD1 = Family(
     resolution="512x512",
     gguf_arch="sd1",
     text_encoders=("clip_l",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="stable_diffusion",
     vae="4ch",
     diffusers_classes=("UNet2DConditionModel",),
 )
@@ -71,6 +73,8 @@ SD2 = Family(
     ),
     resolution="768x768",
     text_encoders=("openclip_h",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="stable_diffusion",
     vae="4ch",
     diffusers_classes=("UNet2DConditionModel",),
 )
@@ -97,6 +101,8 @@ SDXL = Family(
     resolution="1024x1024",
     gguf_arch="sdxl",
     text_encoders=("clip_l", "clip_g"),
+    comfy_clip_loader="DualCLIPLoader",
+    comfy_clip_type="sdxl",
     vae="4ch",
     diffusers_classes=("UNet2DConditionModel",),
 )
@@ -141,6 +147,7 @@ SD3 = Family(
     resolution="1024x1024",
     gguf_arch="sd3",
     text_encoders=("clip_l", "clip_g", "t5xxl"),
+    comfy_clip_loader="TripleCLIPLoader",
     vae="16ch",
     diffusers_classes=("SD3Transformer2DModel",),
 )
@@ -168,6 +175,8 @@ FLUX = Family(
     resolution="1024x1024",
     gguf_arch="flux",
     text_encoders=("t5xxl", "clip_l"),
+    comfy_clip_loader="DualCLIPLoader",
+    comfy_clip_type="flux",
     vae="16ch",
     diffusers_classes=("FluxTransformer2DModel",),
 )
@@ -206,6 +215,8 @@ CHROMA = Family(
     resolution="1024x1024",
     gguf_arch="flux",  # ComfyUI-GGUF files Chroma under Flux (tools/convert.py)
     text_encoders=("t5xxl",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="chroma",
     vae="16ch",
     diffusers_classes=("ChromaTransformer2DModel",),
 )
@@ -230,6 +241,8 @@ PIXART = Family(
     metadata_aliases=("pixart",),
     resolution="1024x1024",
     text_encoders=("t5xxl",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="pixart",
     vae="4ch",
     diffusers_classes=("PixArtTransformer2DModel",),
 )
@@ -268,6 +281,8 @@ LUMINA2 = Family(
     resolution="1024x1024",
     gguf_arch="lumina2",
     text_encoders=("gemma2_2b",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="lumina2",
     vae="16ch",
     diffusers_classes=("Lumina2Transformer2DModel",),
 )
@@ -296,6 +311,7 @@ HIDREAM = Family(
     resolution="1024x1024",
     gguf_arch="hidream",
     text_encoders=("clip_l", "clip_g", "t5xxl", "llama3_8b"),
+    comfy_clip_loader="QuadrupleCLIPLoader",
     vae="16ch",
     diffusers_classes=("HiDreamImageTransformer2DModel",),
 )
@@ -311,6 +327,8 @@ QWEN_IMAGE = Family(
     resolution="1328x1328",
     gguf_arch="qwen_image",
     text_encoders=("qwen25vl_7b",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="qwen_image",
     vae="qwen_image",
     diffusers_classes=("QwenImageTransformer2DModel", "QwenImage21Transformer2DModel"),
 )
@@ -322,6 +340,8 @@ STABLE_CASCADE = Family(
     metadata_aliases=("stable-cascade", "stable_cascade"),
     resolution="1024x1024",
     text_encoders=("clip_g",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="stable_cascade",
     vae="stage_a",
     diffusers_classes=("StableCascadeUNet",),
 )

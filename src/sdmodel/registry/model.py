@@ -12,6 +12,7 @@ Prediction = Literal["epsilon", "v", "flow"]
 Area = Literal["image", "video", "encoder"]
 # How the diffusers reader renames a component to its single-file names (formats/diffusers_map.py).
 Mapping = Literal["unet", "vae", "clip_l", "openclip"]
+ComfyClipLoader = Literal["CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader"]
 
 
 def _check(value: object, allowed: Any, what: str) -> None:
@@ -111,11 +112,19 @@ class Family:
     text_encoders: tuple[str, ...] = ()
     vae: str | None = None
     diffusers_classes: tuple[str, ...] = ()  # UNet / transformer class names in diffusers configs
+    # How ComfyUI loads the text encoders of a lone diffusion model: the node (ComfyUI nodes.py
+    # CLIPLoader / DualCLIPLoader / TripleCLIPLoader, comfy_extras/nodes_hidream.py
+    # QuadrupleCLIPLoader) and its ``type`` value (None: the node has no type input). No node:
+    # ComfyUI has no text-encoder loader type for this family (it loads whole checkpoints only).
+    comfy_clip_loader: ComfyClipLoader | None = None
+    comfy_clip_type: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.area, Area, f"family {self.id}: area")
         if self.prediction is not None:
             _check(self.prediction, Prediction, f"family {self.id}: prediction")
+        if self.comfy_clip_loader is not None:
+            _check(self.comfy_clip_loader, ComfyClipLoader, f"family {self.id}: comfy_clip_loader")
         for c in self.components:
             if c.mapping is not None:
                 _check(c.mapping, Mapping, f"family {self.id}: component {c.role} mapping")

@@ -24,6 +24,8 @@ WAN = Family(
     prediction="flow",
     gguf_arch="wan",
     text_encoders=("umt5xxl",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="wan",
     vae="wan",
     diffusers_classes=("WanTransformer3DModel", "WanVACETransformer3DModel", "WanAnimateTransformer3DModel"),
 )
@@ -34,6 +36,8 @@ HUNYUAN_VIDEO = Family(
     prediction="flow",
     gguf_arch="hyvid",
     text_encoders=("llama3_8b", "clip_l", "qwen25vl_7b", "byt5_small"),  # 1.5: Qwen2.5-VL + ByT5
+    comfy_clip_loader="DualCLIPLoader",
+    comfy_clip_type="hunyuan_video",
     vae="hunyuan_video",
     diffusers_classes=(
         "HunyuanVideoTransformer3DModel",
@@ -48,6 +52,8 @@ LTXV = Family(
     prediction="flow",
     gguf_arch="ltxv",
     text_encoders=("t5xxl", "gemma3_12b"),  # LTX-2: Gemma 3 12B
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="ltxv",
     vae="ltxv",
     diffusers_classes=("LTXVideoTransformer3DModel", "LTX2VideoTransformer3DModel"),
 )
@@ -57,6 +63,8 @@ MOCHI = Family(
     "video",
     prediction="flow",
     text_encoders=("t5xxl",),
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="mochi",
     vae="mochi",
     diffusers_classes=("MochiTransformer3DModel",),
 )
@@ -75,6 +83,8 @@ COSMOS = Family(
     "video",
     gguf_arch="cosmos",
     text_encoders=("t5xxl_v1.0", "qwen3_0.6b"),  # Anima: Qwen3 0.6B
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="cosmos",
     vae="cosmos",  # Predict2 and Anima: the Wan 2.1 VAE
     diffusers_classes=("CosmosTransformer3DModel",),
 )

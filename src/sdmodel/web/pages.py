@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from sdmodel.library.catalog import Catalog, Filters
+from sdmodel.library.placing import CompanionIndex, companions_of, placement_of, placement_problems
 from sdmodel.library.report import (
     DUPLICATE_LEVELS,
     PROBLEM_TITLES,
@@ -22,6 +23,7 @@ from sdmodel.library.report import (
     problems_of,
 )
 from sdmodel.library.savings import compute_plan
+from sdmodel.placement import UI_LABELS
 from sdmodel.units import human_bytes
 
 PER_PAGE = 50
@@ -208,6 +210,35 @@ def _sidecars(f: dict[str, Any]) -> str:
     return (f'<div class="previews">{"".join(images)}</div>' if images else "") + f"<ul>{''.join(others)}</ul>"
 
 
+def _placement(catalog: Catalog, f: dict[str, Any]) -> str:
+    """Where the file goes in each UI, its companions as links, its lineage (library.placing)."""
+    placement = placement_of(f)
+    if placement is None:
+        return ""
+    rows = [
+        (UI_LABELS[t.ui], e(t.folder + (f", {t.loader_label}" if t.loader_label else "")))
+        if t.folder
+        else (UI_LABELS[t.ui], f'<span class="muted">cannot load it: {e(t.reason)}</span>')
+        for t in placement.targets
+    ]
+    index = CompanionIndex.from_catalog(catalog)
+    problems = [p for p in placement_problems(f, index) if p["code"] == "misplaced"]
+    rows += [("wrong folder", f'<span class="error">{e(p["message"])}</span>') for p in problems]
+    for c in companions_of(placement, index):
+        links = ", ".join(model_link(x["id"], x["path"]) for x in c["files"])
+        rows.append((f"needs {e(c['id'])}", links or '<span class="error">not in the catalog</span>'))
+    lineage = (f.get("report") or {}).get("lineage") or {}
+    if lineage.get("base"):
+        rows.append(("lineage", e(f"{lineage['base']} (from {lineage.get('base_source')})")))
+    if lineage.get("v_prediction") is not None:
+        pred = "v-prediction" if lineage["v_prediction"] else "epsilon"
+        rows.append(("trained as", e(f"{pred} (from {lineage.get('v_source')})")))
+    if lineage.get("zsnr"):
+        rows.append(("ZSNR", e(f"yes (from {lineage.get('zsnr_source')})")))
+    rows += [("sampler", e(s)) for s in lineage.get("settings") or []]
+    return "<h2>Where it goes</h2>" + kv_table(rows)
+
+
 def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     rep = f.get("report") or {}
     scan = f.get("scan") or {}
@@ -272,6 +303,7 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
             )
             + "</ul>"
         )
+    body.append(_placement(catalog, f))
     body.append("<h2>Parts</h2>" + (_components(rep) or '<p class="muted">no report</p>'))
     body.append("<h2>Advice</h2>" + (_advice(rep) or '<p class="muted">none</p>'))
     body.append(
