@@ -25,20 +25,6 @@ from sdmodel import registry
 
 Ui = Literal["a1111", "comfyui", "swarmui"]
 Storage = Literal["plain", "gguf", "bnb_4bit", "nunchaku", "scaled_fp8", "comfy_quant"]
-Kind = Literal[
-    "checkpoint",
-    "unet",
-    "vae",
-    "text_encoder",
-    "lora",
-    "lycoris",
-    "embedding",
-    "controlnet",
-    "t2i_adapter",
-    "ip_adapter",
-    "image_encoder",
-    "upscaler",
-]
 UIS: tuple[Ui, ...] = get_args(Ui)
 
 # Quantization schemes (sdmodel.quant.storage) to the storage that decides the loader.
