@@ -122,7 +122,7 @@ def advise(report: ModelReport, source: TensorSource) -> Advice:
     placing = _placement_notes(report)
     if not placing:
         return advice
-    return Advice(advice.generate, advice.train, [*(advice.notes or []), *placing])
+    return replace(advice, notes=[*(advice.notes or []), *placing])
 
 
 def _placement_notes(report: ModelReport) -> list[str]:

@@ -31,6 +31,7 @@ from sdmodel.placement import Placement, place, storage_of
 from sdmodel.plan import loader_position_ids
 from sdmodel.quant.storage import QuantLayout, analyze, describe
 from sdmodel.quant.view import DequantizedSource
+from sdmodel.remote import is_remote
 from sdmodel.sidecars import find_sidecars, needs_config
 from sdmodel.vaes import VaeReport, identify_vae
 
@@ -325,15 +326,17 @@ LINEAGE_FAMILIES = frozenset({"sdxl"})
 
 
 def _place(report: ModelReport, source: TensorSource) -> None:
-    """Where the file goes (every identified kind) and, for SDXL-shaped files, its lineage."""
+    """Where the file goes (every identified kind) and, for SDXL-shaped files, its lineage. Companions
+    and sidecars are looked for on local disk only: a remote file has no folder to search."""
     ident = report.identity
+    local = not is_remote(source.path) and source.path.is_file()
     storage = storage_of(report.format, report.quantization.get("scheme"))
     placement = place(ident.kind, ident.family, ident.variant, storage)
-    if placement.companions is not None and source.path.is_file():
+    if placement.companions is not None and local:
         placement = replace(placement, companions=find_companions(source.path, placement.companions))
     report.placement = placement
     if ident.family in LINEAGE_FAMILIES and ident.kind in ("checkpoint", "unet", "lora", "lycoris"):
-        path = source.path if source.path.is_file() else None
+        path = source.path if local else None
         report.lineage = lineage(source.metadata, source.tensors, path)
 
 
