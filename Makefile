@@ -43,7 +43,7 @@ test: $(TEST_STAMP)
 # Messages for translators: extract from the sources, merge into each language's .po, compile.
 LOCALE := src/sdmodel/locale
 catalog: $(TEST_STAMP)
-	$(BIN)/pybabel extract --no-location --omit-header --sort-output --no-wrap -k N_ -o $(LOCALE)/sdmodel.pot src/sdmodel
+	$(BIN)/pybabel extract --no-location --omit-header --sort-output --no-wrap -k N_ -k Msg -k msg_n:1,2 -o $(LOCALE)/sdmodel.pot src/sdmodel
 	$(BIN)/pybabel update -i $(LOCALE)/sdmodel.pot -d $(LOCALE) -D sdmodel --no-wrap --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel compile -d $(LOCALE) -D sdmodel --statistics
 

@@ -16,8 +16,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from sdmodel import i18n
+from sdmodel.errors import ModelReadError, error_text
 from sdmodel.glossary import TERMS, find_term
-from sdmodel.i18n import detect_language, format_number, ngettext, set_language
+from sdmodel.i18n import Msg, detect_language, format_number, msg_n, ngettext, set_language, tr
 
 SRC = Path(i18n.__file__).parent
 POT = SRC / "locale" / "sdmodel.pot"
@@ -27,7 +28,7 @@ FIELDS = re.compile(r"\{[^{}]*\}")
 
 
 def source_messages() -> set[str]:
-    keywords = {**DEFAULT_KEYWORDS, "N_": None}
+    keywords = {**DEFAULT_KEYWORDS, "N_": None, "Msg": None, "msg_n": (1, 2)}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(str(SRC), keywords=keywords):
         found.add(message if isinstance(message, str) else message[0])
@@ -85,6 +86,18 @@ def test_russian_plural_forms(russian: None) -> None:
     words = {n: ngettext(one, many, n).split()[2] for n in (1, 2, 5, 11, 21, 22, 25, 112)}
     assert words == {1: "тензор,", 2: "тензора,", 5: "тензоров,", 11: "тензоров,", 21: "тензор,", 22: "тензора,",
                      25: "тензоров,", 112: "тензоров,"}  # fmt: skip
+
+
+def test_messages_are_made_in_english_and_shown_in_the_users_language(russian: None) -> None:
+    one = "{count} leftover tensor that no loader uses ('sdmodel convert --prune' drops it)."
+    many = "{count} leftover tensors that no loader uses ('sdmodel convert --prune' drops them)."
+    message = msg_n(one, many, 3, count=3)
+    assert str(message) == many.format(count=3)  # --json and logs
+    assert tr(message).startswith("3 лишних тензора,")
+    error = ModelReadError(Msg("outer: {inner}", inner=message))
+    assert str(error) == "outer: " + many.format(count=3)
+    assert "тензора" in error_text(error)
+    assert tr("plain text") == "plain text"
 
 
 def test_numbers_as_readers_write_them(russian: None) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from sdmodel.i18n import Msg, tr
+
 
 class SdmodelError(Exception):
     """Base of every error the CLI turns into a one-line message and exit status 2. ``code`` names
-    the problem for programs (e.g. ``trailing-bytes``) where callers need to tell problems apart."""
+    the problem for programs (e.g. ``trailing-bytes``) where callers need to tell problems apart.
+    The message may be a ``Msg``: ``str(error)`` is English, ``error_text(error)`` the user's language."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Msg, code: str | None = None) -> None:
+        super().__init__(str(message))
+        self.message = message
         self.code = code
 
 
@@ -32,5 +36,10 @@ class RemoteError(ModelReadError, OSError):
     """A remote file cannot be read: the server refused, failed, timed out, changed the file between
     two requests or ignores byte ranges. Also an OSError, like the local read errors it stands for."""
 
-    def __new__(cls, message: str, code: str | None = None) -> RemoteError:
-        return super().__new__(cls, message)  # one argument: OSError would read two as (errno, strerror)
+    def __new__(cls, message: str | Msg, code: str | None = None) -> RemoteError:
+        return super().__new__(cls, str(message))  # one argument: OSError would read two as (errno, strerror)
+
+
+def error_text(error: BaseException) -> str:
+    """An error's one-line message in the user's language (other exceptions as Python words them)."""
+    return tr(error.message) if isinstance(error, SdmodelError) else str(error)

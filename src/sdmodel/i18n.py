@@ -12,6 +12,7 @@ import gettext
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal, get_args
@@ -72,6 +73,46 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:  # the gettext convention Babel extracts
     """Mark a string for translation where it is defined; ``_()`` translates it where it is shown."""
     return message
+
+
+@dataclass(frozen=True, init=False)
+class Msg:
+    """A message made where the facts are and translated where it is shown: pure code builds
+    ``Msg("{n} bad keys", n=3)``; ``str()`` gives English (``--json``, logs), ``tr()`` the user's
+    language. Field values may be Msgs themselves; they are translated too."""
+
+    template: str
+    fields: tuple[tuple[str, object], ...]
+    plural: str | None
+    count: int
+
+    def __init__(self, template: str, /, *, plural_: str | None = None, count_: int = 1, **fields: object) -> None:
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "fields", tuple(fields.items()))
+        object.__setattr__(self, "plural", plural_)
+        object.__setattr__(self, "count", count_)
+
+    def render(self, translate: bool) -> str:
+        if translate:
+            text = ngettext(self.template, self.plural, self.count) if self.plural else _(self.template)
+        else:
+            text = self.template if not self.plural or self.count == 1 else self.plural
+        values = {k: v.render(translate) if isinstance(v, Msg) else v for k, v in self.fields}
+        return text.format(**values) if values else text
+
+    def __str__(self) -> str:
+        return self.render(translate=False)
+
+
+def msg_n(singular: str, plural: str, n: int, /, **fields: object) -> Msg:
+    """A counted message: ``msg_n("{n} file", "{n} files", n, n=n)`` (Russian picks one of three forms)."""
+    return Msg(singular, plural_=plural, count_=n, **fields)
+
+
+def tr(message: str | Msg) -> str:
+    """``message`` in the current language: a Msg rendered from its translated template, a string
+    through the catalog (one marked with ``N_`` where it was defined; any other comes back as it is)."""
+    return message.render(translate=True) if isinstance(message, Msg) else _(message)
 
 
 def format_number(value: float, digits: int = 0) -> str:

@@ -13,7 +13,7 @@ import sys
 import click
 
 from sdmodel.cli.common import sigterm_as_interrupt
-from sdmodel.errors import SdmodelError
+from sdmodel.errors import SdmodelError, error_text
 from sdmodel.i18n import LANGUAGES, Language, parse_language, set_language
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     except SdmodelError as e:
-        click.echo(f"sdmodel: error: {e}", err=True)
+        click.echo(f"sdmodel: error: {error_text(e)}", err=True)
         sys.exit(2)
     except OSError as e:
         if os.environ.get("SDMODEL_DEBUG"):

@@ -15,7 +15,7 @@ from rich.text import Text
 from sdmodel.advice import Advice
 from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
-from sdmodel.errors import SdmodelError
+from sdmodel.errors import SdmodelError, error_text
 from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
 from sdmodel.identify import family_label
@@ -87,7 +87,7 @@ def info_command(
         except SdmodelError as e:
             failed += 1
             results.append({"path": str(f), "error": str(e)})
-            print_error(str(e))
+            print_error(error_text(e))
             continue
         results.append(report.to_dict())
         if is_remote(f):

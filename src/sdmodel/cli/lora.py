@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from sdmodel.cli.common import console, print_error, print_json
-from sdmodel.errors import SdmodelError
+from sdmodel.errors import SdmodelError, error_text
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.lora.check import CheckResult, ModelTargets, check_sources
@@ -70,7 +70,7 @@ def check_command(lora: str, model: str, as_json: bool) -> None:
             target = ModelTargets.of(msrc)
             model_size = msrc.size_bytes
     except SdmodelError as e:
-        print_error(str(e))
+        print_error(error_text(e))
         sys.exit(2)
     if is_remote(model) and not as_json:
         console.print(f"model: {model_meter.summary(model_size)}", style="dim", highlight=False)
@@ -81,7 +81,7 @@ def check_command(lora: str, model: str, as_json: bool) -> None:
                 lora_size = lsrc.size_bytes
         except SdmodelError as e:
             errors.append({"lora": str(f), "error": str(e)})
-            print_error(str(e))
+            print_error(error_text(e))
             continue
         if is_remote(f) or is_remote(model):
             r.remote = _remote_cost(meter if is_remote(f) else None, model_meter if is_remote(model) else None)
