@@ -18,7 +18,7 @@ from babel.messages.pofile import read_po
 from sdmodel import i18n
 from sdmodel.errors import ModelReadError, error_text
 from sdmodel.glossary import TERMS, find_term
-from sdmodel.i18n import Msg, detect_language, format_number, msg_n, ngettext, set_language, tr
+from sdmodel.i18n import Msg, Size, detect_language, format_number, format_size, msg_n, ngettext, set_language, tr
 
 SRC = Path(i18n.__file__).parent
 POT = SRC / "locale" / "sdmodel.pot"
@@ -102,6 +102,9 @@ def test_messages_are_made_in_english_and_shown_in_the_users_language(russian: N
 
 def test_numbers_as_readers_write_them(russian: None) -> None:
     assert format_number(1234567.5, 1) == "1\u00a0234\u00a0567,5"
+    assert format_size(6_130_000_000) == "6,13\u00a0ГБ"
+    assert tr(Msg("saves {size}", size=Size(-3_070_000_000))) == "saves -3,07\u00a0ГБ"
+    assert str(Msg("saves {size}", size=Size(-3_070_000_000))) == "saves -3.07 GB"
     set_language("en")
     assert format_number(1234567.5, 1) == "1,234,567.5"
 

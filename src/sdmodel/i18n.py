@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Literal, get_args
 
+from sdmodel.units import human_bytes
+
 Language = Literal["en", "ru"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 DOMAIN = "sdmodel"
@@ -75,11 +77,21 @@ def N_(message: str) -> str:  # the gettext convention Babel extracts
     return message
 
 
+@dataclass(frozen=True)
+class Size:
+    """A byte count inside a Msg: ``6.13 GB`` in English, ``6,13 ГБ`` in Russian."""
+
+    bytes: float | None
+
+    def render(self, translate: bool) -> str:
+        return format_size(self.bytes) if translate else human_bytes(self.bytes)
+
+
 @dataclass(frozen=True, init=False)
 class Msg:
     """A message made where the facts are and translated where it is shown: pure code builds
     ``Msg("{n} bad keys", n=3)``; ``str()`` gives English (``--json``, logs), ``tr()`` the user's
-    language. Field values may be Msgs themselves; they are translated too."""
+    language. Field values may be Msgs or Sizes; they are rendered in the same language."""
 
     template: str
     fields: tuple[tuple[str, object], ...]
@@ -97,7 +109,7 @@ class Msg:
             text = ngettext(self.template, self.plural, self.count) if self.plural else _(self.template)
         else:
             text = self.template if not self.plural or self.count == 1 else self.plural
-        values = {k: v.render(translate) if isinstance(v, Msg) else v for k, v in self.fields}
+        values = {k: v.render(translate) if isinstance(v, (Msg, Size)) else v for k, v in self.fields}
         return text.format(**values) if values else text
 
     def __str__(self) -> str:
@@ -121,3 +133,15 @@ def format_number(value: float, digits: int = 0) -> str:
     if current_language() == "ru":
         return text.replace(",", "\u00a0").replace(".", ",")
     return text
+
+
+_RU_UNITS = {"B": "Б", "KB": "КБ", "MB": "МБ", "GB": "ГБ", "TB": "ТБ"}
+
+
+def format_size(n: float | None, digits: int = 2) -> str:
+    """A size as readers of the current language write it: ``6.13 GB`` / ``6,13 ГБ``."""
+    text = human_bytes(n, digits)
+    if current_language() != "ru" or " " not in text:
+        return text
+    number, _space, unit = text.rpartition(" ")
+    return f"{number.replace('.', ',')}\u00a0{_RU_UNITS.get(unit, unit)}"
