@@ -84,10 +84,12 @@ def test_image_encoder_and_ip_adapter_folders() -> None:
 
 
 def test_every_clip_type_is_one_comfyui_knows() -> None:
-    # ComfyUI nodes.py CLIPLoader and DualCLIPLoader type lists (Oct 2025).
+    # ComfyUI nodes.py CLIPLoader and DualCLIPLoader type lists (Dec 2025).
     single = {"stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos"}
-    single |= {"lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"}
-    dual = {"sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image"}
+    single |= {"lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2"}
+    single |= {"ovis", "longcat_image"}
+    dual = {"sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image", "hunyuan_video_15", "kandinsky5"}
+    dual |= {"kandinsky5_image", "ltxv", "newbie", "ace"}
     for fam in registry.FAMILIES:
         if fam.comfy_clip_type is not None:
             allowed = dual if fam.comfy_clip_loader == "DualCLIPLoader" else single
@@ -213,3 +215,27 @@ def test_library_report_and_web_page(tmp_path: Path) -> None:
         assert f is not None
         page = model_page(cat, f)
         assert "Where it goes" in page and "clip_l.safetensors" in page and "not in the catalog" in page
+
+
+@pytest.mark.parametrize(
+    ("family", "variant", "encoders", "vae", "clip"),
+    [
+        ("hunyuan_video", "t2v", ("llama3_8b", "clip_l"), "hunyuan_video", ("DualCLIPLoader", "hunyuan_video")),
+        (
+            "hunyuan_video",
+            "1.5",
+            ("qwen25vl_7b", "byt5_small"),
+            "hunyuan_video_1.5",
+            ("DualCLIPLoader", "hunyuan_video_15"),
+        ),
+        ("flux2", "dev", ("mistral",), "32ch", ("CLIPLoader", "flux2")),
+        ("flux2", "klein-4b", ("qwen3_4b",), "32ch", ("CLIPLoader", "flux2")),
+        ("z_image", "base", ("qwen3_4b",), "16ch", ("CLIPLoader", "lumina2")),
+    ],
+)
+def test_companions_follow_the_variant(
+    family: str, variant: str, encoders: tuple[str, ...], vae: str, clip: tuple[str, str]
+) -> None:
+    c = place("unet", family, variant).companions
+    assert c is not None
+    assert (c.text_encoders, c.vae, (c.clip_loader, c.clip_type)) == (encoders, vae, clip)

@@ -191,7 +191,7 @@ def resolve_names(ident: Identity) -> None:
         ident.modelspec_architecture = names.modelspec
         fam = registry.family(ident.family)
         if ident.kind == "unet" and fam is not None:
-            encoders, vae = fam.companions(ident.variant)
+            encoders, vae, _clip_type = fam.companions(ident.variant)
             ident.needs_text_encoders, ident.needs_vae = list(encoders), vae
         return
     suffix = registry.ADAPTER_MODELSPEC.get(ident.kind)

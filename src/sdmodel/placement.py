@@ -225,8 +225,8 @@ def place(kind: str, family: str | None, variant: str | None = None, storage: St
         if fam is None:
             notes.append("family unknown: its text encoders and VAE cannot be named")
         else:
-            encoders, vae = fam.companions(variant)
-            companions = Companions(tuple(encoders), vae, fam.comfy_clip_loader, fam.comfy_clip_type)
+            encoders, vae, clip_type = fam.companions(variant)
+            companions = Companions(tuple(encoders), vae, fam.comfy_clip_loader, clip_type)
     return Placement(kind, family, storage, targets, companions, tuple(notes))
 
 

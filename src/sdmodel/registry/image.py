@@ -200,6 +200,10 @@ FLUX2 = Family(
     metadata_aliases=("flux.2", "flux2", "flux-2"),
     resolution="1024x1024",
     text_encoders=("mistral",),
+    # ComfyUI's comfy/sd.py loads the Mistral encoder of dev, and the Qwen3 encoders of klein, as
+    # FLUX.2 encoders only with CLIPLoader type flux2 (a Qwen3-4B with another type is Z-Image's).
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="flux2",
     vae="32ch",
     diffusers_classes=("Flux2Transformer2DModel",),
 )
@@ -298,6 +302,10 @@ Z_IMAGE = Family(
     resolution="1024x1024",
     gguf_arch="lumina2",  # ComfyUI-GGUF: a Lumina 2 (NextDiT) design
     text_encoders=("qwen3_4b",),
+    # ComfyUI has no z_image CLIP type: comfy/sd.py gives a Qwen3-4B file Z-Image's encoder for any
+    # type but flux/flux2; ComfyUI's own Z-Image templates pick lumina2.
+    comfy_clip_loader="CLIPLoader",
+    comfy_clip_type="lumina2",
     vae="16ch",
     diffusers_classes=("ZImageTransformer2DModel",),
 )

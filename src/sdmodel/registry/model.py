@@ -74,7 +74,10 @@ class Naming:
     a1111_config: str | None = None
     modelspec: str | None = None
     resolution: str | None = None
-    text_encoders: tuple[str, ...] | None = None  # when this variant needs others than its family
+    # where this variant's lone diffusion model needs other companions than its family's:
+    text_encoders: tuple[str, ...] | None = None
+    vae: str | None = None
+    comfy_clip_type: str | None = None
 
 
 NO_NAMES = Naming("")
@@ -136,10 +139,14 @@ class Family:
                     return n
         return NO_NAMES
 
-    def companions(self, variant: str | None) -> tuple[tuple[str, ...], str | None]:
-        """(text encoders, VAE) a lone diffusion model of this variant needs beside it."""
-        own = self.naming(variant, None).text_encoders if variant else None
-        return (own if own is not None else self.text_encoders), self.vae
+    def companions(self, variant: str | None) -> tuple[tuple[str, ...], str | None, str | None]:
+        """(text encoders, VAE, ComfyUI CLIP type) a lone diffusion model of this variant needs."""
+        own = self.naming(variant, None) if variant else NO_NAMES
+        return (
+            own.text_encoders if own.text_encoders is not None else self.text_encoders,
+            own.vae or self.vae,
+            own.comfy_clip_type or self.comfy_clip_type,
+        )
 
     def component(self, role: str) -> Component | None:
         return next((c for c in self.components if c.role == role), None)

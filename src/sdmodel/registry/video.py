@@ -8,7 +8,7 @@ the variant where shapes tell it, else the likelier one with the other as a cand
 
 from __future__ import annotations
 
-from sdmodel.registry.model import Family, Probe, Signature, Variant
+from sdmodel.registry.model import Family, Naming, Probe, Signature, Variant
 
 # Single files: a checkpoint's model, ComfyUI's lone diffusion model (with or without the
 # ``diffusion_model.`` some tools leave), a bare state dict, diffusers' ``transformer.`` part.
@@ -33,9 +33,19 @@ HUNYUAN_VIDEO = Family(
     "hunyuan_video",
     "HunyuanVideo",
     "video",
+    # ComfyUI's HunyuanVideo 1.5 example: Qwen2.5-VL 7B + ByT5 through DualCLIPLoader type
+    # hunyuan_video_15, and its own 32-channel VAE.
+    names=(
+        Naming(
+            "1.5",
+            text_encoders=("qwen25vl_7b", "byt5_small"),
+            vae="hunyuan_video_1.5",
+            comfy_clip_type="hunyuan_video_15",
+        ),
+    ),
     prediction="flow",
     gguf_arch="hyvid",
-    text_encoders=("llama3_8b", "clip_l", "qwen25vl_7b", "byt5_small"),  # 1.5: Qwen2.5-VL + ByT5
+    text_encoders=("llama3_8b", "clip_l"),
     comfy_clip_loader="DualCLIPLoader",
     comfy_clip_type="hunyuan_video",
     vae="hunyuan_video",
