@@ -228,7 +228,7 @@ def test_library_report_and_web_page(tmp_path: Path) -> None:
             "hunyuan_video_1.5",
             ("DualCLIPLoader", "hunyuan_video_15"),
         ),
-        ("flux2", "dev", ("mistral",), "32ch", ("CLIPLoader", "flux2")),
+        ("flux2", "dev", ("mistral_small",), "32ch", ("CLIPLoader", "flux2")),
         ("flux2", "klein-4b", ("qwen3_4b",), "32ch", ("CLIPLoader", "flux2")),
         ("z_image", "base", ("qwen3_4b",), "16ch", ("CLIPLoader", "lumina2")),
     ],

@@ -345,3 +345,11 @@ def test_image_encoders(sparse, name, root, variant):
 def test_clip_vision_is_not_a_text_encoder_and_back():
     assert registry.signature(answer(load("clip_vision_h.transformers"))[0]).network == "image_encoder"  # type: ignore[union-attr]
     assert registry.signature(answer(clip_l())[0]).network == "text_encoder"  # type: ignore[union-attr]
+
+
+def test_flux2_pruned_mistral_is_still_mistral_small():
+    """ComfyUI's FLUX.2 encoder file keeps layers 0-29 of the 40 (comfy/sd.py MISTRAL3_24B_PRUNED_FLUX2)."""
+    lay = load("mistral_small.transformers")
+    pruned = {k: v for k, v in lay.items() if not any(f"layers.{i}." in k for i in range(30, 40))}
+    assert len(pruned) < len(lay)
+    assert answer(pruned)[2] == "mistral_small"

@@ -369,7 +369,8 @@ LLM_ENCODERS: tuple[Signature, ...] = (
     _llm("gemma2_2b", 256000, 2304, 25, 1024, "Gemma 2 2B (Lumina 2, Sana)"),
     _llm("gemma3_12b", 262208, 3840, 47, 2048, "Gemma 3 12B (LTX-2)"),
     _llm("gemma3_4b", 262208, 2560, 33, 1024, "Gemma 3 4B"),
-    _llm("mistral_small", 131072, 5120, 39, 1024, "Mistral Small 3.x 24B (FLUX.2 dev)"),
+    # layer 29: ComfyUI also loads a FLUX.2 copy pruned to 30 layers (comfy/sd.py MISTRAL3_24B_PRUNED_FLUX2)
+    _llm("mistral_small", 131072, 5120, 29, 1024, "Mistral Small 3.x 24B (FLUX.2 dev)"),
 )
 
 # Image encoders (CLIP vision towers, SigLIP): conditioning for image-to-video and image prompts.

@@ -199,7 +199,7 @@ FLUX2 = Family(
     prediction="flow",
     metadata_aliases=("flux.2", "flux2", "flux-2"),
     resolution="1024x1024",
-    text_encoders=("mistral",),
+    text_encoders=("mistral_small",),
     # ComfyUI's comfy/sd.py loads the Mistral encoder of dev, and the Qwen3 encoders of klein, as
     # FLUX.2 encoders only with CLIPLoader type flux2 (a Qwen3-4B with another type is Z-Image's).
     comfy_clip_loader="CLIPLoader",
