@@ -405,4 +405,16 @@ def test_catalog_stores_the_report_version_and_older_catalogs_gain_the_column(tm
     cat, _ = _scan(db, inst)
     files = _by_name(cat)
     assert files["dream-fp32-ema.safetensors"]["report_version"] == REPORT_VERSION
-    assert files["broken.safetensors"]["report_version"] is None  # no report, no version
+    assert files["broken.safetensors"]["report_version"] == REPORT_VERSION  # the examiner's, for errors too
+
+
+def test_rows_an_older_sdmodel_wrote_are_examined_again(tmp_path: Path) -> None:
+    inst = a1111_tree(tmp_path)
+    db = tmp_path / "lib.db"
+    cat, _ = _scan(db, inst)
+    with cat.db:
+        cat.db.execute("UPDATE files SET report_version = 1, family = 'flux' WHERE path LIKE '%dream-fp32-ema%'")
+    cat, stats = _scan(db, inst)
+    files = _by_name(cat)
+    assert files["dream-fp32-ema.safetensors"]["family"] == "sd1"
+    assert stats.examined == 1 and stats.unchanged == len(files) - 1

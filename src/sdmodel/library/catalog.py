@@ -295,11 +295,12 @@ class Catalog:
                     self.db.execute("UPDATE files SET root = ? WHERE root = ?", (str(root), r))
 
     # -- files -----------------------------------------------------------------------------------
-    def snapshot(self, root: Path) -> dict[str, tuple[int, int, bool, bool]]:
-        """path -> (size, mtime_ns, has hashes, had an error) of every file catalogued under ``root``."""
+    def snapshot(self, root: Path, report_version: int) -> dict[str, tuple[int, int, bool, bool]]:
+        """path -> (size, mtime_ns, has hashes, examined by this ``report_version``) of every file
+        catalogued under ``root``."""
         rows = self.db.execute(
-            "SELECT path, size, mtime_ns, hashes IS NOT NULL, error IS NOT NULL FROM files WHERE root = ?",
-            (str(root),),
+            "SELECT path, size, mtime_ns, hashes IS NOT NULL, report_version IS ? FROM files WHERE root = ?",
+            (report_version, str(root)),
         )
         return {r[0]: (r[1], r[2], bool(r[3]), bool(r[4])) for r in rows}
 

@@ -151,7 +151,7 @@ def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
         "error": result.get("error"),
         "sidecars": json.dumps(found.sidecars),
         "report": json.dumps(rep, default=str) if rep else None,
-        "report_version": REPORT_VERSION if rep else None,
+        "report_version": REPORT_VERSION,  # of the examiner, for errors too: a newer one may read the file
         "scan": json.dumps(scan, default=str) if scan else None,
         "hashes": json.dumps(hashes) if hashes else None,
         "sha256": (hashes or {}).get("sha256"),
@@ -199,7 +199,7 @@ def scan_library(
         root = Path(os.path.abspath(root))
         catalog.remove_roots_inside(root)
         catalog.add_root(root, ui)
-        known = catalog.snapshot(root)
+        known = catalog.snapshot(root, REPORT_VERSION)
         seen: set[str] = set()
         if root.is_dir():
             for found in walk_root(root):
@@ -213,7 +213,8 @@ def scan_library(
                     progress("walk", stats.files, 0, key)
                 old = known.get(key)
                 unchanged = old is not None and old[0] == found.size and old[1] == found.mtime_ns
-                if unchanged and old is not None and not force and (old[2] or not hashes):
+                # a row an older sdmodel wrote is examined again: it may read or name the file better
+                if unchanged and old is not None and old[3] and not force and (old[2] or not hashes):
                     stats.unchanged += 1
                     sidecar_updates.append((key, found.sidecars))
                 else:
