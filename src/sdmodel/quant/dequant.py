@@ -223,12 +223,13 @@ def _comfy(qt: QuantTensor, data: np.ndarray, side: Any, out: str) -> np.ndarray
             # comfy-kitchen TensorWiseINT8Layout: qdata.to(orig_dtype) * scale, the fp32 scale
             # not rounded first (torch computes in fp32 and rounds the product once).
             scale = _f32(s).reshape(()) if s.size == 1 else _rowwise(_f32(s), data)
-            return _as_out(_f32(data) * scale, out)
-        return scaled(data, s.reshape(()) if s.size == 1 else _rowwise(s, data), out)
+            return _as_out(_f32(data) * scale, out).reshape(qt.shape)
+        return scaled(data, s.reshape(()) if s.size == 1 else _rowwise(s, data), out).reshape(qt.shape)
     if fmt == "mxfp8":
-        values = mxfp8(data.reshape(data.shape[0], -1), side("weight_scale"), out)
+        values = mxfp8(data, side("weight_scale"), out)
     else:  # nvfp4
         values = nvfp4(data, side("weight_scale"), side("weight_scale_2"), out)
-    if qt.param("orig_shape") is not None:  # padded to the tile size when quantized
-        values = values[tuple(slice(0, d) for d in qt.shape)]
-    return np.ascontiguousarray(values).reshape(qt.shape)
+    # Stored padded to whole blocks (storage.py _comfy_shape): crop to the layer's shape, as
+    # comfy-kitchen's QuantizedTensor.dequantize does.
+    rows, cols = qt.shape
+    return np.ascontiguousarray(values[:rows, :cols])
