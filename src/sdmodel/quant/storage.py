@@ -182,7 +182,7 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
         unsupported = None
         if fmt == "int8_tensorwise" and conf.get("convrot"):
             unsupported = "int8 with ConvRot (Hadamard-rotated) weights: needs comfy-kitchen's rotation"
-        shape, why = _comfy_shape(source, layout, weight, fmt, conf.get("orig_shape"))
+        shape, why = _comfy_shape(source, weight, fmt, conf.get("orig_shape"))
         if shape != _stored_shape(fmt, info.shape):
             params.append(("orig_shape", shape))
         qt = QuantTensor(weight, "comfy_quant", fmt, shape, weight, sides, tuple(params), unsupported or why)
@@ -206,17 +206,13 @@ def _stored_shape(fmt: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[:-1], shape[-1] * 2) if fmt == "nvfp4" and shape else shape
 
 
-def _comfy_shape(
-    source: TensorSource, layout: QuantLayout, weight: str, fmt: str, orig: object
-) -> tuple[tuple[int, ...], str | None]:
+def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> tuple[tuple[int, ...], str | None]:
     """The model shape of a comfy_quant weight and, when it cannot be known or does not fit the
-    stored data, why it cannot be dequantized."""
+    stored data, why it cannot be dequantized. Not a loading problem: ComfyUI ignores orig_shape
+    and takes the shape from the model."""
     info = source.tensors[weight]
     stored = _stored_shape(fmt, info.shape)
-    if orig is not None and not (isinstance(orig, list) and orig and all(type(d) is int and d > 0 for d in orig)):
-        layout.problem("orig-shape", weight, f"{weight}: comfy_quant orig_shape {orig!r} is not a list of sizes")
-        orig = None
-    if isinstance(orig, list):
+    if isinstance(orig, list) and orig and all(type(d) is int and d > 0 for d in orig):
         shape = tuple(orig)
         fits = (
             len(shape) == len(stored) == 2 and all(o <= s for o, s in zip(shape, stored, strict=True))
@@ -225,28 +221,20 @@ def _comfy_shape(
         )
         if fits:
             return shape, None
-        why = f"a comfy_quant orig_shape {list(shape)}, which does not fit the stored {fmt} weight {list(stored)}"
-        layout.problem(
-            "orig-shape", weight, f"{weight}: orig_shape {list(shape)} does not fit the stored {list(stored)}"
+        return (
+            stored,
+            f"a comfy_quant orig_shape {list(shape)}, which does not fit the stored {fmt} weight {list(stored)}",
         )
-        return stored, why
     if fmt not in _BLOCK or len(stored) != 2:
         return stored, None
     bias = source.tensors.get(weight[: -len("weight")] + "bias")
     if bias is not None and len(bias.shape) == 1 and bias.shape[0] != stored[0]:
         # The bias keeps the layer's real row count: the weight was padded, and its columns may
         # have been too. Cropping to a guess would write a wrong model.
-        why = (
+        return stored, (
             f"a weight stored padded to {list(stored)} ({bias.name} has {bias.shape[0]} rows) whose comfy_quant "
             f"records no orig_shape: its real shape is unknown"
         )
-        layout.problem(
-            "padded-shape",
-            weight,
-            f"{weight}: stored padded to {list(stored)} and {bias.name} has {bias.shape[0]} rows; "
-            f"no orig_shape records the real shape (ComfyUI takes it from the model)",
-        )
-        return stored, why
     return stored, None
 
 
