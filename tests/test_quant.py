@@ -316,6 +316,76 @@ def test_comfy_quant_formats_match_comfy_kitchen(comfy_quant_file, out):
             assert (bits(view.read(name)) == bits(w)).all(), name
 
 
+def padded_blocked_layers(g) -> dict:
+    """nvfp4 of a 20x40 layer and mxfp8 of a 40x50 one as comfy-kitchen stores them: padded to
+    whole blocks each side (32x48 and 64x64), scale matrices (32x3, 64x2) in the tiled layout."""
+    return {
+        "n.weight": torch.randint(0, 256, (32, 24), dtype=torch.uint8, generator=g),
+        "n.weight_scale": to_blocked((torch.rand(32, 3, generator=g) * 4 + 0.01).to(torch.float8_e4m3fn)),
+        "n.weight_scale_2": torch.tensor(0.02, dtype=torch.float32),
+        "n.bias": torch.randn(20, generator=g).to(torch.bfloat16),
+        "m.weight": torch.randn(64, 64, generator=g).to(torch.float8_e4m3fn),
+        "m.weight_scale": to_blocked(torch.randint(120, 130, (64, 2), dtype=torch.uint8, generator=g)),
+        "m.bias": torch.randn(40, generator=g).to(torch.bfloat16),
+    }
+
+
+def test_padded_blocked_weights_crop_to_orig_shape(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    t = padded_blocked_layers(g)
+    t["n.comfy_quant"] = json_tensor({"format": "nvfp4", "orig_shape": [20, 40]})
+    t["m.comfy_quant"] = json_tensor({"format": "mxfp8", "orig_shape": [40, 50]})
+    path = save_torch(tmp_path / "padded.safetensors", t)
+    with open_model(path) as src:
+        layout = analyze(src)
+        assert not layout.problems
+        view = DequantizedSource(src, "BF16", layout)
+        assert (view.tensors["n.weight"].shape, view.tensors["m.weight"].shape) == ((20, 40), (40, 50))
+        o = torch.bfloat16
+        want_n = kitchen_nvfp4(t["n.weight"], t["n.weight_scale_2"], t["n.weight_scale"], o)[:20, :40]
+        want_m = kitchen_mxfp8(t["m.weight"], t["m.weight_scale"], o)[:40, :50]
+        assert (bits(view.read("n.weight")) == bits(want_n)).all()
+        assert (bits(view.read("m.weight")) == bits(want_m)).all()
+
+
+def test_padded_blocked_weights_without_orig_shape_are_refused(tmp_path):
+    """The bias says the layer has fewer rows than stored: the padding is known to be there but
+    the real column count is not, so sdmodel refuses rather than guess."""
+    g = torch.Generator().manual_seed(6)
+    t = padded_blocked_layers(g)
+    t["n.comfy_quant"] = json_tensor({"format": "nvfp4"})
+    t["m.comfy_quant"] = json_tensor({"format": "mxfp8"})
+    t["f.weight"] = torch.zeros(8, 8, dtype=torch.float8_e4m3fn)
+    t["f.weight_scale"] = torch.tensor(1.0)
+    t["f.comfy_quant"] = json_tensor({"format": "float8_e4m3fn", "orig_shape": [3, 3]})
+    path = save_torch(tmp_path / "padded.safetensors", t)
+    with open_model(path) as src:
+        layout = analyze(src)
+        # ComfyUI loads all three (it takes the shape from the model): not loading problems.
+        assert not layout.problems
+        assert {n for n, q in layout.tensors.items() if q.unsupported} == {"n.weight", "m.weight", "f.weight"}
+        with pytest.raises(ConversionError, match=r"f\.weight: cannot dequantize a comfy_quant orig_shape"):
+            DequantizedSource(src, "BF16", layout)
+        loose = DequantizedSource(src, "BF16", layout, strict=False)
+        for name, why in (("n.weight", r"\[32, 48\] \(n.bias has 20 rows\)"), ("m.weight", r"\[64, 64\] \(m.bias")):
+            with pytest.raises(
+                ConversionError, match=f"{name}: cannot dequantize a weight stored padded to {why}"
+            ) as e:
+                loose.read(name)
+            assert "\n" not in str(e.value) and "records no orig_shape" in str(e.value)
+
+
+def test_blocked_weights_without_padding_evidence_keep_the_stored_shape(tmp_path):
+    g = torch.Generator().manual_seed(7)
+    t = {k: v for k, v in padded_blocked_layers(g).items() if not k.endswith("bias")}
+    t["n.comfy_quant"] = json_tensor({"format": "nvfp4"})
+    t["m.comfy_quant"] = json_tensor({"format": "mxfp8"})
+    path = save_torch(tmp_path / "aligned.safetensors", t)
+    with open_model(path) as src:
+        view = DequantizedSource(src, "F32")
+        assert (view.read("n.weight").shape, view.read("m.weight").shape) == ((32, 48), (64, 64))
+
+
 def test_comfy_quant_problems_are_named(tmp_path):
     tensors = {
         "a.weight": torch.zeros(16, 16, dtype=torch.float8_e4m3fn),
@@ -343,8 +413,13 @@ def test_comfy_quant_problems_are_named(tmp_path):
         ("scale-missing", "d"),
         ("comfy-quant-unknown-format", "e"),
     }
-    with open_model(path) as src, pytest.raises(ConversionError, match="w2a2_magic"):
-        DequantizedSource(src, "BF16")
+    with open_model(path) as src:
+        layout = analyze(src)
+        assert layout.tensors["c.weight"].unsupported == "nvfp4 with U8[16, 1] block scales (512 fp8 needed)"
+        with pytest.raises(ConversionError, match=r"c\.weight: cannot dequantize nvfp4 with U8"):
+            DequantizedSource(src, "BF16", layout)
+        with pytest.raises(ConversionError, match="w2a2_magic"):
+            DequantizedSource(src, "BF16", layout, strict=False).read("e.weight")
 
 
 def test_comfy_quant_that_is_not_json_is_a_one_line_error(tmp_path):

@@ -310,7 +310,8 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
             "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
         )
     if ident.kind in ("lora", "lycoris"):
-        report.lora = describe_lora(source)
+        # Alphas are tensor values: not fetched from a remote file without --read-data.
+        report.lora = describe_lora(source, read_alphas=source.read_data)
     if not source.read_data:
         report.notes.append(
             "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "

@@ -1,7 +1,9 @@
 """PyTorch zip checkpoints (torch >= 1.6): ``<archive>/data.pkl`` + one ``<archive>/data/<key>``
 record per storage, looked up the way ``torch.load`` does (archive name = folder of the first
 central-directory entry, first entry wins on duplicate names). The pickle runs in our VM in load
-mode; storages are read on demand with seek + readinto (no mmap, never the whole file)."""
+mode; storages are read on demand with seek + readinto (no mmap, never the whole file), and their
+records' local headers are read only then (over HTTP, reading the structure fetches the end of the
+file, the central directory and the pickle, not every record)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ class TorchZipSource(TorchSource):
                 self.big_endian = True
                 self.note("byteorder-big", "saved on a big-endian machine: values are byte-swapped on read")
         data = z.read(pkl, max_size=MAX_PICKLE)
+        renamed = [e.name for e in (pkl, order) if e is not None and e.local_name not in (None, e.name)]
+        if renamed:
+            self.note("name-mismatch", f"{', '.join(renamed)}: another name in the local header")
         res = run_pickle(data, member=pkl.name, strict=True, persistent_load=self._persistent_load)
         self.pickle_result = res
         if res.end != len(data):
@@ -72,9 +77,6 @@ class TorchZipSource(TorchSource):
         outside = [e.name for e in z.entries if not e.name.startswith(a + "/")]
         if outside:
             self.note("outside-archive", f"{len(outside)} entries outside {a}/ (e.g. {outside[0]!r})")
-        renamed = [e.name for e in z.entries if e.name != e.local_name]
-        if renamed:
-            self.note("name-mismatch", f"{len(renamed)} entries have another name in their local header")
         if any(e.method != 0 for e in z.entries):
             self.note("compressed", "some records are compressed (torch writes them stored)")
 
@@ -101,7 +103,7 @@ class TorchZipSource(TorchSource):
 
     def _record(self, storage: StorageRef) -> tuple[int, int]:
         entry = self._entries[storage.key]
-        return (entry.data_offset if entry.method == 0 else -1), entry.size
+        return (self.zip.local(entry).data_offset if entry.method == 0 else -1), entry.size
 
     def _read_storage(self, storage: StorageRef, start: int, count: int, dtype: np.dtype) -> np.ndarray:
         entry = self._entries[storage.key]

@@ -3,9 +3,12 @@
 Python's ``zipfile`` raises on anomalies torch tolerates (and fixes others silently), so a checker
 that used it would see a different archive than ``torch.load``. This reader follows miniz: find the
 end-of-central-directory record (and the Zip64 locator/record), walk the central directory, take
-sizes and offsets from it, and read each local header only to find where the data starts
-(``local header offset + 30 + local name length + local extra length``). CRCs are not checked
-while reading (miniz does not either); :meth:`ZipView.crc_ok` computes one on demand.
+sizes and offsets from it, and read an entry's local header only when the entry is read, to find
+where its data starts (``local header offset + 30 + local name length + local extra length``), as
+``mz_zip_reader_extract_to_mem`` does. Over HTTP that keeps a checkpoint's storage records unread
+until their values are wanted. :meth:`ZipView.load_local_headers` reads them all at once (the
+security scanner checks every one). CRCs are not checked while reading (miniz does not either);
+:meth:`ZipView.crc_ok` computes one on demand.
 
 Names are looked up as torch's ``PyTorchStreamReader`` does (``caffe2/serialize/inline_container.cc``
 calls ``mz_zip_reader_locate_file`` with flags 0 on an archive opened with flags 0): miniz
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -37,16 +41,19 @@ _LOCAL_SLACK = 256  # local extra field (torch pads records to 64 bytes) + the f
 
 @dataclass
 class ZipEntry:
+    """One central-directory entry. ``local_name`` and ``data_offset`` come from the local header,
+    set once :meth:`ZipView.local` has read it (None and -1 before)."""
+
     name: str
     raw_name: bytes
-    local_name: str
     local_header_offset: int
-    data_offset: int
     compressed_size: int
     size: int
     method: int
     flags: int
     crc32: int
+    local_name: str | None = None
+    data_offset: int = -1
 
     @property
     def encrypted(self) -> bool:
@@ -106,12 +113,30 @@ class ZipView:
             groups.setdefault(e.raw_name.lower(), []).append(e)
         return [g for g in groups.values() if len(g) > 1]
 
+    def local(self, entry: ZipEntry) -> ZipEntry:
+        """``entry`` with its local header read (once): where its data starts, the name it gives.
+        Raises ModelReadError when there is no local header or the data runs past the file."""
+        if entry.data_offset < 0:
+            _read_local(self.f, self.file_size, entry)
+        return entry
+
+    def load_local_headers(self, entries: Iterable[ZipEntry] | None = None) -> None:
+        """Read the local headers of ``entries`` (all by default) together: one merged fetch of
+        them over HTTP (a remote file has ``prefetch``) rather than a request each."""
+        todo = [e for e in (self.entries if entries is None else entries) if e.data_offset < 0]
+        prefetch = getattr(self.f, "prefetch", None)
+        if prefetch is not None and len(todo) > 1:
+            prefetch([(e.local_header_offset, _LOCAL.size + 2 * len(e.raw_name) + _LOCAL_SLACK) for e in todo])
+        for e in todo:
+            _read_local(self.f, self.file_size, e)
+
     def read(self, entry: ZipEntry, max_size: int | None = None) -> bytes:
         """The entry's uncompressed bytes (stored or deflated; encrypted entries are refused)."""
         if entry.encrypted or entry.flags & 0x20:
             raise ModelReadError(f"zip entry {entry.name!r} is encrypted or patched data: not readable")
         if max_size is not None and entry.size > max_size:
             raise ModelReadError(f"zip entry {entry.name!r} is {entry.size} bytes (limit {max_size})")
+        self.local(entry)
         if entry.data_offset + entry.compressed_size > self.file_size:
             raise ModelReadError(f"zip entry {entry.name!r} runs past the end of the file (truncated?)")
         self.f.seek(entry.data_offset)
@@ -146,7 +171,10 @@ class ZipView:
         """Whether the entry's data matches its CRC-32 (reads the whole entry, in chunks)."""
         crc = 0
         if entry.method == 0 and not entry.encrypted:
-            self.f.seek(entry.data_offset)
+            try:
+                self.f.seek(self.local(entry).data_offset)
+            except ModelReadError:
+                return False
             left = entry.size
             while left:
                 chunk = self.f.read(min(_CHUNK, left))
@@ -241,7 +269,6 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     seen: set[str] = set()
     duplicates: list[str] = []
     pos = 0
-    central: list[tuple[str, bytes, int, int, int, int, int, int]] = []
     for _ in range(n_total):
         if pos + _CENTRAL.size > len(cd):
             raise _fail("central directory is truncated")
@@ -263,12 +290,9 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
         if 0xFFFFFFFF in (csize, usize, lho):
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho, name)
         pos = end
-        central.append((name, raw_name, lho, csize, usize, method, flags, crc))
-    prefetch = getattr(f, "prefetch", None)
-    if prefetch is not None:  # a remote file (sdmodel.remote): fetch the local headers together
-        prefetch([(c[2], _LOCAL.size + 2 * len(c[0]) + _LOCAL_SLACK) for c in central])
-    for name, raw_name, lho, csize, usize, method, flags, crc in central:
-        entries.append(_local(f, size, name, raw_name, lho, csize, usize, method, flags, crc))
+        if lho + _LOCAL.size > size:
+            raise _fail(f"entry {name!r}: local header is past the end of the file (truncated?)")
+        entries.append(ZipEntry(name, raw_name, lho, csize, usize, method, flags, crc))
         if name in seen:
             duplicates.append(name)
         seen.add(name)
@@ -303,27 +327,18 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int, name: str) -> t
     return usize, csize, lho
 
 
-def _local(
-    f: BinaryIO,
-    size: int,
-    name: str,
-    raw_name: bytes,
-    lho: int,
-    csize: int,
-    usize: int,
-    method: int,
-    flags: int,
-    crc: int,
-) -> ZipEntry:
-    if lho + _LOCAL.size > size:
-        raise _fail(f"entry {name!r}: local header is past the end of the file (truncated?)")
+def _read_local(f: BinaryIO, size: int, entry: ZipEntry) -> None:
+    """Fill in ``entry``'s local name and data offset from its local header."""
+    lho = entry.local_header_offset
     f.seek(lho)
     head = f.read(_LOCAL.size)
+    if len(head) < _LOCAL.size:
+        raise _fail(f"entry {entry.name!r}: local header is past the end of the file (truncated?)")
     sig, _, _, _, _, _, _, _, _, nlen, xlen = _LOCAL.unpack(head)
     if sig != b"PK\x03\x04":
-        raise _fail(f"entry {name!r}: no local header at offset {lho}")
+        raise _fail(f"entry {entry.name!r}: no local header at offset {lho}")
     local_name = _decode(f.read(nlen))
     data_offset = lho + _LOCAL.size + nlen + xlen
-    if data_offset + csize > size:
-        raise _fail(f"entry {name!r} runs past the end of the file (truncated?)")
-    return ZipEntry(name, raw_name, local_name, lho, data_offset, csize, usize, method, flags, crc)
+    if data_offset + entry.compressed_size > size:
+        raise _fail(f"entry {entry.name!r} runs past the end of the file (truncated?)")
+    entry.local_name, entry.data_offset = local_name, data_offset

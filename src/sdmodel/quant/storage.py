@@ -25,7 +25,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sdmodel.dtypes import GGML_BLOCKS, PRECISION_NAMES, bits_per_weight
@@ -178,23 +178,68 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
                 weight, "comfy_quant", str(fmt), info.shape, weight, sides, unsupported=f"comfy_quant format {fmt!r}"
             )
             continue
-        shape = info.shape
         params: list[tuple[str, object]] = []
         unsupported = None
-        if fmt == "nvfp4":
-            shape = (*info.shape[:-1], info.shape[-1] * 2) if info.shape else info.shape
         if fmt == "int8_tensorwise" and conf.get("convrot"):
             unsupported = "int8 with ConvRot (Hadamard-rotated) weights: needs comfy-kitchen's rotation"
-        orig = conf.get("orig_shape")
-        if isinstance(orig, list) and all(isinstance(d, int) and d > 0 for d in orig):
-            shape = tuple(orig)
+        shape, why = _comfy_shape(source, weight, fmt, conf.get("orig_shape"))
+        if shape != _stored_shape(fmt, info.shape):
             params.append(("orig_shape", shape))
-        qt = QuantTensor(weight, "comfy_quant", fmt, shape, weight, sides, tuple(params), unsupported)
+        qt = QuantTensor(weight, "comfy_quant", fmt, shape, weight, sides, tuple(params), unsupported or why)
         layout.tensors[weight] = qt
-        _check_comfy(source, layout, qt, info)
+        fatal = _check_comfy(source, layout, qt, info)
+        if fatal and not qt.unsupported:
+            layout.tensors[weight] = replace(qt, unsupported=fatal)
 
 
-def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> None:
+# comfy-kitchen pads nvfp4 weights to multiples of 16 and mxfp8 ones to multiples of 32 in both
+# dimensions (TensorCoreNVFP4Layout / TensorCoreMXFP8Layout.get_padded_shape) and crops back to
+# the layer's shape when dequantizing (QuantizedTensor.dequantize). ComfyUI takes that shape from
+# the model (comfy/ops.py: its Linear's (out_features, in_features)), not from the file. A file
+# that records it as "orig_shape" in the comfy_quant JSON is cropped to it; without one, a padded
+# weight has no known shape.
+_BLOCK = {"nvfp4": 16, "mxfp8": 32}  # values per block scale, and the multiple each side is padded to
+
+
+def _stored_shape(fmt: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element shape the stored data holds (nvfp4 packs two values a byte), padding included."""
+    return (*shape[:-1], shape[-1] * 2) if fmt == "nvfp4" and shape else shape
+
+
+def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> tuple[tuple[int, ...], str | None]:
+    """The model shape of a comfy_quant weight and, when it cannot be known or does not fit the
+    stored data, why it cannot be dequantized. Not a loading problem: ComfyUI ignores orig_shape
+    and takes the shape from the model."""
+    info = source.tensors[weight]
+    stored = _stored_shape(fmt, info.shape)
+    if isinstance(orig, list) and orig and all(type(d) is int and d > 0 for d in orig):
+        shape = tuple(orig)
+        fits = (
+            len(shape) == len(stored) == 2 and all(o <= s for o, s in zip(shape, stored, strict=True))
+            if fmt in _BLOCK
+            else math.prod(shape) == math.prod(stored)
+        )
+        if fits:
+            return shape, None
+        return (
+            stored,
+            f"a comfy_quant orig_shape {list(shape)}, which does not fit the stored {fmt} weight {list(stored)}",
+        )
+    if fmt not in _BLOCK or len(stored) != 2:
+        return stored, None
+    bias = source.tensors.get(weight[: -len("weight")] + "bias")
+    if bias is not None and len(bias.shape) == 1 and bias.shape[0] != stored[0]:
+        # The bias keeps the layer's real row count: the weight was padded, and its columns may
+        # have been too. Cropping to a guess would write a wrong model.
+        return stored, (
+            f"a weight stored padded to {list(stored)} ({bias.name} has {bias.shape[0]} rows) whose comfy_quant "
+            f"records no orig_shape: its real shape is unknown"
+        )
+    return stored, None
+
+
+def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> str | None:
+    """Name what ComfyUI would fail on; return why sdmodel cannot dequantize it, when it cannot."""
     t = source.tensors
     prefix = qt.name[: -len("weight")]
     want = {
@@ -204,35 +249,47 @@ def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, inf
         "nvfp4": "U8",
         "int8_tensorwise": "I8",
     }
+    fatal = None
     if info.dtype != want[qt.format]:
+        fatal = f"{qt.format} stored as {info.dtype}"
         layout.problem(
             "quant-dtype", qt.name, f"{qt.name}: {qt.format} weights must be {want[qt.format]}, not {info.dtype}"
         )
     scale = prefix + "weight_scale"
     if scale not in t:
         layout.problem("scale-missing", qt.name, f"{qt.name}: {qt.format} layer has no {scale}: ComfyUI cannot load it")
-        return
+        return fatal if qt.format in _BLOCK else None
     s = t[scale]
     if qt.format in ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise") and s.dtype != "F32":
         layout.problem("scale-dtype", scale, f"{scale} is {s.dtype}: ComfyUI's fp8/int8 matmul needs an fp32 scale")
-    rows = math.prod(qt.shape[:-1]) if qt.shape else 1
-    if qt.format == "mxfp8":
-        need = _blocked(rows, -(-qt.shape[-1] // 32))
-        if s.dtype not in ("F8_E8M0", "U8") or s.numel != need:
-            layout.problem(
-                "packed-shape", scale, f"{scale}: mxfp8 needs {need} E8M0 block scales, has {s.dtype}{list(s.shape)}"
-            )
+    if qt.format not in _BLOCK:
+        return None
+    block = _BLOCK[qt.format]
+    stored = _stored_shape(qt.format, info.shape)
+    if len(stored) != 2 or stored[1] % block:
+        layout.problem(
+            "packed-shape",
+            qt.name,
+            f"{qt.name}: {qt.format} data must be 2-D with rows of whole blocks of {block}, is {list(info.shape)}",
+        )
+        return f"{qt.format} data of shape {list(info.shape)}"
+    need = _blocked(stored[0], stored[1] // block)
+    kind = "E8M0" if qt.format == "mxfp8" else "fp8"
+    if s.dtype not in (("F8_E8M0", "U8") if qt.format == "mxfp8" else ("F8_E4M3", "U8")) or s.numel != need:
+        fatal = f"{qt.format} with {s.dtype}{list(s.shape)} block scales ({need} {kind} needed)"
+        layout.problem(
+            "packed-shape",
+            scale,
+            f"{scale}: {qt.format} needs {need} {kind} block scales, has {s.dtype}{list(s.shape)}",
+        )
     if qt.format == "nvfp4":
-        need = _blocked(rows, -(-qt.shape[-1] // 16))
-        if s.dtype not in ("F8_E4M3", "U8") or s.numel != need:
-            layout.problem(
-                "packed-shape", scale, f"{scale}: nvfp4 needs {need} fp8 block scales, has {s.dtype}{list(s.shape)}"
-            )
         s2 = prefix + "weight_scale_2"
         if s2 not in t:
             layout.problem("scale-missing", qt.name, f"{qt.name}: nvfp4 layer has no {s2}")
         elif t[s2].numel != 1 or t[s2].dtype != "F32":
+            fatal = f"nvfp4 with a {t[s2].dtype}{list(t[s2].shape)} weight_scale_2"
             layout.problem("scale-dtype", s2, f"{s2} must be one fp32 value, is {t[s2].dtype}{list(t[s2].shape)}")
+    return fatal
 
 
 def _blocked(rows: int, cols: int) -> int:

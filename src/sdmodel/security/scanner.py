@@ -359,6 +359,7 @@ class _Scan:
             return
         try:
             zv = read_zip(f)
+            zv.load_local_headers()
         except ModelReadError:
             return
         if not zv.entries or zv.prefix_bytes <= 0:
@@ -388,6 +389,7 @@ class _Scan:
     def scan_zip_file(self, f: BinaryIO, prefix: str | None) -> None:
         try:
             zv = read_zip(f)
+            zv.load_local_headers()  # all of them: scan_zip checks every local name
         except ModelReadError as e:
             self.add("error", "bad-zip", str(e))
             return
@@ -582,7 +584,7 @@ class _Scan:
         member = prefix + e.name
         named = e.name.lower().endswith((".pkl", ".pickle"))
         if e.method == 0 and not named and e.size > MEMBER_PROBE:
-            zv.f.seek(e.data_offset)
+            zv.f.seek(zv.local(e).data_offset)
             res = run_pickle(zv.f.read(MEMBER_PROBE), member=member, strict=False)
             if res.complete or res.end < MEMBER_PROBE - 1:
                 return  # not a pickle: the VM stopped inside the probe (a complete one would fit)
