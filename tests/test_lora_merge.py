@@ -219,7 +219,13 @@ def test_peft_dora_magnitude_spellings_and_refusals(tmp_path: Path) -> None:
         merge(tmp_path, {KEY: zero}, [(lora | {stem + ".lora_magnitude_vector": r(64)}, 1.0)], family="sdxl")
 
 
-def test_flux_diffusers_names_merge_into_fused_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", [1 << 20, 20])  # one block, or blocks of 2 rows
+def test_flux_diffusers_names_merge_into_fused_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    from sdmodel.lora import delta
+
+    monkeypatch.setattr(delta, "BLOCK", block)
     h = 8
     model = {
         "double_blocks.0.img_attn.qkv.weight": r(3 * h, h),
@@ -255,6 +261,18 @@ def test_flux_diffusers_names_merge_into_fused_rows(tmp_path: Path) -> None:
     dd = d("norm_out.linear")
     ref = t(model["final_layer.adaLN_modulation.1.weight"]) + torch.cat([dd[h:], dd[:h]])
     np.testing.assert_allclose(out["final_layer.adaLN_modulation.1.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_low_rank_blocks_equal_the_whole_difference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of rows (here 3 rows of 32 values, so 22 blocks of a 64-row weight) add what the whole
+    ``up @ down`` adds (the swapped rows: test_flux_diffusers_names_merge_into_fused_rows)."""
+    from sdmodel.lora import delta
+
+    monkeypatch.setattr(delta, "BLOCK", 100)
+    w, up, down = r(64, 32), r(64, 4), r(4, 32)
+    lora = {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(2.0, np.float32)}
+    out, _ = merge(tmp_path, {KEY: w}, [(lora, 0.8)])
+    np.testing.assert_allclose(out[KEY], (t(w) + 0.8 * (2.0 / 4) * (t(up) @ t(down))).numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_missing_targets_refuse_unless_allowed(tmp_path: Path) -> None:

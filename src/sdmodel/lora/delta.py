@@ -36,6 +36,7 @@ from sdmodel.lora.keys import Target
 Reader = Callable[[str], np.ndarray]
 UNSUPPORTED = frozenset({"oft", "boft", "glora", "ia3", "norm", "set"})
 EPS = float(np.finfo(np.float32).eps)
+BLOCK = 1 << 20  # values of a low-rank difference computed at once (4 MB of float32)
 
 
 def _f32(read: Reader, name: str) -> np.ndarray:
@@ -111,8 +112,34 @@ def _swap_halves(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a[half:], a[:half]])
 
 
+def _add_low_rank(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool) -> bool:
+    """A plain LoRA/LoCon ``up @ down`` added to ``weight`` a block of rows at a time, so the whole
+    difference (as large as the weight, in float32) never exists at once; False when the target is
+    not one (Tucker core, DoRA, other shapes): the caller computes it whole."""
+    roles = target.tensors
+    if target.algorithm not in ("lora", "locon") or "mid" in roles or target.dora or not weight.flags.c_contiguous:
+        return False
+    up, down = _f32(read, roles["up"]), _f32(read, roles["down"])
+    rows, rank = weight.shape[0], down.shape[0]
+    up, down = up.reshape(up.shape[0], -1), down.reshape(rank, -1)
+    if up.shape != (rows, rank) or rows * down.shape[1] != weight.size:
+        return False
+    if swap:
+        up = _swap_halves(up)  # swapping the difference's rows is swapping up's
+    factor = np.float32(strength * alpha_scale(read_alpha(target, read), rank))
+    flat = weight.reshape(rows, -1)
+    step = max(1, BLOCK // flat.shape[1])
+    for lo in range(0, rows, step):
+        part = up[lo : lo + step] @ down
+        part *= factor
+        flat[lo : lo + step] += part
+    return True
+
+
 def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool = False) -> np.ndarray:
     """``weight`` (float32, changed in place and returned) with the target merged at ``strength``."""
+    if _add_low_rank(weight, target, read, strength, swap):
+        return weight
     diff, scale = raw_delta(target, read)
     if diff.size != weight.size:
         raise ConversionError(
