@@ -3,6 +3,7 @@ an SDXL checkpoint, each against the common alternative in the same run.
 
     .venv/bin/python bench/lora.py            # both
     .venv/bin/python bench/lora.py --check    # only the folder check
+    .venv/bin/python bench/lora.py --merge    # only the merge (ours, then the torch script unless --no-peer)
 
 Inputs (bench/_work/lora, gitignored): 300 sparse LoRA files with the real names and shapes of
 SDXL (kohya, text encoders included), SD 1.5 (kohya) and Flux (ComfyUI) LoRAs; the SDXL base
@@ -115,9 +116,19 @@ def _gb(n: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="only the folder check")
+    ap.add_argument("--merge", action="store_true", help="only the merge")
+    ap.add_argument("--no-peer", action="store_true", help="skip the torch merge script (12 GB of memory)")
     args = ap.parse_args()
     folder, model, lora = _inputs()
     rows = []
+    if not args.merge:
+        _check_rows(folder, model, rows)
+    if not args.check:
+        _merge_rows(folder, model, lora, rows, peer=not args.no_peer)
+    print_table(f"LoRA benchmarks ({now()}, {os.cpu_count()} cores)", ["task", "tool", "time", "peak RSS"], rows)
+
+
+def _check_rows(folder: Path, model: Path, rows: list[list[str]]) -> None:
     ours = (
         "from sdmodel.cli import main\n"
         "try:\n"
@@ -129,30 +140,33 @@ def main() -> None:
     rows.append(["lora check, 300 LoRAs vs SDXL", "sdmodel lora check", f"{t:.2f} s", _gb(rss)])
     t, rss = timed_subprocess(f"import sys; sys.argv = ['x', {str(folder)!r}, {str(model)!r}]\n" + CHECK_PEER, repeat=3)
     rows.append(["", "load_file each LoRA + key lookup", f"{t:.2f} s", _gb(rss)])
-    if not args.check:
-        warm(model)
-        out = folder.parent / "merged.safetensors"
-        code = (
-            "from sdmodel.cli import main\n"
-            f"main(['merge', {str(model)!r}, {str(lora) + ':1.0'!r}, '-o', {str(out)!r}, '--overwrite'])\n"
-        )
-        t, rss = timed_subprocess(
-            "import sys, io; sys.stdout = io.StringIO()\ntry:\n"
-            + "".join("    " + ln + "\n" for ln in code.splitlines())
-            + "except SystemExit as e:\n    assert not e.code, e.code\n",
-            repeat=1,
-        )
-        rows.append(
-            [f"merge rank-32 LoRA into SDXL ({_gb(model.stat().st_size)})", "sdmodel merge", f"{t:.1f} s", _gb(rss)]
-        )
-        os.remove(out)
-        peer_out = folder.parent / "merged-peer.safetensors"
-        t, rss = timed_subprocess(
-            f"import sys; sys.argv = ['x', {str(model)!r}, {str(lora)!r}, {str(peer_out)!r}]\n" + MERGE_PEER, repeat=1
-        )
-        rows.append(["", "torch: load both, merge, save_file", f"{t:.1f} s", _gb(rss)])
-        os.remove(peer_out)
-    print_table(f"LoRA benchmarks ({now()}, {os.cpu_count()} cores)", ["task", "tool", "time", "peak RSS"], rows)
+
+
+def _merge_rows(folder: Path, model: Path, lora: Path, rows: list[list[str]], peer: bool) -> None:
+    warm(model)
+    out = folder.parent / "merged.safetensors"
+    code = (
+        "from sdmodel.cli import main\n"
+        f"main(['merge', {str(model)!r}, {str(lora) + ':1.0'!r}, '-o', {str(out)!r}, '--overwrite'])\n"
+    )
+    t, rss = timed_subprocess(
+        "import sys, io; sys.stdout = io.StringIO()\ntry:\n"
+        + "".join("    " + ln + "\n" for ln in code.splitlines())
+        + "except SystemExit as e:\n    assert not e.code, e.code\n",
+        repeat=1,
+    )
+    rows.append(
+        [f"merge rank-32 LoRA into SDXL ({_gb(model.stat().st_size)})", "sdmodel merge", f"{t:.1f} s", _gb(rss)]
+    )
+    os.remove(out)
+    if not peer:
+        return
+    peer_out = folder.parent / "merged-peer.safetensors"
+    t, rss = timed_subprocess(
+        f"import sys; sys.argv = ['x', {str(model)!r}, {str(lora)!r}, {str(peer_out)!r}]\n" + MERGE_PEER, repeat=1
+    )
+    rows.append(["", "torch: load both, merge, save_file", f"{t:.1f} s", _gb(rss)])
+    os.remove(peer_out)
 
 
 if __name__ == "__main__":

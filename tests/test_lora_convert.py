@@ -168,6 +168,14 @@ def test_refusals(tmp_path: Path) -> None:
     }
     with pytest.raises(ConversionError, match="only plain LoRA"):
         convert(tmp_path, loha, "diffusers", "sd1")
+    stem = "lora_unet_mid_block_attentions_0_proj_in"
+    dora = {
+        stem + ".lora_down.weight": np.ones((2, 4), np.float32),
+        stem + ".lora_up.weight": np.ones((4, 2), np.float32),
+    }
+    dora[stem + ".dora_scale"] = np.ones((4, 1), np.float32)
+    with pytest.raises(ConversionError, match=r"only plain LoRA targets can be renamed \(DoRA found\)"):
+        convert(tmp_path, dora, "diffusers", "sd1")
 
 
 def test_diffusers_loads_our_output(tmp_path: Path) -> None:

@@ -246,6 +246,14 @@ def test_dora_counts(tmp_path: Path) -> None:
         K + ".dora_scale": ((640, 1), "F16"),
     }
     assert info_of(tmp_path, lay).dora == 1
+    peft = "transformer.transformer_blocks.0.attn.to_q"  # PEFT's DoRA magnitude, as PEFT saves it
+    lay = {
+        peft + ".lora_A.weight": ((4, 3072), "BF16"),
+        peft + ".lora_B.weight": ((3072, 4), "BF16"),
+        peft + ".lora_magnitude_vector": ((3072,), "BF16"),
+    }
+    info = info_of(tmp_path, lay)
+    assert (info.dora, info.other_keys) == (1, [])
 
 
 def test_incomplete_pairs_are_not_targets() -> None:

@@ -1,5 +1,5 @@
 """Merged weights equal the reference computation in torch (kohya/ComfyUI LoRA scaling, LyCORIS
-LoHa/LoKr/DoRA), through the plan step and the streaming engine."""
+LoHa/LoKr/DoRA) or PEFT's own merge (PEFT DoRA), through the plan step and the streaming engine."""
 
 from __future__ import annotations
 
@@ -149,7 +149,83 @@ def test_dora_as_lycoris_merges(tmp_path: Path, strength: float) -> None:
     np.testing.assert_allclose(out[KEY], (merged * factor).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_flux_diffusers_names_merge_into_fused_rows(tmp_path: Path) -> None:
+PEFT_STEMS = {  # diffusers/PEFT names of KEY and CONV in an SDXL UNet
+    KEY: "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k",
+    CONV: "unet.down_blocks.0.resnets.0.conv1",
+}
+
+
+def peft_dora(weight: np.ndarray, rank: int, alpha: int, strength: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A DoRA adapter made and merged by PEFT itself on one layer holding ``weight``: (its saved
+    state dict, keys without the module name, and the weight PEFT merges at ``strength``, which
+    diffusers' fuse_lora applies as PEFT's scale_layer)."""
+    peft = pytest.importorskip("peft")
+    from peft.tuners.lora import LoraLayer
+
+    torch.manual_seed(0)
+    out, inp = weight.shape[:2]
+    conv = weight.ndim == 4
+    layer = torch.nn.Conv2d(inp, out, weight.shape[2], bias=False) if conv else torch.nn.Linear(inp, out, bias=False)
+    layer.weight.data = t(weight)
+    cfg = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=["0"], use_dora=True, init_lora_weights=False)
+    net = peft.inject_adapter_in_model(cfg, torch.nn.Sequential(layer))
+    net(torch.randn(1, inp, 4, 4) if conv else torch.randn(1, inp))  # PEFT makes the magnitude on first use
+    lora = net[0]
+    assert isinstance(lora, LoraLayer)
+    with torch.no_grad():  # a trained magnitude differs from the initial norm
+        lora.lora_magnitude_vector["default"].weight.mul_(
+            1 + 0.2 * torch.rand_like(lora.lora_magnitude_vector["default"].weight)
+        )
+    state = {k.removeprefix("0"): v.detach().numpy().copy() for k, v in peft.get_peft_model_state_dict(net).items()}
+    lora.scale_layer(strength)
+    lora.merge()
+    return state, lora.get_base_layer().weight.detach().numpy()
+
+
+@pytest.mark.parametrize(
+    ("key", "shape", "alpha", "strength"),
+    [(KEY, (64, 32), 4, 1.0), (KEY, (64, 32), 8, 0.6), (CONV, (16, 8, 3, 3), 8, 1.0), (CONV, (16, 8, 3, 3), 4, -0.5)],
+)
+def test_peft_dora_merges_as_peft(
+    tmp_path: Path, key: str, shape: tuple[int, ...], alpha: int, strength: float
+) -> None:
+    w = r(*shape)
+    state, want = peft_dora(w, 4, alpha, strength)
+    assert state[".lora_magnitude_vector"].shape == ((64,) if key == KEY else (1, 16, 1, 1))
+    lora = {PEFT_STEMS[key] + k: v for k, v in state.items()}
+    if alpha != 4:  # a PEFT file keeps lora_alpha in its config: written as an alpha entry, as our converter does
+        lora[PEFT_STEMS[key] + ".alpha"] = np.array(alpha, np.float32)
+    out, plan = merge(tmp_path, {key: w}, [(lora, strength)], family="sdxl")
+    assert "1 of 1 targets merged" in plan.notes[0]
+    np.testing.assert_allclose(out[key], want, rtol=1e-5, atol=1e-6)
+
+
+def test_peft_dora_magnitude_spellings_and_refusals(tmp_path: Path) -> None:
+    from sdmodel.formats.base import TensorInfo
+
+    stem = PEFT_STEMS[KEY]
+    for suffix in (".lora_magnitude_vector", ".lora_magnitude_vector.weight", ".lora_magnitude_vector.default.weight"):
+        names = [stem + ".lora_A.weight", stem + ".lora_B.weight", stem + suffix]
+        keys = parse({n: TensorInfo(n, "F32", (1, 1)) for n in names})
+        assert keys.other == [] and keys.targets[stem].dora, suffix
+    lora = {stem + ".lora_A.weight": r(4, 32), stem + ".lora_B.weight": r(64, 4)}
+    with pytest.raises(
+        ConversionError, match=r"magnitude \(lora_magnitude_vector\) has 32 values, the model weight 64 output rows"
+    ):
+        merge(tmp_path, {KEY: r(64, 32)}, [(lora | {stem + ".lora_magnitude_vector": r(32)}, 1.0)], family="sdxl")
+    zero = np.zeros((64, 32), np.float32)
+    lora[stem + ".lora_B.weight"] = np.zeros((64, 4), np.float32)
+    with pytest.raises(ConversionError, match="norm of output row 0, which is 0"):
+        merge(tmp_path, {KEY: zero}, [(lora | {stem + ".lora_magnitude_vector": r(64)}, 1.0)], family="sdxl")
+
+
+@pytest.mark.parametrize("block", [1 << 20, 20])  # one block, or blocks of 2 rows
+def test_flux_diffusers_names_merge_into_fused_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    from sdmodel.lora import delta
+
+    monkeypatch.setattr(delta, "BLOCK", block)
     h = 8
     model = {
         "double_blocks.0.img_attn.qkv.weight": r(3 * h, h),
@@ -185,6 +261,18 @@ def test_flux_diffusers_names_merge_into_fused_rows(tmp_path: Path) -> None:
     dd = d("norm_out.linear")
     ref = t(model["final_layer.adaLN_modulation.1.weight"]) + torch.cat([dd[h:], dd[:h]])
     np.testing.assert_allclose(out["final_layer.adaLN_modulation.1.weight"], ref.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_low_rank_blocks_equal_the_whole_difference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of rows (here 3 rows of 32 values, so 22 blocks of a 64-row weight) add what the whole
+    ``up @ down`` adds (the swapped rows: test_flux_diffusers_names_merge_into_fused_rows)."""
+    from sdmodel.lora import delta
+
+    monkeypatch.setattr(delta, "BLOCK", 100)
+    w, up, down = r(64, 32), r(64, 4), r(4, 32)
+    lora = {STEM + ".lora_up.weight": up, STEM + ".lora_down.weight": down, STEM + ".alpha": np.array(2.0, np.float32)}
+    out, _ = merge(tmp_path, {KEY: w}, [(lora, 0.8)])
+    np.testing.assert_allclose(out[KEY], (t(w) + 0.8 * (2.0 / 4) * (t(up) @ t(down))).numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_missing_targets_refuse_unless_allowed(tmp_path: Path) -> None:

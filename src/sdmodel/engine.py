@@ -289,7 +289,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
     clamped: dict[str, int] = {}
 
     def cost(s: Step) -> int:
-        return s.in_bytes + (s.out_bytes if s.out_dtype != s.dtype else 0)
+        return s.in_bytes + (s.out_bytes if s.out_dtype != s.dtype else 0) + s.fix_bytes
 
     def reader() -> None:
         try:

@@ -70,6 +70,7 @@ class Step:
     out_dtype: str
     part: str
     fix: Callable[[np.ndarray], np.ndarray] | None = None
+    fix_bytes: int = 0  # memory the fix holds beyond the read and the output (the engine's budget counts it)
     pinned: bool = False  # dtype decided by a step (CLIP ids, markers): dtype options leave it alone
     stored_as: str | None = None  # the quantized storage this weight is dequantized from
     encoding: QuantType | None = None  # GGML type the sink stores the cast values as (GGUF)

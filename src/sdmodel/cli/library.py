@@ -15,6 +15,7 @@ from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, err_console, print_json
 from sdmodel.library.catalog import Catalog, default_db_path
+from sdmodel.library.fits import find_lora, lora_families, models_fitting
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
 from sdmodel.units import human_bytes, plural
 
@@ -317,6 +318,33 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
         console.print("originals are in .sdmodel-trash/ inside each root; delete them when you are happy", style="dim")
     if stats.failed:
         sys.exit(1)
+
+
+@library_group.command("fits")
+@click.argument("lora")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="JSON: the LoRA, its base families and the models it fits.")
+def fits_command(lora: str, db: str | None, as_json: bool) -> None:
+    """The catalogued models a catalogued LoRA fits (by its base family; LORA: a path or a file name).
+    'sdmodel lora check LORA MODEL' checks one model target by target."""
+    with _open(db) as cat:
+        row = find_lora(cat, lora)
+        fits = models_fitting(cat, row)
+    families = lora_families(row)
+    if as_json:
+        print_json({"lora": row["path"], "families": families, "models": [f.to_dict() for f in fits]})
+        return
+    base = " or ".join(families) or "an unknown family"
+    console.print(f"[bold]{row['name']}[/bold]: {row['kind']} for {base}", highlight=False)
+    if not fits:
+        console.print("no catalogued model of its family", style="dim")
+        return
+    t = Table(show_edge=False)
+    for col in ("model", "kind", "family", "fit"):
+        t.add_column(col, overflow="fold" if col == "model" else "ellipsis")
+    for f in fits:
+        t.add_row(f.path, f.kind, f.family, "text encoders missing" if f.partial else "whole")
+    console.print(t)
 
 
 @library_group.command("serve")

@@ -315,7 +315,7 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
         raise ConversionError(f"{src.path}: not a LoRA (no LoRA target in the file)")
     odd = sorted(
         {
-            t.algorithm
+            "DoRA" if t.dora else t.algorithm
             for t in keys.targets.values()
             if t.algorithm not in ("lora", "locon") or set(t.tensors) - {"up", "down", "alpha"}
         }

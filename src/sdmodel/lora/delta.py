@@ -9,9 +9,16 @@
 - LoKr: ``kron(w1, w2)`` with either factor possibly ``a @ b`` (``lokr_t2`` core for convs); scale
   ``alpha / rank`` only when a factor is low-rank, else 1 (ComfyUI ``lokr.py``).
 - Full (``diff``/``diff_b``): the difference itself.
-- DoRA (``dora_scale``): the merged weight ``W' = (W + dW) * (m (s / ||W + dW|| - 1) + 1)`` with the
-  norm over the output axis (or the input axis when ``dora_scale`` is ``[1, in, ...]``) (LyCORIS
-  ``apply_weight_decompose``).
+- DoRA as LyCORIS stores it (``dora_scale``): the merged weight ``W' = (W + dW) * (k (m / ||W + dW|| - 1) + 1)``
+  at strength ``k``, with the norm over the output axis (one per output row when ``dora_scale`` is
+  ``[out, 1, ...]``, LyCORIS ``wd_on_out``) or the input axis (one per column when it is ``[1, in, ...]``,
+  older LyCORIS files) (LyCORIS ``apply_weight_decompose``).
+- DoRA as PEFT stores it (``lora_magnitude_vector``, ``[out]``, ``[1, out, 1, 1]`` for convs): always one
+  norm per output row, ``W' = m * (W + s dW) / ||W + s dW||`` with no epsilon (PEFT
+  ``tuners/lora/dora.py`` ``get_weight_norm`` and the DoRA merge of ``tuners/lora/layer.py``; the norm is
+  detached there, which only matters for training). The strength multiplies ``s``, as diffusers'
+  ``fuse_lora(lora_scale=)`` and ``set_adapters`` do through PEFT's ``scaling``: the magnitude applies
+  whatever the strength, as it does in diffusers.
 
 OFT, BOFT, GLoRA and (IA)^3 are recognised but not merged (``UNSUPPORTED``).
 """
@@ -29,6 +36,7 @@ from sdmodel.lora.keys import Target
 Reader = Callable[[str], np.ndarray]
 UNSUPPORTED = frozenset({"oft", "boft", "glora", "ia3", "norm", "set"})
 EPS = float(np.finfo(np.float32).eps)
+BLOCK = 1 << 22  # values of a low-rank difference computed at once (16 MB of float32; smaller blocks cost BLAS calls)
 
 
 def _f32(read: Reader, name: str) -> np.ndarray:
@@ -54,7 +62,8 @@ def read_alpha(target: Target, read: Reader) -> float | None:
 
 
 def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:
-    """(unscaled difference, alpha scale) of a target; shape as the algorithm makes it."""
+    """(unscaled difference, alpha scale) of a target; shape as the algorithm makes it. The array is
+    the caller's own (never a view of the file)."""
     roles, algo = target.tensors, target.algorithm
     alpha = read_alpha(target, read)
     if algo in ("lora", "locon"):
@@ -92,30 +101,67 @@ def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:
         if w2.ndim == 4:
             w1 = w1[:, :, None, None]
         return np.kron(w1, w2), alpha_scale(alpha, rank)
-    if algo == "full":
-        return _f32(read, roles["diff"]), 1.0
+    if algo == "full":  # a copy: callers scale the difference in place
+        return np.array(read(roles["diff"]), dtype=np.float32), 1.0
     raise ConversionError(f"{target.stem}: merging {algo.upper()} is not supported")
+
+
+def _swap_halves(a: np.ndarray) -> np.ndarray:
+    """Rows stored as (shift, scale) in one naming and (scale, shift) in the other."""
+    half = a.shape[0] // 2
+    return np.concatenate([a[half:], a[:half]])
+
+
+def _add_low_rank(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool) -> bool:
+    """A plain LoRA/LoCon ``up @ down`` added to ``weight`` a block of rows at a time, so the whole
+    difference (as large as the weight, in float32) never exists at once; False when the target is
+    not one (Tucker core, DoRA, other shapes): the caller computes it whole."""
+    roles = target.tensors
+    if target.algorithm not in ("lora", "locon") or "mid" in roles or target.dora or not weight.flags.c_contiguous:
+        return False
+    up, down = _f32(read, roles["up"]), _f32(read, roles["down"])
+    rows, rank = weight.shape[0], down.shape[0]
+    up, down = up.reshape(up.shape[0], -1), down.reshape(rank, -1)
+    if up.shape != (rows, rank) or rows * down.shape[1] != weight.size:
+        return False
+    if swap:
+        up = _swap_halves(up)  # swapping the difference's rows is swapping up's
+    factor = np.float32(strength * alpha_scale(read_alpha(target, read), rank))
+    flat = weight.reshape(rows, -1)
+    step = max(1, BLOCK // flat.shape[1])
+    buf = np.empty((min(step, rows), flat.shape[1]), dtype=np.float32)  # reused: no page faults per block
+    for lo in range(0, rows, step):
+        part = np.matmul(up[lo : lo + step], down, out=buf[: min(step, rows - lo)])
+        part *= factor
+        flat[lo : lo + step] += part
+    return True
 
 
 def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool = False) -> np.ndarray:
     """``weight`` (float32, changed in place and returned) with the target merged at ``strength``."""
+    if _add_low_rank(weight, target, read, strength, swap):
+        return weight
     diff, scale = raw_delta(target, read)
     if diff.size != weight.size:
         raise ConversionError(
             f"{target.stem}: the LoRA changes {diff.size} values, the model weight has {weight.size} ({list(weight.shape)})"
         )
     diff = diff.reshape(weight.shape)
-    if swap:  # stored as (shift, scale) in one naming and (scale, shift) in the other
-        half = weight.shape[0] // 2
-        diff = np.concatenate([diff[half:], diff[:half]])
+    if swap:
+        diff = _swap_halves(diff)
+    if "magnitude" in target.tensors:
+        return _peft_dora(weight, diff, _f32(read, target.tensors["magnitude"]), strength * scale, target.stem, swap)
     if "dora_scale" not in target.tensors:
-        weight += np.float32(strength * scale) * diff
+        diff *= np.float32(strength * scale)
+        weight += diff
         return weight
     m = _f32(read, target.tensors["dora_scale"])
     merged = weight + np.float32(scale) * diff
     if m.shape[0] == merged.shape[0] and math.prod(m.shape[1:]) == 1:
         norm = np.linalg.norm(merged.reshape(merged.shape[0], -1), axis=1)
         norm = norm.reshape(merged.shape[0], *[1] * (merged.ndim - 1))
+        if swap:
+            m = _swap_halves(m)
     else:
         norm = np.linalg.norm(np.moveaxis(merged, 1, 0).reshape(merged.shape[1], -1), axis=1)
         norm = norm.reshape(1, merged.shape[1], *[1] * (merged.ndim - 2))
@@ -123,4 +169,24 @@ def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float
     if strength != 1:
         factor = np.float32(strength) * (factor - 1) + 1
     weight[...] = merged * factor
+    return weight
+
+
+def _peft_dora(weight: np.ndarray, diff: np.ndarray, m: np.ndarray, scale: float, stem: str, swap: bool) -> np.ndarray:
+    """PEFT's DoRA merge: ``W' = m / ||W + s dW|| * (W + s dW)``, one norm and one magnitude per output row."""
+    rows = weight.shape[0]
+    if m.size != rows:
+        raise ConversionError(
+            f"{stem}: the DoRA magnitude (lora_magnitude_vector) has {m.size} values, "
+            f"the model weight {rows} output rows ({list(weight.shape)})"
+        )
+    m = m.reshape(rows)
+    if swap:
+        m = _swap_halves(m)
+    diff *= np.float32(scale)
+    weight += diff
+    norm = np.linalg.norm(weight.reshape(rows, -1), axis=1)
+    if not norm.all():
+        raise ConversionError(f"{stem}: DoRA divides by the norm of output row {int(np.argmin(norm))}, which is 0")
+    weight *= (m / norm).reshape(rows, *[1] * (weight.ndim - 1))
     return weight

@@ -34,7 +34,7 @@ class LoraInfo:
 
     format: str  # kohya | musubi-tuner | diffusers | peft | comfy | onetrainer | simpletuner | bare | mixed
     algorithms: dict[str, int]  # lora locon loha lokr full oft boft glora ia3 -> targets
-    dora: int  # targets with a DoRA magnitude (dora_scale)
+    dora: int  # targets with a DoRA magnitude (LyCORIS dora_scale or PEFT lora_magnitude_vector)
     family: str | None
     family_source: str  # key names | metadata | unknown
     candidates: list[str]

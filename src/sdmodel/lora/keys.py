@@ -65,6 +65,13 @@ SUFFIXES: tuple[tuple[str, str, str], ...] = (
     # shared by all algorithms
     (".alpha", "", "alpha"),
     (".dora_scale", "", "dora_scale"),
+    # PEFT's DoRA magnitude: ``lora_magnitude_vector`` as PEFT saves it (the adapter name and the
+    # ``.weight`` of its DoraLinearLayer removed), diffusers' kohya conversion (``.weight`` kept) and raw
+    # module state dicts (``.default.weight``)
+    (".lora_magnitude_vector", "", "magnitude"),
+    (".lora_magnitude_vector.weight", "", "magnitude"),
+    (".lora_magnitude_vector.default.weight", "", "magnitude"),
+    (".lora_magnitude_vector.default", "", "magnitude"),
 )
 # Suffixes by the name's last dotted segment, longest first: a name is tried against a few only.
 _BY_LAST: dict[str, list[tuple[str, str, str]]] = {}
@@ -83,7 +90,8 @@ class Target:
 
     @property
     def dora(self) -> bool:
-        return "dora_scale" in self.tensors
+        """A DoRA target: LyCORIS ``dora_scale`` or PEFT ``lora_magnitude_vector``."""
+        return "dora_scale" in self.tensors or "magnitude" in self.tensors
 
 
 @dataclass
@@ -124,7 +132,7 @@ def _algorithm(t: Target, tensors: dict[str, TensorInfo]) -> str:
 
 
 def parse(tensors: dict[str, TensorInfo]) -> LoraKeys:
-    """Group a LoRA file's tensors by target. A stem with only ``alpha``/``dora_scale`` or an
+    """Group a LoRA file's tensors by target. A stem with only ``alpha``/a DoRA magnitude or an
     incomplete pair (an ``up`` without its ``down``) is not a target: its tensors go to ``other``."""
     found: dict[str, Target] = {}
     other: list[str] = []

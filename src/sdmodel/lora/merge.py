@@ -5,6 +5,7 @@ to the step's output dtype. LoRA files become plan sources, read one target at a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,7 @@ def apply_loras(
     for key, group in patches.items():
         step = steps[key]
         step.fix = _patched(step.fix, group, plan)
+        step.fix_bytes = 4 * math.prod(step.shape)  # the float32 copy the LoRAs are added to
     if patches and any(s.out.startswith("model_ema.") for s in plan.steps):
         plan.notes.append("LoRA: the EMA weights (model_ema.*) are left as they are (--ema only merges into them)")
     if patches:
