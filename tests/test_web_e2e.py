@@ -60,7 +60,7 @@ def test_browse_filter_and_run_the_plan(tmp_path: Path, monkeypatch: pytest.Monk
             page.click("#f-apply")
             page.wait_for_url(re.compile(r"kind=checkpoint"))
             rows = page.locator("table.models tbody tr")
-            assert rows.count() == 1 and page.inner_text("#count") == "1 matching files"
+            assert rows.count() == 1 and page.inner_text("#count") == "1 matching file"
 
             # The model page.
             rows.first.locator("a").click()

@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS files (
     creator TEXT,
     triggers TEXT,
     preview TEXT,
-    thumbnail INTEGER NOT NULL DEFAULT 0
+    thumbnail INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_name ON files (name COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS files_kind ON files (kind, name COLLATE NOCASE);
@@ -274,7 +274,7 @@ class Catalog:
         Schema 3 had no card columns: they stay empty until the next scan fills them."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
         added = [("fingerprint_bf16", "TEXT"), ("sketch", "TEXT"), ("report_version", "INTEGER")]
-        added += [(c, "TEXT") for c in CARD_COLUMNS if c != "thumbnail"] + [("thumbnail", "INTEGER NOT NULL DEFAULT 0")]
+        added += [(c, "INTEGER" if c == "thumbnail" else "TEXT") for c in CARD_COLUMNS]
         for column, kind in added:
             if have and column not in have:
                 self.db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
