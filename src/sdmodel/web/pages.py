@@ -132,6 +132,13 @@ def model_link(file_id: int, text: str) -> str:
     return f'<a href="/model/{int(file_id)}">{e(text)}</a>'
 
 
+def tag(name: str, text: str, cls: str = "") -> str:
+    """``<name class=cls>text</name>``, the text escaped (and kept out of f-strings, where Babel
+    would not find the messages)."""
+    attr = f' class="{cls}"' if cls else ""
+    return f"<{name}{attr}>{e(text)}</{name}>"
+
+
 def muted(text: str) -> str:
     return f'<span class="muted">{e(text)}</span>'
 
@@ -159,27 +166,29 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
         page = 1
     rows = catalog.list_files(filters, offset=(page - 1) * PER_PAGE, limit=PER_PAGE)
     selects = []
+    everything = _("all")
     for field, label in FILTER_FIELDS:
         current = getattr(filters, field)
-        opts = [f'<option value="">{e(_("all"))}</option>']
+        opts = [f'<option value="">{e(everything)}</option>']
         for value, count in catalog.facet(field):
             v = value or "-"
             sel = " selected" if v == current else ""
             shown = status_text(value) if field == "verdict" and value else value or _("(none)")
             opts.append(f'<option value="{e(v)}"{sel}>{e(shown)} ({format_number(count)})</option>')
         selects.append(f'<label>{e(_(label))}<select name="{field}" id="f-{field}">{"".join(opts)}</select></label>')
+    search, placeholder, trigger = _("Search"), _("name or path"), _("Trigger word")
+    apply, reset = _("Filter"), _("reset")
     form = (
         '<form class="filters" method="get" action="/">'
-        f'<label>{e(_("Search"))}<input type="search" name="q" id="f-q" value="{e(filters.text)}" '
-        f'placeholder="{e(_("name or path"))}"></label>'
-        f'<label>{e(_("Trigger word"))}<input type="search" name="trigger" id="f-trigger" '
-        f'value="{e(filters.trigger)}"></label>'
+        f'<label>{e(search)}<input type="search" name="q" id="f-q" value="{e(filters.text)}" '
+        f'placeholder="{e(placeholder)}"></label>'
+        f'<label>{e(trigger)}<input type="search" name="trigger" id="f-trigger" value="{e(filters.trigger)}"></label>'
         + "".join(selects)
-        + f'<button type="submit" id="f-apply">{e(_("Filter"))}</button> <a href="/">{e(_("reset"))}</a></form>'
+        + f'<button type="submit" id="f-apply">{e(apply)}</button> <a href="/">{e(reset)}</a></form>'
     )
     body_rows = []
     for r in rows:
-        kind = e(r["kind"]) if r["kind"] else f'<span class="error">{e(_("error"))}</span>' if r["error"] else ""
+        kind = e(r["kind"]) if r["kind"] else tag("span", _("error"), "error") if r["error"] else ""
         family = e(r["family"]) + (" " + muted(r["variant"]) if r["variant"] and r["variant"] != "base" else "")
         if r["base_model"]:
             family += "<br>" + muted(r["base_model"])
@@ -199,11 +208,12 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
     params = {k: v for k, v in query.items() if k not in ("page", "lang") and v}
     count = ngettext("{n} matching file", "{n} matching files", total).format(n=format_number(total))
     pager = f'<div class="pager"><span id="count">{e(count)}</span>'
+    previous, following = _("previous"), _("next")
     if page > 1:
-        pager += f'<a href="/?{e(urlencode({**params, "page": page - 1}))}">&larr; {e(_("previous"))}</a>'
-    pager += f"<span>{e(_('page {page} of {pages}').format(page=page, pages=pages))}</span>"
+        pager += f'<a href="/?{e(urlencode({**params, "page": page - 1}))}">&larr; {e(previous)}</a>'
+    pager += tag("span", _("page {page} of {pages}").format(page=page, pages=pages))
     if page < pages:
-        pager += f'<a href="/?{e(urlencode({**params, "page": page + 1}))}" id="next">{e(_("next"))} &rarr;</a>'
+        pager += f'<a href="/?{e(urlencode({**params, "page": page + 1}))}" id="next">{e(following)} &rarr;</a>'
     pager += "</div>"
     headers = [
         _("Picture"),
@@ -217,7 +227,7 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
         _("Scan"),
     ]
     body = (
-        f"<h1>{e(_('Models'))}</h1>"
+        tag("h1", _("Models"))
         + form
         + pager
         + table(headers, body_rows, {7}, "models")
@@ -267,7 +277,7 @@ def _advice(rep: dict[str, Any]) -> str:
 
 def _metadata(meta: dict[str, Any]) -> str:
     if not meta:
-        return f'<p class="muted">{e(_("none"))}</p>'
+        return tag("p", _("none"), "muted")
     rows = []
     for k in sorted(meta):
         v = meta[k] if isinstance(meta[k], str) else json.dumps(meta[k])
@@ -283,7 +293,7 @@ def _metadata(meta: dict[str, Any]) -> str:
 def _sidecars(f: dict[str, Any]) -> str:
     names = f.get("sidecars") or []
     if not names:
-        return f'<p class="muted">{e(_("none"))}</p>'
+        return tag("p", _("none"), "muted")
     images, others = [], []
     for name in names:
         url = f"/sidecar/{int(f['id'])}/{quote(name, safe='')}"
@@ -334,7 +344,7 @@ def _placement(catalog: Catalog, f: dict[str, Any]) -> str:
     rows += [(_("wrong folder"), f'<span class="error">{e(tr(p["message"]))}</span>') for p in problems]
     for c in companions_of(placement, index):
         links = ", ".join(model_link(x["id"], x["path"]) for x in c["files"])
-        missing = f'<span class="error">{e(_("not in the catalog"))}</span>'
+        missing = tag("span", _("not in the catalog"), "error")
         rows.append((_("needs {what}").format(what=c["id"]), links or missing))
     lineage = (f.get("report") or {}).get("lineage") or {}
     if lineage.get("base"):
@@ -352,7 +362,7 @@ def _placement(catalog: Catalog, f: dict[str, Any]) -> str:
     if lineage.get("zsnr"):
         rows.append(("ZSNR", e(_("{value} (from {source})").format(value=_("yes"), source=lineage.get("zsnr_source")))))
     rows += [(_("sampler"), e(tr(s))) for s in lineage.get("settings") or []]
-    return f"<h2>{e(_('Where it goes'))}</h2>" + kv_table(rows)
+    return tag("h2", _("Where it goes")) + kv_table(rows)
 
 
 def _summary(f: dict[str, Any]) -> list[tuple[str, str]]:
@@ -428,31 +438,29 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     body = [f"<h1>{e(f['name'])}</h1>", _card(f), kv_table(_summary(f))]
     if probs:
         items = "".join(f"<li><b>{e(_problem_title(p['code']))}</b>: {e(tr(p['message']))}</li>" for p in probs)
-        body.append(f"<h2>{e(_('Problems'))}</h2><ul>{items}</ul>")
+        body.append(tag("h2", _("Problems")) + f"<ul>{items}</ul>")
     body.append(_placement(catalog, f))
-    none = f'<p class="muted">{e(_("none"))}</p>'
-    body.append(f"<h2>{e(_('Parts'))}</h2>" + (_components(rep) or f'<p class="muted">{e(_("no report"))}</p>'))
-    body.append(f"<h2>{e(_('Advice'))}</h2>" + (_advice(rep) or none))
+    none = tag("p", _("none"), "muted")
+    body.append(tag("h2", _("Parts")) + (_components(rep) or tag("p", _("no report"), "muted")))
+    body.append(tag("h2", _("Advice")) + (_advice(rep) or none))
     not_hashed = e(_("not hashed yet: run {command}")).format(command="<code>sdmodel library scan --hash</code>")
-    body.append(
-        f"<h2>{e(_('Hashes'))}</h2>" + (kv_table(hash_rows) if hash_rows else f'<p class="muted">{not_hashed}</p>')
-    )
+    body.append(tag("h2", _("Hashes")) + (kv_table(hash_rows) if hash_rows else f'<p class="muted">{not_hashed}</p>'))
     if dup_groups:
         items = []
         for g in dup_groups:
             others = [model_link(i, p) for i, p in zip(g["ids"], g["files"], strict=True) if i != f["id"]]
             items.append(f"<li>{e(tr(DUPLICATE_LEVELS[g['level']]))}: {', '.join(others)}</li>")
-        body.append(f"<h2>{e(_('Duplicates'))}</h2><ul>" + "".join(items) + "</ul>")
-    body.append(f"<h2>{e(_('Sidecars'))}</h2>" + _sidecars(f))
-    body.append(f"<h2>{e(_('Metadata'))}</h2>" + _metadata(rep.get("metadata") or {}))
+        body.append(tag("h2", _("Duplicates")) + "<ul>" + "".join(items) + "</ul>")
+    body.append(tag("h2", _("Sidecars")) + _sidecars(f))
+    body.append(tag("h2", _("Metadata")) + _metadata(rep.get("metadata") or {}))
     no_findings = " " + muted(_("no findings"))
     body.append(
-        f"<h2>{e(_('Security scan'))}</h2>"
+        tag("h2", _("Security scan"))
         + badge(f.get("verdict"))
         + (table([_("Severity"), _("Finding")], finding_rows) if finding_rows else no_findings)
     )
     if rep.get("notes"):
-        body.append(f"<h2>{e(_('Notes'))}</h2><ul>" + "".join(f"<li>{e(tr(n))}</li>" for n in rep["notes"]) + "</ul>")
+        body.append(tag("h2", _("Notes")) + "<ul>" + "".join(f"<li>{e(tr(n))}</li>" for n in rep["notes"]) + "</ul>")
     return layout(catalog, f["name"], "".join(body), "list")
 
 
@@ -472,7 +480,7 @@ def duplicates_page(catalog: Catalog) -> str:
     rows = catalog.hashed_files()
     groups = duplicate_groups(rows)
     hashed = len(rows)
-    body = [f"<h1>{e(_('Duplicates'))}</h1>"]
+    body = [tag("h1", _("Duplicates"))]
     if not hashed:
         text = e(_("No file is hashed yet: run {command} to find duplicates.")).format(
             command="<code>sdmodel library scan --hash</code>"
@@ -506,9 +514,9 @@ def duplicates_page(catalog: Catalog) -> str:
 def problems_page(catalog: Catalog) -> str:
     report = build_report(catalog)
     ids = catalog.ids_by_path()
-    body = [f"<h1>{e(_('Problems'))}</h1>"]
+    body = [tag("h1", _("Problems"))]
     if not report["problems"]:
-        body.append(f'<p class="muted">{e(_("No problems found."))}</p>')
+        body.append(tag("p", _("No problems found."), "muted"))
     by_code: dict[str, list[dict[str, Any]]] = {}
     for p in report["problems"]:
         by_code.setdefault(p["code"], []).append(p)
@@ -539,7 +547,7 @@ def plan_summary(plan: Plan) -> str:
 def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     plan = compute_plan(catalog)
     ids = catalog.ids_by_path()
-    body = [f"<h1>{e(_('Savings plan'))}</h1>"]
+    body = [tag("h1", _("Savings plan"))]
     folders = catalog.get_meta("train_folders", [])
     if folders:
         train = e(_("Training folders (fp32 kept, EMA kept): {folders}.")).format(
@@ -556,12 +564,13 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     body.append(f'<p class="muted">{intro} {train} {trash}</p>')
     body.append(f'<p class="summary" id="plan-summary">{e(plan_summary(plan))}</p>')
     running = state.get("state") == "running"
+    run, starting = _("Run the plan"), _("Starting...")
     disabled = " disabled" if running or not plan.items else ""
     body.append(
         '<form method="post" action="/plan/run" id="run-form">'
         f'<input type="hidden" name="token" value="{e(token)}">'
-        f'<button type="submit" id="run-plan"{disabled}>{e(_("Run the plan"))}</button></form>'
-        f'<div id="progress" data-state="{e(state.get("state", "idle"))}" data-starting="{e(_("Starting..."))}">'
+        f'<button type="submit" id="run-plan"{disabled}>{e(run)}</button></form>'
+        f'<div id="progress" data-state="{e(state.get("state", "idle"))}" data-starting="{e(starting)}">'
         '<div class="progress"><div></div></div>'
         f'<span id="progress-text" class="muted">{e(state_text(state))}</span></div>'
     )
@@ -579,7 +588,7 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
     ]
     if rows:
         headers = [_("File"), _("For"), _("Convert to"), _("New name"), _("Before"), _("After"), _("Saves")]
-        body.append(f"<h2>{e(_('Proposed conversions'))}</h2>" + table(headers, rows, {4, 5, 6}, "plan"))
+        body.append(tag("h2", _("Proposed conversions")) + table(headers, rows, {4, 5, 6}, "plan"))
     if plan.skipped:
         n = len(plan.skipped)
         summary = ngettext("{n} file skipped", "{n} files skipped", n).format(n=format_number(n))
@@ -595,7 +604,7 @@ def plan_page(catalog: Catalog, state: dict[str, Any], token: str) -> str:
             for i in last
         ]
         headers = [_("File"), _("Status"), _("Output"), _("Error")]
-        body.append(f"<h2>{e(_('Last run'))}</h2>" + table(headers, rows, cls="runs"))
+        body.append(tag("h2", _("Last run")) + table(headers, rows, cls="runs"))
     return layout(catalog, _("Savings plan"), "".join(body), "plan")
 
 
@@ -638,10 +647,8 @@ def usage_page(catalog: Catalog) -> str:
     """Where the space goes (by family, kind, storage) and what the savings plan would change, as
     bar charts drawn on the server (inline SVG: no script, no build step)."""
     count, size = catalog.totals()
-    body = [f"<h1>{e(_('Disk usage'))}</h1>"]
-    body.append(
-        f'<p class="summary">{e(_("{files} in {size}").format(files=files_text(count), size=format_size(size)))}</p>'
-    )
+    body = [tag("h1", _("Disk usage"))]
+    body.append(tag("p", _("{files} in {size}").format(files=files_text(count), size=format_size(size)), "summary"))
     for column, title in USAGE_GROUPS:
         bars = [
             Bar(
@@ -653,7 +660,7 @@ def usage_page(catalog: Catalog) -> str:
     plan = compute_plan(catalog)
     body.append(f'<h2 id="savings">{e(_("Savings plan: before and after"))}</h2>')
     if not plan.items:
-        body.append(f'<p class="muted">{e(_("Nothing to save: every file is already in its best form."))}</p>')
+        body.append(tag("p", _("Nothing to save: every file is already in its best form."), "muted"))
     else:
         body.append(f'<p class="summary">{e(plan_summary(plan))}</p>')
         items = sorted(plan.items, key=lambda i: -i.saves_bytes)[:MAX_PLAN_BARS]
@@ -664,7 +671,11 @@ def usage_page(catalog: Catalog) -> str:
         if len(plan.items) > MAX_PLAN_BARS:
             more = len(plan.items) - MAX_PLAN_BARS
             body.append(
-                f'<p class="muted">{e(ngettext("and {n} more file", "and {n} more files", more).format(n=format_number(more)))}</p>'
+                tag(
+                    "p",
+                    ngettext("and {n} more file", "and {n} more files", more).format(n=format_number(more)),
+                    "muted",
+                )
             )
     return layout(catalog, _("Disk usage"), "".join(body), "usage")
 
