@@ -47,6 +47,7 @@ NAV = (
     ("usage", "/usage", N_("Disk usage")),
 )
 
+ACTIVE = ' class="active"'
 _BASE = Template(resources.files("sdmodel.web").joinpath("templates/base.html").read_text(encoding="utf-8"))
 # The page being answered (path and query), set per request by the server: the language links
 # return to it.
@@ -62,7 +63,7 @@ def _language_links() -> str:
     links = []
     for lang in LANGUAGES:
         url = f"{path}?{urlencode({**query, 'lang': lang})}"
-        current = ' aria-current="true" class="active"' if lang == current_language() else ""
+        current = f' aria-current="true"{ACTIVE}' if lang == current_language() else ""
         links.append(f'<a href="{e(url)}" id="lang-{lang}" lang="{lang}"{current}>{lang.upper()}</a>')
     return " | ".join(links)
 
@@ -70,7 +71,7 @@ def _language_links() -> str:
 def layout(catalog: Catalog, title: str, body: str, active: str) -> str:
     count, size = catalog.totals()
     nav = "".join(
-        f'<a href="{url}"{" class=active" if key == active else ""}>{e(_(label))}</a>' for key, url, label in NAV
+        f'<a href="{url}"{ACTIVE if key == active else ""}>{e(_(label))}</a>' for key, url, label in NAV
     )
     return _BASE.substitute(
         lang=current_language(),
