@@ -347,7 +347,7 @@ class Catalog:
     def metadata_of(self, root: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
         """path -> the metadata ``keys`` of each file catalogued under ``root`` (what its card is read
         from; long values cut to 64 characters: a card needs only to know a thumbnail is there)."""
-        picks = ", ".join(f"substr(json_extract(report, '$.metadata.\"' || ? || '\"'), 1, 64)" for _ in keys)
+        picks = ", ".join("substr(json_extract(report, '$.metadata.\"' || ? || '\"'), 1, 64)" for _ in keys)
         rows = self.db.execute(
             f"SELECT path, {picks} FROM files WHERE root = ? AND report IS NOT NULL", (*keys, str(root))
         )

@@ -70,9 +70,7 @@ def _language_links() -> str:
 
 def layout(catalog: Catalog, title: str, body: str, active: str) -> str:
     count, size = catalog.totals()
-    nav = "".join(
-        f'<a href="{url}"{ACTIVE if key == active else ""}>{e(_(label))}</a>' for key, url, label in NAV
-    )
+    nav = "".join(f'<a href="{url}"{ACTIVE if key == active else ""}>{e(_(label))}</a>' for key, url, label in NAV)
     return _BASE.substitute(
         lang=current_language(),
         title=e(title),
@@ -207,14 +205,14 @@ def list_page(catalog: Catalog, query: dict[str, str]) -> str:
             ]
         )
     params = {k: v for k, v in query.items() if k not in ("page", "lang") and v}
-    count = ngettext("{n} matching file", "{n} matching files", total).format(n=format_number(total))
-    pager = f'<div class="pager"><span id="count">{e(count)}</span>'
-    previous, following = _("previous"), _("next")
+    matching = ngettext("{n} matching file", "{n} matching files", total).format(n=format_number(total))
+    pager = f'<div class="pager"><span id="count">{e(matching)}</span>'
+    back_text, next_text = _("previous"), _("next")
     if page > 1:
-        pager += f'<a href="/?{e(urlencode({**params, "page": page - 1}))}">&larr; {e(previous)}</a>'
+        pager += f'<a href="/?{e(urlencode({**params, "page": page - 1}))}">&larr; {e(back_text)}</a>'
     pager += tag("span", _("page {page} of {pages}").format(page=page, pages=pages))
     if page < pages:
-        pager += f'<a href="/?{e(urlencode({**params, "page": page + 1}))}" id="next">{e(following)} &rarr;</a>'
+        pager += f'<a href="/?{e(urlencode({**params, "page": page + 1}))}" id="next">{e(next_text)} &rarr;</a>'
     pager += "</div>"
     headers = [
         _("Picture"),
@@ -337,7 +335,7 @@ def _placement(catalog: Catalog, f: dict[str, Any]) -> str:
     rows = [
         (tr(UI_LABELS[t.ui]), e(t.folder + (f", {tr(t.loader_label)}" if t.loader_label else "")))
         if t.folder
-        else (tr(UI_LABELS[t.ui]), muted(_("cannot load it: {reason}").format(reason=tr(t.reason))))
+        else (tr(UI_LABELS[t.ui]), muted(_("cannot load it: {reason}").format(reason=tr(t.reason or ""))))
         for t in placement.targets
     ]
     index = CompanionIndex.from_catalog(catalog)
@@ -447,11 +445,11 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
     not_hashed = e(_("not hashed yet: run {command}")).format(command="<code>sdmodel library scan --hash</code>")
     body.append(tag("h2", _("Hashes")) + (kv_table(hash_rows) if hash_rows else f'<p class="muted">{not_hashed}</p>'))
     if dup_groups:
-        items = []
+        groups = []
         for g in dup_groups:
             others = [model_link(i, p) for i, p in zip(g["ids"], g["files"], strict=True) if i != f["id"]]
-            items.append(f"<li>{e(tr(DUPLICATE_LEVELS[g['level']]))}: {', '.join(others)}</li>")
-        body.append(tag("h2", _("Duplicates")) + "<ul>" + "".join(items) + "</ul>")
+            groups.append(f"<li>{e(tr(DUPLICATE_LEVELS[g['level']]))}: {', '.join(others)}</li>")
+        body.append(tag("h2", _("Duplicates")) + "<ul>" + "".join(groups) + "</ul>")
     body.append(tag("h2", _("Sidecars")) + _sidecars(f))
     body.append(tag("h2", _("Metadata")) + _metadata(rep.get("metadata") or {}))
     no_findings = " " + muted(_("no findings"))
