@@ -382,3 +382,24 @@ def test_old_catalogs_gain_the_card_columns(tmp_path: Path) -> None:
     with Catalog(tmp_path / "old.db") as cat:
         have = {r[1] for r in cat.db.execute("PRAGMA table_info(files)")}
         assert set(CARD_COLUMNS) <= have and cat.count(Filters(creator="x", trigger="y")) == 0
+
+
+def test_card_fields_from_each_model_manager() -> None:
+    from sdmodel.sidecars import card_from, preview_of
+
+    card = card_from(
+        [
+            (".civitai.info", {"name": "v3", "trainedWords": ["a, b", "c"], "model": {"creator": {"username": "m"}}}),
+            (".cm-info.json", {"ModelName": "SM name", "BaseModel": "Flux.1 D", "TrainedWords": ["c", "d"]}),
+            (".metadata.json", {"model_name": "LM", "base_model": "Illustrious", "civitai": {"trainedWords": ["e"]}}),
+            (".json", {"sd version": "SDXL", "activation text": "f, g"}),
+        ],
+        {"modelspec.title": "Spec", "modelspec.author": "spec author", "modelspec.trigger_phrase": "h"},
+    )
+    assert (card.title, card.version, card.base_model, card.creator) == ("SM name", "v3", "Flux.1 D", "m")
+    assert card.triggers == ("a, b", "c", "d", "e", "f", "g", "h") and not card.thumbnail
+    assert card_from([(".json", {"sd version": 3, "activation text": ["x", 4]})], {}).triggers == ("x",)
+    sidecars = ["m.preview.png", "m.PNG", "m.civitai.info"]
+    assert preview_of("m.safetensors", sidecars) == "m.PNG"  # A1111's order: <stem>.png first
+    assert preview_of("m.safetensors", ["m.civitai.info", "m.preview.webp"]) == "m.preview.webp"
+    assert preview_of("m.safetensors", ["m.txt"]) is None
