@@ -186,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
         self.set_cookie = ""
         asked = parse_language(query.pop("lang", None))
         if asked is not None:
-            self.set_cookie = f"{LANG_COOKIE}={asked}; Path=/; Max-Age=31536000; SameSite=Strict"
+            self.set_cookie = f"{LANG_COOKIE}={asked}; Path=/; Max-Age=31536000; SameSite=Strict; HttpOnly"
         else:
             try:
                 morsel = SimpleCookie(self.headers.get("Cookie") or "").get(LANG_COOKIE)
