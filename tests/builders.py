@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -156,3 +158,18 @@ def write_ckpt(
         obj = {key: obj, **(extras or {})}
     torch.save(obj, str(path), _use_new_zipfile_serialization=not legacy)
     return Path(path)
+
+
+def png_bytes(width: int, height: int, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> bytes:
+    """A real PNG picture (a vertical gradient from ``top`` to ``bottom``), for preview sidecars."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b""
+    for y in range(height):
+        t = y / max(1, height - 1)
+        pixel = bytes(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True))
+        rows += b"\x00" + pixel * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

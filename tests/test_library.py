@@ -392,10 +392,11 @@ def test_catalog_stores_the_report_version_and_older_catalogs_gain_the_column(tm
     from sdmodel.inspection import REPORT_VERSION
     from sdmodel.library.catalog import SCHEMA
 
-    schema_2 = SCHEMA.replace(
-        "    scanned_at REAL NOT NULL,\n    report_version INTEGER\n", "    scanned_at REAL NOT NULL\n"
-    )
-    assert "report_version" not in schema_2
+    # Schema 2 ended the table at scanned_at (schema 3 added report_version, schema 4 the card columns).
+    head, _, tail = SCHEMA.partition("    scanned_at REAL NOT NULL,\n")
+    schema_2 = head + "    scanned_at REAL NOT NULL\n" + tail[tail.index(");") :]
+    schema_2 = "".join(line for line in schema_2.splitlines(True) if "base_model" not in line and "creator" not in line)
+    assert "report_version" not in schema_2 and "thumbnail" not in schema_2
     db = tmp_path / "old.db"
     con = sqlite3.connect(db)
     con.executescript(schema_2)

@@ -1,19 +1,25 @@
 """End to end in headless Chromium (Debian's ``chromium``, driven by Playwright; scripts/setup-test-env.sh
-installs it): list, filter, model page, run the savings plan and watch its progress, screenshot."""
+installs it): list, filter, model page, run the savings plan and watch its progress; pictures, cards,
+the disk-usage page and the language switch. Screenshots for the README are written only when
+SDMODEL_SCREENSHOTS names their folder (``SDMODEL_SCREENSHOTS=docs/screenshots``), so test runs do not
+rewrite committed files."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import scan_library
 from sdmodel.web.server import make_server
+from tests.builders import png_bytes
 from tests.test_library_trees import a1111_tree
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,7 +66,7 @@ def test_browse_filter_and_run_the_plan(tmp_path: Path, monkeypatch: pytest.Monk
             page.click("#f-apply")
             page.wait_for_url(re.compile(r"kind=checkpoint"))
             rows = page.locator("table.models tbody tr")
-            assert rows.count() == 1 and page.inner_text("#count") == "1 matching files"
+            assert rows.count() == 1 and page.inner_text("#count") == "1 matching file"
 
             # The model page.
             rows.first.locator("a").click()
@@ -96,3 +102,96 @@ def test_browse_filter_and_run_the_plan(tmp_path: Path, monkeypatch: pytest.Monk
     if not SCREENSHOT.exists() or os.environ.get("SDMODEL_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def _screenshot(page: Any, name: str, full_page: bool = False) -> None:
+    folder = os.environ.get("SDMODEL_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
+
+
+def test_pictures_usage_and_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    inst = a1111_tree(tmp_path)
+    sd, lora = inst / "models" / "Stable-diffusion", inst / "models" / "Lora"
+    (sd / "dream-fp32-ema.preview.png").write_bytes(png_bytes(96, 96, (255, 183, 77), (94, 53, 177)))
+    (sd / "xl-base.png").write_bytes(png_bytes(96, 96, (129, 212, 250), (13, 71, 161)))
+    (lora / "detail.preview.png").write_bytes(png_bytes(96, 96, (165, 214, 167), (27, 94, 32)))
+    (lora / "detail.civitai.info").write_text(
+        json.dumps(
+            {
+                "name": "v1.5",
+                "baseModel": "SD 1.5",
+                "trainedWords": ["add_detail", "intricate"],
+                "model": {"name": "Detail Tweaker"},
+                "creator": {"username": "artist"},
+            }
+        )
+    )
+    with Catalog(tmp_path / "lib.db") as cat:
+        scan_library(cat, [(inst / "models", "a1111"), (inst / "embeddings", "a1111")], jobs=1)
+    server = make_server(tmp_path / "lib.db", "127.0.0.1", 0, language="en")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1180, "height": 760})
+            errors: list[str] = []
+            pictures: list[tuple[int, str]] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: (
+                    pictures.append((r.status, r.headers.get("content-type", ""))) if "/preview/" in r.url else None
+                ),
+            )
+            page.goto(server.url)
+            page.wait_for_load_state("networkidle")
+            assert page.locator("img.thumb").count() == 3
+            assert pictures and all(p == (200, "image/png") for p in pictures), pictures
+            _screenshot(page, "list")
+
+            # The model page: its picture and what its Civitai record says; the creator link filters.
+            page.click("text=detail.safetensors")
+            page.wait_for_url(re.compile(r"/model/\d+$"))
+            card = page.inner_text(".card")
+            for text in ("Detail Tweaker", "v1.5", "SD 1.5", "artist", "add_detail", "intricate"):
+                assert text in card, text
+            assert page.locator(".card img.preview").count() == 1
+            _screenshot(page, "model")
+            page.click(".card a.filter-link >> text=artist")
+            page.wait_for_url(re.compile(r"creator=artist"))
+            assert page.inner_text("#count") == "1 matching file"
+            page.fill("#f-trigger", "intricate")
+            page.select_option("#f-creator", "")
+            page.click("#f-apply")
+            page.wait_for_url(re.compile(r"trigger=intricate"))
+            assert page.inner_text("#count") == "1 matching file"
+
+            # Disk usage: one chart per grouping and the plan's before/after bars, values in text.
+            page.click("header nav >> text=Disk usage")
+            page.wait_for_url(re.compile(r"/usage$"))
+            assert page.locator("svg.chart").count() == 4
+            assert "all planned files" in (page.text_content("#chart-plan") or "")
+            assert page.get_attribute("#chart-family", "role") == "img"
+            _screenshot(page, "usage", full_page=True)
+
+            # Russian: the switch in the header, remembered in a cookie on the next pages.
+            page.click("#lang-ru")
+            page.wait_for_url(re.compile(r"lang=ru"))
+            assert page.inner_text("h1") == "Место на диске"
+            assert page.get_attribute("html", "lang") == "ru"
+            page.click("header nav >> text=Модели")
+            page.wait_for_url(re.compile(r"/$"))
+            assert page.inner_text("#count") == "Найдено 11 файлов"
+            _screenshot(page, "list-ru")
+            page.click("#lang-en")
+            page.wait_for_url(re.compile(r"lang=en"))
+            assert page.inner_text("#count") == "11 matching files"
+            assert not errors, errors
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()

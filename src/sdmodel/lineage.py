@@ -8,14 +8,13 @@ it came from. v-prediction and zero-terminal-SNR are read the same way, plus the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sdmodel.sidecars import stem_of
+from sdmodel.sidecars import read_json, stem_of
 
 Base = Literal["pony", "illustrious", "noobai", "animagine", "kolors", "playground", "sdxl"]
 
@@ -69,28 +68,20 @@ def _base_in(text: str) -> Base | None:
     return next((base for base, words in _BASE_WORDS if words.search(text)), None)
 
 
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def sidecar_texts(path: Path | None) -> list[tuple[str, str]]:
     """(where, text) pairs from the sidecars beside ``path`` that speak of its base."""
     if path is None or not path.is_file():
         return []
     stem = stem_of(path.name)
     found: list[tuple[str, str]] = []
-    civitai = _read_json(path.with_name(stem + ".civitai.info"))
+    civitai = read_json(path.with_name(stem + ".civitai.info"))
     base_model = civitai.get("baseModel")
     if isinstance(base_model, str):
         found.append((f"{stem}.civitai.info baseModel", base_model))
     model = civitai.get("model")
     if isinstance(model, dict) and isinstance(model.get("name"), str):
         found.append((f"{stem}.civitai.info model name", str(model["name"])))
-    notes = _read_json(path.with_name(stem + ".json"))
+    notes = read_json(path.with_name(stem + ".json"))
     version = notes.get("sd version")
     if isinstance(version, str):
         found.append((f"{stem}.json sd version", version))

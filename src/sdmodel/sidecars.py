@@ -6,7 +6,9 @@ A1111 loads ``<model stem>.yaml`` beside a checkpoint as its config
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from sdmodel.registry import needs_yaml
@@ -96,3 +98,126 @@ def assign_sidecars(models: list[str], others: list[str]) -> dict[str, list[str]
     for names in owned.values():
         names.sort()
     return owned
+
+
+# Preview images beside a model, in the order A1111 looks for them (modules/ui_extra_networks.py,
+# find_preview: ``<stem>.<ext>`` then ``<stem>.preview.<ext>`` for png, jpg, jpeg, webp, gif); the
+# Civitai Helper extension, Stability Matrix and ComfyUI-Lora-Manager write the same names.
+PREVIEW_SUFFIXES = tuple(
+    suffix for ext in ("png", "jpg", "jpeg", "webp", "gif") for suffix in (f".{ext}", f".preview.{ext}")
+)
+# Sidecars that describe a model as JSON: Civitai's model-version record (Civitai Helper's
+# ``.civitai.info``), Stability Matrix's ``.cm-info.json``, ComfyUI-Lora-Manager's ``.metadata.json``
+# and A1111's own user metadata ``.json`` (ui_extra_networks_user_metadata.py).
+CARD_SUFFIXES = (".civitai.info", ".cm-info.json", ".metadata.json", ".json")
+CARD_METADATA = ("modelspec.title", "modelspec.author", "modelspec.trigger_phrase", "modelspec.thumbnail")
+MAX_JSON_BYTES = 4 << 20  # a sidecar is a few KB; a bigger one is not read
+
+
+def preview_of(model_name: str, sidecars: list[str]) -> str | None:
+    """The sidecar A1111 would show as the model's picture, if there is one."""
+    stem = stem_of(model_name)
+    names = {name.lower(): name for name in sidecars}
+    return next((names[key] for s in PREVIEW_SUFFIXES if (key := (stem + s).lower()) in names), None)
+
+
+def read_json(path: Path) -> dict[str, object]:
+    """A JSON object from a sidecar; {} when it is missing, too big or not an object."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return {}
+        doc = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model manager shows of a model: its title, version, base model, creator and trigger
+    words, from the JSON sidecars beside it and the ModelSpec metadata inside it."""
+
+    title: str | None = None
+    version: str | None = None
+    base_model: str | None = None
+    creator: str | None = None
+    triggers: tuple[str, ...] = ()
+    thumbnail: bool = False  # the metadata holds a ``modelspec.thumbnail`` picture
+
+
+def _text(value: object) -> str | None:
+    return value.strip()[:200] or None if isinstance(value, str) else None
+
+
+def _words(value: object) -> list[str]:
+    """Trigger words from a list (Civitai ``trainedWords``) or a comma-separated text."""
+    items = value if isinstance(value, list) else value.split(",") if isinstance(value, str) else []
+    return [w.strip()[:200] for w in items if isinstance(w, str) and w.strip()]
+
+
+def _dig(doc: dict[str, object], *keys: str) -> object:
+    for key in keys:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)  # type: ignore[assignment]
+    return doc
+
+
+def card_from(docs: list[tuple[str, dict[str, object]]], metadata: dict[str, str]) -> ModelCard:
+    """A model's card from its JSON sidecars ((suffix, document) pairs, most trusted first) and its
+    metadata. Field names: Civitai's model-version API (``name``, ``baseModel``, ``trainedWords``,
+    ``model.name``, ``creator.username``), Stability Matrix (``ModelName``, ``VersionName``,
+    ``BaseModel``, ``TrainedWords``), ComfyUI-Lora-Manager (``model_name``, ``base_model``, its
+    ``civitai`` record), A1111 (``sd version``, ``activation text``), ModelSpec (``modelspec.title``,
+    ``modelspec.author``, ``modelspec.trigger_phrase``)."""
+    titles: list[object] = []
+    versions: list[object] = []
+    bases: list[object] = []
+    creators: list[object] = []
+    words: list[str] = []
+    for suffix, doc in docs:
+        civitai = _dig(doc, "civitai") if suffix == ".metadata.json" else doc if suffix == ".civitai.info" else None
+        if isinstance(civitai, dict):
+            titles.append(_dig(civitai, "model", "name"))
+            versions.append(civitai.get("name"))
+            bases.append(civitai.get("baseModel"))
+            creators += [_dig(civitai, "creator", "username"), _dig(civitai, "model", "creator", "username")]
+            words += _words(civitai.get("trainedWords"))
+        if suffix == ".cm-info.json":
+            titles.append(doc.get("ModelName"))
+            versions.append(doc.get("VersionName"))
+            bases.append(doc.get("BaseModel"))
+            words += _words(doc.get("TrainedWords"))
+        elif suffix == ".metadata.json":
+            titles.append(doc.get("model_name"))
+            bases.append(doc.get("base_model"))
+        elif suffix == ".json":
+            bases.append(doc.get("sd version"))
+            words += _words(doc.get("activation text"))
+    titles.append(metadata.get("modelspec.title"))
+    creators.append(metadata.get("modelspec.author"))
+    words += _words(metadata.get("modelspec.trigger_phrase"))
+
+    def first(values: list[object]) -> str | None:
+        return next((t for v in values if (t := _text(v))), None)
+
+    return ModelCard(
+        title=first(titles),
+        version=first(versions),
+        base_model=first(bases),
+        creator=first(creators),
+        triggers=tuple(dict.fromkeys(words))[:50],
+        thumbnail=bool(metadata.get("modelspec.thumbnail")),
+    )
+
+
+def read_card(model: Path, sidecars: list[str], metadata: dict[str, str]) -> ModelCard:
+    """The card of ``model`` from the JSON sidecars named in ``sidecars`` and its metadata."""
+    stem = stem_of(model.name).lower()
+    docs = []
+    lowered = {name.lower(): name for name in sidecars}
+    for suffix in CARD_SUFFIXES:
+        name = lowered.get(stem + suffix)
+        if name is not None:
+            docs.append((suffix, read_json(model.parent / name)))
+    return card_from(docs, metadata)

@@ -20,7 +20,7 @@ from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 from sdmodel.parts import NON_WEIGHT_PARTS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,7 +60,14 @@ CREATE TABLE IF NOT EXISTS files (
     fingerprint_bf16 TEXT,
     sketch TEXT,
     scanned_at REAL NOT NULL,
-    report_version INTEGER
+    report_version INTEGER,
+    title TEXT,
+    version_name TEXT,
+    base_model TEXT,
+    creator TEXT,
+    triggers TEXT,
+    preview TEXT,
+    thumbnail INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_name ON files (name COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS files_kind ON files (kind, name COLLATE NOCASE);
@@ -73,6 +80,8 @@ CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
 CREATE INDEX IF NOT EXISTS files_autov3 ON files (autov3);
 CREATE INDEX IF NOT EXISTS files_fingerprint ON files (fingerprint);
 CREATE INDEX IF NOT EXISTS files_fingerprint_bf16 ON files (fingerprint_bf16);
+CREATE INDEX IF NOT EXISTS files_base_model ON files (base_model);
+CREATE INDEX IF NOT EXISTS files_creator ON files (creator);
 CREATE TABLE IF NOT EXISTS plan_items (
     id INTEGER PRIMARY KEY,
     src TEXT NOT NULL UNIQUE,
@@ -101,8 +110,13 @@ FILE_COLUMNS = [
     "id", "path", "root", "folder", "category", "name", "is_dir", "size", "mtime_ns", "format", "kind", "family",
     "variant", "prediction", "precision", "ema", "clip", "junk_bytes", "verdict", "error", "sidecars", "report",
     "scan", "hashes", "sha256", "autov3", "fingerprint", "fingerprint_bf16", "sketch", "scanned_at",
-    "report_version",
+    "report_version", "title", "version_name", "base_model", "creator", "triggers", "preview", "thumbnail",
 ]  # fmt: skip
+# The card columns (sidecars.ModelCard), refreshed on every scan: sidecars change beside unchanged files.
+CARD_COLUMNS = ["title", "version_name", "base_model", "creator", "triggers", "preview", "thumbnail"]
+# The columns the list filters on exactly, and those it can count values of.
+EXACT_FILTERS = ("kind", "family", "category", "precision", "verdict", "base_model", "creator")
+USAGE_COLUMNS = ("family", "kind", "precision")
 # What the list page shows: no stored JSON, hashes or bookkeeping.
 LIST_COLUMNS = [
     c
@@ -123,6 +137,7 @@ LIST_COLUMNS = [
         "fingerprint_bf16",
         "sketch",
         "scanned_at",
+        "triggers",
     }
 ]
 
@@ -200,29 +215,34 @@ class PlanRow(Protocol):
 
 @dataclass
 class Filters:
-    """What the list shows: exact kind/family/folder/precision/verdict, a text search on the path."""
+    """What the list shows: exact kind/family/folder/precision/verdict/base model/creator, a text
+    search on the path, a text search in the trigger words."""
 
     kind: str = ""
     family: str = ""
     category: str = ""
     precision: str = ""
     verdict: str = ""
+    base_model: str = ""
+    creator: str = ""
     text: str = ""
+    trigger: str = ""
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
-        for col in ("kind", "family", "category", "precision", "verdict"):
+        for col in EXACT_FILTERS:
             value = getattr(self, col)
             if value == "-":
                 clauses.append(f"({col} IS NULL OR {col} = '')")
             elif value:
                 clauses.append(f"{col} = ?")
                 args.append(value)
-        if self.text:
-            clauses.append("path LIKE ? ESCAPE '\\'")
-            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            args.append(f"%{escaped}%")
+        for col, text in (("path", self.text), ("triggers", self.trigger)):
+            if text:
+                clauses.append(f"{col} LIKE ? ESCAPE '\\'")
+                escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                args.append(f"%{escaped}%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
@@ -250,9 +270,12 @@ class Catalog:
     def _add_missing_columns(self) -> None:
         """Catalogs written by an earlier version lack the columns added since (schema 1 had no
         ``fingerprint_bf16``, schema 2 no ``sketch`` nor ``report_version``): add them so that the
-        schema's indexes can be created. Rows without a report version hold a report of version 1."""
+        schema's indexes can be created. Rows without a report version hold a report of version 1.
+        Schema 3 had no card columns: they stay empty until the next scan fills them."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
-        for column, kind in (("fingerprint_bf16", "TEXT"), ("sketch", "TEXT"), ("report_version", "INTEGER")):
+        added = [("fingerprint_bf16", "TEXT"), ("sketch", "TEXT"), ("report_version", "INTEGER")]
+        added += [(c, "INTEGER" if c == "thumbnail" else "TEXT") for c in CARD_COLUMNS]
+        for column, kind in added:
             if have and column not in have:
                 self.db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
@@ -313,12 +336,23 @@ class Catalog:
         with self.db:
             self.db.executemany(sql, ([row.get(c) for c in cols] for row in rows))
 
-    def update_sidecars(self, items: Iterable[tuple[str, list[str]]]) -> None:
+    def update_sidecars(self, items: Iterable[tuple[str, list[str], dict[str, Any]]]) -> None:
+        """New sidecar lists and cards (CARD_COLUMNS values) of unchanged files: (path, names, card)."""
+        sets = ", ".join(f"{c} = ?" for c in CARD_COLUMNS)
         with self.db:
             self.db.executemany(
-                "UPDATE files SET sidecars = ? WHERE path = ? AND sidecars != ?",
-                ((json.dumps(s), p, json.dumps(s)) for p, s in items),
+                f"UPDATE files SET sidecars = ?, {sets} WHERE path = ?",
+                ((json.dumps(s), *(card.get(c) for c in CARD_COLUMNS), p) for p, s, card in items),
             )
+
+    def metadata_of(self, root: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
+        """path -> the metadata ``keys`` of each file catalogued under ``root`` (what its card is read
+        from; long values cut to 64 characters: a card needs only to know a thumbnail is there)."""
+        picks = ", ".join("substr(json_extract(report, '$.metadata.\"' || ? || '\"'), 1, 64)" for _ in keys)
+        rows = self.db.execute(
+            f"SELECT path, {picks} FROM files WHERE root = ? AND report IS NOT NULL", (*keys, str(root))
+        )
+        return {r[0]: {k: v for k, v in zip(keys, r[1:], strict=True) if isinstance(v, str)} for r in rows}
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         with self.db:
@@ -340,10 +374,20 @@ class Catalog:
 
     def facet(self, column: str) -> list[tuple[str, int]]:
         """Distinct values of a filter column with their counts."""
-        if column not in ("kind", "family", "category", "precision", "verdict"):
+        if column not in EXACT_FILTERS:
             raise ValueError(column)
         rows = self.db.execute(f"SELECT {column}, COUNT(*) FROM files GROUP BY {column} ORDER BY {column}")
         return [(r[0] or "", r[1]) for r in rows]
+
+    def usage(self, column: str) -> list[tuple[str, int, int]]:
+        """(value, files, bytes) of one column (family, kind, precision), the biggest first."""
+        if column not in USAGE_COLUMNS:
+            raise ValueError(column)
+        rows = self.db.execute(
+            f"SELECT COALESCE({column}, ''), COUNT(*), COALESCE(SUM(size), 0) AS b FROM files "
+            f"GROUP BY COALESCE({column}, '') ORDER BY b DESC, 1"
+        )
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
     def totals(self) -> tuple[int, int]:
         """(number of files, their bytes)."""

@@ -29,6 +29,7 @@ from sdmodel.quant.sketch import precision_sketch
 from sdmodel.quant.storage import analyze
 from sdmodel.quant.view import DequantizedSource
 from sdmodel.security.scanner import scan
+from sdmodel.sidecars import CARD_METADATA, preview_of, read_card
 
 # progress(stage, done, total, path): stage is "walk" (total unknown: 0) or "examine".
 Progress = Callable[[str, int, int, str], None]
@@ -123,6 +124,20 @@ def examine_batch(paths: list[str], want_hashes: bool) -> list[dict[str, Any]]:
     return [examine(p, want_hashes) for p in paths]
 
 
+def card_row(path: Path, sidecars: list[str], metadata: dict[str, str]) -> dict[str, Any]:
+    """The catalog's card columns of a model: what its sidecars and metadata say, its picture."""
+    card = read_card(path, sidecars, metadata)
+    return {
+        "title": card.title,
+        "version_name": card.version,
+        "base_model": card.base_model,
+        "creator": card.creator,
+        "triggers": "\n".join(card.triggers) or None,
+        "preview": preview_of(path.name, sidecars),
+        "thumbnail": int(card.thumbnail),
+    }
+
+
 def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
     """The catalog row of a file from its walk entry and its examination."""
     rep = result.get("report") or {}
@@ -160,6 +175,7 @@ def make_row(found: FoundFile, result: dict[str, Any]) -> dict[str, Any]:
         "fingerprint_bf16": result.get("fingerprint_bf16"),
         "sketch": result.get("sketch"),
         "scanned_at": time.time(),
+        **card_row(found.path, found.sidecars, rep.get("metadata") or {}),
     }
 
 
@@ -194,12 +210,13 @@ def scan_library(
     jobs = jobs or default_jobs()
     stats = ScanStats(roots=[str(r) for r, _ in roots])
     todo: list[FoundFile] = []
-    sidecar_updates: list[tuple[str, list[str]]] = []
+    sidecar_updates: list[tuple[str, list[str], dict[str, Any]]] = []
     for root, ui in roots:
         root = Path(os.path.abspath(root))
         catalog.remove_roots_inside(root)
         catalog.add_root(root, ui)
         known = catalog.snapshot(root, REPORT_VERSION)
+        metadata = catalog.metadata_of(root, CARD_METADATA)
         seen: set[str] = set()
         if root.is_dir():
             for found in walk_root(root):
@@ -216,7 +233,8 @@ def scan_library(
                 # a row an older sdmodel wrote is examined again: it may read or name the file better
                 if unchanged and old is not None and old[3] and not force and (old[2] or not hashes):
                     stats.unchanged += 1
-                    sidecar_updates.append((key, found.sidecars))
+                    card = card_row(found.path, found.sidecars, metadata.get(key, {}))
+                    sidecar_updates.append((key, found.sidecars, card))
                 else:
                     todo.append(found)
         gone = [p for p in known if p not in seen]
