@@ -336,13 +336,15 @@ def _short(v: object, width: int = 40) -> str:
 
 def _render_advice(advice: Advice) -> None:
     gen, train = advice.generate, advice.train
+    head = escape(_("advice:"))
     for note in advice.notes or []:
         if gen or str(note).startswith("this is a"):
-            console.print(f"[green]{escape(_('advice:'))}[/green] {escape(tr(note))}", highlight=False)
+            console.print(f"[green]{head}[/green] {escape(tr(note))}", highlight=False)
     if not gen:
         return
     if gen.already_optimal:
-        console.print(f"[green]{escape(_('advice:'))}[/green] {escape(_('already the file you want for generating'))}")
+        text = escape(_("already the file you want for generating"))
+        console.print(f"[green]{head}[/green] {text}", highlight=False)
     else:
         head = _("for generating:")
         text = _("{target}, {size} (saves {saves})").format(
@@ -361,7 +363,8 @@ def _render_advice(advice: Advice) -> None:
             f"[green]{head}[/green] {escape(text)}:  [dim]{escape(train.command or '')}[/dim]", highlight=False
         )
     elif train:
-        console.print(f"[green]{head}[/green] {escape(_('not this file'))}", highlight=False)
+        text = escape(_("not this file"))
+        console.print(f"[green]{head}[/green] {text}", highlight=False)
     if train:
         for why in train.why:
             console.print(f"  • {escape(tr(why))}", highlight=False)
