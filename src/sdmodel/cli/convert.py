@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, print_error, print_json
@@ -19,13 +20,13 @@ from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.i18n import N_, Msg, _, format_number, format_size, ngettext, tr
 from sdmodel.lora.merge import LoraSpec
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import part_rank
 from sdmodel.quant.fp8_quantize import FP8_FORMATS
 from sdmodel.quant.gguf_policy import GGUF_QUANTS
 from sdmodel.remote import as_path
-from sdmodel.units import human_bytes
 from sdmodel.vocab import EXTRACT_PARTS, PREDICTIONS, ExtractPart
 
 PRECISION = click.Choice([p for p in PRECISIONS if p != "fp64"])
@@ -39,55 +40,67 @@ def _dtypes(d: dict[str, int]) -> str:
 
 def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
     """The plan per part (before -> after), dropped keys, notes, and what was written."""
-    verb = "would write" if r.dry_run else "wrote"
     console.print()
     console.print(f"[bold]{r.source.name}[/bold] -> [bold]{r.output}[/bold] ({r.format})", highlight=False)
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
-    for col in ("part", "dtype", "tensors", "size", "dropped", "actions"):
-        table.add_column(col, justify="right" if col in ("tensors", "size", "dropped") else "left")
+    for col in (N_("part"), N_("dtype"), N_("tensors"), N_("size"), N_("dropped"), N_("actions")):
+        table.add_column(_(col), justify="right" if col in ("tensors", "size", "dropped") else "left")
     for p in sorted(r.parts, key=lambda p: part_rank(p["part"])):
         actions = ", ".join(f"{k} {v}" for k, v in sorted(p["actions"].items()))
         table.add_row(
             p["part"],
             f"{_dtypes(p['dtypes_before'])} -> {_dtypes(p['dtypes_after'])}",
             f"{p['tensors_before']} -> {p['tensors_after']}",
-            f"{human_bytes(p['bytes_before'])} -> {human_bytes(p['bytes_after'])}",
+            f"{format_size(p['bytes_before'])} -> {format_size(p['bytes_after'])}",
             str(p["dropped"] or ""),
             actions,
         )
-    table.add_row(
-        "[bold]total[/bold]", "", "", f"{human_bytes(r.bytes_before)} -> {human_bytes(r.bytes_after)}", "", ""
-    )
+    total = f"{format_size(r.bytes_before)} -> {format_size(r.bytes_after)}"
+    label = escape(_("total"))
+    table.add_row(f"[bold]{label}[/bold]", "", "", total, "", "")
     console.print(table)
-    groups: dict[str, list[str]] = {}
-    for d in r.dropped:
-        groups.setdefault(d["reason"], []).append(d["name"])
-    for reason, names in groups.items():
-        more = f", ... ({len(names)} in all)" if len(names) > show_dropped else ""
-        console.print(f"dropped ({reason}): {', '.join(names[:show_dropped])}{more}", highlight=False, markup=False)
+    _render_dropped(r, show_dropped)
     if r.vae_before != r.vae_after:
         console.print(f"VAE: {r.vae_before} -> {r.vae_after}", highlight=False)
     else:
         console.print(f"VAE: {r.vae_before}", highlight=False)
     for note in r.notes:
-        console.print(f"- {note}", highlight=False, markup=False)
+        console.print(f"- {tr(note)}", highlight=False, markup=False)
     if r.tensors and r.dry_run:
         render_tensors(r.tensors)
     if r.write is not None:
         w = r.write
-        extra = ", verified bit for bit with the reference reader" if w.verified else ", structure checked"
-        console.print(f"{verb} {human_bytes(w.bytes)} in {w.seconds:.1f} s{extra}", highlight=False)
+        if w.verified:
+            text = _("wrote {size} in {seconds} s, verified bit for bit with the reference reader")
+        else:
+            text = _("wrote {size} in {seconds} s, structure checked")
+        console.print(text.format(size=format_size(w.bytes), seconds=format_number(w.seconds, 1)), highlight=False)
     elif r.dry_run:
-        console.print("dry run: nothing written", highlight=False)
+        console.print(_("dry run: nothing written"), highlight=False)
+
+
+def _render_dropped(r: ConvertResult, show: int) -> None:
+    """The dropped tensors, grouped by why (a few names of each group)."""
+    names: dict[str, list[str]] = {}
+    reasons: dict[str, str | Msg] = {}
+    for d in r.dropped:
+        names.setdefault(str(d["reason"]), []).append(d["name"])
+        reasons.setdefault(str(d["reason"]), d["reason"])
+    for reason, group in names.items():
+        why = tr(reasons[reason])
+        listed = ", ".join(group[:show])
+        more = len(group) > show
+        text = _("dropped ({why}): {names}, ... ({n} in all)") if more else _("dropped ({why}): {names}")
+        console.print(text.format(why=why, names=listed, n=len(group)), highlight=False, markup=False)
 
 
 def render_tensors(rows: list[dict]) -> None:
     """Per output tensor: stored type, shape, bytes and why (GGUF quants, scaled fp8)."""
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
-    for col in ("tensor", "type", "shape", "bytes", "why"):
-        table.add_column(col, justify="right" if col == "bytes" else "left")
+    for col in (N_("tensor"), N_("type"), N_("shape"), N_("bytes"), N_("why")):
+        table.add_column(_(col), justify="right" if col == "bytes" else "left")
     for row in rows:
-        table.add_row(row["name"], row["type"], str(list(row["shape"])), human_bytes(row["bytes"]), row["reason"])
+        table.add_row(row["name"], row["type"], str(list(row["shape"])), format_size(row["bytes"]), row["reason"])
     console.print(table)
 
 
@@ -210,13 +223,16 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
     else:
         for r in results:
             if r.skipped:
-                console.print(f"skipped {r.source}: {r.skipped}", highlight=False, markup=False)
+                text = _("skipped {path}: {why}").format(path=r.source, why=tr(r.skipped))
+                console.print(text, highlight=False, markup=False)
             elif r.error:
-                print_error(r.error)
+                print_error(tr(r.error))
             else:
                 render_result(r)
         done = sum(1 for r in results if not r.skipped and not r.error)
-        console.print(f"\n{done} converted, {sum(1 for r in results if r.skipped)} skipped, {len(failed)} failed")
+        skipped = sum(1 for r in results if r.skipped)
+        summary = _("{done} converted, {skipped} skipped, {failed} failed")
+        console.print("\n" + summary.format(done=done, skipped=skipped, failed=len(failed)), highlight=False)
     if failed:
         sys.exit(2)
 
@@ -281,17 +297,17 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
     console.print(f"[bold]A[/bold] {r.a}\n[bold]B[/bold] {r.b}")
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     for col in (
-        "part",
-        "tensors",
-        "identical",
-        "dtype changed",
-        "shape changed",
-        "max abs",
-        "max rel",
-        "only in A",
-        "only in B",
+        N_("part"),
+        N_("tensors"),
+        N_("identical"),
+        N_("dtype changed"),
+        N_("shape changed"),
+        N_("max abs"),
+        N_("max rel"),
+        N_("only in A"),
+        N_("only in B"),
     ):
-        table.add_column(col, justify="left" if col == "part" else "right")
+        table.add_column(_(col), justify="left" if col == "part" else "right")
     for p in r.parts:
         table.add_row(
             p.part,
@@ -309,8 +325,16 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
     rows.sort(key=lambda t: -(t.max_rel if t.max_rel is not None else float("inf")))
     if rows:
         t2 = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-        for col in ("tensor", "dtype A", "dtype B", "shape", "max abs", "max rel", "status"):
-            t2.add_column(col, justify="right" if col in ("max abs", "max rel") else "left")
+        for col in (
+            N_("tensor"),
+            N_("dtype A"),
+            N_("dtype B"),
+            N_("shape"),
+            N_("max abs"),
+            N_("max rel"),
+            N_("status"),
+        ):
+            t2.add_column(_(col), justify="right" if col in ("max abs", "max rel") else "left")
         for t in rows if all_tensors else rows[:limit]:
             shape = str(list(t.shape_a)) if t.shape_a == t.shape_b else f"{list(t.shape_a)} -> {list(t.shape_b)}"
             t2.add_row(
@@ -324,15 +348,21 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
             )
         console.print(t2)
         if not all_tensors and len(rows) > limit:
-            console.print(f"... {len(rows) - limit} more differing tensors (--all to list them)")
-    for label, names in (("only in A", r.missing), ("only in B", r.extra)):
+            n = len(rows) - limit
+            text = ngettext(
+                "... {n} more differing tensor (--all to list them)",
+                "... {n} more differing tensors (--all to list them)",
+                n,
+            )
+            console.print(text.format(n=n), highlight=False)
+    for label, names in ((N_("only in A"), r.missing), (N_("only in B"), r.extra)):
         if names:
             console.print(
-                f"{label}: {', '.join(names[:limit])}" + (" ..." if len(names) > limit else ""),
+                f"{_(label)}: {', '.join(names[:limit])}" + (" ..." if len(names) > limit else ""),
                 highlight=False,
                 markup=False,
             )
-    console.print("same values" if r.same else "different", style="bold")
+    console.print(_("same values") if r.same else _("different"), style="bold")
 
 
 @click.command("diff")
