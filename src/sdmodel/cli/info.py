@@ -104,7 +104,7 @@ def info_command(
         if not as_json:
             render_report(report, keys)
             if is_remote(f):
-                console.print(meter.summary(report.size_bytes), style="dim", highlight=False)
+                console.print(tr(meter.summary(report.size_bytes)), style="dim", highlight=False)
     if as_json:
         print_json(results[0] if _single(paths, files) else results)
     if failed:
@@ -316,7 +316,7 @@ def _lora_facts(facts: Table, lora: LoraInfo) -> None:
         facts.add_row(trained_for, _("unknown: one of {families}").format(families=families))
     else:
         facts.add_row(trained_for, _("unknown"))
-    facts.add_row(_("trains"), ", ".join(f"{part} ({n})" for part, n in lora.trains.items()))
+    facts.add_row(_("trains"), ", ".join(f"{tr(part)} ({n})" for part, n in lora.trains.items()))
     if lora.ranks:
         facts.add_row(_("rank"), ", ".join(map(str, lora.ranks)))
     if lora.alphas:
