@@ -128,49 +128,51 @@ def _common(f: Callable[..., None]) -> Callable[..., None]:
     fields (plus ``out`` and ``as_json``)."""
     options = [
         click.option(
-            "-o", "--output", "out", type=click.Path(dir_okay=True), help="Output file (folder with --recursive)."
+            "-o", "--output", "out", type=click.Path(dir_okay=True), help=_("Output file (folder with --recursive).")
         ),
         click.option(
             "--format",
             type=click.Choice(list(OUTPUT_FORMATS)),
             default="safetensors",
             show_default=True,
-            help="ckpt: a PyTorch zip checkpoint (written without PyTorch); gguf: ComfyUI-GGUF's, with --quant.",
+            help=_("ckpt: a PyTorch zip checkpoint (written without PyTorch); gguf: ComfyUI-GGUF's, with --quant."),
         ),
         click.option(
             "--quant",
             metavar="TYPE",
-            help="GGUF type mix with --format gguf, per tensor as ComfyUI-GGUF's tools choose: "
-            + " ".join(GGUF_QUANTS)
-            + ".",
+            help=_("GGUF type mix with --format gguf, per tensor as ComfyUI-GGUF's tools choose: {types}.").format(
+                types=" ".join(GGUF_QUANTS)
+            ),
         ),
         click.option(
             "--dtype",
             type=click.Choice([*PRECISION.choices, *FP8_FORMATS]),
-            help="Precision of every floating tensor; fp8_*_scaled: ComfyUI's scaled fp8 for the diffusion model.",
+            help=_("Precision of every floating tensor; fp8_*_scaled: ComfyUI's scaled fp8 for the diffusion model."),
         ),
         click.option(
             "--legacy-scaled-fp8",
             is_flag=True,
-            help="With --dtype fp8_*_scaled: the older scaled_fp8/scale_weight form (older ComfyUI, Forge).",
+            help=_("With --dtype fp8_*_scaled: the older scaled_fp8/scale_weight form (older ComfyUI, Forge)."),
         ),
-        click.option("--unet-dtype", type=PRECISION, help="Precision of the UNet (and its EMA)."),
-        click.option("--vae-dtype", type=PRECISION, help="Precision of the VAE."),
-        click.option("--te-dtype", type=PRECISION, help="Precision of the text encoders."),
+        click.option("--unet-dtype", type=PRECISION, help=_("Precision of the UNet (and its EMA).")),
+        click.option("--vae-dtype", type=PRECISION, help=_("Precision of the VAE.")),
+        click.option("--te-dtype", type=PRECISION, help=_("Precision of the text encoders.")),
         click.option(
-            "--fix-clip", is_flag=True, help="Write CLIP position ids 0..76 (default: keep them as loaders see them)."
+            "--fix-clip",
+            is_flag=True,
+            help=_("Write CLIP position ids 0..76 (default: keep them as loaders see them)."),
         ),
-        click.option("--prediction", type=click.Choice(PREDICTIONS), help="Prediction type (SD2 yaml, ModelSpec)."),
-        click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set a metadata entry (repeatable)."),
+        click.option("--prediction", type=click.Choice(PREDICTIONS), help=_("Prediction type (SD2 yaml, ModelSpec).")),
+        click.option("--meta", multiple=True, metavar="KEY=VALUE", help=_("Set a metadata entry (repeatable).")),
         click.option(
-            "--no-meta", is_flag=True, help="Write no metadata except --meta (no ModelSpec, source's dropped)."
+            "--no-meta", is_flag=True, help=_("Write no metadata except --meta (no ModelSpec, source's dropped).")
         ),
-        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+        click.option("--overwrite", is_flag=True, help=_("Replace an existing output file.")),
         click.option(
-            "--verify", is_flag=True, help="Re-read the output with the reference reader, compare bit for bit."
+            "--verify", is_flag=True, help=_("Re-read the output with the reference reader, compare bit for bit.")
         ),
-        click.option("--dry-run", is_flag=True, help="Show the plan and write nothing."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        click.option("--dry-run", is_flag=True, help=_("Show the plan and write nothing.")),
+        click.option("--json", "as_json", is_flag=True, help=_("Print the result as JSON.")),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -237,7 +239,15 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
         sys.exit(2)
 
 
-@click.command("convert")
+@click.command(
+    "convert",
+    help=_(
+        "Convert a model: format, precision per part, EMA, junk, CLIP ids, VAE, metadata, yaml.\n"
+        "\n"
+        "Writes beside the source as <stem>-<what changed>.safetensors unless -o is given; never\n"
+        "overwrites without --overwrite; writes a temp file and renames it only when checked."
+    ),
+)
 @click.argument("src", type=click.Path(exists=True))
 @_common
 @click.option(
@@ -245,26 +255,22 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
     type=click.Choice(["keep", "drop", "only"]),
     default="keep",
     show_default=True,
-    help="Keep both weight sets, drop the EMA, or write only the EMA under the UNet names.",
+    help=_("Keep both weight sets, drop the EMA, or write only the EMA under the UNet names."),
 )
-@click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
-@click.option("--prune", is_flag=True, help="Drop known junk (training leftovers); marker tensors are kept.")
+@click.option("--allow-partial-ema", is_flag=True, help=_("With --ema only: keep normal weights where EMA is missing."))
+@click.option("--prune", is_flag=True, help=_("Drop known junk (training leftovers); marker tensors are kept."))
 @click.option(
-    "--drop", multiple=True, metavar="PREFIX", help="Drop tensors whose names start with PREFIX (repeatable)."
+    "--drop", multiple=True, metavar="PREFIX", help=_("Drop tensors whose names start with PREFIX (repeatable).")
 )
-@click.option("--vae", type=click.Path(exists=True), help="Bake in (or replace with) this VAE file.")
-@click.option("--remove-vae", is_flag=True, help="Remove the VAE.")
+@click.option("--vae", type=click.Path(exists=True), help=_("Bake in (or replace with) this VAE file."))
+@click.option("--remove-vae", is_flag=True, help=_("Remove the VAE."))
 @click.option(
     "--lora-format",
     type=click.Choice(LORA_FORMATS),
-    help="SRC is a LoRA: write its targets in kohya, diffusers (PEFT) or ComfyUI naming.",
+    help=_("SRC is a LoRA: write its targets in kohya, diffusers (PEFT) or ComfyUI naming."),
 )
-@click.option("-r", "--recursive", is_flag=True, help="SRC is a folder: convert every model in it.")
+@click.option("-r", "--recursive", is_flag=True, help=_("SRC is a folder: convert every model in it."))
 def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, **kw: Any) -> None:
-    """Convert a model: format, precision per part, EMA, junk, CLIP ids, VAE, metadata, yaml.
-
-    Writes beside the source as <stem>-<what changed>.safetensors unless -o is given; never
-    overwrites without --overwrite; writes a temp file and renames it only when checked."""
     options = ConvertOptions(**kw)
     if Path(src).is_dir() and not is_diffusers_dir(Path(src)):
         if not recursive:
@@ -274,22 +280,28 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
     _run_one(src, out, as_json, options)
 
 
-@click.command("extract")
+@click.command(
+    "extract",
+    help=_(
+        "Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet\n"
+        "(diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get\n"
+        "transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."
+    ),
+)
 @click.argument("src", type=click.Path(exists=True))
-@click.option("--part", type=click.Choice(EXTRACT_PARTS), required=True, help="The part to write as a standalone file.")
+@click.option(
+    "--part", type=click.Choice(EXTRACT_PARTS), required=True, help=_("The part to write as a standalone file.")
+)
 @_common
 @click.option(
     "--ema",
     type=click.Choice(["keep", "only"]),
     default="keep",
     show_default=True,
-    help="With --part unet: 'only' extracts the EMA weights (default: the normal ones).",
+    help=_("With --part unet: 'only' extracts the EMA weights (default: the normal ones)."),
 )
-@click.option("--allow-partial-ema", is_flag=True, help="With --ema only: keep normal weights where EMA is missing.")
+@click.option("--allow-partial-ema", is_flag=True, help=_("With --ema only: keep normal weights where EMA is missing."))
 def extract_command(src: str, out: str | None, as_json: bool, part: ExtractPart, **kw: Any) -> None:
-    """Write one part as a file A1111 and ComfyUI load on its own: vae (VAE folder), unet
-    (diffusion_models), text_encoder / text_encoder_2 (text_encoders). CLIP-L text encoders get
-    transformers names (text_model.*); OpenCLIP ones (SD2 ViT-H, SDXL bigG) keep OpenCLIP names."""
     _run_one(src, out, as_json, ConvertOptions(part=part, **kw))
 
 
@@ -365,16 +377,20 @@ def render_diff(r: DiffResult, all_tensors: bool, limit: int = 25) -> None:
     console.print(_("same values") if r.same else _("different"), style="bold")
 
 
-@click.command("diff")
+@click.command(
+    "diff",
+    help=_(
+        "Per part and per tensor: largest absolute and relative difference, missing and extra keys,\n"
+        "dtype and shape changes. A or B may be a URL (with --read-data). Exit status 0 when the values\n"
+        "are the same, 1 when they differ."
+    ),
+)
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--all", "all_tensors", is_flag=True, help="List every tensor, not only the differing ones.")
-@click.option("--read-data", is_flag=True, help="Allow fetching the tensor values of URLs (their ranges only).")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the result as JSON."))
+@click.option("--all", "all_tensors", is_flag=True, help=_("List every tensor, not only the differing ones."))
+@click.option("--read-data", is_flag=True, help=_("Allow fetching the tensor values of URLs (their ranges only)."))
 def diff_command(a: str, b: str, as_json: bool, all_tensors: bool, read_data: bool) -> None:
-    """Per part and per tensor: largest absolute and relative difference, missing and extra keys,
-    dtype and shape changes. A or B may be a URL (with --read-data). Exit status 0 when the values
-    are the same, 1 when they differ."""
     r = diff(as_path(a, read_data), as_path(b, read_data))
     if as_json:
         print_json(r.to_dict())
@@ -383,7 +399,14 @@ def diff_command(a: str, b: str, as_json: bool, all_tensors: bool, read_data: bo
     sys.exit(0 if r.same else 1)
 
 
-@click.command("merge")
+@click.command(
+    "merge",
+    help=_(
+        "Bake LoRAs into MODEL: every weight a LoRA targets becomes W + weight * delta (computed in\n"
+        "fp32, cast once), written by the same streaming engine as convert. WEIGHT defaults to 1.0.\n"
+        "Every target must land on a weight of its shape (see sdmodel lora check), else nothing is written."
+    ),
+)
 @click.argument("model", type=click.Path(exists=True))
 @click.argument("loras", nargs=-1, required=True, metavar="LORA[:WEIGHT]...")
 @_common
@@ -392,13 +415,10 @@ def diff_command(a: str, b: str, as_json: bool, all_tensors: bool, read_data: bo
     type=click.Choice(["keep", "drop", "only"]),
     default="keep",
     show_default=True,
-    help="Keep both weight sets, drop the EMA, or write only the EMA (the LoRAs change the weights written).",
+    help=_("Keep both weight sets, drop the EMA, or write only the EMA (the LoRAs change the weights written)."),
 )
-@click.option("--allow-missing", is_flag=True, help="Merge the targets the model has; report the others.")
+@click.option("--allow-missing", is_flag=True, help=_("Merge the targets the model has; report the others."))
 def merge_command(model: str, loras: tuple[str, ...], out: str | None, as_json: bool, **kw: Any) -> None:
-    """Bake LoRAs into MODEL: every weight a LoRA targets becomes W + weight * delta (computed in
-    fp32, cast once), written by the same streaming engine as convert. WEIGHT defaults to 1.0.
-    Every target must land on a weight of its shape (see sdmodel lora check), else nothing is written."""
     specs = [LoraSpec.parse(text) for text in loras]
     for spec in specs:
         if not spec.path.exists():

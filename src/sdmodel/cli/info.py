@@ -54,14 +54,21 @@ def _vae_line(vae: VaeReport) -> str:
     )
 
 
-@click.command("info")
+@click.command(
+    "info",
+    help=_(
+        "Say what model files are: family, parts, precision, EMA, CLIP, junk, hints and advice.\n"
+        "PATHS may be URLs (https://..., hf://OWNER/REPO[@REV]/FILE or a diffusers repo folder): only\n"
+        "headers and directories are fetched, and the report says how much."
+    ),
+)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
-@click.option("--keys", is_flag=True, help="Also list unknown and junk keys in full.")
+@click.option("--json", "as_json", is_flag=True, help=_("One JSON object per file (a list for several)."))
+@click.option("--keys", is_flag=True, help=_("Also list unknown and junk keys in full."))
 @click.option(
     "--read-data",
     is_flag=True,
-    help="For URLs: also fetch the few tensors the VAE fingerprint and CLIP check need (their ranges only).",
+    help=_("For URLs: also fetch the few tensors the VAE fingerprint and CLIP check need (their ranges only)."),
 )
 @batch_options
 def info_command(
@@ -75,9 +82,6 @@ def info_command(
     ray_address: str | None,
     output: str | None,
 ) -> None:
-    """Say what model files are: family, parts, precision, EMA, CLIP, junk, hints and advice.
-    PATHS may be URLs (https://..., hf://OWNER/REPO[@REV]/FILE or a diffusers repo folder): only
-    headers and directories are fetched, and the report says how much."""
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("info", paths, iter_model_files, from_file, jobs, ray_address, output, read_data))
     if not paths:
@@ -382,12 +386,11 @@ def _render_smaller(advice: Advice) -> None:
         console.print(f"  • {escape(text)}:  [dim]{escape(o.command or '')}[/dim]", highlight=False)
 
 
-@click.command("hash")
+@click.command("hash", help=_("AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."))
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
-@click.option("--no-cache", is_flag=True, help="Re-read the file even if a cached result matches.")
+@click.option("--json", "as_json", is_flag=True, help=_("One JSON object per file (a list for several)."))
+@click.option("--no-cache", is_flag=True, help=_("Re-read the file even if a cached result matches."))
 def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
-    """AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."""
     if any(is_remote(p) for p in paths):
         raise click.UsageError("hashes need every byte of a file: download it, then hash the copy")
     files = [f for f in _collect(paths) if f.is_file()]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sdmodel.library.savings import SmallerOffer
 
 MODE_WORDS = {"generate": N_("generate"), "train": N_("train")}
-DB_HELP = "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
+DB_HELP = _("Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db).")
 
 
 def _db_option(f: Callable[..., None]) -> Callable[..., None]:
@@ -38,32 +38,38 @@ def _open(db: str | None) -> Catalog:
     return Catalog(_db_path(db), create=False)
 
 
-@click.group("library")
+@click.group(
+    "library", help=_("Catalog a whole A1111 / Forge / ComfyUI model folder: duplicates, problems, savings, web page.")
+)
 def library_group() -> None:
-    """Catalog a whole A1111 / Forge / ComfyUI model folder: duplicates, problems, savings, web page."""
+    pass  # the subcommands do the work
 
 
-@library_group.command("scan")
+@library_group.command(
+    "scan",
+    help=_(
+        "Catalog the model files under DIRS (default: the UI installs found nearby and the roots already\n"
+        "catalogued). Looks in the current folder and its parents, then ~/stable-diffusion-webui,\n"
+        "~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,\n"
+        "~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."
+    ),
+)
 @click.argument("dirs", nargs=-1, type=click.Path(file_okay=False))
 @_db_option
 @click.option(
     "--hash",
     "do_hash",
     is_flag=True,
-    help="Also compute every hash and the content fingerprint (reads every byte; needed for duplicates).",
+    help=_("Also compute every hash and the content fingerprint (reads every byte; needed for duplicates)."),
 )
 @click.option(
-    "--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Worker processes (default: one per core)."
+    "--jobs", "-j", type=click.IntRange(1, 64), default=None, help=_("Worker processes (default: one per core).")
 )
-@click.option("--force", is_flag=True, help="Re-read every file, even unchanged ones.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scan statistics as JSON.")
+@click.option("--force", is_flag=True, help=_("Re-read every file, even unchanged ones."))
+@click.option("--json", "as_json", is_flag=True, help=_("Print the scan statistics as JSON."))
 def scan_command(
     dirs: tuple[str, ...], db: str | None, do_hash: bool, jobs: int | None, force: bool, as_json: bool
 ) -> None:
-    """Catalog the model files under DIRS (default: the UI installs found nearby and the roots already
-    catalogued). Looks in the current folder and its parents, then ~/stable-diffusion-webui,
-    ~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,
-    ~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."""
     from sdmodel.library.scanning import scan_library  # noqa: PLC0415 - start-up time: loaded only by this command
     from sdmodel.library.walk import scan_roots  # noqa: PLC0415 - start-up time: loaded only by this command
 
@@ -134,11 +140,10 @@ def scan_command(
         console.print(f"  [yellow]{skipped}[/yellow] {why}", highlight=False)
 
 
-@library_group.command("report")
+@library_group.command("report", help=_("Totals per folder, kind, family and precision; problems; duplicates."))
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="JSON: totals, problems and a duplicates list.")
+@click.option("--json", "as_json", is_flag=True, help=_("JSON: totals, problems and a duplicates list."))
 def report_command(db: str | None, as_json: bool) -> None:
-    """Totals per folder, kind, family and precision; problems; duplicates."""
     with _open(db) as cat:
         rep = build_report(cat)
     if as_json:
@@ -196,28 +201,34 @@ def report_command(db: str | None, as_json: bool) -> None:
         console.print(_("no duplicates"))
 
 
-@library_group.command("plan")
+@library_group.command(
+    "plan",
+    help=_(
+        "Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for\n"
+        "generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."
+    ),
+)
 @_db_option
 @click.option(
     "--train-folder",
     "train_folders",
     multiple=True,
     type=click.Path(file_okay=False),
-    help="A folder whose models are kept for training (fp32, EMA kept). Repeatable; remembered.",
+    help=_("A folder whose models are kept for training (fp32, EMA kept). Repeatable; remembered."),
 )
-@click.option("--no-train-folders", is_flag=True, help="Forget the remembered training folders.")
+@click.option("--no-train-folders", is_flag=True, help=_("Forget the remembered training folders."))
 @click.option(
     "--smaller",
     metavar="TARGET",
-    help="For generating, convert the models ComfyUI loads in this GGUF or scaled-fp8 form to it: "
-    "Q8_0, fp8_e4m3fn_scaled, Q5_K_S or Q4_K_S (remembered; 'none' forgets it).",
+    help=_(
+        "For generating, convert the models ComfyUI loads in this GGUF or scaled-fp8 form to it: "
+        "Q8_0, fp8_e4m3fn_scaled, Q5_K_S or Q4_K_S (remembered; 'none' forgets it)."
+    ),
 )
-@click.option("--json", "as_json", is_flag=True, help="The plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=_("The plan as JSON."))
 def plan_command(
     db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, smaller: str | None, as_json: bool
 ) -> None:
-    """Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for
-    generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."""
     from sdmodel.library.savings import (  # noqa: PLC0415 - start-up time: loaded only by this command
         ALREADY_OPTIMAL,
         check_smaller,
@@ -295,17 +306,21 @@ def _print_offers(offers: list[SmallerOffer]) -> None:
         )
 
 
-@library_group.command("apply")
+@library_group.command(
+    "apply",
+    help=_(
+        "Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the\n"
+        "trash. Resumes an interrupted run."
+    ),
+)
 @_db_option
 @click.option(
     "--delete-originals",
     is_flag=True,
-    help="Delete each original after its output is verified (default: move it to <root>/.sdmodel-trash/).",
+    help=_("Delete each original after its output is verified (default: move it to <root>/.sdmodel-trash/)."),
 )
-@click.option("--retry-failed", is_flag=True, help="Also retry the items that failed last time.")
+@click.option("--retry-failed", is_flag=True, help=_("Also retry the items that failed last time."))
 def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) -> None:
-    """Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the
-    trash. Resumes an interrupted run."""
     from sdmodel.library.apply import (  # noqa: PLC0415 - start-up time: loaded only by this command
         ApplyEvent,
         ApplyStarted,
@@ -363,12 +378,13 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
         sys.exit(1)
 
 
-@library_group.command("serve")
+@library_group.command(
+    "serve", help=_("Show the catalog on a local web page: models, duplicates, problems, the savings plan.")
+)
 @_db_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
+@click.option("--host", default="127.0.0.1", show_default=True, help=_("Address to bind (keep it local)."))
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help=_("Port (0: any free)."))
 def serve_command(db: str | None, host: str, port: int) -> None:
-    """Show the catalog on a local web page: models, duplicates, problems, the savings plan."""
     from sdmodel.web.server import make_server  # noqa: PLC0415 - start-up time: loaded only by this command
 
     server = make_server(_db_path(db), host, port)

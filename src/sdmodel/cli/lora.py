@@ -17,9 +17,9 @@ from sdmodel.lora.check import CheckResult, ModelTargets, check_sources
 from sdmodel.remote import Meter, as_path, is_remote, measure
 
 
-@click.group("lora")
+@click.group("lora", help=_("LoRA tools: check which model a LoRA fits."))
 def lora_group() -> None:
-    """LoRA tools: check which model a LoRA fits."""
+    pass  # the subcommands do the work
 
 
 def render_check(r: CheckResult, verbose: bool) -> None:
@@ -64,15 +64,19 @@ def _remote_cost(lora: Meter | None, model: Meter | None) -> dict[str, dict[str,
     return out
 
 
-@lora_group.command("check")
+@lora_group.command(
+    "check",
+    help=_(
+        "Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing\n"
+        '("lora key not loaded"), other shape. Either may be a URL or hf://OWNER/REPO/PATH: only the\n'
+        "headers are fetched. Exit status 0 when every target of every LoRA applies, 1 when some are\n"
+        "missing or do not fit, 2 on bad input."
+    ),
+)
 @click.argument("lora")
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for a folder).")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the result as JSON (a list for a folder)."))
 def check_command(lora: str, model: str, as_json: bool) -> None:
-    """Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing
-    ("lora key not loaded"), other shape. Either may be a URL or hf://OWNER/REPO/PATH: only the
-    headers are fetched. Exit status 0 when every target of every LoRA applies, 1 when some are
-    missing or do not fit, 2 on bad input."""
     lpath = as_path(lora)
     folder = lpath.is_dir()
     files = list(iter_model_files([lpath])) if folder else [lpath]

@@ -63,9 +63,17 @@ def exit_status(reports: list[ScanReport]) -> int:
     return 0
 
 
-@click.command("scan")
+@click.command(
+    "scan",
+    help=_(
+        "Tell safe model files from malicious ones, without running anything from them. PATHS may be\n"
+        "URLs (https://..., hf://OWNER/REPO/FILE): only the pickles and headers are fetched.\n"
+        "\n"
+        "Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned."
+    ),
+)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
+@click.option("--json", "as_json", is_flag=True, help=_("One JSON object per file (a list for several)."))
 @batch_options
 def scan_command(
     paths: tuple[str, ...],
@@ -76,11 +84,6 @@ def scan_command(
     ray_address: str | None,
     output: str | None,
 ) -> None:
-    """Tell safe model files from malicious ones, without running anything from them. PATHS may be
-    URLs (https://..., hf://OWNER/REPO/FILE): only the pickles and headers are fetched.
-
-    Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned.
-    """
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("scan", paths, iter_scan_files, from_file, jobs, ray_address, output, False))
     if not paths:
