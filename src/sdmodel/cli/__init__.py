@@ -35,7 +35,7 @@ set_language(language_from_args(sys.argv[1:]))
     context_settings={"help_option_names": ["-h", "--help"]},
     help=_("Read, identify, check, convert and catalog Stable Diffusion model files."),
 )
-@click.version_option(package_name="sdmodel")
+@click.version_option(package_name="sdmodel", help=_("Show the version and exit."))
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES),
