@@ -53,7 +53,8 @@ def test_info_in_russian(tmp_path: Path) -> None:
         assert phrase in text, phrase
     for english in ("advice:", "for generating", "for training", "junk tensor", "BROKEN", "saves"):
         assert english not in text, english
-    assert "Load Checkpoint" in text and "--ema drop" in text  # names and commands stay as they are
+    words = " ".join(text.split())  # the command may wrap after a long temporary path
+    assert "Load Checkpoint" in words and "--ema drop" in words  # names and commands stay as they are
 
 
 def test_json_is_the_same_in_every_language(tmp_path: Path) -> None:
