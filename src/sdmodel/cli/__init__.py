@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        click.echo("sdmodel: interrupted", err=True)
+        click.echo(_("sdmodel: interrupted"), err=True)
         sys.exit(130)
     except KeyboardInterrupt:
-        click.echo("sdmodel: interrupted", err=True)
+        click.echo(_("sdmodel: interrupted"), err=True)
         sys.exit(130)
     except BrokenPipeError:  # `sdmodel info --json ... | head`: the reader has gone, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
