@@ -65,3 +65,13 @@ def test_json_is_the_same_in_every_language(tmp_path: Path) -> None:
         assert ru.returncode == en.returncode == 0, ru.stderr
         assert ru.stdout == en.stdout
         assert "safetensors" in en.stdout and not any("\u0400" <= ch <= "\u04ff" for ch in ru.stdout)
+
+
+def test_convert_plan_and_help_in_russian(tmp_path: Path) -> None:
+    model = demo_like(tmp_path / "sd15-demo.safetensors")
+    out = run("convert", str(model), "--dtype", "fp16", "--ema", "drop", "--prune", "--dry-run", lang="ru_RU.UTF-8")
+    assert out.returncode == 0, out.stderr
+    assert "EMA: убрано 688 тензоров" in out.stdout and "prune: убран 1 тензор" in out.stdout
+    assert "пробный запуск: ничего не записано" in out.stdout
+    helped = run("--lang", "ru", "convert", "--help", lang="C")
+    assert "Сконвертировать модель" in helped.stdout and "Показать план и ничего не записывать." in helped.stdout
