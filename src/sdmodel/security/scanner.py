@@ -137,7 +137,8 @@ class _Scan:
 
     def report(self) -> ScanReport:
         if self.note_globals:
-            self.add("info", "inert-extras", "known inert extras: " + ", ".join(sorted(self.note_globals)))
+            extras = ", ".join(sorted(self.note_globals))
+            self.add("info", "inert-extras", Msg("known inert extras: {globals}", globals=extras))
         worst = max((_RANK.get(f.severity, 0) for f in self.findings), default=0)
         verdicts: dict[int, Verdict] = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}
         verdict = verdicts[worst]
