@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/sdmodel scan demo/
 	$(BIN)/sdmodel convert demo/sd15-demo.ckpt --dtype fp16 --ema drop --prune --fix-clip --verify
 	$(BIN)/sdmodel info demo/sd15-demo-fp16-noema-pruned-clipfix.safetensors
+	LANG=ru_RU.UTF-8 $(BIN)/sdmodel info demo/sd15-demo-fp16-noema-pruned-clipfix.safetensors
 	$(BIN)/sdmodel --lang ru explain demo/sd15-demo-fp16-noema-pruned-clipfix.safetensors
 
 lint: $(TEST_STAMP)

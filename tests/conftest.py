@@ -20,6 +20,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages in English whatever the machine's locale: the tests compare English output (the
+    Russian tests ask for Russian themselves, with set_language or LANG for a subprocess)."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
+@pytest.fixture(autouse=True)
 def _free_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
     """Remove a test's temp folder when it ends: the convert and library tests write real SD-sized
     outputs (hundreds of MB each), and a whole run would otherwise keep tens of GB on the disk."""

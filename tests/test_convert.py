@@ -100,7 +100,7 @@ def test_fp8_clamps_and_counts(tmp_path: Path) -> None:
     save_file(arrs, str(tmp_path / "m.safetensors"))
     r = convert(tmp_path / "m.safetensors", dtype="fp8_e4m3fn", verify=True)
     assert r.clamped[k] == 3
-    assert any(f"clamped 3 values of {k}" in n for n in r.notes)
+    assert any(f"clamped 3 values of {k}" in n for n in map(str, r.notes))
     from sdmodel.formats import open_model
 
     with open_model(r.output) as out:
@@ -188,7 +188,7 @@ def test_clip_broken_kept_then_fixed(tmp_path: Path) -> None:
     fixed = convert(tmp_path / "m.safetensors", dtype="fp16", fix_clip=True)
     assert fixed.output.name == "m-fp16-clipfix.safetensors"
     assert np.array_equal(read_all(fixed.output)[POS], np.arange(77).reshape(1, 77))
-    assert any("fixed position ids at 1 positions [76]" in n for n in fixed.notes)
+    assert any("fixed position ids at 1 position [76]" in n for n in map(str, fixed.notes))
 
 
 def test_vae_bake_from_pt_replace_and_remove(tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_yaml_copied_and_sd2_yaml_written(tmp_path: Path) -> None:
 
     sd2 = write_safetensors(tmp_path / "sd21.safetensors", shrink(families.sd2()))
     unknown = convert(sd2, dtype="fp16")
-    assert unknown.yaml is None and any("--prediction v" in n for n in unknown.notes)
+    assert unknown.yaml is None and any("--prediction v" in n for n in map(str, unknown.notes))
     r2 = convert(sd2, dtype="bf16", prediction="v")
     import yaml
 

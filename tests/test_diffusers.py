@@ -405,7 +405,7 @@ def test_fp16_variant_prefers_full_precision(tmp_path: Path) -> None:
     with open_model(folder) as src:
         assert {t.dtype for t in src.tensors.values()} == {"F32"}
         assert src.extras["files"] == ["diffusion_pytorch_model.safetensors"]
-        assert any(n.code == "diffusers-variant" and "fp16" in n.message for n in src.notes)
+        assert any(n.code == "diffusers-variant" and "fp16" in str(n.message) for n in src.notes)
     (folder / "diffusion_pytorch_model.safetensors").unlink()
     with open_model(folder) as src:
         assert {t.dtype for t in src.tensors.values()} == {"F16"}
@@ -543,7 +543,7 @@ def test_unknown_architecture_is_kept_unmapped(tmp_path: Path) -> None:
         }
         assert src.extras["components"] == ["vae", "transformer"]
         notes = [n for n in src.notes if n.code == "diffusers-no-mapping"]
-        assert notes and "StableDiffusion3Pipeline" in notes[0].message
+        assert notes and "StableDiffusion3Pipeline" in str(notes[0].message)
 
 
 def test_sd2_text_encoder_and_extra_components(tmp_path: Path) -> None:

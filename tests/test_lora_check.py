@@ -32,7 +32,7 @@ def sd1_ckpt(tmp_path: Path) -> Path:
 
 def test_sdxl_kohya_applies_fully(tmp_path: Path, sdxl_ckpt: Path) -> None:
     r = check(sparse(tmp_path, "lora", sdxl_kohya()), sdxl_ckpt)
-    assert r.verdict == "applies fully to this model"
+    assert str(r.verdict) == "applies fully to this model"
     assert (r.found, r.missing, r.mismatched) == (r.targets, 0, 0)
     assert r.by_part["text encoder 2"]["found"] == 192  # q/k/v as rows of OpenCLIP's in_proj_weight
     assert r.exit_code == 0
@@ -41,26 +41,29 @@ def test_sdxl_kohya_applies_fully(tmp_path: Path, sdxl_ckpt: Path) -> None:
 def test_sdxl_diffusers_names_apply(tmp_path: Path, sdxl_ckpt: Path) -> None:
     lay = L.merged(L.peft(L.unet_attn(L.SDXL_UNET), "unet."), L.peft(L.clip_hf(1280, 32), "text_encoder_2."))
     r = check(sparse(tmp_path, "lora", lay), sdxl_ckpt)
-    assert r.verdict == "applies fully to this model", r.examples_missing
+    assert str(r.verdict) == "applies fully to this model", r.examples_missing
 
 
 def test_sd1_lora_on_sdxl_says_so(tmp_path: Path, sdxl_ckpt: Path) -> None:
     lay = L.merged(L.kohya(L.unet_attn(L.SD1_UNET)), L.kohya(L.clip_hf(768, 12), "lora_te_"))
     r = check(sparse(tmp_path, "lora", lay), sdxl_ckpt)
-    assert r.verdict == "for SD 1.x, this is SDXL"
+    assert str(r.verdict) == "for SD 1.x, this is SDXL"
     assert r.exit_code == 1
 
 
 def test_sd1_lora_applies_to_sd1(tmp_path: Path, sd1_ckpt: Path) -> None:
     lay = L.merged(L.kohya(L.unet_attn(L.SD1_UNET)), L.kohya(L.clip_hf(768, 12), "lora_te_"))
     r = check(sparse(tmp_path, "lora", lay), sd1_ckpt)
-    assert r.verdict == "applies fully to this model", r.examples_missing
+    assert str(r.verdict) == "applies fully to this model", r.examples_missing
 
 
 def test_missing_component_named(tmp_path: Path) -> None:
     unet_only = {k: v for k, v in layout("sdxl-base").items() if k.startswith("model.diffusion_model.")}
     r = check(sparse(tmp_path, "lora", sdxl_kohya()), sparse(tmp_path, "unet", unet_only))
-    assert r.verdict == "264 of 986 targets missing: text encoder 1 not in this model, text encoder 2 not in this model"
+    assert (
+        str(r.verdict)
+        == "264 of 986 targets missing: text encoder 1 not in this model, text encoder 2 not in this model"
+    )
     assert r.exit_code == 1
 
 
@@ -69,7 +72,7 @@ def test_shape_mismatch(tmp_path: Path, sdxl_ckpt: Path) -> None:
     lay = {stem + ".lora_down.weight": ((4, 2048), "F16"), stem + ".lora_up.weight": ((320, 4), "F16")}
     r = check(sparse(tmp_path, "lora", lay), sdxl_ckpt)
     assert r.mismatched == 1
-    assert r.verdict == "1 of 1 targets have another shape than the model's weight"
+    assert str(r.verdict) == "1 of 1 target has another shape than the model's weight"
     assert r.examples_mismatched[0]["model_shape"] == (640, 2048)
 
 
@@ -81,9 +84,9 @@ def test_flux_namings_apply_to_a_bfl_model(tmp_path: Path) -> None:
         ("diffusers", L.peft(L.linear_modules(L.diffusers_modules("FluxTransformer2DModel")))),
     ):
         r = check(sparse(tmp_path, name, lay), model)
-        assert r.verdict == "applies fully to this model", (name, r.examples_missing)
+        assert str(r.verdict) == "applies fully to this model", (name, r.examples_missing)
     r = check(sparse(tmp_path, "clip", flux_kohya_with_clip()), model)
-    assert r.verdict == "72 of 376 targets missing: text encoder 1 not in this model"
+    assert str(r.verdict) == "72 of 376 targets missing: text encoder 1 not in this model"
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path, sdxl_ckpt: Path) -> None:

@@ -148,7 +148,7 @@ def test_metadata_decides_what_keys_cannot(tmp_path: Path) -> None:
 def test_metadata_disagreeing_with_keys_is_noted(tmp_path: Path) -> None:
     info = info_of(tmp_path, L.kohya(L.unet_attn(L.SD1_UNET)), {"ss_base_model_version": "sdxl_base_v1-0"})
     assert info.family == "sd1"
-    assert "metadata" in info.notes[0]
+    assert "metadata" in str(info.notes[0])
 
 
 def test_cross_attention_width_only_counts_in_unets(tmp_path: Path) -> None:

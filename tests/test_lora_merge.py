@@ -62,7 +62,7 @@ def test_kohya_lora_alpha_over_rank(tmp_path: Path) -> None:
     want = (t(w) + 0.8 * (2.0 / 4) * (t(up) @ t(down))).to(torch.float16)
     assert out[KEY].dtype == np.float16
     np.testing.assert_array_equal(out[KEY], want.numpy())
-    assert "1 of 1 targets merged" in plan.notes[0]
+    assert "1 of 1 targets merged" in str(plan.notes[0])
     assert next(s for s in plan.steps if s.out == KEY).action == "fix"
 
 
@@ -196,7 +196,7 @@ def test_peft_dora_merges_as_peft(
     if alpha != 4:  # a PEFT file keeps lora_alpha in its config: written as an alpha entry, as our converter does
         lora[PEFT_STEMS[key] + ".alpha"] = np.array(alpha, np.float32)
     out, plan = merge(tmp_path, {key: w}, [(lora, strength)], family="sdxl")
-    assert "1 of 1 targets merged" in plan.notes[0]
+    assert "1 of 1 targets merged" in str(plan.notes[0])
     np.testing.assert_allclose(out[key], want, rtol=1e-5, atol=1e-6)
 
 
@@ -283,7 +283,7 @@ def test_missing_targets_refuse_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="1 of 2 targets are not in the model"):
         merge(tmp_path, {KEY: w}, [(lora, 1.0)])
     _out, plan = merge(tmp_path, {KEY: w}, [(lora, 1.0)], allow_missing=True)
-    assert "1 of 2 targets merged; 1 not in the model" in plan.notes[0]
+    assert "1 of 2 targets merged; 1 not in the model" in str(plan.notes[0])
 
 
 def test_shape_mismatch_and_unsupported_refuse(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_unknown_kind_gets_no_folder_and_unknown_family_no_companions() -> None:
 
 def test_video_model_has_no_a1111_folder() -> None:
     t = place("unet", "wan").target("a1111")
-    assert t is not None and t.folder is None and "video" in (t.reason or "")
+    assert t is not None and t.folder is None and "video" in str(t.reason)
 
 
 def test_image_encoder_and_ip_adapter_folders() -> None:
@@ -118,9 +118,9 @@ def test_folder_problem_positive_and_negative() -> None:
     assert folder_problem("/c/models/unet/f.safetensors", flux_unet) is None  # alias of diffusion_models
     assert folder_problem("/d/f.safetensors", flux_unet) is None  # path names no UI
     why = folder_problem("/c/models/checkpoints/f.safetensors", flux_unet)
-    assert why is not None and "models/diffusion_models" in why
+    assert why is not None and "models/diffusion_models" in str(why)
     wan = place("unet", "wan")
-    assert "cannot load" in (folder_problem("/w/models/Stable-diffusion/wan.safetensors", wan) or "")
+    assert "cannot load" in str(folder_problem("/w/models/Stable-diffusion/wan.safetensors", wan))
     assert folder_problem("/c/models/checkpoints/x.bin", place("unknown", None)) is None
 
 

@@ -117,7 +117,7 @@ def test_ema_only_partial_needs_permission() -> None:
     plan = build_plan(src, ema="only", allow_partial_ema=True)
     renamed = [s for s in plan.steps if s.name.startswith("model_ema.")]
     assert len(renamed) == 343
-    assert any("343 UNet tensors keep their normal weights" in n for n in plan.notes)
+    assert any("343 UNet tensors keep their normal weights" in n for n in map(str, plan.notes))
 
 
 def test_prune_drops_junk_keeps_markers_and_reports_groups() -> None:
@@ -132,9 +132,9 @@ def test_prune_drops_junk_keeps_markers_and_reports_groups() -> None:
     by = steps(plan)
     assert "v_pred" in by and "ztsnr" in by and "mystery.tensor" in by
     assert not any(k.startswith(("embedding_manager.", "lora_unet_", "first_stage_model.loss.")) for k in by)
-    text = "\n".join(plan.notes)
+    text = "\n".join(map(str, plan.notes))
     assert "textual-inversion training leftover" in text and "VAE training discriminator" in text
-    assert "1 unknown keys kept" in text
+    assert "1 unknown key kept" in text
 
 
 def test_drop_prefix_never_drops_markers() -> None:
@@ -162,7 +162,7 @@ def test_clip_broken_kept_as_loaders_see_them() -> None:
     assert s.out_dtype == "I64" and s.action == "fix"
     seen = s.fix(src.read(POS))
     assert seen.dtype == np.int64 and seen[0, 76] == 75 and seen[0, 40] == 39 and seen[0, 5] == 5
-    assert any("broken at 2 positions [40, 76]" in n for n in plan.notes)
+    assert any("broken at 2 positions [40, 76]" in n for n in map(str, plan.notes))
 
 
 def test_clip_fix_writes_arange_and_reports() -> None:
@@ -170,7 +170,7 @@ def test_clip_fix_writes_arange_and_reports() -> None:
     plan = build_plan(src, fix_clip=True)
     s = steps(plan)[POS]
     assert np.array_equal(s.fix(src.read(POS)), np.arange(77).reshape(1, 77))
-    assert any("fixed position ids at 2 positions [40, 76]" in n for n in plan.notes)
+    assert any("fixed position ids at 2 positions [40, 76]" in n for n in map(str, plan.notes))
     assert "clipfix" in plan.tags
 
 

@@ -42,7 +42,7 @@ def test_ranges_fetch_only_what_is_read(server):
     while server.sent != m.bytes_read and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.sent == m.bytes_read
-    assert "of 1.05 MB in 3 requests" in m.summary(len(BLOB))
+    assert "of 1.05 MB in 3 requests" in str(m.summary(len(BLOB)))
 
 
 def test_cached_reads_and_small_files(server):

@@ -36,14 +36,14 @@ def test_flux_advice_offers_gguf_and_fp8_with_sizes_beside_fp16(tmp_path: Path) 
         tmp_path / "flux1-dev-fp32.safetensors", {UNET + k: (s, "F32") for k, (s, _) in flux_layout().items()}
     )
     adv = _advice(src)
-    assert adv.generate is not None and adv.generate.target == "fp16 safetensors"  # never the only option
+    assert adv.generate is not None and str(adv.generate.target) == "fp16 safetensors"  # never the only option
     assert adv.smaller is not None
     forms = {o.target: o for o in adv.smaller}
     assert list(forms) == ["GGUF Q8_0", "fp8 e4m3fn scaled", "GGUF Q5_K_S", "GGUF Q4_K_S"]
     q8, q4 = forms["GGUF Q8_0"], forms["GGUF Q4_K_S"]
     assert 12.6e9 < (q8.bytes_after or 0) < 12.8e9 and 6.7e9 < (q4.bytes_after or 0) < 6.9e9
-    assert "near-lossless" in q8.why[0] and "fits 16 GB GPUs" in q8.why[0]
-    assert "fits 8 GB GPUs" in q4.why[0]
+    assert "near-lossless" in str(q8.why[0]) and "fits 16 GB GPUs" in str(q8.why[0])
+    assert "fits 8 GB GPUs" in str(q4.why[0])
     assert q4.command and q4.command.endswith("--format gguf --quant Q4_K_S")
     assert forms["fp8 e4m3fn scaled"].options == ["--dtype", "fp8_e4m3fn_scaled"]
     # training: fp32, nothing smaller

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from sdmodel.dtypes import FP8_DTYPES, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
 from sdmodel.formats.base import TensorSource
+from sdmodel.i18n import N_, Msg, Number, Size, msg_n
 from sdmodel.parts import NON_WEIGHT_PARTS
 from sdmodel.placement import advice_line
 from sdmodel.plan import build_plan
 from sdmodel.registry import label
-from sdmodel.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from sdmodel.inspection import ModelReport
@@ -24,17 +24,17 @@ ADAPTER_KINDS = ("lora", "lycoris", "embedding")
 NETWORK_KINDS = ("t2i_adapter", "ip_adapter", "image_encoder")
 # The kinds in words, for the placement sentence.
 KIND_WORDS = {
-    "checkpoint": "checkpoint",
-    "unet": "diffusion model",
+    "checkpoint": N_("checkpoint"),
+    "unet": N_("diffusion model"),
     "vae": "VAE",
-    "text_encoder": "text encoder",
+    "text_encoder": N_("text encoder"),
     "lora": "LoRA",
     "lycoris": "LyCORIS",
-    "embedding": "embedding",
+    "embedding": N_("embedding"),
     "controlnet": "ControlNet",
     "t2i_adapter": "T2I-Adapter",
     "ip_adapter": "IP-Adapter",
-    "image_encoder": "image encoder (CLIP vision)",
+    "image_encoder": N_("image encoder (CLIP vision)"),
 }
 # Weights in 16 or fewer bits: converting them for generating saves nothing.
 SMALL_DTYPES = frozenset({"F16", "BF16", *FP8_DTYPES})
@@ -70,24 +70,26 @@ class Option:
     """One recommendation: the target in words, the convert options and command, and the bytes
     (``options`` None: nothing to convert to, only the reasons)."""
 
-    target: str | None
+    target: str | Msg | None
     command: str | None
-    why: list[str]
+    why: list[Msg]
     options: list[str] | None = None
     bytes_after: int | None = None
     saves_bytes: int | None = None  # negative: the file grows
     already_optimal: bool | None = None  # for generating only
 
     def to_dict(self) -> dict[str, Any]:
+        target = None if self.target is None else str(self.target)
+        why = [str(w) for w in self.why]
         if self.options is None:
-            return {"target": self.target, "command": self.command, "why": self.why}
+            return {"target": target, "command": self.command, "why": why}
         out: dict[str, Any] = {
-            "target": self.target,
+            "target": target,
             "options": self.options,
             "command": self.command,
             "bytes_after": self.bytes_after,
             "saves_bytes": self.saves_bytes,
-            "why": self.why,
+            "why": why,
         }
         if self.already_optimal is not None:
             out["already_optimal"] = self.already_optimal
@@ -100,7 +102,7 @@ class Advice:
 
     generate: Option | None
     train: Option | None
-    notes: list[str] | None = None
+    notes: list[str | Msg] | None = None  # lineage settings are plain text (sdmodel.lineage)
     smaller: list[Option] | None = None  # GGUF / scaled-fp8 forms for generating (smaller_forms)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ class Advice:
             "train": self.train.to_dict() if self.train else None,
         }
         if self.notes is not None:
-            out["notes"] = self.notes
+            out["notes"] = [str(n) for n in self.notes]
         if self.smaller is not None:
             out["smaller"] = [o.to_dict() for o in self.smaller]
         return out
@@ -125,14 +127,21 @@ def advise(report: ModelReport, source: TensorSource) -> Advice:
     return replace(advice, notes=[*(advice.notes or []), *placing])
 
 
-def _placement_notes(report: ModelReport) -> list[str]:
+def kind_words(kind: str, family: str | None = None, variant: str | None = None) -> Msg:
+    """The model in words: ``SD 1.x checkpoint`` (``checkpoint`` when the family is unknown)."""
+    words = Msg(KIND_WORDS.get(kind, kind))
+    if not family:
+        return words
+    return Msg("{family} {kind}", family=label(family, variant), kind=words)
+
+
+def _placement_notes(report: ModelReport) -> list[str | Msg]:
     """Where to put the file and what to pair it with (sdmodel.placement), and the sampler
     settings its lineage needs."""
-    notes: list[str] = []
+    notes: list[str | Msg] = []
     ident = report.identity
     if report.placement is not None:
-        what = f"{label(ident.family, ident.variant)} {KIND_WORDS.get(ident.kind, ident.kind)}"
-        line = advice_line(report.placement, what.strip() if ident.family else KIND_WORDS.get(ident.kind, ident.kind))
+        line = advice_line(report.placement, kind_words(ident.kind, ident.family, ident.variant))
         if line:
             notes.append(line)
     if report.lineage is not None:
@@ -143,13 +152,16 @@ def _placement_notes(report: ModelReport) -> list[str]:
 def _advise(report: ModelReport, source: TensorSource) -> Advice:
     kind = report.kind
     floats = weight_dtypes({part: c.dtypes for part, c in report.components.items()})
-    reasons: list[str] = []
+    reasons: list[Msg] = []
     if report.format != "safetensors":
         reasons.append(
-            f"safetensors cannot run code when loaded and loads faster: convert rather than keep a {report.format} file"
+            Msg(
+                "safetensors cannot run code when loaded and loads faster: convert rather than keep a {format} file",
+                format=report.format,
+            )
         )
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *NETWORK_KINDS, *ADAPTER_KINDS):
-        return Advice(None, None, ["no advice for an unidentified file"])
+        return Advice(None, None, [Msg("no advice for an unidentified file")])
     if report.quantization.get("quantized"):
         return _quantized_advice(report, source)
 
@@ -159,24 +171,32 @@ def _advise(report: ModelReport, source: TensorSource) -> Advice:
     if report.ema.present:
         gen_opts += ["--ema", "drop"]
         reasons.append(
-            "generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
-            "(for merges keep non-EMA; for trained models compare with --ema only)"
+            Msg(
+                "generating uses one UNet weight set: A1111 uses the non-EMA one when both are present "
+                "(for merges keep non-EMA; for trained models compare with --ema only)"
+            )
         )
     if report.junk.tensors:
         gen_opts.append("--prune")
-        reasons.append(f"{plural(report.junk.tensors, 'junk tensor')} no loader uses")
+        n = report.junk.tensors
+        reasons.append(msg_n("{n} junk tensor no loader uses", "{n} junk tensors no loader uses", n, n=n))
     if report.clip_position_ids.status == "broken":
         reasons.append(
-            "CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
-            "the model was trained with)"
+            Msg(
+                "CLIP position ids are broken: --fix-clip restores 0..76 (changes outputs back to what "
+                "the model was trained with)"
+            )
         )
     if dtype:
-        share = "a quarter" if floats - SMALL_DTYPES == {"F64"} else "half"
-        reasons.append(f"fp16 takes {share} of the bytes of these weights and makes practically the same pictures")
-    precision = dtype or "same precision"
+        if floats - SMALL_DTYPES == {"F64"}:
+            reasons.append(
+                Msg("fp16 takes a quarter of the bytes of these weights and makes practically the same pictures")
+            )
+        else:
+            reasons.append(Msg("fp16 takes half of the bytes of these weights and makes practically the same pictures"))
     generate = _option(
         report,
-        f"{precision} safetensors" + (", no EMA" if report.ema.present else ""),
+        _generating_target(dtype, report.ema.present),
         gen_opts,
         planned_bytes(
             source, dtype=dtype, ema="drop" if report.ema.present else "keep", prune=bool(report.junk.tensors)
@@ -193,18 +213,20 @@ def _advise(report: ModelReport, source: TensorSource) -> Advice:
             None,
             None,
             [
-                "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
-                "download the fp32 release if there is one"
+                Msg(
+                    "this file holds no fp32 weights and up-casting cannot restore the precision: for training, "
+                    "download the fp32 release if there is one"
+                )
             ],
         )
     else:
         train_opts, train_why = ["--dtype", "fp32"], []
         if report.ema.present:
             train_opts += ["--ema", "keep"]
-            train_why.append("keep the EMA set for training (or --ema only for a clean fp32 EMA file)")
+            train_why.append(Msg("keep the EMA set for training (or --ema only for a clean fp32 EMA file)"))
         train = _option(
             report,
-            "fp32 safetensors" + (" with EMA" if report.ema.present else ""),
+            Msg("fp32 safetensors with EMA") if report.ema.present else "fp32 safetensors",
             train_opts,
             planned_bytes(source, dtype="fp32"),
             train_why,
@@ -212,12 +234,21 @@ def _advise(report: ModelReport, source: TensorSource) -> Advice:
     return Advice(generate, train, smaller=smaller_forms(report, source, generate) or None)
 
 
+def _generating_target(dtype: str | None, drop_ema: bool) -> Msg:
+    """``fp16 safetensors, no EMA`` / ``same precision safetensors``."""
+    if dtype:
+        if drop_ema:
+            return Msg("{dtype} safetensors, no EMA", dtype=dtype)
+        return Msg("{dtype} safetensors", dtype=dtype)
+    return Msg("same precision safetensors, no EMA") if drop_ema else Msg("same precision safetensors")
+
+
 def _option(
     report: ModelReport,
-    target: str,
+    target: str | Msg,
     options: list[str],
     tensor_bytes: int,
-    why: list[str],
+    why: list[Msg],
     already_optimal: bool | None = None,
 ) -> Option:
     after = tensor_bytes + _overhead(report)
@@ -245,31 +276,42 @@ def _quantized_advice(report: ModelReport, source: TensorSource) -> Advice:
     """A quantized file is already the small form of its model: keep it for generating (never
     propose a larger file); training wants the bf16/fp32 release, which dequantizing cannot give."""
     q = report.quantization
-    label, bits = q["storage"], q["bits_per_weight"] or 0.0
+    storage, bits = q["storage"], q["bits_per_weight"] or 0.0
     why = []
     if bits >= NEAR_LOSSLESS_BITS - 0.5:
         why.append(
-            f"{label}: about {bits:.1f} bits per weight, near-lossless for generating (fp8 and Q8_0 make "
-            "practically the same pictures as bf16): keep it"
+            Msg(
+                "{storage}: about {bits} bits per weight, near-lossless for generating (fp8 and Q8_0 make "
+                "practically the same pictures as bf16): keep it",
+                storage=storage,
+                bits=Number(bits, 1),
+            )
         )
     else:
         why.append(
-            f"{label}: {bits:.1f} bits per weight, smaller than fp8/Q8_0 with a visible cost in detail and "
-            "prompt following; keep it if it is what fits your VRAM, else prefer a Q8_0 or fp8 copy"
+            Msg(
+                "{storage}: {bits} bits per weight, smaller than fp8/Q8_0 with a visible cost in detail and "
+                "prompt following; keep it if it is what fits your VRAM, else prefer a Q8_0 or fp8 copy",
+                storage=storage,
+                bits=Number(bits, 1),
+            )
         )
     if q.get("dequantizable"):
         try:
             grows = planned_bytes(source, dtype="bf16") + _overhead(report) - report.size_bytes
             why.append(
-                f"'sdmodel convert --dtype bf16' dequantizes it exactly but makes it {human_bytes(grows)} larger: "
-                "only for a tool that cannot load this form"
+                Msg(
+                    "'sdmodel convert --dtype bf16' dequantizes it exactly but makes it {size} larger: "
+                    "only for a tool that cannot load this form",
+                    size=Size(grows),
+                )
             )
         except SdmodelError:
             pass
     else:
-        why.append(f"sdmodel cannot dequantize it: {q.get('needs')}")
+        why.append(Msg("sdmodel cannot dequantize it: {needs}", needs=q.get("needs")))
     generate = Option(
-        "keep this file",
+        Msg("keep this file"),
         None,
         why,
         options=[],
@@ -281,8 +323,10 @@ def _quantized_advice(report: ModelReport, source: TensorSource) -> Advice:
         None,
         None,
         [
-            "training wants bf16 or fp32 weights: dequantizing gives back rounded values, not the lost "
-            "precision; download the bf16/fp32 release of this model"
+            Msg(
+                "training wants bf16 or fp32 weights: dequantizing gives back rounded values, not the lost "
+                "precision; download the bf16/fp32 release of this model"
+            )
         ],
     )
     return Advice(generate, train)
@@ -294,17 +338,19 @@ class SmallerForm:
 
     target: str
     options: tuple[str, ...]
-    quality: str
+    quality: str  # N_-marked
 
 
 SMALLER_FORMS = (
-    SmallerForm("GGUF Q8_0", ("--format", "gguf", "--quant", "Q8_0"), "near-lossless (8.5 bits per weight)"),
+    SmallerForm("GGUF Q8_0", ("--format", "gguf", "--quant", "Q8_0"), N_("near-lossless (8.5 bits per weight)")),
     SmallerForm(
-        "fp8 e4m3fn scaled", ("--dtype", "fp8_e4m3fn_scaled"), "near-lossless (8 bits, a float32 scale per layer)"
+        "fp8 e4m3fn scaled",
+        ("--dtype", "fp8_e4m3fn_scaled"),
+        N_("near-lossless (8 bits, a float32 scale per layer)"),
     ),
-    SmallerForm("GGUF Q5_K_S", ("--format", "gguf", "--quant", "Q5_K_S"), "small visible cost in detail"),
+    SmallerForm("GGUF Q5_K_S", ("--format", "gguf", "--quant", "Q5_K_S"), N_("small visible cost in detail")),
     SmallerForm(
-        "GGUF Q4_K_S", ("--format", "gguf", "--quant", "Q4_K_S"), "visible cost in detail and prompt following"
+        "GGUF Q4_K_S", ("--format", "gguf", "--quant", "Q4_K_S"), N_("visible cost in detail and prompt following")
     ),
 )
 # Kinds whose diffusion model ComfyUI loads from a GGUF or scaled-fp8 file.
@@ -340,10 +386,11 @@ def smaller_forms(report: ModelReport, source: TensorSource, generate: Option | 
             tensor_bytes = planned_bytes(source, **_smaller_args(form.options))
         except SdmodelError:
             return []  # a family ComfyUI-GGUF cannot load: none of them
-        option = _option(report, form.target, list(form.options), tensor_bytes, [form.quality])
+        quality = Msg(form.quality)
+        option = _option(report, form.target, list(form.options), tensor_bytes, [quality])
         gpu = fits_gpu(option.bytes_after or 0)
-        why = [form.quality + (f", fits {gpu} GB GPUs" if gpu else "")]
+        why = [Msg("{quality}, fits {gb} GB GPUs", quality=quality, gb=gpu) if gpu else quality]
         if report.kind == "checkpoint" and "gguf" in form.options:
-            why.append("holds the diffusion model only: load the text encoders and VAE from their own files")
+            why.append(Msg("holds the diffusion model only: load the text encoders and VAE from their own files"))
         out.append(replace(option, why=why))
     return out

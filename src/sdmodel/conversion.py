@@ -31,6 +31,7 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.i18n import Msg, msg_n
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.lora.convert import apply_lora_format
 from sdmodel.lora.info import describe as describe_lora
@@ -51,7 +52,7 @@ class ConvertResult:
     dry_run: bool
     parts: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str | Msg] = field(default_factory=list)  # Msg: translated where shown
     bytes_before: int = 0
     bytes_after: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
@@ -60,8 +61,8 @@ class ConvertResult:
     yaml: Path | None = None
     write: WriteResult | None = None
     tensors: list[dict] = field(default_factory=list)  # quantized outputs: each tensor's type and why
-    skipped: str | None = None  # --recursive: why this file was not converted
-    error: str | None = None  # --recursive: the one-line error of this file
+    skipped: str | Msg | None = None  # --recursive: why this file was not converted
+    error: str | Msg | None = None  # --recursive: the one-line error of this file
 
     @property
     def clamped(self) -> dict[str, int]:
@@ -75,8 +76,8 @@ class ConvertResult:
             "format": self.format,
             "dry_run": self.dry_run,
             "parts": self.parts,
-            "dropped": self.dropped,
-            "notes": self.notes,
+            "dropped": [dict(d, reason=str(d["reason"])) for d in self.dropped],
+            "notes": [str(n) for n in self.notes],
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             "metadata": self.metadata,
@@ -94,8 +95,8 @@ class ConvertResult:
                 "verified": w.verified,
             },
             "tensors": self.tensors,
-            "skipped": self.skipped,
-            "error": self.error,
+            "skipped": None if self.skipped is None else str(self.skipped),
+            "error": None if self.error is None else str(self.error),
         }
 
 
@@ -237,7 +238,7 @@ def write_yaml(
     ident: Identity | None,
     prediction: str | None,
     overwrite: bool,
-    notes: list[str],
+    notes: list[str | Msg],
 ) -> Path | None:
     """Copy ``<src stem>.yaml`` beside the output, or write the A1111 config SD2 needs."""
     src_yaml, out_yaml = config_beside(source.path), config_beside(out)
@@ -245,33 +246,43 @@ def write_yaml(
         if out_yaml.exists() and not overwrite:
             if out_yaml.read_bytes() != src_yaml.read_bytes():
                 notes.append(
-                    f"yaml: {out_yaml.name} exists and differs from {src_yaml.name}: not replaced (use --overwrite)"
+                    Msg(
+                        "yaml: {out} exists and differs from {src}: not replaced (use --overwrite)",
+                        out=out_yaml.name,
+                        src=src_yaml.name,
+                    )
                 )
                 return None
             return out_yaml
         shutil.copyfile(src_yaml, out_yaml)
-        notes.append(f"yaml: copied {src_yaml.name} to {out_yaml.name}")
+        notes.append(Msg("yaml: copied {src} to {out}", src=src_yaml.name, out=out_yaml.name))
         return out_yaml
     if ident is None or not needs_config(ident.kind, ident.family):
         return None
     config, _arch, _res = _names(ident, prediction)
     if config is None:
         notes.append(
-            "yaml: A1111 needs a config beside this SD2 model and its prediction type is unknown: rerun with "
-            "--prediction v (768-v models, e.g. 2.0-768, 2.1) or --prediction epsilon (512-base models)"
+            Msg(
+                "yaml: A1111 needs a config beside this SD2 model and its prediction type is unknown: rerun with "
+                "--prediction v (768-v models, e.g. 2.0-768, 2.1) or --prediction epsilon (512-base models)"
+            )
         )
         return None
     if config not in CONFIGS:
         notes.append(
-            f"yaml: A1111 needs {config} beside this model (from Stability's stablediffusion repo, "
-            f"configs/), saved as {out_yaml.name}"
+            Msg(
+                "yaml: A1111 needs {config} beside this model (from Stability's stablediffusion repo, "
+                "configs/), saved as {out}",
+                config=config,
+                out=out_yaml.name,
+            )
         )
         return None
     if out_yaml.exists() and not overwrite:
-        notes.append(f"yaml: {out_yaml.name} exists: not replaced (use --overwrite)")
+        notes.append(Msg("yaml: {out} exists: not replaced (use --overwrite)", out=out_yaml.name))
         return None
     out_yaml.write_text(config_yaml(config), encoding="utf-8")
-    notes.append(f"yaml: wrote {config} as {out_yaml.name}")
+    notes.append(Msg("yaml: wrote {config} as {out}", config=config, out=out_yaml.name))
     return out_yaml
 
 
@@ -323,7 +334,7 @@ def convert(
         else:
             metadata = {}
             if source.metadata or options.meta:
-                notes.append("metadata: not written (a PyTorch checkpoint has no place for it)")
+                notes.append(Msg("metadata: not written (a PyTorch checkpoint has no place for it)"))
         result = ConvertResult(
             source=src,
             output=out_path,
@@ -343,7 +354,7 @@ def convert(
             try:
                 check_target(out_path, [s.path for s in plan.sources.values()], options.overwrite)
             except ConversionError as e:
-                notes.append(f"would fail: {e}")
+                notes.append(Msg("would fail: {error}", error=e.message))
             return result
         hasher = start_source_hasher(source, metadata)
         written = execute(
@@ -361,7 +372,15 @@ def convert(
         if written.sha256_data and metadata:
             result.metadata[HASH_KEY] = "0x" + written.sha256_data
         for name, n in written.clamped.items():
-            notes.append(f"fp8: clamped {n} values of {name} to the format's range")
+            notes.append(
+                msg_n(
+                    "fp8: clamped {n} value of {name} to the format's range",
+                    "fp8: clamped {n} values of {name} to the format's range",
+                    n,
+                    n=n,
+                    name=name,
+                )
+            )
         if options.part is None:
             result.yaml = write_yaml(source, out_path, ident, options.prediction, options.overwrite, notes)
         return result
@@ -427,14 +446,14 @@ def convert_tree(
     skipped = set(files) - set(todo)
     for p in files:
         if p in skipped:
-            results.append(ConvertResult(p, None, fmt, dry, skipped="output of an earlier run"))
+            results.append(ConvertResult(p, None, fmt, dry, skipped=Msg("output of an earlier run")))
     for i, p in enumerate(todo):
         if on_file is not None:
             on_file(p, i, len(todo))
         r = ConvertResult(p, None, fmt, dry)
         target = planned[p]
         if isinstance(target, SdmodelError):
-            r.error = str(target)
+            r.error = target.message
             results.append(r)
             continue
         out = None
@@ -446,10 +465,10 @@ def convert_tree(
             progress = file_progress(p) if file_progress is not None else None
             results.append(convert(p, out, options, progress=progress))
         except OutputExistsError as e:
-            r.skipped = str(e)
+            r.skipped = e.message
             results.append(r)
         except SdmodelError as e:
-            r.error = str(e)
+            r.error = e.message
             results.append(r)
     return results
 

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from sdmodel.units import human_bytes
+from sdmodel.units import human_bytes, human_count
 
 Language = Literal["en", "ru"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
@@ -87,11 +87,39 @@ class Size:
         return format_size(self.bytes) if translate else human_bytes(self.bytes)
 
 
+@dataclass(frozen=True)
+class Number:
+    """A number inside a Msg: ``1234.5`` in English (as it always read in the output), ``1 234,5``
+    in Russian."""
+
+    value: float
+    digits: int = 0
+
+    def render(self, translate: bool) -> str:
+        return format_number(self.value, self.digits) if translate else f"{self.value:.{self.digits}f}"
+
+
+@dataclass(frozen=True)
+class Join:
+    """Items (Msgs, Sizes, Numbers or plain text) joined by a separator that reads the same in
+    every language (``, ``, `` + ``), for lists inside a Msg."""
+
+    items: tuple[object, ...]
+    sep: str = ", "
+
+    def render(self, translate: bool) -> str:
+        return self.sep.join(str(_render(v, translate)) for v in self.items)
+
+
+def _render(value: object, translate: bool) -> object:
+    return value.render(translate) if isinstance(value, (Msg, Size, Number, Join)) else value
+
+
 @dataclass(frozen=True, init=False)
 class Msg:
     """A message made where the facts are and translated where it is shown: pure code builds
     ``Msg("{n} bad keys", n=3)``; ``str()`` gives English (``--json``, logs), ``tr()`` the user's
-    language. Field values may be Msgs or Sizes; they are rendered in the same language."""
+    language. Field values may be Msgs, Sizes, Numbers or Joins; they are rendered in the same language."""
 
     template: str
     fields: tuple[tuple[str, object], ...]
@@ -109,7 +137,7 @@ class Msg:
             text = ngettext(self.template, self.plural, self.count) if self.plural else _(self.template)
         else:
             text = self.template if not self.plural or self.count == 1 else self.plural
-        values = {k: v.render(translate) if isinstance(v, (Msg, Size)) else v for k, v in self.fields}
+        values = {k: _render(v, translate) for k, v in self.fields}
         return text.format(**values) if values else text
 
     def __str__(self) -> str:
@@ -145,3 +173,14 @@ def format_size(n: float | None, digits: int = 2) -> str:
         return text
     number, _space, unit = text.rpartition(" ")
     return f"{number.replace('.', ',')}\u00a0{_RU_UNITS.get(unit, unit)}"
+
+
+_RU_COUNTS = {"B": "\u00a0млрд", "M": "\u00a0млн", "K": "\u00a0тыс."}
+
+
+def format_count(n: int) -> str:
+    """A parameter count, short: ``146.06M`` / ``146,06 млн``."""
+    text = human_count(n)
+    if current_language() != "ru" or text[-1] not in _RU_COUNTS:
+        return text
+    return text[:-1].replace(".", ",") + _RU_COUNTS[text[-1]]

@@ -10,6 +10,7 @@ import yaml
 from sdmodel import registry
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import with_ldm_unet_names
+from sdmodel.i18n import N_
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
 from sdmodel.sidecars import existing_config
@@ -171,9 +172,9 @@ def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None
     if hint:
         ident.prediction, ident.prediction_source = hint
     if "ztsnr" in tensors:
-        ident.hints.append("ztsnr marker: trained with zero terminal SNR")
+        ident.hints.append(N_("ztsnr marker: trained with zero terminal SNR"))
     if any(k.startswith("edm_") for k in tensors if k in MARKER_KEYS):
-        ident.hints.append("EDM markers: sampler settings stored in the file")
+        ident.hints.append(N_("EDM markers: sampler settings stored in the file"))
 
 
 def resolve_names(ident: Identity) -> None:

@@ -13,6 +13,7 @@ from sdmodel.advice import Advice, advise
 from sdmodel.companions import find_companions
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorSource
+from sdmodel.i18n import Msg
 from sdmodel.identify import Identity, identify
 from sdmodel.lineage import Lineage, lineage
 from sdmodel.lora.info import LoraInfo
@@ -140,7 +141,7 @@ class ModelReport:
     vae: VaeReport | None  # None: not a checkpoint or a VAE
     metadata: dict[str, str]
     extras: dict[str, Any]
-    notes: list[str]
+    notes: list[str | Msg]  # readers' notes (English) and this module's (Msg)
     sidecars: list[dict[str, str]]
     advice: Advice | None = None  # set by advise() once the rest is known
     quantization: dict[str, Any] = field(default_factory=dict)  # see quantization_report
@@ -184,7 +185,7 @@ class ModelReport:
             "hints": ident.hints,
             "metadata": self.metadata,
             "extras": self.extras,
-            "notes": self.notes,
+            "notes": [str(n) for n in self.notes],
             "sidecars": self.sidecars,
             "advice": self.advice.to_dict() if self.advice is not None else {},
             "quantization": self.quantization,
@@ -304,18 +305,23 @@ def inspect_source(source: TensorSource, *, read_values: bool = True) -> ModelRe
         quantization=quantization_report(source, layout),
     )
     for p in layout.problems:
-        report.notes.append(f"will not load as intended: {p.message}")
+        report.notes.append(Msg("will not load as intended: {problem}", problem=p.message))
     if needs_config(ident.kind, ident.family) and not any(s["kind"] == "config" for s in report.sidecars):
         report.notes.append(
-            "A1111 needs a config .yaml beside this SD2 checkpoint; 'sdmodel convert --prediction v|epsilon' writes one"
+            Msg(
+                "A1111 needs a config .yaml beside this SD2 checkpoint; "
+                "'sdmodel convert --prediction v|epsilon' writes one"
+            )
         )
     if ident.kind in ("lora", "lycoris"):
         # Alphas are tensor values: not fetched from a remote file without --read-data.
         report.lora = describe_lora(source, read_alphas=source.read_data)
     if not source.read_data:
         report.notes.append(
-            "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "
-            "(--read-data fetches only those tensors)"
+            Msg(
+                "remote file: tensor values not fetched, so no VAE fingerprint and no CLIP position-id check "
+                "(--read-data fetches only those tensors)"
+            )
         )
     _place(report, source)
     report.advice = advise(report, source)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sdmodel.i18n import N_
 from sdmodel.sidecars import read_json, stem_of
 
 Base = Literal["pony", "illustrious", "noobai", "animagine", "kolors", "playground", "sdxl"]
@@ -123,9 +124,9 @@ def lineage(
             zsnr, zsnr_source = True, hit
     settings: list[str] = []
     if v:
-        settings.append("v-prediction: a v-prediction sampler setting (A1111: the sd_xl_v.yaml config beside it)")
+        settings.append(N_("v-prediction: a v-prediction sampler setting (A1111: the sd_xl_v.yaml config beside it)"))
     if zsnr:
-        settings.append("zero terminal SNR: enable it in the sampler (rescale CFG around 0.7 helps)")
+        settings.append(N_("zero terminal SNR: enable it in the sampler (rescale CFG around 0.7 helps)"))
     return Lineage(base, base_source, v, v_source, zsnr, zsnr_source, settings)
 
 

@@ -4,6 +4,8 @@ LDM/SGM checkpoints, as A1111, ComfyUI (comfy/supported_models.py) and diffusers
 
 from __future__ import annotations
 
+from sdmodel.i18n import N_
+
 # Single-file key prefixes of each component, per pipeline family.
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -63,15 +65,15 @@ MARKER_KEYS: frozenset[str] = frozenset(
 
 # Keys no loader uses (training state left in a checkpoint): (prefix, why).
 JUNK_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("embedding_manager.", "textual-inversion training leftover"),
-    ("lora_te_", "LoRA weights merged into the checkpoint by accident"),
-    ("lora_te1_", "LoRA weights merged into the checkpoint by accident"),
-    ("lora_te2_", "LoRA weights merged into the checkpoint by accident"),
-    ("lora_unet_", "LoRA weights merged into the checkpoint by accident"),
-    ("first_stage_model.loss.", "VAE training discriminator"),
-    ("vae.loss.", "VAE training discriminator"),
-    ("optimizer.", "optimizer state"),
-    ("optimizer_states.", "optimizer state"),
+    ("embedding_manager.", N_("textual-inversion training leftover")),
+    ("lora_te_", N_("LoRA weights merged into the checkpoint by accident")),
+    ("lora_te1_", N_("LoRA weights merged into the checkpoint by accident")),
+    ("lora_te2_", N_("LoRA weights merged into the checkpoint by accident")),
+    ("lora_unet_", N_("LoRA weights merged into the checkpoint by accident")),
+    ("first_stage_model.loss.", N_("VAE training discriminator")),
+    ("vae.loss.", N_("VAE training discriminator")),
+    ("optimizer.", N_("optimizer state")),
+    ("optimizer_states.", N_("optimizer state")),
 )
 
 EMA_SCALARS: frozenset[str] = frozenset({"model_ema.decay", "model_ema.num_updates"})

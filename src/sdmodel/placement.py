@@ -22,6 +22,7 @@ from pathlib import PurePath
 from typing import Any, Literal, get_args
 
 from sdmodel import registry
+from sdmodel.i18n import N_, Join, Msg
 
 Ui = Literal["a1111", "comfyui", "swarmui"]
 Storage = Literal["plain", "gguf", "bnb_4bit", "nunchaku", "scaled_fp8", "comfy_quant"]
@@ -54,20 +55,20 @@ class Target:
     ui: Ui
     folder: str | None
     loader: str | None = None  # node / menu id (ComfyUI class name, "checkpoint_menu"...)
-    loader_label: str | None = None  # as the UI shows it
+    loader_label: Msg | None = None  # as the UI shows it
     custom_node: str | None = None  # repository of the custom node the loader comes from
     clip_type: str | None = None  # ComfyUI CLIPLoader type for a text encoder
-    reason: str | None = None
+    reason: Msg | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ui": self.ui,
             "folder": self.folder,
             "loader": self.loader,
-            "loader_label": self.loader_label,
+            "loader_label": None if self.loader_label is None else str(self.loader_label),
             "custom_node": self.custom_node,
             "clip_type": self.clip_type,
-            "reason": self.reason,
+            "reason": None if self.reason is None else str(self.reason),
         }
 
 
@@ -103,7 +104,7 @@ class Placement:
     storage: Storage
     targets: tuple[Target, ...] = ()
     companions: Companions | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[Msg, ...] = field(default_factory=tuple)
 
     def target(self, ui: Ui) -> Target | None:
         return next((t for t in self.targets if t.ui == ui), None)
@@ -115,7 +116,7 @@ class Placement:
             "storage": self.storage,
             "targets": {t.ui: t.to_dict() for t in self.targets},
             "companions": self.companions.to_dict() if self.companions else None,
-            "notes": list(self.notes),
+            "notes": [str(n) for n in self.notes],
         }
 
 
@@ -123,42 +124,42 @@ class Placement:
 _Row = tuple[str, str | None, str | None] | None
 _FOLDERS: dict[str, dict[Ui, _Row]] = {
     "checkpoint": {
-        "a1111": ("models/Stable-diffusion", "checkpoint_menu", "Stable Diffusion checkpoint menu"),
+        "a1111": ("models/Stable-diffusion", "checkpoint_menu", N_("Stable Diffusion checkpoint menu")),
         "comfyui": ("models/checkpoints", "CheckpointLoaderSimple", "Load Checkpoint"),
         "swarmui": ("Models/Stable-Diffusion", None, None),
     },
     "unet": {
-        "a1111": ("models/Stable-diffusion", "checkpoint_menu", "Stable Diffusion checkpoint menu (Forge)"),
+        "a1111": ("models/Stable-diffusion", "checkpoint_menu", N_("Stable Diffusion checkpoint menu (Forge)")),
         "comfyui": ("models/diffusion_models", "UNETLoader", "Load Diffusion Model"),
         "swarmui": ("Models/diffusion_models", None, None),
     },
     "vae": {
-        "a1111": ("models/VAE", "vae_menu", "SD VAE menu"),
+        "a1111": ("models/VAE", "vae_menu", N_("SD VAE menu")),
         "comfyui": ("models/vae", "VAELoader", "Load VAE"),
         "swarmui": ("Models/VAE", None, None),
     },
     "text_encoder": {
-        "a1111": ("models/text_encoder", "vae_menu", "VAE / Text Encoder menu (Forge)"),
+        "a1111": ("models/text_encoder", "vae_menu", N_("VAE / Text Encoder menu (Forge)")),
         "comfyui": ("models/text_encoders", "CLIPLoader", "Load CLIP"),
         "swarmui": ("Models/clip", None, None),
     },
     "lora": {
-        "a1111": ("models/Lora", "lora_prompt", "<lora:name:weight> in the prompt"),
+        "a1111": ("models/Lora", "lora_prompt", N_("<lora:name:weight> in the prompt")),
         "comfyui": ("models/loras", "LoraLoader", "Load LoRA"),
         "swarmui": ("Models/Lora", None, None),
     },
     "embedding": {
-        "a1111": ("embeddings", "embedding_prompt", "its file name in the prompt"),
-        "comfyui": ("models/embeddings", "embedding_prompt", "embedding:name in the prompt"),
+        "a1111": ("embeddings", "embedding_prompt", N_("its file name in the prompt")),
+        "comfyui": ("models/embeddings", "embedding_prompt", N_("embedding:name in the prompt")),
         "swarmui": ("Models/Embeddings", None, None),
     },
     "controlnet": {
-        "a1111": ("models/ControlNet", "controlnet_extension", "ControlNet extension (sd-webui-controlnet)"),
+        "a1111": ("models/ControlNet", "controlnet_extension", N_("ControlNet extension (sd-webui-controlnet)")),
         "comfyui": ("models/controlnet", "ControlNetLoader", "Load ControlNet Model"),
         "swarmui": ("Models/controlnet", None, None),
     },
     "ip_adapter": {
-        "a1111": ("models/ControlNet", "controlnet_extension", "ControlNet extension (sd-webui-controlnet)"),
+        "a1111": ("models/ControlNet", "controlnet_extension", N_("ControlNet extension (sd-webui-controlnet)")),
         "comfyui": ("models/ipadapter", "IPAdapterModelLoader", "IPAdapter Model Loader"),
         "swarmui": None,
     },
@@ -168,7 +169,7 @@ _FOLDERS: dict[str, dict[Ui, _Row]] = {
         "swarmui": ("Models/clip_vision", None, None),
     },
     "upscaler": {
-        "a1111": ("models/ESRGAN", "upscaler_menu", "Upscaler menu"),
+        "a1111": ("models/ESRGAN", "upscaler_menu", N_("Upscaler menu")),
         "comfyui": ("models/upscale_models", "UpscaleModelLoader", "Load Upscale Model"),
         "swarmui": ("Models/upscale_models", None, None),
     },
@@ -177,8 +178,8 @@ _FOLDERS["lycoris"] = _FOLDERS["lora"]
 _FOLDERS["t2i_adapter"] = _FOLDERS["controlnet"]
 
 _NO_PLACE: dict[tuple[str, Ui], str] = {
-    ("ip_adapter", "swarmui"): "SwarmUI fetches the IP-Adapter models it uses itself",
-    ("image_encoder", "a1111"): "the ControlNet extension downloads the CLIP vision model it needs itself",
+    ("ip_adapter", "swarmui"): N_("SwarmUI fetches the IP-Adapter models it uses itself"),
+    ("image_encoder", "a1111"): N_("the ControlNet extension downloads the CLIP vision model it needs itself"),
 }
 
 # Custom loader nodes for quantized storage, per kind (ComfyUI core loads scaled fp8 and comfy_quant).
@@ -216,14 +217,14 @@ def place(kind: str, family: str | None, variant: str | None = None, storage: St
         raise ValueError(f"storage {storage!r}: expected one of {', '.join(get_args(Storage))}")
     rows = _FOLDERS.get(kind)
     if rows is None:
-        return Placement(kind, family, storage, notes=("not identified: no folder can be said for it",))
+        return Placement(kind, family, storage, notes=(Msg("not identified: no folder can be said for it"),))
     fam = registry.family(family)
-    notes: list[str] = []
+    notes: list[Msg] = []
     targets = tuple(_target(ui, kind, fam, storage, rows[ui]) for ui in UIS)
     companions = None
     if kind == "unet":
         if fam is None:
-            notes.append("family unknown: its text encoders and VAE cannot be named")
+            notes.append(Msg("family unknown: its text encoders and VAE cannot be named"))
         else:
             encoders, vae, clip_type = fam.companions(variant)
             companions = Companions(tuple(encoders), vae, fam.comfy_clip_loader, clip_type)
@@ -232,24 +233,27 @@ def place(kind: str, family: str | None, variant: str | None = None, storage: St
 
 def _target(ui: Ui, kind: str, fam: registry.Family | None, storage: Storage, row: _Row) -> Target:
     if row is None:
-        return Target(ui, None, reason=_NO_PLACE.get((kind, ui), "this UI has no folder for it"))
-    folder, loader, label = row
+        return Target(ui, None, reason=Msg(_NO_PLACE.get((kind, ui), N_("this UI has no folder for it"))))
+    folder, loader, name = row
+    label = None if name is None else Msg(name)
     if ui == "a1111":
         if fam is not None and fam.area == "video":
-            return Target(ui, None, reason="A1111/Forge do not generate video")
+            return Target(ui, None, reason=Msg("A1111/Forge do not generate video"))
         if storage == "nunchaku" or storage == "comfy_quant":
-            return Target(ui, None, reason=f"A1111/Forge cannot load {storage} weights")
+            return Target(ui, None, reason=Msg("A1111/Forge cannot load {storage} weights", storage=storage))
         if storage in _FORGE_ONLY and kind in ("checkpoint", "unet"):
-            return Target(ui, folder, loader, f"{label} (Forge; A1111 cannot load it)")
+            return Target(ui, folder, loader, Msg("{label} (Forge; A1111 cannot load it)", label=label))
         return Target(ui, folder, loader, label)
     if ui == "comfyui":
         custom = _CUSTOM.get((storage, kind))
         if custom is not None:
             node, node_label, repo = custom
             clip_type = fam.comfy_clip_type if kind == "text_encoder" and fam is not None else None
-            return Target(ui, folder, node, node_label, repo, clip_type)
+            return Target(ui, folder, node, Msg(node_label), repo, clip_type)
         if storage in ("gguf", "bnb_4bit", "nunchaku"):
-            return Target(ui, None, reason=f"no ComfyUI loader reads a {storage} {kind}")
+            return Target(
+                ui, None, reason=Msg("no ComfyUI loader reads a {storage} {kind}", storage=storage, kind=kind)
+            )
         if kind == "text_encoder":
             return Target(ui, folder, loader, label, clip_type=fam.comfy_clip_type if fam is not None else None)
     return Target(ui, folder, loader, label)
@@ -264,14 +268,14 @@ def companion_label(companion_id: str) -> str:
     return sig.description if sig is not None else companion_id
 
 
-def clip_loader_text(companions: Companions, storage: Storage = "plain") -> str | None:
+def clip_loader_text(companions: Companions, storage: Storage = "plain") -> Msg | None:
     """``DualCLIPLoader (type flux)``: how ComfyUI loads these text encoders (GGUF encoders:
     the ComfyUI-GGUF twin of the node)."""
     node = companions.clip_loader
     if node is None:
         return None
     name = _GGUF_CLIP_NODES[node] if storage == "gguf" else _CLIP_LABELS[node]
-    return f"{name} (type {companions.clip_type})" if companions.clip_type else name
+    return Msg("{loader} (type {type})", loader=name, type=companions.clip_type) if companions.clip_type else Msg(name)
 
 
 # A UI's model folders as they appear in a path (case tells A1111's ``models/VAE`` from ComfyUI's
@@ -346,7 +350,7 @@ def same_folder(a: str, b: str) -> bool:
 UI_LABELS: dict[Ui, str] = {"a1111": "A1111/Forge", "comfyui": "ComfyUI", "swarmui": "SwarmUI"}
 
 
-def folder_problem(path: str, placement: Placement) -> str | None:
+def folder_problem(path: str, placement: Placement) -> Msg | None:
     """Why the file sits in the wrong folder for the UI its path names (None: right folder, or
     the path names no UI, or the file is not identified)."""
     found = ui_of_path(path)
@@ -358,44 +362,61 @@ def folder_problem(path: str, placement: Placement) -> str | None:
         return None
     what = f"{placement.kind} ({placement.family})" if placement.family else placement.kind
     if target.folder is None:
-        return f"a {what} in {UI_LABELS[ui]}'s {folder}: {UI_LABELS[ui]} cannot load it ({target.reason})"
+        return Msg(
+            "a {what} in {ui}'s {folder}: {ui} cannot load it ({reason})",
+            what=what,
+            ui=UI_LABELS[ui],
+            folder=folder,
+            reason=target.reason,
+        )
     if same_folder(folder, target.folder):
         return None
-    return f"a {what} in {UI_LABELS[ui]}'s {folder}: it goes in {target.folder}"
+    return Msg(
+        "a {what} in {ui}'s {folder}: it goes in {target}",
+        what=what,
+        ui=UI_LABELS[ui],
+        folder=folder,
+        target=target.folder,
+    )
 
 
-def advice_line(placement: Placement, what: str, ui: Ui = "comfyui") -> str | None:
+def advice_line(placement: Placement, what: Msg | str, ui: Ui = "comfyui") -> Msg | None:
     """One sentence: where to put the file in a UI, what loads it and, for a lone diffusion model,
     what to pair it with (and where each companion was found). ``what``: the model in words."""
     target = placement.target(ui)
     if target is None or target.folder is None:
         return None
     where = f"{UI_LABELS[ui]}/{target.folder}" if ui == "comfyui" else f"{target.folder} ({UI_LABELS[ui]})"
-    text = f"this is a {what}: put it in {where}"
-    if target.loader_label:
-        node = (
-            f"{target.loader_label} (custom node {target.custom_node})" if target.custom_node else target.loader_label
-        )
-        text += f", load it with {node}"
-        if target.clip_type:
-            text += f" type {target.clip_type}"
+    loader = _loader_words(target)
+    if loader is None:
+        line = Msg("this is a {what}: put it in {where}", what=what, where=where)
+    else:
+        line = Msg("this is a {what}: put it in {where}, load it with {loader}", what=what, where=where, loader=loader)
     comp = placement.companions
-    if comp is not None and (comp.text_encoders or comp.vae):
-        parts = []
-        if comp.text_encoders:
-            encoders = " + ".join(_with_found(comp, c) for c in comp.text_encoders)
-            loader = clip_loader_text(comp)
-            parts.append(encoders + (f" (loaded with {loader})" if loader else ""))
-        if comp.vae:
-            parts.append(f"the {companion_label(comp.vae)}" + _found_suffix(comp, comp.vae))
-        text += ", and pair it with " + " and ".join(parts)
-    return text
+    if comp is None or not (comp.text_encoders or comp.vae):
+        return line
+    encoders = None
+    if comp.text_encoders:
+        names = Join(tuple(_found(comp, c, c) for c in comp.text_encoders), " + ")
+        clip = clip_loader_text(comp)
+        encoders = Msg("{encoders} (loaded with {loader})", encoders=names, loader=clip) if clip else names
+    vae = Msg("the {vae}", vae=_found(comp, comp.vae, companion_label(comp.vae))) if comp.vae else None
+    if encoders is not None and vae is not None:
+        return Msg("{line}, and pair it with {encoders} and {vae}", line=line, encoders=encoders, vae=vae)
+    return Msg("{line}, and pair it with {companions}", line=line, companions=encoders or vae)
 
 
-def _with_found(comp: Companions, companion: str) -> str:
-    return companion + _found_suffix(comp, companion)
+def _loader_words(target: Target) -> Msg | None:
+    """``Unet Loader (GGUF) (custom node city96/ComfyUI-GGUF)``, ``Load CLIP type flux``."""
+    if target.loader_label is None:
+        return None
+    node = target.loader_label
+    if target.custom_node:
+        node = Msg("{loader} (custom node {repo})", loader=node, repo=target.custom_node)
+    return Msg("{loader} type {type}", loader=node, type=target.clip_type) if target.clip_type else node
 
 
-def _found_suffix(comp: Companions, companion: str) -> str:
+def _found(comp: Companions, companion: str, name: str) -> Msg | str:
+    """A companion's name, with the path of the file found for it."""
     path = comp.path_of(companion)
-    return f" (found: {path})" if path else ""
+    return Msg("{name} (found: {path})", name=name, path=path) if path else name

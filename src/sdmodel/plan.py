@@ -21,6 +21,7 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.i18n import Msg, Size, msg_n
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
@@ -38,7 +39,6 @@ from sdmodel.quant.dequant import OUT_DTYPES
 from sdmodel.quant.ggml_quantize import QuantType, row_bytes
 from sdmodel.quant.storage import QuantLayout, analyze, describe, label_of
 from sdmodel.quant.view import DequantizedSource
-from sdmodel.units import human_bytes
 from sdmodel.vocab import (
     EMA_MODES,
     EXTRACT_PARTS,
@@ -129,7 +129,7 @@ class Drop:
     part: str
     dtype: str
     shape: tuple[int, ...]
-    reason: str
+    reason: str | Msg
 
     @property
     def nbytes(self) -> int:
@@ -144,7 +144,7 @@ class Plan:
     sources: dict[str, TensorSource]
     steps: list[Step] = field(default_factory=list)
     dropped: list[Drop] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str | Msg] = field(default_factory=list)  # Msg: translated where shown
     tags: list[str] = field(default_factory=list)  # what changed, for the default output name
     stored: TensorSource | None = None  # the file as stored, when the steps read a dequantizing view
     format_meta: dict[str, KVValue] = field(default_factory=dict)  # typed key-values a step decided (GGUF)
@@ -160,10 +160,10 @@ class Plan:
         """The main file as stored (the source itself, or what a dequantizing view reads)."""
         return self.stored or self.source
 
-    def drop(self, step: Step, reason: str) -> None:
+    def drop(self, step: Step, reason: str | Msg) -> None:
         self.dropped.append(Drop(step.name, step.part, step.dtype, step.shape, reason))
 
-    def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], str]) -> list[Step]:
+    def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], str | Msg]) -> list[Step]:
         """Drop the steps ``keep`` rejects (with ``reason``); returns the dropped steps."""
         kept: list[Step] = []
         gone: list[Step] = []
@@ -236,6 +236,7 @@ class Plan:
         ]
 
     def dropped_dicts(self) -> list[dict]:
+        """``reason`` stays a Msg where it is one (ConvertResult.to_dict gives its English form)."""
         return [{"name": d.name, "part": d.part, "reason": d.reason, "bytes": d.nbytes} for d in self.dropped]
 
 
@@ -292,8 +293,14 @@ def dequantized_plan(
         why = "marker of the quantized storage" if name in layout.markers else "scale/state of a quantized weight"
         plan.dropped.append(Drop(name, part_of(name), info.dtype, info.shape, f"{why}: consumed by dequantizing"))
     plan.notes.append(
-        f"dequantize: {len(layout.tensors)} weights stored as {what} -> {PRECISION_NAMES[str(target)]} "
-        f"(the reference loader's math); {len(layout.consumed)} scale/state/marker tensors consumed"
+        Msg(
+            "dequantize: {weights} weights stored as {what} -> {precision} (the reference loader's math); "
+            "{consumed} scale/state/marker tensors consumed",
+            weights=len(layout.tensors),
+            what=what,
+            precision=PRECISION_NAMES[str(target)],
+            consumed=len(layout.consumed),
+        )
     )
     plan.tag("dequant")
     return plan
@@ -313,10 +320,11 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
     ema_steps = [s for s in plan.steps if s.name.startswith(EMA_PREFIX)]
     if mode == "drop":
         if not ema_steps:
-            plan.notes.append("EMA: none in the file, nothing to drop")
+            plan.notes.append(Msg("EMA: none in the file, nothing to drop"))
             return
-        plan.keep_only(lambda s: not s.name.startswith(EMA_PREFIX), lambda s: "EMA weights (--ema drop)")
-        plan.notes.append(f"EMA: dropped {len(ema_steps)} tensors")
+        plan.keep_only(lambda s: not s.name.startswith(EMA_PREFIX), lambda s: Msg("EMA weights (--ema drop)"))
+        n = len(ema_steps)
+        plan.notes.append(msg_n("EMA: dropped {n} tensor", "EMA: dropped {n} tensors", n, n=n))
         plan.tag("noema")
         return
     unet = [s for s in plan.steps if s.name.startswith(UNET_PREFIX) and s.part == "unet"]
@@ -342,11 +350,18 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
         s.name, s.dtype, s.out_dtype = info.name, info.dtype, info.dtype
     plan.keep_only(
         lambda s: not s.name.startswith(EMA_PREFIX) or s.out.startswith(UNET_PREFIX),
-        lambda s: "EMA bookkeeping" if s.name in EMA_SCALARS else "EMA weights (now under the UNet names)",
+        lambda s: Msg("EMA bookkeeping") if s.name in EMA_SCALARS else Msg("EMA weights (now under the UNet names)"),
     )
-    msg = f"EMA: the UNet is the EMA set ({len(covered)} of {len(unet)} tensors)"
     if len(covered) < len(unet):
-        msg += f"; {len(unet) - len(covered)} UNet tensors keep their normal weights (--allow-partial-ema)"
+        msg = Msg(
+            "EMA: the UNet is the EMA set ({covered} of {total} tensors); {rest} UNet tensors keep their "
+            "normal weights (--allow-partial-ema)",
+            covered=len(covered),
+            total=len(unet),
+            rest=len(unet) - len(covered),
+        )
+    else:
+        msg = Msg("EMA: the UNet is the EMA set ({covered} of {total} tensors)", covered=len(covered), total=len(unet))
     plan.notes.append(msg)
     plan.tag("emaonly")
 
@@ -357,20 +372,36 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
 def apply_prune(plan: Plan) -> None:
     """Drop known junk (parts.JUNK_PREFIXES), one report line per group. Markers are never junk."""
     gone = plan.keep_only(
-        lambda s: s.part == "marker" or junk_reason(s.name) is None, lambda s: f"junk: {junk_reason(s.name)}"
+        lambda s: s.part == "marker" or junk_reason(s.name) is None,
+        lambda s: Msg("junk: {why}", why=Msg(junk_reason(s.name) or "")),
     )
     groups: dict[str, list[Step]] = {}
     for s in gone:
         groups.setdefault(junk_reason(s.name) or "", []).append(s)
     for why, steps in groups.items():
         size = sum(s.in_bytes for s in steps)
-        plan.notes.append(f"prune: dropped {len(steps)} tensors ({human_bytes(size)}): {why}")
+        plan.notes.append(
+            msg_n(
+                "prune: dropped {n} tensor ({size}): {why}",
+                "prune: dropped {n} tensors ({size}): {why}",
+                len(steps),
+                n=len(steps),
+                size=Size(size),
+                why=Msg(why),
+            )
+        )
     if not gone:
-        plan.notes.append("prune: no known junk found")
+        plan.notes.append(Msg("prune: no known junk found"))
     unknown = [s.name for s in plan.steps if s.part == "other"]
     if unknown:
         plan.notes.append(
-            f"prune: {len(unknown)} unknown keys kept (use --drop PREFIX to remove them), e.g. {unknown[0]}"
+            msg_n(
+                "prune: {n} unknown key kept (use --drop PREFIX to remove it): {example}",
+                "prune: {n} unknown keys kept (use --drop PREFIX to remove them), e.g. {example}",
+                len(unknown),
+                n=len(unknown),
+                example=unknown[0],
+            )
         )
     if gone:
         plan.tag("pruned")
@@ -388,9 +419,12 @@ def apply_drop(plan: Plan, prefixes: Iterable[str]) -> None:
     )
     for p in prefixes:
         n = sum(1 for s in gone if s.name.startswith(p))
-        plan.notes.append(f"drop {p}: {n} tensors" if n else f"drop {p}: no tensor has this prefix")
+        if n:
+            plan.notes.append(msg_n("drop {prefix}: {n} tensor", "drop {prefix}: {n} tensors", n, prefix=p, n=n))
+        else:
+            plan.notes.append(Msg("drop {prefix}: no tensor has this prefix", prefix=p))
     if markers:
-        plan.notes.append(f"kept marker tensors loaders read: {', '.join(markers)}")
+        plan.notes.append(Msg("kept marker tensors loaders read: {names}", names=", ".join(markers)))
     if gone:
         plan.tag("dropped")
 
@@ -420,19 +454,37 @@ def apply_clip(plan: Plan, fix: bool = False) -> None:
         bad = np.flatnonzero(seen.reshape(-1) != want.reshape(-1)).tolist()
         if fix and bad:
             s.fix = lambda _a, v=want: v
-            plan.notes.append(f"CLIP: fixed position ids at {len(bad)} positions {_positions(bad)} ({s.name})")
+            plan.notes.append(
+                msg_n(
+                    "CLIP: fixed position ids at {n} position {positions} ({key})",
+                    "CLIP: fixed position ids at {n} positions {positions} ({key})",
+                    len(bad),
+                    n=len(bad),
+                    positions=_positions(bad),
+                    key=s.name,
+                )
+            )
             plan.tag("clipfix")
         elif bad:
             s.fix = lambda _a, v=seen: v
             plan.notes.append(
-                f"CLIP: position ids broken at {len(bad)} positions {_positions(bad)}: kept as loaders see them "
-                "(use --fix-clip to write 0..76)"
+                msg_n(
+                    "CLIP: position ids broken at {n} position {positions}: kept as loaders see them "
+                    "(use --fix-clip to write 0..76)",
+                    "CLIP: position ids broken at {n} positions {positions}: kept as loaders see them "
+                    "(use --fix-clip to write 0..76)",
+                    len(bad),
+                    n=len(bad),
+                    positions=_positions(bad),
+                )
             )
         elif s.dtype != "I64":
             s.fix = lambda _a, v=seen: v
-            plan.notes.append(f"CLIP: position ids stored as {s.dtype}: written as int64 (values are correct)")
+            plan.notes.append(
+                Msg("CLIP: position ids stored as {dtype}: written as int64 (values are correct)", dtype=s.dtype)
+            )
         elif fix:
-            plan.notes.append("CLIP: position ids are correct, nothing to fix")
+            plan.notes.append(Msg("CLIP: position ids are correct, nothing to fix"))
 
 
 def _positions(idx: list[int]) -> str:
@@ -504,7 +556,9 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
         for bare, name in mapping.items():
             info = vae.tensors[name]
             plan.steps.append(Step(prefix + bare, VAE_SOURCE, name, info.dtype, info.shape, info.dtype, "vae"))
-        plan.notes.append(f"VAE: baked {len(mapping)} tensors from {vae.path.name} (the checkpoint had none)")
+        plan.notes.append(
+            Msg("VAE: baked {n} tensors from {file} (the checkpoint had none)", n=len(mapping), file=vae.path.name)
+        )
         plan.tag("vae")
         return
     inside = {s.name[len(prefix) :]: s for s in plan.steps if s.part == "vae" and s.name.startswith(prefix)}
@@ -526,14 +580,17 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
     for bare, s in inside.items():
         info = vae.tensors[mapping[bare]]
         s.source, s.name, s.dtype = VAE_SOURCE, info.name, info.dtype
-    plan.notes.append(f"VAE: replaced {len(inside)} tensors with {vae.path.name}")
+    plan.notes.append(Msg("VAE: replaced {n} tensors with {file}", n=len(inside), file=vae.path.name))
     plan.tag("vae")
 
 
 def apply_remove_vae(plan: Plan) -> None:
     """Drop every VAE tensor (--remove-vae)."""
     gone = plan.keep_only(lambda s: s.part != "vae", lambda s: "VAE (--remove-vae)")
-    plan.notes.append(f"VAE: removed {len(gone)} tensors" if gone else "VAE: none in the file")
+    if gone:
+        plan.notes.append(msg_n("VAE: removed {n} tensor", "VAE: removed {n} tensors", len(gone), n=len(gone)))
+    else:
+        plan.notes.append(Msg("VAE: none in the file"))
     if gone:
         plan.tag("novae")
 
@@ -613,7 +670,7 @@ def apply_extract(plan: Plan, part: str) -> None:
             return True
         return part == "unet" and s.part == "marker" and s.out.startswith(UNET_PREFIX)
 
-    plan.keep_only(belongs, lambda s: f"not part of the {part}")
+    plan.keep_only(belongs, lambda s: Msg("not part of the {part}", part=part))
     if not plan.steps:
         raise ConversionError(f"{plan.source.path}: has no {part} to extract")
     seen: dict[str, str] = {}
@@ -623,7 +680,8 @@ def apply_extract(plan: Plan, part: str) -> None:
             raise ConversionError(f"{plan.source.path}: {s.out} and {seen[new]} would both be written as {new}")
         seen[new] = s.out
         s.out = new
-    plan.notes.append(f"extract: {len(plan.steps)} {part} tensors")
+    n = len(plan.steps)
+    plan.notes.append(msg_n("extract: {n} {part} tensor", "extract: {n} {part} tensors", n, n=n, part=part))
     plan.tags = [t for t in plan.tags if t != "noema"]  # every extract leaves the EMA behind
     plan.tag({"text_encoder": "te1", "text_encoder_2": "te2"}.get(part, part))
 
@@ -645,7 +703,10 @@ def apply_gguf(plan: Plan, quant: str) -> None:
     for s in plan.steps:
         c = choices.get(s.out)
         if c is None:
-            why = "ignored by ComfyUI-GGUF's convert.py" if s.out in names else "not part of the diffusion model"
+            if s.out in names:
+                why = Msg("ignored by ComfyUI-GGUF's convert.py")
+            else:
+                why = Msg("not part of the diffusion model")
             plan.drop(s, why)
             continue
         s.out, s.shape, s.encoding = c.name, c.shape, c.qtype
@@ -659,7 +720,13 @@ def apply_gguf(plan: Plan, quant: str) -> None:
         {"general.architecture": arch.name, "general.quantization_version": 2, "general.file_type": file_type}
     )
     plan.tag(quant)
-    plan.notes.append(f"gguf: architecture {arch.name}, {quant} (ComfyUI-GGUF's rules: README, GGUF quants)")
+    plan.notes.append(
+        Msg(
+            "gguf: architecture {arch}, {quant} (ComfyUI-GGUF's rules: README, GGUF quants)",
+            arch=arch.name,
+            quant=quant,
+        )
+    )
 
 
 FP8_SCALES = "fp8-scales"  # the source of the computed scales (apply_fp8_scaled)
@@ -718,7 +785,13 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
     kept = sum(1 for c in choice.values() if not c.quantized and "family" in c.reason)
     form = "legacy scaled_fp8/scale_weight" if legacy else "comfy_quant + weight_scale"
     plan.notes.append(
-        f"scaled fp8 ({form}): {len(scales)} Linear weights quantized, {kept} kept by the {arch.name} list"
+        Msg(
+            "scaled fp8 ({form}): {quantized} Linear weights quantized, {kept} kept by the {arch} list",
+            form=form,
+            quantized=len(scales),
+            kept=kept,
+            arch=arch.name,
+        )
     )
 
 

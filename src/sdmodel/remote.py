@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from sdmodel.errors import RemoteError
+from sdmodel.i18n import Msg, Size, msg_n
 from sdmodel.units import human_bytes
 
 if TYPE_CHECKING:
@@ -78,12 +79,22 @@ class Meter:
     data_bytes: int = 0
     requests: int = 0
 
-    def summary(self, size: int | None = None) -> str:
+    def summary(self, size: int | None = None) -> Msg:
         """``read 212 KB of 23.8 GB in 3 requests`` (+ the tensor-data part when there is one)."""
-        of = f" of {human_bytes(size)}" if size else ""
-        text = f"read {human_bytes(self.bytes_read)}{of} in {self.requests} request{'s' * (self.requests != 1)}"
+        n, read = self.requests, Size(self.bytes_read)
+        if size:
+            text = msg_n(
+                "read {read} of {size} in {n} request",
+                "read {read} of {size} in {n} requests",
+                n,
+                read=read,
+                size=Size(size),
+                n=n,
+            )
+        else:
+            text = msg_n("read {read} in {n} request", "read {read} in {n} requests", n, read=read, n=n)
         if self.data_bytes:
-            text += f" ({human_bytes(self.data_bytes)} of it tensor values, for --read-data)"
+            return Msg("{read} ({data} of it tensor values, for --read-data)", read=text, data=Size(self.data_bytes))
         return text
 
 

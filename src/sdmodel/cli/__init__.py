@@ -14,7 +14,7 @@ import click
 
 from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError, error_text
-from sdmodel.i18n import LANGUAGES, Language, parse_language, set_language
+from sdmodel.i18n import LANGUAGES, Language, _, parse_language, set_language
 
 
 def language_from_args(args: list[str]) -> Language | None:
@@ -31,15 +31,17 @@ def language_from_args(args: list[str]) -> Language | None:
 set_language(language_from_args(sys.argv[1:]))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sdmodel")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=_("Read, identify, check, convert and catalog Stable Diffusion model files."),
+)
+@click.version_option(package_name="sdmodel", help=_("Show the version and exit."))
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES),
-    help="Language of messages (default: from LANG / LC_ALL). JSON output is the same in every language.",
+    help=_("Language of messages (default: from LANG / LC_ALL). JSON output is the same in every language."),
 )
 def main_group(lang: Language | None) -> None:
-    """Read, identify, check, convert and catalog Stable Diffusion model files."""
     if lang is not None:
         set_language(lang)
 
@@ -67,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        click.echo("sdmodel: interrupted", err=True)
+        click.echo(_("sdmodel: interrupted"), err=True)
         sys.exit(130)
     except KeyboardInterrupt:
-        click.echo("sdmodel: interrupted", err=True)
+        click.echo(_("sdmodel: interrupted"), err=True)
         sys.exit(130)
     except BrokenPipeError:  # `sdmodel info --json ... | head`: the reader has gone, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -12,8 +12,8 @@ import click
 
 from sdmodel import batch
 from sdmodel.cli.common import err_console
+from sdmodel.i18n import _, format_number, format_size, ngettext
 from sdmodel.remote import as_path, is_remote, redact
-from sdmodel.units import human_bytes, plural
 
 
 def batch_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,10 +22,12 @@ def batch_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--from",
             "from_file",
             type=click.Path(dir_okay=False),
-            help="Also check the paths and URLs listed in this file, one a line.",
+            help=_("Also check the paths and URLs listed in this file, one a line."),
         ),
-        click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, help="Processes to run on this machine."),
-        click.option("--json-lines", is_flag=True, help="One JSON object per file and line, as each completes."),
+        click.option(
+            "--jobs", "-j", type=click.IntRange(min=1), default=1, help=_("Processes to run on this machine.")
+        ),
+        click.option("--json-lines", is_flag=True, help=_("One JSON object per file and line, as each completes.")),
         click.option(
             "--ray",
             "ray_address",
@@ -33,13 +35,13 @@ def batch_options(f: Callable[..., Any]) -> Callable[..., Any]:
             flag_value=batch.LOCAL_RAY,
             default=None,
             metavar="[ADDRESS]",
-            help="Run on a Ray cluster (ray://HOST:10001, auto, or none: RAY_ADDRESS or a local Ray).",
+            help=_("Run on a Ray cluster (ray://HOST:10001, auto, or none: RAY_ADDRESS or a local Ray)."),
         ),
         click.option(
             "--output",
             "-o",
             type=click.Path(dir_okay=False),
-            help="Append the JSON lines to this file, skipping files it already holds (resume).",
+            help=_("Append the JSON lines to this file, skipping files it already holds (resume)."),
         ),
     ]
     for option in reversed(options):
@@ -90,16 +92,30 @@ def run_batch(
     finally:
         if output:
             out.close()
-    where = f"Ray ({ray_address})" if ray_address else plural(jobs, "process")
-    text = f"{plural(summary.done, 'file')} in {summary.seconds:.1f} s ({summary.rate:.1f}/s, {where})"
+    if ray_address:
+        where = _("Ray ({address})").format(address=ray_address)
+    else:
+        where = ngettext("{n} process", "{n} processes", jobs).format(n=jobs)
+    head = ngettext(
+        "{n} file in {seconds} s ({rate}/s, {where})", "{n} files in {seconds} s ({rate}/s, {where})", summary.done
+    )
+    clauses = [
+        head.format(
+            n=summary.done,
+            seconds=format_number(summary.seconds, 1),
+            rate=format_number(summary.rate, 1),
+            where=where,
+        )
+    ]
     if skipped:
-        text += f", {skipped} already in {output}"
+        clauses.append(_("{n} already in {output}").format(n=skipped, output=output))
     if summary.failed:
-        text += f", {summary.failed} unreadable"
+        clauses.append(_("{n} unreadable").format(n=summary.failed))
     if kind == "scan" and summary.flagged:
-        text += f", {summary.flagged} suspicious or dangerous"
+        clauses.append(_("{n} suspicious or dangerous").format(n=summary.flagged))
     if read:
-        text += f", {human_bytes(read)} read remotely"
+        clauses.append(_("{size} read remotely").format(size=format_size(read)))
+    text = ", ".join(clauses)
     err_console.print(text, highlight=False)
     if summary.failed:
         return 2

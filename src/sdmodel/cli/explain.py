@@ -24,13 +24,16 @@ def _entry(term: Term, report: dict[str, object] | None) -> None:
     console.print()
 
 
-@click.command("explain")
+@click.command(
+    "explain",
+    help=_(
+        "Explain the words of a model's download page (fp16, EMA, pruned, baked VAE, Q4_K_S...).\n"
+        "\n"
+        "With no word, list them. With a file, say what that file is on each point."
+    ),
+)
 @click.argument("words", nargs=-1)
 def explain_command(words: tuple[str, ...]) -> None:
-    """Explain the words of a model's download page (fp16, EMA, pruned, baked VAE, Q4_K_S...).
-
-    With no word, list them. With a file, say what that file is on each point.
-    """
     term_words = [w for w in words if not Path(w).exists()]
     files = [w for w in words if Path(w).exists()]
     if len(files) > 1:

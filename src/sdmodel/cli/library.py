@@ -10,19 +10,21 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import JustifyMethod
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, err_console, print_json
+from sdmodel.i18n import N_, _, format_number, format_size, ngettext, tr
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.fits import find_lora, lora_families, models_fitting
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
-from sdmodel.units import human_bytes, plural
 
 if TYPE_CHECKING:
     from sdmodel.library.savings import SmallerOffer
 
-DB_HELP = "Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db)."
+MODE_WORDS = {"generate": N_("generate"), "train": N_("train")}
+DB_HELP = _("Catalog database (default: $XDG_DATA_HOME/sdmodel/library.db or ~/.local/share/sdmodel/library.db).")
 
 
 def _db_option(f: Callable[..., None]) -> Callable[..., None]:
@@ -37,32 +39,38 @@ def _open(db: str | None) -> Catalog:
     return Catalog(_db_path(db), create=False)
 
 
-@click.group("library")
+@click.group(
+    "library", help=_("Catalog a whole A1111 / Forge / ComfyUI model folder: duplicates, problems, savings, web page.")
+)
 def library_group() -> None:
-    """Catalog a whole A1111 / Forge / ComfyUI model folder: duplicates, problems, savings, web page."""
+    pass  # the subcommands do the work
 
 
-@library_group.command("scan")
+@library_group.command(
+    "scan",
+    help=_(
+        "Catalog the model files under DIRS (default: the UI installs found nearby and the roots already\n"
+        "catalogued). Looks in the current folder and its parents, then ~/stable-diffusion-webui,\n"
+        "~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,\n"
+        "~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."
+    ),
+)
 @click.argument("dirs", nargs=-1, type=click.Path(file_okay=False))
 @_db_option
 @click.option(
     "--hash",
     "do_hash",
     is_flag=True,
-    help="Also compute every hash and the content fingerprint (reads every byte; needed for duplicates).",
+    help=_("Also compute every hash and the content fingerprint (reads every byte; needed for duplicates)."),
 )
 @click.option(
-    "--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Worker processes (default: one per core)."
+    "--jobs", "-j", type=click.IntRange(1, 64), default=None, help=_("Worker processes (default: one per core).")
 )
-@click.option("--force", is_flag=True, help="Re-read every file, even unchanged ones.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scan statistics as JSON.")
+@click.option("--force", is_flag=True, help=_("Re-read every file, even unchanged ones."))
+@click.option("--json", "as_json", is_flag=True, help=_("Print the scan statistics as JSON."))
 def scan_command(
     dirs: tuple[str, ...], db: str | None, do_hash: bool, jobs: int | None, force: bool, as_json: bool
 ) -> None:
-    """Catalog the model files under DIRS (default: the UI installs found nearby and the roots already
-    catalogued). Looks in the current folder and its parents, then ~/stable-diffusion-webui,
-    ~/stable-diffusion-webui-forge, ~/stable-diffusion-webui-reForge, ~/sd-webui-forge, ~/webui,
-    ~/ComfyUI, ~/comfyui, ~/ComfyUI_windows_portable/ComfyUI, ~/Documents/ComfyUI."""
     from sdmodel.library.scanning import scan_library  # noqa: PLC0415 - start-up time: loaded only by this command
     from sdmodel.library.walk import scan_roots  # noqa: PLC0415 - start-up time: loaded only by this command
 
@@ -70,7 +78,9 @@ def scan_command(
         roots = scan_roots(
             [Path(d) for d in dirs],
             cat.roots(),
-            on_install=lambda inst: err_console.print(f"found {inst.ui} install: {inst.path}", highlight=False),
+            on_install=lambda inst: err_console.print(
+                _("found {ui} install: {path}").format(ui=inst.ui, path=inst.path), highlight=False
+            ),
         )
         progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -83,7 +93,7 @@ def scan_command(
             disable=as_json,
         )
         with progress:
-            task = progress.add_task("walking", total=None, name="")
+            task = progress.add_task(_("walking"), total=None, name="")
 
             def on_progress(stage: str, done: int, total: int, path: str) -> None:
                 if stage == "walk":
@@ -91,7 +101,7 @@ def scan_command(
                 else:
                     progress.update(
                         task,
-                        description="reading" if not do_hash else "reading + hashing",
+                        description=_("reading") if not do_hash else _("reading + hashing"),
                         total=total,
                         completed=done,
                         name=os.path.basename(path)[-48:],
@@ -101,97 +111,127 @@ def scan_command(
     if as_json:
         print_json(stats.to_dict())
         return
+    files = ngettext("{n} model file", "{n} model files", stats.files).format(n=stats.files)
+    text = ngettext(
+        "{files} under {n} root: {read} read, {unchanged} unchanged, {removed} removed, {errors} unreadable "
+        "({seconds} s). Catalog: {catalog}",
+        "{files} under {n} roots: {read} read, {unchanged} unchanged, {removed} removed, {errors} unreadable "
+        "({seconds} s). Catalog: {catalog}",
+        len(stats.roots),
+    )
     console.print(
-        f"{plural(stats.files, 'model file')} under {plural(len(stats.roots), 'root')}: "
-        f"{stats.examined} read, {stats.unchanged} unchanged, {stats.removed} removed, "
-        f"{stats.errors} unreadable ({stats.seconds:.1f} s). Catalog: {cat.path}",
+        text.format(
+            files=files,
+            n=len(stats.roots),
+            read=stats.examined,
+            unchanged=stats.unchanged,
+            removed=stats.removed,
+            errors=stats.errors,
+            seconds=format_number(stats.seconds, 1),
+            catalog=cat.path,
+        ),
         highlight=False,
+        markup=False,
     )
     for r in stats.roots:
-        console.print(f"  root {r}", highlight=False)
+        console.print(_("  root {path}").format(path=r), highlight=False, markup=False)
+    skipped = escape(_("skipped"))
     for name in stats.skipped_names:
-        console.print(f"  [yellow]skipped[/yellow] {name}: file name is not valid UTF-8 (rename it)", highlight=False)
+        why = escape(_("{name}: file name is not valid UTF-8 (rename it)").format(name=name))
+        console.print(f"  [yellow]{skipped}[/yellow] {why}", highlight=False)
 
 
-@library_group.command("report")
+@library_group.command("report", help=_("Totals per folder, kind, family and precision; problems; duplicates."))
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="JSON: totals, problems and a duplicates list.")
+@click.option("--json", "as_json", is_flag=True, help=_("JSON: totals, problems and a duplicates list."))
 def report_command(db: str | None, as_json: bool) -> None:
-    """Totals per folder, kind, family and precision; problems; duplicates."""
     with _open(db) as cat:
         rep = build_report(cat)
     if as_json:
         print_json(rep)
         return
-    console.print(
-        f"[bold]{rep['files']} files, {human_bytes(rep['bytes'])}[/bold] in {len(rep['roots'])} roots "
-        f"({rep['hashed_files']} hashed)",
-        highlight=False,
-    )
-    for dim in ("folder", "kind", "family", "precision"):
-        t = Table(title=f"by {dim}", title_justify="left", show_edge=False)
-        t.add_column(dim)
-        t.add_column("files", justify="right")
-        t.add_column("size", justify="right")
+    n = rep["files"]
+    head = ngettext("{n} file, {size}", "{n} files, {size}", n).format(n=n, size=format_size(rep["bytes"]))
+    roots = ngettext("in {n} root ({hashed} hashed)", "in {n} roots ({hashed} hashed)", len(rep["roots"]))
+    tail = roots.format(n=len(rep["roots"]), hashed=rep["hashed_files"])
+    console.print(f"[bold]{escape(head)}[/bold] {escape(tail)}", highlight=False)
+    for dim, title in (
+        ("folder", N_("by folder")),
+        ("kind", N_("by kind")),
+        ("family", N_("by family")),
+        ("precision", N_("by precision")),
+    ):
+        t = Table(title=_(title), title_justify="left", show_edge=False)
+        t.add_column(_(dim))
+        t.add_column(_("files"), justify="right")
+        t.add_column(_("size"), justify="right")
         for row in rep["totals"][dim]:
-            t.add_row(row["name"], str(row["files"]), human_bytes(row["bytes"]))
+            t.add_row(row["name"], str(row["files"]), format_size(row["bytes"]))
         console.print(t)
     if rep["problems"]:
-        t = Table(title=f"problems ({len(rep['problems'])})", title_justify="left", show_edge=False)
-        t.add_column("problem")
-        t.add_column("file", overflow="fold")
-        t.add_column("what", overflow="fold")
+        title = _("problems ({n})").format(n=len(rep["problems"]))
+        t = Table(title=title, title_justify="left", show_edge=False)
+        t.add_column(_("problem"))
+        t.add_column(_("file"), overflow="fold")
+        t.add_column(_("what"), overflow="fold")
         for p in rep["problems"]:
             style = "red" if p["code"] in ("dangerous", "unreadable") else "yellow" if p["code"] == "suspicious" else ""
+            problem = escape(tr(PROBLEM_TITLES.get(p["code"], p["code"])))
             t.add_row(
-                f"[{style}]{PROBLEM_TITLES.get(p['code'], p['code'])}[/{style}]"
-                if style
-                else PROBLEM_TITLES.get(p["code"], p["code"]),
-                p["path"],
-                p["message"],
+                f"[{style}]{problem}[/{style}]" if style else problem,
+                escape(p["path"]),
+                escape(tr(p["message"])),
             )
         console.print(t)
     else:
-        console.print("no problems found")
+        console.print(_("no problems found"))
     if rep["duplicates"]:
-        console.print(
-            f"[bold]duplicates[/bold] ({len(rep['duplicates'])} groups, exact copies waste "
-            f"{human_bytes(rep['duplicate_bytes'])})",
-            highlight=False,
+        n = len(rep["duplicates"])
+        text = ngettext("({n} group, exact copies waste {size})", "({n} groups, exact copies waste {size})", n).format(
+            n=n, size=format_size(rep["duplicate_bytes"])
         )
+        label = escape(_("duplicates"))
+        console.print(f"[bold]{label}[/bold] {escape(text)}", highlight=False)
         for g in rep["duplicates"]:
-            console.print(f"  {DUPLICATE_LEVELS[g['level']]}:", highlight=False)
+            console.print(f"  {tr(DUPLICATE_LEVELS[g['level']])}:", highlight=False, markup=False)
             for p in g["files"]:
-                console.print(f"    {p}", highlight=False)
+                console.print(f"    {p}", highlight=False, markup=False)
     elif rep["hashed_files"] < rep["files"]:
-        console.print("duplicates: run 'sdmodel library scan --hash' to find them", style="dim")
+        console.print(_("duplicates: run 'sdmodel library scan --hash' to find them"), style="dim")
     else:
-        console.print("no duplicates")
+        console.print(_("no duplicates"))
 
 
-@library_group.command("plan")
+@library_group.command(
+    "plan",
+    help=_(
+        "Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for\n"
+        "generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."
+    ),
+)
 @_db_option
 @click.option(
     "--train-folder",
     "train_folders",
     multiple=True,
     type=click.Path(file_okay=False),
-    help="A folder whose models are kept for training (fp32, EMA kept). Repeatable; remembered.",
+    help=_("A folder whose models are kept for training (fp32, EMA kept). Repeatable; remembered."),
 )
-@click.option("--no-train-folders", is_flag=True, help="Forget the remembered training folders.")
+@click.option("--no-train-folders", is_flag=True, help=_("Forget the remembered training folders."))
 @click.option(
     "--smaller",
     metavar="TARGET",
-    help="For generating, convert the models ComfyUI loads in this GGUF or scaled-fp8 form to it: "
-    "Q8_0, fp8_e4m3fn_scaled, Q5_K_S or Q4_K_S (remembered; 'none' forgets it).",
+    help=_(
+        "For generating, convert the models ComfyUI loads in this GGUF or scaled-fp8 form to it: "
+        "Q8_0, fp8_e4m3fn_scaled, Q5_K_S or Q4_K_S (remembered; 'none' forgets it)."
+    ),
 )
-@click.option("--json", "as_json", is_flag=True, help="The plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=_("The plan as JSON."))
 def plan_command(
     db: str | None, train_folders: tuple[str, ...], no_train_folders: bool, smaller: str | None, as_json: bool
 ) -> None:
-    """Propose per file the conversion that saves space (fp16 safetensors without EMA or junk for
-    generating; safetensors keeping fp32 and EMA in training folders) and store it for 'apply'."""
     from sdmodel.library.savings import (  # noqa: PLC0415 - start-up time: loaded only by this command
+        ALREADY_OPTIMAL,
         check_smaller,
         compute_plan,
     )
@@ -216,62 +256,72 @@ def plan_command(
         t = Table(show_edge=False)
         just: JustifyMethod
         for col, just in (
-            ("file", "left"),
-            ("for", "left"),
-            ("convert to", "left"),
-            ("before", "right"),
-            ("after", "right"),
-            ("saves", "right"),
+            (N_("file"), "left"),
+            (N_("for"), "left"),
+            (N_("convert to"), "left"),
+            (N_("before"), "right"),
+            (N_("after"), "right"),
+            (N_("saves"), "right"),
         ):
-            t.add_column(col, justify=just, overflow="fold")
+            t.add_column(_(col), justify=just, overflow="fold")
         for i in plan.items:
             name = i.name if os.path.basename(i.dst) == i.name else f"{i.name} -> {os.path.basename(i.dst)}"
             t.add_row(
-                name,
-                i.mode,
-                i.target,
-                human_bytes(i.before_bytes),
-                human_bytes(i.after_bytes),
-                human_bytes(i.saves_bytes),
+                escape(name),
+                _(MODE_WORDS[i.mode]),
+                escape(tr(i.target)),
+                format_size(i.before_bytes),
+                format_size(i.after_bytes),
+                format_size(i.saves_bytes),
             )
         console.print(t)
-    console.print(f"[bold]{plan.summary()}[/bold]", highlight=False)
+    console.print(f"[bold]{escape(tr(plan.summary()))}[/bold]", highlight=False)
     if plan.skipped:
-        n_opt = sum(s.reason == "already optimal" for s in plan.skipped)
-        console.print(
-            f"{n_opt} files already optimal, {len(plan.skipped) - n_opt} skipped for another reason",
-            style="dim",
-        )
+        n_opt = sum(s.reason == ALREADY_OPTIMAL for s in plan.skipped)
+        text = _("{optimal} files already optimal, {other} skipped for another reason")
+        console.print(text.format(optimal=n_opt, other=len(plan.skipped) - n_opt), style="dim")
         for s in plan.skipped:
-            if s.reason != "already optimal":
-                console.print(f"  skipped {s.path}: {s.reason}", style="dim", highlight=False)
+            if s.reason != ALREADY_OPTIMAL:
+                text = _("  skipped {path}: {why}").format(path=s.path, why=tr(s.reason))
+                console.print(text, style="dim", highlight=False, markup=False)
     _print_offers(plan.offers)
     if plan.items:
-        console.print("run it with: sdmodel library apply", style="dim")
+        console.print(_("run it with: sdmodel library apply"), style="dim")
 
 
 def _print_offers(offers: list[SmallerOffer]) -> None:
     """The GGUF / scaled-fp8 forms the plan could use instead, for generating."""
     for o in offers:
+        text = ngettext(
+            "smaller for generating: {target} for {n} file, {before} -> {after} (sdmodel library plan --smaller {target})",
+            "smaller for generating: {target} for {n} files, {before} -> {after} "
+            "(sdmodel library plan --smaller {target})",
+            o.files,
+        )
+        before, after = format_size(o.before_bytes), format_size(o.after_bytes)
         console.print(
-            f"smaller for generating: {o.target} for {o.files} files, {human_bytes(o.before_bytes)} -> "
-            f"{human_bytes(o.after_bytes)} (sdmodel library plan --smaller {o.target})",
+            text.format(target=o.target, n=o.files, before=before, after=after),
             style="dim",
             highlight=False,
+            markup=False,
         )
 
 
-@library_group.command("apply")
+@library_group.command(
+    "apply",
+    help=_(
+        "Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the\n"
+        "trash. Resumes an interrupted run."
+    ),
+)
 @_db_option
 @click.option(
     "--delete-originals",
     is_flag=True,
-    help="Delete each original after its output is verified (default: move it to <root>/.sdmodel-trash/).",
+    help=_("Delete each original after its output is verified (default: move it to <root>/.sdmodel-trash/)."),
 )
-@click.option("--retry-failed", is_flag=True, help="Also retry the items that failed last time.")
+@click.option("--retry-failed", is_flag=True, help=_("Also retry the items that failed last time."))
 def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) -> None:
-    """Run the stored plan (or a fresh one): convert, verify, keep sidecars, move originals to the
-    trash. Resumes an interrupted run."""
     from sdmodel.library.apply import (  # noqa: PLC0415 - start-up time: loaded only by this command
         ApplyEvent,
         ApplyStarted,
@@ -291,7 +341,8 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
 
         def on_event(ev: ApplyEvent) -> None:
             if isinstance(ev, ApplyStarted):
-                tasks["all"] = progress.add_task(f"{ev.items} files", total=ev.bytes_total or None)
+                label = ngettext("{n} file", "{n} files", ev.items).format(n=ev.items)
+                tasks["all"] = progress.add_task(label, total=ev.bytes_total or None)
             elif isinstance(ev, ItemStarted):
                 if "file" in tasks:
                     progress.remove_task(tasks["file"])
@@ -302,31 +353,43 @@ def apply_command(db: str | None, delete_originals: bool, retry_failed: bool) ->
             elif isinstance(ev, ItemFinished):
                 name = os.path.basename(ev.src)
                 if ev.status == "done":
-                    progress.console.print(f"[green]done[/green] {name}", highlight=False)
+                    done = escape(_("done"))
+                    progress.console.print(f"[green]{done}[/green] {escape(name)}", highlight=False)
                 elif ev.status == "failed":
-                    progress.console.print(f"[red]failed[/red] {name}: {ev.error}", highlight=False)
+                    failed = escape(_("failed"))
+                    why = escape(tr(ev.error or ""))
+                    progress.console.print(f"[red]{failed}[/red] {escape(name)}: {why}", highlight=False)
 
         with progress:
             stats = apply_plan(cat, delete_originals=delete_originals, retry_failed=retry_failed, on_event=on_event)
     saved = stats.before_bytes - stats.after_bytes
-    console.print(
-        f"{stats.done} converted, {stats.failed} failed: {human_bytes(stats.before_bytes)} -> "
-        f"{human_bytes(stats.after_bytes)} (saved {human_bytes(saved)})",
-        highlight=False,
+    text = _("{done} converted, {failed} failed: {before} -> {after} (saved {saved})").format(
+        done=stats.done,
+        failed=stats.failed,
+        before=format_size(stats.before_bytes),
+        after=format_size(stats.after_bytes),
+        saved=format_size(saved),
     )
+    console.print(text, highlight=False)
     if not delete_originals and stats.done:
-        console.print("originals are in .sdmodel-trash/ inside each root; delete them when you are happy", style="dim")
+        console.print(
+            _("originals are in .sdmodel-trash/ inside each root; delete them when you are happy"), style="dim"
+        )
     if stats.failed:
         sys.exit(1)
 
 
-@library_group.command("fits")
+@library_group.command(
+    "fits",
+    help=_(
+        "The catalogued models a catalogued LoRA fits (by its base family; LORA: a path or a file name). "
+        "'sdmodel lora check LORA MODEL' checks one model target by target."
+    ),
+)
 @click.argument("lora")
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="JSON: the LoRA, its base families and the models it fits.")
+@click.option("--json", "as_json", is_flag=True, help=_("JSON: the LoRA, its base families and the models it fits."))
 def fits_command(lora: str, db: str | None, as_json: bool) -> None:
-    """The catalogued models a catalogued LoRA fits (by its base family; LORA: a path or a file name).
-    'sdmodel lora check LORA MODEL' checks one model target by target."""
     with _open(db) as cat:
         row = find_lora(cat, lora)
         fits = models_fitting(cat, row)
@@ -334,34 +397,41 @@ def fits_command(lora: str, db: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"lora": row["path"], "families": families, "models": [f.to_dict() for f in fits]})
         return
-    base = " or ".join(families) or "an unknown family"
-    console.print(f"[bold]{row['name']}[/bold]: {row['kind']} for {base}", highlight=False)
+    base = " | ".join(families) or _("an unknown family")
+    console.print(
+        "[bold]" + escape(row["name"]) + "[/bold]: " + _("{kind} for {family}").format(kind=row["kind"], family=base),
+        highlight=False,
+    )
     if not fits:
-        console.print("no catalogued model of its family", style="dim")
+        console.print(_("no catalogued model of its family"), style="dim")
         return
     t = Table(show_edge=False)
-    for col in ("model", "kind", "family", "fit"):
-        t.add_column(col, overflow="fold" if col == "model" else "ellipsis")
+    for col in (_("model"), _("kind"), _("family"), _("fit")):
+        t.add_column(col, overflow="fold" if col == _("model") else "ellipsis")
     for f in fits:
-        t.add_row(f.path, f.kind, f.family, "text encoders missing" if f.partial else "whole")
+        t.add_row(f.path, f.kind, f.family, _("text encoders missing") if f.partial else _("whole"))
     console.print(t)
 
 
-@library_group.command("serve")
+@library_group.command(
+    "serve", help=_("Show the catalog on a local web page: models, duplicates, problems, the savings plan.")
+)
 @_db_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
+@click.option("--host", default="127.0.0.1", show_default=True, help=_("Address to bind (keep it local)."))
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help=_("Port (0: any free)."))
 def serve_command(db: str | None, host: str, port: int) -> None:
-    """Show the catalog on a local web page: models, duplicates, problems, the savings plan."""
     from sdmodel.web.server import make_server  # noqa: PLC0415 - start-up time: loaded only by this command
 
     server = make_server(_db_path(db), host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
-            f"warning: listening on {host}: anyone who can reach it can browse the catalog and run the plan",
+            _("warning: listening on {host}: anyone who can reach it can browse the catalog and run the plan").format(
+                host=host
+            ),
             style="yellow",
         )
-    console.print(f"serving {server.db_path} on {server.url} (Ctrl-C to stop)", highlight=False)
+    text = _("serving {db} on {url} (Ctrl-C to stop)").format(db=server.db_path, url=server.url)
+    console.print(text, highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

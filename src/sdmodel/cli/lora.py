@@ -6,40 +6,53 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from sdmodel.cli.common import console, print_error, print_json
 from sdmodel.errors import SdmodelError, error_text
 from sdmodel.files import iter_model_files
 from sdmodel.formats import open_model
+from sdmodel.i18n import _, ngettext, tr
 from sdmodel.lora.check import CheckResult, ModelTargets, check_sources
 from sdmodel.remote import Meter, as_path, is_remote, measure
 
 
-@click.group("lora")
+@click.group("lora", help=_("LoRA tools: check which model a LoRA fits."))
 def lora_group() -> None:
-    """LoRA tools: check which model a LoRA fits."""
+    pass  # the subcommands do the work
 
 
 def render_check(r: CheckResult, verbose: bool) -> None:
     ok = r.targets and r.found == r.targets
     style = "green" if ok else "yellow"
-    console.print(f"[bold]{Path(r.lora).name}[/bold]: [{style}]{r.verdict}[/{style}]", highlight=False)
+    verdict = escape(tr(r.verdict))
+    console.print(f"[bold]{escape(Path(r.lora).name)}[/bold]: [{style}]{verdict}[/{style}]", highlight=False)
     if not verbose:
         return
     for part, row in r.by_part.items():
-        console.print(
-            f"  {part}: {row['found']} found, {row['missing']} missing, {row['mismatch']} other shape", highlight=False
-        )
+        text = _("  {part}: {found} found, {missing} missing, {mismatch} other shape")
+        console.print(text.format(part=tr(part), **row), highlight=False)
     for stem in r.examples_missing:
-        console.print(f"  missing: {stem}", highlight=False)
+        console.print(_("  missing: {target}").format(target=stem), highlight=False)
     for m in r.examples_mismatched:
+        text = _("  other shape: {target} changes {lora_shape}, {model_key} is {model_shape}")
         console.print(
-            f"  other shape: {m['target']} changes {list(m['lora_shape'] or ())}, "
-            f"{m['model_key']} is {list(m['model_shape'] or ())}",
+            text.format(
+                target=m["target"],
+                lora_shape=list(m["lora_shape"] or ()),
+                model_key=m["model_key"],
+                model_shape=list(m["model_shape"] or ()),
+            ),
             highlight=False,
         )
     if r.unused_keys:
-        console.print(f"  {r.unused_keys} tensors belong to no target (a loader ignores them)", highlight=False)
+        n = r.unused_keys
+        text = ngettext(
+            "  {n} tensor belongs to no target (a loader ignores it)",
+            "  {n} tensors belong to no target (a loader ignores them)",
+            n,
+        )
+        console.print(text.format(n=n), highlight=False)
 
 
 def _remote_cost(lora: Meter | None, model: Meter | None) -> dict[str, dict[str, int]]:
@@ -51,15 +64,19 @@ def _remote_cost(lora: Meter | None, model: Meter | None) -> dict[str, dict[str,
     return out
 
 
-@lora_group.command("check")
+@lora_group.command(
+    "check",
+    help=_(
+        "Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing\n"
+        '("lora key not loaded"), other shape. Either may be a URL or hf://OWNER/REPO/PATH: only the\n'
+        "headers are fetched. Exit status 0 when every target of every LoRA applies, 1 when some are\n"
+        "missing or do not fit, 2 on bad input."
+    ),
+)
 @click.argument("lora")
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a list for a folder).")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the result as JSON (a list for a folder)."))
 def check_command(lora: str, model: str, as_json: bool) -> None:
-    """Match every target of LORA (a file or a folder of LoRAs) to a tensor of MODEL: found, missing
-    ("lora key not loaded"), other shape. Either may be a URL or hf://OWNER/REPO/PATH: only the
-    headers are fetched. Exit status 0 when every target of every LoRA applies, 1 when some are
-    missing or do not fit, 2 on bad input."""
     lpath = as_path(lora)
     folder = lpath.is_dir()
     files = list(iter_model_files([lpath])) if folder else [lpath]
@@ -73,7 +90,9 @@ def check_command(lora: str, model: str, as_json: bool) -> None:
         print_error(error_text(e))
         sys.exit(2)
     if is_remote(model) and not as_json:
-        console.print(f"model: {model_meter.summary(model_size)}", style="dim", highlight=False)
+        console.print(
+            _("model: {summary}").format(summary=tr(model_meter.summary(model_size))), style="dim", highlight=False
+        )
     for f in files:
         try:
             with measure() as meter, open_model(f) as lsrc:
@@ -89,7 +108,7 @@ def check_command(lora: str, model: str, as_json: bool) -> None:
         if not as_json:
             render_check(r, verbose=not folder)
             if is_remote(f):
-                console.print(meter.summary(lora_size), style="dim", highlight=False)
+                console.print(tr(meter.summary(lora_size)), style="dim", highlight=False)
     if as_json:
         out = [r.to_dict() for r in results] + errors
         print_json(out[0] if not folder and out else out)

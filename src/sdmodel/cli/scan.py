@@ -11,12 +11,13 @@ from rich.text import Text
 
 from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import console, print_json
+from sdmodel.i18n import N_, _, ngettext, tr
 from sdmodel.remote import as_path, measure
 from sdmodel.security.scanner import ScanReport, scan
 from sdmodel.security.selection import iter_scan_files
-from sdmodel.units import plural
 
 STYLE = {"safe": "green", "suspicious": "yellow", "dangerous": "bold red", "error": "magenta"}
+VERDICT_WORDS = {"safe": N_("safe"), "suspicious": N_("suspicious"), "dangerous": N_("dangerous"), "error": N_("error")}
 
 
 def _finding_text(report: ScanReport, n: int = 3) -> Text:
@@ -28,23 +29,28 @@ def _finding_text(report: ScanReport, n: int = 3) -> Text:
         if fd.offset is not None:
             where += f" @{fd.offset}"
         out.append(f"{fd.code}", style=STYLE.get(fd.severity, "dim"))
-        out.append(f" {fd.message}")
+        out.append(f" {tr(fd.message)}")
         if where:
             out.append(f" ({where.strip()})", style="dim")
     extra = len(report.findings) - n
     if extra > 0:
-        out.append(f"\n+{extra} more", style="dim")
+        out.append("\n" + _("+{n} more").format(n=extra), style="dim")
     return out
 
 
 def _summary(reports: list[ScanReport]) -> str:
     counts = Counter(r.verdict for r in reports)
     notes = sum(1 for r in reports if r.verdict == "safe" and r.notes)
-    parts = [f"{counts['safe']} safe" + (f" ({notes} with notes)" if notes else "")]
-    parts += [f"{counts[v]} {v}" for v in ("suspicious", "dangerous") if counts[v]]
+    safe = _("{n} safe ({notes} with notes)") if notes else _("{n} safe")
+    parts = [safe.format(n=counts["safe"], notes=notes)]
+    if counts["suspicious"]:
+        parts.append(_("{n} suspicious").format(n=counts["suspicious"]))
+    if counts["dangerous"]:
+        parts.append(_("{n} dangerous").format(n=counts["dangerous"]))
     if counts["error"]:
-        parts.append(f"{counts['error']} unscannable")
-    return f"{plural(len(reports), 'file')}: " + ", ".join(parts)
+        parts.append(_("{n} unscannable").format(n=counts["error"]))
+    n = len(reports)
+    return ngettext("{n} file: {verdicts}", "{n} files: {verdicts}", n).format(n=n, verdicts=", ".join(parts))
 
 
 def exit_status(reports: list[ScanReport]) -> int:
@@ -57,9 +63,17 @@ def exit_status(reports: list[ScanReport]) -> int:
     return 0
 
 
-@click.command("scan")
+@click.command(
+    "scan",
+    help=_(
+        "Tell safe model files from malicious ones, without running anything from them. PATHS may be\n"
+        "URLs (https://..., hf://OWNER/REPO/FILE): only the pickles and headers are fetched.\n"
+        "\n"
+        "Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned."
+    ),
+)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a list for several).")
+@click.option("--json", "as_json", is_flag=True, help=_("One JSON object per file (a list for several)."))
 @batch_options
 def scan_command(
     paths: tuple[str, ...],
@@ -70,11 +84,6 @@ def scan_command(
     ray_address: str | None,
     output: str | None,
 ) -> None:
-    """Tell safe model files from malicious ones, without running anything from them. PATHS may be
-    URLs (https://..., hf://OWNER/REPO/FILE): only the pickles and headers are fetched.
-
-    Exit status: 0 all safe, 1 something suspicious or dangerous, 2 a file could not be scanned.
-    """
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("scan", paths, iter_scan_files, from_file, jobs, ray_address, output, False))
     if not paths:
@@ -89,17 +98,18 @@ def scan_command(
         print_json(reports[0].to_dict() if single else [r.to_dict() for r in reports])
     else:
         table = Table(show_lines=False, header_style="bold")
-        table.add_column("file", overflow="fold")
-        table.add_column("verdict")
-        table.add_column("format")
-        table.add_column("main findings", overflow="fold")
+        table.add_column(_("file"), overflow="fold")
+        table.add_column(_("verdict"))
+        table.add_column(_("format"))
+        table.add_column(_("main findings"), overflow="fold")
         for r in reports:
-            verdict = Text(r.verdict + (" (notes)" if r.notes else ""), style=STYLE[r.verdict])
+            word = _(VERDICT_WORDS[r.verdict])
+            verdict = Text(_("{verdict} (notes)").format(verdict=word) if r.notes else word, style=STYLE[r.verdict])
             table.add_row(r.path, verdict, r.format, _finding_text(r))
         console.print(table)
         console.print(_summary(reports))
         if meter.requests:
-            console.print(meter.summary(), style="dim", highlight=False)
+            console.print(tr(meter.summary()), style="dim", highlight=False)
     sys.exit(exit_status(reports))
 
 

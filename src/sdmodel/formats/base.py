@@ -16,6 +16,7 @@ import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, dtype_name
 from sdmodel.errors import ModelReadError
+from sdmodel.i18n import Msg
 from sdmodel.remote import RemotePath, as_path, is_remote
 
 
@@ -54,7 +55,7 @@ class SourceNote:
     """A quirk found while reading (kept, not fatal): e.g. a header A1111 cannot read."""
 
     code: str
-    message: str
+    message: str | Msg  # Msg: translated where shown
 
 
 class TensorSource(ABC):
@@ -105,7 +106,7 @@ class TensorSource(ABC):
             return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
         return p.stat().st_size
 
-    def note(self, code: str, message: str) -> None:
+    def note(self, code: str, message: str | Msg) -> None:
         self.notes.append(SourceNote(code, message))
 
     def __enter__(self) -> TensorSource:

@@ -18,6 +18,7 @@ import numpy as np
 from sdmodel.errors import ModelReadError
 from sdmodel.formats import diffusers_map as dm
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import N_, Msg
 from sdmodel.parts import SD2_TEXT_PREFIX
 from sdmodel.registry import DIFFUSION_SIGNATURES, Family, family_from_diffusers_config, match
 
@@ -25,7 +26,7 @@ from sdmodel.registry import DIFFUSION_SIGNATURES, Family, family_from_diffusers
 DIFFUSION_COMPONENTS = ("unet", "transformer")
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 # Components with weights that no single-file checkpoint holds.
-SKIPPED_COMPONENTS = {"safety_checker": "the safety checker is not part of single-file checkpoints"}
+SKIPPED_COMPONENTS = {"safety_checker": N_("the safety checker is not part of single-file checkpoints")}
 
 _WEIGHT_RE = re.compile(r"^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_-]+))?\.(safetensors|bin)$")
 _INDEX_RE = re.compile(r"^(diffusion_pytorch_model|model)\.(safetensors|bin)\.index(?:\.([A-Za-z0-9_-]+))?\.json$")
@@ -112,7 +113,10 @@ class DiffusersSource(TensorSource):
         folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for name in listed:
             if name not in folders:
-                self.note("diffusers-missing-component", f"model_index.json lists {name}, but {name}/ is missing")
+                self.note(
+                    "diffusers-missing-component",
+                    Msg("model_index.json lists {name}, but {name}/ is missing", name=name),
+                )
         components: dict[str, dict[str, tuple[TensorSource, TensorInfo]]] = {}
         configs: dict[str, dict[str, Any]] = {}
         order = [c for c in SD_COMPONENTS if c in folders] + [c for c in folders if c not in SD_COMPONENTS]
@@ -120,7 +124,10 @@ class DiffusersSource(TensorSource):
             folder = root / comp
             if comp in SKIPPED_COMPONENTS:
                 if _weight_candidates(folder):
-                    self.note("diffusers-skipped", f"{comp}/ not presented: {SKIPPED_COMPONENTS[comp]}")
+                    self.note(
+                        "diffusers-skipped",
+                        Msg("{comp}/ not presented: {why}", comp=comp, why=Msg(SKIPPED_COMPONENTS[comp])),
+                    )
                 continue
             tensors = self._open_component(folder)
             if tensors is None:
@@ -140,7 +147,10 @@ class DiffusersSource(TensorSource):
         mapped = {c.role: c for c in family.components if c.mapping} if family else {}
         if not any(c in mapped for c in DIFFUSION_COMPONENTS):
             cls = self.metadata.get("_class_name") or "this pipeline"
-            self.note("diffusers-no-mapping", f"no single-file mapping for {cls}: tensors kept under <component>.")
+            self.note(
+                "diffusers-no-mapping",
+                Msg("no single-file mapping for {cls}: tensors kept under <component>.", cls=cls),
+            )
             for comp, tensors in components.items():
                 self._add_unmapped(comp, tensors)
             return
@@ -148,7 +158,9 @@ class DiffusersSource(TensorSource):
             if comp in mapped:
                 self._add_planned(comp, tensors, mapped[comp].mapping or "", mapped[comp].prefix)
             else:
-                self.note("diffusers-unmapped", f"{comp}/: no single-file name; tensors kept under {comp}.")
+                self.note(
+                    "diffusers-unmapped", Msg("{comp}/: no single-file name; tensors kept under {comp}.", comp=comp)
+                )
                 self._add_unmapped(comp, tensors)
 
     def _build_single(self, folder: Path) -> None:
@@ -179,7 +191,12 @@ class DiffusersSource(TensorSource):
             self._add_unmapped(None, tensors)
         else:
             self.extras["components"] = [folder.name]
-            self.note("diffusers-no-mapping", f"no single-file mapping for {cls or 'this component'}")
+            self.note(
+                "diffusers-no-mapping",
+                Msg("no single-file mapping for {cls}", cls=cls)
+                if cls
+                else Msg("no single-file mapping for this component"),
+            )
             self._add_unmapped(None, tensors)
 
     def _open_component(self, folder: Path) -> dict[str, tuple[TensorSource, TensorInfo]] | None:
@@ -196,7 +213,10 @@ class DiffusersSource(TensorSource):
         chosen = candidates[0][1]
         if len(candidates) > 1:
             others = ", ".join(p.name for _, p in candidates[1:])
-            self.note("diffusers-variant", f"{folder.name}/: read {chosen.name}, ignored {others}")
+            self.note(
+                "diffusers-variant",
+                Msg("{folder}/: read {file}, ignored {others}", folder=folder.name, file=chosen.name, others=others),
+            )
         if chosen.name.endswith(".json"):
             return self._open_sharded(chosen)
         src = self._open_file(chosen)
@@ -211,7 +231,9 @@ class DiffusersSource(TensorSource):
         self._open.append(src)
         self.extras.setdefault("files", []).append(path.relative_to(self.path).as_posix())
         for n in src.notes:
-            self.note(n.code, f"{path.parent.name}/{path.name}: {n.message}")
+            self.note(
+                n.code, Msg("{folder}/{file}: {message}", folder=path.parent.name, file=path.name, message=n.message)
+            )
         return src
 
     def _open_sharded(self, index_path: Path) -> dict[str, tuple[TensorSource, TensorInfo]]:
@@ -236,7 +258,13 @@ class DiffusersSource(TensorSource):
                 if weight_map.get(name) != shard:
                     self.note(
                         "diffusers-index-mismatch",
-                        f"{index_path.name}: {name} found in {shard}, index says {weight_map.get(name)}",
+                        Msg(
+                            "{index}: {tensor} found in {shard}, index says {listed}",
+                            index=index_path.name,
+                            tensor=name,
+                            shard=shard,
+                            listed=weight_map.get(name),
+                        ),
                     )
                 out[name] = (src, info)
         missing = [n for n in weight_map if n not in out]
@@ -265,7 +293,10 @@ class DiffusersSource(TensorSource):
             infos = [tensors[s][1] for s in m.sources]
             dtypes = {i.dtype for i in infos}
             if len(dtypes) != 1:
-                self.note("diffusers-unmapped", f"{comp}/: parts of {m.target} differ in dtype; kept unmapped")
+                self.note(
+                    "diffusers-unmapped",
+                    Msg("{comp}/: parts of {target} differ in dtype; kept unmapped", comp=comp, target=m.target),
+                )
                 plan.unmapped.extend(m.sources)
                 continue
             self._add(
@@ -276,13 +307,22 @@ class DiffusersSource(TensorSource):
             )
         if plan.dropped:
             self.note(
-                "diffusers-dropped", f"{comp}/: not presented (no single-file counterpart): {', '.join(plan.dropped)}"
+                "diffusers-dropped",
+                Msg(
+                    "{comp}/: not presented (no single-file counterpart): {names}",
+                    comp=comp,
+                    names=", ".join(plan.dropped),
+                ),
             )
         if plan.unmapped:
             self.note(
                 "diffusers-unmapped",
-                f"{comp}/: {len(plan.unmapped)} tensor(s) with no single-file name, "
-                f"kept under {comp}. (e.g. {plan.unmapped[0]})",
+                Msg(
+                    "{comp}/: {n} tensor(s) with no single-file name, kept under {comp}. (e.g. {example})",
+                    comp=comp,
+                    n=len(plan.unmapped),
+                    example=plan.unmapped[0],
+                ),
             )
             self._add_unmapped(comp, {n: tensors[n] for n in plan.unmapped})
         if role == "openclip":
@@ -294,9 +334,15 @@ class DiffusersSource(TensorSource):
         if prefix == SD2_TEXT_PREFIX and len(layers) == 23:
             self.note(
                 "diffusers-sd2-text-layers",
-                f"{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 single files store)",
+                Msg(
+                    "{comp}/: 23 text layers (diffusers drops the unused 24th resblock that SD2 single files store)",
+                    comp=comp,
+                ),
             )
-        self.note("diffusers-no-logit-scale", f"{comp}/: no {prefix}logit_scale (diffusers does not store it)")
+        self.note(
+            "diffusers-no-logit-scale",
+            Msg("{comp}/: no {prefix}logit_scale (diffusers does not store it)", comp=comp, prefix=prefix),
+        )
 
     def _add_unmapped(self, comp: str | None, tensors: dict[str, tuple[TensorSource, TensorInfo]]) -> None:
         for name, (src, info) in tensors.items():
@@ -358,7 +404,7 @@ class LdmVaeView(TensorSource):
             self._tensors[name] = inner.tensors[name]
             self._recipes[name] = (dm.COPY, name)
         if plan.unmapped:
-            self.note("diffusers-unmapped", f"{len(plan.unmapped)} VAE tensor(s) have no LDM name, kept as is")
+            self.note("diffusers-unmapped", Msg("{n} VAE tensor(s) have no LDM name, kept as is", n=len(plan.unmapped)))
 
     def read(self, name: str) -> np.ndarray:
         op, src = self._recipes[name]

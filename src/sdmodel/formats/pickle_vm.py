@@ -41,6 +41,7 @@ from sdmodel.formats.pickle_values import (
     short,
 )
 from sdmodel.formats.torch_records import StorageRef, TensorExpansion, default_persistent_load
+from sdmodel.i18n import Msg
 
 # --------------------------------------------------------------------------------------------------
 # Public records
@@ -52,9 +53,18 @@ class Finding:
 
     severity: str
     code: str
-    message: str
+    message: str | Msg  # Msg: translated where shown (``to_dict``: English)
     offset: int | None = None
     member: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": str(self.message),
+            "offset": self.offset,
+            "member": self.member,
+        }
 
 
 @dataclass
@@ -177,13 +187,13 @@ class _VM:
 
     # ---- reporting
 
-    def finding(self, severity: str, code: str, message: str, offset: int | None = None) -> None:
+    def finding(self, severity: str, code: str, message: str | Msg, offset: int | None = None) -> None:
         if severity == "dangerous" or code == "global-not-allowed":
             self.bad_seen = True
         where = self.op_pos if offset is None else offset
         self.findings.append(Finding(severity, code, message, where, self.member))
 
-    def unsafe(self, code: str, message: str, severity: str = "dangerous") -> None:
+    def unsafe(self, code: str, message: str | Msg, severity: str = "dangerous") -> None:
         """A security problem: refuse in load mode, record in scan mode."""
         if self.strict:
             raise UnsafePickleError(f"{message} at byte {self.op_pos}{self._where()}")
@@ -214,8 +224,11 @@ class _VM:
             self.finding(
                 "suspicious",
                 "frame-split",
-                f"bytes {p}-{self.buf_end} skipped: an argument straddles the end of its frame, and the C "
-                "unpickler reading a file without peek() (torch.load's io.BytesIO) drops the rest of the frame",
+                Msg(
+                    "bytes {p}-{buf_end} skipped: an argument straddles the end of its frame, and the C unpickler reading a file without peek() (torch.load's io.BytesIO) drops the rest of the frame",
+                    p=p,
+                    buf_end=self.buf_end,
+                ),
                 p,
             )
             p = self.buf_end
@@ -388,7 +401,7 @@ class _VM:
         if v > 5:
             raise _Stop("parse-error", f"unsupported pickle protocol {v}")
         if self.op_pos != self.start:
-            self.finding("suspicious", "misplaced-proto", f"PROTO {v} not at the start of the pickle")
+            self.finding("suspicious", "misplaced-proto", Msg("PROTO {v} not at the start of the pickle", v=v))
         self.protocol = v
 
     @op(b"\x95")
@@ -761,16 +774,16 @@ class _VM:
         self.globals.append(ref)
         qual = f"{module}.{name}"
         if "." in name or (name.startswith("__") and name.endswith("__")) or not module or not name:
-            self.unsafe("dotted-name", f"global {qual!r} uses a dotted, dunder or empty name")
+            self.unsafe("dotted-name", Msg("global {qual!r} uses a dotted, dunder or empty name", qual=qual))
             return Opaque(module, name, ref=ref)
         if qual in MODULE_PREFIXES:
-            self.unsafe("module-as-object", f"global {qual} is a module, used as an object")
+            self.unsafe("module-as-object", Msg("global {qual} is a module, used as an object", qual=qual))
             return Opaque(module, name, ref=ref)
         rule = ALLOWED.get((module, name))
         if rule is None:
             if self.strict:
                 raise UnsafePickleError(f"forbidden global {qual} at byte {offset}{self._where()}")
-            self.finding("suspicious", "global-not-allowed", f"global {qual} is not allow-listed")
+            self.finding("suspicious", "global-not-allowed", Msg("global {qual} is not allow-listed", qual=qual))
             return Opaque(module, name, ref=ref)
         return GlobalObj(module, name, rule, ref)
 
@@ -796,12 +809,16 @@ class _VM:
         # numpy str_ scalar...) are only there to hide the global from scanners.
         self.unsafe(
             "bad-global-operands",
-            f"STACK_GLOBAL operands {short(module, 40)}, {short(name, 40)} are not two literal strings",
+            Msg(
+                "STACK_GLOBAL operands {module}, {name} are not two literal strings",
+                module=short(module, 40),
+                name=short(name, 40),
+            ),
         )
         self.stack.append(Opaque(_operand(module), _operand(name)))
 
     def ext(self, code: int) -> None:
-        self.unsafe("ext-code", f"extension code {code} (copyreg registry) names a global", "suspicious")
+        self.unsafe("ext-code", Msg("extension code {code} (copyreg registry) names a global", code=code), "suspicious")
         self.stack.append(Opaque("copyreg", f"extension_{code}"))
 
     @op(b"\x82")
@@ -828,7 +845,7 @@ class _VM:
     def persid(self, pid: Any) -> None:
         self.pids.append(pid)
         if isinstance(pid, tuple) and pid and pid[0] == "module":
-            self.unsafe("persid-module", "persistent id ('module', ...) rebuilds a module from source code")
+            self.unsafe("persid-module", Msg("persistent id ('module', ...) rebuilds a module from source code"))
             self.stack.append(Opaque("persistent", "module", called=True))
             return
         try:
@@ -864,7 +881,7 @@ class _VM:
         self.record_call(func, opcode)
         if isinstance(func, Opaque):
             if not func.called:
-                self.unsafe("call", f"{opcode} calls {func}, which is not allow-listed")
+                self.unsafe("call", Msg("{opcode} calls {func}, which is not allow-listed", opcode=opcode, func=func))
             return result_of(func)
         if not isinstance(func, GlobalObj):
             raise _Stop("parse-error", f"{opcode} on a {kind_of(func)}, which is not callable")
@@ -874,14 +891,17 @@ class _VM:
         if not rule.sees_unknown and any(isinstance(a, Opaque) for a in args):
             return result_of(func)
         if rule.call is None:
-            self.unsafe("call", f"{opcode} calls {func}, which is allow-listed only as an inert value")
+            self.unsafe(
+                "call",
+                Msg("{opcode} calls {func}, which is allow-listed only as an inert value", opcode=opcode, func=func),
+            )
             return result_of(func)
         try:
             return rule.call(args)
         except TypeProblem as e:
             if self.strict:
                 raise ModelReadError(f"{func}: {e} at byte {self.op_pos}{self._where()}") from None
-            self.finding(e.severity, e.code, f"{func}: {e}")
+            self.finding(e.severity, e.code, Msg("{func}: {e}", func=func, e=e))
             return result_of(func)
         except UnsafeCall as e:
             self.unsafe("call", str(e))
@@ -929,7 +949,9 @@ class _VM:
         self.record_call(cls, opcode)
         if isinstance(cls, Opaque):
             if not cls.called:
-                self.unsafe("call", f"{opcode} instantiates {cls}, which is not allow-listed")
+                self.unsafe(
+                    "call", Msg("{opcode} instantiates {cls}, which is not allow-listed", opcode=opcode, cls=cls)
+                )
             return result_of(cls)
         if not isinstance(cls, GlobalObj):
             raise _Stop("parse-error", f"{opcode} on a {kind_of(cls)}, which is not a class")
@@ -937,7 +959,10 @@ class _VM:
             raise _Stop("parse-error", f"{opcode} arguments have the wrong types")
         factory = cls.rule.new
         if factory is None:
-            self.unsafe("call", f"{opcode} instantiates {cls}, which is allow-listed only as a value")
+            self.unsafe(
+                "call",
+                Msg("{opcode} instantiates {cls}, which is allow-listed only as a value", opcode=opcode, cls=cls),
+            )
             return result_of(cls)
         if args or kwargs:
             raise TypeProblem(f"{opcode} of {cls} with arguments")
@@ -949,7 +974,7 @@ class _VM:
         inst = self.top()
         if isinstance(inst, (GlobalObj, Opaque)) and not getattr(inst, "called", False):
             self.record_call(inst, "BUILD")
-            self.unsafe("call", f"BUILD sets attributes of the global {inst} itself")
+            self.unsafe("call", Msg("BUILD sets attributes of the global {inst} itself", inst=inst))
             return
         if isinstance(inst, Opaque):
             return

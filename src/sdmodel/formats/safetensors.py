@@ -12,6 +12,7 @@ import numpy as np
 from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES, SUBBYTE_BITS, storage_nbytes
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
+from sdmodel.i18n import Msg
 
 MAX_HEADER = 100_000_000
 
@@ -51,7 +52,7 @@ class SafetensorsSource(TensorSource):
         except UnicodeDecodeError:
             raise self._fail("safetensors header is not valid UTF-8") from None
         if not text.startswith("{"):
-            self.note("header-leading-space", "header does not start with '{': A1111 cannot read its metadata")
+            self.note("header-leading-space", Msg("header does not start with '{': A1111 cannot read its metadata"))
         last_pairs: list = []
 
         def hook(pairs: list) -> dict:
@@ -66,7 +67,7 @@ class SafetensorsSource(TensorSource):
         if not isinstance(header, dict):
             raise self._fail("safetensors header is not a JSON object")
         if len(last_pairs) != len(header):
-            self.note("duplicate-names", "header names a tensor more than once; readers keep the last entry")
+            self.note("duplicate-names", Msg("header names a tensor more than once; readers keep the last entry"))
         meta = header.pop("__metadata__", None)
         if meta is not None:
             if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
@@ -113,7 +114,12 @@ class SafetensorsSource(TensorSource):
             kinds = sorted({tensors[n].dtype for n in unknown})
             self.note(
                 "unknown-dtype",
-                f"{len(unknown)} tensors in a dtype sdmodel cannot read ({', '.join(kinds)}), e.g. {unknown[0]}",
+                Msg(
+                    "{n} tensors in a dtype sdmodel cannot read ({dtypes}), e.g. {example}",
+                    n=len(unknown),
+                    dtypes=", ".join(kinds),
+                    example=unknown[0],
+                ),
             )
         entries.sort()
         pos = 0

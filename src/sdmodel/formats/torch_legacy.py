@@ -18,6 +18,7 @@ from sdmodel.errors import ModelReadError
 from sdmodel.formats.pickle_vm import PickleResult, PickleTruncated, run_pickle
 from sdmodel.formats.torch_common import TorchSource
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
+from sdmodel.i18n import Msg
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAGIC_LONG1 = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little", signed=True) + b"."
@@ -97,7 +98,7 @@ class TorchLegacySource(TorchSource):
         little = self.sys_info.get("little_endian", True)
         if little is not True:
             self.big_endian = True
-            self.note("byteorder-big", "saved on a big-endian machine: values are byte-swapped on read")
+            self.note("byteorder-big", Msg("saved on a big-endian machine: values are byte-swapped on read"))
         count_fmt = struct.Struct(">q" if self.big_endian else "<q")
         f = self._file
         seen: set[str] = set()
@@ -122,7 +123,7 @@ class TorchLegacySource(TorchSource):
         if missing:
             raise self._fail(f"storage {missing[0]!r} is used but its data is not in the file")
         if pos != size:
-            self.note("trailing-data", f"{size - pos} bytes after the last storage")
+            self.note("trailing-data", Msg("{n} bytes after the last storage", n=size - pos))
 
     def _record(self, storage: StorageRef) -> tuple[int, int]:
         return self._data[storage.key]

@@ -17,6 +17,7 @@ from sdmodel.formats.pickle_vm import run_pickle
 from sdmodel.formats.torch_common import TorchSource
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+from sdmodel.i18n import Msg
 
 MAX_PICKLE = 1 << 30
 
@@ -45,22 +46,25 @@ class TorchZipSource(TorchSource):
         self._container_notes()
         order = z.find(f"{a}/byteorder")
         if order is None:
-            self.note("no-byteorder", "no byteorder record (older torch): little-endian assumed")
+            self.note("no-byteorder", Msg("no byteorder record (older torch): little-endian assumed"))
         else:
             value = z.read(order, max_size=64)
             if value not in (b"little", b"big"):
                 raise self._fail(f"byteorder record holds {value[:20]!r}, not 'little' or 'big'")
             if value == b"big":
                 self.big_endian = True
-                self.note("byteorder-big", "saved on a big-endian machine: values are byte-swapped on read")
+                self.note("byteorder-big", Msg("saved on a big-endian machine: values are byte-swapped on read"))
         data = z.read(pkl, max_size=MAX_PICKLE)
         renamed = [e.name for e in (pkl, order) if e is not None and e.local_name not in (None, e.name)]
         if renamed:
-            self.note("name-mismatch", f"{', '.join(renamed)}: another name in the local header")
+            self.note("name-mismatch", Msg("{names}: another name in the local header", names=", ".join(renamed)))
         res = run_pickle(data, member=pkl.name, strict=True, persistent_load=self._persistent_load)
         self.pickle_result = res
         if res.end != len(data):
-            self.note("trailing-data", f"{len(data) - res.end} bytes after the pickle's STOP in {pkl.name}")
+            self.note(
+                "trailing-data",
+                Msg("{n} bytes after the pickle's STOP in {name}", n=len(data) - res.end, name=pkl.name),
+            )
         self._install(res.value)
 
     def _container_notes(self) -> None:
@@ -68,17 +72,28 @@ class TorchZipSource(TorchSource):
         if z.duplicates:
             self.note(
                 "duplicate-entries",
-                f"zip names repeat ({', '.join(sorted(set(z.duplicates))[:5])}): the first entry is used, like torch",
+                Msg(
+                    "zip names repeat ({names}): the first entry is used, like torch",
+                    names=", ".join(sorted(set(z.duplicates))[:5]),
+                ),
             )
         if z.prefix_bytes:
-            self.note("prefix-bytes", f"{z.prefix_bytes} bytes before the first zip entry")
+            self.note(
+                "prefix-bytes", Msg("{prefix_bytes} bytes before the first zip entry", prefix_bytes=z.prefix_bytes)
+            )
         if z.trailing_bytes:
-            self.note("trailing-bytes", f"{z.trailing_bytes} bytes after the end of the zip archive")
+            self.note(
+                "trailing-bytes",
+                Msg("{trailing_bytes} bytes after the end of the zip archive", trailing_bytes=z.trailing_bytes),
+            )
         outside = [e.name for e in z.entries if not e.name.startswith(a + "/")]
         if outside:
-            self.note("outside-archive", f"{len(outside)} entries outside {a}/ (e.g. {outside[0]!r})")
+            self.note(
+                "outside-archive",
+                Msg("{n} entries outside {archive}/ (e.g. {example!r})", n=len(outside), archive=a, example=outside[0]),
+            )
         if any(e.method != 0 for e in z.entries):
-            self.note("compressed", "some records are compressed (torch writes them stored)")
+            self.note("compressed", Msg("some records are compressed (torch writes them stored)"))
 
     def _persistent_load(self, pid: Any) -> StorageRef:
         ref = parse_storage_pid(pid)
@@ -96,7 +111,10 @@ class TorchZipSource(TorchSource):
                 f"but its record holds {entry.size} bytes"
             )
         if ref.nbytes != entry.size:
-            self.note("record-size", f"storage record data/{ref.key} is larger than its {ref.nbytes} bytes")
+            self.note(
+                "record-size",
+                Msg("storage record data/{key} is larger than its {nbytes} bytes", key=ref.key, nbytes=ref.nbytes),
+            )
         self._storages[ref.key] = ref
         self._entries[ref.key] = entry
         return ref

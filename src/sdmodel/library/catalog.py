@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
+from sdmodel.i18n import Msg
 from sdmodel.parts import NON_WEIGHT_PARTS
 
 SCHEMA_VERSION = 4
@@ -198,7 +199,7 @@ class PlanRow(Protocol):
     def ema(self) -> str: ...
 
     @property
-    def target(self) -> str: ...
+    def target(self) -> str | Msg: ...  # stored in English
 
     @property
     def src_size(self) -> int: ...
@@ -435,7 +436,7 @@ class Catalog:
             self.db.execute("DELETE FROM plan_items WHERE status IN ('pending', 'failed', 'skipped')")
             self.db.executemany(
                 f"INSERT OR IGNORE INTO plan_items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                ([getattr(it, c) for c in cols] for it in items),
+                ([str(v) if isinstance(v, Msg) else v for v in (getattr(it, c) for c in cols)] for it in items),
             )
 
     def plan_items(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

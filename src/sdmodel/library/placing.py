@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sdmodel.i18n import N_, Msg
 from sdmodel.library.catalog import Catalog, Filters
 from sdmodel.placement import Placement, folder_problem, place, storage_of
 
 COMPANION_KINDS = ("text_encoder", "vae")
 PLACEMENT_PROBLEMS = {
-    "misplaced": "in the wrong folder for its UI",
-    "missing_companions": "diffusion model without its text encoders or VAE",
+    "misplaced": N_("in the wrong folder for its UI"),
+    "missing_companions": N_("diffusion model without its text encoders or VAE"),
 }
 
 
@@ -68,13 +69,13 @@ def companions_of(placement: Placement | None, index: CompanionIndex) -> list[di
     ]
 
 
-def placement_problems(f: dict[str, Any], index: CompanionIndex) -> list[dict[str, str]]:
+def placement_problems(f: dict[str, Any], index: CompanionIndex) -> list[dict[str, Any]]:
     """A file in the wrong folder for the UI its path names; a diffusion model whose companions
-    are not in the catalog."""
+    are not in the catalog. ``message`` is a Msg (English in JSON, translated where shown)."""
     placement = placement_of(f)
     if placement is None:
         return []
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     why = folder_problem(f["path"], placement)
     if why:
         out.append({"code": "misplaced", "path": f["path"], "message": why})
@@ -84,7 +85,9 @@ def placement_problems(f: dict[str, Any], index: CompanionIndex) -> list[dict[st
             {
                 "code": "missing_companions",
                 "path": f["path"],
-                "message": "no catalogued file for " + ", ".join(missing) + " (it needs them to generate)",
+                "message": Msg(
+                    "no catalogued file for {companions} (it needs them to generate)", companions=", ".join(missing)
+                ),
             }
         )
     return out

@@ -6,6 +6,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from sdmodel.i18n import N_, Msg, msg_n
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.placing import PLACEMENT_PROBLEMS, CompanionIndex, placement_problems
 from sdmodel.library.walk import expected_kinds
@@ -14,15 +15,16 @@ from sdmodel.sidecars import is_config, needs_config, stem_of
 
 PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy"})
 
+# Titles and levels are N_-marked: shown with tr() (CLI, web page), English in JSON.
 PROBLEM_TITLES = {
-    "dangerous": "dangerous file (malicious pickle)",
-    "suspicious": "suspicious file",
-    "unreadable": "cannot be read",
-    "broken_clip": "broken CLIP position ids",
-    "sd2_without_yaml": "SD2 checkpoint without its .yaml",
-    "wrong_folder": "in the wrong folder for its kind",
-    "ckpt_twin": "pickle checkpoint with a safetensors twin",
-    "unrecognized": "not recognised as a model",
+    "dangerous": N_("dangerous file (malicious pickle)"),
+    "suspicious": N_("suspicious file"),
+    "unreadable": N_("cannot be read"),
+    "broken_clip": N_("broken CLIP position ids"),
+    "sd2_without_yaml": N_("SD2 checkpoint without its .yaml"),
+    "wrong_folder": N_("in the wrong folder for its kind"),
+    "ckpt_twin": N_("pickle checkpoint with a safetensors twin"),
+    "unrecognized": N_("not recognised as a model"),
     **PLACEMENT_PROBLEMS,
 }
 SEVERITY = {
@@ -39,9 +41,9 @@ SEVERITY = {
 }
 
 DUPLICATE_LEVELS = {
-    "bytes": "the same bytes (SHA256)",
-    "tensors": "the same tensors with another header or metadata (AutoV3)",
-    "model": "the same model in another format or precision (content fingerprint)",
+    "bytes": N_("the same bytes (SHA256)"),
+    "tensors": N_("the same tensors with another header or metadata (AutoV3)"),
+    "model": N_("the same model in another format or precision (content fingerprint)"),
 }
 
 
@@ -55,11 +57,12 @@ def _sorted(totals: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     return [{"name": k, **v} for k, v in sorted(totals.items(), key=lambda kv: (-kv[1]["bytes"], kv[0]))]
 
 
-def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str]]:
-    """The problems of one catalogued file (``names_in_dir``: the model names beside it)."""
-    out: list[dict[str, str]] = []
+def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, Any]]:
+    """The problems of one catalogued file (``names_in_dir``: the model names beside it).
+    ``message`` is a Msg (or the stored error text): English in JSON, translated where shown."""
+    out: list[dict[str, Any]] = []
 
-    def add(code: str, message: str) -> None:
+    def add(code: str, message: str | Msg) -> None:
         out.append({"code": code, "path": f["path"], "message": message})
 
     verdict = f.get("verdict")
@@ -67,7 +70,10 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
         findings = (f.get("scan") or {}).get("findings") or []
         findings = sorted(findings, key=lambda x: SEVERITY.get(x.get("severity"), 9))
         what = findings[0].get("message", "") if findings else ""
-        add(verdict, f"scan verdict {verdict}" + (f": {what}" if what else "") + "; do not load it")
+        if what:
+            add(verdict, Msg("scan verdict {verdict}: {finding}; do not load it", verdict=verdict, finding=what))
+        else:
+            add(verdict, Msg("scan verdict {verdict}; do not load it", verdict=verdict))
     if f.get("error"):
         add("unreadable", f["error"])
         return out
@@ -77,30 +83,48 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, str
         broken = (rep.get("clip_position_ids") or {}).get("broken") or []
         add(
             "broken_clip",
-            f"CLIP position ids are broken at {len(broken)} positions; 'sdmodel convert --fix-clip' restores 0..76",
+            msg_n(
+                "CLIP position ids are broken at {n} position; 'sdmodel convert --fix-clip' restores 0..76",
+                "CLIP position ids are broken at {n} positions; 'sdmodel convert --fix-clip' restores 0..76",
+                len(broken),
+                n=len(broken),
+            ),
         )
     if needs_config(kind, f.get("family")):
         sidecars = f.get("sidecars") or []
         if not any(is_config(s) for s in sidecars):
             cfg = rep.get("a1111_config")
-            which = (
-                f"a copy of {cfg}"
-                if cfg
-                else "v2-inference-v.yaml for 768-v models, v2-inference.yaml "
-                "for 512 epsilon models; 'sdmodel convert --prediction v|epsilon' writes it"
-            )
-            add("sd2_without_yaml", f"A1111 needs {stem_of(f['name'])}.yaml beside it ({which})")
+            yaml = f"{stem_of(f['name'])}.yaml"
+            if cfg:
+                add("sd2_without_yaml", Msg("A1111 needs {yaml} beside it (a copy of {config})", yaml=yaml, config=cfg))
+            else:
+                add(
+                    "sd2_without_yaml",
+                    Msg(
+                        "A1111 needs {yaml} beside it (v2-inference-v.yaml for 768-v models, v2-inference.yaml "
+                        "for 512 epsilon models; 'sdmodel convert --prediction v|epsilon' writes it)",
+                        yaml=yaml,
+                    ),
+                )
     wanted = expected_kinds(f.get("category") or "")
     is_vae_sidecar = kind == "vae" and ".vae." in f["name"].lower()
     if wanted is not None and kind and kind != "unknown" and kind not in wanted and not is_vae_sidecar:
-        add("wrong_folder", f"a {kind} in {f['category']}/ (that folder is for {', '.join(sorted(wanted))})")
+        add(
+            "wrong_folder",
+            Msg(
+                "a {kind} in {folder}/ (that folder is for {kinds})",
+                kind=kind,
+                folder=f["category"],
+                kinds=", ".join(sorted(wanted)),
+            ),
+        )
     if f.get("format") in PICKLE_FORMATS:
         stem = stem_of(f["name"])
         twins = sorted(n for n in names_in_dir if stem_of(n) == stem and n.lower().endswith((".safetensors", ".sft")))
         if twins:
-            add("ckpt_twin", f"{twins[0]} beside it holds the same model safely; the pickle can go")
+            add("ckpt_twin", Msg("{twin} beside it holds the same model safely; the pickle can go", twin=twins[0]))
     if kind in (None, "unknown"):
-        add("unrecognized", "no known model layout (kept in the catalog, not converted)")
+        add("unrecognized", Msg("no known model layout (kept in the catalog, not converted)"))
     return out
 
 
@@ -179,7 +203,7 @@ def duplicate_groups(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
-def _placement_problems(files: list[dict[str, Any]], found: list[dict[str, str]]) -> list[dict[str, str]]:
+def _placement_problems(files: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Wrong folder for the UI and missing companions (library.placing); a file already reported
     in the wrong folder for its kind is not reported twice."""
     index = CompanionIndex.of(files)
@@ -195,7 +219,7 @@ def build_report(catalog: Catalog) -> dict[str, Any]:
     by_dir: dict[str, set[str]] = defaultdict(set)
     for f in files:
         by_dir[os.path.dirname(f["path"])].add(f["name"])
-    problems: list[dict[str, str]] = []
+    problems: list[dict[str, Any]] = []
     total_bytes = 0
     hashed = 0
     for f in files:

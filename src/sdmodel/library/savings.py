@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdmodel.advice import SMALLER_FORMS, generating_dtype, weight_dtypes
+from sdmodel.i18n import Msg, Size, msg_n
 from sdmodel.library.catalog import Catalog
 from sdmodel.sidecars import stem_of
-from sdmodel.units import human_bytes, plural
 
 CONVERTIBLE_KINDS = frozenset(
     {"checkpoint", "unet", "vae", "text_encoder", "controlnet", "t2i_adapter", "lora", "lycoris"}
@@ -47,7 +47,7 @@ class PlanItem:
     mode: Literal["generate", "train"]
     dtype: str  # a precision, "keep", a scaled-fp8 format, or "gguf:<TYPE>" (smaller_target)
     ema: Literal["keep", "drop"]
-    target: str  # what the output will be, in words
+    target: str | Msg  # what the output will be, in words
     format: str | None
     precision: str | None
     src_size: int
@@ -57,7 +57,10 @@ class PlanItem:
     saves_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"target": str(self.target)}
+
+
+ALREADY_OPTIMAL = Msg("already optimal")
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,10 @@ class Skipped:
     """A file the plan leaves as it is, and why."""
 
     path: str
-    reason: str
+    reason: str | Msg
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {"path": self.path, "reason": str(self.reason)}
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,17 @@ class Plan:
     def after(self) -> int:
         return sum(i.after_bytes for i in self.items)
 
-    def summary(self) -> str:
+    def summary(self) -> Msg:
         """``14 files, 61.2 GB -> 29.8 GB`` (and what it saves)."""
         n = len(self.items)
-        return (
-            f"{plural(n, 'file')}, {human_bytes(self.before)} -> {human_bytes(self.after)} "
-            f"(saves {human_bytes(self.before - self.after)})"
+        return msg_n(
+            "{n} file, {before} -> {after} (saves {saves})",
+            "{n} files, {before} -> {after} (saves {saves})",
+            n,
+            n=n,
+            before=Size(self.before),
+            after=Size(self.after),
+            saves=Size(self.before - self.after),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +121,7 @@ class Plan:
             "before_bytes": self.before,
             "after_bytes": self.after,
             "saves_bytes": self.before - self.after,
-            "summary": self.summary(),
+            "summary": str(self.summary()),
             "offers": [o.to_dict() for o in self.offers],
         }
 
@@ -143,7 +151,7 @@ def in_folders(path: str, folders: list[str]) -> bool:
 
 def plan_file(
     f: dict[str, Any], train_folders: list[str], smaller: str | None = None
-) -> tuple[PlanItem | None, str | None]:
+) -> tuple[PlanItem | None, Msg | None]:
     """The plan item for one catalogued file, or (None, why it is skipped); (None, None) for files
     the plan does not concern (errors, embeddings, unknown files). ``smaller``: a SMALLER_TARGETS
     key to plan generating files to where their advice offers it."""
@@ -151,13 +159,16 @@ def plan_file(
     if f.get("error") or kind not in CONVERTIBLE_KINDS:
         return None, None
     if f.get("verdict") in ("dangerous", "suspicious"):
-        return None, f"scan verdict {f['verdict']}: not converted (delete it)"
+        return None, Msg("scan verdict {verdict}: not converted (delete it)", verdict=f["verdict"])
     if f.get("is_dir"):
-        return None, "diffusers folder: not converted in batch"
+        return None, Msg("diffusers folder: not converted in batch")
     rep = f.get("report") or {}
     quant = rep.get("quantization") or {}
     if quant.get("quantized"):
-        return None, f"quantized storage ({quant.get('storage')}): already the small form (converting would up-cast)"
+        return None, Msg(
+            "quantized storage ({storage}): already the small form (converting would up-cast)",
+            storage=quant.get("storage"),
+        )
     advice = rep.get("advice") or {}
     precision = f.get("precision")
     size = f["size"]
@@ -174,7 +185,12 @@ def plan_file(
         after = gen.get("bytes_after") if dtype == "fp16" else None
         if after is None:
             after = size - f.get("junk_bytes", 0) - (_ema_bytes(rep) if ema == "drop" else 0)
-        target = f"{precision if dtype == 'keep' else dtype} safetensors" + (", no EMA" if f.get("ema") else "")
+        words = precision if dtype == "keep" else dtype
+        target = (
+            Msg("{precision} safetensors, no EMA", precision=words)
+            if f.get("ema")
+            else Msg("{precision} safetensors", precision=words)
+        )
     else:
         dtype = "keep"
         ema = "keep"
@@ -182,17 +198,20 @@ def plan_file(
         after = train.get("bytes_after") if precision == "fp32" else None
         if after is None:
             after = size - f.get("junk_bytes", 0)
-        target = f"{precision or 'same precision'} safetensors" + (" with EMA" if f.get("ema") else "") + " (training)"
+        if f.get("ema"):
+            target = Msg("{precision} safetensors with EMA (training)", precision=precision or Msg("same precision"))
+        else:
+            target = Msg("{precision} safetensors (training)", precision=precision or Msg("same precision"))
     after = int(min(after, size))
     is_pickle = f.get("format") != "safetensors"
     if not is_pickle and size - after < max(size * MIN_SAVING, 1):
-        return None, "already optimal"
+        return None, ALREADY_OPTIMAL
     src = Path(f["path"])
     dst = src.with_name(new_stem(stem_of(src.name), dtype, drop_ema=ema == "drop") + ".safetensors")
     if dst != src and dst.exists():
-        return None, f"{dst.name} already exists beside it"
+        return None, Msg("{name} already exists beside it", name=dst.name)
     if f.get("junk_bytes"):
-        target += ", junk dropped"
+        target = Msg("{target}, junk dropped", target=target)
     return PlanItem(
         file_id=f["id"],
         src=str(src),
@@ -235,17 +254,17 @@ def smaller_offer(f: dict[str, Any], target: str) -> dict[str, Any] | None:
     return next((o for o in offers if o.get("options") == options), None)
 
 
-def _smaller_item(f: dict[str, Any], target: str, form: dict[str, Any]) -> tuple[PlanItem | None, str | None]:
+def _smaller_item(f: dict[str, Any], target: str, form: dict[str, Any]) -> tuple[PlanItem | None, Msg | None]:
     src = Path(f["path"])
     gguf = "gguf" in SMALLER_TARGETS[target]
     stem = _PRECISION_TOKEN.sub("", stem_of(src.name)).rstrip("-_.") or stem_of(src.name)
     dst = src.with_name(f"{stem}-{target}.gguf" if gguf else f"{stem}-{target}.safetensors")
     if dst.exists():
-        return None, f"{dst.name} already exists beside it"
+        return None, Msg("{name} already exists beside it", name=dst.name)
     size = f["size"]
     after = int(form["bytes_after"])
     if size - after < max(size * MIN_SAVING, 1):
-        return None, "already optimal"
+        return None, ALREADY_OPTIMAL
     return PlanItem(
         file_id=f["id"],
         src=str(src),

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from sdmodel.formats import open_model
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Join, Msg, msg_n
 from sdmodel.identify import family_label, identify
 from sdmodel.lora.info import COMPONENT_LABELS, describe
 from sdmodel.lora.keys import Target, delta_shape, parse
@@ -44,7 +45,7 @@ class CheckResult:
     mismatched: int
     unused_keys: int  # LoRA tensors that belong to no target
     by_part: dict[str, dict[str, int]]
-    verdict: str
+    verdict: Msg
     examples_missing: list[str] = field(default_factory=list)
     examples_mismatched: list[dict[str, Any]] = field(default_factory=list)
     remote: dict[str, dict[str, int]] | None = None  # bytes and requests per remote side (CLI)
@@ -55,6 +56,7 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["verdict"] = str(self.verdict)
         if self.remote is None:
             del d["remote"]
         return d
@@ -85,36 +87,53 @@ def match_targets(targets: dict[str, Target], lora: dict[str, TensorInfo], mm: M
     return out
 
 
-def _label(family: str | None) -> str:
-    return family_label(family, None) if family else "an unknown family"
+def _label(family: str | None) -> str | Msg:
+    return family_label(family, None) if family else Msg("an unknown family")
 
 
-def verdict(checks: list[TargetCheck], lora_family: str | None, model_family: str | None, mm: ModelMap) -> str:
+def verdict(checks: list[TargetCheck], lora_family: str | None, model_family: str | None, mm: ModelMap) -> Msg:
     total = len(checks)
     if not total:
-        return "not a LoRA: no target found in the file"
+        return Msg("not a LoRA: no target found in the file")
     missing = [c for c in checks if c.status == "missing"]
     bad = [c for c in checks if c.status == "mismatch"]
     if not missing and not bad:
-        return "applies fully to this model"
+        return Msg("applies fully to this model")
     if lora_family and model_family and lora_family != model_family and len(missing) + len(bad) > total // 2:
-        return f"for {_label(lora_family)}, this is {_label(model_family)}"
-    parts = []
+        return Msg("for {lora}, this is {model}", lora=_label(lora_family), model=_label(model_family))
+    parts: list[Msg] = []
     if missing:
         by: dict[str, int] = {}
         for c in missing:
             by[c.component] = by.get(c.component, 0) + 1
-        why = []
+        why: list[Msg] = []
         for comp, n in by.items():
-            label = COMPONENT_LABELS.get(comp, comp)
+            label = Msg(COMPONENT_LABELS.get(comp, comp))
             if comp not in mm.components:
-                why.append(f"{label} not in this model")
+                why.append(Msg("{part} not in this model", part=label))
             else:
-                why.append(f"{n} in the {label}")
-        parts.append(f"{len(missing)} of {total} targets missing: {', '.join(why)}")
+                why.append(Msg("{n} in the {part}", n=n, part=label))
+        parts.append(
+            msg_n(
+                "{n} of {total} target missing: {why}",
+                "{n} of {total} targets missing: {why}",
+                total,
+                n=len(missing),
+                total=total,
+                why=Join(tuple(why)),
+            )
+        )
     if bad:
-        parts.append(f"{len(bad)} of {total} targets have another shape than the model's weight")
-    return "; ".join(parts)
+        parts.append(
+            msg_n(
+                "{n} of {total} target has another shape than the model's weight",
+                "{n} of {total} targets have another shape than the model's weight",
+                total,
+                n=len(bad),
+                total=total,
+            )
+        )
+    return parts[0] if len(parts) == 1 else Msg("{missing}; {mismatched}", missing=parts[0], mismatched=parts[1])
 
 
 @dataclass

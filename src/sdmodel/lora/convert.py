@@ -32,6 +32,7 @@ import numpy as np
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import DictSource, TensorSource
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, unet_table
+from sdmodel.i18n import Msg
 from sdmodel.lora.keys import Target, parse
 from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP, LORA_FORMATS, locate
 from sdmodel.plan import MAIN, Plan, Step
@@ -358,7 +359,14 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
         for name, arr in extra.items():
             dtype = "F32" if arr.dtype == np.float32 else "F16"
             steps.append(Step(name, ALPHA_SOURCE, name, dtype, tuple(arr.shape), dtype, "lora", pinned=True))
-    plan.notes.append(f"LoRA names: {len(keys.targets)} targets written in {fmt} naming for {family}")
+    plan.notes.append(
+        Msg(
+            "LoRA names: {n} targets written in {format} naming for {family}",
+            n=len(keys.targets),
+            format=fmt,
+            family=family,
+        )
+    )
     plan.tag(fmt)
     return {METADATA_KEY: _peft_metadata(pattern) if pattern else None}
 

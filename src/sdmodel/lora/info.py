@@ -12,17 +12,18 @@ from typing import Any, Literal
 import numpy as np
 
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import N_, Msg
 from sdmodel.lora.families import MUSUBI_VERSIONS, Probe, family_from_keys, family_from_metadata
 from sdmodel.lora.keys import LoraKeys, Target, parse, rank_of
 from sdmodel.lora.names import locate
 
 COMPONENT_LABELS = {
-    "diffusion": "diffusion model",
-    "prior": "diffusion model",
-    "te1": "text encoder 1",
-    "te2": "text encoder 2",
-    "te3": "text encoder 3",
-    "prior_te": "text encoder 1",
+    "diffusion": N_("diffusion model"),
+    "prior": N_("diffusion model"),
+    "te1": N_("text encoder 1"),
+    "te2": N_("text encoder 2"),
+    "te3": N_("text encoder 3"),
+    "prior_te": N_("text encoder 1"),
 }
 LYCORIS_ALGORITHMS = frozenset({"loha", "lokr", "full", "oft", "boft", "glora", "ia3", "norm", "set"})
 TRIGGER_WORDS = 10  # most frequent training tags shown
@@ -45,7 +46,7 @@ class LoraInfo:
     other_keys: list[str]
     trigger_words: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)  # base model name/version/hashes, resolution, steps...
-    notes: list[str] = field(default_factory=list)
+    notes: list[str | Msg] = field(default_factory=list)
 
     @property
     def kind(self) -> Literal["lora", "lycoris"]:
@@ -53,7 +54,7 @@ class LoraInfo:
         return "lycoris" if LYCORIS_ALGORITHMS & set(self.algorithms) else "lora"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"notes": [str(n) for n in self.notes]}
 
 
 def _widths(t: Target, tensors: dict[str, TensorInfo]) -> tuple[int | None, int | None]:
@@ -179,14 +180,21 @@ def describe(source: TensorSource, keys: LoraKeys | None = None, read_alphas: bo
         return None
     found, candidates = family_from_keys(probes(keys, tensors))
     meta_family, meta_key = family_from_metadata(source.metadata)
-    notes: list[str] = []
+    notes: list[str | Msg] = []
     family, how = found, "key names" if found else "unknown"
     if found is None and meta_family is not None:
         family, how = meta_family, f"metadata ({meta_key})"
     elif found == "sdxl" and meta_family == "kolors":
         family, how = "kolors", f"metadata ({meta_key}); SDXL-shaped keys"
     elif found is not None and meta_family is not None and meta_family != found:
-        notes.append(f"metadata ({meta_key}) says {meta_family}, the keys say {found}")
+        notes.append(
+            Msg(
+                "metadata ({key}) says {meta_family}, the keys say {found}",
+                key=meta_key,
+                meta_family=meta_family,
+                found=found,
+            )
+        )
     algorithms = Counter(t.algorithm for t in keys.targets.values())
     trains = Counter(COMPONENT_LABELS.get(locate(s).component, locate(s).component) for s in keys.targets)
     ranks = sorted({r for t in keys.targets.values() if (r := rank_of(t, tensors)) is not None})

@@ -9,11 +9,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Msg
 from sdmodel.lora.check import match_targets
 from sdmodel.lora.delta import UNSUPPORTED, merge_into
 from sdmodel.lora.keys import Target, parse
@@ -136,16 +138,24 @@ def apply_loras(
             if "diff_b" in target.tensors:
                 _add_bias(patches, infos, name, target, weight, dest, source.path)
         done = len(checks) - len(missing)
-        note = f"LoRA: {source.path.name} at {weight:g}: {done} of {len(checks)} targets merged"
+        fields: dict[str, Any] = {"file": source.path.name, "weight": f"{weight:g}", "done": done, "total": len(checks)}
         if missing:
-            note += f"; {len(missing)} not in the model (--allow-missing), e.g. {missing[0].stem}"
+            note = Msg(
+                "LoRA: {file} at {weight}: {done} of {total} targets merged; {missing} not in the model "
+                "(--allow-missing), e.g. {example}",
+                missing=len(missing),
+                example=missing[0].stem,
+                **fields,
+            )
+        else:
+            note = Msg("LoRA: {file} at {weight}: {done} of {total} targets merged", **fields)
         plan.notes.append(note)
     for key, group in patches.items():
         step = steps[key]
         step.fix = _patched(step.fix, group, plan)
         step.fix_bytes = 4 * math.prod(step.shape)  # the float32 copy the LoRAs are added to
     if patches and any(s.out.startswith("model_ema.") for s in plan.steps):
-        plan.notes.append("LoRA: the EMA weights (model_ema.*) are left as they are (--ema only merges into them)")
+        plan.notes.append(Msg("LoRA: the EMA weights (model_ema.*) are left as they are (--ema only merges into them)"))
     if patches:
         plan.tag("lora")
         merged = [{"file": src.path.name, "weight": w} for src, w in loras]
