@@ -31,6 +31,7 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.safetensors_writer import HASH_KEY, HASH_PLACEHOLDER
 from sdmodel.formats.sd_configs import CONFIGS, config_yaml
 from sdmodel.formats.writers import OUTPUT_FORMATS
+from sdmodel.i18n import Msg
 from sdmodel.identify import Identity, identify, resolve_names
 from sdmodel.lora.convert import apply_lora_format
 from sdmodel.lora.info import describe as describe_lora
@@ -127,7 +128,7 @@ def lora_steps(source: TensorSource, options: ConvertOptions) -> Iterator[list[C
             fmt = options.lora_format
             info = describe_lora(source, read_alphas=False)
             if info is None:
-                raise ConversionError(f"{source.path}: not a LoRA: --lora-format has nothing to rename")
+                raise ConversionError(Msg("{path}: not a LoRA: --lora-format has nothing to rename", path=source.path))
             steps.append(lambda plan: plan.metadata.update(apply_lora_format(plan, fmt, info.family)))
         yield steps
 
@@ -410,7 +411,7 @@ def convert_tree(
     options = with_changes(options, changes)
     root = Path(root)
     if not root.is_dir():
-        raise ConversionError(f"{root}: not a directory")
+        raise ConversionError(Msg("{root}: not a directory", root=root))
     files = [p for p in iter_model_files([root]) if p != root]
     fmt, dry = options.format, options.dry_run
     results: list[ConvertResult] = []

@@ -12,6 +12,7 @@ import click
 
 from sdmodel import batch
 from sdmodel.cli.common import err_console
+from sdmodel.i18n import _
 from sdmodel.remote import as_path, is_remote, redact
 from sdmodel.units import human_bytes, plural
 
@@ -69,7 +70,7 @@ def run_batch(
     remote_items = [p for p in items if is_remote(p)]
     files = [str(p) for p in expand(local)] + remote_items if local else remote_items
     if not files:
-        raise click.UsageError("no model files to check")
+        raise click.UsageError(_("no model files to check"))
     skipped = 0
     if output:
         done = batch.done_items(Path(output))

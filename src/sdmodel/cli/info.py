@@ -18,6 +18,7 @@ from sdmodel.cli.common import byte_progress, console, print_error, print_json
 from sdmodel.errors import SdmodelError, error_text
 from sdmodel.files import iter_model_files
 from sdmodel.hashing import hash_file
+from sdmodel.i18n import _
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
 from sdmodel.lora.info import LoraInfo
@@ -31,7 +32,7 @@ from sdmodel.vaes import VaeReport
 def _collect(paths: Iterable[Any]) -> list[Path]:
     files = list(iter_model_files(paths))
     if not files:
-        raise click.UsageError("no model files found in " + ", ".join(paths))
+        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(paths)))
     return files
 
 
@@ -76,7 +77,7 @@ def info_command(
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("info", paths, iter_model_files, from_file, jobs, ray_address, output, read_data))
     if not paths:
-        raise click.UsageError("give files, folders or URLs (or --from FILE)")
+        raise click.UsageError(_("give files, folders or URLs (or --from FILE)"))
     files = _collect(as_paths(paths, read_data))
     results: list[dict] = []
     failed = 0
@@ -322,7 +323,7 @@ def _render_smaller(advice: Advice) -> None:
 def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
     """AutoV1, AutoV2, SHA256, AutoV3, BLAKE3 and CRC32 of model files, in one read pass."""
     if any(is_remote(p) for p in paths):
-        raise click.UsageError("hashes need every byte of a file: download it, then hash the copy")
+        raise click.UsageError(_("hashes need every byte of a file: download it, then hash the copy"))
     files = [f for f in _collect(paths) if f.is_file()]
     results: list[dict] = []
     failed = 0

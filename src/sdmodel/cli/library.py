@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, err_console, print_json
+from sdmodel.errors import error_text
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.report import DUPLICATE_LEVELS, PROBLEM_TITLES, build_report
 from sdmodel.units import human_bytes, plural
@@ -204,7 +205,7 @@ def plan_command(
             try:
                 cat.set_meta("smaller", None if smaller == "none" else check_smaller(smaller))
             except ValueError as e:
-                raise click.BadParameter(str(e)) from None
+                raise click.BadParameter(error_text(e)) from None
         plan = compute_plan(cat)
         cat.clear_finished_plan()
         cat.store_plan(plan.items)

@@ -16,6 +16,7 @@ import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, dtype_name
 from sdmodel.errors import ModelReadError
+from sdmodel.i18n import Msg
 from sdmodel.remote import RemotePath, as_path, is_remote
 
 
@@ -153,5 +154,12 @@ def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], wha
     f.seek(offset)
     got = f.readinto(view) if out.size else 0
     if got != out.nbytes:
-        raise ModelReadError(f"{what}: file is truncated (wanted {out.nbytes} bytes at offset {offset})")
+        raise ModelReadError(
+            Msg(
+                "{what}: file is truncated (wanted {nbytes} bytes at offset {offset})",
+                what=what,
+                nbytes=out.nbytes,
+                offset=offset,
+            )
+        )
     return out

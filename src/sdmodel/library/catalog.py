@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sdmodel.dtypes import ITEMSIZE, PRECISION_NAMES, is_float
 from sdmodel.errors import SdmodelError
+from sdmodel.i18n import Msg
 from sdmodel.parts import NON_WEIGHT_PARTS
 
 SCHEMA_VERSION = 3
@@ -234,7 +235,7 @@ class Catalog:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_file():
-            raise SdmodelError(f"{self.path}: no catalog here (run 'sdmodel library scan' first)")
+            raise SdmodelError(Msg("{path}: no catalog here (run 'sdmodel library scan' first)", path=self.path))
         self.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")

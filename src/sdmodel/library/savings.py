@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdmodel.advice import SMALLER_FORMS, generating_dtype, weight_dtypes
+from sdmodel.i18n import Msg
 from sdmodel.library.catalog import Catalog
 from sdmodel.sidecars import stem_of
 from sdmodel.units import human_bytes, plural
@@ -221,7 +222,9 @@ SMALLER_TARGETS: dict[str, tuple[str, ...]] = {form.options[-1]: form.options fo
 
 def check_smaller(target: str | None) -> str | None:
     if target is not None and target not in SMALLER_TARGETS:
-        raise ValueError(f"--smaller must be one of {', '.join(SMALLER_TARGETS)}, not {target!r}")
+        raise ValueError(
+            Msg("--smaller must be one of {targets}, not {target!r}", targets=", ".join(SMALLER_TARGETS), target=target)
+        )
     return target
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Msg
 from sdmodel.quant.dequant import OUT_DTYPES, dequantize
 from sdmodel.quant.storage import QuantLayout, analyze
 
@@ -126,20 +127,29 @@ class DequantizedSource(TensorSource):
     def __init__(self, source: TensorSource, out: str, layout: QuantLayout | None = None, strict: bool = True) -> None:
         super().__init__(source.path)
         if out not in OUT_DTYPES:
-            raise ConversionError(f"quantized weights dequantize to fp32, bf16 or fp16, not {out}")
+            raise ConversionError(Msg("quantized weights dequantize to fp32, bf16 or fp16, not {out}", out=out))
         self.inner = source
         self.out = out
         self.layout = layout if layout is not None else analyze(source)
         bad = self.layout.unsupported()
         if bad and strict:
-            raise ConversionError(f"{source.path}: {bad[0].name}: cannot dequantize {bad[0].unsupported}")
+            raise ConversionError(
+                Msg(
+                    "{path}: {name}: cannot dequantize {unsupported}",
+                    path=source.path,
+                    name=bad[0].name,
+                    unsupported=bad[0].unsupported,
+                )
+            )
         names = model_names(source)
         heads = permuted_heads(source, names) if not isinstance(names, str) else {}
         if isinstance(heads, str):
             names = heads
         if isinstance(names, str):
             if strict:
-                raise ConversionError(f"{source.path}: {names}; use the original safetensors release")
+                raise ConversionError(
+                    Msg("{path}: {names}; use the original safetensors release", path=source.path, names=names)
+                )
             names = {n: n for n in source.tensors}
         self.heads: dict[str, int] = heads if isinstance(heads, dict) else {}
         self.format = source.format
