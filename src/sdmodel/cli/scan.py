@@ -11,7 +11,7 @@ from rich.text import Text
 
 from sdmodel.cli.batch import as_paths, batch_options, run_batch, wants_batch
 from sdmodel.cli.common import console, print_json
-from sdmodel.i18n import _
+from sdmodel.i18n import _, tr
 from sdmodel.remote import as_path, measure
 from sdmodel.security.scanner import ScanReport, scan
 from sdmodel.security.selection import iter_scan_files
@@ -29,7 +29,7 @@ def _finding_text(report: ScanReport, n: int = 3) -> Text:
         if fd.offset is not None:
             where += f" @{fd.offset}"
         out.append(f"{fd.code}", style=STYLE.get(fd.severity, "dim"))
-        out.append(f" {fd.message}")
+        out.append(f" {tr(fd.message)}")
         if where:
             out.append(f" ({where.strip()})", style="dim")
     extra = len(report.findings) - n

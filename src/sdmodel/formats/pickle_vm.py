@@ -53,7 +53,7 @@ class Finding:
 
     severity: str
     code: str
-    message: str
+    message: str | Msg  # str(): English, for --json
     offset: int | None = None
     member: str | None = None
 
@@ -178,13 +178,13 @@ class _VM:
 
     # ---- reporting
 
-    def finding(self, severity: str, code: str, message: str, offset: int | None = None) -> None:
+    def finding(self, severity: str, code: str, message: str | Msg, offset: int | None = None) -> None:
         if severity == "dangerous" or code == "global-not-allowed":
             self.bad_seen = True
         where = self.op_pos if offset is None else offset
         self.findings.append(Finding(severity, code, message, where, self.member))
 
-    def unsafe(self, code: str, message: str, severity: str = "dangerous") -> None:
+    def unsafe(self, code: str, message: str | Msg, severity: str = "dangerous") -> None:
         """A security problem: refuse in load mode, record in scan mode."""
         if self.strict:
             raise UnsafePickleError(
@@ -219,8 +219,11 @@ class _VM:
             self.finding(
                 "suspicious",
                 "frame-split",
-                f"bytes {p}-{self.buf_end} skipped: an argument straddles the end of its frame, and the C "
-                "unpickler reading a file without peek() (torch.load's io.BytesIO) drops the rest of the frame",
+                Msg(
+                    "bytes {p}-{buf_end} skipped: an argument straddles the end of its frame, and the C unpickler reading a file without peek() (torch.load's io.BytesIO) drops the rest of the frame",
+                    p=p,
+                    buf_end=self.buf_end,
+                ),
                 p,
             )
             p = self.buf_end
@@ -348,7 +351,7 @@ class _VM:
                     )
                 ) from None
             sev = "dangerous" if e.code == "parse-error" and self.bad_seen else "suspicious"
-            self.findings.append(Finding(sev, e.code, str(e), self.op_pos, self.member))
+            self.findings.append(Finding(sev, e.code, error_message(e), self.op_pos, self.member))
         except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, IndexError) as e:
             # Our own checks should catch everything first; never let a hostile file crash a scan.
             if self.strict:
@@ -361,7 +364,9 @@ class _VM:
                     )
                 ) from None
             sev = "dangerous" if self.bad_seen else "suspicious"
-            self.findings.append(Finding(sev, "parse-error", f"invalid: {e}", self.op_pos, self.member))
+            self.findings.append(
+                Finding(sev, "parse-error", Msg("invalid: {reason}", reason=error_message(e)), self.op_pos, self.member)
+            )
         return PickleResult(
             value=value,
             findings=self.findings,
@@ -405,7 +410,7 @@ class _VM:
                     raise ModelReadError(
                         Msg("{reason} at byte {pos}{where}", reason=error_message(e), pos=pos, where=self._where())
                     ) from None
-                self.finding(e.severity, e.code, str(e), pos)
+                self.finding(e.severity, e.code, error_message(e), pos)
             if self.frame_end is not None and self.pos >= self.frame_end and not self.stream:
                 if self.pos > self.frame_end:
                     self.frame_problem(Msg("opcode at byte {pos} runs past the end of its frame", pos=pos))
@@ -416,7 +421,7 @@ class _VM:
     def frame_problem(self, message: Msg) -> None:
         if self.strict:
             raise ModelReadError(Msg("{message}{where}", message=message, where=self._where()))
-        self.finding("suspicious", "frame-mismatch", str(message))
+        self.finding("suspicious", "frame-mismatch", message)
 
     # ---- opcodes: protocol, framing, stop
 
@@ -426,7 +431,7 @@ class _VM:
         if v > 5:
             raise _Stop("parse-error", Msg("unsupported pickle protocol {v}", v=v))
         if self.op_pos != self.start:
-            self.finding("suspicious", "misplaced-proto", f"PROTO {v} not at the start of the pickle")
+            self.finding("suspicious", "misplaced-proto", Msg("PROTO {v} not at the start of the pickle", v=v))
         self.protocol = v
 
     @op(b"\x95")
@@ -457,7 +462,7 @@ class _VM:
             )
             if self.strict:
                 raise _Stop("parse-error", msg)
-            self.finding("suspicious", "stack-not-empty", str(msg))
+            self.finding("suspicious", "stack-not-empty", msg)
         if self.frame_end is not None and self.pos != self.frame_end and not self.stream:
             self.frame_problem(Msg("STOP before the end of its frame"))
             self.frame_end = None
@@ -693,7 +698,7 @@ class _VM:
         if type(target) is list:
             target.extend(items)
         elif not isinstance(target, Opaque):
-            raise TypeConfusion(f"APPEND to a {kind_of(target)}, not a list")
+            raise TypeConfusion(Msg("APPEND to a {target}, not a list", target=kind_of(target)))
 
     @op(b"s")
     def op_setitem(self) -> None:
@@ -712,7 +717,7 @@ class _VM:
         if not isinstance(target, dict):
             if isinstance(target, Opaque):
                 return
-            raise TypeConfusion(f"SETITEM on a {kind_of(target)}, not a dict")
+            raise TypeConfusion(Msg("SETITEM on a {target}, not a dict", target=kind_of(target)))
         fill(target, items)
 
     @op(b"\x90")
@@ -722,7 +727,7 @@ class _VM:
         if type(target) is not set:
             if isinstance(target, Opaque):
                 return
-            raise TypeConfusion(f"ADDITEMS on a {kind_of(target)}, not a set")
+            raise TypeConfusion(Msg("ADDITEMS on a {target}, not a set", target=kind_of(target)))
         for k in items:
             check_key(k)
         target.update(items)
@@ -808,10 +813,10 @@ class _VM:
         self.globals.append(ref)
         qual = f"{module}.{name}"
         if "." in name or (name.startswith("__") and name.endswith("__")) or not module or not name:
-            self.unsafe("dotted-name", f"global {qual!r} uses a dotted, dunder or empty name")
+            self.unsafe("dotted-name", Msg("global {qual!r} uses a dotted, dunder or empty name", qual=qual))
             return Opaque(module, name, ref=ref)
         if qual in MODULE_PREFIXES:
-            self.unsafe("module-as-object", f"global {qual} is a module, used as an object")
+            self.unsafe("module-as-object", Msg("global {qual} is a module, used as an object", qual=qual))
             return Opaque(module, name, ref=ref)
         rule = ALLOWED.get((module, name))
         if rule is None:
@@ -821,7 +826,7 @@ class _VM:
                         "forbidden global {qual} at byte {offset}{where}", qual=qual, offset=offset, where=self._where()
                     )
                 )
-            self.finding("suspicious", "global-not-allowed", f"global {qual} is not allow-listed")
+            self.finding("suspicious", "global-not-allowed", Msg("global {qual} is not allow-listed", qual=qual))
             return Opaque(module, name, ref=ref)
         return GlobalObj(module, name, rule, ref)
 
@@ -847,12 +852,16 @@ class _VM:
         # numpy str_ scalar...) are only there to hide the global from scanners.
         self.unsafe(
             "bad-global-operands",
-            f"STACK_GLOBAL operands {short(module, 40)}, {short(name, 40)} are not two literal strings",
+            Msg(
+                "STACK_GLOBAL operands {module}, {name} are not two literal strings",
+                module=short(module, 40),
+                name=short(name, 40),
+            ),
         )
         self.stack.append(Opaque(_operand(module), _operand(name)))
 
     def ext(self, code: int) -> None:
-        self.unsafe("ext-code", f"extension code {code} (copyreg registry) names a global", "suspicious")
+        self.unsafe("ext-code", Msg("extension code {code} (copyreg registry) names a global", code=code), "suspicious")
         self.stack.append(Opaque("copyreg", f"extension_{code}"))
 
     @op(b"\x82")
@@ -879,13 +888,13 @@ class _VM:
     def persid(self, pid: Any) -> None:
         self.pids.append(pid)
         if isinstance(pid, tuple) and pid and pid[0] == "module":
-            self.unsafe("persid-module", "persistent id ('module', ...) rebuilds a module from source code")
+            self.unsafe("persid-module", Msg("persistent id ('module', ...) rebuilds a module from source code"))
             self.stack.append(Opaque("persistent", "module", called=True))
             return
         try:
             self.stack.append(self.persistent_load(pid))
         except UnsafePickleError as e:
-            self.unsafe("persid-module", str(e))
+            self.unsafe("persid-module", e.message)
             self.stack.append(Opaque("persistent", "id", called=True))
         except ModelReadError as e:
             if self.strict:
@@ -897,7 +906,7 @@ class _VM:
                         where=self._where(),
                     )
                 ) from None
-            self.finding("dangerous", "bad-storage", str(e))
+            self.finding("dangerous", "bad-storage", e.message)
             self.stack.append(Opaque("persistent", "id", called=True))
 
     @op(b"P")
@@ -922,7 +931,7 @@ class _VM:
         self.record_call(func, opcode)
         if isinstance(func, Opaque):
             if not func.called:
-                self.unsafe("call", f"{opcode} calls {func}, which is not allow-listed")
+                self.unsafe("call", Msg("{opcode} calls {func}, which is not allow-listed", opcode=opcode, func=func))
             return result_of(func)
         if not isinstance(func, GlobalObj):
             raise _Stop(
@@ -936,7 +945,10 @@ class _VM:
         if not rule.sees_unknown and any(isinstance(a, Opaque) for a in args):
             return result_of(func)
         if rule.call is None:
-            self.unsafe("call", f"{opcode} calls {func}, which is allow-listed only as an inert value")
+            self.unsafe(
+                "call",
+                Msg("{opcode} calls {func}, which is allow-listed only as an inert value", opcode=opcode, func=func),
+            )
             return result_of(func)
         try:
             return rule.call(args)
@@ -951,10 +963,10 @@ class _VM:
                         where=self._where(),
                     )
                 ) from None
-            self.finding(e.severity, e.code, f"{func}: {e}")
+            self.finding(e.severity, e.code, Msg("{func}: {reason}", func=func, reason=error_message(e)))
             return result_of(func)
         except UnsafeCall as e:
-            self.unsafe("call", str(e))
+            self.unsafe("call", error_message(e))
             return result_of(func)
         except ModelReadError as e:  # tensor view metadata outside its storage
             if self.strict:
@@ -966,7 +978,7 @@ class _VM:
                         where=self._where(),
                     )
                 ) from None
-            self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", str(e))
+            self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", e.message)
             return Opaque("torch._utils", "_rebuild_tensor", called=True)
 
     @op(b"R")
@@ -1006,7 +1018,9 @@ class _VM:
         self.record_call(cls, opcode)
         if isinstance(cls, Opaque):
             if not cls.called:
-                self.unsafe("call", f"{opcode} instantiates {cls}, which is not allow-listed")
+                self.unsafe(
+                    "call", Msg("{opcode} instantiates {cls}, which is not allow-listed", opcode=opcode, cls=cls)
+                )
             return result_of(cls)
         if not isinstance(cls, GlobalObj):
             raise _Stop(
@@ -1016,10 +1030,13 @@ class _VM:
             raise _Stop("parse-error", Msg("{opcode} arguments have the wrong types", opcode=opcode))
         factory = cls.rule.new
         if factory is None:
-            self.unsafe("call", f"{opcode} instantiates {cls}, which is allow-listed only as a value")
+            self.unsafe(
+                "call",
+                Msg("{opcode} instantiates {cls}, which is allow-listed only as a value", opcode=opcode, cls=cls),
+            )
             return result_of(cls)
         if args or kwargs:
-            raise TypeProblem(f"{opcode} of {cls} with arguments")
+            raise TypeProblem(Msg("{opcode} of {cls} with arguments", opcode=opcode, cls=cls))
         return factory()
 
     @op(b"b")
@@ -1028,7 +1045,7 @@ class _VM:
         inst = self.top()
         if isinstance(inst, (GlobalObj, Opaque)) and not getattr(inst, "called", False):
             self.record_call(inst, "BUILD")
-            self.unsafe("call", f"BUILD sets attributes of the global {inst} itself")
+            self.unsafe("call", Msg("BUILD sets attributes of the global {inst} itself", inst=inst))
             return
         if isinstance(inst, Opaque):
             return

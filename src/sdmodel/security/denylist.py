@@ -10,6 +10,8 @@ themselves. Modules match by prefix: a denied module denies all its submodules
 
 from __future__ import annotations
 
+from sdmodel.i18n import Msg
+
 # Whole modules (and every submodule).
 DENIED_MODULES: frozenset[str] = frozenset(
     {
@@ -252,21 +254,23 @@ def module_denied(module: str) -> str | None:
     return None
 
 
-def denied(module: str, name: str) -> str | None:
+def denied(module: str, name: str) -> Msg | None:
     """Why ``module.name`` is known to be dangerous, or None when it is merely unknown."""
     module = PY2_ALIASES.get(module, module)
     hit = module_denied(module)
     if hit is not None:
-        return f"module {hit} runs code or touches the system" if hit == module else f"submodule of {hit}"
+        if hit == module:
+            return Msg("module {module} runs code or touches the system", module=hit)
+        return Msg("submodule of {module}", module=hit)
     head = name.split(".", 1)[0]
     for mod in (module, PY2_ALIASES.get(module, module)):
         names = DENIED_NAMES.get(mod)
         if names and (name in names or head in names):
-            return f"{mod}.{head} is a known code-execution, file or nested-loader gadget"
+            return Msg("{module}.{name} is a known code-execution, file or nested-loader gadget", module=mod, name=head)
     if "." in name and module in ("builtins", "__builtin__"):
-        return f"{name!r} walks attributes of a builtin (dict.get on __builtins__ reaches eval)"
+        return Msg("{name!r} walks attributes of a builtin (dict.get on __builtins__ reaches eval)", name=name)
     # dotted names that walk into a denied module, and dunder attributes
     for part in name.split("."):
         if module_denied(part) or part.startswith("__"):
-            return f"name {name!r} reaches {part}"
+            return Msg("name {name!r} reaches {part}", name=name, part=part)
     return None

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from sdmodel.dtypes import ITEMSIZE
-from sdmodel.errors import ModelReadError
+from sdmodel.errors import ModelReadError, SdmodelError, error_message
 from sdmodel.formats.base import model_path, open_bytes
 from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.pickle_values import GlobalObj
@@ -34,6 +34,7 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
+from sdmodel.i18n import Msg, msg_n
 from sdmodel.quant.storage import analyze
 from sdmodel.security.grading import grade_global
 from sdmodel.security.targets import target_allowed
@@ -98,13 +99,21 @@ class ScanReport:
             "verdict": self.verdict,
             "notes": self.notes,
             "format": self.format,
-            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "findings": [{**dataclasses.asdict(f), "message": str(f.message)} for f in self.findings],
         }
 
     def main_findings(self, n: int = 3) -> list[Finding]:
         """The ``n`` most severe findings (file order within a severity)."""
         ranked = sorted(self.findings, key=lambda f: -_RANK.get(f.severity, 0))
         return ranked[:n]
+
+
+def _problem(error: SdmodelError) -> str | Msg:
+    """An error's message without the file name in front: a finding is about this file already."""
+    message = error.message
+    if isinstance(message, Msg) and message.template == "{path}: {problem}":
+        return next(value for name, value in message.fields if name == "problem")  # type: ignore[return-value]
+    return str(error).split(": ", 1)[-1]
 
 
 def scan(path: str | Path) -> ScanReport:
@@ -114,9 +123,13 @@ def scan(path: str | Path) -> ScanReport:
     try:
         s.run()
     except OSError as e:
-        s.add("error", "unreadable", f"cannot read the file: {e.strerror or e}")
+        s.add("error", "unreadable", Msg("cannot read the file: {reason}", reason=e.strerror or e))
     except Exception as e:  # a scanner bug must not turn into a traceback or a "safe"
-        s.add("error", "scanner-failure", f"internal scanner error: {type(e).__name__}: {e}")
+        s.add(
+            "error",
+            "scanner-failure",
+            Msg("internal scanner error: {type_name}: {reason}", type_name=type(e).__name__, reason=error_message(e)),
+        )
     return s.report()
 
 
@@ -129,12 +142,16 @@ class _Scan:
 
     # ---- bookkeeping
 
-    def add(self, severity: str, code: str, message: str, member: str | None = None, offset: int | None = None) -> None:
+    def add(
+        self, severity: str, code: str, message: str | Msg, member: str | None = None, offset: int | None = None
+    ) -> None:
         self.findings.append(Finding(severity, code, message, offset, member))
 
     def report(self) -> ScanReport:
         if self.note_globals:
-            self.add("info", "inert-extras", "known inert extras: " + ", ".join(sorted(self.note_globals)))
+            self.add(
+                "info", "inert-extras", Msg("known inert extras: {names}", names=", ".join(sorted(self.note_globals)))
+            )
         worst = max((_RANK.get(f.severity, 0) for f in self.findings), default=0)
         verdicts: dict[int, Verdict] = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}
         verdict = verdicts[worst]
@@ -156,7 +173,13 @@ class _Scan:
             if severity == "info":
                 self.note_globals.add(".".join(mapped))
             else:
-                self.add(severity, "denied-global", f"global {g.module}.{g.name}: {why}", member, g.offset)
+                self.add(
+                    severity,
+                    "denied-global",
+                    Msg("global {module}.{name}: {why}", module=g.module, name=g.name, why=why),
+                    member,
+                    g.offset,
+                )
 
     def pickle(self, data: bytes, start: int, member: str, persistent_load: Any = None) -> PickleResult:
         res = interpret(data, start, member, persistent_load)
@@ -168,10 +191,10 @@ class _Scan:
     def run(self) -> None:
         path = self.path
         if not path.exists():
-            self.add("error", "missing", "no such file")
+            self.add("error", "missing", Msg("no such file"))
             return
         if path.is_dir():
-            self.add("error", "directory", "is a directory (scan the files inside it)")
+            self.add("error", "directory", Msg("is a directory (scan the files inside it)"))
             return
         if path.suffix.lower() not in (".yaml", ".yml"):
             sidecar = path.with_suffix(".yaml")
@@ -183,7 +206,7 @@ class _Scan:
             head = f.read(512)
             if not head:
                 self.format = "empty"
-                self.add("error", "empty", "file is empty: not a model")
+                self.add("error", "empty", Msg("file is empty: not a model"))
                 return
             if head.startswith(b"PK\x03\x04"):
                 self.format = "torch-zip"
@@ -199,7 +222,7 @@ class _Scan:
                 self.scan_npy(f, head, size)
             elif (foreign := _foreign(head)) is not None:
                 self.format = "other"
-                self.add("error", "not-a-model", f"content is {foreign}: unscannable, never safe")
+                self.add("error", "not-a-model", Msg("content is {foreign}: unscannable, never safe", foreign=foreign))
             elif _looks_safetensors(head):
                 self.format = "safetensors"
                 self.scan_safetensors()
@@ -220,7 +243,7 @@ class _Scan:
             self.add(
                 "error",
                 "not-a-pickle",
-                "content is not a pickle nor any model format (or it is corrupt)",
+                Msg("content is not a pickle nor any model format (or it is corrupt)"),
                 "pickle",
                 first.end,
             )
@@ -232,7 +255,7 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "magic-computed",
-                    "the legacy magic number is computed, not one literal LONG (GHSA-97f8-7cmv-76j2)",
+                    Msg("the legacy magic number is computed, not one literal LONG (GHSA-97f8-7cmv-76j2)"),
                     "magic",
                     0,
                 )
@@ -250,7 +273,7 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "limit-exceeded",
-                    f"pickle longer than the {PICKLE_WINDOW >> 20} MB scan window",
+                    Msg("pickle longer than the {value} MB scan window", value=PICKLE_WINDOW >> 20),
                     member,
                 )
             return
@@ -260,7 +283,9 @@ class _Scan:
             n += 1
             sub = interpret(data, pos, f"{member} #{n}")
             if sub.complete or sub.globals or sub.calls:
-                self.add("suspicious", "extra-pickle", f"another pickle follows STOP at byte {pos}", member, pos)
+                self.add(
+                    "suspicious", "extra-pickle", Msg("another pickle follows STOP at byte {pos}", pos=pos), member, pos
+                )
                 self.absorb(sub, f"{member} #{n}")
                 if not sub.complete:
                     return
@@ -268,7 +293,13 @@ class _Scan:
             else:
                 break
         if pos < end:
-            self.add("suspicious", "trailing-bytes", f"{end - pos} bytes after the pickle's STOP", member, pos)
+            self.add(
+                "suspicious",
+                "trailing-bytes",
+                Msg("{value} bytes after the pickle's STOP", value=end - pos),
+                member,
+                pos,
+            )
 
     def scan_legacy(self, f: BinaryIO, data: bytes, size: int, pos: int) -> None:
         """Pickles 2-5 of the legacy format, then the numel header of every storage."""
@@ -278,7 +309,9 @@ class _Scan:
             ref = parse_storage_pid(pid, legacy=True)
             root = pid[2]
             if root in declared and declared[root].dtype != ref.dtype:
-                self.add("suspicious", "storage-dtype", f"storage {root!r} used with two types", "object")
+                self.add(
+                    "suspicious", "storage-dtype", Msg("storage {root!r} used with two types", root=root), "object"
+                )
             declared.setdefault(root, StorageRef(root, ref.dtype, ref.location, pid[4], ref.type_name))
             return ref
 
@@ -295,7 +328,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "legacy-version",
-                f"legacy protocol version {values['protocol version']!r} (torch writes 1001)",
+                Msg("legacy protocol version {version!r} (torch writes 1001)", version=values["protocol version"]),
                 "protocol version",
             )
         info = values["sys_info"]
@@ -303,16 +336,16 @@ class _Scan:
         if isinstance(info, dict) and isinstance(info.get("little_endian"), bool):
             little = info["little_endian"]
         else:
-            self.add("suspicious", "legacy-sys-info", "sys_info is not the dict torch writes", "sys_info")
+            self.add("suspicious", "legacy-sys-info", Msg("sys_info is not the dict torch writes"), "sys_info")
         keys = values["storage keys"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > MAX_STORAGES:
-            self.add("suspicious", "legacy-keys", "storage key list is not a list of strings", "storage keys")
+            self.add("suspicious", "legacy-keys", Msg("storage key list is not a list of strings"), "storage keys")
             return
         for missing in sorted(set(declared) - set(keys))[:5]:
             self.add(
                 "suspicious",
                 "missing-storage",
-                f"storage {missing!r} is used but its data is not in the file",
+                Msg("storage {missing!r} is used but its data is not in the file", missing=missing),
                 "storage keys",
             )
         order = "<q" if little else ">q"
@@ -320,18 +353,29 @@ class _Scan:
             f.seek(pos)
             raw = f.read(8)
             if len(raw) < 8:
-                self.add("suspicious", "truncated", f"file ends before storage {key!r}", "storages", pos)
+                self.add("suspicious", "truncated", Msg("file ends before storage {key!r}", key=key), "storages", pos)
                 return
             (numel,) = struct.unpack(order, raw)
             ref = declared.get(key)
             if ref is None:
-                self.add("suspicious", "unused-storage", f"storage {key!r} is listed but never used", "storages", pos)
+                self.add(
+                    "suspicious",
+                    "unused-storage",
+                    Msg("storage {key!r} is listed but never used", key=key),
+                    "storages",
+                    pos,
+                )
                 return
             if numel != ref.numel:
                 self.add(
                     "suspicious",
                     "storage-size",
-                    f"storage {key!r}: the pickle says {ref.numel} elements, the data header says {numel}",
+                    Msg(
+                        "storage {key!r}: the pickle says {numel} elements, the data header says {numel2}",
+                        key=key,
+                        numel=ref.numel,
+                        numel2=numel,
+                    ),
                     "storages",
                     pos,
                 )
@@ -341,9 +385,20 @@ class _Scan:
             if pos > size:
                 break
         if pos > size:
-            self.add("suspicious", "truncated", f"storages need {pos - size} bytes more than the file has", "storages")
+            self.add(
+                "suspicious",
+                "truncated",
+                Msg("storages need {value} bytes more than the file has", value=pos - size),
+                "storages",
+            )
         elif pos < size:
-            self.add("suspicious", "trailing-bytes", f"{size - pos} bytes after the last storage", "storages", pos)
+            self.add(
+                "suspicious",
+                "trailing-bytes",
+                Msg("{value} bytes after the last storage", value=size - pos),
+                "storages",
+                pos,
+            )
             f.seek(pos)
             tail = f.read(min(size - pos, MAX_MEMBER))
             if tail[:1] == b"\x80" or tail[:4] == b"PK\x03\x04":
@@ -367,8 +422,10 @@ class _Scan:
             self.add(
                 "dangerous",
                 "polyglot",
-                f"a pickle ({zv.prefix_bytes} bytes) precedes a zip archive: "
-                "torch.load runs the pickle, zip-based tools see the archive",
+                Msg(
+                    "a pickle ({prefix_bytes} bytes) precedes a zip archive: torch.load runs the pickle, zip-based tools see the archive",
+                    prefix_bytes=zv.prefix_bytes,
+                ),
                 "pickle",
                 0,
             )
@@ -376,7 +433,10 @@ class _Scan:
             self.add(
                 "suspicious",
                 "data-before-zip",
-                f"{zv.prefix_bytes} bytes precede the zip archive (torch does not read it as a zip)",
+                Msg(
+                    "{prefix_bytes} bytes precede the zip archive (torch does not read it as a zip)",
+                    prefix_bytes=zv.prefix_bytes,
+                ),
                 None,
                 0,
             )
@@ -389,7 +449,7 @@ class _Scan:
         try:
             zv = read_zip(f)
         except ModelReadError as e:
-            self.add("error", "bad-zip", str(e))
+            self.add("error", "bad-zip", e.message)
             return
         self.scan_zip(zv, prefix or "")
 
@@ -401,40 +461,59 @@ class _Scan:
         except ModelReadError as err:
             sev = "suspicious" if e.size > MAX_MEMBER else "error"
             code = "limit-exceeded" if e.size > MAX_MEMBER else "unreadable-member"
-            self.add(sev, code, str(err), prefix + e.name)
+            self.add(sev, code, err.message, prefix + e.name)
             return None
 
     def scan_zip(self, zv: ZipView, prefix: str) -> None:
         arch = zv.archive_name
         if arch is None:
-            self.add("suspicious", "no-archive-dir", "first zip entry is not inside a directory (not torch's layout)")
+            self.add(
+                "suspicious", "no-archive-dir", Msg("first zip entry is not inside a directory (not torch's layout)")
+            )
             arch = ""
         base = f"{arch}/" if arch else ""
         for group in zv.case_collisions():
             names = list(dict.fromkeys(e.name for e in group))
             chosen = zv.locate(group[0].name)
-            which = f"torch reads entry #{chosen}" if chosen is not None else "torch reads one"
+            which = Msg("torch reads entry #{index}", index=chosen) if chosen is not None else Msg("torch reads one")
             pkl = any(e.name.lower().endswith(".pkl") for e in group)
             if len(names) == 1:
-                code, what = "duplicate-entry", f"{names[0]} appears {len(group)} times"
+                code, what = (
+                    "duplicate-entry",
+                    msg_n(
+                        "{name} appears {count} times",
+                        "{name} appears {count} times",
+                        len(group),
+                        name=names[0],
+                        count=len(group),
+                    ),
+                )
             else:
-                code, what = "case-collision", f"names equal ignoring case ({', '.join(names[:4])})"
+                code, what = "case-collision", Msg("names equal ignoring case ({names})", names=", ".join(names[:4]))
             self.add(
                 "dangerous" if pkl else "suspicious",
                 code,
-                f"{what}: torch looks names up ignoring case and {which} (which one depends on the "
-                "number of entries), other zip readers pick another",
+                Msg(
+                    "{what}: torch looks names up ignoring case and {which} (which one depends on the number of entries), other zip readers pick another",
+                    what=what,
+                    which=which,
+                ),
                 prefix + group[0].name,
             )
         if zv.trailing_bytes:
-            self.add("suspicious", "trailing-bytes", f"{zv.trailing_bytes} bytes after the end of the zip")
+            self.add(
+                "suspicious",
+                "trailing-bytes",
+                Msg("{trailing_bytes} bytes after the end of the zip", trailing_bytes=zv.trailing_bytes),
+            )
         if any(e.name == base + "constants.pkl" or e.name.startswith(base + "code/") for e in zv.entries):
             self.format = "torchscript"
             self.add(
                 "dangerous",
                 "torchscript",
-                "TorchScript archive (constants.pkl / code/): torch.load sends "
-                "it to torch.jit.load, which runs its code (CVE-2025-32434)",
+                Msg(
+                    "TorchScript archive (constants.pkl / code/): torch.load sends it to torch.jit.load, which runs its code (CVE-2025-32434)"
+                ),
                 prefix + base,
             )
         outside = 0
@@ -443,33 +522,48 @@ class _Scan:
             if base and not e.name.startswith(base):
                 outside += 1
                 if outside <= 3:
-                    self.add("suspicious", "outside-archive", f"entry outside the archive directory {arch!r}", member)
+                    self.add(
+                        "suspicious",
+                        "outside-archive",
+                        Msg("entry outside the archive directory {arch!r}", arch=arch),
+                        member,
+                    )
             if e.local_name != e.name:
                 self.add(
                     "suspicious",
                     "name-mismatch",
-                    f"local header names it {e.local_name!r} (CVE-2025-1944: Python's zipfile refuses, torch loads)",
+                    Msg(
+                        "local header names it {local_name!r} (CVE-2025-1944: Python's zipfile refuses, torch loads)",
+                        local_name=e.local_name,
+                    ),
                     member,
                 )
             if e.flags & 0x41:
                 self.add(
                     "suspicious",
                     "encrypted-flag",
-                    f"general-purpose flags {e.flags:#06x} mark it encrypted (CVE-2025-1945)",
+                    Msg("general-purpose flags {flags:#06x} mark it encrypted (CVE-2025-1945)", flags=e.flags),
                     member,
                 )
             if e.flags & 0x20:
-                self.add("suspicious", "patched-flag", f"general-purpose flag 0x20 (patched data) on {e.name}", member)
+                self.add(
+                    "suspicious",
+                    "patched-flag",
+                    Msg("general-purpose flag 0x20 (patched data) on {name}", name=e.name),
+                    member,
+                )
             if e.method == 8 and e.name.endswith(".pkl"):
-                self.add("info", "compressed", "deflate-compressed pickle (torch never writes one)", member)
+                self.add("info", "compressed", Msg("deflate-compressed pickle (torch never writes one)"), member)
             if e.method not in (0, 8):
-                self.add("suspicious", "compression", f"compression method {e.method}", member)
+                self.add("suspicious", "compression", Msg("compression method {method}", method=e.method), member)
         data_entry = zv.find(base + "data.pkl")
         used: dict[str, StorageRef] = {}
         referenced: set[int] = set()
         if data_entry is None:
             if self.format != "torchscript":
-                self.add("suspicious", "no-data-pkl", f"no {base}data.pkl: torch.load cannot read this zip")
+                self.add(
+                    "suspicious", "no-data-pkl", Msg("no {base}data.pkl: torch.load cannot read this zip", base=base)
+                )
         else:
             raw = self.read_member(zv, data_entry, prefix)
             if raw is not None:
@@ -477,7 +571,7 @@ class _Scan:
                 member = prefix + data_entry.name
                 res = self.pickle(raw, 0, member, self.storage_checker(zv, base, used, referenced, member))
                 if not res.complete and data_entry.flags & 0x41:
-                    self.add("error", "encrypted", "data.pkl is encrypted: unscannable", member)
+                    self.add("error", "encrypted", Msg("data.pkl is encrypted: unscannable"), member)
                 self.after_stop(raw, res, member)
         self.check_records(zv, base, prefix)
         scanned = 0
@@ -488,7 +582,10 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "limit-exceeded",
-                    f"more than {MAX_MEMBERS_SCANNED} unreferenced entries; the rest were not inspected",
+                    Msg(
+                        "more than {max_members_scanned} unreferenced entries; the rest were not inspected",
+                        max_members_scanned=MAX_MEMBERS_SCANNED,
+                    ),
                 )
                 break
             scanned += 1
@@ -509,14 +606,20 @@ class _Scan:
                     self.add(
                         "suspicious",
                         "storage-reuse",
-                        f"storage {key!r} declared twice with different "
-                        f"types or sizes ({used[key].type_name}, {ref.type_name})",
+                        Msg(
+                            "storage {key!r} declared twice with different types or sizes ({type_name}, {type_name2})",
+                            key=key,
+                            type_name=used[key].type_name,
+                            type_name2=ref.type_name,
+                        ),
                         member,
                     )
                 return ref
             used[key] = ref
             if not re.fullmatch(r"[0-9]{1,18}", key):
-                self.add("suspicious", "storage-key", f"storage key {key!r} is not a decimal number", member)
+                self.add(
+                    "suspicious", "storage-key", Msg("storage key {key!r} is not a decimal number", key=key), member
+                )
             index = zv.locate(f"{base}data/{key}")
             entry = None if index is None else zv.entries[index]
             if index is not None:
@@ -525,23 +628,32 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "missing-storage",
-                    f"storage {key!r} has no data/{key} record (torch.load fails)",
+                    Msg("storage {key!r} has no data/{key} record (torch.load fails)", key=key),
                     member,
                 )
             elif entry.size < ref.nbytes:
                 self.add(
                     "dangerous",
                     "storage-overrun",
-                    f"storage {key!r} claims {ref.numel} elements "
-                    f"({ref.nbytes} bytes) but its record holds {entry.size} bytes: out-of-bounds access in "
-                    "torch < 2.10 (CVE-2026-24747)",
+                    Msg(
+                        "storage {key!r} claims {numel} elements ({nbytes} bytes) but its record holds {size} bytes: out-of-bounds access in torch < 2.10 (CVE-2026-24747)",
+                        key=key,
+                        numel=ref.numel,
+                        nbytes=ref.nbytes,
+                        size=entry.size,
+                    ),
                     member,
                 )
             elif entry.size > ref.nbytes:
                 self.add(
                     "suspicious",
                     "storage-size",
-                    f"record data/{key} holds {entry.size} bytes, the storage declares {ref.nbytes}",
+                    Msg(
+                        "record data/{key} holds {size} bytes, the storage declares {nbytes}",
+                        key=key,
+                        size=entry.size,
+                        nbytes=ref.nbytes,
+                    ),
                     member,
                 )
             return ref
@@ -553,7 +665,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "crc-mismatch",
-                "CRC-32 mismatch: torch ignores it (CVE-2025-10156), Python's zipfile refuses",
+                Msg("CRC-32 mismatch: torch ignores it (CVE-2025-10156), Python's zipfile refuses"),
                 prefix + e.name,
             )
 
@@ -562,7 +674,12 @@ class _Scan:
             e = zv.find(base + rec)
             if e is None or e.size > 64:
                 if e is not None:
-                    self.add("suspicious", "odd-record", f"{rec} record of {e.size} bytes", prefix + e.name)
+                    self.add(
+                        "suspicious",
+                        "odd-record",
+                        Msg("{rec} record of {size} bytes", rec=rec, size=e.size),
+                        prefix + e.name,
+                    )
                 continue
             raw = self.read_member(zv, e, prefix)
             if raw is None:
@@ -570,11 +687,15 @@ class _Scan:
             text = raw.decode("latin-1").strip()
             if rec == "byteorder":
                 if text not in ("little", "big"):
-                    self.add("suspicious", "byteorder", f"byteorder record says {text!r}", prefix + e.name)
+                    self.add(
+                        "suspicious", "byteorder", Msg("byteorder record says {text!r}", text=text), prefix + e.name
+                    )
                 elif text == "big":
-                    self.add("info", "byteorder", "big-endian data", prefix + e.name)
+                    self.add("info", "byteorder", Msg("big-endian data"), prefix + e.name)
             elif not text.isdigit() or not 1 <= int(text) <= MAX_TORCH_VERSION:
-                self.add("suspicious", "version", f"{rec} record says {text!r}", prefix + e.name)
+                self.add(
+                    "suspicious", "version", Msg("{rec} record says {text!r}", rec=rec, text=text), prefix + e.name
+                )
 
     def scan_member(self, zv: ZipView, e: ZipEntry, prefix: str) -> None:
         """Any other entry, whatever its name or first bytes (a protocol 0-1 pickle starts with an
@@ -587,7 +708,12 @@ class _Scan:
             if res.complete or res.end < MEMBER_PROBE - 1:
                 return  # not a pickle: the VM stopped inside the probe (a complete one would fit)
         if e.size > MAX_MEMBER:
-            self.add("suspicious", "limit-exceeded", f"pickle-like entry of {e.size} bytes not scanned", member)
+            self.add(
+                "suspicious",
+                "limit-exceeded",
+                Msg("pickle-like entry of {size} bytes not scanned", size=e.size),
+                member,
+            )
             return
         raw = self.read_member(zv, e, prefix)
         if raw is None:
@@ -598,7 +724,7 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "extra-pickle",
-                    "a pickle besides data.pkl (torch does not load it; other tools may)",
+                    Msg("a pickle besides data.pkl (torch does not load it; other tools may)"),
                     member,
                 )
             self.check_crc(e, raw, prefix)
@@ -611,18 +737,27 @@ class _Scan:
         torch (``serialization.py: legacy_load``) unpickles every pickle of the ``storages`` and
         ``tensors`` members (a count, then one pickle per item between raw data) before ``pickle``;
         they are walked the same way."""
-        self.add("suspicious", "legacy-tar", "obsolete tar-format checkpoint, still executable by torch.load")
+        self.add("suspicious", "legacy-tar", Msg("obsolete tar-format checkpoint, still executable by torch.load"))
         f.seek(0)
         try:
             with tarfile.open(fileobj=f, mode="r:") as tar:
                 for n, m in enumerate(tar):
                     if n >= MAX_TAR_MEMBERS:
-                        self.add("suspicious", "limit-exceeded", f"more than {MAX_TAR_MEMBERS} tar members")
+                        self.add(
+                            "suspicious",
+                            "limit-exceeded",
+                            Msg("more than {max_tar_members} tar members", max_tar_members=MAX_TAR_MEMBERS),
+                        )
                         break
                     if not m.isfile():
                         continue
                     if m.size > MAX_MEMBER:
-                        self.add("suspicious", "limit-exceeded", f"member of {m.size} bytes not scanned", m.name)
+                        self.add(
+                            "suspicious",
+                            "limit-exceeded",
+                            Msg("member of {size} bytes not scanned", size=m.size),
+                            m.name,
+                        )
                         continue
                     fh = tar.extractfile(m)
                     raw = fh.read() if fh is not None else b""
@@ -631,7 +766,7 @@ class _Scan:
                     elif m.name in ("pickle", "sys_info") or _pickle_start(raw[:2]):
                         self.after_stop(raw, self.pickle(raw, 0, m.name), m.name)
         except tarfile.TarError as e:
-            self.add("error", "bad-tar", f"unreadable tar archive: {e}")
+            self.add("error", "bad-tar", Msg("unreadable tar archive: {reason}", reason=error_message(e)))
 
     def scan_tar_records(self, raw: bytes, member: str) -> None:
         """A count pickle, then per item an argument pickle followed by raw data: storages
@@ -662,7 +797,13 @@ class _Scan:
             if pos < len(raw):
                 self.after_stop(raw, self.pickle(raw, pos, f"{member} views"), member)
             return
-        self.add("suspicious", "legacy-tar-layout", f"{member} member is not laid out as torch writes it", member, pos)
+        self.add(
+            "suspicious",
+            "legacy-tar-layout",
+            Msg("{member} member is not laid out as torch writes it", member=member),
+            member,
+            pos,
+        )
 
     def scan_npy(self, f: BinaryIO, head: bytes, size: int) -> None:
         major = head[6] if len(head) > 6 else 0
@@ -673,10 +814,10 @@ class _Scan:
             (hlen,) = struct.unpack("<I", head[8:12])
             start = 12
         else:
-            self.add("error", "bad-npy", f"unknown .npy version {major}")
+            self.add("error", "bad-npy", Msg("unknown .npy version {major}", major=major))
             return
         if hlen > 1 << 20:
-            self.add("error", "bad-npy", f".npy header of {hlen} bytes")
+            self.add("error", "bad-npy", Msg(".npy header of {hlen} bytes", hlen=hlen))
             return
         f.seek(start)
         text = f.read(hlen).decode("latin-1")
@@ -684,14 +825,14 @@ class _Scan:
             header = ast.literal_eval(text)
             descr = header["descr"]
         except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
-            self.add("error", "bad-npy", ".npy header is not a valid dict literal")
+            self.add("error", "bad-npy", Msg(".npy header is not a valid dict literal"))
             return
         if "O" not in str(descr):
             return
         self.add(
             "suspicious",
             "object-array",
-            "object array: numpy.load(allow_pickle=True) unpickles it",
+            Msg("object array: numpy.load(allow_pickle=True) unpickles it"),
             "array",
             start + hlen,
         )
@@ -704,11 +845,13 @@ class _Scan:
         try:
             src = SafetensorsSource(self.path)
         except ModelReadError as e:
-            msg = str(e).split(": ", 1)[-1]
+            problem = _problem(e)
             if e.code == "trailing-bytes":
-                self.add("suspicious", "trailing-bytes", f"{msg}: they could hide another format")
+                self.add(
+                    "suspicious", "trailing-bytes", Msg("{problem}: they could hide another format", problem=problem)
+                )
             else:
-                self.add("error", "bad-safetensors", f"invalid safetensors file: {msg}")
+                self.add("error", "bad-safetensors", Msg("invalid safetensors file: {problem}", problem=problem))
             return
         with src:
             for note in src.notes:
@@ -721,11 +864,11 @@ class _Scan:
         try:
             src = GGUFSource(self.path)
         except ModelReadError as e:
-            self.add("error", "bad-gguf", f"invalid GGUF file: {str(e).split(': ', 1)[-1]}")
+            self.add("error", "bad-gguf", Msg("invalid GGUF file: {problem}", problem=_problem(e)))
             return
         with src:
             if src.architecture is None:
-                self.add("info", "gguf-no-architecture", "no general.architecture key: loaders may refuse it")
+                self.add("info", "gguf-no-architecture", Msg("no general.architecture key: loaders may refuse it"))
             self.check_quantized(src)
 
     def check_quantized(self, src: Any) -> None:
@@ -734,7 +877,7 @@ class _Scan:
         try:
             layout = analyze(src)
         except ModelReadError as e:
-            self.add("suspicious", "bad-quant-state", str(e).split(": ", 1)[-1])
+            self.add("suspicious", "bad-quant-state", _problem(e))
             return
         for p in layout.problems:
             crashes = p.code in ("packed-shape", "quant-weight-missing", "quant-state")
@@ -742,12 +885,22 @@ class _Scan:
 
     def scan_yaml(self, path: Path, member: str | None) -> None:
         if path.stat().st_size > MAX_YAML:
-            self.add("suspicious", "limit-exceeded", f"config larger than {MAX_YAML >> 10} KB not scanned", member)
+            self.add(
+                "suspicious",
+                "limit-exceeded",
+                Msg("config larger than {value} KB not scanned", value=MAX_YAML >> 10),
+                member,
+            )
             return
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
         except yaml.YAMLError as e:
-            self.add("suspicious", "bad-yaml", f"config is not valid YAML: {str(e).splitlines()[0]}", member)
+            self.add(
+                "suspicious",
+                "bad-yaml",
+                Msg("config is not valid YAML: {reason}", reason=str(e).splitlines()[0]),
+                member,
+            )
             return
         stack, seen = [doc], 0
         while stack and seen < 100_000:
@@ -757,13 +910,15 @@ class _Scan:
                 for k, v in node.items():
                     if k == "target":
                         if not isinstance(v, str):
-                            self.add("suspicious", "yaml-target", f"target: {v!r} is not a class path", member)
+                            self.add("suspicious", "yaml-target", Msg("target: {v!r} is not a class path", v=v), member)
                         elif not target_allowed(v):
                             self.add(
                                 "dangerous",
                                 "yaml-target",
-                                f"target: {v} is not a model class A1111 "
-                                "configs use; UIs import and call it (the .yaml names code)",
+                                Msg(
+                                    "target: {v} is not a model class A1111 configs use; UIs import and call it (the .yaml names code)",
+                                    v=v,
+                                ),
                                 member,
                             )
                     stack.append(v)
@@ -779,10 +934,10 @@ def interpret(data: bytes, start: int, member: str, persistent_load: Any = None)
     if not any(f.code == "frame-mismatch" for f in res.findings):
         return res
     alt = run_pickle(data, start=start, member=member, strict=False, persistent_load=persistent_load, stream=True)
-    seen = {(f.severity, f.code, f.message, f.offset) for f in res.findings}
+    seen = {(f.severity, f.code, str(f.message), f.offset) for f in res.findings}
     for f in alt.findings:
-        if (f.severity, f.code, f.message, f.offset) not in seen:
-            f.message = f"as torch.load reads it from io.BytesIO: {f.message}"
+        if (f.severity, f.code, str(f.message), f.offset) not in seen:
+            f.message = Msg("as torch.load reads it from io.BytesIO: {message}", message=f.message)
             res.findings.append(f)
     known = {(g.module, g.name, g.offset) for g in res.globals}
     res.globals.extend(g for g in alt.globals if (g.module, g.name, g.offset) not in known)
