@@ -89,3 +89,13 @@ def test_a_wrapped_error_is_translated_as_a_whole(russian: None) -> None:
     assert error_text(outer) == "b: не удалось посчитать хеш исходного файла: a.ckpt: файл пустой"
     assert error_message(ValueError(Msg("file too short"))) == Msg("file too short")  # made from a Msg
     assert error_text(OSError(2, "No such file or directory")) == "[Errno 2] No such file or directory"
+
+
+def test_scan_findings_in_russian_json_in_english(tmp_path: Path) -> None:
+    path = hostile_pickle(tmp_path / "model.ckpt")
+    ru = run("scan", str(path), lang="ru_RU.UTF-8")
+    assert ru.returncode == 1 and "запускает" in ru.stdout and "разрешённых" in ru.stdout
+    shown = run("scan", "--json", str(path), lang="ru_RU.UTF-8")
+    messages = [f["message"] for f in json.loads(shown.stdout)["findings"]]
+    assert "REDUCE calls posix.system, which is not allow-listed" in messages
+    assert "global posix.system: module posix runs code or touches the system" in messages

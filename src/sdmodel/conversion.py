@@ -61,8 +61,8 @@ class ConvertResult:
     yaml: Path | None = None
     write: WriteResult | None = None
     tensors: list[dict] = field(default_factory=list)  # quantized outputs: each tensor's type and why
-    skipped: str | None = None  # --recursive: why this file was not converted
-    error: str | None = None  # --recursive: the one-line error of this file
+    skipped: str | Msg | None = None  # --recursive: why this file was not converted
+    error: str | Msg | None = None  # --recursive: the one-line error of this file
 
     @property
     def clamped(self) -> dict[str, int]:
@@ -95,8 +95,8 @@ class ConvertResult:
                 "verified": w.verified,
             },
             "tensors": self.tensors,
-            "skipped": self.skipped,
-            "error": self.error,
+            "skipped": None if self.skipped is None else str(self.skipped),
+            "error": None if self.error is None else str(self.error),
         }
 
 
@@ -428,14 +428,14 @@ def convert_tree(
     skipped = set(files) - set(todo)
     for p in files:
         if p in skipped:
-            results.append(ConvertResult(p, None, fmt, dry, skipped="output of an earlier run"))
+            results.append(ConvertResult(p, None, fmt, dry, skipped=Msg("output of an earlier run")))
     for i, p in enumerate(todo):
         if on_file is not None:
             on_file(p, i, len(todo))
         r = ConvertResult(p, None, fmt, dry)
         target = planned[p]
         if isinstance(target, SdmodelError):
-            r.error = str(target)
+            r.error = target.message
             results.append(r)
             continue
         out = None
@@ -447,10 +447,10 @@ def convert_tree(
             progress = file_progress(p) if file_progress is not None else None
             results.append(convert(p, out, options, progress=progress))
         except OutputExistsError as e:
-            r.skipped = str(e)
+            r.skipped = e.message
             results.append(r)
         except SdmodelError as e:
-            r.error = str(e)
+            r.error = e.message
             results.append(r)
     return results
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.errors import ConversionError, SdmodelError, error_message
 from sdmodel.formats.base import TensorSource
 from sdmodel.hashing import HashCache, compute_hashes
 from sdmodel.i18n import Msg
@@ -59,7 +59,9 @@ class SourceHasher:
     def values(self) -> dict[str, str]:
         self._thread.join()
         if self._error is not None:
-            raise ConversionError(Msg("{path}: could not hash the source: {error}", path=self.path, error=self._error))
+            raise ConversionError(
+                Msg("{path}: could not hash the source: {error}", path=self.path, error=error_message(self._error))
+            )
         found = {SOURCE_SHA256_KEY: self._hashes.get("sha256"), SOURCE_AUTOV3_KEY: self._hashes.get("autov3")}
         missing = [k for k in self.keys if not found.get(k)]
         if missing:

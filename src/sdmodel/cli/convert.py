@@ -19,7 +19,7 @@ from sdmodel.engine import Progress
 from sdmodel.files import is_diffusers_dir, iter_model_files
 from sdmodel.formats import open_model
 from sdmodel.formats.writers import OUTPUT_FORMATS
-from sdmodel.i18n import _
+from sdmodel.i18n import _, tr
 from sdmodel.lora.merge import LoraSpec
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import part_rank
@@ -211,9 +211,9 @@ def _run_tree(src: str, out: str | None, as_json: bool, options: ConvertOptions)
     else:
         for r in results:
             if r.skipped:
-                console.print(f"skipped {r.source}: {r.skipped}", highlight=False, markup=False)
+                console.print(f"skipped {r.source}: {tr(r.skipped)}", highlight=False, markup=False)
             elif r.error:
-                print_error(r.error)
+                print_error(tr(r.error))
             else:
                 render_result(r)
         done = sum(1 for r in results if not r.skipped and not r.error)
