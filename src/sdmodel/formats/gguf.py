@@ -360,7 +360,7 @@ class GGUFSource(TensorSource):
         """Plain types: the values in ``shape``. Block types: the stored bytes in the stored shape
         with the last dimension in bytes (what ``gguf.quants.dequantize`` takes)."""
         info = self._tensors[name]
-        where = f"{self.path}: tensor {name!r}"
+        where = Msg("{path}: tensor {name!r}", path=self.path, name=name)
         offset = self.data_start + self._offsets[name]
         stored = self.stored_shape(name)
         if info.dtype in GGML_BLOCKS:

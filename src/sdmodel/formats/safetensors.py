@@ -168,7 +168,7 @@ class SafetensorsSource(TensorSource):
                     self.data_start + self._offsets[name],
                     np.dtype("u1"),
                     shape,
-                    f"{self.path}: tensor {name!r}",
+                    Msg("{path}: tensor {name!r}", path=self.path, name=name),
                 )
             raise self._fail(Msg("tensor {name!r}: dtype {dtype!r} is not supported", name=name, dtype=info.dtype))
         return read_array(
@@ -176,7 +176,7 @@ class SafetensorsSource(TensorSource):
             self.data_start + self._offsets[name],
             NUMPY_DTYPES[info.dtype],
             info.shape,
-            f"{self.path}: tensor {name!r}",
+            Msg("{path}: tensor {name!r}", path=self.path, name=name),
         )
 
     def data_range(self, name: str) -> tuple[int, int]:

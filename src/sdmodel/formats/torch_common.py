@@ -183,7 +183,9 @@ class TorchSource(TensorSource):
     def _read_storage(self, storage: StorageRef, start: int, count: int, dtype: np.dtype) -> np.ndarray:
         """``count`` elements of ``dtype`` from ``start`` bytes into a root storage's data."""
         base, _ = self._record(storage)
-        return read_array(self._file, base + start, dtype, (count,), f"{self.path}: storage {storage.key!r}")
+        return read_array(
+            self._file, base + start, dtype, (count,), Msg("{path}: storage {key!r}", path=self.path, key=storage.key)
+        )
 
     def read(self, name: str) -> np.ndarray:
         ref = self._refs[name]

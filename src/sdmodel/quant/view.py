@@ -79,7 +79,7 @@ def llama_unpermute(values: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int] | str:
+def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int] | Msg:
     """Our name -> the head count its rows are permuted by (Llama GGUF q/k projections), or why the
     permutation cannot be undone exactly."""
     if source.format != "gguf" or source.metadata.get("general.architecture") != "llama":
@@ -87,9 +87,13 @@ def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int
     meta = source.metadata
     heads = (meta.get("llama.attention.head_count"), meta.get("llama.attention.head_count_kv"))
     if heads != tuple(str(h) for h in LLAMA_HEADS):
-        return (
-            f"a GGUF llama model with {heads[0] or '?'} query / {heads[1] or '?'} key-value heads: ComfyUI-GGUF "
-            f"undoes the q/k row permutation for {LLAMA_HEADS[0]} / {LLAMA_HEADS[1]} only"
+        return Msg(
+            "a GGUF llama model with {query} query / {kv} key-value heads: ComfyUI-GGUF undoes the q/k row "
+            "permutation for {llama_query} / {llama_kv} only",
+            query=heads[0] or "?",
+            kv=heads[1] or "?",
+            llama_query=LLAMA_HEADS[0],
+            llama_kv=LLAMA_HEADS[1],
         )
     out = {}
     for new in names.values():
@@ -100,7 +104,7 @@ def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int
     return out
 
 
-def model_names(source: TensorSource) -> dict[str, str] | str:
+def model_names(source: TensorSource) -> dict[str, str] | Msg:
     """File name -> the name loaders use (GGUF text encoders carry llama.cpp names), or why the
     names cannot be given back."""
     names = list(source.tensors)
@@ -109,7 +113,7 @@ def model_names(source: TensorSource) -> dict[str, str] | str:
     arch = source.metadata.get("general.architecture", "")
     table = GGUF_RENAMES.get(arch)
     if table is None:
-        return f"a GGUF {arch or 'text'} model with llama.cpp tensor names: sdmodel does not map it back"
+        return Msg("a GGUF {arch} model with llama.cpp tensor names: sdmodel does not map it back", arch=arch or "text")
     out = {}
     for n in names:
         new = n
@@ -142,10 +146,10 @@ class DequantizedSource(TensorSource):
                 )
             )
         names = model_names(source)
-        heads = permuted_heads(source, names) if not isinstance(names, str) else {}
-        if isinstance(heads, str):
+        heads = permuted_heads(source, names) if not isinstance(names, Msg) else {}
+        if isinstance(heads, Msg):
             names = heads
-        if isinstance(names, str):
+        if isinstance(names, Msg):
             if strict:
                 raise ConversionError(
                     Msg("{path}: {names}; use the original safetensors release", path=source.path, names=names)
