@@ -78,8 +78,9 @@ def plain(value: Any, depth: int = 0) -> Any:
 def split_state_dict(obj: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(tensors by flat name in pickle order, extras, unwrapped wrapper keys) of a checkpoint."""
     if not isinstance(obj, dict):
-        kind = "a single tensor" if isinstance(obj, _TENSORS) else f"a {type(obj).__name__}"
-        raise ModelReadError(Msg("the checkpoint holds {kind}, not a dict of tensors", kind=kind))
+        if isinstance(obj, _TENSORS):
+            raise ModelReadError(Msg("the checkpoint holds a single tensor, not a dict of tensors"))
+        raise ModelReadError(Msg("the checkpoint holds a {kind}, not a dict of tensors", kind=type(obj).__name__))
     extras: dict[str, Any] = {}
     wrappers: list[str] = []
     sd: dict = obj
