@@ -99,7 +99,16 @@ class ScanReport:
             "verdict": self.verdict,
             "notes": self.notes,
             "format": self.format,
-            "findings": [{**dataclasses.asdict(f), "message": str(f.message)} for f in self.findings],
+            "findings": [
+                {
+                    "severity": f.severity,
+                    "code": f.code,
+                    "message": str(f.message),
+                    "offset": f.offset,
+                    "member": f.member,
+                }
+                for f in self.findings
+            ],
         }
 
     def main_findings(self, n: int = 3) -> list[Finding]:
