@@ -150,7 +150,7 @@ def test_scan_url_same_verdict_as_local(server, tmp_path):
     r = cli("hash", server.url("f", "good.ckpt"))
     assert r.returncode == 2 and "download it" in r.stderr
     missing = scan(RemotePath(server.url("f", "nope.ckpt")))
-    assert missing.verdict == "error" and "404" in missing.findings[0].message
+    assert missing.verdict == "error" and "404" in str(missing.findings[0].message)
 
 
 def test_legacy_torch_over_http(server, tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sdmodel.errors import ConversionError, OutputExistsError, SdmodelError
+from sdmodel.i18n import Msg
 
 TEMP_SUFFIX = ".sdmodel-tmp"
 
@@ -36,9 +37,9 @@ def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse to write onto an input (same path or same inode) or over a file without ``overwrite``."""
     out = Path(out)
     if not out.parent.is_dir():
-        raise ConversionError(f"{out}: directory {out.parent} does not exist")
+        raise ConversionError(Msg("{out}: directory {parent} does not exist", out=out, parent=out.parent))
     if out.is_dir():
-        raise ConversionError(f"{out}: is a directory")
+        raise ConversionError(Msg("{out}: is a directory", out=out))
     for p in inputs:
         p = Path(p)
         same = out.resolve() == p.resolve()
@@ -48,11 +49,11 @@ def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
             except OSError:
                 same = False
         if same:
-            raise ConversionError(f"{out}: refusing to write onto the input file")
+            raise ConversionError(Msg("{out}: refusing to write onto the input file", out=out))
         if p.is_dir() and out.resolve().is_relative_to(p.resolve()):
-            raise ConversionError(f"{out}: refusing to write inside the input folder {p}")
+            raise ConversionError(Msg("{out}: refusing to write inside the input folder {p}", out=out, p=p))
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
+        raise OutputExistsError(Msg("{out}: already exists (use --overwrite to replace it)", out=out))
 
 
 def sync(f: BinaryIO) -> None:
@@ -78,10 +79,12 @@ def sync_dir(d: Path) -> None:
 def write_error(out: Path, e: OSError) -> SdmodelError:
     """The one-line error for a failed write of ``out``."""
     if e.errno == errno.ENOSPC:
-        return ConversionError(f"{out}: disk full while writing; nothing was written")
+        return ConversionError(Msg("{out}: disk full while writing; nothing was written", out=out))
     if e.errno == errno.EFBIG:
-        return ConversionError(f"{out}: file too large for this file system or size limit; nothing was written")
-    return ConversionError(f"{out}: write failed: {e.strerror or e}; nothing was written")
+        return ConversionError(
+            Msg("{out}: file too large for this file system or size limit; nothing was written", out=out)
+        )
+    return ConversionError(Msg("{out}: write failed: {value}; nothing was written", out=out, value=e.strerror or e))
 
 
 @contextmanager
@@ -95,7 +98,7 @@ def replacing(out: Path, overwrite: bool) -> Iterator[Path]:
         try:
             yield tmp
             if out.exists() and not overwrite:  # appeared while we were writing
-                raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
+                raise OutputExistsError(Msg("{out}: already exists (use --overwrite to replace it)", out=out))
             os.replace(tmp, out)
         except OSError as e:
             raise write_error(out, e) from e

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sdmodel import remote
-from sdmodel.errors import SdmodelError
+from sdmodel.errors import SdmodelError, error_message
+from sdmodel.i18n import Msg
 from sdmodel.inspection import inspect
 from sdmodel.security.scanner import scan
 
@@ -115,7 +116,9 @@ def read_list(path: Path) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise SdmodelError(f"{path}: cannot read the list of files ({getattr(e, 'strerror', None) or e})") from None
+        raise SdmodelError(
+            Msg("{path}: cannot read the list of files ({value})", path=path, value=getattr(e, "strerror", None) or e)
+        ) from None
     seen: dict[str, None] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -133,7 +136,7 @@ def run(
 ) -> BatchSummary:
     """Check every item, calling ``emit`` with each record as it completes."""
     if jobs < 1:
-        raise SdmodelError(f"--jobs must be at least 1, not {jobs}")
+        raise SdmodelError(Msg("--jobs must be at least 1, not {jobs}", jobs=jobs))
     summary = BatchSummary()
     started = time.perf_counter()
     if ray_address is not None:
@@ -178,7 +181,7 @@ def _run_ray(options: BatchOptions, items: list[str], address: str) -> Iterator[
     try:
         import ray  # noqa: PLC0415 - the optional extra sdmodel[ray], only for --ray
     except ImportError:
-        raise SdmodelError("--ray needs Ray: pip install 'sdmodel[ray]'") from None
+        raise SdmodelError(Msg("--ray needs Ray: pip install 'sdmodel[ray]'")) from None
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -188,7 +191,14 @@ def _run_ray(options: BatchOptions, items: list[str], address: str) -> Iterator[
             else:
                 ray.init(address=None if address == LOCAL_RAY else address, log_to_driver=False)
         except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError... by situation
-            raise SdmodelError(f"cannot start or reach Ray ({address}): {type(e).__name__}: {e}") from None
+            raise SdmodelError(
+                Msg(
+                    "cannot start or reach Ray ({address}): {type_name}: {reason}",
+                    address=address,
+                    type_name=type(e).__name__,
+                    reason=error_message(e),
+                )
+            ) from None
     try:
         task = ray.remote(num_cpus=1)(_check_many)
         chunks = [items[i : i + RAY_CHUNK] for i in range(0, len(items), RAY_CHUNK)]

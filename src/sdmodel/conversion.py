@@ -128,7 +128,7 @@ def lora_steps(source: TensorSource, options: ConvertOptions) -> Iterator[list[C
             fmt = options.lora_format
             info = describe_lora(source, read_alphas=False)
             if info is None:
-                raise ConversionError(f"{source.path}: not a LoRA: --lora-format has nothing to rename")
+                raise ConversionError(Msg("{path}: not a LoRA: --lora-format has nothing to rename", path=source.path))
             steps.append(lambda plan: plan.metadata.update(apply_lora_format(plan, fmt, info.family)))
         yield steps
 
@@ -429,7 +429,7 @@ def convert_tree(
     options = with_changes(options, changes)
     root = Path(root)
     if not root.is_dir():
-        raise ConversionError(f"{root}: not a directory")
+        raise ConversionError(Msg("{root}: not a directory", root=root))
     files = [p for p in iter_model_files([root]) if p != root]
     fmt, dry = options.format, options.dry_run
     results: list[ConvertResult] = []

@@ -29,6 +29,7 @@ from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Sink
 from sdmodel.formats.writers import make_sink
+from sdmodel.i18n import Msg
 from sdmodel.plan import Plan, Step
 
 Progress = Callable[[int, int], None]
@@ -262,7 +263,7 @@ class _DirectReader:
             got = os.preadv(self.fds[s.source], [view[s.in_bytes - left :]], pos)
             if got <= 0:
                 self.buffers.put(buf)
-                raise ModelReadError(f"{source.path}: tensor {s.name!r}: file is truncated")
+                raise ModelReadError(Msg("{path}: tensor {name!r}: file is truncated", path=source.path, name=s.name))
             pos, left = pos + got, left - got
         return self.buffers.array(buf, s.dtype, s.shape), buf
 

@@ -40,6 +40,15 @@ class RemoteError(ModelReadError, OSError):
         return super().__new__(cls, str(message))  # one argument: OSError would read two as (errno, strerror)
 
 
+def error_message(error: BaseException) -> str | Msg:
+    """An error's message to put inside another message: a Msg for sdmodel's own errors and for any
+    exception made from one (so the whole line is translated), Python's wording for the others."""
+    if isinstance(error, SdmodelError):
+        return error.message
+    return error.args[0] if len(error.args) == 1 and isinstance(error.args[0], Msg) else str(error)
+
+
 def error_text(error: BaseException) -> str:
     """An error's one-line message in the user's language (other exceptions as Python words them)."""
-    return tr(error.message) if isinstance(error, SdmodelError) else str(error)
+    message = error_message(error)
+    return tr(message) if isinstance(message, Msg) else message

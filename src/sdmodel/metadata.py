@@ -32,6 +32,7 @@ from sdmodel.errors import ModelReadError, SdmodelError
 from sdmodel.formats import sniff
 from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.safetensors import MAX_HEADER
+from sdmodel.i18n import Msg
 
 EditMode = Literal["unchanged", "in-place", "rewrite"]
 Severity = Literal["error", "warning"]
@@ -179,13 +180,13 @@ def read_metadata(path: str | Path) -> FileMetadata:
 
 def _kind(path: Path) -> Literal["safetensors", "gguf"]:
     if not path.is_file():
-        raise ModelReadError(f"{path}: no such file")
+        raise ModelReadError(Msg("{path}: no such file", path=path))
     with open(path, "rb") as f:
         if f.read(4) == b"GGUF":
             return "gguf"
     if sniff(path) == "safetensors":
         return "safetensors"
-    raise MetadataError(f"{path}: metadata can be edited in safetensors and GGUF files only")
+    raise MetadataError(Msg("{path}: metadata can be edited in safetensors and GGUF files only", path=path))
 
 
 @dataclass
@@ -201,20 +202,27 @@ class _SafetensorsHeader:
             f.seek(0)
             head = f.read(8)
             if len(head) < 8:
-                raise ModelReadError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+                raise ModelReadError(Msg("{path}: not a safetensors file (shorter than 8 bytes)", path=path))
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER or 8 + n > size:
-                raise ModelReadError(f"{path}: safetensors header length {n} is impossible for a {size}-byte file")
+                raise ModelReadError(
+                    Msg(
+                        "{path}: safetensors header length {n} is impossible for a {size}-byte file",
+                        path=path,
+                        n=n,
+                        size=size,
+                    )
+                )
             raw = f.read(n)
         try:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelReadError(f"{path}: safetensors header is not valid UTF-8 JSON") from None
+            raise ModelReadError(Msg("{path}: safetensors header is not valid UTF-8 JSON", path=path)) from None
         if not isinstance(doc, dict):
-            raise ModelReadError(f"{path}: safetensors header is not a JSON object")
+            raise ModelReadError(Msg("{path}: safetensors header is not a JSON object", path=path))
         meta = doc.pop("__metadata__", None) or {}
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise ModelReadError(f"{path}: __metadata__ must map strings to strings")
+            raise ModelReadError(Msg("{path}: __metadata__ must map strings to strings", path=path))
         return cls(n, dict(meta), doc)
 
     def encode(self, metadata: Mapping[str, str]) -> bytes:
@@ -233,7 +241,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise MetadataError(f"--set wants KEY=VALUE, got {item!r}")
+            raise MetadataError(Msg("--set wants KEY=VALUE, got {item!r}", item=item))
         out[key.strip()] = value
     return out
 
@@ -286,7 +294,7 @@ def edit_metadata(
 def _refuse_errors(path: Path, problems: list[MetaProblem]) -> None:
     errors = [p for p in problems if p.severity == "error"]
     if errors:
-        raise MetadataError(f"{path}: {errors[0].message}")
+        raise MetadataError(Msg("{path}: {message}", path=path, message=errors[0].message))
 
 
 def journal_path(path: Path) -> Path:
@@ -385,10 +393,19 @@ def _edit_gguf(path: Path, set_values: dict[str, str], unset: list[str], step: C
     result = MetaEditResult(path, "gguf", "unchanged", header_before=data_start)
     for key in [*set_values, *unset]:
         if key == "general.alignment" or (key == "general.architecture" and key in unset):
-            raise MetadataError(f"{path}: {key} is needed to read the file and cannot be changed or removed")
+            raise MetadataError(
+                Msg("{path}: {key} is needed to read the file and cannot be changed or removed", path=path, key=key)
+            )
     for key in set_values:
         if key in old and not isinstance(old[key], str):
-            raise MetadataError(f"{path}: {key} holds a {type(old[key]).__name__}; only string values can be set")
+            raise MetadataError(
+                Msg(
+                    "{path}: {key} holds a {type_name}; only string values can be set",
+                    path=path,
+                    key=key,
+                    type_name=type(old[key]).__name__,
+                )
+            )
     result.changed = sorted(k for k, v in set_values.items() if old.get(k) != v)
     result.removed = sorted(k for k in unset if k in old)
     result.warnings = check_entries(set_values)

@@ -270,16 +270,24 @@ def dequantized_plan(
     }
     if None in targets or not targets:
         raise ConversionError(
-            f"{source.path}: holds quantized weights ({what}): sdmodel convert only dequantizes them, "
-            "with --dtype fp32, bf16 or fp16 (keep the file as it is otherwise)"
+            Msg(
+                "{path}: holds quantized weights ({what}): sdmodel convert only dequantizes them, with --dtype fp32, bf16 or fp16 (keep the file as it is otherwise)",
+                path=source.path,
+                what=what,
+            )
         )
     if not targets <= set(OUT_DTYPES):
         raise ConversionError(
-            f"{source.path}: holds quantized weights ({what}): re-quantizing them to fp8 would round twice; "
-            "dequantize with --dtype bf16 (or convert the original release)"
+            Msg(
+                "{path}: holds quantized weights ({what}): re-quantizing them to fp8 would round twice; dequantize with --dtype bf16 (or convert the original release)",
+                path=source.path,
+                what=what,
+            )
         )
     if len(targets) > 1:
-        raise ConversionError(f"{source.path}: holds quantized weights ({what}): give them one precision")
+        raise ConversionError(
+            Msg("{path}: holds quantized weights ({what}): give them one precision", path=source.path, what=what)
+        )
     (target,) = targets
     view = DequantizedSource(source, str(target), layout)
     plan = initial_plan(view)
@@ -315,7 +323,7 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
     if mode == "keep":
         return
     if mode not in ("drop", "only"):
-        raise ConversionError(f"--ema must be keep, drop or only, not {mode!r}")
+        raise ConversionError(Msg("--ema must be keep, drop or only, not {mode!r}", mode=mode))
     src = plan.source
     ema_steps = [s for s in plan.steps if s.name.startswith(EMA_PREFIX)]
     if mode == "drop":
@@ -329,23 +337,38 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
         return
     unet = [s for s in plan.steps if s.name.startswith(UNET_PREFIX) and s.part == "unet"]
     if not unet:
-        raise ConversionError(f"{src.path}: no UNet (model.diffusion_model.*): --ema only has nothing to do")
+        raise ConversionError(
+            Msg("{path}: no UNet (model.diffusion_model.*): --ema only has nothing to do", path=src.path)
+        )
     covered = [s for s in unet if ema_key(s.name) in src.tensors]
     if not covered:
         raise ConversionError(
-            f"{src.path}: the file has no EMA weights (model_ema.*): cannot make an EMA-only file "
-            "(copying the normal weights would only rename them)"
+            Msg(
+                "{path}: the file has no EMA weights (model_ema.*): cannot make an EMA-only file (copying the normal weights would only rename them)",
+                path=src.path,
+            )
         )
     if len(covered) < len(unet) and not allow_partial:
         raise ConversionError(
-            f"{src.path}: EMA covers only {len(covered)} of {len(unet)} UNet tensors; "
-            "use --allow-partial-ema to keep the normal weights for the others"
+            Msg(
+                "{path}: EMA covers only {covered_count} of {unet_count} UNet tensors; use --allow-partial-ema to keep the normal weights for the others",
+                path=src.path,
+                covered_count=len(covered),
+                unet_count=len(unet),
+            )
         )
     for s in covered:
         info = src.tensors[ema_key(s.name)]
         if info.shape != s.shape:
             raise ConversionError(
-                f"{src.path}: EMA tensor {info.name} has shape {list(info.shape)}, UNet {s.name} has {list(s.shape)}"
+                Msg(
+                    "{path}: EMA tensor {name} has shape {shape}, UNet {name2} has {shape2}",
+                    path=src.path,
+                    name=info.name,
+                    shape=list(info.shape),
+                    name2=s.name,
+                    shape2=list(s.shape),
+                )
             )
         s.name, s.dtype, s.out_dtype = info.name, info.dtype, info.dtype
     plan.keep_only(
@@ -546,12 +569,14 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
     match the checkpoint's VAE; the replaced tensors keep the checkpoint's dtype."""
     mapping = standalone_vae_names(vae)
     if not any(k.startswith(("encoder.", "decoder.")) for k in mapping):
-        raise ConversionError(f"{vae.path}: not a VAE (no encoder.*/decoder.* tensors)")
+        raise ConversionError(Msg("{path}: not a VAE (no encoder.*/decoder.* tensors)", path=vae.path))
     plan.sources[VAE_SOURCE] = vae
     prefix = vae_prefix_of(plan)
     if prefix is None:
         if not any(s.part == "unet" for s in plan.steps):
-            raise ConversionError(f"{plan.source.path}: has neither a VAE nor a UNet: refusing to bake a VAE into it")
+            raise ConversionError(
+                Msg("{path}: has neither a VAE nor a UNet: refusing to bake a VAE into it", path=plan.source.path)
+            )
         prefix = VAE_PREFIXES[0]
         for bare, name in mapping.items():
             info = vae.tensors[name]
@@ -565,17 +590,29 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
     extra = sorted(set(mapping) - set(inside))
     missing = sorted(set(inside) - set(mapping))
     if extra or missing:
-        what = []
-        if missing:
-            what.append(f"{len(missing)} checkpoint VAE tensors missing from it (e.g. {missing[0]})")
-        if extra:
-            what.append(f"{len(extra)} tensors the checkpoint's VAE lacks (e.g. {extra[0]})")
-        raise ConversionError(f"{vae.path}: VAE does not match the checkpoint's: {'; '.join(what)}")
+        lacks = (
+            Msg("{count} checkpoint VAE tensors missing from it (e.g. {name})", count=len(missing), name=missing[0])
+            if missing
+            else None
+        )
+        adds = (
+            Msg("{count} tensors the checkpoint's VAE lacks (e.g. {name})", count=len(extra), name=extra[0])
+            if extra
+            else None
+        )
+        what = Msg("{first}; {second}", first=lacks, second=adds) if lacks and adds else lacks or adds
+        raise ConversionError(Msg("{path}: VAE does not match the checkpoint's: {what}", path=vae.path, what=what))
     for bare, s in inside.items():
         info = vae.tensors[mapping[bare]]
         if not _reshape_ok(info.shape, s.shape):
             raise ConversionError(
-                f"{vae.path}: VAE tensor {bare} has shape {list(info.shape)}, the checkpoint's has {list(s.shape)}"
+                Msg(
+                    "{path}: VAE tensor {bare} has shape {shape}, the checkpoint's has {shape2}",
+                    path=vae.path,
+                    bare=bare,
+                    shape=list(info.shape),
+                    shape2=list(s.shape),
+                )
             )
     for bare, s in inside.items():
         info = vae.tensors[mapping[bare]]
@@ -605,7 +642,9 @@ def parse_precision(name: str | None) -> str | None:
     try:
         return PRECISIONS[name]
     except KeyError:
-        raise ConversionError(f"unknown precision {name!r} (use one of {', '.join(PRECISIONS)})") from None
+        raise ConversionError(
+            Msg("unknown precision {name!r} (use one of {precisions})", name=name, precisions=", ".join(PRECISIONS))
+        ) from None
 
 
 def apply_dtypes(plan: Plan, default: str | None = None, per_part: dict[str, str | None] | None = None) -> None:
@@ -663,7 +702,11 @@ def apply_extract(plan: Plan, part: str) -> None:
     UNet without ``model.diffusion_model.`` (ComfyUI diffusion_models), CLIP text encoders as
     transformers ``text_model.*``, OpenCLIP (SD2 ViT-H, SDXL bigG) under their OpenCLIP names."""
     if part not in EXTRACT_PARTS:
-        raise ConversionError(f"--part must be one of {', '.join(EXTRACT_PARTS)}, not {part!r}")
+        raise ConversionError(
+            Msg(
+                "--part must be one of {extract_parts}, not {part!r}", extract_parts=", ".join(EXTRACT_PARTS), part=part
+            )
+        )
 
     def belongs(s: Step) -> bool:
         if s.part == part:
@@ -672,12 +715,20 @@ def apply_extract(plan: Plan, part: str) -> None:
 
     plan.keep_only(belongs, lambda s: Msg("not part of the {part}", part=part))
     if not plan.steps:
-        raise ConversionError(f"{plan.source.path}: has no {part} to extract")
+        raise ConversionError(Msg("{path}: has no {part} to extract", path=plan.source.path, part=part))
     seen: dict[str, str] = {}
     for s in plan.steps:
         new = extract_name(s.out, part)
         if new in seen:
-            raise ConversionError(f"{plan.source.path}: {s.out} and {seen[new]} would both be written as {new}")
+            raise ConversionError(
+                Msg(
+                    "{path}: {out} and {seen} would both be written as {new}",
+                    path=plan.source.path,
+                    out=s.out,
+                    seen=seen[new],
+                    new=new,
+                )
+            )
         seen[new] = s.out
         s.out = new
     n = len(plan.steps)
@@ -694,7 +745,13 @@ def apply_gguf(plan: Plan, quant: str) -> None:
     tensor's GGML type (the engine's sink quantizes), rows reshaped where convert.py does; the
     other parts of a full checkpoint are left out (ComfyUI-GGUF loads the diffusion model alone)."""
     if quant not in gguf_policy.FILE_TYPES:
-        raise ConversionError(f"unknown GGUF quantization {quant!r}; known: {', '.join(gguf_policy.GGUF_QUANTS)}")
+        raise ConversionError(
+            Msg(
+                "unknown GGUF quantization {quant!r}; known: {gguf_quants}",
+                quant=quant,
+                gguf_quants=", ".join(gguf_policy.GGUF_QUANTS),
+            )
+        )
     tensors = {s.out: (s.shape, s.out_dtype) for s in plan.steps}
     names = gguf_policy.strip_prefix(list(tensors))
     arch = gguf_policy.detect_architecture(list(names.values()))
@@ -739,7 +796,13 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
     ``legacy``, ``scale_weight`` per layer and one ``scaled_fp8`` marker); the family's sensitive
     layers and every other part stay as they are."""
     if fmt not in fp8_quantize.FP8_FORMATS:
-        raise ConversionError(f"unknown scaled fp8 format {fmt!r}; known: {', '.join(fp8_quantize.FP8_FORMATS)}")
+        raise ConversionError(
+            Msg(
+                "unknown scaled fp8 format {fmt!r}; known: {fp8_formats}",
+                fmt=fmt,
+                fp8_formats=", ".join(fp8_quantize.FP8_FORMATS),
+            )
+        )
     tensors = {s.out: (s.shape, s.out_dtype) for s in plan.steps}
     names = gguf_policy.strip_prefix(list(tensors))
     arch = gguf_policy.detect_architecture(list(names.values()))
@@ -773,7 +836,9 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
                 Step(layer + "comfy_quant", FP8_CONSTANTS, layer + "comfy_quant", "U8", (n,), "U8", s.part, pinned=True)
             )
     if not scales:
-        raise ConversionError(f"scaled fp8: no Linear weight of the {arch.name} diffusion model to quantize")
+        raise ConversionError(
+            Msg("scaled fp8: no Linear weight of the {name} diffusion model to quantize", name=arch.name)
+        )
     if legacy:
         marker = prefix + "scaled_fp8"
         constants[marker] = fp8_quantize.legacy_marker(fmt)
@@ -847,9 +912,21 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         if self.format not in OUTPUT_FORMATS:
-            raise ConversionError(f"--format must be {' or '.join(OUTPUT_FORMATS)}, not {self.format!r}")
+            raise ConversionError(
+                Msg(
+                    "--format must be {output_formats}, not {format!r}",
+                    output_formats=" or ".join(OUTPUT_FORMATS),
+                    format=self.format,
+                )
+            )
         if self.prediction not in (None, *PREDICTIONS):
-            raise ConversionError(f"--prediction must be {' or '.join(PREDICTIONS)}, not {self.prediction!r}")
+            raise ConversionError(
+                Msg(
+                    "--prediction must be {predictions}, not {prediction!r}",
+                    predictions=" or ".join(PREDICTIONS),
+                    prediction=self.prediction,
+                )
+            )
         for flag, value in (
             ("dtype", self.dtype),
             ("unet-dtype", self.unet_dtype),
@@ -861,30 +938,57 @@ class ConvertOptions:
                 and value not in PRECISIONS
                 and not (flag == "dtype" and value in fp8_quantize.FP8_FORMATS)
             ):
-                raise ConversionError(f"--{flag}: unknown precision {value!r} (use one of {', '.join(PRECISIONS)})")
+                raise ConversionError(
+                    Msg(
+                        "--{flag}: unknown precision {value!r} (use one of {precisions})",
+                        flag=flag,
+                        value=value,
+                        precisions=", ".join(PRECISIONS),
+                    )
+                )
         if self.ema not in EMA_MODES:
-            raise ConversionError(f"--ema must be keep, drop or only, not {self.ema!r}")
+            raise ConversionError(Msg("--ema must be keep, drop or only, not {ema!r}", ema=self.ema))
         if self.part is not None and self.part not in EXTRACT_PARTS:
-            raise ConversionError(f"--part must be one of {', '.join(EXTRACT_PARTS)}, not {self.part!r}")
+            raise ConversionError(
+                Msg(
+                    "--part must be one of {extract_parts}, not {part!r}",
+                    extract_parts=", ".join(EXTRACT_PARTS),
+                    part=self.part,
+                )
+            )
         if (self.format == "gguf") != (self.quant is not None):
-            raise ConversionError("--format gguf and --quant TYPE go together")
+            raise ConversionError(Msg("--format gguf and --quant TYPE go together"))
         if self.quant is not None and self.quant not in gguf_policy.FILE_TYPES:
-            raise ConversionError(f"unknown --quant {self.quant!r}; known: {', '.join(gguf_policy.GGUF_QUANTS)}")
+            raise ConversionError(
+                Msg(
+                    "unknown --quant {quant!r}; known: {gguf_quants}",
+                    quant=self.quant,
+                    gguf_quants=", ".join(gguf_policy.GGUF_QUANTS),
+                )
+            )
         dtypes = (self.dtype, self.unet_dtype, self.vae_dtype, self.te_dtype)
         if self.format == "gguf" and any(dtypes):
-            raise ConversionError("--format gguf takes --quant TYPE, not a --dtype")
+            raise ConversionError(Msg("--format gguf takes --quant TYPE, not a --dtype"))
         if self.dtype in fp8_quantize.FP8_FORMATS and (self.format != "safetensors" or any(dtypes[1:])):
-            raise ConversionError(f"--dtype {self.dtype} writes safetensors and takes no per-part dtype")
+            raise ConversionError(
+                Msg("--dtype {dtype} writes safetensors and takes no per-part dtype", dtype=self.dtype)
+            )
         if self.legacy_scaled_fp8 and self.dtype not in fp8_quantize.FP8_FORMATS:
-            raise ConversionError("--legacy-scaled-fp8 goes with --dtype fp8_e4m3fn_scaled or fp8_e5m2_scaled")
+            raise ConversionError(Msg("--legacy-scaled-fp8 goes with --dtype fp8_e4m3fn_scaled or fp8_e5m2_scaled"))
         object.__setattr__(self, "drop", tuple(self.drop))
         object.__setattr__(self, "meta", parse_meta(self.meta))
         if self.vae is not None:
             object.__setattr__(self, "vae", Path(self.vae))
         if self.lora_format not in (None, *LORA_FORMATS):
-            raise ConversionError(f"--lora-format must be one of {', '.join(LORA_FORMATS)}, not {self.lora_format!r}")
+            raise ConversionError(
+                Msg(
+                    "--lora-format must be one of {lora_formats}, not {lora_format!r}",
+                    lora_formats=", ".join(LORA_FORMATS),
+                    lora_format=self.lora_format,
+                )
+            )
         if self.lora_format is not None and self.loras:
-            raise ConversionError("--lora-format renames a LoRA file; merging LoRAs into a model is another task")
+            raise ConversionError(Msg("--lora-format renames a LoRA file; merging LoRAs into a model is another task"))
         object.__setattr__(self, "loras", tuple((Path(p), float(w)) for p, w in self.loras))
 
 
@@ -906,7 +1010,7 @@ def parse_meta(items: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConversionError(f"--meta {item!r}: expected KEY=VALUE")
+            raise ConversionError(Msg("--meta {item!r}: expected KEY=VALUE", item=item))
         out[key] = value
     return out
 
@@ -928,7 +1032,7 @@ def build_plan(
     if options.vae is not None and vae is None:
         raise TypeError("build_plan: open options.vae and pass it as vae=")
     if vae is not None and options.remove_vae:
-        raise ConversionError("--vae and --remove-vae contradict each other")
+        raise ConversionError(Msg("--vae and --remove-vae contradict each other"))
     per_part = {
         "unet": parse_precision(options.unet_dtype),
         "vae": parse_precision(options.vae_dtype),

@@ -14,9 +14,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sdmodel.errors import ConversionError, SdmodelError
+from sdmodel.errors import ConversionError, SdmodelError, error_message
 from sdmodel.formats.base import TensorSource
 from sdmodel.hashing import HashCache, compute_hashes
+from sdmodel.i18n import Msg
 
 SOURCE_KEY = "sdmodel.source"  # the source's file name; also marks our outputs (convert -r skips them)
 SOURCE_SHA256_KEY = "sdmodel.source_sha256"
@@ -58,11 +59,15 @@ class SourceHasher:
     def values(self) -> dict[str, str]:
         self._thread.join()
         if self._error is not None:
-            raise ConversionError(f"{self.path}: could not hash the source: {self._error}")
+            raise ConversionError(
+                Msg("{path}: could not hash the source: {error}", path=self.path, error=error_message(self._error))
+            )
         found = {SOURCE_SHA256_KEY: self._hashes.get("sha256"), SOURCE_AUTOV3_KEY: self._hashes.get("autov3")}
         missing = [k for k in self.keys if not found.get(k)]
         if missing:
-            raise ConversionError(f"{self.path}: no {', '.join(missing)} for the source")
+            raise ConversionError(
+                Msg("{path}: no {missing} for the source", path=self.path, missing=", ".join(missing))
+            )
         return {k: str(found[k]) for k in self.keys}
 
 

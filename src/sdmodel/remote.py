@@ -32,7 +32,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from sdmodel.errors import RemoteError
 from sdmodel.i18n import Msg, Size, msg_n
-from sdmodel.units import human_bytes
 
 if TYPE_CHECKING:
     import httpx
@@ -198,20 +197,27 @@ def _status_error(display: str, status: int, url: str) -> RemoteError:
     token = _token_for(url)
     if status == 401:
         if token and not token[1]:
-            hint = f"; set {token[0]} to a token that may read it"
+            hint: Msg | str = Msg("; set {variable} to a token that may read it", variable=token[0])
         elif token:
-            hint = f"; the token in {token[0]} was refused"
+            hint = Msg("; the token in {variable} was refused", variable=token[0])
         else:
             hint = ""
-        return RemoteError(f"{display}: 401 Unauthorized (the server wants a login{hint})", "http-401")
+        return RemoteError(
+            Msg("{display}: 401 Unauthorized (the server wants a login{hint})", display=display, hint=hint), "http-401"
+        )
     if status == 403:
         return RemoteError(
-            f"{display}: 403 Forbidden (gated or private: accept its terms on the model page, or use a token with access)",
+            Msg(
+                "{display}: 403 Forbidden (gated or private: accept its terms on the model page, or use a token with access)",
+                display=display,
+            ),
             "http-403",
         )
     if status == 404:
-        return RemoteError(f"{display}: 404 Not Found", "http-404")
-    return RemoteError(f"{display}: the server answered HTTP {status}", f"http-{status}")
+        return RemoteError(Msg("{display}: 404 Not Found", display=display), "http-404")
+    return RemoteError(
+        Msg("{display}: the server answered HTTP {status}", display=display, status=status), f"http-{status}"
+    )
 
 
 def _request(display: str, url: str, headers: dict[str, str], limit: int, ranged: bool) -> _Answer:
@@ -226,7 +232,7 @@ def _request(display: str, url: str, headers: dict[str, str], limit: int, ranged
                 if r.is_redirect:
                     location = r.headers.get("location")
                     if not location:
-                        raise RemoteError(f"{display}: redirect without a Location header")
+                        raise RemoteError(Msg("{display}: redirect without a Location header", display=display))
                     url = urljoin(url, location)
                     continue
                 if r.status_code >= 400 and r.status_code != 416:
@@ -236,26 +242,36 @@ def _request(display: str, url: str, headers: dict[str, str], limit: int, ranged
                     body = _read_body(r, IGNORED_RANGE_LIMIT + 1)
                     if len(body) > IGNORED_RANGE_LIMIT:
                         total = hdrs.get("content-length")
-                        size = f" ({human_bytes(int(total))})" if total and total.isdigit() else ""
+                        size: Msg | str = Msg(" ({size})", size=Size(int(total))) if total and total.isdigit() else ""
                         raise RemoteError(
-                            f"{display}: the server ignores Range requests and started sending the whole "
-                            f"file{size}; stopped after {human_bytes(IGNORED_RANGE_LIMIT)} (download it instead)",
+                            Msg(
+                                "{display}: the server ignores Range requests and started sending the whole file{size}; stopped after {limit} (download it instead)",
+                                display=display,
+                                size=size,
+                                limit=Size(IGNORED_RANGE_LIMIT),
+                            ),
                             "range-ignored",
                         )
                 else:
                     body = _read_body(r, limit)
                 return _Answer(r.status_code, body, hdrs, url)
-        raise RemoteError(f"{display}: more than {MAX_REDIRECTS} redirects")
+        raise RemoteError(
+            Msg("{display}: more than {max_redirects} redirects", display=display, max_redirects=MAX_REDIRECTS)
+        )
     except httpx.TimeoutException:
-        raise RemoteError(f"{display}: no answer within {timeout():g} s (timeout)", "timeout") from None
+        raise RemoteError(
+            Msg("{display}: no answer within {timeout:g} s (timeout)", display=display, timeout=timeout()), "timeout"
+        ) from None
     except httpx.ConnectError:
-        raise RemoteError(f"{display}: cannot connect to {urlsplit(url).hostname}", "connect") from None
+        raise RemoteError(
+            Msg("{display}: cannot connect to {hostname}", display=display, hostname=urlsplit(url).hostname), "connect"
+        ) from None
     except (httpx.RemoteProtocolError, httpx.ReadError):
         raise RemoteError(
-            f"{display}: the connection broke in the middle of an answer (truncated)", "truncated"
+            Msg("{display}: the connection broke in the middle of an answer (truncated)", display=display), "truncated"
         ) from None
     except httpx.HTTPError as e:
-        raise RemoteError(f"{display}: {type(e).__name__}", "http") from None
+        raise RemoteError(Msg("{display}: {type_name}", display=display, type_name=type(e).__name__), "http") from None
 
 
 def _read_body(r: httpx.Response, limit: int) -> bytes:
@@ -302,9 +318,12 @@ class _RemoteFile:
             over = self.metadata_bytes > METADATA_BUDGET or self.requests > MAX_REQUESTS
         if over:
             raise RemoteError(
-                f"{self.display}: reading this file's structure needs more than {human_bytes(METADATA_BUDGET)} "
-                f"or {MAX_REQUESTS} requests (e.g. an old PyTorch format with its records spread over the file); "
-                "download it to read it",
+                Msg(
+                    "{display}: reading this file's structure needs more than {metadata_budget} or {max_requests} requests (e.g. an old PyTorch format with its records spread over the file); download it to read it",
+                    display=self.display,
+                    metadata_budget=Size(METADATA_BUDGET),
+                    max_requests=MAX_REQUESTS,
+                ),
                 "remote-budget",
             )
         headers = {"Range": f"bytes={start}-{end - 1}"}
@@ -321,37 +340,73 @@ class _RemoteFile:
         if ans.status == 416:
             m = _UNSATISFIED_RANGE.match(ans.headers.get("content-range", ""))
             if not m:
-                raise RemoteError(f"{self.display}: the server refused the byte range {start}-{end - 1}", "http-416")
+                raise RemoteError(
+                    Msg(
+                        "{display}: the server refused the byte range {start}-{last}",
+                        display=self.display,
+                        start=start,
+                        last=end - 1,
+                    ),
+                    "http-416",
+                )
             self._check_same(int(m.group(1)), ans.headers.get("etag"), first)
             body = b""
         elif ans.status == 206:
             m = _CONTENT_RANGE.match(ans.headers.get("content-range", ""))
             if not m:
-                raise RemoteError(f"{self.display}: the server answered a range request without a valid Content-Range")
+                raise RemoteError(
+                    Msg(
+                        "{display}: the server answered a range request without a valid Content-Range",
+                        display=self.display,
+                    )
+                )
             got_start, got_end, total = int(m.group(1)), int(m.group(2)) + 1, m.group(3)
             if total == "*":
-                raise RemoteError(f"{self.display}: the server does not say how large the file is")
+                raise RemoteError(Msg("{display}: the server does not say how large the file is", display=self.display))
             self._check_same(int(total), ans.headers.get("etag"), first)
             if got_start != start or got_end > end or (got_end < end and got_end != self.size):
                 raise RemoteError(
-                    f"{self.display}: asked for bytes {start}-{end - 1}, the server sent {got_start}-{got_end - 1}"
+                    Msg(
+                        "{display}: asked for bytes {start}-{last}, the server sent {got_start}-{got_last}",
+                        display=self.display,
+                        start=start,
+                        last=end - 1,
+                        got_start=got_start,
+                        got_last=got_end - 1,
+                    )
                 )
             if len(body) != got_end - got_start:
                 raise RemoteError(
-                    f"{self.display}: truncated answer ({len(body)} of {got_end - got_start} bytes)", "truncated"
+                    Msg(
+                        "{display}: truncated answer ({got} of {length} bytes)",
+                        display=self.display,
+                        got=len(body),
+                        length=got_end - got_start,
+                    ),
+                    "truncated",
                 )
         elif ans.status == 200:
             # The whole file, small enough to take (bigger ones were stopped in _request).
             length = ans.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) != len(body):
-                raise RemoteError(f"{self.display}: truncated answer ({len(body)} of {length} bytes)", "truncated")
+                raise RemoteError(
+                    Msg(
+                        "{display}: truncated answer ({got} of {length} bytes)",
+                        display=self.display,
+                        got=len(body),
+                        length=length,
+                    ),
+                    "truncated",
+                )
             self._check_same(len(body), ans.headers.get("etag"), first)
             with self._lock:
                 self._spans = [(0, body)]
             _count(len(body), data)
             return body[start:end]
         else:
-            raise RemoteError(f"{self.display}: unexpected HTTP {ans.status} to a range request")
+            raise RemoteError(
+                Msg("{display}: unexpected HTTP {status} to a range request", display=self.display, status=ans.status)
+            )
         _count(len(body), data)
         if len(body) <= CACHE_LIMIT // 4:
             self._remember(start, body)
@@ -366,13 +421,20 @@ class _RemoteFile:
                 return
             if size != self.size:
                 raise RemoteError(
-                    f"{self.display}: the file changed on the server while it was read "
-                    f"(size {self.size} then {size} bytes)",
+                    Msg(
+                        "{display}: the file changed on the server while it was read (size {before} then {after} bytes)",
+                        display=self.display,
+                        before=self.size,
+                        after=size,
+                    ),
                     "remote-changed",
                 )
             if etag is not None and self.etag is not None and etag != self.etag:
                 raise RemoteError(
-                    f"{self.display}: the file changed on the server while it was read (ETag changed)",
+                    Msg(
+                        "{display}: the file changed on the server while it was read (ETag changed)",
+                        display=self.display,
+                    ),
                     "remote-changed",
                 )
 
@@ -403,8 +465,11 @@ class _RemoteFile:
             return hit
         if data and not self.read_data:
             raise RemoteError(
-                f"{self.display}: tensor values of a remote file are not fetched without --read-data "
-                f"(this needs {human_bytes(end - offset)} at least)",
+                Msg(
+                    "{display}: tensor values of a remote file are not fetched without --read-data (this needs {size} at least)",
+                    display=self.display,
+                    size=Size(end - offset),
+                ),
                 "remote-data",
             )
         head = self._cached_prefix(offset)
@@ -517,10 +582,10 @@ def parse_hf(url: str) -> HfLocation:
     rest = url.removeprefix("hf://").strip("/")
     parts = rest.split("/")
     if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise RemoteError(f"{url}: expected hf://OWNER/REPO[@REVISION][/PATH]")
+        raise RemoteError(Msg("{url}: expected hf://OWNER/REPO[@REVISION][/PATH]", url=url))
     repo_name, _, rev = parts[1].partition("@")
     if not repo_name or (_ and not rev):
-        raise RemoteError(f"{url}: expected hf://OWNER/REPO[@REVISION][/PATH]")
+        raise RemoteError(Msg("{url}: expected hf://OWNER/REPO[@REVISION][/PATH]", url=url))
     return HfLocation(f"{parts[0]}/{repo_name}", rev or "main", "/".join(parts[2:]))
 
 
@@ -552,9 +617,9 @@ def _listing(loc: HfLocation, display: str) -> _Listing:
         try:
             items = json.loads(ans.body)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RemoteError(f"{display}: the repository listing is not JSON") from None
+            raise RemoteError(Msg("{display}: the repository listing is not JSON", display=display)) from None
         if not isinstance(items, list):
-            raise RemoteError(f"{display}: the repository listing is not a list")
+            raise RemoteError(Msg("{display}: the repository listing is not a list", display=display))
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("path"), str):
                 continue
@@ -587,7 +652,7 @@ class RemotePath:
 
     def __init__(self, url: str, read_data: bool = False, explicit: bool = True) -> None:
         if not url.startswith(REMOTE_PREFIXES):
-            raise RemoteError(f"{url}: not a remote path (http://, https:// or hf://)")
+            raise RemoteError(Msg("{url}: not a remote path (http://, https:// or hf://)", url=url))
         self.url = url.rstrip("/") if url.startswith("hf://") else url
         self.read_data = read_data
         self.explicit = explicit

@@ -71,7 +71,7 @@ def run_batch(
     remote_items = [p for p in items if is_remote(p)]
     files = [str(p) for p in expand(local)] + remote_items if local else remote_items
     if not files:
-        raise click.UsageError("no model files to check")
+        raise click.UsageError(_("no model files to check"))
     skipped = 0
     if output:
         done = batch.done_items(Path(output))

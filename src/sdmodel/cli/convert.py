@@ -274,7 +274,7 @@ def convert_command(src: str, out: str | None, as_json: bool, recursive: bool, *
     options = ConvertOptions(**kw)
     if Path(src).is_dir() and not is_diffusers_dir(Path(src)):
         if not recursive:
-            raise click.UsageError(f"{src} is a folder: add --recursive to convert every model in it")
+            raise click.UsageError(_("{src} is a folder: add --recursive to convert every model in it").format(src=src))
         _run_tree(src, out, as_json, options)
         return
     _run_one(src, out, as_json, options)
@@ -422,7 +422,7 @@ def merge_command(model: str, loras: tuple[str, ...], out: str | None, as_json: 
     specs = [LoraSpec.parse(text) for text in loras]
     for spec in specs:
         if not spec.path.exists():
-            raise click.UsageError(f"{spec.path}: no such file")
+            raise click.UsageError(_("{path}: no such file").format(path=spec.path))
     _run_one(model, out, as_json, ConvertOptions(loras=tuple((s.path, s.weight) for s in specs), **kw))
 
 

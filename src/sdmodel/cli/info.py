@@ -32,7 +32,7 @@ from sdmodel.vaes import VaeReport
 def _collect(paths: Iterable[Any]) -> list[Path]:
     files = list(iter_model_files(paths))
     if not files:
-        raise click.UsageError("no model files found in " + ", ".join(paths))
+        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(paths)))
     return files
 
 
@@ -85,7 +85,7 @@ def info_command(
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("info", paths, iter_model_files, from_file, jobs, ray_address, output, read_data))
     if not paths:
-        raise click.UsageError("give files, folders or URLs (or --from FILE)")
+        raise click.UsageError(_("give files, folders or URLs (or --from FILE)"))
     files = _collect(as_paths(paths, read_data))
     results: list[dict] = []
     failed = 0
@@ -392,7 +392,7 @@ def _render_smaller(advice: Advice) -> None:
 @click.option("--no-cache", is_flag=True, help=_("Re-read the file even if a cached result matches."))
 def hash_command(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
     if any(is_remote(p) for p in paths):
-        raise click.UsageError("hashes need every byte of a file: download it, then hash the copy")
+        raise click.UsageError(_("hashes need every byte of a file: download it, then hash the copy"))
     files = [f for f in _collect(paths) if f.is_file()]
     results: list[dict] = []
     failed = 0

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sdmodel.cli.common import byte_progress, console, err_console, print_json
+from sdmodel.errors import error_text
 from sdmodel.i18n import N_, _, format_number, format_size, ngettext, tr
 from sdmodel.library.catalog import Catalog, default_db_path
 from sdmodel.library.fits import find_lora, lora_families, models_fitting
@@ -245,7 +246,7 @@ def plan_command(
             try:
                 cat.set_meta("smaller", None if smaller == "none" else check_smaller(smaller))
             except ValueError as e:
-                raise click.BadParameter(str(e)) from None
+                raise click.BadParameter(error_text(e)) from None
         plan = compute_plan(cat)
         cat.clear_finished_plan()
         cat.store_plan(plan.items)

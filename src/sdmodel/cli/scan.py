@@ -87,10 +87,10 @@ def scan_command(
     if wants_batch(from_file, jobs, json_lines, ray_address, output):
         sys.exit(run_batch("scan", paths, iter_scan_files, from_file, jobs, ray_address, output, False))
     if not paths:
-        raise click.UsageError("give files, folders or URLs to scan (or --from FILE)")
+        raise click.UsageError(_("give files, folders or URLs to scan (or --from FILE)"))
     files = list(iter_scan_files(as_paths(paths, False)))
     if not files:
-        raise click.UsageError("no model files found in " + ", ".join(paths))
+        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(paths)))
     with measure() as meter:
         reports = [scan(f) for f in files]
     if as_json:

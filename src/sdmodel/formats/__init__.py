@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import DictSource, TensorInfo, TensorSource, model_path, open_bytes
+from sdmodel.i18n import Msg
 
 __all__ = ["DictSource", "TensorInfo", "TensorSource", "open_model", "sniff", "sniff_head"]
 
@@ -55,7 +56,7 @@ def open_model(name: str | Path) -> TensorSource:
     reading. Raises ModelReadError."""
     path = model_path(name)
     if not path.exists():
-        raise ModelReadError(f"{path}: no such file or directory")
+        raise ModelReadError(Msg("{path}: no such file or directory", path=path))
     kind = sniff(path)
     if kind == "safetensors":
         from sdmodel.formats.safetensors import SafetensorsSource  # noqa: PLC0415 - start-up time: only the reader needed
@@ -78,9 +79,14 @@ def open_model(name: str | Path) -> TensorSource:
 
         return DiffusersSource(path)
     if kind == "empty":
-        raise ModelReadError(f"{path}: file is empty")
+        raise ModelReadError(Msg("{path}: file is empty", path=path))
     if kind == "tar":
-        raise ModelReadError(f"{path}: obsolete tar-format PyTorch checkpoint (run 'sdmodel scan' on it; not read)")
+        raise ModelReadError(
+            Msg("{path}: obsolete tar-format PyTorch checkpoint (run 'sdmodel scan' on it; not read)", path=path)
+        )
     raise ModelReadError(
-        f"{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)"
+        Msg(
+            "{path}: not a model file (neither safetensors, GGUF, a PyTorch checkpoint nor a diffusers folder)",
+            path=path,
+        )
     )

@@ -146,7 +146,7 @@ def open_bytes(path: str | Path | RemotePath) -> BinaryIO:
     return cast(BinaryIO, p.open()) if isinstance(p, RemotePath) else open(p, "rb")
 
 
-def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str | Msg) -> np.ndarray:
     """Read a C-ordered array from an open file into fresh memory (no mmap: resident memory stays
     the size of one tensor, whatever the file size)."""
     out = np.empty(shape, dtype=dtype)
@@ -154,5 +154,12 @@ def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], wha
     f.seek(offset)
     got = f.readinto(view) if out.size else 0
     if got != out.nbytes:
-        raise ModelReadError(f"{what}: file is truncated (wanted {out.nbytes} bytes at offset {offset})")
+        raise ModelReadError(
+            Msg(
+                "{what}: file is truncated (wanted {nbytes} bytes at offset {offset})",
+                what=what,
+                nbytes=out.nbytes,
+                offset=offset,
+            )
+        )
     return out

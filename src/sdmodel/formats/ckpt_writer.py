@@ -26,10 +26,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from sdmodel.errors import ConversionError
+from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Expected, raw_bytes
 from sdmodel.formats.torch_records import STORAGE_NAMES, TORCH_DTYPE_NAMES
+from sdmodel.i18n import Msg
 
 ALIGN = 64
 ZIP64_LIMIT = 0xFFFFFFFF
@@ -115,7 +116,11 @@ def state_dict_pickle(tensors: list[TensorInfo]) -> bytes:
         p.string(t.name)
         v3 = t.dtype in TORCH_DTYPES_V3
         if not v3 and t.dtype not in STORAGE_TYPES:
-            raise ConversionError(f"tensor {t.name}: dtype {t.dtype} cannot be written to a PyTorch checkpoint")
+            raise ConversionError(
+                Msg(
+                    "tensor {name}: dtype {dtype} cannot be written to a PyTorch checkpoint", name=t.name, dtype=t.dtype
+                )
+            )
         p.glob("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2")
         p.out += b"(("
         p.string("storage")
@@ -193,7 +198,14 @@ class CkptWriter:
         e = self._open
         assert e is not None
         if self._written != e.size:
-            raise ConversionError(f"{e.name.decode()}: wrote {self._written} bytes, expected {e.size}")
+            raise ConversionError(
+                Msg(
+                    "{name}: wrote {written} bytes, expected {size}",
+                    name=e.name.decode(),
+                    written=self._written,
+                    size=e.size,
+                )
+            )
         e.crc = self._crc
         if self._zip64(e):
             f.write(struct.pack("<IIQQ", 0x08074B50, e.crc, e.size, e.size))
@@ -215,7 +227,7 @@ class CkptWriter:
     def write_tensor(self, f: BinaryIO, index: int, data: bytes | memoryview) -> None:
         """All bytes of tensor ``index`` (tensors must come in order)."""
         if index != self._next:
-            raise ConversionError(f"checkpoint writer: tensor {index} written out of order")
+            raise ConversionError(Msg("checkpoint writer: tensor {index} written out of order", index=index))
         self._start(f, f"data/{index}", self.tensors[index].nbytes)
         if len(data):
             self._data(f, data)
@@ -224,7 +236,9 @@ class CkptWriter:
 
     def finish(self, f: BinaryIO) -> None:
         if self._next != len(self.tensors):
-            raise ConversionError(f"checkpoint writer: {len(self.tensors) - self._next} tensors were not written")
+            raise ConversionError(
+                Msg("checkpoint writer: {value} tensors were not written", value=len(self.tensors) - self._next)
+            )
         self._record(f, "version", b"3\n")
         self._record(f, ".data/serialization_id", "".join(str(secrets.randbelow(10)) for _ in range(40)).encode())
         cd_start = f.tell()
@@ -291,12 +305,16 @@ class CkptWriter:
             with zipfile.ZipFile(path) as z:
                 sizes = {i.filename: i.file_size for i in z.infolist()}
         except (zipfile.BadZipFile, OSError) as e:
-            raise ConversionError(f"{path}: written checkpoint is not a valid zip ({e})") from None
+            raise ConversionError(
+                Msg("{path}: written checkpoint is not a valid zip ({reason})", path=path, reason=error_message(e))
+            ) from None
         want = {f"{ARCHIVE}/data/{i}": t.nbytes for i, t in enumerate(self.tensors)}
         want[f"{ARCHIVE}/data.pkl"] = len(self.pickle)
         for name, size in want.items():
             if sizes.get(name) != size:
-                raise ConversionError(f"{path}: record {name} is missing or has the wrong size")
+                raise ConversionError(
+                    Msg("{path}: record {name} is missing or has the wrong size", path=path, name=name)
+                )
 
     def read_storage(self, path: Path, index: int) -> bytes:
         """The bytes of tensor ``index`` as a zip reader sees them (CRC checked)."""
@@ -338,4 +356,6 @@ class CkptSink:
     def verify(self, path: Path, expected: Expected) -> None:
         for i, t in enumerate(self.writer.tensors):
             if self.writer.read_storage(path, i) != bytes(raw_bytes(expected(i))):
-                raise ConversionError(f"{path}: tensor {t.name} differs from the source after casting")
+                raise ConversionError(
+                    Msg("{path}: tensor {name} differs from the source after casting", path=path, name=t.name)
+                )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sdmodel.errors import ModelReadError
+from sdmodel.errors import ModelReadError, error_message
 from sdmodel.formats import diffusers_map as dm
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.i18n import N_, Msg
@@ -45,9 +45,9 @@ def _load_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelReadError(f"{path}: cannot read JSON ({e})") from None
+        raise ModelReadError(Msg("{path}: cannot read JSON ({reason})", path=path, reason=error_message(e))) from None
     if not isinstance(data, dict):
-        raise ModelReadError(f"{path}: not a JSON object")
+        raise ModelReadError(Msg("{path}: not a JSON object", path=path))
     return data
 
 
@@ -94,15 +94,15 @@ class DiffusersSource(TensorSource):
     def _build(self) -> None:
         root = self.path
         if not root.is_dir():
-            raise ModelReadError(f"{root}: not a folder")
+            raise ModelReadError(Msg("{root}: not a folder", root=root))
         if (root / "model_index.json").is_file():
             self._build_pipeline(root)
         elif (root / "config.json").is_file():
             self._build_single(root)
         else:
-            raise ModelReadError(f"{root}: not a diffusers folder (no model_index.json or config.json)")
+            raise ModelReadError(Msg("{root}: not a diffusers folder (no model_index.json or config.json)", root=root))
         if not self._tensors:
-            raise ModelReadError(f"{root}: diffusers folder holds no tensors")
+            raise ModelReadError(Msg("{root}: diffusers folder holds no tensors", root=root))
 
     def _build_pipeline(self, root: Path) -> None:
         index = _load_json(root / "model_index.json")
@@ -135,7 +135,7 @@ class DiffusersSource(TensorSource):
             components[comp] = tensors
             configs[comp] = _load_json(folder / "config.json") if (folder / "config.json").is_file() else {}
         if not components:
-            raise ModelReadError(f"{root}: diffusers folder holds no weight files")
+            raise ModelReadError(Msg("{root}: diffusers folder holds no weight files", root=root))
         self.extras["components"] = list(components)
         sched = root / "scheduler" / "scheduler_config.json"
         if sched.is_file():
@@ -175,7 +175,7 @@ class DiffusersSource(TensorSource):
                 self.metadata[key] = str(config[key])
         tensors = self._open_component(folder)
         if tensors is None:
-            raise ModelReadError(f"{folder}: config.json but no weight file")
+            raise ModelReadError(Msg("{folder}: config.json but no weight file", folder=folder))
         names = list(tensors)
         # The component is named by what it is: the folder name of a lone component is arbitrary.
         if cls == "AutoencoderKL" or (cls is None and dm.looks_like_diffusers_vae(names)):
@@ -206,8 +206,10 @@ class DiffusersSource(TensorSource):
         if not candidates:
             if (folder / "config.json").is_file():
                 raise ModelReadError(
-                    f"{folder}: config.json but no weight file "
-                    f"(diffusion_pytorch_model.safetensors or model.safetensors)"
+                    Msg(
+                        "{folder}: config.json but no weight file (diffusion_pytorch_model.safetensors or model.safetensors)",
+                        folder=folder,
+                    )
                 )
             return None
         chosen = candidates[0][1]
@@ -226,7 +228,7 @@ class DiffusersSource(TensorSource):
         from sdmodel.formats import open_model  # noqa: PLC0415 - open_model imports this module on first use
 
         if path.is_dir():
-            raise ModelReadError(f"{path}: expected a weight file, found a folder")
+            raise ModelReadError(Msg("{path}: expected a weight file, found a folder", path=path))
         src = open_model(path)
         self._open.append(src)
         self.extras.setdefault("files", []).append(path.relative_to(self.path).as_posix())
@@ -240,21 +242,33 @@ class DiffusersSource(TensorSource):
         index = _load_json(index_path)
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise ModelReadError(f"{index_path}: no valid weight_map")
+            raise ModelReadError(Msg("{index_path}: no valid weight_map", index_path=index_path))
         shards: dict[str, TensorSource] = {}
         for shard in dict.fromkeys(weight_map.values()):
             # A plain file name beside the index (HF cache folders hold symlinks: no resolve()).
             if "/" in shard or "\\" in shard or shard in ("", ".", ".."):
-                raise ModelReadError(f"{index_path}: shard {shard!r} is not a file name in its folder")
+                raise ModelReadError(
+                    Msg(
+                        "{index_path}: shard {shard!r} is not a file name in its folder",
+                        index_path=index_path,
+                        shard=shard,
+                    )
+                )
             shard_path = index_path.parent / shard
             if not shard_path.is_file():
-                raise ModelReadError(f"{index_path}: shard {shard} is missing")
+                raise ModelReadError(Msg("{index_path}: shard {shard} is missing", index_path=index_path, shard=shard))
             shards[shard] = self._open_file(shard_path)
         out: dict[str, tuple[TensorSource, TensorInfo]] = {}
         for shard, src in shards.items():
             for name, info in src.tensors.items():
                 if name in out:
-                    raise ModelReadError(f"{index_path}: tensor {name!r} appears in more than one shard")
+                    raise ModelReadError(
+                        Msg(
+                            "{index_path}: tensor {name!r} appears in more than one shard",
+                            index_path=index_path,
+                            name=name,
+                        )
+                    )
                 if weight_map.get(name) != shard:
                     self.note(
                         "diffusers-index-mismatch",
@@ -270,8 +284,13 @@ class DiffusersSource(TensorSource):
         missing = [n for n in weight_map if n not in out]
         if missing:
             raise ModelReadError(
-                f"{index_path}: {len(missing)} indexed tensor(s) missing from the shards, "
-                f"e.g. {missing[0]!r} in {weight_map[missing[0]]}"
+                Msg(
+                    "{index_path}: {missing_count} indexed tensor(s) missing from the shards, e.g. {missing!r} in {weight_map}",
+                    index_path=index_path,
+                    missing_count=len(missing),
+                    missing=missing[0],
+                    weight_map=weight_map[missing[0]],
+                )
             )
         return out
 
@@ -351,7 +370,7 @@ class DiffusersSource(TensorSource):
 
     def _add(self, target: str, dtype: str, shape: tuple[int, ...], recipe: _Recipe) -> None:
         if target in self._tensors:
-            raise ModelReadError(f"{self.path}: two tensors map to {target!r}")
+            raise ModelReadError(Msg("{path}: two tensors map to {target!r}", path=self.path, target=target))
         self._tensors[target] = TensorInfo(target, dtype, tuple(shape))
         self._recipes[target] = recipe
 

@@ -24,6 +24,7 @@ import numpy as np
 from sdmodel.dtypes import GGML_BLOCKS, ITEMSIZE, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
+from sdmodel.i18n import Msg
 from sdmodel.remote import is_remote
 
 MAGIC = b"GGUF"
@@ -106,7 +107,9 @@ class _Cursor:
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.size:
-            raise self.fail(f"truncated GGUF header: {what} needs {n} bytes at offset {self.pos}")
+            raise self.fail(
+                Msg("truncated GGUF header: {what} needs {n} bytes at offset {pos}", what=what, n=n, pos=self.pos)
+            )
         end = self.pos + n
         if not (self.buf_at <= self.pos and end <= self.buf_at + len(self.buf)):
             self.f.seek(self.pos)
@@ -129,11 +132,18 @@ class _Cursor:
     def string(self, what: str, limit: int = MAX_STRING) -> str:
         n = self.u64(f"{what} length")
         if n > limit or self.pos + n > self.size:
-            raise self.fail(f"GGUF {what}: string length {n} is absurd (file has {self.size - self.pos} bytes left)")
+            raise self.fail(
+                Msg(
+                    "GGUF {what}: string length {n} is absurd (file has {value} bytes left)",
+                    what=what,
+                    n=n,
+                    value=self.size - self.pos,
+                )
+            )
         try:
             return self.take(n, what).decode("utf-8")
         except UnicodeDecodeError:
-            raise self.fail(f"GGUF {what}: not valid UTF-8") from None
+            raise self.fail(Msg("GGUF {what}: not valid UTF-8", what=what)) from None
 
     def value(self, vtype: int, what: str, depth: int = 0) -> Any:
         if vtype in _SCALARS:
@@ -146,9 +156,11 @@ class _Cursor:
             count = self.u64(f"{what} count")
             least = _SCALARS[itype][1] if itype in _SCALARS else 8
             if itype not in _SCALARS and itype != _STRING:
-                raise self.fail(f"GGUF {what}: unsupported array item type {itype}")
+                raise self.fail(Msg("GGUF {what}: unsupported array item type {itype}", what=what, itype=itype))
             if count * least > self.size - self.pos:
-                raise self.fail(f"GGUF {what}: array of {count} items is longer than the file")
+                raise self.fail(
+                    Msg("GGUF {what}: array of {count} items is longer than the file", what=what, count=count)
+                )
             if itype in _SCALARS:
                 code, size = _SCALARS[itype]
                 raw = self.take(count * size, what)
@@ -157,7 +169,7 @@ class _Cursor:
                 return list(struct.unpack(f"<{count}{code[1]}", raw))
             items = [self.string(what) for _ in range(count)]
             return _Skipped(count) if count > KEPT_ARRAY else items
-        raise self.fail(f"GGUF {what}: unknown value type {vtype}")
+        raise self.fail(Msg("GGUF {what}: unknown value type {vtype}", what=what, vtype=vtype))
 
 
 class _Skipped(int):
@@ -187,32 +199,40 @@ class GGUFSource(TensorSource):
             self._file.close()
             raise
 
-    def _fail(self, problem: str) -> ModelReadError:
-        return ModelReadError(f"{self.path}: {problem}")
+    def _fail(self, problem: str | Msg) -> ModelReadError:
+        return ModelReadError(Msg("{path}: {problem}", path=self.path, problem=problem))
 
     def _parse(self) -> None:
         f = self._file
         size = f.seek(0, 2)
         c = _Cursor(f, size, self._fail, REMOTE_CHUNK if is_remote(self.path) else 1 << 20)
         if c.take(4, "magic") != MAGIC:
-            raise self._fail("not a GGUF file (no GGUF magic)")
+            raise self._fail(Msg("not a GGUF file (no GGUF magic)"))
         self.version = c.u32("version")
         if self.version not in (2, 3):
             if self.version & 0xFFFF == 0 and self.version:
-                raise self._fail("big-endian GGUF is not supported")
-            raise self._fail(f"unsupported GGUF version {self.version} (2 and 3 are read)")
+                raise self._fail(Msg("big-endian GGUF is not supported"))
+            raise self._fail(Msg("unsupported GGUF version {version} (2 and 3 are read)", version=self.version))
         n_tensors, n_kv = c.u64("tensor count"), c.u64("key-value count")
         # Every tensor info takes at least 24 bytes and every key-value at least 12.
         if n_tensors > MAX_COUNT or n_tensors * 24 > size:
-            raise self._fail(f"GGUF header claims {n_tensors} tensors: absurd for a {size}-byte file")
+            raise self._fail(
+                Msg(
+                    "GGUF header claims {n_tensors} tensors: absurd for a {size}-byte file",
+                    n_tensors=n_tensors,
+                    size=size,
+                )
+            )
         if n_kv > MAX_COUNT or n_kv * 12 > size:
-            raise self._fail(f"GGUF header claims {n_kv} key-values: absurd for a {size}-byte file")
+            raise self._fail(
+                Msg("GGUF header claims {n_kv} key-values: absurd for a {size}-byte file", n_kv=n_kv, size=size)
+            )
         for i in range(n_kv):
             begin = c.pos
             key = c.string(f"key {i}", MAX_KEY)
             vtype = c.u32(f"type of {key!r}")
             if key in self.fields:
-                raise self._fail(f"GGUF key {key!r} appears twice")
+                raise self._fail(Msg("GGUF key {key!r} appears twice", key=key))
             self.fields[key] = c.value(vtype, f"value of {key!r}")
             self.field_spans[key] = (begin, c.pos)
         self.metadata = {
@@ -227,7 +247,7 @@ class GGUFSource(TensorSource):
             or alignment <= 0
             or alignment & (alignment - 1)
         ):
-            raise self._fail(f"GGUF general.alignment {alignment!r} is not a power of two")
+            raise self._fail(Msg("GGUF general.alignment {alignment!r} is not a power of two", alignment=alignment))
         self.alignment = alignment
         raw: list[tuple[str, tuple[int, ...], str, int]] = []
         table_begin = c.pos
@@ -235,13 +255,20 @@ class GGUFSource(TensorSource):
             name = c.string(f"tensor {i} name", MAX_KEY)
             n_dims = c.u32(f"tensor {name!r} rank")
             if not 0 < n_dims <= MAX_DIMS:
-                raise self._fail(f"GGUF tensor {name!r}: rank {n_dims} is absurd")
+                raise self._fail(Msg("GGUF tensor {name!r}: rank {n_dims} is absurd", name=name, n_dims=n_dims))
             ne = tuple(c.u64(f"tensor {name!r} dimension") for _ in range(n_dims))
             if any(d == 0 for d in ne) or math.prod(ne) > size * 256:
-                raise self._fail(f"GGUF tensor {name!r}: dimensions {list(ne)} do not fit a {size}-byte file")
+                raise self._fail(
+                    Msg(
+                        "GGUF tensor {name!r}: dimensions {ne} do not fit a {size}-byte file",
+                        name=name,
+                        ne=list(ne),
+                        size=size,
+                    )
+                )
             tid = c.u32(f"tensor {name!r} type")
             if tid not in GGML_TYPES:
-                raise self._fail(f"GGUF tensor {name!r}: unknown GGML type {tid}")
+                raise self._fail(Msg("GGUF tensor {name!r}: unknown GGML type {tid}", name=name, tid=tid))
             raw.append((name, ne, GGML_TYPES[tid], c.u64(f"tensor {name!r} offset")))
         self.tensor_table = (table_begin, c.pos)
         self.data_start = -(-c.pos // alignment) * alignment
@@ -250,15 +277,28 @@ class GGUFSource(TensorSource):
         tensors: dict[str, TensorInfo] = {}
         for name, ne, dtype, offset in raw:
             if name in tensors:
-                raise self._fail(f"GGUF tensor {name!r} appears twice")
+                raise self._fail(Msg("GGUF tensor {name!r} appears twice", name=name))
             if offset % alignment:
-                raise self._fail(f"GGUF tensor {name!r}: offset {offset} is not a multiple of {alignment}")
+                raise self._fail(
+                    Msg(
+                        "GGUF tensor {name!r}: offset {offset} is not a multiple of {alignment}",
+                        name=name,
+                        offset=offset,
+                        alignment=alignment,
+                    )
+                )
             numel = math.prod(ne)
             if dtype in GGML_BLOCKS:
                 per, bsize = GGML_BLOCKS[dtype]
                 if ne[0] % per:
                     raise self._fail(
-                        f"GGUF tensor {name!r}: row of {ne[0]} is not a whole number of {dtype} blocks ({per})"
+                        Msg(
+                            "GGUF tensor {name!r}: row of {ne} is not a whole number of {dtype} blocks ({per})",
+                            name=name,
+                            ne=ne[0],
+                            dtype=dtype,
+                            per=per,
+                        )
                     )
                 nbytes = numel // per * bsize
             else:
@@ -266,7 +306,13 @@ class GGUFSource(TensorSource):
             end = self.data_start + offset + nbytes
             if end > size:
                 raise self._fail(
-                    f"GGUF tensor {name!r}: data [{self.data_start + offset}, {end}) runs past the end of the file ({size} bytes)"
+                    Msg(
+                        "GGUF tensor {name!r}: data [{value}, {end}) runs past the end of the file ({size} bytes)",
+                        name=name,
+                        value=self.data_start + offset,
+                        end=end,
+                        size=size,
+                    )
                 )
             stored = tuple(reversed(ne))
             shape, stored_shape = stored, None
@@ -278,7 +324,15 @@ class GGUFSource(TensorSource):
                     and all(isinstance(d, int) and d > 0 for d in orig)
                     and math.prod(orig) == numel
                 ):
-                    raise self._fail(f"GGUF {ORIG_SHAPE}{name} {orig!r} does not match the tensor's {numel} elements")
+                    raise self._fail(
+                        Msg(
+                            "GGUF {orig_shape}{name} {orig!r} does not match the tensor's {numel} elements",
+                            orig_shape=ORIG_SHAPE,
+                            name=name,
+                            orig=orig,
+                            numel=numel,
+                        )
+                    )
                 shape, stored_shape = tuple(orig), stored
             tensors[name] = TensorInfo(
                 name, dtype, shape, stored_nbytes=None if dtype in ITEMSIZE else nbytes, stored_shape=stored_shape
@@ -288,7 +342,9 @@ class GGUFSource(TensorSource):
         spans.sort()
         for (_b0, e0, n0), (b1, _e1, n1) in itertools.pairwise(spans):
             if b1 < e0:
-                raise self._fail(f"GGUF tensors {n0!r} and {n1!r} overlap (offset {b1} < {e0})")
+                raise self._fail(
+                    Msg("GGUF tensors {n0!r} and {n1!r} overlap (offset {b1} < {e0})", n0=n0, n1=n1, b1=b1, e0=e0)
+                )
         self._tensors = tensors
 
     @property
@@ -304,7 +360,7 @@ class GGUFSource(TensorSource):
         """Plain types: the values in ``shape``. Block types: the stored bytes in the stored shape
         with the last dimension in bytes (what ``gguf.quants.dequantize`` takes)."""
         info = self._tensors[name]
-        where = f"{self.path}: tensor {name!r}"
+        where = Msg("{path}: tensor {name!r}", path=self.path, name=name)
         offset = self.data_start + self._offsets[name]
         stored = self.stored_shape(name)
         if info.dtype in GGML_BLOCKS:

@@ -17,8 +17,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from sdmodel.errors import ConversionError
+from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
+from sdmodel.i18n import Msg
 from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, quantize, row_bytes
 
 ALIGNMENT = 32  # GGUF's default (no general.alignment key written)
@@ -71,7 +72,7 @@ class GGUFWriter:
         self.tensors = list(tensors)
         names = [t.name for t in self.tensors]
         if len(set(names)) != len(names):
-            raise ConversionError("GGUF tensor names must be unique")
+            raise ConversionError(Msg("GGUF tensor names must be unique"))
         self.offsets: list[int] = []
         offset = 0
         infos = []
@@ -96,17 +97,31 @@ class GGUFWriter:
     def write_tensor(self, f: BinaryIO, index: int, data: memoryview | bytes) -> None:
         t = self.tensors[index]
         if index != self._next:
-            raise ConversionError(f"GGUF tensors must be written in order: {t.name} came out of turn")
+            raise ConversionError(Msg("GGUF tensors must be written in order: {name} came out of turn", name=t.name))
         size = memoryview(data).nbytes
         if size != t.nbytes:
-            raise ConversionError(f"{t.name}: {size} bytes for a {t.qtype} tensor of {t.nbytes}")
+            raise ConversionError(
+                Msg(
+                    "{name}: {size} bytes for a {qtype} tensor of {nbytes}",
+                    name=t.name,
+                    size=size,
+                    qtype=t.qtype,
+                    nbytes=t.nbytes,
+                )
+            )
         f.write(data)
         f.write(bytes(_pad(t.nbytes)))
         self._next += 1
 
     def finish(self, f: BinaryIO) -> None:
         if self._next != len(self.tensors):
-            raise ConversionError(f"GGUF file incomplete: {self._next} of {len(self.tensors)} tensors written")
+            raise ConversionError(
+                Msg(
+                    "GGUF file incomplete: {next} of {tensors_count} tensors written",
+                    next=self._next,
+                    tensors_count=len(self.tensors),
+                )
+            )
 
 
 class GGUFSink:
@@ -157,7 +172,11 @@ class GGUFSink:
         try:
             blocks = quantize(array.reshape(t.shape), t.qtype)
         except NonFiniteError as e:
-            raise ConversionError(f"{t.name}: {e}; no GGUF type can hold it (nothing written)") from e
+            raise ConversionError(
+                Msg(
+                    "{name}: {reason}; no GGUF type can hold it (nothing written)", name=t.name, reason=error_message(e)
+                )
+            ) from e
         rows = blocks.reshape(-1, blocks.shape[-1]) if blocks.size else blocks.reshape(0, 0)
         if index in self._sampled and len(rows):
             values = np.asarray(array, dtype=np.float32).reshape(len(rows), -1)
@@ -180,7 +199,9 @@ class GGUFSink:
             old = _string(key) + _value(self.kv[key])
             pos = self.writer.header.find(old)
             if pos < 0 or len(value.encode()) != len(str(self.kv[key]).encode()):
-                raise ConversionError(f"internal error: GGUF placeholder of {key} cannot be filled in place")
+                raise ConversionError(
+                    Msg("internal error: GGUF placeholder of {key} cannot be filled in place", key=key)
+                )
             f.seek(pos + len(old) - len(value.encode()))
             f.write(value.encode())
             self.kv[key] = value
@@ -192,7 +213,9 @@ class GGUFSink:
         try:
             return gguf.GGUFReader(path)
         except Exception as e:  # gguf-py raises ValueError, struct.error... on a bad file
-            raise ConversionError(f"{path}: gguf-py cannot read the written file: {e}") from e
+            raise ConversionError(
+                Msg("{path}: gguf-py cannot read the written file: {reason}", path=path, reason=error_message(e))
+            ) from e
 
     def check(self, path: Path) -> None:
         import gguf  # noqa: PLC0415 - see _reader
@@ -200,20 +223,26 @@ class GGUFSink:
         reader = self._reader(path)
         arch = reader.get_field("general.architecture")
         if arch is None or arch.contents() != self.kv.get("general.architecture"):
-            raise ConversionError(f"{path}: gguf-py reads another general.architecture than written")
+            raise ConversionError(Msg("{path}: gguf-py reads another general.architecture than written", path=path))
         got = [(t.name, t.tensor_type.name, tuple(int(d) for d in reversed(t.shape))) for t in reader.tensors]
         want = [(t.name, t.qtype, t.shape) for t in self.tensors]
         if got != want:
-            raise ConversionError(f"{path}: gguf-py reads other tensor names, types or shapes than planned")
+            raise ConversionError(
+                Msg("{path}: gguf-py reads other tensor names, types or shapes than planned", path=path)
+            )
         for i, (values, encoded) in self._kept.items():
             t = self.tensors[i]
             stored = np.asarray(reader.tensors[i].data).reshape(-1).view(np.uint8).reshape(-1, encoded.shape[-1])
             if not np.array_equal(stored[[0, -1]], encoded):
-                raise ConversionError(f"{path}: tensor {t.name}: the blocks read back are not the ones written")
+                raise ConversionError(
+                    Msg("{path}: tensor {name}: the blocks read back are not the ones written", path=path, name=t.name)
+                )
             back = gguf.quants.dequantize(encoded, gguf.GGMLQuantizationType[t.qtype]).reshape(values.shape)
             span = float(np.max(np.abs(values))) or 1.0
             if not np.all(np.abs(back - values) <= _TOLERANCE[t.qtype] * span):
-                raise ConversionError(f"{path}: tensor {t.name}: gguf-py dequantizes values far from the source")
+                raise ConversionError(
+                    Msg("{path}: tensor {name}: gguf-py dequantizes values far from the source", path=path, name=t.name)
+                )
 
     def verify(self, path: Path, expected: Callable[[int], np.ndarray]) -> None:
         """Every tensor's blocks equal the source values quantized again (bit for bit)."""
@@ -222,7 +251,9 @@ class GGUFSink:
             want = quantize(expected(i).reshape(t.shape), t.qtype).reshape(-1)
             got = np.asarray(reader.tensors[i].data).reshape(-1).view(np.uint8)
             if not np.array_equal(got, want):
-                raise ConversionError(f"{path}: tensor {t.name} differs from the source quantized as planned")
+                raise ConversionError(
+                    Msg("{path}: tensor {name} differs from the source quantized as planned", path=path, name=t.name)
+                )
 
 
 # Largest dequantization error gguf-py may show, relative to the row's largest magnitude (a check

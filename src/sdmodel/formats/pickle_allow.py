@@ -42,6 +42,7 @@ from sdmodel.formats.torch_records import (
     TensorRef,
     check_tensor,
 )
+from sdmodel.i18n import Msg
 
 Role = Literal["function", "class", "rebuild", "storage-type", "dtype", "tensor-class", "ndarray-class", "value"]
 
@@ -99,21 +100,21 @@ class NpArray(Placeholder):
 
 def _n_args(args: tuple, *allowed: int) -> None:
     if len(args) not in allowed:
-        raise TypeProblem(f"{len(args)} arguments")
+        raise TypeProblem(Msg("{args_count} arguments", args_count=len(args)))
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None) -> TensorRef:
     """Raises ModelReadError for view metadata outside the storage (the VM grades it)."""
     if not isinstance(storage, StorageRef):
-        raise TypeProblem(f"tensor storage is a {kind_of(storage)}")
+        raise TypeProblem(Msg("tensor storage is a {storage}", storage=kind_of(storage)))
     return check_tensor(storage, offset, size, stride, dtype or storage.dtype)
 
 
 def _tensor_extras(requires_grad: Any, hooks: Any, metadata: Any) -> None:
     if type(requires_grad) is not bool:
-        raise TypeProblem(f"requires_grad is a {kind_of(requires_grad)}")
+        raise TypeProblem(Msg("requires_grad is a {requires_grad}", requires_grad=kind_of(requires_grad)))
     if not isinstance(hooks, dict) or (metadata is not None and not isinstance(metadata, dict)):
-        raise TypeProblem("backward hooks and metadata must be dicts")
+        raise TypeProblem(Msg("backward hooks and metadata must be dicts"))
 
 
 def _is_dtype(v: Any) -> bool:
@@ -131,19 +132,19 @@ def rebuild_tensor_v3(args: tuple) -> Any:
     """``(storage, offset, size, stride, requires_grad, backward_hooks, dtype[, metadata])``"""
     _n_args(args, 7, 8)
     if not _is_dtype(args[6]):
-        raise TypeProblem(f"dtype argument is a {kind_of(args[6])}")
+        raise TypeProblem(Msg("dtype argument is a {args}", args=kind_of(args[6])))
     _tensor_extras(args[4], args[5], args[7] if len(args) == 8 else None)
     return _tensor(args[0], args[1], args[2], args[3], args[6].rule.dtype)
 
 
 def _parameter(data: Any, requires_grad: Any, hooks: Any) -> Any:
     if type(requires_grad) is not bool or not isinstance(hooks, dict):
-        raise TypeProblem("parameter needs (tensor, bool, dict)")
+        raise TypeProblem(Msg("parameter needs (tensor, bool, dict)"))
     if isinstance(data, TensorRef):
         return replace(data, requires_grad=requires_grad, parameter=True)
     if isinstance(data, ArrayTensor):
         return data
-    raise TypeProblem(f"parameter data is a {kind_of(data)}")
+    raise TypeProblem(Msg("parameter data is a {data}", data=kind_of(data)))
 
 
 def rebuild_parameter(args: tuple) -> Any:
@@ -154,7 +155,7 @@ def rebuild_parameter(args: tuple) -> Any:
 def rebuild_parameter_with_state(args: tuple) -> Any:
     _n_args(args, 4)
     if args[3] is not None and not isinstance(args[3], (dict, tuple)):
-        raise TypeProblem(f"parameter state is a {kind_of(args[3])}")
+        raise TypeProblem(Msg("parameter state is a {args}", args=kind_of(args[3])))
     return _parameter(args[0], args[1], args[2])
 
 
@@ -169,14 +170,14 @@ def rebuild_device_tensor_from_numpy(args: tuple) -> Any:
     _n_args(args, 4)
     data, dtype, device, _requires_grad = args
     if not isinstance(data, NpArray) or data.array is None:
-        raise TypeProblem(f"data is a {kind_of(data)}, not a numpy array")
+        raise TypeProblem(Msg("data is a {data}, not a numpy array", data=kind_of(data)))
     if not _is_dtype(dtype) or not isinstance(device, str):
-        raise TypeProblem("needs a torch dtype and a device string")
+        raise TypeProblem(Msg("needs a torch dtype and a device string"))
     want = NUMPY_DTYPES[dtype.rule.dtype or "U8"]
     arr = data.array
     if arr.dtype.kind == want.kind and arr.dtype.itemsize == want.itemsize:
         return ArrayTensor(np.ascontiguousarray(arr).astype(want, copy=False), dtype.rule.dtype or "U8")
-    raise TypeProblem(f"numpy array of {arr.dtype} given for {dtype}")
+    raise TypeProblem(Msg("numpy array of {dtype} given for {dtype2}", dtype=arr.dtype, dtype2=dtype))
 
 
 def rebuild_from_type_v2(args: tuple) -> Any:
@@ -184,11 +185,11 @@ def rebuild_from_type_v2(args: tuple) -> Any:
     _n_args(args, 4)
     inner, new_type, inner_args, state = args
     if not isinstance(inner, GlobalObj) or inner.rule.role != "rebuild" or inner.rule.call is None:
-        raise UnsafeCall(f"_rebuild_from_type_v2 calls {short(inner)}, which is not a tensor rebuild")
+        raise UnsafeCall(Msg("_rebuild_from_type_v2 calls {inner}, which is not a tensor rebuild", inner=short(inner)))
     if not isinstance(new_type, GlobalObj) or new_type.rule.role != "tensor-class":
-        raise UnsafeCall(f"_rebuild_from_type_v2 makes a {short(new_type)}, not a tensor")
+        raise UnsafeCall(Msg("_rebuild_from_type_v2 makes a {new_type}, not a tensor", new_type=short(new_type)))
     if type(inner_args) is not tuple or not (state is None or isinstance(state, dict)):
-        raise TypeProblem("needs an argument tuple and a state dict")
+        raise TypeProblem(Msg("needs an argument tuple and a state dict"))
     result = inner.rule.call(inner_args)
     if new_type.name == "Parameter" and isinstance(result, TensorRef):
         result = replace(result, parameter=True)
@@ -206,26 +207,26 @@ def ordered_dict(args: tuple) -> Any:
         pairs = args[0]
         seqs = (list, tuple)
         if type(pairs) not in seqs or any(type(p) not in seqs or len(p) != 2 for p in pairs):
-            raise TypeProblem("OrderedDict needs a list of pairs")
+            raise TypeProblem(Msg("OrderedDict needs a list of pairs"))
         fill(d, [x for p in pairs for x in p])
     return d
 
 
 def parameter_dict(args: tuple) -> Any:
     if args:
-        raise TypeProblem("ParameterDict called with arguments")
+        raise TypeProblem(Msg("ParameterDict called with arguments"))
     return ParamDict()
 
 
 def torch_size(args: tuple) -> Any:
     if len(args) != 1 or type(args[0]) not in (tuple, list) or not all(type(x) is int for x in args[0]):
-        raise TypeProblem("torch.Size needs a tuple of ints")
+        raise TypeProblem(Msg("torch.Size needs a tuple of ints"))
     return tuple(args[0])
 
 
 def _elements(args: tuple) -> list:
     if len(args) > 1 or (args and type(args[0]) not in (list, tuple, set, frozenset)):
-        raise TypeProblem("needs at most one list")
+        raise TypeProblem(Msg("needs at most one list"))
     items = list(args[0]) if args else []
     for k in items:
         check_key(k)
@@ -247,23 +248,23 @@ def make_bytearray(args: tuple) -> Any:
         return bytearray(args[0])
     if len(args) == 2 and type(args[0]) is str and args[1] in ("latin-1", "latin1"):
         return bytearray(args[0].encode("latin-1", "replace"))
-    raise TypeProblem("bytearray needs bytes or (str, 'latin-1')")
+    raise TypeProblem(Msg("bytearray needs bytes or (str, 'latin-1')"))
 
 
 def make_complex(args: tuple) -> Any:
     if len(args) > 2 or not all(type(a) in (int, float) for a in args):
-        raise TypeProblem("complex needs two numbers")
+        raise TypeProblem(Msg("complex needs two numbers"))
     return complex(*args)
 
 
 def codecs_encode(args: tuple) -> Any:
     """``_codecs.encode(str, 'latin1')``: how protocol 2 stores bytes."""
     if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
-        raise TypeProblem("_codecs.encode needs (str, 'latin1')")
+        raise TypeProblem(Msg("_codecs.encode needs (str, 'latin1')"))
     try:
         return args[0].encode("latin-1")
     except UnicodeEncodeError:
-        raise TypeProblem("_codecs.encode of a non-latin-1 string") from None
+        raise TypeProblem(Msg("_codecs.encode of a non-latin-1 string")) from None
 
 
 # ---- numpy values (Lightning's numpy scalars, arrays inside the pickle)
@@ -273,18 +274,18 @@ _NP_CODE = re.compile(r"(b1|[iu][1248]|f[248]|c(8|16)|[US]\d{1,6})")
 
 def np_dtype(args: tuple) -> Any:
     if not 1 <= len(args) <= 3 or type(args[0]) is not str or not _NP_CODE.fullmatch(args[0]):
-        raise TypeProblem(f"numpy dtype {short(args)} (only plain numeric/string dtypes are read)")
+        raise TypeProblem(Msg("numpy dtype {args} (only plain numeric/string dtypes are read)", args=short(args)))
     code = args[0]
     return NpDtype(code, "|" if code == "b1" or code[0] == "S" or code[1:] == "1" else "<")
 
 
 def np_scalar(args: tuple) -> Any:
     if len(args) != 2 or not isinstance(args[0], NpDtype) or type(args[1]) not in (bytes, bytearray, str):
-        raise TypeProblem("numpy scalar needs (dtype, bytes)")
+        raise TypeProblem(Msg("numpy scalar needs (dtype, bytes)"))
     raw = args[1].encode("latin-1") if isinstance(args[1], str) else bytes(args[1])
     dt = args[0].numpy()
     if len(raw) != dt.itemsize:
-        raise TypeProblem(f"numpy scalar of {dt} holds {len(raw)} bytes")
+        raise TypeProblem(Msg("numpy scalar of {dt} holds {raw_count} bytes", dt=dt, raw_count=len(raw)))
     value = np.frombuffer(raw, dt)[0]
     # a numpy str_ stays a str subclass, as in CPython (STACK_GLOBAL refuses it as a name)
     return value if isinstance(value, np.str_) else value.item()
@@ -292,7 +293,7 @@ def np_scalar(args: tuple) -> Any:
 
 def np_reconstruct(args: tuple) -> Any:
     if len(args) != 3 or not isinstance(args[0], GlobalObj) or args[0].rule.role != "ndarray-class":
-        raise TypeProblem("numpy _reconstruct needs (numpy.ndarray, shape, typecode)")
+        raise TypeProblem(Msg("numpy _reconstruct needs (numpy.ndarray, shape, typecode)"))
     return NpArray()
 
 
@@ -302,43 +303,43 @@ def np_reconstruct(args: tuple) -> Any:
 def build_ordered_dict(inst: ODict, state: Any) -> None:
     """Torch's ``_metadata`` attribute; nothing is kept."""
     if not isinstance(state, dict) and not (type(state) is tuple and len(state) == 2):
-        raise TypeProblem(f"BUILD of an OrderedDict with a {kind_of(state)}")
+        raise TypeProblem(Msg("BUILD of an OrderedDict with a {state}", state=kind_of(state)))
 
 
 def build_parameter_dict(inst: ParamDict, state: Any) -> None:
     if not isinstance(state, dict):
-        raise TypeProblem(f"BUILD of a ParameterDict with a {kind_of(state)}")
+        raise TypeProblem(Msg("BUILD of a ParameterDict with a {state}", state=kind_of(state)))
     params = state.get("_parameters", {})
     if not isinstance(params, dict):
-        raise TypeProblem("ParameterDict state has no _parameters dict")
+        raise TypeProblem(Msg("ParameterDict state has no _parameters dict"))
     for k, v in params.items():
         if not isinstance(k, str) or not isinstance(v, (TensorRef, ArrayTensor, Opaque)):
-            raise TypeProblem(f"ParameterDict entry {short(k)} is a {kind_of(v)}")
+            raise TypeProblem(Msg("ParameterDict entry {k} is a {v}", k=short(k), v=kind_of(v)))
         inst[k] = v
 
 
 def build_np_dtype(inst: NpDtype, state: Any) -> None:
     if type(state) is not tuple or len(state) < 8:
-        raise TypeProblem(f"numpy dtype state {short(state)}")
+        raise TypeProblem(Msg("numpy dtype state {state}", state=short(state)))
     byteorder, subarray, names, fields = state[1:5]
     if byteorder not in ("<", ">", "|", "=") or (subarray, names, fields) != (None, None, None):
-        raise TypeProblem(f"numpy dtype state {short(state)} (only plain numeric dtypes are read)")
+        raise TypeProblem(Msg("numpy dtype state {state} (only plain numeric dtypes are read)", state=short(state)))
     inst.byteorder = "<" if byteorder == "=" else byteorder
 
 
 def build_np_array(inst: NpArray, state: Any) -> None:
     if type(state) is not tuple or len(state) != 5:
-        raise TypeProblem(f"numpy array state {short(state)}")
+        raise TypeProblem(Msg("numpy array state {state}", state=short(state)))
     _, shape, dtype, fortran, raw = state
     if not isinstance(dtype, NpDtype) or not isinstance(raw, (bytes, bytearray, str)):
-        raise TypeProblem("numpy array state must hold a plain dtype and raw bytes")
+        raise TypeProblem(Msg("numpy array state must hold a plain dtype and raw bytes"))
     if type(shape) is not tuple or not all(type(s) is int and s >= 0 for s in shape) or len(shape) > 64:
-        raise TypeProblem(f"numpy array shape {short(shape)}")
+        raise TypeProblem(Msg("numpy array shape {shape}", shape=short(shape)))
     if isinstance(raw, str):
         raw = raw.encode("latin-1")
     dt = dtype.numpy()
     if math.prod(shape) * dt.itemsize != len(raw):
-        raise TypeProblem(f"numpy array of shape {shape} holds {len(raw)} bytes")
+        raise TypeProblem(Msg("numpy array of shape {shape} holds {raw_count} bytes", shape=shape, raw_count=len(raw)))
     inst.array = np.frombuffer(bytes(raw), dt).reshape(shape, order="F" if fortran else "C")
 
 
@@ -346,7 +347,7 @@ def build(inst: Any, state: Any) -> None:
     """BUILD on a result of an allowed call; anything else is a type confusion."""
     handler = BUILDS.get(type(inst))
     if handler is None:
-        raise TypeConfusion(f"BUILD on a {kind_of(inst)}")
+        raise TypeConfusion(Msg("BUILD on a {inst}", inst=kind_of(inst)))
     handler(inst, state)
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sdmodel.i18n import Msg
+
 if TYPE_CHECKING:  # the rule table imports this module
     from sdmodel.formats.pickle_allow import Rule
 
@@ -79,8 +81,10 @@ class TypeConfusion(TypeProblem):
     code = "type-confusion"
     severity = "dangerous"
 
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} (container type confusion, the memory-corruption class of CVE-2026-24747)")
+    def __init__(self, what: Msg) -> None:
+        super().__init__(
+            Msg("{what} (container type confusion, the memory-corruption class of CVE-2026-24747)", what=what)
+        )
 
 
 class UnsafeCall(Exception):
@@ -99,7 +103,7 @@ def check_key(k: Any, depth: int = 0) -> None:
         for x in k:
             check_key(x, depth + 1)
         return
-    raise TypeProblem(f"unhashable or oversized {kind_of(k)} used as a key")
+    raise TypeProblem(Msg("unhashable or oversized {k} used as a key", k=kind_of(k)))
 
 
 def fill(target: dict, items: list) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sdmodel.errors import ModelReadError, UnsafePickleError
+from sdmodel.errors import ModelReadError, UnsafePickleError, error_message
 from sdmodel.formats.pickle_allow import ALLOWED, MODULE_PREFIXES, build
 from sdmodel.formats.pickle_values import (
     GlobalObj,
@@ -137,7 +137,7 @@ class PickleTruncated(ModelReadError):
 class _Stop(Exception):
     """Parsing cannot continue (structure broken, limit reached)."""
 
-    def __init__(self, code: str, message: str, truncated: bool = False) -> None:
+    def __init__(self, code: str, message: Msg, truncated: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.truncated = truncated
@@ -196,11 +196,13 @@ class _VM:
     def unsafe(self, code: str, message: str | Msg, severity: str = "dangerous") -> None:
         """A security problem: refuse in load mode, record in scan mode."""
         if self.strict:
-            raise UnsafePickleError(f"{message} at byte {self.op_pos}{self._where()}")
+            raise UnsafePickleError(
+                Msg("{message} at byte {op_pos}{where}", message=message, op_pos=self.op_pos, where=self._where())
+            )
         self.finding(severity, code, message)
 
-    def _where(self) -> str:
-        return f" of {self.member}" if self.member else ""
+    def _where(self) -> Msg | str:
+        return Msg(" of {member}", member=self.member) if self.member else ""
 
     # ---- reading arguments
 
@@ -212,7 +214,9 @@ class _VM:
             self.buf_end = p + n
         e = p + n
         if e > self.end:
-            raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})", truncated=True)
+            raise _Stop(
+                "parse-error", Msg("pickle is truncated (wanted {n} bytes at byte {p})", n=n, p=p), truncated=True
+            )
         self.pos = e
         return self.data[p:e]
 
@@ -237,11 +241,16 @@ class _VM:
     def take_into(self, n: int) -> bytes | memoryview:
         """The data of BINBYTES/BYTEARRAY8 (``_Unpickler_ReadInto``): the buffer's rest, then the file."""
         if n > self.limits.max_string:
-            raise _Stop("limit-exceeded", f"string of {n} bytes (limit {self.limits.max_string})")
+            raise _Stop(
+                "limit-exceeded",
+                Msg("string of {n} bytes (limit {max_string})", n=n, max_string=self.limits.max_string),
+            )
         p = self.pos
         e = p + n
         if e > self.end:
-            raise _Stop("parse-error", f"pickle is truncated (wanted {n} bytes at byte {p})", truncated=True)
+            raise _Stop(
+                "parse-error", Msg("pickle is truncated (wanted {n} bytes at byte {p})", n=n, p=p), truncated=True
+            )
         self.pos = e
         if e > self.buf_end:
             self.buf_end = e
@@ -270,27 +279,37 @@ class _VM:
                 chunk *= 2
         if i < 0:
             if limit < self.end:
-                raise _Stop("limit-exceeded", f"text argument longer than {self.limits.max_string} bytes")
-            raise _Stop("parse-error", f"pickle is truncated (no newline after byte {p})", truncated=True)
+                raise _Stop(
+                    "limit-exceeded",
+                    Msg("text argument longer than {max_string} bytes", max_string=self.limits.max_string),
+                )
+            raise _Stop("parse-error", Msg("pickle is truncated (no newline after byte {p})", p=p), truncated=True)
         self.pos = self.buf_end = i + 1
         return bytes(self.data[p:i])
 
     def sized(self, n: int) -> bytes | memoryview:
         if n > self.limits.max_string:
-            raise _Stop("limit-exceeded", f"string of {n} bytes (limit {self.limits.max_string})")
+            raise _Stop(
+                "limit-exceeded",
+                Msg("string of {n} bytes (limit {max_string})", n=n, max_string=self.limits.max_string),
+            )
         return self.take(n)
 
     def u8(self) -> int:
         p = self.pos
         if p >= self.end:
-            raise _Stop("parse-error", f"pickle is truncated at byte {p}", truncated=True)
+            raise _Stop("parse-error", Msg("pickle is truncated at byte {p}", p=p), truncated=True)
         self.pos = p + 1
         return self.data[p]
 
     def unpack(self, fmt: struct.Struct) -> Any:
         p = self.pos
         if p + fmt.size > self.end:
-            raise _Stop("parse-error", f"pickle is truncated (needs {fmt.size} bytes at {p})", truncated=True)
+            raise _Stop(
+                "parse-error",
+                Msg("pickle is truncated (needs {size} bytes at {p})", size=fmt.size, p=p),
+                truncated=True,
+            )
         self.pos = p + fmt.size
         return fmt.unpack_from(self.data, p)[0]
 
@@ -304,17 +323,17 @@ class _VM:
 
     def pop(self) -> Any:
         if len(self.stack) <= self.fence:
-            raise _Stop("parse-error", "stack underflow")
+            raise _Stop("parse-error", Msg("stack underflow"))
         return self.stack.pop()
 
     def top(self) -> Any:
         if len(self.stack) <= self.fence:
-            raise _Stop("parse-error", "stack underflow")
+            raise _Stop("parse-error", Msg("stack underflow"))
         return self.stack[-1]
 
     def pop_mark(self) -> list[Any]:
         if not self.marks:
-            raise _Stop("parse-error", "MARK expected but not found")
+            raise _Stop("parse-error", Msg("MARK expected but not found"))
         m = self.marks.pop()
         self.fence = self.marks[-1] if self.marks else 0
         items = self.stack[m:]
@@ -332,15 +351,31 @@ class _VM:
         except _Stop as e:
             if self.strict:
                 error = PickleTruncated if e.truncated else ModelReadError
-                raise error(f"{e} (byte {self.op_pos}{self._where()})") from None
+                raise error(
+                    Msg(
+                        "{reason} (byte {op_pos}{where})",
+                        reason=error_message(e),
+                        op_pos=self.op_pos,
+                        where=self._where(),
+                    )
+                ) from None
             sev = "dangerous" if e.code == "parse-error" and self.bad_seen else "suspicious"
-            self.findings.append(Finding(sev, e.code, str(e), self.op_pos, self.member))
+            self.findings.append(Finding(sev, e.code, error_message(e), self.op_pos, self.member))
         except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, IndexError) as e:
             # Our own checks should catch everything first; never let a hostile file crash a scan.
             if self.strict:
-                raise ModelReadError(f"invalid pickle at byte {self.op_pos}{self._where()}: {e}") from None
+                raise ModelReadError(
+                    Msg(
+                        "invalid pickle at byte {op_pos}{where}: {reason}",
+                        op_pos=self.op_pos,
+                        where=self._where(),
+                        reason=error_message(e),
+                    )
+                ) from None
             sev = "dangerous" if self.bad_seen else "suspicious"
-            self.findings.append(Finding(sev, "parse-error", f"invalid: {e}", self.op_pos, self.member))
+            self.findings.append(
+                Finding(sev, "parse-error", Msg("invalid: {reason}", reason=error_message(e)), self.op_pos, self.member)
+            )
         return PickleResult(
             value=value,
             findings=self.findings,
@@ -363,34 +398,38 @@ class _VM:
         while True:
             pos = self.pos
             if pos >= self.end:
-                raise _Stop("parse-error", f"pickle is truncated (no STOP before byte {pos})", truncated=True)
+                raise _Stop(
+                    "parse-error", Msg("pickle is truncated (no STOP before byte {pos})", pos=pos), truncated=True
+                )
             self.op_pos = pos
             self.pos = pos + 1
             if stream and pos >= self.buf_end:
                 self.buf_end = pos + 1
             self.n_ops += 1
             if self.n_ops > max_ops:
-                raise _Stop("limit-exceeded", f"more than {max_ops} opcodes")
+                raise _Stop("limit-exceeded", Msg("more than {max_ops} opcodes", max_ops=max_ops))
             handler = handlers[data[pos]]
             if handler is None:
-                raise _Stop("parse-error", f"unknown opcode {bytes([data[pos]])!r}")
+                raise _Stop("parse-error", Msg("unknown opcode {value!r}", value=bytes([data[pos]])))
             try:
                 if handler() is _DONE:
                     return self.result
             except TypeProblem as e:
                 if self.strict:
-                    raise ModelReadError(f"{e} at byte {pos}{self._where()}") from None
-                self.finding(e.severity, e.code, str(e), pos)
+                    raise ModelReadError(
+                        Msg("{reason} at byte {pos}{where}", reason=error_message(e), pos=pos, where=self._where())
+                    ) from None
+                self.finding(e.severity, e.code, error_message(e), pos)
             if self.frame_end is not None and self.pos >= self.frame_end and not self.stream:
                 if self.pos > self.frame_end:
-                    self.frame_problem(f"opcode at byte {pos} runs past the end of its frame")
+                    self.frame_problem(Msg("opcode at byte {pos} runs past the end of its frame", pos=pos))
                 self.frame_end = None
             if len(stack) > max_stack:
-                raise _Stop("limit-exceeded", f"stack deeper than {max_stack}")
+                raise _Stop("limit-exceeded", Msg("stack deeper than {max_stack}", max_stack=max_stack))
 
-    def frame_problem(self, message: str) -> None:
+    def frame_problem(self, message: Msg) -> None:
         if self.strict:
-            raise ModelReadError(f"{message}{self._where()}")
+            raise ModelReadError(Msg("{message}{where}", message=message, where=self._where()))
         self.finding("suspicious", "frame-mismatch", message)
 
     # ---- opcodes: protocol, framing, stop
@@ -399,7 +438,7 @@ class _VM:
     def op_proto(self) -> None:
         v = self.u8()
         if v > 5:
-            raise _Stop("parse-error", f"unsupported pickle protocol {v}")
+            raise _Stop("parse-error", Msg("unsupported pickle protocol {v}", v=v))
         if self.op_pos != self.start:
             self.finding("suspicious", "misplaced-proto", Msg("PROTO {v} not at the start of the pickle", v=v))
         self.protocol = v
@@ -411,24 +450,30 @@ class _VM:
             if self.pos + n > self.buf_end:
                 self.pos = self.refill(self.pos)
                 if self.pos + n > self.end:
-                    raise _Stop("parse-error", f"frame of {n} bytes runs past the end of the pickle", truncated=True)
+                    raise _Stop(
+                        "parse-error", Msg("frame of {n} bytes runs past the end of the pickle", n=n), truncated=True
+                    )
                 self.buf_end = self.pos + n
             return
         if self.frame_end is not None and self.op_pos != self.frame_end:
-            self.frame_problem(f"new frame at byte {self.op_pos} before the end of the previous one")
+            self.frame_problem(Msg("new frame at byte {op_pos} before the end of the previous one", op_pos=self.op_pos))
         if self.pos + n > self.end:
-            raise _Stop("parse-error", f"frame of {n} bytes runs past the end of the pickle", truncated=True)
+            raise _Stop("parse-error", Msg("frame of {n} bytes runs past the end of the pickle", n=n), truncated=True)
         self.frame_end = self.pos + n if n else None
 
     @op(b".")
     def op_stop(self) -> object:
         if len(self.stack) != 1 or self.marks:
-            msg = f"STOP with {len(self.stack)} values and {len(self.marks)} marks on the stack"
+            msg = Msg(
+                "STOP with {values} values and {marks} marks on the stack",
+                values=len(self.stack),
+                marks=len(self.marks),
+            )
             if self.strict:
                 raise _Stop("parse-error", msg)
             self.finding("suspicious", "stack-not-empty", msg)
         if self.frame_end is not None and self.pos != self.frame_end and not self.stream:
-            self.frame_problem("STOP before the end of its frame")
+            self.frame_problem(Msg("STOP before the end of its frame"))
             self.frame_end = None
         self.result = self.pop() if len(self.stack) > self.fence else None
         return _DONE
@@ -460,11 +505,11 @@ class _VM:
 
     def parse_int(self, s: bytes) -> int:
         if len(s) > self.limits.max_long_bytes * 3:
-            raise _Stop("limit-exceeded", f"integer of {len(s)} digits")
+            raise _Stop("limit-exceeded", Msg("integer of {s_count} digits", s_count=len(s)))
         try:
             return int(s)
         except ValueError:
-            raise _Stop("parse-error", f"invalid integer {s[:40]!r}") from None
+            raise _Stop("parse-error", Msg("invalid integer {s!r}", s=s[:40])) from None
 
     @op(b"J")
     def op_binint(self) -> None:
@@ -493,12 +538,15 @@ class _VM:
     def op_long4(self) -> None:
         n = self.unpack(_I4)
         if n < 0:
-            raise _Stop("parse-error", "LONG4 with a negative byte count")
+            raise _Stop("parse-error", Msg("LONG4 with a negative byte count"))
         self.stack.append(self.long_bytes(n))
 
     def long_bytes(self, n: int) -> int:
         if n > self.limits.max_long_bytes:
-            raise _Stop("limit-exceeded", f"integer of {n} bytes (limit {self.limits.max_long_bytes})")
+            raise _Stop(
+                "limit-exceeded",
+                Msg("integer of {n} bytes (limit {max_long_bytes})", n=n, max_long_bytes=self.limits.max_long_bytes),
+            )
         return int.from_bytes(self.take(n), "little", signed=True)
 
     @op(b"F")
@@ -507,7 +555,7 @@ class _VM:
         try:
             self.stack.append(float(s))
         except ValueError:
-            raise _Stop("parse-error", f"invalid float {s[:40]!r}") from None
+            raise _Stop("parse-error", Msg("invalid float {s!r}", s=s[:40])) from None
 
     @op(b"G")
     def op_binfloat(self) -> None:
@@ -521,18 +569,18 @@ class _VM:
         if len(s) >= 2 and s[0] == s[-1] and s[:1] in (b"'", b'"'):
             s = s[1:-1]
         else:
-            raise _Stop("parse-error", "STRING argument is not quoted")
+            raise _Stop("parse-error", Msg("STRING argument is not quoted"))
         try:
             raw = codecs.escape_decode(s)[0]
         except ValueError as e:
-            raise _Stop("parse-error", f"invalid STRING escape: {e}") from None
+            raise _Stop("parse-error", Msg("invalid STRING escape: {reason}", reason=error_message(e))) from None
         self.stack.append(_py2str(raw))
 
     @op(b"T")
     def op_binstring(self) -> None:
         n = self.unpack(_I4)
         if n < 0:
-            raise _Stop("parse-error", "BINSTRING with a negative length")
+            raise _Stop("parse-error", Msg("BINSTRING with a negative length"))
         self.stack.append(_py2str(bytes(self.sized(n))))
 
     @op(b"U")
@@ -561,14 +609,14 @@ class _VM:
         try:
             self.stack.append(s.decode("raw-unicode-escape"))
         except UnicodeDecodeError:
-            raise _Stop("parse-error", "invalid UNICODE argument") from None
+            raise _Stop("parse-error", Msg("invalid UNICODE argument")) from None
 
     def utf8(self, n: int) -> None:
         raw = self.sized(n)
         try:
             self.stack.append(str(raw, "utf-8", "surrogatepass"))
         except UnicodeDecodeError:
-            raise _Stop("parse-error", "string is not valid UTF-8") from None
+            raise _Stop("parse-error", Msg("string is not valid UTF-8")) from None
 
     @op(b"\x8c")
     def op_short_binunicode(self) -> None:
@@ -584,7 +632,7 @@ class _VM:
 
     @op(b"\x97", b"\x98")
     def op_buffer(self) -> None:
-        raise _Stop("parse-error", "out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER) in a file")
+        raise _Stop("parse-error", Msg("out-of-band buffer opcode (NEXT_BUFFER/READONLY_BUFFER) in a file"))
 
     # ---- containers
 
@@ -633,7 +681,7 @@ class _VM:
     def op_dict(self) -> None:
         items = self.pop_mark()
         if len(items) % 2:
-            raise _Stop("parse-error", "DICT with an odd number of items")
+            raise _Stop("parse-error", Msg("DICT with an odd number of items"))
         d: dict = {}
         self.stack.append(d)
         self.fill(d, items)
@@ -659,7 +707,7 @@ class _VM:
         if type(target) is list:
             target.extend(items)
         elif not isinstance(target, Opaque):
-            raise TypeConfusion(f"APPEND to a {kind_of(target)}, not a list")
+            raise TypeConfusion(Msg("APPEND to a {target}, not a list", target=kind_of(target)))
 
     @op(b"s")
     def op_setitem(self) -> None:
@@ -671,14 +719,14 @@ class _VM:
     def op_setitems(self) -> None:
         items = self.pop_mark()
         if len(items) % 2:
-            raise _Stop("parse-error", "SETITEMS with an odd number of items")
+            raise _Stop("parse-error", Msg("SETITEMS with an odd number of items"))
         self.fill(self.top(), items)
 
     def fill(self, target: Any, items: list) -> None:
         if not isinstance(target, dict):
             if isinstance(target, Opaque):
                 return
-            raise TypeConfusion(f"SETITEM on a {kind_of(target)}, not a dict")
+            raise TypeConfusion(Msg("SETITEM on a {target}, not a dict", target=kind_of(target)))
         fill(target, items)
 
     @op(b"\x90")
@@ -688,7 +736,7 @@ class _VM:
         if type(target) is not set:
             if isinstance(target, Opaque):
                 return
-            raise TypeConfusion(f"ADDITEMS on a {kind_of(target)}, not a set")
+            raise TypeConfusion(Msg("ADDITEMS on a {target}, not a set", target=kind_of(target)))
         for k in items:
             check_key(k)
         target.update(items)
@@ -698,7 +746,7 @@ class _VM:
     @op(b"(")
     def op_mark(self) -> None:
         if len(self.marks) >= self.limits.max_marks:
-            raise _Stop("limit-exceeded", f"more than {self.limits.max_marks} nested MARKs")
+            raise _Stop("limit-exceeded", Msg("more than {max_marks} nested MARKs", max_marks=self.limits.max_marks))
         self.fence = len(self.stack)
         self.marks.append(self.fence)
 
@@ -721,7 +769,7 @@ class _VM:
         try:
             self.stack.append(self.memo[i])
         except KeyError:
-            raise _Stop("parse-error", f"memo key {i} read before it was written") from None
+            raise _Stop("parse-error", Msg("memo key {i} read before it was written", i=i)) from None
 
     @op(b"g")
     def op_get(self) -> None:
@@ -737,10 +785,10 @@ class _VM:
 
     def put(self, i: int) -> None:
         if i < 0:
-            raise _Stop("parse-error", "negative memo key")
+            raise _Stop("parse-error", Msg("negative memo key"))
         memo = self.memo
         if len(memo) >= self.limits.max_memo and i not in memo:
-            raise _Stop("limit-exceeded", f"more than {self.limits.max_memo} memo entries")
+            raise _Stop("limit-exceeded", Msg("more than {max_memo} memo entries", max_memo=self.limits.max_memo))
         memo[i] = self.top()
 
     @op(b"p")
@@ -782,7 +830,11 @@ class _VM:
         rule = ALLOWED.get((module, name))
         if rule is None:
             if self.strict:
-                raise UnsafePickleError(f"forbidden global {qual} at byte {offset}{self._where()}")
+                raise UnsafePickleError(
+                    Msg(
+                        "forbidden global {qual} at byte {offset}{where}", qual=qual, offset=offset, where=self._where()
+                    )
+                )
             self.finding("suspicious", "global-not-allowed", Msg("global {qual} is not allow-listed", qual=qual))
             return Opaque(module, name, ref=ref)
         return GlobalObj(module, name, rule, ref)
@@ -796,7 +848,7 @@ class _VM:
         try:
             return self.line().decode("utf-8"), self.line().decode("utf-8")
         except UnicodeDecodeError:
-            raise _Stop("parse-error", "global name is not valid UTF-8") from None
+            raise _Stop("parse-error", Msg("global name is not valid UTF-8")) from None
 
     @op(b"\x93")
     def op_stack_global(self) -> None:
@@ -851,12 +903,19 @@ class _VM:
         try:
             self.stack.append(self.persistent_load(pid))
         except UnsafePickleError as e:
-            self.unsafe("persid-module", str(e))
+            self.unsafe("persid-module", e.message)
             self.stack.append(Opaque("persistent", "id", called=True))
         except ModelReadError as e:
             if self.strict:
-                raise ModelReadError(f"{e} (byte {self.op_pos}{self._where()})") from None
-            self.finding("dangerous", "bad-storage", str(e))
+                raise ModelReadError(
+                    Msg(
+                        "{reason} (byte {op_pos}{where})",
+                        reason=error_message(e),
+                        op_pos=self.op_pos,
+                        where=self._where(),
+                    )
+                ) from None
+            self.finding("dangerous", "bad-storage", e.message)
             self.stack.append(Opaque("persistent", "id", called=True))
 
     @op(b"P")
@@ -864,7 +923,7 @@ class _VM:
         try:
             self.persid(self.line().decode("ascii"))
         except UnicodeDecodeError:
-            raise _Stop("parse-error", "PERSID argument is not ASCII") from None
+            raise _Stop("parse-error", Msg("PERSID argument is not ASCII")) from None
 
     @op(b"Q")
     def op_binpersid(self) -> None:
@@ -884,9 +943,13 @@ class _VM:
                 self.unsafe("call", Msg("{opcode} calls {func}, which is not allow-listed", opcode=opcode, func=func))
             return result_of(func)
         if not isinstance(func, GlobalObj):
-            raise _Stop("parse-error", f"{opcode} on a {kind_of(func)}, which is not callable")
+            raise _Stop(
+                "parse-error", Msg("{opcode} on a {func}, which is not callable", opcode=opcode, func=kind_of(func))
+            )
         if type(args) is not tuple:
-            raise _Stop("parse-error", f"{opcode} arguments are a {kind_of(args)}, not a tuple")
+            raise _Stop(
+                "parse-error", Msg("{opcode} arguments are a {args}, not a tuple", opcode=opcode, args=kind_of(args))
+            )
         rule = func.rule
         if not rule.sees_unknown and any(isinstance(a, Opaque) for a in args):
             return result_of(func)
@@ -900,16 +963,31 @@ class _VM:
             return rule.call(args)
         except TypeProblem as e:
             if self.strict:
-                raise ModelReadError(f"{func}: {e} at byte {self.op_pos}{self._where()}") from None
-            self.finding(e.severity, e.code, Msg("{func}: {e}", func=func, e=e))
+                raise ModelReadError(
+                    Msg(
+                        "{func}: {reason} at byte {op_pos}{where}",
+                        func=func,
+                        reason=error_message(e),
+                        op_pos=self.op_pos,
+                        where=self._where(),
+                    )
+                ) from None
+            self.finding(e.severity, e.code, Msg("{func}: {reason}", func=func, reason=error_message(e)))
             return result_of(func)
         except UnsafeCall as e:
-            self.unsafe("call", str(e))
+            self.unsafe("call", error_message(e))
             return result_of(func)
         except ModelReadError as e:  # tensor view metadata outside its storage
             if self.strict:
-                raise type(e)(f"{e} (byte {self.op_pos}{self._where()})") from None
-            self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", str(e))
+                raise type(e)(
+                    Msg(
+                        "{reason} (byte {op_pos}{where})",
+                        reason=error_message(e),
+                        op_pos=self.op_pos,
+                        where=self._where(),
+                    )
+                ) from None
+            self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", e.message)
             return Opaque("torch._utils", "_rebuild_tensor", called=True)
 
     @op(b"R")
@@ -929,7 +1007,7 @@ class _VM:
     def op_obj(self) -> None:
         items = self.pop_mark()
         if not items:
-            raise _Stop("parse-error", "OBJ without a class")
+            raise _Stop("parse-error", Msg("OBJ without a class"))
         self.stack.append(self.call(items[0], tuple(items[1:]), "OBJ"))
 
     @op(b"\x81")
@@ -954,9 +1032,11 @@ class _VM:
                 )
             return result_of(cls)
         if not isinstance(cls, GlobalObj):
-            raise _Stop("parse-error", f"{opcode} on a {kind_of(cls)}, which is not a class")
+            raise _Stop(
+                "parse-error", Msg("{opcode} on a {cls}, which is not a class", opcode=opcode, cls=kind_of(cls))
+            )
         if type(args) is not tuple or type(kwargs) is not dict:
-            raise _Stop("parse-error", f"{opcode} arguments have the wrong types")
+            raise _Stop("parse-error", Msg("{opcode} arguments have the wrong types", opcode=opcode))
         factory = cls.rule.new
         if factory is None:
             self.unsafe(
@@ -965,7 +1045,7 @@ class _VM:
             )
             return result_of(cls)
         if args or kwargs:
-            raise TypeProblem(f"{opcode} of {cls} with arguments")
+            raise TypeProblem(Msg("{opcode} of {cls} with arguments", opcode=opcode, cls=cls))
         return factory()
 
     @op(b"b")

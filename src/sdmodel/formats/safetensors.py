@@ -29,8 +29,8 @@ class SafetensorsSource(TensorSource):
             self._file.close()
             raise
 
-    def _fail(self, problem: str, code: str | None = None) -> ModelReadError:
-        return ModelReadError(f"{self.path}: {problem}", code)
+    def _fail(self, problem: str | Msg, code: str | None = None) -> ModelReadError:
+        return ModelReadError(Msg("{path}: {problem}", path=self.path, problem=problem), code)
 
     def _parse(self) -> None:
         f = self._file
@@ -38,19 +38,25 @@ class SafetensorsSource(TensorSource):
         f.seek(0)
         head = f.read(8)
         if len(head) < 8:
-            raise self._fail("not a safetensors file (shorter than 8 bytes)")
+            raise self._fail(Msg("not a safetensors file (shorter than 8 bytes)"))
         (n,) = struct.unpack("<Q", head)
         if n > MAX_HEADER:
-            raise self._fail(f"safetensors header length {n} exceeds the 100 MB limit")
+            raise self._fail(Msg("safetensors header length {n} exceeds the 100 MB limit", n=n))
         if 8 + n > file_size:
-            raise self._fail(f"truncated: header length {n} runs past the end of the file ({file_size} bytes)")
+            raise self._fail(
+                Msg(
+                    "truncated: header length {n} runs past the end of the file ({file_size} bytes)",
+                    n=n,
+                    file_size=file_size,
+                )
+            )
         raw = f.read(n)
         self.header_size = n
         self.data_start = 8 + n
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise self._fail("safetensors header is not valid UTF-8") from None
+            raise self._fail(Msg("safetensors header is not valid UTF-8")) from None
         if not text.startswith("{"):
             self.note("header-leading-space", Msg("header does not start with '{': A1111 cannot read its metadata"))
         last_pairs: list = []
@@ -63,15 +69,17 @@ class SafetensorsSource(TensorSource):
         try:
             header = json.loads(text, object_pairs_hook=hook)
         except json.JSONDecodeError as e:
-            raise self._fail(f"safetensors header is not valid JSON ({e.msg} at char {e.pos})") from None
+            raise self._fail(
+                Msg("safetensors header is not valid JSON ({msg} at char {pos})", msg=e.msg, pos=e.pos)
+            ) from None
         if not isinstance(header, dict):
-            raise self._fail("safetensors header is not a JSON object")
+            raise self._fail(Msg("safetensors header is not a JSON object"))
         if len(last_pairs) != len(header):
             self.note("duplicate-names", Msg("header names a tensor more than once; readers keep the last entry"))
         meta = header.pop("__metadata__", None)
         if meta is not None:
             if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-                raise self._fail("__metadata__ must map strings to strings")
+                raise self._fail(Msg("__metadata__ must map strings to strings"))
             self.metadata = dict(meta)
         entries: list[tuple[int, int, str]] = []
         unknown: list[str] = []
@@ -79,21 +87,21 @@ class SafetensorsSource(TensorSource):
         self._offsets: dict[str, int] = {}
         for name, entry in header.items():
             if not isinstance(entry, dict):
-                raise self._fail(f"tensor {name!r}: entry is not an object")
+                raise self._fail(Msg("tensor {name!r}: entry is not an object", name=name))
             dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
             if not isinstance(dtype, str) or not dtype or len(dtype) > 32:
-                raise self._fail(f"tensor {name!r}: invalid dtype {dtype!r}")
+                raise self._fail(Msg("tensor {name!r}: invalid dtype {dtype!r}", name=name, dtype=dtype))
             if not isinstance(shape, list) or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
             ):
-                raise self._fail(f"tensor {name!r}: invalid shape {shape!r}")
+                raise self._fail(Msg("tensor {name!r}: invalid shape {shape!r}", name=name, shape=shape))
             if (
                 not isinstance(offs, list)
                 or len(offs) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
                 or not 0 <= offs[0] <= offs[1]
             ):
-                raise self._fail(f"tensor {name!r}: invalid data_offsets {offs!r}")
+                raise self._fail(Msg("tensor {name!r}: invalid data_offsets {offs!r}", name=name, offs=offs))
             need = storage_nbytes(dtype, math.prod(shape))
             if need is None:
                 # A dtype newer than sdmodel: the tensor is listed (its span is its size) and only
@@ -104,8 +112,14 @@ class SafetensorsSource(TensorSource):
                 info = TensorInfo(name, dtype, tuple(shape), stored_nbytes=None if dtype in ITEMSIZE else need)
                 if offs[1] - offs[0] != need:
                     raise self._fail(
-                        f"tensor {name!r}: data_offsets span {offs[1] - offs[0]} bytes, "
-                        f"but {dtype}{list(shape)} needs {need}"
+                        Msg(
+                            "tensor {name!r}: data_offsets span {value} bytes, but {dtype}{shape} needs {need}",
+                            name=name,
+                            value=offs[1] - offs[0],
+                            dtype=dtype,
+                            shape=list(shape),
+                            need=need,
+                        )
                     )
             entries.append((offs[0], offs[1], name))
             tensors[name] = info
@@ -125,15 +139,26 @@ class SafetensorsSource(TensorSource):
         pos = 0
         for begin, end, name in entries:
             if begin < pos:
-                raise self._fail(f"tensor {name!r} overlaps the previous tensor (offset {begin} < {pos})")
+                raise self._fail(
+                    Msg(
+                        "tensor {name!r} overlaps the previous tensor (offset {begin} < {pos})",
+                        name=name,
+                        begin=begin,
+                        pos=pos,
+                    )
+                )
             if begin > pos:
-                raise self._fail(f"gap of {begin - pos} bytes before tensor {name!r}")
+                raise self._fail(Msg("gap of {value} bytes before tensor {name!r}", value=begin - pos, name=name))
             pos = end
         data_size = file_size - self.data_start
         if pos > data_size:
-            raise self._fail(f"truncated: tensors need {pos} data bytes, file has {data_size}")
+            raise self._fail(
+                Msg("truncated: tensors need {pos} data bytes, file has {data_size}", pos=pos, data_size=data_size)
+            )
         if pos < data_size:
-            raise self._fail(f"{data_size - pos} trailing bytes after the last tensor", "trailing-bytes")
+            raise self._fail(
+                Msg("{value} trailing bytes after the last tensor", value=data_size - pos), "trailing-bytes"
+            )
         # File order = data order, which is how the reference writer lays them out.
         order = sorted(tensors, key=lambda k: self._offsets[k])
         self._tensors = {k: tensors[k] for k in order}
@@ -148,15 +173,15 @@ class SafetensorsSource(TensorSource):
                     self.data_start + self._offsets[name],
                     np.dtype("u1"),
                     shape,
-                    f"{self.path}: tensor {name!r}",
+                    Msg("{path}: tensor {name!r}", path=self.path, name=name),
                 )
-            raise self._fail(f"tensor {name!r}: dtype {info.dtype!r} is not supported")
+            raise self._fail(Msg("tensor {name!r}: dtype {dtype!r} is not supported", name=name, dtype=info.dtype))
         return read_array(
             self._file,
             self.data_start + self._offsets[name],
             NUMPY_DTYPES[info.dtype],
             info.shape,
-            f"{self.path}: tensor {name!r}",
+            Msg("{path}: tensor {name!r}", path=self.path, name=name),
         )
 
     def data_range(self, name: str) -> tuple[int, int]:

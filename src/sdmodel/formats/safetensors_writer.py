@@ -21,6 +21,7 @@ from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
 from sdmodel.formats.sink import Expected, raw_bytes
+from sdmodel.i18n import Msg
 
 HASH_KEY = "modelspec.hash_sha256"
 HASH_PLACEHOLDER = "0x" + "0" * 64
@@ -73,12 +74,14 @@ class SafetensorsSink:
     def _patch(self, f: BinaryIO, key: str, value: str) -> None:
         """Overwrite the placeholder value of ``key`` in the written header (same width)."""
         if self.metadata is None or key not in self.metadata:
-            raise ConversionError(f"internal error: no placeholder for {key} in the header")
+            raise ConversionError(Msg("internal error: no placeholder for {key} in the header", key=key))
         placeholder = self.metadata[key]
         marker = json.dumps({key: placeholder}, separators=(",", ":"), ensure_ascii=False)[1:-1].encode()
         pos = self.prefix.find(marker)
         if pos < 0 or len(value.encode()) != len(placeholder.encode()):  # pragma: no cover - compact JSON
-            raise ConversionError(f"internal error: placeholder of {key} not found or not as wide as its value")
+            raise ConversionError(
+                Msg("internal error: placeholder of {key} not found or not as wide as its value", key=key)
+            )
         f.seek(pos + len(marker) - 1 - len(placeholder.encode()))
         f.write(value.encode())
         self.metadata[key] = value
@@ -89,9 +92,9 @@ class SafetensorsSink:
             got = [(t.name, t.dtype, t.shape) for t in out.tensors.values()]
             want = [(t.name, t.dtype, t.shape) for t in self.layout]
             if got != want:
-                raise ConversionError(f"{path}: written header does not match the plan")
+                raise ConversionError(Msg("{path}: written header does not match the plan", path=path))
             if (out.metadata or None) != (self.metadata or None):
-                raise ConversionError(f"{path}: written metadata does not match the plan")
+                raise ConversionError(Msg("{path}: written metadata does not match the plan", path=path))
 
     def verify(self, path: Path, expected: Expected) -> None:
         """Every tensor read back by the reference reader equals ``expected``, bit for bit.
@@ -100,7 +103,9 @@ class SafetensorsSink:
         mapped pages it touched do not pile up in resident memory."""
         with safe_open(str(path), "np") as f:
             if sorted(f.keys()) != sorted(t.name for t in self.tensors):
-                raise ConversionError(f"{path}: the reference reader sees other tensor names than planned")
+                raise ConversionError(
+                    Msg("{path}: the reference reader sees other tensor names than planned", path=path)
+                )
         batch: list[int] = []
         size = 0
         for i in [*self.order, None]:
@@ -117,11 +122,19 @@ class SafetensorsSink:
                 t = self.tensors[i]
                 view = f.get_slice(t.name)
                 if view.get_dtype() != t.dtype or tuple(view.get_shape()) != t.shape:
-                    raise ConversionError(f"{path}: the reference reader sees {t.name} with another dtype or shape")
+                    raise ConversionError(
+                        Msg(
+                            "{path}: the reference reader sees {name} with another dtype or shape",
+                            path=path,
+                            name=t.name,
+                        )
+                    )
                 # numpy has no fp8: the reference reader checked dtype and shape, our reader the bytes
                 got = ours.read(t.name) if t.dtype in FP8_DTYPES else f.get_tensor(t.name)
                 if not _same_bits(got, expected(i)):
-                    raise ConversionError(f"{path}: tensor {t.name} differs from the source after casting")
+                    raise ConversionError(
+                        Msg("{path}: tensor {name} differs from the source after casting", path=path, name=t.name)
+                    )
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:

@@ -24,6 +24,7 @@ from sdmodel.formats.pickle_allow import NpArray, NpDtype
 from sdmodel.formats.pickle_values import GlobalObj, Opaque
 from sdmodel.formats.pickle_vm import PickleResult
 from sdmodel.formats.torch_records import ArrayTensor, StorageRef, TensorRef
+from sdmodel.i18n import Msg
 
 WRAPPER_KEYS = ("state_dict",)
 FALLBACK_WRAPPER_KEYS = ("model", "module")
@@ -77,8 +78,9 @@ def plain(value: Any, depth: int = 0) -> Any:
 def split_state_dict(obj: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(tensors by flat name in pickle order, extras, unwrapped wrapper keys) of a checkpoint."""
     if not isinstance(obj, dict):
-        kind = "a single tensor" if isinstance(obj, _TENSORS) else f"a {type(obj).__name__}"
-        raise ModelReadError(f"the checkpoint holds {kind}, not a dict of tensors")
+        if isinstance(obj, _TENSORS):
+            raise ModelReadError(Msg("the checkpoint holds a single tensor, not a dict of tensors"))
+        raise ModelReadError(Msg("the checkpoint holds a {kind}, not a dict of tensors", kind=type(obj).__name__))
     extras: dict[str, Any] = {}
     wrappers: list[str] = []
     sd: dict = obj
@@ -131,22 +133,21 @@ class TorchSource(TensorSource):
             self._parse()
         except ModelReadError as e:
             self._file.close()
-            msg = str(e)
-            if not msg.startswith(str(self.path)):
-                raise type(e)(f"{self.path}: {msg}") from None
+            if not str(e).startswith(str(self.path)):
+                raise type(e)(Msg("{path}: {problem}", path=self.path, problem=e.message)) from None
             raise
         except Exception:
             self._file.close()
             raise
 
-    def _fail(self, problem: str) -> ModelReadError:
-        return ModelReadError(f"{self.path}: {problem}")
+    def _fail(self, problem: str | Msg) -> ModelReadError:
+        return ModelReadError(Msg("{path}: {problem}", path=self.path, problem=problem))
 
     def _install(self, obj: Any) -> None:
         try:
             refs, self.extras, self.wrappers = split_state_dict(obj)
         except ModelReadError as e:
-            raise self._fail(str(e)) from None
+            raise self._fail(e.message) from None
         self._refs = refs
         self._tensors = {k: TensorInfo(k, r.dtype, tuple(r.shape)) for k, r in refs.items()}
 
@@ -183,7 +184,9 @@ class TorchSource(TensorSource):
     def _read_storage(self, storage: StorageRef, start: int, count: int, dtype: np.dtype) -> np.ndarray:
         """``count`` elements of ``dtype`` from ``start`` bytes into a root storage's data."""
         base, _ = self._record(storage)
-        return read_array(self._file, base + start, dtype, (count,), f"{self.path}: storage {storage.key!r}")
+        return read_array(
+            self._file, base + start, dtype, (count,), Msg("{path}: storage {key!r}", path=self.path, key=storage.key)
+        )
 
     def read(self, name: str) -> np.ndarray:
         ref = self._refs[name]
@@ -198,7 +201,7 @@ class TorchSource(TensorSource):
         start = st.view_offset * ITEMSIZE[st.dtype] + lo * item
         _, length = self._record(st)
         if start + (hi - lo) * item > length:  # the VM and persistent_load checked this already
-            raise self._fail(f"tensor {name!r} reaches past its storage record")
+            raise self._fail(Msg("tensor {name!r} reaches past its storage record", name=name))
         flat = self._read_storage(st, start, hi - lo, dt)
         if self.big_endian and item > 1:
             flat = flat.byteswap()

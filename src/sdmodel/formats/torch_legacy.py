@@ -61,8 +61,8 @@ class TorchLegacySource(TorchSource):
         p = 2 if head[:1] == b"\x80" else 0
         if head[p : p + len(MAGIC_LONG1)] != MAGIC_LONG1:
             if len(head) < p + len(MAGIC_LONG1):
-                raise PickleTruncated("file is truncated inside the magic number")
-            raise ModelReadError("not a PyTorch checkpoint (no legacy magic number)")
+                raise PickleTruncated(Msg("file is truncated inside the magic number"))
+            raise ModelReadError(Msg("not a PyTorch checkpoint (no legacy magic number)"))
         pos = p + len(MAGIC_LONG1)
         results: list[PickleResult] = []
         for what in ("protocol", "sys_info", "object", "storage keys"):
@@ -73,11 +73,17 @@ class TorchLegacySource(TorchSource):
             pos = res.end
         protocol, sys_info, obj, keys = results
         if type(protocol.value) is not int or protocol.value != PROTOCOL_VERSION:
-            raise ModelReadError(f"legacy protocol version {protocol.value!r}, expected {PROTOCOL_VERSION}")
+            raise ModelReadError(
+                Msg(
+                    "legacy protocol version {value!r}, expected {protocol_version}",
+                    value=protocol.value,
+                    protocol_version=PROTOCOL_VERSION,
+                )
+            )
         if not isinstance(sys_info.value, dict):
-            raise ModelReadError("legacy sys_info is not a dict")
+            raise ModelReadError(Msg("legacy sys_info is not a dict"))
         if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
-            raise ModelReadError("legacy storage key list is not a list of strings")
+            raise ModelReadError(Msg("legacy storage key list is not a list of strings"))
         self.sys_info = {str(k): v for k, v in sys_info.value.items()}
         self.storage_keys = keys.value
         self.pickle_result = obj
@@ -91,7 +97,7 @@ class TorchLegacySource(TorchSource):
             root = StorageRef(ref.key, ref.dtype, ref.location, pid[4], ref.type_name)
             self._roots[ref.key] = root
         elif root.dtype != ref.dtype or root.numel != pid[4]:
-            raise ModelReadError(f"storage {ref.key!r} is described twice with different types or sizes")
+            raise ModelReadError(Msg("storage {key!r} is described twice with different types or sizes", key=ref.key))
         return root if ref.view_key is None else ref
 
     def _locate_storages(self, pos: int, size: int) -> None:
@@ -105,23 +111,32 @@ class TorchLegacySource(TorchSource):
         for key in self.storage_keys:
             root = self._roots.get(key)
             if root is None or key in seen:
-                raise self._fail(f"storage key list names {key!r}, which the pickle does not use (or twice)")
+                raise self._fail(
+                    Msg("storage key list names {key!r}, which the pickle does not use (or twice)", key=key)
+                )
             seen.add(key)
             f.seek(pos)
             raw = f.read(8)
             if len(raw) != 8:
-                raise self._fail(f"file is truncated before storage {key!r} (offset {pos})")
+                raise self._fail(Msg("file is truncated before storage {key!r} (offset {pos})", key=key, pos=pos))
             (count,) = count_fmt.unpack(raw)
             if count != root.numel:
-                raise self._fail(f"storage {key!r} holds {count} elements, the pickle says {root.numel}")
+                raise self._fail(
+                    Msg(
+                        "storage {key!r} holds {count} elements, the pickle says {numel}",
+                        key=key,
+                        count=count,
+                        numel=root.numel,
+                    )
+                )
             nbytes = count * ITEMSIZE[root.dtype]
             if pos + 8 + nbytes > size:
-                raise self._fail(f"file is truncated inside storage {key!r}")
+                raise self._fail(Msg("file is truncated inside storage {key!r}", key=key))
             self._data[key] = (pos + 8, nbytes)
             pos += 8 + nbytes
         missing = [k for k in self._roots if k not in self._data]
         if missing:
-            raise self._fail(f"storage {missing[0]!r} is used but its data is not in the file")
+            raise self._fail(Msg("storage {missing!r} is used but its data is not in the file", missing=missing[0]))
         if pos != size:
             self.note("trailing-data", Msg("{n} bytes after the last storage", n=size - pos))
 
@@ -130,4 +145,4 @@ class TorchLegacySource(TorchSource):
 
 
 def _no_persistent_ids(pid: Any) -> Any:
-    raise ModelReadError(f"unexpected persistent id {pid!r:.60} outside the legacy object pickle")
+    raise ModelReadError(Msg("unexpected persistent id {pid!r:.60} outside the legacy object pickle", pid=pid))

@@ -17,6 +17,7 @@ import numpy as np
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError, UnsafePickleError
 from sdmodel.formats.pickle_values import GlobalObj, Placeholder, short
+from sdmodel.i18n import Msg
 
 STORAGE_DTYPES: dict[str, str] = {
     "FloatStorage": "F32",
@@ -129,17 +130,21 @@ def parse_storage_pid(pid: Any, legacy: bool = False) -> StorageRef:
     numel)``; legacy: the same plus ``view_metadata`` (None or ``(view_key, offset, size)``).
     Raises UnsafePickleError for a ``('module', ...)`` id, ModelReadError for anything malformed."""
     if isinstance(pid, tuple) and pid and pid[0] == "module":
-        raise UnsafePickleError("persistent id ('module', ...) asks to rebuild a whole module from source")
+        raise UnsafePickleError(Msg("persistent id ('module', ...) asks to rebuild a whole module from source"))
     want = 6 if legacy else 5
     if not isinstance(pid, tuple) or len(pid) != want or pid[0] != "storage":
-        raise ModelReadError(f"unexpected persistent id {short(pid)} (wanted a {want}-tuple ('storage', ...))")
+        raise ModelReadError(
+            Msg("unexpected persistent id {pid} (wanted a {want}-tuple ('storage', ...))", pid=short(pid), want=want)
+        )
     _, stype, key, location, numel = pid[:5]
     if not isinstance(stype, GlobalObj) or stype.rule.role != "storage-type":
-        raise ModelReadError(f"persistent id names {short(stype)} as storage type")
+        raise ModelReadError(Msg("persistent id names {stype} as storage type", stype=short(stype)))
     if not isinstance(key, str) or not isinstance(location, str):
-        raise ModelReadError(f"persistent id {short(pid)}: key and location must be strings")
+        raise ModelReadError(Msg("persistent id {pid}: key and location must be strings", pid=short(pid)))
     if type(numel) is not int or numel < 0:
-        raise ModelReadError(f"persistent id for storage {key!r}: bad element count {short(numel)}")
+        raise ModelReadError(
+            Msg("persistent id for storage {key!r}: bad element count {numel}", key=key, numel=short(numel))
+        )
     dtype = stype.rule.dtype or "U8"
     ref = StorageRef(key, dtype, location, numel, stype.name)
     if legacy and pid[5] is not None:
@@ -154,7 +159,14 @@ def parse_storage_pid(pid: Any, legacy: bool = False) -> StorageRef:
             or view[2] < 0
             or view[1] + view[2] > numel
         ):
-            raise ModelReadError(f"storage {key!r}: bad view metadata {short(view)} (storage has {numel} elements)")
+            raise ModelReadError(
+                Msg(
+                    "storage {key!r}: bad view metadata {view} (storage has {numel} elements)",
+                    key=key,
+                    view=short(view),
+                    numel=numel,
+                )
+            )
         ref = StorageRef(key, dtype, location, view[2], stype.name, view_offset=view[1], view_key=view[0])
     return ref
 
@@ -179,28 +191,46 @@ def check_tensor(storage: StorageRef, offset: Any, shape: Any, stride: Any, dtyp
     """Validate attacker-controlled view metadata against the storage; ModelReadError if invalid,
     TensorExpansion if valid but far larger than its storage."""
     if type(offset) is not int or offset < 0:
-        raise ModelReadError(f"tensor storage offset {short(offset)} is not a non-negative int")
+        raise ModelReadError(Msg("tensor storage offset {offset} is not a non-negative int", offset=short(offset)))
     for what, seq in (("size", shape), ("stride", stride)):
         if not isinstance(seq, tuple) or len(seq) > 64 or not all(type(x) is int and x >= 0 for x in seq):
-            raise ModelReadError(f"tensor {what} {short(seq)} is not a tuple of non-negative ints")
+            raise ModelReadError(
+                Msg("tensor {what} {seq} is not a tuple of non-negative ints", what=what, seq=short(seq))
+            )
     if len(shape) != len(stride):
-        raise ModelReadError(f"tensor size {shape} and stride {stride} differ in length")
+        raise ModelReadError(
+            Msg("tensor size {shape} and stride {stride} differ in length", shape=shape, stride=stride)
+        )
     elems = storage.nbytes // ITEMSIZE[dtype]
     numel = math.prod(shape)
     need = numel * ITEMSIZE[dtype]
     if need >= 1 << 62:
-        raise ModelReadError(f"tensor size {shape} overflows")
+        raise ModelReadError(Msg("tensor size {shape} overflows", shape=shape))
     if numel:
         last = offset + sum((s - 1) * st for s, st in zip(shape, stride, strict=True))
         if last >= elems:
             raise ModelReadError(
-                f"tensor view (offset {offset}, size {shape}, stride {stride}) reaches element {last} "
-                f"of a {elems}-element storage {storage.key!r}"
+                Msg(
+                    "tensor view (offset {offset}, size {shape}, stride {stride}) reaches element {last} of a {elems}-element storage {key!r}",
+                    offset=offset,
+                    shape=shape,
+                    stride=stride,
+                    last=last,
+                    elems=elems,
+                    key=storage.key,
+                )
             )
     if need > MAX_EXPANDED_BYTES and need > MAX_EXPANSION * storage.nbytes:
         raise TensorExpansion(
-            f"tensor of size {shape} (stride {stride}) would expand the {storage.nbytes} bytes of storage "
-            f"{storage.key!r} to {need} bytes (more than {MAX_EXPANSION}x and {MAX_EXPANDED_BYTES >> 30} GiB): "
-            "a memory bomb"
+            Msg(
+                "tensor of size {shape} (stride {stride}) would expand the {nbytes} bytes of storage {key!r} to {need} bytes (more than {max_expansion}x and {value} GiB): a memory bomb",
+                shape=shape,
+                stride=stride,
+                nbytes=storage.nbytes,
+                key=storage.key,
+                need=need,
+                max_expansion=MAX_EXPANSION,
+                value=MAX_EXPANDED_BYTES >> 30,
+            )
         )
     return TensorRef(storage, offset, shape, stride, dtype)

@@ -36,13 +36,13 @@ class TorchZipSource(TorchSource):
     def _parse(self) -> None:
         self.zip = z = read_zip(self._file)
         if z.archive_name is None:
-            raise self._fail("zip archive has no top-level folder: not a PyTorch checkpoint")
+            raise self._fail(Msg("zip archive has no top-level folder: not a PyTorch checkpoint"))
         a = self.archive = z.archive_name
         if z.find(f"{a}/constants.pkl") is not None:
-            raise self._fail("TorchScript archive (has constants.pkl): a compiled program, not a checkpoint")
+            raise self._fail(Msg("TorchScript archive (has constants.pkl): a compiled program, not a checkpoint"))
         pkl = z.find(f"{a}/data.pkl")
         if pkl is None:
-            raise self._fail(f"no {a}/data.pkl record: not a PyTorch checkpoint")
+            raise self._fail(Msg("no {a}/data.pkl record: not a PyTorch checkpoint", a=a))
         self._container_notes()
         order = z.find(f"{a}/byteorder")
         if order is None:
@@ -50,7 +50,7 @@ class TorchZipSource(TorchSource):
         else:
             value = z.read(order, max_size=64)
             if value not in (b"little", b"big"):
-                raise self._fail(f"byteorder record holds {value[:20]!r}, not 'little' or 'big'")
+                raise self._fail(Msg("byteorder record holds {value!r}, not 'little' or 'big'", value=value[:20]))
             if value == b"big":
                 self.big_endian = True
                 self.note("byteorder-big", Msg("saved on a big-endian machine: values are byte-swapped on read"))
@@ -102,13 +102,21 @@ class TorchZipSource(TorchSource):
             return cached
         entry = self.zip.find(f"{self.archive}/data/{ref.key}")
         if entry is None:
-            raise ModelReadError(f"storage record data/{ref.key} is missing")
+            raise ModelReadError(Msg("storage record data/{key} is missing", key=ref.key))
         if entry.encrypted or entry.method not in (0, 8):
-            raise ModelReadError(f"storage record data/{ref.key} is encrypted or compressed ({entry.method})")
+            raise ModelReadError(
+                Msg("storage record data/{key} is encrypted or compressed ({method})", key=ref.key, method=entry.method)
+            )
         if ref.nbytes > entry.size:
             raise ModelReadError(
-                f"storage {ref.key!r} has {ref.numel} {ref.dtype} elements ({ref.nbytes} bytes) "
-                f"but its record holds {entry.size} bytes"
+                Msg(
+                    "storage {key!r} has {numel} {dtype} elements ({nbytes} bytes) but its record holds {size} bytes",
+                    key=ref.key,
+                    numel=ref.numel,
+                    dtype=ref.dtype,
+                    nbytes=ref.nbytes,
+                    size=entry.size,
+                )
             )
         if ref.nbytes != entry.size:
             self.note(

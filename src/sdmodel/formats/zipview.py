@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sdmodel.errors import ModelReadError
+from sdmodel.errors import ModelReadError, error_message
+from sdmodel.i18n import Msg
 
 MAX_ENTRIES = 1_000_000
 MAX_CENTRAL_DIR = 256 * 1024 * 1024
@@ -133,19 +134,28 @@ class ZipView:
     def read(self, entry: ZipEntry, max_size: int | None = None) -> bytes:
         """The entry's uncompressed bytes (stored or deflated; encrypted entries are refused)."""
         if entry.encrypted or entry.flags & 0x20:
-            raise ModelReadError(f"zip entry {entry.name!r} is encrypted or patched data: not readable")
+            raise ModelReadError(Msg("zip entry {name!r} is encrypted or patched data: not readable", name=entry.name))
         if max_size is not None and entry.size > max_size:
-            raise ModelReadError(f"zip entry {entry.name!r} is {entry.size} bytes (limit {max_size})")
+            raise ModelReadError(
+                Msg(
+                    "zip entry {name!r} is {size} bytes (limit {max_size})",
+                    name=entry.name,
+                    size=entry.size,
+                    max_size=max_size,
+                )
+            )
         self.local(entry)
         if entry.data_offset + entry.compressed_size > self.file_size:
-            raise ModelReadError(f"zip entry {entry.name!r} runs past the end of the file (truncated?)")
+            raise ModelReadError(Msg("zip entry {name!r} runs past the end of the file (truncated?)", name=entry.name))
         self.f.seek(entry.data_offset)
         if entry.method == 0:
             if entry.compressed_size != entry.size:
-                raise ModelReadError(f"stored zip entry {entry.name!r} has different sizes in its header")
+                raise ModelReadError(
+                    Msg("stored zip entry {name!r} has different sizes in its header", name=entry.name)
+                )
             data = self.f.read(entry.size)
             if len(data) != entry.size:
-                raise ModelReadError(f"zip entry {entry.name!r} is truncated")
+                raise ModelReadError(Msg("zip entry {name!r} is truncated", name=entry.name))
             return data
         if entry.method == 8:
             out = bytearray()
@@ -161,11 +171,15 @@ class ZipView:
                 if len(out) <= entry.size:
                     out += dec.flush()
             except zlib.error as e:
-                raise ModelReadError(f"zip entry {entry.name!r}: corrupt deflate data ({e})") from None
+                raise ModelReadError(
+                    Msg("zip entry {name!r}: corrupt deflate data ({reason})", name=entry.name, reason=error_message(e))
+                ) from None
             if len(out) != entry.size:
-                raise ModelReadError(f"zip entry {entry.name!r} does not inflate to its stated size")
+                raise ModelReadError(Msg("zip entry {name!r} does not inflate to its stated size", name=entry.name))
             return bytes(out)
-        raise ModelReadError(f"zip entry {entry.name!r} uses unsupported compression method {entry.method}")
+        raise ModelReadError(
+            Msg("zip entry {name!r} uses unsupported compression method {method}", name=entry.name, method=entry.method)
+        )
 
     def crc_ok(self, entry: ZipEntry) -> bool:
         """Whether the entry's data matches its CRC-32 (reads the whole entry, in chunks)."""
@@ -220,8 +234,8 @@ def miniz_sorted(keys: list[bytes]) -> list[int]:
     return idx
 
 
-def _fail(problem: str) -> ModelReadError:
-    return ModelReadError(f"not a readable zip archive: {problem}")
+def _fail(problem: Msg) -> ModelReadError:
+    return ModelReadError(Msg("not a readable zip archive: {problem}", problem=problem))
 
 
 def _decode(raw: bytes) -> str:
@@ -233,13 +247,13 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     """Parse the archive's directory. Raises ModelReadError on a bad or truncated zip."""
     size = f.seek(0, 2)
     if size < _EOCD.size:
-        raise _fail("file too short")
+        raise _fail(Msg("file too short"))
     tail_len = min(size, _EOCD.size + 0xFFFF + _EOCD64_LOC.size)
     f.seek(size - tail_len)
     tail = f.read(tail_len)
     i = tail.rfind(b"PK\x05\x06", 0, len(tail) - _EOCD.size + 4)
     if i < 0:
-        raise _fail("no end-of-central-directory record (truncated file?)")
+        raise _fail(Msg("no end-of-central-directory record (truncated file?)"))
     eocd_pos = size - tail_len + i
     _, disk, cd_disk, n_here, n_total, cd_size, cd_offset, comment_len = _EOCD.unpack_from(tail, i)
     comment = tail[i + _EOCD.size : i + _EOCD.size + comment_len]
@@ -248,21 +262,27 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     if i >= _EOCD64_LOC.size and tail[i - _EOCD64_LOC.size : i - _EOCD64_LOC.size + 4] == b"PK\x06\x07":
         _, _, rec_offset, _ = _EOCD64_LOC.unpack_from(tail, i - _EOCD64_LOC.size)
         if rec_offset + _EOCD64.size > size:
-            raise _fail("Zip64 end-of-central-directory record is past the end of the file")
+            raise _fail(Msg("Zip64 end-of-central-directory record is past the end of the file"))
         f.seek(rec_offset)
         rec = f.read(_EOCD64.size)
         if rec[:4] != b"PK\x06\x06":
-            raise _fail("Zip64 end-of-central-directory locator points to nothing")
+            raise _fail(Msg("Zip64 end-of-central-directory locator points to nothing"))
         (_, _, _, _, disk, cd_disk, n_here, n_total, cd_size, cd_offset) = _EOCD64.unpack(rec)
         zip64 = True
     if disk != 0 or cd_disk != 0 or n_here != n_total:
-        raise _fail("multi-disk archives are not supported")
+        raise _fail(Msg("multi-disk archives are not supported"))
     if n_total > max_entries:
-        raise _fail(f"{n_total} entries (limit {max_entries})")
+        raise _fail(Msg("{n_total} entries (limit {max_entries})", n_total=n_total, max_entries=max_entries))
     if cd_size > MAX_CENTRAL_DIR:
-        raise _fail(f"central directory of {cd_size} bytes (limit {MAX_CENTRAL_DIR})")
+        raise _fail(
+            Msg(
+                "central directory of {cd_size} bytes (limit {max_central_dir})",
+                cd_size=cd_size,
+                max_central_dir=MAX_CENTRAL_DIR,
+            )
+        )
     if cd_offset + cd_size > size:
-        raise _fail("central directory runs past the end of the file (truncated?)")
+        raise _fail(Msg("central directory runs past the end of the file (truncated?)"))
     f.seek(cd_offset)
     cd = f.read(cd_size)
     entries: list[ZipEntry] = []
@@ -271,7 +291,7 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     pos = 0
     for _ in range(n_total):
         if pos + _CENTRAL.size > len(cd):
-            raise _fail("central directory is truncated")
+            raise _fail(Msg("central directory is truncated"))
         fields = _CENTRAL.unpack_from(cd, pos)
         sig, (flags, method), (crc, csize, usize, nlen, xlen, clen), lho = (
             fields[0],
@@ -280,10 +300,10 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
             fields[16],
         )
         if sig != b"PK\x01\x02":
-            raise _fail(f"bad central directory entry signature at offset {cd_offset + pos}")
+            raise _fail(Msg("bad central directory entry signature at offset {value}", value=cd_offset + pos))
         end = pos + _CENTRAL.size + nlen + xlen + clen
         if end > len(cd):
-            raise _fail("central directory is truncated")
+            raise _fail(Msg("central directory is truncated"))
         raw_name = cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen]
         name = _decode(raw_name)
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + xlen]
@@ -291,7 +311,7 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
             usize, csize, lho = _zip64_extra(extra, usize, csize, lho, name)
         pos = end
         if lho + _LOCAL.size > size:
-            raise _fail(f"entry {name!r}: local header is past the end of the file (truncated?)")
+            raise _fail(Msg("entry {name!r}: local header is past the end of the file (truncated?)", name=name))
         entries.append(ZipEntry(name, raw_name, lho, csize, usize, method, flags, crc))
         if name in seen:
             duplicates.append(name)
@@ -321,7 +341,7 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int, name: str) -> t
                 if lho == 0xFFFFFFFF:
                     lho = next(it)
             except StopIteration:
-                raise _fail(f"entry {name!r}: Zip64 extra field is too short") from None
+                raise _fail(Msg("entry {name!r}: Zip64 extra field is too short", name=name)) from None
             return usize, csize, lho
         p += 4 + n
     return usize, csize, lho
@@ -333,12 +353,12 @@ def _read_local(f: BinaryIO, size: int, entry: ZipEntry) -> None:
     f.seek(lho)
     head = f.read(_LOCAL.size)
     if len(head) < _LOCAL.size:
-        raise _fail(f"entry {entry.name!r}: local header is past the end of the file (truncated?)")
+        raise _fail(Msg("entry {name!r}: local header is past the end of the file (truncated?)", name=entry.name))
     sig, _, _, _, _, _, _, _, _, nlen, xlen = _LOCAL.unpack(head)
     if sig != b"PK\x03\x04":
-        raise _fail(f"entry {entry.name!r}: no local header at offset {lho}")
+        raise _fail(Msg("entry {name!r}: no local header at offset {lho}", name=entry.name, lho=lho))
     local_name = _decode(f.read(nlen))
     data_offset = lho + _LOCAL.size + nlen + xlen
     if data_offset + entry.compressed_size > size:
-        raise _fail(f"entry {entry.name!r} runs past the end of the file (truncated?)")
+        raise _fail(Msg("entry {name!r} runs past the end of the file (truncated?)", name=entry.name))
     entry.local_name, entry.data_offset = local_name, data_offset

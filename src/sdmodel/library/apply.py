@@ -29,6 +29,7 @@ from sdmodel.conversion import convert
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_model_file
 from sdmodel.formats import open_model
+from sdmodel.i18n import Msg
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import examine, make_row
 from sdmodel.library.walk import TRASH_DIR, FoundFile
@@ -109,7 +110,9 @@ def apply_lock(db_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SdmodelError(f"{db_path}: another 'library apply' is running on this catalog") from None
+            raise SdmodelError(
+                Msg("{db_path}: another 'library apply' is running on this catalog", db_path=db_path)
+            ) from None
         try:
             yield
         finally:
@@ -157,7 +160,7 @@ def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], Non
         item["src"], tmp, **_target_options(item["dtype"]), ema=item["ema"], prune=True, verify=True, progress=on_bytes
     )
     if not tmp.is_file():
-        raise SdmodelError(f"{item['src']}: the conversion wrote no output")
+        raise SdmodelError(Msg("{src}: the conversion wrote no output", src=item["src"]))
 
 
 def _target_options(dtype: str) -> dict[str, Any]:
@@ -173,7 +176,9 @@ def _check_output(tmp: Path) -> None:
     expected = "gguf" if tmp.suffix == ".gguf" else "safetensors"
     with open_model(tmp) as source:
         if source.format != expected or not source.tensors:
-            raise SdmodelError(f"{tmp}: the output does not read back as a {expected} model")
+            raise SdmodelError(
+                Msg("{tmp}: the output does not read back as a {expected} model", tmp=tmp, expected=expected)
+            )
 
 
 def _place_sidecars(item: dict[str, Any], tmp: Path, trash: Path | None, delete: bool) -> None:
@@ -280,22 +285,34 @@ def run_item(
             _finish(catalog, item)
             return
         raise SdmodelError(
-            f"{src}: interrupted after the original was moved and the output is gone; "
-            f"the original is at {item['trashed_to'] or 'its trash folder'}"
+            Msg(
+                "{src}: interrupted after the original was moved and the output is gone; the original is at {place}",
+                src=src,
+                place=item["trashed_to"] or Msg("its trash folder"),
+            )
         )
     if step == "":
         try:
             st = src.stat()
         except FileNotFoundError:
-            raise SdmodelError(f"{src}: no longer exists (run 'sdmodel library scan' and 'plan' again)") from None
+            raise SdmodelError(
+                Msg("{src}: no longer exists (run 'sdmodel library scan' and 'plan' again)", src=src)
+            ) from None
         if st.st_size != item["src_size"] or st.st_mtime_ns != item["src_mtime_ns"]:
-            raise SdmodelError(f"{src}: changed since the plan was made (run 'sdmodel library scan' and 'plan' again)")
+            raise SdmodelError(
+                Msg("{src}: changed since the plan was made (run 'sdmodel library scan' and 'plan' again)", src=src)
+            )
         if dst != src and dst.exists():
-            raise SdmodelError(f"{dst}: already exists; not overwritten")
+            raise SdmodelError(Msg("{dst}: already exists; not overwritten", dst=dst))
         free = shutil.disk_usage(dst.parent).free
         if free < item["after_bytes"] + FREE_SPACE_MARGIN:
             raise SdmodelError(
-                f"{dst.parent}: not enough free space ({free} bytes free, about {item['after_bytes']} needed)"
+                Msg(
+                    "{parent}: not enough free space ({free} bytes free, about {after_bytes} needed)",
+                    parent=dst.parent,
+                    free=free,
+                    after_bytes=item["after_bytes"],
+                )
             )
         catalog.update_item(item["id"], status="running", step="", error=None, started=time.time())
         tmp.unlink(missing_ok=True)

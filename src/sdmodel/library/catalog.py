@@ -255,7 +255,7 @@ class Catalog:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_file():
-            raise SdmodelError(f"{self.path}: no catalog here (run 'sdmodel library scan' first)")
+            raise SdmodelError(Msg("{path}: no catalog here (run 'sdmodel library scan' first)", path=self.path))
         self.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")

@@ -240,7 +240,9 @@ SMALLER_TARGETS: dict[str, tuple[str, ...]] = {form.options[-1]: form.options fo
 
 def check_smaller(target: str | None) -> str | None:
     if target is not None and target not in SMALLER_TARGETS:
-        raise ValueError(f"--smaller must be one of {', '.join(SMALLER_TARGETS)}, not {target!r}")
+        raise ValueError(
+            Msg("--smaller must be one of {targets}, not {target!r}", targets=", ".join(SMALLER_TARGETS), target=target)
+        )
     return target
 
 

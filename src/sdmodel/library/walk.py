@@ -21,6 +21,7 @@ import yaml
 
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_diffusers_dir, is_model_file
+from sdmodel.i18n import Msg
 from sdmodel.sidecars import assign_sidecars
 
 TRASH_DIR = ".sdmodel-trash"
@@ -147,7 +148,7 @@ def scan_roots(
     roots: list[tuple[Path, str]] = []
     for d in dirs:
         if not d.is_dir():
-            raise SdmodelError(f"{d}: not a directory")
+            raise SdmodelError(Msg("{d}: not a directory", d=d))
         inst = detect_install(d)
         if inst is None:
             roots.append((d, ""))
@@ -161,8 +162,9 @@ def scan_roots(
         roots.extend((r, "") for r in known)
         if not roots:
             raise SdmodelError(
-                "no A1111, Forge or ComfyUI install found here or in the usual places; "
-                "give the model folders: sdmodel library scan DIR..."
+                Msg(
+                    "no A1111, Forge or ComfyUI install found here or in the usual places; give the model folders: sdmodel library scan DIR..."
+                )
             )
     uis = {os.path.abspath(r): ui for r, ui in roots if ui}
     return [(r, uis.get(str(r), "")) for r in normalize_roots([r for r, _ in roots])]

@@ -179,7 +179,7 @@ def _canonical_te(component: str, path: str, naming: str) -> Module:
 def canonical(stem: str, family: str) -> Module:
     loc = locate(stem)
     if loc.component not in ("diffusion", "te1", "te2", "te3"):
-        raise ConversionError(f"{stem}: no {family} module for this naming")
+        raise ConversionError(Msg("{stem}: no {family} module for this naming", stem=stem, family=family))
     if loc.component != "diffusion":
         component = (
             "te3" if family == "flux" and loc.naming == "diffusers" and loc.component == "te2" else loc.component
@@ -191,7 +191,7 @@ def canonical(stem: str, family: str) -> Module:
         if path.startswith(("down_blocks.", "up_blocks.", "mid_block.", "conv_in", "conv_out", "time_embedding.")):
             ldm = table.to_ldm(path + ".weight")
             if ldm is None:
-                raise ConversionError(f"{stem}: no LDM name for diffusers module {path}")
+                raise ConversionError(Msg("{stem}: no LDM name for diffusers module {path}", stem=stem, path=path))
             path = ldm[: -len(".weight")]
         return Module("diffusion", path)
     # flux
@@ -226,7 +226,7 @@ def _flux_from_diffusers(stem: str, path: str) -> Module:
         if inner in _FLUX_SINGLE_FUSED:
             fused, part = _FLUX_SINGLE_FUSED[inner]
             return Module("diffusion", f"single_blocks.{index}.{fused}", (part, _FUSED_ORDER[part]))
-    raise ConversionError(f"{stem}: no Flux (BFL) module for diffusers module {path}")
+    raise ConversionError(Msg("{stem}: no Flux (BFL) module for diffusers module {path}", stem=stem, path=path))
 
 
 def _flux_to_diffusers(path: str) -> list[tuple[str, str | None]]:
@@ -250,7 +250,7 @@ def _flux_to_diffusers(path: str) -> list[tuple[str, str | None]]:
         parts = [(d, p) for d, (f, p) in _FLUX_SINGLE_FUSED.items() if f == inner]
         if parts:
             return [(f"single_transformer_blocks.{index}.{d}", p) for d, p in parts]
-    raise ConversionError(f"Flux module {path} has no diffusers name")
+    raise ConversionError(Msg("Flux module {path} has no diffusers name", path=path))
 
 
 # --- names out ---------------------------------------------------------------------------------
@@ -262,13 +262,13 @@ def stem_for(module: Module, fmt: str, family: str) -> str:
         if fmt == "kohya":
             prefix = KOHYA_TE[family].get(c)
             if prefix is None:
-                raise ConversionError(f"{family}: kohya has no name for text encoder {c}")
+                raise ConversionError(Msg("{family}: kohya has no name for text encoder {c}", family=family, c=c))
             return prefix + path.replace(".", "_")
         if fmt == "diffusers":
             return DIFFUSERS_TE[c] + path
         prefix = COMFY_TE[family].get(c)
         if prefix is None:
-            raise ConversionError(f"{family}: ComfyUI has no name for text encoder {c}")
+            raise ConversionError(Msg("{family}: ComfyUI has no name for text encoder {c}", family=family, c=c))
         return prefix + path
     if fmt == "comfy":
         return "diffusion_model." + path
@@ -277,7 +277,7 @@ def stem_for(module: Module, fmt: str, family: str) -> str:
             return "lora_unet_" + path.replace(".", "_")
         diffusers = unet_table(UNET_SDXL if family == "sdxl" else UNET_SD1).to_diffusers(path + ".weight")
         if diffusers is None:
-            raise ConversionError(f"UNet module {path} has no diffusers name")
+            raise ConversionError(Msg("UNet module {path} has no diffusers name", path=path))
         d = diffusers[: -len(".weight")]
         return "lora_unet_" + d.replace(".", "_") if fmt == "kohya" else "unet." + d
     if fmt == "kohya":
@@ -305,15 +305,26 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
     alpha) of the families in CONVERTIBLE; anything else refuses with the reason. Returns the
     metadata changes the output needs (None = remove the entry)."""
     if fmt not in LORA_FORMATS:
-        raise ConversionError(f"--lora-format must be one of {', '.join(LORA_FORMATS)}, not {fmt!r}")
+        raise ConversionError(
+            Msg(
+                "--lora-format must be one of {lora_formats}, not {fmt!r}",
+                lora_formats=", ".join(LORA_FORMATS),
+                fmt=fmt,
+            )
+        )
     src = plan.source
     if family not in CONVERTIBLE:
         raise ConversionError(
-            f"{src.path}: converting LoRA names is defined for {', '.join(CONVERTIBLE)}; this LoRA is for {family or 'an unknown family'}"
+            Msg(
+                "{path}: converting LoRA names is defined for {convertible}; this LoRA is for {family}",
+                path=src.path,
+                convertible=", ".join(CONVERTIBLE),
+                family=family or Msg("an unknown family"),
+            )
         )
     keys = parse(src.tensors)
     if not keys.targets:
-        raise ConversionError(f"{src.path}: not a LoRA (no LoRA target in the file)")
+        raise ConversionError(Msg("{path}: not a LoRA (no LoRA target in the file)", path=src.path))
     odd = sorted(
         {
             "DoRA" if t.dora else t.algorithm
@@ -322,9 +333,18 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
         }
     )
     if odd:
-        raise ConversionError(f"{src.path}: only plain LoRA targets can be renamed ({', '.join(odd)} found)")
+        raise ConversionError(
+            Msg("{path}: only plain LoRA targets can be renamed ({odd} found)", path=src.path, odd=", ".join(odd))
+        )
     if keys.other:
-        raise ConversionError(f"{src.path}: {len(keys.other)} tensors belong to no LoRA target, e.g. {keys.other[0]}")
+        raise ConversionError(
+            Msg(
+                "{path}: {other_count} tensors belong to no LoRA target, e.g. {other}",
+                path=src.path,
+                other_count=len(keys.other),
+                other=keys.other[0],
+            )
+        )
     by_name = {s.name: s for s in plan.steps}
     alphas = _alphas_in(src, keys.targets)
     steps: list[Step] = []
@@ -389,7 +409,7 @@ def _alphas_from_peft_metadata(raw: str, targets: dict[str, Target]) -> dict[str
     try:
         meta = json.loads(raw)
     except ValueError:
-        raise ConversionError(f"{METADATA_KEY} metadata is not JSON") from None
+        raise ConversionError(Msg("{metadata_key} metadata is not JSON", metadata_key=METADATA_KEY)) from None
     out: dict[str, float] = {}
     for stem in targets:
         component, _dot, path = stem.partition(".")
@@ -441,7 +461,14 @@ def _split(plan: Any, steps: Any, extra: Any, pattern: Any, t: Any, outs: Any, s
     hidden = src.tensors[t.tensors["down"]].shape[1]
     sizes = [hidden] * 3 + ([up.shape[0] - 3 * hidden] if len(outs) == 4 else [])
     if sum(sizes) != up.shape[0] or min(sizes) <= 0:
-        raise ConversionError(f"{t.stem}: {up.shape[0]} output rows cannot be split into {len(outs)} parts")
+        raise ConversionError(
+            Msg(
+                "{stem}: {shape} output rows cannot be split into {outs_count} parts",
+                stem=t.stem,
+                shape=up.shape[0],
+                outs_count=len(outs),
+            )
+        )
     down_step = next(s for s in plan.steps if s.name == t.tensors["down"])
     up_step = next(s for s in plan.steps if s.name == t.tensors["up"])
     for i, (module, _part) in enumerate(outs):
@@ -487,8 +514,13 @@ def _join(
     rank_alpha = {alphas.get(s) for s in stems}
     if names != want or not same_down or len(rank_alpha) != 1:
         raise ConversionError(
-            f"{stems[0]}: {family} keeps {', '.join(want)} in one fused weight ({path}); these parts cannot be "
-            "joined into one LoRA target (different or missing parts, downs or alphas)"
+            Msg(
+                "{stems}: {family} keeps {want} in one fused weight ({path}); these parts cannot be joined into one LoRA target (different or missing parts, downs or alphas)",
+                stems=stems[0],
+                family=family,
+                want=", ".join(want),
+                path=path,
+            )
         )
     out_stem = stem_for(Module(component, path), fmt, family)
     first = next(s for s in plan.steps if s.name == parts[0][2].tensors["down"])

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sdmodel.errors import ConversionError
+from sdmodel.i18n import Msg
 from sdmodel.lora.keys import Target
 
 Reader = Callable[[str], np.ndarray]
@@ -103,7 +104,7 @@ def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:
         return np.kron(w1, w2), alpha_scale(alpha, rank)
     if algo == "full":  # a copy: callers scale the difference in place
         return np.array(read(roles["diff"]), dtype=np.float32), 1.0
-    raise ConversionError(f"{target.stem}: merging {algo.upper()} is not supported")
+    raise ConversionError(Msg("{stem}: merging {algo} is not supported", stem=target.stem, algo=algo.upper()))
 
 
 def _swap_halves(a: np.ndarray) -> np.ndarray:
@@ -144,7 +145,13 @@ def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float
     diff, scale = raw_delta(target, read)
     if diff.size != weight.size:
         raise ConversionError(
-            f"{target.stem}: the LoRA changes {diff.size} values, the model weight has {weight.size} ({list(weight.shape)})"
+            Msg(
+                "{stem}: the LoRA changes {size} values, the model weight has {size2} ({shape})",
+                stem=target.stem,
+                size=diff.size,
+                size2=weight.size,
+                shape=list(weight.shape),
+            )
         )
     diff = diff.reshape(weight.shape)
     if swap:

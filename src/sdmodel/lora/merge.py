@@ -35,7 +35,9 @@ class LoraSpec:
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.weight):
-            raise ConversionError(f"{self.path}: LoRA weight must be a finite number, not {self.weight}")
+            raise ConversionError(
+                Msg("{path}: LoRA weight must be a finite number, not {weight}", path=self.path, weight=self.weight)
+            )
 
     @classmethod
     def parse(cls, text: str) -> LoraSpec:
@@ -88,7 +90,14 @@ def _add_bias(
     bias = dest.key[: -len(".weight")] + ".bias" if dest.key.endswith(".weight") else None
     diff_b = target.tensors["diff_b"]
     if bias is None or bias not in infos or dest.rows is not None or dest.swap:
-        raise ConversionError(f"{path}: {diff_b} changes a bias the model does not have beside {dest.key}")
+        raise ConversionError(
+            Msg(
+                "{path}: {diff_b} changes a bias the model does not have beside {key}",
+                path=path,
+                diff_b=diff_b,
+                key=dest.key,
+            )
+        )
     patches.setdefault(bias, []).append(
         _Patch(source, Target(target.stem, "full", {"diff": diff_b}), weight, Dest(bias))
     )
@@ -110,23 +119,37 @@ def apply_loras(
         plan.sources[name] = source
         keys = parse(source.tensors)
         if not keys.targets:
-            raise ConversionError(f"{source.path}: not a LoRA (no LoRA target in the file)")
+            raise ConversionError(Msg("{path}: not a LoRA (no LoRA target in the file)", path=source.path))
         odd = sorted({t.algorithm for t in keys.targets.values() if t.algorithm in UNSUPPORTED})
         if odd:
-            raise ConversionError(f"{source.path}: merging {', '.join(a.upper() for a in odd)} is not supported")
+            raise ConversionError(
+                Msg("{path}: merging {odd} is not supported", path=source.path, odd=", ".join(a.upper() for a in odd))
+            )
         checks = match_targets(keys.targets, source.tensors, mm)
         bad = [c for c in checks if c.status == "mismatch"]
         if bad:
             c = bad[0]
             raise ConversionError(
-                f"{source.path}: {len(bad)} targets do not fit the model, e.g. {c.stem} changes "
-                f"{list(c.lora_shape or ())}, the model's {c.model_key} is {list(c.model_shape or ())}"
+                Msg(
+                    "{path}: {bad_count} targets do not fit the model, e.g. {stem} changes {value}, the model's {model_key} is {value2}",
+                    path=source.path,
+                    bad_count=len(bad),
+                    stem=c.stem,
+                    value=list(c.lora_shape or ()),
+                    model_key=c.model_key,
+                    value2=list(c.model_shape or ()),
+                )
             )
         missing = [c for c in checks if c.status == "missing"]
         if missing and not allow_missing:
             raise ConversionError(
-                f"{source.path}: {len(missing)} of {len(checks)} targets are not in the model, e.g. {missing[0].stem} "
-                "(sdmodel lora check shows them; --allow-missing merges the others)"
+                Msg(
+                    "{path}: {missing_count} of {checks_count} targets are not in the model, e.g. {stem} (sdmodel lora check shows them; --allow-missing merges the others)",
+                    path=source.path,
+                    missing_count=len(missing),
+                    checks_count=len(checks),
+                    stem=missing[0].stem,
+                )
             )
         for c in checks:
             if c.status != "found" or c.model_key is None:

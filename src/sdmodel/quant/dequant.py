@@ -17,6 +17,7 @@ import numpy as np
 from sdmodel.dtypes import NUMPY_DTYPES, dtype_name
 from sdmodel.errors import ConversionError, ModelReadError
 from sdmodel.formats.base import TensorSource
+from sdmodel.i18n import Msg
 from sdmodel.quant.storage import QuantTensor
 
 OUT_DTYPES = ("F32", "BF16", "F16")
@@ -153,15 +154,28 @@ _BNB_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 def dequantize(source: TensorSource, qt: QuantTensor, out: str) -> np.ndarray:
     """The values of one quantized weight, in ``out`` (F32, BF16 or F16) and its model shape."""
     if out not in OUT_DTYPES:
-        raise ConversionError(f"dequantizing gives {', '.join(OUT_DTYPES)}, not {out}")
+        raise ConversionError(
+            Msg("dequantizing gives {out_dtypes}, not {out}", out_dtypes=", ".join(OUT_DTYPES), out=out)
+        )
     if qt.unsupported:
-        raise ConversionError(f"{source.path}: {qt.name}: cannot dequantize {qt.unsupported}")
+        raise ConversionError(
+            Msg(
+                "{path}: {name}: cannot dequantize {unsupported}",
+                path=source.path,
+                name=qt.name,
+                unsupported=qt.unsupported,
+            )
+        )
     prefix = qt.name[: -len("weight")] if qt.name.endswith("weight") else qt.name + "."
 
     def side(suffix: str) -> np.ndarray:
         name = prefix + suffix
         if name not in source.tensors:
-            raise ModelReadError(f"{source.path}: {qt.name} needs {name}, which is not in the file")
+            raise ModelReadError(
+                Msg(
+                    "{path}: {name} needs {name2}, which is not in the file", path=source.path, name=qt.name, name2=name
+                )
+            )
         return source.read(name)
 
     data = source.read(qt.data)
@@ -200,13 +214,17 @@ def dequantize(source: TensorSource, qt: QuantTensor, out: str) -> np.ndarray:
         )
         # bitsandbytes computes in fp32 and returns the state's dtype; then the requested one.
         return _as_out(_as_out(values, state_dtype).reshape(qt.shape), out)
-    raise ConversionError(f"{source.path}: {qt.name}: no dequantization for {qt.scheme}")
+    raise ConversionError(
+        Msg("{path}: {name}: no dequantization for {scheme}", path=source.path, name=qt.name, scheme=qt.scheme)
+    )
 
 
 def _bnb_side(source: TensorSource, qt: QuantTensor, suffix: str) -> np.ndarray:
     name = f"{qt.name}.{suffix}"
     if name not in source.tensors:
-        raise ModelReadError(f"{source.path}: {qt.name} needs {name}, which is not in the file")
+        raise ModelReadError(
+            Msg("{path}: {name} needs {name2}, which is not in the file", path=source.path, name=qt.name, name2=name)
+        )
     return source.read(name)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from sdmodel.dtypes import NUMPY_DTYPES
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Msg
 
 Fp8Format = Literal["fp8_e4m3fn_scaled", "fp8_e5m2_scaled"]
 FP8_FORMATS: tuple[Fp8Format, ...] = get_args(Fp8Format)
@@ -71,7 +72,7 @@ def scale_of(weight: np.ndarray, fmt: Fp8Format) -> np.float32:
     amax = np.float32(0)
     for _, chunk in _chunks(weight):
         if not np.isfinite(chunk).all():
-            raise ConversionError("fp8: the weight holds NaN or infinity")
+            raise ConversionError(Msg("fp8: the weight holds NaN or infinity"))
         amax = max(amax, np.float32(np.max(np.abs(chunk))))
     if amax == 0:
         return np.float32(1)

@@ -19,6 +19,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from sdmodel.dtypes import NUMPY_DTYPES
+from sdmodel.i18n import Msg
 
 QuantType = Literal[
     "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"
@@ -118,7 +119,7 @@ class NonFiniteError(ValueError):
 
 def _check_finite(x: np.ndarray) -> None:
     if not np.isfinite(x).all():
-        raise NonFiniteError("the values hold NaN or infinity")
+        raise NonFiniteError(Msg("the values hold NaN or infinity"))
 
 
 _CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32: large enough for two threads to overlap, small enough for cache

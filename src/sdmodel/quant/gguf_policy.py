@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from sdmodel.errors import ConversionError
+from sdmodel.i18n import Msg
 from sdmodel.quant.ggml_quantize import BLOCKS, QuantType, row_bytes
 
 GGUFQuant = Literal[
@@ -261,14 +262,18 @@ def detect_architecture(names: Sequence[str]) -> GGUFArch:
             banned = [k for k in arch.banned if k in present]
             if banned:
                 raise ConversionError(
-                    f"this {arch.name} model uses diffusers tensor names ({banned[0]}); ComfyUI-GGUF loads only "
-                    "the original layout: convert it to the original single-file layout first"
+                    Msg(
+                        "this {name} model uses diffusers tensor names ({banned}); ComfyUI-GGUF loads only the original layout: convert it to the original single-file layout first",
+                        name=arch.name,
+                        banned=banned[0],
+                    )
                 )
             return arch
     raise ConversionError(
-        "ComfyUI-GGUF cannot load this model: it loads only the diffusion model of "
-        + ", ".join(ARCHITECTURE_NAMES)
-        + " (no known architecture key found)"
+        Msg(
+            "ComfyUI-GGUF cannot load this model: it loads only the diffusion model of {names} (no known architecture key found)",
+            names=", ".join(ARCHITECTURE_NAMES),
+        )
     )
 
 
@@ -349,13 +354,25 @@ def choose_types(
     """Per source tensor (name -> (shape, safetensors dtype)), in the order given, what the GGUF
     file holds. Raises ConversionError for names GGUF cannot hold."""
     if quant not in FILE_TYPES:
-        raise ConversionError(f"unknown GGUF quantization {quant!r}; known: {', '.join(GGUF_QUANTS)}")
+        raise ConversionError(
+            Msg(
+                "unknown GGUF quantization {quant!r}; known: {gguf_quants}",
+                quant=quant,
+                gguf_quants=", ".join(GGUF_QUANTS),
+            )
+        )
     default, _ = FILE_TYPES[quant]
     names = strip_prefix(list(tensors))
     mix = _Mix(quant)
     too_long = [n for n in names.values() if len(n) > MAX_NAME_LENGTH]
     if too_long:
-        raise ConversionError(f"GGUF tensor names are limited to {MAX_NAME_LENGTH} characters: {too_long[0]!r}")
+        raise ConversionError(
+            Msg(
+                "GGUF tensor names are limited to {max_name_length} characters: {too_long!r}",
+                max_name_length=MAX_NAME_LENGTH,
+                too_long=too_long[0],
+            )
+        )
     choices = []
     # llama-quantize walks tensors by name (its counters depend on that order)
     for source in sorted(names, key=lambda s: names[s]):

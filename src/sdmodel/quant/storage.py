@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sdmodel.dtypes import GGML_BLOCKS, PRECISION_NAMES, bits_per_weight
-from sdmodel.errors import ModelReadError
+from sdmodel.errors import ModelReadError, error_message
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Msg
 
 Scheme = Literal["gguf", "comfy_scaled_fp8", "comfy_quant", "musubi_fp8", "fp8_weight_scale", "bnb_4bit", "nunchaku"]
 SCHEMES: tuple[str, ...] = Scheme.__args__  # type: ignore[attr-defined]
@@ -105,12 +106,22 @@ def _read_json(source: TensorSource, name: str) -> object:
     """A U8 tensor holding JSON text (``comfy_quant``, bitsandbytes ``quant_state``)."""
     info = source.tensors[name]
     if info.dtype not in ("U8", "I8") or info.nbytes > MAX_JSON:
-        raise ModelReadError(f"{source.path}: {name} should hold JSON bytes (U8), has {info.dtype}{list(info.shape)}")
+        raise ModelReadError(
+            Msg(
+                "{path}: {name} should hold JSON bytes (U8), has {dtype}{shape}",
+                path=source.path,
+                name=name,
+                dtype=info.dtype,
+                shape=list(info.shape),
+            )
+        )
     raw = source.read(name).tobytes()
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelReadError(f"{source.path}: {name} is not valid JSON ({e})") from None
+        raise ModelReadError(
+            Msg("{path}: {name} is not valid JSON ({reason})", path=source.path, name=name, reason=error_message(e))
+        ) from None
 
 
 def _layer(name: str, suffix: str) -> str | None:
@@ -147,11 +158,15 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
             parsed = json.loads(meta)
         except json.JSONDecodeError as e:
             raise ModelReadError(
-                f"{source.path}: __metadata__ _quantization_metadata is not valid JSON ({e})"
+                Msg(
+                    "{path}: __metadata__ _quantization_metadata is not valid JSON ({reason})",
+                    path=source.path,
+                    reason=error_message(e),
+                )
             ) from None
         layers = parsed.get("layers") if isinstance(parsed, dict) else None
         if not isinstance(layers, dict):
-            raise ModelReadError(f"{source.path}: _quantization_metadata has no 'layers' object")
+            raise ModelReadError(Msg("{path}: _quantization_metadata has no 'layers' object", path=source.path))
         for layer, conf in layers.items():
             configs.setdefault(f"{layer}.", (conf, "__metadata__"))
     for prefix, (conf, where) in configs.items():

@@ -14,6 +14,7 @@ import numpy as np
 
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
+from sdmodel.i18n import Msg
 from sdmodel.quant.dequant import OUT_DTYPES, dequantize
 from sdmodel.quant.storage import QuantLayout, analyze
 
@@ -78,7 +79,7 @@ def llama_unpermute(values: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int] | str:
+def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int] | Msg:
     """Our name -> the head count its rows are permuted by (Llama GGUF q/k projections), or why the
     permutation cannot be undone exactly."""
     if source.format != "gguf" or source.metadata.get("general.architecture") != "llama":
@@ -86,9 +87,13 @@ def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int
     meta = source.metadata
     heads = (meta.get("llama.attention.head_count"), meta.get("llama.attention.head_count_kv"))
     if heads != tuple(str(h) for h in LLAMA_HEADS):
-        return (
-            f"a GGUF llama model with {heads[0] or '?'} query / {heads[1] or '?'} key-value heads: ComfyUI-GGUF "
-            f"undoes the q/k row permutation for {LLAMA_HEADS[0]} / {LLAMA_HEADS[1]} only"
+        return Msg(
+            "a GGUF llama model with {query} query / {kv} key-value heads: ComfyUI-GGUF undoes the q/k row "
+            "permutation for {llama_query} / {llama_kv} only",
+            query=heads[0] or "?",
+            kv=heads[1] or "?",
+            llama_query=LLAMA_HEADS[0],
+            llama_kv=LLAMA_HEADS[1],
         )
     out = {}
     for new in names.values():
@@ -99,7 +104,7 @@ def permuted_heads(source: TensorSource, names: dict[str, str]) -> dict[str, int
     return out
 
 
-def model_names(source: TensorSource) -> dict[str, str] | str:
+def model_names(source: TensorSource) -> dict[str, str] | Msg:
     """File name -> the name loaders use (GGUF text encoders carry llama.cpp names), or why the
     names cannot be given back."""
     names = list(source.tensors)
@@ -108,7 +113,7 @@ def model_names(source: TensorSource) -> dict[str, str] | str:
     arch = source.metadata.get("general.architecture", "")
     table = GGUF_RENAMES.get(arch)
     if table is None:
-        return f"a GGUF {arch or 'text'} model with llama.cpp tensor names: sdmodel does not map it back"
+        return Msg("a GGUF {arch} model with llama.cpp tensor names: sdmodel does not map it back", arch=arch or "text")
     out = {}
     for n in names:
         new = n
@@ -126,20 +131,29 @@ class DequantizedSource(TensorSource):
     def __init__(self, source: TensorSource, out: str, layout: QuantLayout | None = None, strict: bool = True) -> None:
         super().__init__(source.path)
         if out not in OUT_DTYPES:
-            raise ConversionError(f"quantized weights dequantize to fp32, bf16 or fp16, not {out}")
+            raise ConversionError(Msg("quantized weights dequantize to fp32, bf16 or fp16, not {out}", out=out))
         self.inner = source
         self.out = out
         self.layout = layout if layout is not None else analyze(source)
         bad = self.layout.unsupported()
         if bad and strict:
-            raise ConversionError(f"{source.path}: {bad[0].name}: cannot dequantize {bad[0].unsupported}")
+            raise ConversionError(
+                Msg(
+                    "{path}: {name}: cannot dequantize {unsupported}",
+                    path=source.path,
+                    name=bad[0].name,
+                    unsupported=bad[0].unsupported,
+                )
+            )
         names = model_names(source)
-        heads = permuted_heads(source, names) if not isinstance(names, str) else {}
-        if isinstance(heads, str):
+        heads = permuted_heads(source, names) if not isinstance(names, Msg) else {}
+        if isinstance(heads, Msg):
             names = heads
-        if isinstance(names, str):
+        if isinstance(names, Msg):
             if strict:
-                raise ConversionError(f"{source.path}: {names}; use the original safetensors release")
+                raise ConversionError(
+                    Msg("{path}: {names}; use the original safetensors release", path=source.path, names=names)
+                )
             names = {n: n for n in source.tensors}
         self.heads: dict[str, int] = heads if isinstance(heads, dict) else {}
         self.format = source.format

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from sdmodel.dtypes import ITEMSIZE
-from sdmodel.errors import ModelReadError
+from sdmodel.errors import ModelReadError, SdmodelError, error_message
 from sdmodel.formats.base import model_path, open_bytes
 from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.pickle_values import GlobalObj
@@ -108,6 +108,14 @@ class ScanReport:
         return ranked[:n]
 
 
+def _problem(error: SdmodelError) -> str | Msg:
+    """An error's message without the file name in front: a finding is about this file already."""
+    message = error.message
+    if isinstance(message, Msg) and message.template == "{path}: {problem}":
+        return next(value for name, value in message.fields if name == "problem")  # type: ignore[return-value]
+    return str(error).split(": ", 1)[-1]
+
+
 def scan(path: str | Path) -> ScanReport:
     """Scan one file statically and return its verdict. Never raises for the file's content."""
     path = model_path(path)
@@ -115,9 +123,13 @@ def scan(path: str | Path) -> ScanReport:
     try:
         s.run()
     except OSError as e:
-        s.add("error", "unreadable", f"cannot read the file: {e.strerror or e}")
+        s.add("error", "unreadable", Msg("cannot read the file: {reason}", reason=e.strerror or e))
     except Exception as e:  # a scanner bug must not turn into a traceback or a "safe"
-        s.add("error", "scanner-failure", f"internal scanner error: {type(e).__name__}: {e}")
+        s.add(
+            "error",
+            "scanner-failure",
+            Msg("internal scanner error: {type_name}: {reason}", type_name=type(e).__name__, reason=error_message(e)),
+        )
     return s.report()
 
 
@@ -137,8 +149,9 @@ class _Scan:
 
     def report(self) -> ScanReport:
         if self.note_globals:
-            extras = ", ".join(sorted(self.note_globals))
-            self.add("info", "inert-extras", Msg("known inert extras: {globals}", globals=extras))
+            self.add(
+                "info", "inert-extras", Msg("known inert extras: {names}", names=", ".join(sorted(self.note_globals)))
+            )
         worst = max((_RANK.get(f.severity, 0) for f in self.findings), default=0)
         verdicts: dict[int, Verdict] = {0: "safe", 1: "suspicious", 2: "error", 3: "dangerous"}
         verdict = verdicts[worst]
@@ -260,7 +273,7 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "limit-exceeded",
-                    Msg("pickle longer than the {n} MB scan window", n=PICKLE_WINDOW >> 20),
+                    Msg("pickle longer than the {value} MB scan window", value=PICKLE_WINDOW >> 20),
                     member,
                 )
             return
@@ -280,7 +293,13 @@ class _Scan:
             else:
                 break
         if pos < end:
-            self.add("suspicious", "trailing-bytes", Msg("{n} bytes after the pickle's STOP", n=end - pos), member, pos)
+            self.add(
+                "suspicious",
+                "trailing-bytes",
+                Msg("{value} bytes after the pickle's STOP", value=end - pos),
+                member,
+                pos,
+            )
 
     def scan_legacy(self, f: BinaryIO, data: bytes, size: int, pos: int) -> None:
         """Pickles 2-5 of the legacy format, then the numel header of every storage."""
@@ -309,7 +328,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "legacy-version",
-                Msg("legacy protocol version {values!r} (torch writes 1001)", values=values["protocol version"]),
+                Msg("legacy protocol version {version!r} (torch writes 1001)", version=values["protocol version"]),
                 "protocol version",
             )
         info = values["sys_info"]
@@ -369,12 +388,16 @@ class _Scan:
             self.add(
                 "suspicious",
                 "truncated",
-                Msg("storages need {n} bytes more than the file has", n=pos - size),
+                Msg("storages need {value} bytes more than the file has", value=pos - size),
                 "storages",
             )
         elif pos < size:
             self.add(
-                "suspicious", "trailing-bytes", Msg("{n} bytes after the last storage", n=size - pos), "storages", pos
+                "suspicious",
+                "trailing-bytes",
+                Msg("{value} bytes after the last storage", value=size - pos),
+                "storages",
+                pos,
             )
             f.seek(pos)
             tail = f.read(min(size - pos, MAX_MEMBER))
@@ -428,7 +451,7 @@ class _Scan:
             zv = read_zip(f)
             zv.load_local_headers()  # all of them: scan_zip checks every local name
         except ModelReadError as e:
-            self.add("error", "bad-zip", str(e))
+            self.add("error", "bad-zip", e.message)
             return
         self.scan_zip(zv, prefix or "")
 
@@ -440,7 +463,7 @@ class _Scan:
         except ModelReadError as err:
             sev = "suspicious" if e.size > MAX_MEMBER else "error"
             code = "limit-exceeded" if e.size > MAX_MEMBER else "unreadable-member"
-            self.add(sev, code, str(err), prefix + e.name)
+            self.add(sev, code, err.message, prefix + e.name)
             return None
 
     def scan_zip(self, zv: ZipView, prefix: str) -> None:
@@ -454,7 +477,7 @@ class _Scan:
         for group in zv.case_collisions():
             names = list(dict.fromkeys(e.name for e in group))
             chosen = zv.locate(group[0].name)
-            which = Msg("torch reads entry #{n}", n=chosen) if chosen is not None else Msg("torch reads one")
+            which = Msg("torch reads entry #{index}", index=chosen) if chosen is not None else Msg("torch reads one")
             pkl = any(e.name.lower().endswith(".pkl") for e in group)
             what: Msg
             if len(names) == 1:
@@ -488,8 +511,7 @@ class _Scan:
                 "dangerous",
                 "torchscript",
                 Msg(
-                    "TorchScript archive (constants.pkl / code/): torch.load sends "
-                    "it to torch.jit.load, which runs its code (CVE-2025-32434)"
+                    "TorchScript archive (constants.pkl / code/): torch.load sends it to torch.jit.load, which runs its code (CVE-2025-32434)"
                 ),
                 prefix + base,
             )
@@ -560,8 +582,8 @@ class _Scan:
                     "suspicious",
                     "limit-exceeded",
                     Msg(
-                        "more than {MAX_MEMBERS_SCANNED} unreferenced entries; the rest were not inspected",
-                        MAX_MEMBERS_SCANNED=MAX_MEMBERS_SCANNED,
+                        "more than {max_members_scanned} unreferenced entries; the rest were not inspected",
+                        max_members_scanned=MAX_MEMBERS_SCANNED,
                     ),
                 )
                 break
@@ -605,7 +627,7 @@ class _Scan:
                 self.add(
                     "suspicious",
                     "missing-storage",
-                    Msg("storage {key!r} has no data/{key2} record (torch.load fails)", key=key, key2=key),
+                    Msg("storage {key!r} has no data/{key} record (torch.load fails)", key=key),
                     member,
                 )
             elif entry.size < ref.nbytes:
@@ -723,7 +745,7 @@ class _Scan:
                         self.add(
                             "suspicious",
                             "limit-exceeded",
-                            Msg("more than {MAX_TAR_MEMBERS} tar members", MAX_TAR_MEMBERS=MAX_TAR_MEMBERS),
+                            Msg("more than {max_tar_members} tar members", max_tar_members=MAX_TAR_MEMBERS),
                         )
                         break
                     if not m.isfile():
@@ -743,7 +765,7 @@ class _Scan:
                     elif m.name in ("pickle", "sys_info") or _pickle_start(raw[:2]):
                         self.after_stop(raw, self.pickle(raw, 0, m.name), m.name)
         except tarfile.TarError as e:
-            self.add("error", "bad-tar", Msg("unreadable tar archive: {e}", e=e))
+            self.add("error", "bad-tar", Msg("unreadable tar archive: {reason}", reason=error_message(e)))
 
     def scan_tar_records(self, raw: bytes, member: str) -> None:
         """A count pickle, then per item an argument pickle followed by raw data: storages
@@ -822,11 +844,13 @@ class _Scan:
         try:
             src = SafetensorsSource(self.path)
         except ModelReadError as e:
-            msg = str(e).split(": ", 1)[-1]
+            problem = _problem(e)
             if e.code == "trailing-bytes":
-                self.add("suspicious", "trailing-bytes", Msg("{msg}: they could hide another format", msg=msg))
+                self.add(
+                    "suspicious", "trailing-bytes", Msg("{problem}: they could hide another format", problem=problem)
+                )
             else:
-                self.add("error", "bad-safetensors", Msg("invalid safetensors file: {msg}", msg=msg))
+                self.add("error", "bad-safetensors", Msg("invalid safetensors file: {problem}", problem=problem))
             return
         with src:
             for note in src.notes:
@@ -839,7 +863,7 @@ class _Scan:
         try:
             src = GGUFSource(self.path)
         except ModelReadError as e:
-            self.add("error", "bad-gguf", Msg("invalid GGUF file: {error}", error=str(e).split(": ", 1)[-1]))
+            self.add("error", "bad-gguf", Msg("invalid GGUF file: {problem}", problem=_problem(e)))
             return
         with src:
             if src.architecture is None:
@@ -852,7 +876,7 @@ class _Scan:
         try:
             layout = analyze(src)
         except ModelReadError as e:
-            self.add("suspicious", "bad-quant-state", str(e).split(": ", 1)[-1])
+            self.add("suspicious", "bad-quant-state", _problem(e))
             return
         for p in layout.problems:
             crashes = p.code in ("packed-shape", "quant-weight-missing", "quant-state")
@@ -861,14 +885,20 @@ class _Scan:
     def scan_yaml(self, path: Path, member: str | None) -> None:
         if path.stat().st_size > MAX_YAML:
             self.add(
-                "suspicious", "limit-exceeded", Msg("config larger than {n} KB not scanned", n=MAX_YAML >> 10), member
+                "suspicious",
+                "limit-exceeded",
+                Msg("config larger than {value} KB not scanned", value=MAX_YAML >> 10),
+                member,
             )
             return
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
         except yaml.YAMLError as e:
             self.add(
-                "suspicious", "bad-yaml", Msg("config is not valid YAML: {error}", error=str(e).splitlines()[0]), member
+                "suspicious",
+                "bad-yaml",
+                Msg("config is not valid YAML: {reason}", reason=str(e).splitlines()[0]),
+                member,
             )
             return
         stack, seen = [doc], 0
@@ -906,7 +936,7 @@ def interpret(data: bytes, start: int, member: str, persistent_load: Any = None)
     seen = {(f.severity, f.code, str(f.message), f.offset) for f in res.findings}
     for f in alt.findings:
         if (f.severity, f.code, str(f.message), f.offset) not in seen:
-            f.message = Msg("as torch.load reads it from io.BytesIO: {finding}", finding=f.message)
+            f.message = Msg("as torch.load reads it from io.BytesIO: {message}", message=f.message)
             res.findings.append(f)
     known = {(g.module, g.name, g.offset) for g in res.globals}
     res.globals.extend(g for g in alt.globals if (g.module, g.name, g.offset) not in known)
