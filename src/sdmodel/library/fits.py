@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdmodel.errors import SdmodelError
+from sdmodel.i18n import Msg
 from sdmodel.library.catalog import Catalog, Filters
 
 LORA_KINDS = ("lora", "lycoris")
@@ -59,7 +60,9 @@ def models_fitting(cat: Catalog, lora: dict[str, Any]) -> list[Fit]:
     """The catalogued models ``lora`` (a catalog row with its report, as ``Catalog.get`` gives it)
     fits, whole fits first, then by name. Raises SdmodelError when the row is not a LoRA."""
     if lora.get("kind") not in LORA_KINDS:
-        raise SdmodelError(f"{lora.get('path')}: not a LoRA (kind {lora.get('kind') or 'unknown'})")
+        raise SdmodelError(
+            Msg("{path}: not a LoRA (kind {kind})", path=lora.get("path"), kind=lora.get("kind") or "unknown")
+        )
     te = _trains_text_encoders(lora)
     fits: list[Fit] = []
     for family in lora_families(lora):
@@ -78,9 +81,16 @@ def find_lora(cat: Catalog, ref: str) -> dict[str, Any]:
             return row
     rows = [r for r in cat.list_files(Filters(text=ref), limit=-1) if r["name"] == ref or r["path"].endswith(ref)]
     if not rows:
-        raise SdmodelError(f"{ref}: not in the catalog")
+        raise SdmodelError(Msg("{ref}: not in the catalog", ref=ref))
     if len(rows) > 1:
-        raise SdmodelError(f"{ref}: {len(rows)} files in the catalog match, e.g. {rows[0]['path']}; give the path")
+        raise SdmodelError(
+            Msg(
+                "{ref}: {count} files in the catalog match, e.g. {path}; give the path",
+                ref=ref,
+                count=len(rows),
+                path=rows[0]["path"],
+            )
+        )
     found = cat.get(rows[0]["id"])
     assert found is not None
     return found

@@ -194,6 +194,8 @@ def _peft_dora(weight: np.ndarray, diff: np.ndarray, m: np.ndarray, scale: float
     weight += diff
     norm = np.linalg.norm(weight.reshape(rows, -1), axis=1)
     if not norm.all():
-        raise ConversionError(f"{stem}: DoRA divides by the norm of output row {int(np.argmin(norm))}, which is 0")
+        raise ConversionError(
+            Msg("{stem}: DoRA divides by the norm of output row {row}, which is 0", stem=stem, row=int(np.argmin(norm)))
+        )
     weight *= (m / norm).reshape(rows, *[1] * (weight.ndim - 1))
     return weight
