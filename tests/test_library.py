@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sdmodel import open_model
 from sdmodel.atomic import staged_path
 from sdmodel.cli import main_group
 from sdmodel.library import apply as apply_mod
@@ -229,6 +230,8 @@ def test_apply_converts_verifies_keeps_sidecars_and_trashes_originals(tmp_path: 
     new = files["mix-fp16.safetensors"]
     assert (new["format"], new["precision"], new["ema"]) == ("safetensors", "fp16", 0)
     assert new["sidecars"] == ["mix-fp16.preview.png", "mix-fp16.yaml"]
+    with open_model(sd / "mix-fp16.safetensors") as out:  # titled by its name, not the temporary one
+        assert out.metadata["modelspec.title"] == "mix-fp16"
     assert files["plain.safetensors"]["precision"] == "fp16"
     assert stats.after_bytes < stats.before_bytes / 2
     assert {i["status"] for i in cat.plan_items()} == {"done"}

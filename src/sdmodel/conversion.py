@@ -199,6 +199,7 @@ def build_metadata(
     no_meta: bool,
     meta: dict[str, str],
     plan_metadata: dict[str, str | None] | None = None,
+    title: str | None = None,
 ) -> dict[str, str]:
     """The source's metadata kept, ModelSpec added (hash placeholder filled in while writing),
     then the user's ``--meta``. ``no_meta`` starts from nothing and adds only ``--meta``."""
@@ -210,7 +211,7 @@ def build_metadata(
     _config, arch, resolution = _names(ident, prediction)
     md.setdefault("modelspec.sai_model_spec", "1.0.0")
     md.setdefault("modelspec.implementation", "sgm")
-    md.setdefault("modelspec.title", stem_of(out))
+    md.setdefault("modelspec.title", title or stem_of(out))
     if not extract:
         if arch and "modelspec.architecture" not in md:
             md["modelspec.architecture"] = arch
@@ -328,6 +329,7 @@ def convert(
                 no_meta=options.no_meta,
                 meta=options.meta,
                 plan_metadata=plan.metadata,
+                title=options.title,
             )
             if options.format == "gguf" and not options.no_meta:
                 metadata.pop(HASH_KEY, None)  # GGUF records no data hash

@@ -906,6 +906,7 @@ class ConvertOptions:
     prediction: Prediction | None = None
     meta: dict[str, str] = field(default_factory=dict)
     no_meta: bool = False
+    title: str | None = None  # ModelSpec title when the source has none (default: the output's name)
     overwrite: bool = False
     verify: bool = False
     dry_run: bool = False

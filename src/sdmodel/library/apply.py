@@ -157,7 +157,14 @@ def _move(src: Path, dst: Path) -> None:
 
 def _convert(item: dict[str, Any], tmp: Path, on_bytes: Callable[[int, int], None]) -> None:
     convert(
-        item["src"], tmp, **_target_options(item["dtype"]), ema=item["ema"], prune=True, verify=True, progress=on_bytes
+        item["src"],
+        tmp,
+        **_target_options(item["dtype"]),
+        ema=item["ema"],
+        prune=True,
+        verify=True,
+        progress=on_bytes,
+        title=stem_of(Path(item["dst"]).name),  # not the temporary name it is written under
     )
     if not tmp.is_file():
         raise SdmodelError(Msg("{src}: the conversion wrote no output", src=item["src"]))
