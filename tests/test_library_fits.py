@@ -63,10 +63,14 @@ def cat(tmp_path: Path) -> Catalog:
 
 def test_models_of_the_family_whole_fits_first(cat: Catalog) -> None:
     fits = models_fitting(cat, find_lora(cat, "style.safetensors"))
+    ids = {f["path"]: f["id"] for f in cat.all_files()}
     assert fits == [
-        Fit("/m/xl.safetensors", "xl.safetensors", "checkpoint", "sdxl", False),
-        Fit("/m/xl-no-te.safetensors", "xl-no-te.safetensors", "checkpoint", "sdxl", True),
-        Fit("/m/xl-unet.safetensors", "xl-unet.safetensors", "unet", "sdxl", True),
+        Fit(ids[p], p, Path(p).name, kind, "sdxl", partial)
+        for p, kind, partial in (
+            ("/m/xl.safetensors", "checkpoint", False),
+            ("/m/xl-no-te.safetensors", "checkpoint", True),
+            ("/m/xl-unet.safetensors", "unet", True),
+        )
     ]
     whole = models_fitting(cat, find_lora(cat, "/m/unet-only.safetensors"))
     assert [(f.name, f.partial) for f in whole] == [

@@ -26,6 +26,7 @@ from tests.builders import (
     write_safetensors,
     write_sparse_safetensors,
 )
+from tests.test_library_fits import lora_report, row
 from tests.test_library_trees import lora_layout
 
 EVIL_NAME = "<img src=x onerror=alert('x')>&\".safetensors"
@@ -368,6 +369,37 @@ def test_server_language_is_the_default(tmp_path: Path) -> None:
         html = request(server, "/")[2].decode()
         assert '<html lang="ru">' in html and "Найдено 0 файлов" in html
         assert '<html lang="en">' in request(server, "/?lang=en")[2].decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_lora_page_lists_the_models_it_fits(tmp_path: Path) -> None:
+    with Catalog(tmp_path / "lib.db") as cat:
+        cat.upsert_many(
+            [
+                row("/m/sd15.safetensors", "checkpoint", "sd1", {"components": {"unet": {}, "text_encoder": {}}}),
+                row("/m/sd15-unet.safetensors", "unet", "sd1"),
+                row("/m/xl.safetensors", "checkpoint", "sdxl", {"components": {"unet": {}, "text_encoder": {}}}),
+                row("/m/detail.safetensors", "lora", "sd1", lora_report(["diffusion model", "text encoder"])),
+                row("/m/vague.safetensors", "lora", None, lora_report(["diffusion model"])),
+                row("/m/flux-style.safetensors", "lycoris", "flux", lora_report(["diffusion model"])),
+            ]
+        )
+        lora, sd15, unet = (_id(cat, n) for n in ("detail.safetensors", "sd15.safetensors", "sd15-unet.safetensors"))
+        vague, flux = _id(cat, "vague.safetensors"), _id(cat, "flux-style.safetensors")
+    server = start(tmp_path / "lib.db")
+    try:
+        html = request(server, f"/model/{lora}")[2].decode()
+        section = html[html.index("<h2>Fits these models</h2>") :]
+        assert f'<a href="/model/{sd15}">/m/sd15.safetensors</a>' in section and "xl.safetensors" not in html
+        assert f'<a href="/model/{unet}">' in section and section.count("text encoders missing") == 1
+        assert "Fits these models" not in request(server, f"/model/{sd15}")[2].decode()
+        html = request(server, f"/model/{flux}")[2].decode()
+        assert "No catalogued model of its family (flux)" in html
+        assert "Its base family is unknown" in request(server, f"/model/{vague}")[2].decode()
+        html = request(server, f"/model/{lora}?lang=ru")[2].decode()
+        assert "<h2>К каким моделям подходит</h2>" in html and "нет текстовых энкодеров" in html
     finally:
         server.shutdown()
         server.server_close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-screenshot.png"
 
 if os.environ.get("CI"):  # CI's set-up installs both: their absence there is a failure, not a skip
     assert CHROMIUM.exists(), "no /usr/bin/chromium: scripts/setup-test-env.sh did not install it"
@@ -97,11 +95,6 @@ def test_browse_filter_and_run_the_plan(tmp_path: Path, monkeypatch: pytest.Monk
         server.shutdown()
         server.server_close()
     assert 0 < shot.stat().st_size < 300_000
-    # The README's screenshot: written when missing or on request (SDMODEL_UPDATE_SCREENSHOT=1), so
-    # that test runs do not rewrite a committed file.
-    if not SCREENSHOT.exists() or os.environ.get("SDMODEL_UPDATE_SCREENSHOT"):
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 def _screenshot(page: Any, name: str, full_page: bool = False) -> None:

@@ -26,8 +26,10 @@ TEXT_ENCODER_PARTS = ("text_encoder", "text_encoder_2", "text_encoder_3")  # che
 @dataclass(frozen=True)
 class Fit:
     """A catalogued model a LoRA fits; ``partial`` when the model lacks parts the LoRA trains (its
-    text encoders, for a lone diffusion model or a checkpoint without them): those targets go unused."""
+    text encoders, for a lone diffusion model or a checkpoint without them): those targets go unused.
+    ``id`` is its catalog row (the web page links to it); ``to_dict``, the CLI's JSON, leaves it out."""
 
+    id: int
     path: str
     name: str
     kind: str
@@ -69,7 +71,7 @@ def models_fitting(cat: Catalog, lora: dict[str, Any]) -> list[Fit]:
         for kind in MODEL_KINDS:
             for row in cat.list_files(Filters(kind=kind, family=family), limit=-1):
                 partial = te and (kind == "unet" or not _has_text_encoders(cat.get(row["id"]) or {}))
-                fits.append(Fit(row["path"], row["name"], kind, family, partial))
+                fits.append(Fit(row["id"], row["path"], row["name"], kind, family, partial))
     return sorted(fits, key=lambda f: (f.partial, f.name.lower(), f.path))
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 from sdmodel.i18n import LANGUAGES, N_, _, current_language, format_number, format_size, ngettext, tr
 from sdmodel.library.catalog import Catalog, Filters
+from sdmodel.library.fits import LORA_KINDS, lora_families, models_fitting
 from sdmodel.library.placing import CompanionIndex, companions_of, placement_of, placement_problems
 from sdmodel.library.report import (
     DUPLICATE_LEVELS,
@@ -364,6 +365,32 @@ def _placement(catalog: Catalog, f: dict[str, Any]) -> str:
     return tag("h2", _("Where it goes")) + kv_table(rows)
 
 
+def _fits(catalog: Catalog, f: dict[str, Any]) -> str:
+    """For a LoRA: the catalogued models of its base family, as links (library.fits)."""
+    if f.get("kind") not in LORA_KINDS:
+        return ""
+    fits = models_fitting(catalog, f)
+    heading = tag("h2", _("Fits these models"))
+    if not fits:
+        families = " | ".join(lora_families(f))
+        text = (
+            _("No catalogued model of its family ({family})").format(family=families)
+            if families
+            else _("Its base family is unknown: sdmodel cannot tell which models it fits")
+        )
+        return heading + tag("p", text, "muted")
+    rows = [
+        [
+            model_link(x.id, x.path),
+            e(x.kind),
+            e(x.family),
+            muted(_("text encoders missing")) if x.partial else e(_("whole")),
+        ]
+        for x in fits
+    ]
+    return heading + table([_("Model"), _("Kind"), _("Family"), _("Fit")], rows, cls="fits")
+
+
 def _summary(f: dict[str, Any]) -> list[tuple[str, str]]:
     rep = f.get("report") or {}
     ema = rep.get("ema") or {}
@@ -439,6 +466,7 @@ def model_page(catalog: Catalog, f: dict[str, Any]) -> str:
         items = "".join(f"<li><b>{e(_problem_title(p['code']))}</b>: {e(tr(p['message']))}</li>" for p in probs)
         body.append(tag("h2", _("Problems")) + f"<ul>{items}</ul>")
     body.append(_placement(catalog, f))
+    body.append(_fits(catalog, f))
     none = tag("p", _("none"), "muted")
     body.append(tag("h2", _("Parts")) + (_components(rep) or tag("p", _("no report"), "muted")))
     body.append(tag("h2", _("Advice")) + (_advice(rep) or none))
