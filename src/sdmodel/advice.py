@@ -35,6 +35,7 @@ KIND_WORDS = {
     "t2i_adapter": "T2I-Adapter",
     "ip_adapter": "IP-Adapter",
     "image_encoder": N_("image encoder (CLIP vision)"),
+    "upscaler": N_("super-resolution (upscale) model"),
 }
 # Weights in 16 or fewer bits: converting them for generating saves nothing.
 SMALL_DTYPES = frozenset({"F16", "BF16", *FP8_DTYPES})
@@ -160,6 +161,9 @@ def _advise(report: ModelReport, source: TensorSource) -> Advice:
                 format=report.format,
             )
         )
+    if kind == "upscaler":
+        # A1111 lists only .pt / .pth upscalers (modules/esrgan_model.py find_models ext_filter).
+        return Advice(None, None, [Msg("no conversion advice for an upscale model: keep the file as it is")])
     if kind not in ("checkpoint", "unet", "vae", "text_encoder", "controlnet", *NETWORK_KINDS, *ADAPTER_KINDS):
         return Advice(None, None, [Msg("no advice for an unidentified file")])
     if report.quantization.get("quantized"):

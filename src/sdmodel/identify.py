@@ -162,8 +162,8 @@ def identify(source: TensorSource) -> Identity:
 
 def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None) -> None:
     tensors = source.tensors
-    if ident.kind in ("vae", "text_encoder", "image_encoder", "unknown"):
-        return  # a VAE or an encoder predicts nothing, whichever family it serves
+    if ident.kind in ("vae", "text_encoder", "image_encoder", "upscaler", "unknown"):
+        return  # a VAE, an encoder or an upscaler predicts nothing, whichever family it serves
     fam = registry.family(ident.family)
     if fam is not None and fam.prediction is not None:
         ident.prediction, ident.prediction_source = fam.prediction, "architecture"

@@ -49,6 +49,7 @@ SINGLE_PART_KINDS = frozenset(
         "t2i_adapter",
         "ip_adapter",
         "image_encoder",
+        "upscaler",
     }
 )
 

@@ -176,6 +176,10 @@ _FOLDERS: dict[str, dict[Ui, _Row]] = {
 }
 _FOLDERS["lycoris"] = _FOLDERS["lora"]
 _FOLDERS["t2i_adapter"] = _FOLDERS["controlnet"]
+# A1111's own folders for two upscaler architectures (modules/dat_model.py, extensions-builtin/
+# SwinIR); its ESRGAN upscaler loads any architecture spandrel knows (modules/modelloader.py
+# load_spandrel_model only warns when it is not ESRGAN), so models/ESRGAN suits the others.
+_A1111_UPSCALER_FOLDERS = {"swinir": "models/SwinIR", "dat": "models/DAT"}
 
 _NO_PLACE: dict[tuple[str, Ui], str] = {
     ("ip_adapter", "swarmui"): N_("SwarmUI fetches the IP-Adapter models it uses itself"),
@@ -220,6 +224,9 @@ def place(kind: str, family: str | None, variant: str | None = None, storage: St
         return Placement(kind, family, storage, notes=(Msg("not identified: no folder can be said for it"),))
     fam = registry.family(family)
     notes: list[Msg] = []
+    a1111 = rows["a1111"]
+    if kind == "upscaler" and a1111 is not None and variant in _A1111_UPSCALER_FOLDERS:
+        rows = {**rows, "a1111": (_A1111_UPSCALER_FOLDERS[variant], *a1111[1:])}
     targets = tuple(_target(ui, kind, fam, storage, rows[ui]) for ui in UIS)
     companions = None
     if kind == "unet":
@@ -282,7 +289,18 @@ def clip_loader_text(companions: Companions, storage: Storage = "plain") -> Msg 
 # ``models/vae``), and the folders each UI treats as one (ComfyUI folder_paths.py aliases).
 _PATH_UI: dict[str, Ui] = {
     **dict.fromkeys(
-        ("Stable-diffusion", "VAE", "Lora", "LyCORIS", "ControlNet", "ESRGAN", "text_encoder"),
+        (
+            "Stable-diffusion",
+            "VAE",
+            "Lora",
+            "LyCORIS",
+            "ControlNet",
+            "ESRGAN",
+            "RealESRGAN",
+            "SwinIR",
+            "DAT",
+            "text_encoder",
+        ),
         "a1111",
     ),
     **dict.fromkeys(
@@ -322,6 +340,9 @@ _SAME_FOLDER = {
     "models/clip": "models/text_encoders",
     "models/t2i_adapter": "models/controlnet",
     "models/LyCORIS": "models/Lora",
+    # A1111 loads every upscaler architecture from any of these (see _A1111_UPSCALER_FOLDERS)
+    "models/SwinIR": "models/ESRGAN",
+    "models/DAT": "models/ESRGAN",
 }
 
 

@@ -30,6 +30,7 @@ ModelKind = Literal[
     "vae",
     "text_encoder",
     "image_encoder",
+    "upscaler",
     "lora",
     "lycoris",
     "embedding",

@@ -54,6 +54,11 @@ FOLDER_KINDS: dict[str, frozenset[str]] = {
     "text_encoder": frozenset({"text_encoder"}),
     "text_encoders": frozenset({"text_encoder"}),
     "clip": frozenset({"text_encoder"}),
+    "esrgan": frozenset({"upscaler"}),
+    "realesrgan": frozenset({"upscaler"}),
+    "swinir": frozenset({"upscaler"}),
+    "dat": frozenset({"upscaler"}),
+    "upscale_models": frozenset({"upscaler"}),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from sdmodel.registry import encoders, image, video
+from sdmodel.registry import encoders, image, upscalers, video
 from sdmodel.registry.adapters import (
     ADAPTER_FAMILY_KEYS,
     ADAPTER_MODELSPEC,
@@ -57,7 +57,8 @@ __all__ = [
 
 FAMILIES: tuple[Family, ...] = (*image.FAMILIES, *video.FAMILIES)
 
-# First match wins: ControlNets before the diffusion networks whose input blocks they copy.
+# First match wins: ControlNets before the diffusion networks whose input blocks they copy; the
+# upscalers last (their loosest probes must never shadow a more specific network).
 SIGNATURES: tuple[Signature, ...] = (
     *encoders.CONTROLNETS,
     *video.EARLY_SIGNATURES,
@@ -68,6 +69,7 @@ SIGNATURES: tuple[Signature, ...] = (
     *encoders.VAES,
     *encoders.TEXT_ENCODERS,
     *encoders.IMAGE_ENCODERS,
+    *upscalers.UPSCALERS,
 )
 
 DIFFUSION_SIGNATURES: tuple[Signature, ...] = tuple(s for s in SIGNATURES if s.network == "diffusion")

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-Network = Literal["diffusion", "controlnet", "t2i_adapter", "ip_adapter", "vae", "text_encoder", "image_encoder"]
+Network = Literal[
+    "diffusion", "controlnet", "t2i_adapter", "ip_adapter", "vae", "text_encoder", "image_encoder", "upscaler"
+]
 Prediction = Literal["epsilon", "v", "flow"]
 Area = Literal["image", "video", "encoder"]
 # How the diffusers reader renames a component to its single-file names (formats/diffusers_map.py).
