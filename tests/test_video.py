@@ -214,6 +214,66 @@ def test_clip_l_as_saved_by_transformers_5():
     assert answer(clip_l())[0::2] == ("clip_l", "clip_l")
 
 
+def _t5(width: int, vocab: int, bias_in_every_block: bool) -> Layout:
+    """A T5-style encoder: 24 blocks of ``width``; UMT5 has a relative attention bias in every block."""
+    lay: Layout = {"shared.weight": ((vocab, width), "F32")}
+    for b in range(24):
+        attn = f"encoder.block.{b}.layer.0.SelfAttention."
+        lay[attn + "q.weight"] = ((width, width), "F32")
+        if b == 0 or bias_in_every_block:
+            lay[attn + "relative_attention_bias.weight"] = ((32, 32), "F32")
+        lay[f"encoder.block.{b}.layer.1.DenseReluDense.wi_1.weight"] = ((5120, width), "F32")
+    return lay
+
+
+def _hydit_bert() -> Layout:
+    """HunyuanDiT's BERT as ComfyUI names it (comfy/text_encoders/bert.py keeps ``bert.``)."""
+    lay: Layout = {"bert.embeddings.word_embeddings.weight": ((47020, 1024), "F16")}
+    for i in range(24):
+        lay[f"bert.encoder.layer.{i}.attention.self.query.weight"] = ((1024, 1024), "F16")
+    return lay
+
+
+def _chatglm3() -> Layout:
+    lay: Layout = {"transformer.embedding.word_embeddings.weight": ((65024, 4096), "F16")}
+    for i in range(28):
+        lay[f"transformer.encoder.layers.{i}.self_attention.query_key_value.weight"] = ((4608, 4096), "F16")
+    lay["transformer.output_layer.weight"] = ((65024, 4096), "F16")
+    return lay
+
+
+IMAGE_TE_CASES = [
+    (lambda: _t5(2048, 32128, True), "pile_t5xl", ()),
+    (lambda: _t5(2048, 250112, False), "mt5xl", ()),
+    (_hydit_bert, "hydit_clip", ()),
+    (lambda: renamed(_hydit_bert(), lambda k: k.removeprefix("bert.")), "hydit_clip", ()),
+    (_chatglm3, "chatglm3_6b", ("chatglm2_6b",)),
+    (lambda: renamed(_chatglm3(), lambda k: k.removeprefix("transformer.")), "chatglm3_6b", ("chatglm2_6b",)),
+]
+
+
+@pytest.mark.parametrize(("build", "variant", "candidates"), IMAGE_TE_CASES)
+def test_image_family_text_encoders(sparse, build, variant, candidates):
+    """AuraFlow's Pile-T5-XL, HunyuanDiT's mT5-XL and BERT, Kolors' ChatGLM3-6B."""
+    with open_model(sparse(build())) as src:
+        ident = identify(src)
+    assert (ident.kind, ident.family, ident.variant) == ("text_encoder", None, variant)
+    assert tuple(ident.candidates) == candidates
+
+
+def test_t5_xl_is_pile_t5_only_with_a_bias_in_every_block():
+    """T5 v1.1-XL / Flan-T5-XL share Pile-T5-XL's width and vocabulary but not its per-block bias:
+    they stay unknown rather than named as AuraFlow's encoder; wider T5s are never Pile-T5."""
+    assert answer(_t5(2048, 32128, False))[0] is None
+    assert answer(_t5(4096, 32128, True))[2] != "pile_t5xl"
+
+
+def test_what_image_families_need_is_identifiable():
+    answers = {v for s in registry.SIGNATURES for v in (s.default_variant, *(x.name for x in s.variants))}
+    for fam in registry.FAMILIES:
+        assert set(fam.text_encoders) <= answers, fam.id
+
+
 def test_text_encoders_are_not_diffusion_models():
     for name, _ in LLM_CASES:
         sig = registry.signature(answer(load(name))[0])

@@ -513,6 +513,22 @@ TEXT_ENCODERS: tuple[Signature, ...] = (
         default_variant="mt5xl",
         description="mT5-XL encoder (HunyuanDiT)",
     ),
+    # EleutherAI's Pile-T5-XL is a UMT5 (ComfyUI comfy/text_encoders/t5_pile_config_xl.json:
+    # model_type umt5, d_model 2048, vocab 32128): a relative attention bias in every block, which
+    # T5 v1.1-XL / Flan-T5-XL (same width and vocabulary) have in the first block only.
+    Signature(
+        "pile_t5xl",
+        "text_encoder",
+        None,
+        T5_ROOTS,
+        (
+            Probe("shared.weight", (32128, 2048)),
+            Probe("encoder.block.23.layer.0.SelfAttention.q.weight", (2048, 2048)),
+            Probe("encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"),
+        ),
+        default_variant="pile_t5xl",
+        description="Pile-T5-XL encoder (AuraFlow)",
+    ),
     Signature(
         "byt5_small",
         "text_encoder",
@@ -521,6 +537,36 @@ TEXT_ENCODERS: tuple[Signature, ...] = (
         (Probe("encoder.block.0.layer.0.SelfAttention.q.weight", (384, 1472)),),
         default_variant="byt5_small",
         description="ByT5-small glyph encoder (HunyuanVideo 1.5, HunyuanImage 2.1)",
+    ),
+    # HunyuanDiT's "CLIP": a Chinese RoBERTa-large BERT with a 47020-token vocabulary (ComfyUI
+    # comfy/text_encoders/hydit_clip.json; ComfyUI's BertModel keeps the ``bert.`` prefix).
+    Signature(
+        "hydit_clip",
+        "text_encoder",
+        None,
+        ("bert.", ""),
+        (
+            Probe("embeddings.word_embeddings.weight", (47020, 1024)),
+            Probe("encoder.layer.23.attention.self.query.weight", (1024, 1024)),
+        ),
+        default_variant="hydit_clip",
+        description="HunyuanDiT BERT text encoder (Chinese RoBERTa-large)",
+    ),
+    # Kolors' ChatGLM3-6B (THUDM/chatglm3-6b config.json: 28 layers, hidden 4096, padded vocabulary
+    # 65024, multi-query attention with 2 groups of 128: fused qkv 4096 + 2 * 2 * 128 = 4608 rows).
+    # ChatGLM2-6B has the same names and shapes.
+    Signature(
+        "chatglm3_6b",
+        "text_encoder",
+        None,
+        ("transformer.", ""),
+        (
+            Probe("embedding.word_embeddings.weight", (65024, 4096)),
+            Probe("encoder.layers.27.self_attention.query_key_value.weight", (4608, 4096)),
+        ),
+        default_variant="chatglm3_6b",
+        candidates=("chatglm2_6b",),
+        description="ChatGLM3-6B (Kolors)",
     ),
     *LLM_ENCODERS,
 )
