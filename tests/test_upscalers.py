@@ -169,6 +169,12 @@ CASES = [
     ("esrgan", lambda: esrgan_old(in_nc=1), "esrgan", ""),  # grayscale: scale not said
     ("esrgan_rrdbnet", rrdbnet, "esrgan", "4x"),
     ("esrgan_rrdbnet", lambda: rrdbnet(12), "esrgan", "2x"),
+    (
+        "mmrealsr",
+        lambda: rrdbnet() | {"am_list.0.fc.0.weight": ((64, 64), F), "de_net.conv_first.0.weight": conv(64, 3)},
+        "mmrealsr",
+        "",
+    ),
     ("compact", compact, "compact", ""),
     ("swinir", swinir, "swinir", ""),
     ("swin2sr", swin2sr, "swin2sr", ""),

@@ -74,6 +74,21 @@ UPSCALERS: tuple[Signature, ...] = (
         default_variant="esrgan",
         description="ESRGAN upscaler (original names)",
     ),
+    # MMRealSR is an RRDBNet with a degradation-estimation network beside it (spandrel MMRealSR).
+    Signature(
+        "mmrealsr",
+        "upscaler",
+        None,
+        UPSCALE_ROOTS,
+        (
+            Probe("conv_first.weight"),
+            Probe("body.0.rdb1.conv1.weight"),
+            Probe("am_list.0.fc.0.weight"),
+            Probe("de_net.conv_first.0.weight"),
+        ),
+        default_variant="mmrealsr",
+        description="MMRealSR upscaler",
+    ),
     Signature(
         "esrgan_rrdbnet",
         "upscaler",
@@ -84,6 +99,7 @@ UPSCALERS: tuple[Signature, ...] = (
             Probe("body.0.rdb1.conv1.weight"),
             Probe("conv_body.weight"),
             Probe("conv_last.weight"),
+            Probe("de_net.conv_first.0.weight", absent=True),
         ),
         _RRDBNET_SCALES,
         default_variant="esrgan",
