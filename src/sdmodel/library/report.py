@@ -112,7 +112,7 @@ def problems_of(f: dict[str, Any], names_in_dir: set[str]) -> list[dict[str, Any
         add(
             "wrong_folder",
             Msg(
-                "a {kind} in {folder}/ (that folder is for {kinds})",
+                "{kind} file in {folder}/ (that folder is for {kinds})",
                 kind=kind,
                 folder=f["category"],
                 kinds=", ".join(sorted(wanted)),
