@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from sdmodel.cli import main, main_group
+from sdmodel.cli.common import console
 from sdmodel.errors import SdmodelError
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.fits import Fit, find_lora, models_fitting
@@ -99,6 +100,7 @@ def test_cli_over_a_scanned_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(console, "width", 400)  # whole paths on one line, however deep tmp_path is
     inst = a1111_tree(tmp_path)
     db = tmp_path / "lib.db"
     with Catalog(db) as cat:
