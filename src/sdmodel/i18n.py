@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -70,6 +71,28 @@ def _(message: str) -> str:
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The form of a counted phrase for ``n`` (Russian has three: 1 файл, 2 файла, 5 файлов)."""
     return _translations(current_language()).ngettext(singular, plural, n)
+
+
+@contextmanager
+def module_gettext(lang: Language) -> Iterator[None]:
+    """Python's module-level ``gettext.gettext``/``ngettext`` answer from our catalog in ``lang``
+    while inside: libraries that translate their own texts with them (Click: "Usage:", "Error: ...")
+    speak the user's language. They read the domain set by ``gettext.textdomain`` and the language
+    from ``LANGUAGE`` (https://docs.python.org/3/library/gettext.html#gnu-gettext-api), so both are
+    set for the duration and put back after, for callers in the same process (tests)."""
+    saved_domain = gettext.textdomain()
+    saved_language = os.environ.get("LANGUAGE")
+    gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = lang
+    try:
+        yield
+    finally:
+        gettext.textdomain(saved_domain)
+        if saved_language is None:
+            os.environ.pop("LANGUAGE", None)
+        else:
+            os.environ["LANGUAGE"] = saved_language
 
 
 def N_(message: str) -> str:  # the gettext convention Babel extracts
