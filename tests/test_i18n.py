@@ -18,7 +18,20 @@ from babel.messages.pofile import read_po
 from sdmodel import i18n
 from sdmodel.errors import ModelReadError, error_text
 from sdmodel.glossary import TERMS, find_term
-from sdmodel.i18n import Msg, Size, detect_language, format_number, format_size, msg_n, ngettext, set_language, tr
+from sdmodel.i18n import (
+    Bytes,
+    Msg,
+    OneOf,
+    Size,
+    detect_language,
+    format_number,
+    format_size,
+    msg_n,
+    ngettext,
+    set_language,
+    tr,
+)
+from sdmodel.metadata import check_entries
 
 SRC = Path(i18n.__file__).parent
 POT = SRC / "locale" / "sdmodel.pot"
@@ -109,6 +122,24 @@ def test_numbers_as_readers_write_them(russian: None) -> None:
     assert str(Msg("saves {size}", size=Size(-3_070_000_000))) == "saves -3.07 GB"
     set_language("en")
     assert format_number(1234567.5, 1) == "1,234,567.5"
+
+
+def test_byte_counts_and_alternatives(russian: None) -> None:
+    words = {n: tr(Msg("{b}", b=Bytes(n))) for n in (1, 3, 5, 12, 22, 1234)}
+    assert words == {1: "1 байт", 3: "3 байта", 5: "5 байт", 12: "12 байт", 22: "22 байта",
+                     1234: "1\u00a0234 байта"}  # fmt: skip
+    assert (str(Msg("{b}", b=Bytes(1))), str(Msg("{b}", b=Bytes(1234)))) == ("1 byte", "1234 bytes")
+    choice = Msg("--format must be {formats}", formats=OneOf(("safetensors", "gguf", "diffusers")))
+    assert str(choice) == "--format must be safetensors, gguf or diffusers"
+    assert tr(choice).endswith("safetensors, gguf или diffusers")
+
+
+def test_refused_metadata_edit_in_russian(russian: None) -> None:
+    (problem,) = check_entries({"modelspec.date": "yesterday"})
+    assert str(problem.message) == (
+        "modelspec.date: ModelSpec wants an ISO-8601 date such as 2024-05-01 or 2024-05-01T12:00:00, got 'yesterday'"
+    )
+    assert tr(problem.message).startswith("modelspec.date: ModelSpec ждёт дату ISO-8601")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
-from sdmodel.i18n import Msg, Size, msg_n
+from sdmodel.i18n import Msg, OneOf, Size, msg_n
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
@@ -916,7 +916,7 @@ class ConvertOptions:
             raise ConversionError(
                 Msg(
                     "--format must be {output_formats}, not {format!r}",
-                    output_formats=" or ".join(OUTPUT_FORMATS),
+                    output_formats=OneOf(tuple(OUTPUT_FORMATS)),
                     format=self.format,
                 )
             )
@@ -924,7 +924,7 @@ class ConvertOptions:
             raise ConversionError(
                 Msg(
                     "--prediction must be {predictions}, not {prediction!r}",
-                    predictions=" or ".join(PREDICTIONS),
+                    predictions=OneOf(PREDICTIONS),
                     prediction=self.prediction,
                 )
             )
