@@ -227,10 +227,10 @@ class _SafetensorsHeader:
             if n > MAX_HEADER or 8 + n > size:
                 raise ModelReadError(
                     Msg(
-                        "{path}: safetensors header length {n} is impossible for a {size}-byte file",
+                        "{path}: safetensors header length {n} is impossible for a file of {size}",
                         path=path,
                         n=n,
-                        size=size,
+                        size=Bytes(size),
                     )
                 )
             raw = f.read(n)
