@@ -32,6 +32,7 @@ from sdmodel.i18n import (
     tr,
 )
 from sdmodel.metadata import check_entries
+from sdmodel.quant.fp8_quantize import choose_fp8
 
 SRC = Path(i18n.__file__).parent
 POT = SRC / "locale" / "sdmodel.pot"
@@ -194,3 +195,9 @@ def test_explain_a_file(tmp_path: Path) -> None:
     res = run("explain", "safetensors", str(f), lang="ru_RU.UTF-8")
     assert res.returncode == 0, res.stderr
     assert "Этот файл: safetensors: при загрузке никакой код не выполнится." in res.stdout.replace("\n", " ")
+
+
+def test_quantization_reasons_in_russian(russian: None) -> None:
+    (kept,) = choose_fp8({"img_in.weight": ((8, 8), "F16")}, ("img_in",), legacy=False)
+    assert kept.reason is not None and str(kept.reason) == "kept in full precision (family list)"
+    assert tr(kept.reason) == "оставлен в полной точности (список семейства)"
