@@ -18,7 +18,21 @@ from babel.messages.pofile import read_po
 from sdmodel import i18n
 from sdmodel.errors import ModelReadError, error_text
 from sdmodel.glossary import TERMS, find_term
-from sdmodel.i18n import Msg, Size, detect_language, format_number, format_size, msg_n, ngettext, set_language, tr
+from sdmodel.i18n import (
+    Bytes,
+    Msg,
+    OneOf,
+    Size,
+    detect_language,
+    format_number,
+    format_size,
+    msg_n,
+    ngettext,
+    set_language,
+    tr,
+)
+from sdmodel.metadata import check_entries
+from sdmodel.quant.fp8_quantize import choose_fp8
 
 SRC = Path(i18n.__file__).parent
 POT = SRC / "locale" / "sdmodel.pot"
@@ -55,9 +69,11 @@ def test_every_message_has_a_russian_translation() -> None:
         assert not m.fuzzy, m.id
         forms = m.string if isinstance(m.string, tuple) else (m.string,)
         assert all(forms) and len(forms) == (3 if isinstance(m.id, tuple) else 1), m.id
-        source = m.id[0] if isinstance(m.id, tuple) else m.id
+        # A form has the fields of the singular or of the plural (some of Click's differ: "Did
+        # you mean {possibility}?" / "(Did you mean one of: {possibilities}?)").
+        sources = m.id if isinstance(m.id, tuple) else (m.id,)
         for form in forms:
-            assert sorted(FIELDS.findall(form)) == sorted(FIELDS.findall(source)), m.id
+            assert any(sorted(FIELDS.findall(form)) == sorted(FIELDS.findall(s)) for s in sources), m.id
 
 
 def test_compiled_catalog_matches_the_po() -> None:
@@ -107,6 +123,24 @@ def test_numbers_as_readers_write_them(russian: None) -> None:
     assert str(Msg("saves {size}", size=Size(-3_070_000_000))) == "saves -3.07 GB"
     set_language("en")
     assert format_number(1234567.5, 1) == "1,234,567.5"
+
+
+def test_byte_counts_and_alternatives(russian: None) -> None:
+    words = {n: tr(Msg("{b}", b=Bytes(n))) for n in (1, 3, 5, 12, 22, 1234)}
+    assert words == {1: "1 байт", 3: "3 байта", 5: "5 байт", 12: "12 байт", 22: "22 байта",
+                     1234: "1\u00a0234 байта"}  # fmt: skip
+    assert (str(Msg("{b}", b=Bytes(1))), str(Msg("{b}", b=Bytes(1234)))) == ("1 byte", "1234 bytes")
+    choice = Msg("--format must be {formats}", formats=OneOf(("safetensors", "gguf", "diffusers")))
+    assert str(choice) == "--format must be safetensors, gguf or diffusers"
+    assert tr(choice).endswith("safetensors, gguf или diffusers")
+
+
+def test_refused_metadata_edit_in_russian(russian: None) -> None:
+    (problem,) = check_entries({"modelspec.date": "yesterday"})
+    assert str(problem.message) == (
+        "modelspec.date: ModelSpec wants an ISO-8601 date such as 2024-05-01 or 2024-05-01T12:00:00, got 'yesterday'"
+    )
+    assert tr(problem.message).startswith("modelspec.date: ModelSpec ждёт дату ISO-8601")
 
 
 @pytest.mark.parametrize(
@@ -161,3 +195,9 @@ def test_explain_a_file(tmp_path: Path) -> None:
     res = run("explain", "safetensors", str(f), lang="ru_RU.UTF-8")
     assert res.returncode == 0, res.stderr
     assert "Этот файл: safetensors: при загрузке никакой код не выполнится." in res.stdout.replace("\n", " ")
+
+
+def test_quantization_reasons_in_russian(russian: None) -> None:
+    (kept,) = choose_fp8({"img_in.weight": ((8, 8), "F16")}, ("img_in",), legacy=False)
+    assert kept.reason is not None and str(kept.reason) == "kept in full precision (family list)"
+    assert tr(kept.reason) == "оставлен в полной точности (список семейства)"

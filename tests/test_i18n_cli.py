@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gettext
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from safetensors.numpy import save_file
 
+from sdmodel.cli import main
+from sdmodel.cli.click_texts import CLICK_PLURALS, CLICK_TEXTS
 from tests import families as fam
 from tests.builders import arrays, shrink, with_ema
 
@@ -75,3 +81,33 @@ def test_convert_plan_and_help_in_russian(tmp_path: Path) -> None:
     assert "пробный запуск: ничего не записано" in out.stdout
     helped = run("--lang", "ru", "convert", "--help", lang="C")
     assert "Сконвертировать модель" in helped.stdout and "Показать план и ничего не записывать." in helped.stdout
+
+
+def test_clicks_own_texts_in_russian() -> None:
+    helped = run("--lang", "ru", "info", "--help", lang="C")
+    assert helped.stdout.startswith("Использование: sdmodel info") and "Параметры:" in helped.stdout
+    assert "Показать эту справку и выйти." in helped.stdout
+    wrong = run("info", "--nope", lang="ru_RU.UTF-8")
+    assert wrong.returncode == 2
+    assert (
+        "Справка: 'sdmodel info --help'." in wrong.stderr and "Ошибка: Нет такого параметра: '--nope'." in wrong.stderr
+    )
+    english = run("--lang", "en", "info", "--nope", lang="ru_RU.UTF-8")
+    assert english.returncode == 2 and "Error: No such option '--nope'." in english.stderr
+
+
+def test_clicks_texts_are_clicks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Our list of Click's msgids matches the installed Click, and running a command in Russian
+    leaves Python's gettext settings as they were."""
+    keywords = {**DEFAULT_KEYWORDS}
+    clicks = {
+        m if isinstance(m, str) else m[0]
+        for _f, _l, m, _c, _x in extract_from_dir(str(Path(click.__file__).parent), keywords=keywords)
+    }
+    ours = set(CLICK_TEXTS) | {m.template for m in CLICK_PLURALS}
+    assert ours <= clicks, ours - clicks
+    before = (gettext.textdomain(), os.environ.get("LANGUAGE"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--lang", "ru", "info", "--nope"])
+    assert exit_.value.code == 2 and "Нет такого параметра" in capsys.readouterr().err
+    assert (gettext.textdomain(), os.environ.get("LANGUAGE")) == before

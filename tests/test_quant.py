@@ -415,7 +415,7 @@ def test_comfy_quant_problems_are_named(tmp_path):
     }
     with open_model(path) as src:
         layout = analyze(src)
-        assert layout.tensors["c.weight"].unsupported == "nvfp4 with U8[16, 1] block scales (512 fp8 needed)"
+        assert str(layout.tensors["c.weight"].unsupported) == "nvfp4 with U8[16, 1] block scales (512 fp8 needed)"
         with pytest.raises(ConversionError, match=r"c\.weight: cannot dequantize nvfp4 with U8"):
             DequantizedSource(src, "BF16", layout)
         with pytest.raises(ConversionError, match="w2a2_magic"):

@@ -40,7 +40,9 @@ def _strip(lay: Layout) -> Layout:
     return lay
 
 
-@pytest.mark.parametrize(("family", "variant", "kind", "build"), VIDEO_FIXTURES, ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    ("family", "variant", "kind", "build"), VIDEO_FIXTURES, ids=lambda x: x if isinstance(x, str) else None
+)
 @pytest.mark.parametrize("root", ["", "model.diffusion_model.", "diffusion_model.", "model."])
 def test_every_video_fixture_under_every_root(family, variant, kind, build, root):
     lay = _strip(build())
@@ -50,7 +52,9 @@ def test_every_video_fixture_under_every_root(family, variant, kind, build, root
     assert (fam, var) == (family, variant)
 
 
-@pytest.mark.parametrize(("family", "variant", "kind", "build"), VIDEO_FIXTURES[:3], ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    ("family", "variant", "kind", "build"), VIDEO_FIXTURES[:3], ids=lambda x: x if isinstance(x, str) else None
+)
 def test_video_identify_end_to_end(sparse, family, variant, kind, build):
     with open_model(sparse(build())) as src:
         ident = identify(src)

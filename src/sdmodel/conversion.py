@@ -94,7 +94,7 @@ class ConvertResult:
                 "clamped": w.clamped,
                 "verified": w.verified,
             },
-            "tensors": self.tensors,
+            "tensors": [dict(t, reason=str(t["reason"] or "")) for t in self.tensors],
             "skipped": None if self.skipped is None else str(self.skipped),
             "error": None if self.error is None else str(self.error),
         }

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -72,6 +73,28 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _translations(current_language()).ngettext(singular, plural, n)
 
 
+@contextmanager
+def module_gettext(lang: Language) -> Iterator[None]:
+    """Python's module-level ``gettext.gettext``/``ngettext`` answer from our catalog in ``lang``
+    while inside: libraries that translate their own texts with them (Click: "Usage:", "Error: ...")
+    speak the user's language. They read the domain set by ``gettext.textdomain`` and the language
+    from ``LANGUAGE`` (https://docs.python.org/3/library/gettext.html#gnu-gettext-api), so both are
+    set for the duration and put back after, for callers in the same process (tests)."""
+    saved_domain = gettext.textdomain()
+    saved_language = os.environ.get("LANGUAGE")
+    gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = lang
+    try:
+        yield
+    finally:
+        gettext.textdomain(saved_domain)
+        if saved_language is None:
+            os.environ.pop("LANGUAGE", None)
+        else:
+            os.environ["LANGUAGE"] = saved_language
+
+
 def N_(message: str) -> str:  # the gettext convention Babel extracts
     """Mark a string for translation where it is defined; ``_()`` translates it where it is shown."""
     return message
@@ -111,15 +134,42 @@ class Join:
         return self.sep.join(str(_render(v, translate)) for v in self.items)
 
 
+@dataclass(frozen=True)
+class Bytes:
+    """A byte count with its word inside a Msg: ``1234 bytes`` / ``1 234 байта`` (Russian has
+    three forms: 1 байт, 2 байта, 5 байт)."""
+
+    n: int
+
+    def render(self, translate: bool) -> str:
+        return msg_n("{n} byte", "{n} bytes", self.n, n=Number(self.n)).render(translate)
+
+
+_OR = N_("{items} or {last}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Alternatives inside a Msg: ``a, b or c`` / ``a, b или c``."""
+
+    items: tuple[object, ...]
+
+    def render(self, translate: bool) -> str:
+        texts = [str(_render(v, translate)) for v in self.items]
+        if len(texts) < 2:
+            return "".join(texts)
+        return (_(_OR) if translate else _OR).format(items=", ".join(texts[:-1]), last=texts[-1])
+
+
 def _render(value: object, translate: bool) -> object:
-    return value.render(translate) if isinstance(value, (Msg, Size, Number, Join)) else value
+    return value.render(translate) if isinstance(value, (Msg, Size, Number, Join, OneOf, Bytes)) else value
 
 
 @dataclass(frozen=True, init=False)
 class Msg:
     """A message made where the facts are and translated where it is shown: pure code builds
     ``Msg("{n} bad keys", n=3)``; ``str()`` gives English (``--json``, logs), ``tr()`` the user's
-    language. Field values may be Msgs, Sizes, Numbers or Joins; they are rendered in the same language."""
+    language. Field values may be Msgs, Sizes, Numbers, Bytes, Joins or OneOfs; they are rendered in the same language."""
 
     template: str
     fields: tuple[tuple[str, object], ...]

@@ -236,8 +236,8 @@ def quantization_report(source: TensorSource, layout: QuantLayout) -> dict[str, 
         "bits_per_weight": None if st.bits_per_weight is None else round(st.bits_per_weight, 2),
         "weights": len(layout.tensors),
         "dequantizable": not unsupported,
-        "needs": unsupported[0].unsupported if unsupported else None,
-        "problems": [{"code": p.code, "tensor": p.name, "message": p.message} for p in layout.problems],
+        "needs": str(unsupported[0].unsupported) if unsupported else None,
+        "problems": [{"code": p.code, "tensor": p.name, "message": str(p.message)} for p in layout.problems],
     }
 
 

@@ -32,7 +32,7 @@ from sdmodel.errors import ModelReadError, SdmodelError
 from sdmodel.formats import sniff
 from sdmodel.formats.gguf import GGUFSource
 from sdmodel.formats.safetensors import MAX_HEADER
-from sdmodel.i18n import Msg
+from sdmodel.i18n import N_, Bytes, Msg, Number
 
 EditMode = Literal["unchanged", "in-place", "rewrite"]
 Severity = Literal["error", "warning"]
@@ -45,20 +45,20 @@ HUB_HEADER_LIMIT = 25_000_000
 # ModelSpec (Stability-AI/ModelSpec; written by kohya sd-scripts library/sai_model_spec.py): keys
 # whose values have a defined form, and that form.
 MODELSPEC_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
-    "modelspec.sai_model_spec": (re.compile(r"\d+\.\d+\.\d+"), "a version such as 1.0.0"),
+    "modelspec.sai_model_spec": (re.compile(r"\d+\.\d+\.\d+"), N_("a version such as 1.0.0")),
     "modelspec.date": (
         re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"),
-        "an ISO-8601 date such as 2024-05-01 or 2024-05-01T12:00:00",
+        N_("an ISO-8601 date such as 2024-05-01 or 2024-05-01T12:00:00"),
     ),
-    "modelspec.hash_sha256": (re.compile(r"0x[0-9a-fA-F]{64}"), "0x followed by 64 hex digits"),
-    "modelspec.resolution": (re.compile(r"\d+x\d+"), "WIDTHxHEIGHT such as 1024x1024"),
-    "modelspec.prediction_type": (re.compile(r"epsilon|v|flow"), "epsilon, v or flow"),
-    "modelspec.timestep_range": (re.compile(r"\d+,\d+"), "two integers such as 0,1000"),
-    "modelspec.encoder_layer": (re.compile(r"-?\d+"), "an integer"),
-    "modelspec.is_negative_embedding": (re.compile(r"true|false"), "true or false"),
+    "modelspec.hash_sha256": (re.compile(r"0x[0-9a-fA-F]{64}"), N_("0x followed by 64 hex digits")),
+    "modelspec.resolution": (re.compile(r"\d+x\d+"), N_("WIDTHxHEIGHT such as 1024x1024")),
+    "modelspec.prediction_type": (re.compile(r"epsilon|v|flow"), N_("epsilon, v or flow")),
+    "modelspec.timestep_range": (re.compile(r"\d+,\d+"), N_("two integers such as 0,1000")),
+    "modelspec.encoder_layer": (re.compile(r"-?\d+"), N_("an integer")),
+    "modelspec.is_negative_embedding": (re.compile(r"true|false"), N_("true or false")),
     "modelspec.thumbnail": (
         re.compile(r"data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=\s]+"),
-        "a data URI: data:image/jpeg;base64,...",
+        N_("a data URI: data:image/jpeg;base64,..."),
     ),
 }
 
@@ -73,7 +73,7 @@ class MetaProblem:
 
     severity: Severity
     key: str
-    message: str
+    message: Msg
 
 
 @dataclass
@@ -115,7 +115,7 @@ class MetaEditResult:
             "mode": self.mode,
             "changed": self.changed,
             "removed": self.removed,
-            "warnings": [{"key": w.key, "message": w.message} for w in self.warnings],
+            "warnings": [{"key": w.key, "message": str(w.message)} for w in self.warnings],
             "header_before": self.header_before,
             "header_after": self.header_after,
             "data_unchanged": self.data_unchanged,
@@ -132,19 +132,36 @@ def check_entries(entries: Mapping[str, object], header_size: int | None = None)
     problems: list[MetaProblem] = []
     for key, value in entries.items():
         if not isinstance(value, str):
-            problems.append(MetaProblem("error", key, f"{key}: value must be a string, not {type(value).__name__}"))
+            problems.append(
+                MetaProblem(
+                    "error",
+                    key,
+                    Msg("{key}: value must be a string, not {type}", key=key, type=type(value).__name__),
+                )
+            )
             continue
         form = MODELSPEC_FORMATS.get(key)
         if form is not None and not form[0].fullmatch(value.strip()):
-            problems.append(MetaProblem("warning", key, f"{key}: ModelSpec wants {form[1]}, got {_short(value)!r}"))
+            problems.append(
+                MetaProblem(
+                    "warning",
+                    key,
+                    Msg(
+                        "{key}: ModelSpec wants {form}, got {value!r}", key=key, form=Msg(form[1]), value=_short(value)
+                    ),
+                )
+            )
     if header_size is not None:
         if header_size > MAX_HEADER:
             problems.append(
                 MetaProblem(
                     "error",
                     "",
-                    f"header would be {header_size:,} bytes: ComfyUI and the safetensors reader refuse more "
-                    f"than {MAX_HEADER:,}",
+                    Msg(
+                        "header would be {size}: ComfyUI and the safetensors reader refuse more than {limit}",
+                        size=Bytes(header_size),
+                        limit=Number(MAX_HEADER),
+                    ),
                 )
             )
         elif header_size > HUB_HEADER_LIMIT:
@@ -152,8 +169,11 @@ def check_entries(entries: Mapping[str, object], header_size: int | None = None)
                 MetaProblem(
                     "warning",
                     "",
-                    f"header would be {header_size:,} bytes: Hugging Face's header reader stops at "
-                    f"{HUB_HEADER_LIMIT:,}",
+                    Msg(
+                        "header would be {size}: Hugging Face's header reader stops at {limit}",
+                        size=Bytes(header_size),
+                        limit=Number(HUB_HEADER_LIMIT),
+                    ),
                 )
             )
     return problems
@@ -207,10 +227,10 @@ class _SafetensorsHeader:
             if n > MAX_HEADER or 8 + n > size:
                 raise ModelReadError(
                     Msg(
-                        "{path}: safetensors header length {n} is impossible for a {size}-byte file",
+                        "{path}: safetensors header length {n} is impossible for a file of {size}",
                         path=path,
                         n=n,
-                        size=size,
+                        size=Bytes(size),
                     )
                 )
             raw = f.read(n)

@@ -21,7 +21,7 @@ from sdmodel.formats.base import DictSource, TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
-from sdmodel.i18n import Msg, Size, msg_n
+from sdmodel.i18n import Msg, OneOf, Size, msg_n
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
@@ -129,7 +129,7 @@ class Drop:
     part: str
     dtype: str
     shape: tuple[int, ...]
-    reason: str | Msg
+    reason: Msg
 
     @property
     def nbytes(self) -> int:
@@ -148,7 +148,7 @@ class Plan:
     tags: list[str] = field(default_factory=list)  # what changed, for the default output name
     stored: TensorSource | None = None  # the file as stored, when the steps read a dequantizing view
     format_meta: dict[str, KVValue] = field(default_factory=dict)  # typed key-values a step decided (GGUF)
-    reasons: dict[str, str] = field(default_factory=dict)  # output name -> why it is stored so (dry run)
+    reasons: dict[str, Msg] = field(default_factory=dict)  # output name -> why it is stored so (dry run)
     metadata: dict[str, str | None] = field(default_factory=dict)  # entries the output needs (None removes)
 
     @property
@@ -160,10 +160,10 @@ class Plan:
         """The main file as stored (the source itself, or what a dequantizing view reads)."""
         return self.stored or self.source
 
-    def drop(self, step: Step, reason: str | Msg) -> None:
+    def drop(self, step: Step, reason: Msg) -> None:
         self.dropped.append(Drop(step.name, step.part, step.dtype, step.shape, reason))
 
-    def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], str | Msg]) -> list[Step]:
+    def keep_only(self, keep: Callable[[Step], bool], reason: Callable[[Step], Msg]) -> list[Step]:
         """Drop the steps ``keep`` rejects (with ``reason``); returns the dropped steps."""
         kept: list[Step] = []
         gone: list[Step] = []
@@ -223,14 +223,15 @@ class Plan:
         return list(rows.values())
 
     def stored_table(self) -> list[dict]:
-        """Per output tensor: name, stored type, shape, bytes and the reason of its type."""
+        """Per output tensor: name, stored type, shape, bytes and the reason of its type (a Msg or
+        None; ConvertResult.to_dict gives its English form)."""
         return [
             {
                 "name": s.out,
                 "type": s.stored_dtype,
                 "shape": list(s.shape),
                 "bytes": s.out_bytes,
-                "reason": self.reasons.get(s.out, ""),
+                "reason": self.reasons.get(s.out),
             }
             for s in self.steps
         ]
@@ -298,8 +299,12 @@ def dequantized_plan(
             s.stored_as = label_of(q)
     for name in sorted(layout.consumed):
         info = source.tensors[name]
-        why = "marker of the quantized storage" if name in layout.markers else "scale/state of a quantized weight"
-        plan.dropped.append(Drop(name, part_of(name), info.dtype, info.shape, f"{why}: consumed by dequantizing"))
+        why = (
+            Msg("marker of the quantized storage: consumed by dequantizing")
+            if name in layout.markers
+            else Msg("scale/state of a quantized weight: consumed by dequantizing")
+        )
+        plan.dropped.append(Drop(name, part_of(name), info.dtype, info.shape, why))
     plan.notes.append(
         Msg(
             "dequantize: {weights} weights stored as {what} -> {precision} (the reference loader's math); "
@@ -438,7 +443,7 @@ def apply_drop(plan: Plan, prefixes: Iterable[str]) -> None:
     markers = [s.name for s in plan.steps if s.part == "marker" and s.name.startswith(prefixes)]
     gone = plan.keep_only(
         lambda s: s.part == "marker" or not s.name.startswith(prefixes),
-        lambda s: "--drop " + next(p for p in prefixes if s.name.startswith(p)),
+        lambda s: Msg("--drop {prefix}", prefix=next(p for p in prefixes if s.name.startswith(p))),
     )
     for p in prefixes:
         n = sum(1 for s in gone if s.name.startswith(p))
@@ -623,7 +628,7 @@ def apply_vae(plan: Plan, vae: TensorSource) -> None:
 
 def apply_remove_vae(plan: Plan) -> None:
     """Drop every VAE tensor (--remove-vae)."""
-    gone = plan.keep_only(lambda s: s.part != "vae", lambda s: "VAE (--remove-vae)")
+    gone = plan.keep_only(lambda s: s.part != "vae", lambda s: Msg("VAE (--remove-vae)"))
     if gone:
         plan.notes.append(msg_n("VAE: removed {n} tensor", "VAE: removed {n} tensors", len(gone), n=len(gone)))
     else:
@@ -767,7 +772,8 @@ def apply_gguf(plan: Plan, quant: str) -> None:
             plan.drop(s, why)
             continue
         s.out, s.shape, s.encoding = c.name, c.shape, c.qtype
-        plan.reasons[c.name] = c.reason
+        if c.reason is not None:
+            plan.reasons[c.name] = c.reason
         if c.orig_shape is not None:
             plan.format_meta[f"comfy.gguf.orig_shape.{c.name}"] = c.orig_shape
         kept.append(s)
@@ -821,7 +827,8 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
             continue
         prefix = s.out[: len(s.out) - len(names[s.out])]
         if not c.quantized:
-            plan.reasons[s.out] = c.reason
+            if c.reason is not None:
+                plan.reasons[s.out] = c.reason
             continue
         scales[s.out[: -len("weight")] + ("scale_weight" if legacy else "weight_scale")] = _loader(plan, s)
         s.fix = _then(s.fix, lambda a: fp8_quantize.quantize_fp8(a, fmt)[0])
@@ -847,7 +854,7 @@ def apply_fp8_scaled(plan: Plan, fmt: str, legacy: bool) -> None:
     plan.sources[FP8_SCALES] = fp8_quantize.ScaleSource(plan.source, scales, fmt)
     plan.sources[FP8_CONSTANTS] = DictSource(constants)
     plan.tag(fmt.replace("_scaled", "-scaled"))
-    kept = sum(1 for c in choice.values() if not c.quantized and "family" in c.reason)
+    kept = sum(1 for c in choice.values() if c.reason == fp8_quantize.KEPT_BY_FAMILY)
     form = "legacy scaled_fp8/scale_weight" if legacy else "comfy_quant + weight_scale"
     plan.notes.append(
         Msg(
@@ -916,7 +923,7 @@ class ConvertOptions:
             raise ConversionError(
                 Msg(
                     "--format must be {output_formats}, not {format!r}",
-                    output_formats=" or ".join(OUTPUT_FORMATS),
+                    output_formats=OneOf(tuple(OUTPUT_FORMATS)),
                     format=self.format,
                 )
             )
@@ -924,7 +931,7 @@ class ConvertOptions:
             raise ConversionError(
                 Msg(
                     "--prediction must be {predictions}, not {prediction!r}",
-                    predictions=" or ".join(PREDICTIONS),
+                    predictions=OneOf(PREDICTIONS),
                     prediction=self.prediction,
                 )
             )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from sdmodel.errors import RemoteError
-from sdmodel.i18n import Msg, Size, msg_n
+from sdmodel.i18n import Bytes, Msg, Size, msg_n
 
 if TYPE_CHECKING:
     import httpx
@@ -378,10 +378,10 @@ class _RemoteFile:
             if len(body) != got_end - got_start:
                 raise RemoteError(
                     Msg(
-                        "{display}: truncated answer ({got} of {length} bytes)",
+                        "{display}: truncated answer ({got} of {length})",
                         display=self.display,
                         got=len(body),
-                        length=got_end - got_start,
+                        length=Bytes(got_end - got_start),
                     ),
                     "truncated",
                 )
@@ -391,10 +391,10 @@ class _RemoteFile:
             if length is not None and length.isdigit() and int(length) != len(body):
                 raise RemoteError(
                     Msg(
-                        "{display}: truncated answer ({got} of {length} bytes)",
+                        "{display}: truncated answer ({got} of {length})",
                         display=self.display,
                         got=len(body),
-                        length=length,
+                        length=Bytes(int(length)),
                     ),
                     "truncated",
                 )
@@ -422,10 +422,10 @@ class _RemoteFile:
             if size != self.size:
                 raise RemoteError(
                     Msg(
-                        "{display}: the file changed on the server while it was read (size {before} then {after} bytes)",
+                        "{display}: the file changed on the server while it was read (size {before} then {after})",
                         display=self.display,
                         before=self.size,
-                        after=size,
+                        after=Bytes(size),
                     ),
                     "remote-changed",
                 )

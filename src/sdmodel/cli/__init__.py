@@ -9,12 +9,15 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError, error_text
-from sdmodel.i18n import LANGUAGES, Language, _, parse_language, set_language
+from sdmodel.i18n import LANGUAGES, Language, _, current_language, module_gettext, parse_language, set_language
 
 
 def language_from_args(args: list[str]) -> Language | None:
@@ -31,11 +34,31 @@ def language_from_args(args: list[str]) -> Language | None:
 set_language(language_from_args(sys.argv[1:]))
 
 
+@contextmanager
+def _speaking(args: Sequence[str] | None) -> Iterator[None]:
+    """Messages in the language of ``--lang`` (or the environment's), Click's own texts (usage,
+    option help, usage errors) included: their Russian is in our catalog (``sdmodel.cli.click_texts``)."""
+    lang = language_from_args(list(sys.argv[1:] if args is None else args))
+    if lang is not None:
+        set_language(lang)
+    with module_gettext(current_language()):
+        yield
+
+
+class _Group(click.Group):
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        with _speaking(args):
+            return super().main(args, *rest, **kwargs)
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     help=_("Read, identify, check, convert and catalog Stable Diffusion model files."),
 )
-@click.version_option(package_name="sdmodel", help=_("Show the version and exit."))
+@click.version_option(
+    package_name="sdmodel", message=_("%(prog)s, version %(version)s"), help=_("Show the version and exit.")
+)
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES),
@@ -60,6 +83,11 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    with _speaking(argv):
+        _run(argv)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         with sigterm_as_interrupt():
             main_group.main(args=argv, prog_name="sdmodel", standalone_mode=False)

@@ -82,7 +82,7 @@ def render_result(r: ConvertResult, show_dropped: int = 5) -> None:
 def _render_dropped(r: ConvertResult, show: int) -> None:
     """The dropped tensors, grouped by why (a few names of each group)."""
     names: dict[str, list[str]] = {}
-    reasons: dict[str, str | Msg] = {}
+    reasons: dict[str, Msg] = {}
     for d in r.dropped:
         names.setdefault(str(d["reason"]), []).append(d["name"])
         reasons.setdefault(str(d["reason"]), d["reason"])
@@ -100,7 +100,13 @@ def render_tensors(rows: list[dict]) -> None:
     for col in (N_("tensor"), N_("type"), N_("shape"), N_("bytes"), N_("why")):
         table.add_column(_(col), justify="right" if col == "bytes" else "left")
     for row in rows:
-        table.add_row(row["name"], row["type"], str(list(row["shape"])), format_size(row["bytes"]), row["reason"])
+        table.add_row(
+            row["name"],
+            row["type"],
+            str(list(row["shape"])),
+            format_size(row["bytes"]),
+            tr(row["reason"]) if row["reason"] else "",
+        )
     console.print(table)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from sdmodel.dtypes import ITEMSIZE, dtype_name
 from sdmodel.errors import ModelReadError
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 from sdmodel.remote import RemotePath, as_path, is_remote
 
 
@@ -156,9 +156,9 @@ def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], wha
     if got != out.nbytes:
         raise ModelReadError(
             Msg(
-                "{what}: file is truncated (wanted {nbytes} bytes at offset {offset})",
+                "{what}: file is truncated (wanted {nbytes} at offset {offset})",
                 what=what,
-                nbytes=out.nbytes,
+                nbytes=Bytes(out.nbytes),
                 offset=offset,
             )
         )

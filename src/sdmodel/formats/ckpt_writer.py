@@ -30,7 +30,7 @@ from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Expected, raw_bytes
 from sdmodel.formats.torch_records import STORAGE_NAMES, TORCH_DTYPE_NAMES
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 ALIGN = 64
 ZIP64_LIMIT = 0xFFFFFFFF
@@ -200,9 +200,9 @@ class CkptWriter:
         if self._written != e.size:
             raise ConversionError(
                 Msg(
-                    "{name}: wrote {written} bytes, expected {size}",
+                    "{name}: wrote {written}, expected {size}",
                     name=e.name.decode(),
-                    written=self._written,
+                    written=Bytes(self._written),
                     size=e.size,
                 )
             )

@@ -24,7 +24,7 @@ import numpy as np
 from sdmodel.dtypes import GGML_BLOCKS, ITEMSIZE, NUMPY_DTYPES
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 from sdmodel.remote import is_remote
 
 MAGIC = b"GGUF"
@@ -108,7 +108,7 @@ class _Cursor:
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.size:
             raise self.fail(
-                Msg("truncated GGUF header: {what} needs {n} bytes at offset {pos}", what=what, n=n, pos=self.pos)
+                Msg("truncated GGUF header: {what} needs {n} at offset {pos}", what=what, n=Bytes(n), pos=self.pos)
             )
         end = self.pos + n
         if not (self.buf_at <= self.pos and end <= self.buf_at + len(self.buf)):
@@ -134,10 +134,10 @@ class _Cursor:
         if n > limit or self.pos + n > self.size:
             raise self.fail(
                 Msg(
-                    "GGUF {what}: string length {n} is absurd (file has {value} bytes left)",
+                    "GGUF {what}: string length {n} is absurd (file has {value} left)",
                     what=what,
                     n=n,
-                    value=self.size - self.pos,
+                    value=Bytes(self.size - self.pos),
                 )
             )
         try:
@@ -218,14 +218,14 @@ class GGUFSource(TensorSource):
         if n_tensors > MAX_COUNT or n_tensors * 24 > size:
             raise self._fail(
                 Msg(
-                    "GGUF header claims {n_tensors} tensors: absurd for a {size}-byte file",
+                    "GGUF header claims {n_tensors} tensors: absurd for a file of {size}",
                     n_tensors=n_tensors,
-                    size=size,
+                    size=Bytes(size),
                 )
             )
         if n_kv > MAX_COUNT or n_kv * 12 > size:
             raise self._fail(
-                Msg("GGUF header claims {n_kv} key-values: absurd for a {size}-byte file", n_kv=n_kv, size=size)
+                Msg("GGUF header claims {n_kv} key-values: absurd for a file of {size}", n_kv=n_kv, size=Bytes(size))
             )
         for i in range(n_kv):
             begin = c.pos
@@ -260,10 +260,10 @@ class GGUFSource(TensorSource):
             if any(d == 0 for d in ne) or math.prod(ne) > size * 256:
                 raise self._fail(
                     Msg(
-                        "GGUF tensor {name!r}: dimensions {ne} do not fit a {size}-byte file",
+                        "GGUF tensor {name!r}: dimensions {ne} do not fit a file of {size}",
                         name=name,
                         ne=list(ne),
-                        size=size,
+                        size=Bytes(size),
                     )
                 )
             tid = c.u32(f"tensor {name!r} type")
@@ -307,11 +307,11 @@ class GGUFSource(TensorSource):
             if end > size:
                 raise self._fail(
                     Msg(
-                        "GGUF tensor {name!r}: data [{value}, {end}) runs past the end of the file ({size} bytes)",
+                        "GGUF tensor {name!r}: data [{value}, {end}) runs past the end of the file ({size})",
                         name=name,
                         value=self.data_start + offset,
                         end=end,
-                        size=size,
+                        size=Bytes(size),
                     )
                 )
             stored = tuple(reversed(ne))

@@ -19,7 +19,7 @@ import numpy as np
 
 from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, quantize, row_bytes
 
 ALIGNMENT = 32  # GGUF's default (no general.alignment key written)
@@ -102,9 +102,9 @@ class GGUFWriter:
         if size != t.nbytes:
             raise ConversionError(
                 Msg(
-                    "{name}: {size} bytes for a {qtype} tensor of {nbytes}",
+                    "{name}: {size} for a {qtype} tensor of {nbytes}",
                     name=t.name,
-                    size=size,
+                    size=Bytes(size),
                     qtype=t.qtype,
                     nbytes=t.nbytes,
                 )

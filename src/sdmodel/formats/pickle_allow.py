@@ -42,7 +42,7 @@ from sdmodel.formats.torch_records import (
     TensorRef,
     check_tensor,
 )
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 Role = Literal["function", "class", "rebuild", "storage-type", "dtype", "tensor-class", "ndarray-class", "value"]
 
@@ -285,7 +285,7 @@ def np_scalar(args: tuple) -> Any:
     raw = args[1].encode("latin-1") if isinstance(args[1], str) else bytes(args[1])
     dt = args[0].numpy()
     if len(raw) != dt.itemsize:
-        raise TypeProblem(Msg("numpy scalar of {dt} holds {raw_count} bytes", dt=dt, raw_count=len(raw)))
+        raise TypeProblem(Msg("numpy scalar of {dt} holds {raw_count}", dt=dt, raw_count=Bytes(len(raw))))
     value = np.frombuffer(raw, dt)[0]
     # a numpy str_ stays a str subclass, as in CPython (STACK_GLOBAL refuses it as a name)
     return value if isinstance(value, np.str_) else value.item()
@@ -339,7 +339,7 @@ def build_np_array(inst: NpArray, state: Any) -> None:
         raw = raw.encode("latin-1")
     dt = dtype.numpy()
     if math.prod(shape) * dt.itemsize != len(raw):
-        raise TypeProblem(Msg("numpy array of shape {shape} holds {raw_count} bytes", shape=shape, raw_count=len(raw)))
+        raise TypeProblem(Msg("numpy array of shape {shape} holds {raw_count}", shape=shape, raw_count=Bytes(len(raw))))
     inst.array = np.frombuffer(bytes(raw), dt).reshape(shape, order="F" if fortran else "C")
 
 

@@ -41,7 +41,7 @@ from sdmodel.formats.pickle_values import (
     short,
 )
 from sdmodel.formats.torch_records import StorageRef, TensorExpansion, default_persistent_load
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 # --------------------------------------------------------------------------------------------------
 # Public records
@@ -215,7 +215,7 @@ class _VM:
         e = p + n
         if e > self.end:
             raise _Stop(
-                "parse-error", Msg("pickle is truncated (wanted {n} bytes at byte {p})", n=n, p=p), truncated=True
+                "parse-error", Msg("pickle is truncated (wanted {n} at byte {p})", n=Bytes(n), p=p), truncated=True
             )
         self.pos = e
         return self.data[p:e]
@@ -243,13 +243,13 @@ class _VM:
         if n > self.limits.max_string:
             raise _Stop(
                 "limit-exceeded",
-                Msg("string of {n} bytes (limit {max_string})", n=n, max_string=self.limits.max_string),
+                Msg("string of {n} (limit {max_string})", n=Bytes(n), max_string=self.limits.max_string),
             )
         p = self.pos
         e = p + n
         if e > self.end:
             raise _Stop(
-                "parse-error", Msg("pickle is truncated (wanted {n} bytes at byte {p})", n=n, p=p), truncated=True
+                "parse-error", Msg("pickle is truncated (wanted {n} at byte {p})", n=Bytes(n), p=p), truncated=True
             )
         self.pos = e
         if e > self.buf_end:
@@ -281,7 +281,7 @@ class _VM:
             if limit < self.end:
                 raise _Stop(
                     "limit-exceeded",
-                    Msg("text argument longer than {max_string} bytes", max_string=self.limits.max_string),
+                    Msg("text argument longer than {max_string}", max_string=Bytes(self.limits.max_string)),
                 )
             raise _Stop("parse-error", Msg("pickle is truncated (no newline after byte {p})", p=p), truncated=True)
         self.pos = self.buf_end = i + 1
@@ -291,7 +291,7 @@ class _VM:
         if n > self.limits.max_string:
             raise _Stop(
                 "limit-exceeded",
-                Msg("string of {n} bytes (limit {max_string})", n=n, max_string=self.limits.max_string),
+                Msg("string of {n} (limit {max_string})", n=Bytes(n), max_string=self.limits.max_string),
             )
         return self.take(n)
 
@@ -307,7 +307,7 @@ class _VM:
         if p + fmt.size > self.end:
             raise _Stop(
                 "parse-error",
-                Msg("pickle is truncated (needs {size} bytes at {p})", size=fmt.size, p=p),
+                Msg("pickle is truncated (needs {size} at {p})", size=Bytes(fmt.size), p=p),
                 truncated=True,
             )
         self.pos = p + fmt.size
@@ -451,14 +451,14 @@ class _VM:
                 self.pos = self.refill(self.pos)
                 if self.pos + n > self.end:
                     raise _Stop(
-                        "parse-error", Msg("frame of {n} bytes runs past the end of the pickle", n=n), truncated=True
+                        "parse-error", Msg("frame of {n} runs past the end of the pickle", n=Bytes(n)), truncated=True
                     )
                 self.buf_end = self.pos + n
             return
         if self.frame_end is not None and self.op_pos != self.frame_end:
             self.frame_problem(Msg("new frame at byte {op_pos} before the end of the previous one", op_pos=self.op_pos))
         if self.pos + n > self.end:
-            raise _Stop("parse-error", Msg("frame of {n} bytes runs past the end of the pickle", n=n), truncated=True)
+            raise _Stop("parse-error", Msg("frame of {n} runs past the end of the pickle", n=Bytes(n)), truncated=True)
         self.frame_end = self.pos + n if n else None
 
     @op(b".")
@@ -545,7 +545,7 @@ class _VM:
         if n > self.limits.max_long_bytes:
             raise _Stop(
                 "limit-exceeded",
-                Msg("integer of {n} bytes (limit {max_long_bytes})", n=n, max_long_bytes=self.limits.max_long_bytes),
+                Msg("integer of {n} (limit {max_long_bytes})", n=Bytes(n), max_long_bytes=self.limits.max_long_bytes),
             )
         return int.from_bytes(self.take(n), "little", signed=True)
 

@@ -12,7 +12,7 @@ import numpy as np
 from sdmodel.dtypes import ITEMSIZE, NUMPY_DTYPES, SUBBYTE_BITS, storage_nbytes
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo, TensorSource, open_bytes, read_array
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 MAX_HEADER = 100_000_000
 
@@ -45,9 +45,9 @@ class SafetensorsSource(TensorSource):
         if 8 + n > file_size:
             raise self._fail(
                 Msg(
-                    "truncated: header length {n} runs past the end of the file ({file_size} bytes)",
+                    "truncated: header length {n} runs past the end of the file ({file_size})",
                     n=n,
-                    file_size=file_size,
+                    file_size=Bytes(file_size),
                 )
             )
         raw = f.read(n)
@@ -113,9 +113,9 @@ class SafetensorsSource(TensorSource):
                 if offs[1] - offs[0] != need:
                     raise self._fail(
                         Msg(
-                            "tensor {name!r}: data_offsets span {value} bytes, but {dtype}{shape} needs {need}",
+                            "tensor {name!r}: data_offsets span {value}, but {dtype}{shape} needs {need}",
                             name=name,
-                            value=offs[1] - offs[0],
+                            value=Bytes(offs[1] - offs[0]),
                             dtype=dtype,
                             shape=list(shape),
                             need=need,
@@ -148,7 +148,7 @@ class SafetensorsSource(TensorSource):
                     )
                 )
             if begin > pos:
-                raise self._fail(Msg("gap of {value} bytes before tensor {name!r}", value=begin - pos, name=name))
+                raise self._fail(Msg("gap of {value} before tensor {name!r}", value=Bytes(begin - pos), name=name))
             pos = end
         data_size = file_size - self.data_start
         if pos > data_size:

@@ -18,7 +18,7 @@ from sdmodel.errors import ModelReadError
 from sdmodel.formats.pickle_vm import PickleResult, PickleTruncated, run_pickle
 from sdmodel.formats.torch_common import TorchSource
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAGIC_LONG1 = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little", signed=True) + b"."
@@ -138,7 +138,7 @@ class TorchLegacySource(TorchSource):
         if missing:
             raise self._fail(Msg("storage {missing!r} is used but its data is not in the file", missing=missing[0]))
         if pos != size:
-            self.note("trailing-data", Msg("{n} bytes after the last storage", n=size - pos))
+            self.note("trailing-data", Msg("{n} after the last storage", n=Bytes(size - pos)))
 
     def _record(self, storage: StorageRef) -> tuple[int, int]:
         return self._data[storage.key]

@@ -17,7 +17,7 @@ import numpy as np
 from sdmodel.dtypes import ITEMSIZE
 from sdmodel.errors import ModelReadError, UnsafePickleError
 from sdmodel.formats.pickle_values import GlobalObj, Placeholder, short
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 STORAGE_DTYPES: dict[str, str] = {
     "FloatStorage": "F32",
@@ -223,12 +223,12 @@ def check_tensor(storage: StorageRef, offset: Any, shape: Any, stride: Any, dtyp
     if need > MAX_EXPANDED_BYTES and need > MAX_EXPANSION * storage.nbytes:
         raise TensorExpansion(
             Msg(
-                "tensor of size {shape} (stride {stride}) would expand the {nbytes} bytes of storage {key!r} to {need} bytes (more than {max_expansion}x and {value} GiB): a memory bomb",
+                "tensor of size {shape} (stride {stride}) would expand the {nbytes} of storage {key!r} to {need} (more than {max_expansion}x and {value} GiB): a memory bomb",
                 shape=shape,
                 stride=stride,
-                nbytes=storage.nbytes,
+                nbytes=Bytes(storage.nbytes),
                 key=storage.key,
-                need=need,
+                need=Bytes(need),
                 max_expansion=MAX_EXPANSION,
                 value=MAX_EXPANDED_BYTES >> 30,
             )

@@ -17,7 +17,7 @@ from sdmodel.formats.pickle_vm import run_pickle
 from sdmodel.formats.torch_common import TorchSource
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 MAX_PICKLE = 1 << 30
 
@@ -63,7 +63,7 @@ class TorchZipSource(TorchSource):
         if res.end != len(data):
             self.note(
                 "trailing-data",
-                Msg("{n} bytes after the pickle's STOP in {name}", n=len(data) - res.end, name=pkl.name),
+                Msg("{n} after the pickle's STOP in {name}", n=Bytes(len(data) - res.end), name=pkl.name),
             )
         self._install(res.value)
 
@@ -79,12 +79,12 @@ class TorchZipSource(TorchSource):
             )
         if z.prefix_bytes:
             self.note(
-                "prefix-bytes", Msg("{prefix_bytes} bytes before the first zip entry", prefix_bytes=z.prefix_bytes)
+                "prefix-bytes", Msg("{prefix_bytes} before the first zip entry", prefix_bytes=Bytes(z.prefix_bytes))
             )
         if z.trailing_bytes:
             self.note(
                 "trailing-bytes",
-                Msg("{trailing_bytes} bytes after the end of the zip archive", trailing_bytes=z.trailing_bytes),
+                Msg("{trailing_bytes} after the end of the zip archive", trailing_bytes=Bytes(z.trailing_bytes)),
             )
         outside = [e.name for e in z.entries if not e.name.startswith(a + "/")]
         if outside:
@@ -110,18 +110,18 @@ class TorchZipSource(TorchSource):
         if ref.nbytes > entry.size:
             raise ModelReadError(
                 Msg(
-                    "storage {key!r} has {numel} {dtype} elements ({nbytes} bytes) but its record holds {size} bytes",
+                    "storage {key!r} has {numel} {dtype} elements ({nbytes}) but its record holds {size}",
                     key=ref.key,
                     numel=ref.numel,
                     dtype=ref.dtype,
-                    nbytes=ref.nbytes,
-                    size=entry.size,
+                    nbytes=Bytes(ref.nbytes),
+                    size=Bytes(entry.size),
                 )
             )
         if ref.nbytes != entry.size:
             self.note(
                 "record-size",
-                Msg("storage record data/{key} is larger than its {nbytes} bytes", key=ref.key, nbytes=ref.nbytes),
+                Msg("storage record data/{key} is larger than its {nbytes}", key=ref.key, nbytes=Bytes(ref.nbytes)),
             )
         self._storages[ref.key] = ref
         self._entries[ref.key] = entry

@@ -11,7 +11,7 @@ from sdmodel.formats.ckpt_writer import CkptSink
 from sdmodel.formats.gguf_writer import GGUFSink
 from sdmodel.formats.safetensors_writer import SafetensorsSink
 from sdmodel.formats.sink import Sink
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Msg, OneOf
 
 SinkFactory = Callable[[list[TensorInfo], dict[str, Any] | None], Sink]
 
@@ -27,5 +27,5 @@ OUTPUT_FORMATS: dict[str, str] = {name: ext for name, (ext, _make) in SINKS.item
 def make_sink(fmt: str, tensors: list[TensorInfo], metadata: dict[str, Any] | None) -> Sink:
     """The sink writing ``tensors`` in format ``fmt``; ``metadata`` where the format keeps it."""
     if fmt not in SINKS:
-        raise ConversionError(Msg("unknown output format {fmt!r} ({sinks})", fmt=fmt, sinks=" or ".join(SINKS)))
+        raise ConversionError(Msg("unknown output format {fmt!r} ({sinks})", fmt=fmt, sinks=OneOf(tuple(SINKS))))
     return SINKS[fmt][1](tensors, metadata)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sdmodel.errors import ModelReadError, error_message
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 MAX_ENTRIES = 1_000_000
 MAX_CENTRAL_DIR = 256 * 1024 * 1024
@@ -138,9 +138,9 @@ class ZipView:
         if max_size is not None and entry.size > max_size:
             raise ModelReadError(
                 Msg(
-                    "zip entry {name!r} is {size} bytes (limit {max_size})",
+                    "zip entry {name!r} is {size} (limit {max_size})",
                     name=entry.name,
-                    size=entry.size,
+                    size=Bytes(entry.size),
                     max_size=max_size,
                 )
             )
@@ -276,8 +276,8 @@ def read_zip(f: BinaryIO, max_entries: int = MAX_ENTRIES) -> ZipView:
     if cd_size > MAX_CENTRAL_DIR:
         raise _fail(
             Msg(
-                "central directory of {cd_size} bytes (limit {max_central_dir})",
-                cd_size=cd_size,
+                "central directory of {cd_size} (limit {max_central_dir})",
+                cd_size=Bytes(cd_size),
                 max_central_dir=MAX_CENTRAL_DIR,
             )
         )

@@ -29,7 +29,7 @@ from sdmodel.conversion import convert
 from sdmodel.errors import SdmodelError
 from sdmodel.files import is_model_file
 from sdmodel.formats import open_model
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import examine, make_row
 from sdmodel.library.walk import TRASH_DIR, FoundFile
@@ -315,9 +315,9 @@ def run_item(
         if free < item["after_bytes"] + FREE_SPACE_MARGIN:
             raise SdmodelError(
                 Msg(
-                    "{parent}: not enough free space ({free} bytes free, about {after_bytes} needed)",
+                    "{parent}: not enough free space ({free} free, about {after_bytes} needed)",
                     parent=dst.parent,
-                    free=free,
+                    free=Bytes(free),
                     after_bytes=item["after_bytes"],
                 )
             )

@@ -113,13 +113,16 @@ class ScaleSource(TensorSource):
         return np.asarray(scale_of(self.weights[name](), self.fmt), dtype=np.float32).reshape(())
 
 
+KEPT_BY_FAMILY = Msg("kept in full precision (family list)")
+
+
 @dataclass(frozen=True)
 class Fp8Choice:
     """What one source tensor becomes: quantized (with its scale tensor) or kept as it is."""
 
     name: str
     quantized: bool
-    reason: str
+    reason: Msg | None  # why it is kept (the dry-run table)
 
 
 def choose_fp8(
@@ -130,11 +133,11 @@ def choose_fp8(
     out = []
     for name, (shape, dtype) in names.items():
         if dtype not in ("F32", "F16", "BF16"):
-            out.append(Fp8Choice(name, False, f"{dtype}: kept"))
+            out.append(Fp8Choice(name, False, Msg("{dtype}: kept", dtype=dtype)))
         elif not name.endswith(".weight") or len(shape) != 2:
-            out.append(Fp8Choice(name, False, "not a Linear weight: kept"))
+            out.append(Fp8Choice(name, False, Msg("not a Linear weight: kept")))
         elif not legacy and any(k in name for k in keep_containing):
-            out.append(Fp8Choice(name, False, "kept in full precision (family list)"))
+            out.append(Fp8Choice(name, False, KEPT_BY_FAMILY))
         else:
-            out.append(Fp8Choice(name, True, ""))
+            out.append(Fp8Choice(name, True, None))
     return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from sdmodel.errors import ConversionError
-from sdmodel.i18n import Msg
+from sdmodel.i18n import N_, Msg
 from sdmodel.quant.ggml_quantize import BLOCKS, QuantType, row_bytes
 
 GGUFQuant = Literal[
@@ -287,7 +287,7 @@ class TensorChoice:
     shape: tuple[int, ...]  # as written (numpy order), after any reshape
     orig_shape: tuple[int, ...] | None  # comfy.gguf.orig_shape when reshaped
     nbytes: int
-    reason: str
+    reason: Msg | None  # why it is stored so, when not the file's default type (the dry-run table)
 
     @property
     def numel(self) -> int:
@@ -311,7 +311,7 @@ class _Mix:
         self.quant = quant
         self.attention_v = 0
 
-    def choose(self, name: str, default: QuantType) -> tuple[QuantType, str]:
+    def choose(self, name: str, default: QuantType) -> tuple[QuantType, Msg | None]:
         q = self.quant
         new: QuantType = default
         if any(p in name for p in _ATTN_V):
@@ -324,7 +324,7 @@ class _Mix:
             elif q == "Q4_K_S" and self.attention_v < 4:
                 new = "Q5_K"
             self.attention_v += 1
-            why = "attention v"
+            why = N_("attention v")
         elif any(p in name for p in _ATTN_QKV):
             if q == "Q3_K_M":
                 new = "Q4_K"
@@ -332,7 +332,7 @@ class _Mix:
                 new = "Q5_K"
             elif q == "Q5_K_M":
                 new = "Q6_K"
-            why = "fused qkv"
+            why = N_("fused qkv")
         elif any(p in name for p in _FFN_DOWN) or ("experts." in name and ".w2.weight" in name):
             new = {
                 "Q3_K_M": "Q4_K",
@@ -342,10 +342,10 @@ class _Mix:
                 "Q4_0": "Q4_1",
                 "Q5_0": "Q5_1",
             }.get(q, default)  # type: ignore[assignment]
-            why = "feed-forward down"
+            why = N_("feed-forward down")
         else:
-            why = ""
-        return new, (f"{why}: {new}" if new != default else "")
+            return new, None
+        return new, (Msg("{why}: {qtype}", why=Msg(why), qtype=new) if new != default else None)
 
 
 def choose_types(
@@ -398,17 +398,17 @@ def _choose(
     shape = shape or (1,)
     numel = math.prod(shape)
     if len(shape) > 4:  # convert.py sets these aside; fix_5d_tensors.py adds them back as F32
-        return TensorChoice(source, name, "F32", shape, None, numel * 4, "5-D: F32 (as fix_5d_tensors.py)")
+        return TensorChoice(source, name, "F32", shape, None, numel * 4, Msg("5-D: F32 (as fix_5d_tensors.py)"))
     # convert.py: the stored type before quantizing
     stored: QuantType = "BF16" if dtype == "BF16" else "F16"
-    why = ""
+    why: Msg | None = None
     if dtype in ("F32", "BF16"):
         if len(shape) == 1:
-            stored, why = "F32", "1-D: F32"
+            stored, why = "F32", Msg("1-D: F32")
         elif numel <= QUANTIZATION_THRESHOLD:
-            stored, why = "F32", f"small (<= {QUANTIZATION_THRESHOLD} values): F32"
+            stored, why = "F32", Msg("small (<= {threshold} values): F32", threshold=QUANTIZATION_THRESHOLD)
         elif any(k in name for k in arch.high_precision):
-            stored, why = "F32", "high-precision key: F32"
+            stored, why = "F32", Msg("high-precision key: F32")
     orig_shape = None
     if arch.shape_fix and len(shape) > 1 and numel >= REARRANGE_THRESHOLD and numel % 256 == 0 and shape[-1] % 256:
         orig_shape, shape = shape, (numel // 256, 256)
@@ -416,23 +416,22 @@ def _choose(
         qtype: QuantType = "F32" if stored == "F32" else default
         return TensorChoice(source, name, qtype, shape, orig_shape, _nbytes(qtype, shape), why)
     # llama-quantize (patched): which tensors it quantizes
+    keep: Msg | None = None
     if not name.endswith("weight"):
-        keep = "not a weight"
+        keep = Msg("not a weight: {qtype}", qtype=stored)
     elif _n_dims(shape) != 2:
-        keep = f"{_n_dims(shape)}-D"
+        keep = Msg("{dims}-D: {qtype}", dims=_n_dims(shape), qtype=stored)
     elif "_norm.weight" in name:
-        keep = "norm"
+        keep = Msg("norm: {qtype}", qtype=stored)
     elif any(k in name for k in arch.keep_containing) or name in arch.keep_named:
-        keep = f"kept by the {arch.name} rules"
-    else:
-        keep = ""
-    if keep:
-        return TensorChoice(source, name, stored, shape, orig_shape, _nbytes(stored, shape), why or f"{keep}: {stored}")
+        keep = Msg("kept by the {arch} rules: {qtype}", arch=arch.name, qtype=stored)
+    if keep is not None:
+        return TensorChoice(source, name, stored, shape, orig_shape, _nbytes(stored, shape), why or keep)
     qtype, why = mix.choose(name, default)
     if qtype in K_QUANTS and shape[-1] % 256:
-        qtype, why = "F16", f"row of {shape[-1]} not a multiple of 256: F16"
+        qtype, why = "F16", Msg("row of {row} not a multiple of {block}: F16", row=shape[-1], block=256)
     elif shape[-1] % BLOCKS[qtype][0]:
-        qtype, why = "F16", f"row of {shape[-1]} not a multiple of {BLOCKS[qtype][0]}: F16"
+        qtype, why = "F16", Msg("row of {row} not a multiple of {block}: F16", row=shape[-1], block=BLOCKS[qtype][0])
     return TensorChoice(source, name, qtype, shape, orig_shape, _nbytes(qtype, shape), why)
 
 

@@ -31,7 +31,7 @@ from typing import Literal
 from sdmodel.dtypes import GGML_BLOCKS, PRECISION_NAMES, bits_per_weight
 from sdmodel.errors import ModelReadError, error_message
 from sdmodel.formats.base import TensorInfo, TensorSource
-from sdmodel.i18n import Msg
+from sdmodel.i18n import Bytes, Msg
 
 Scheme = Literal["gguf", "comfy_scaled_fp8", "comfy_quant", "musubi_fp8", "fp8_weight_scale", "bnb_4bit", "nunchaku"]
 SCHEMES: tuple[str, ...] = Scheme.__args__  # type: ignore[attr-defined]
@@ -67,7 +67,7 @@ class QuantTensor:
     data: str
     sides: tuple[str, ...] = ()
     params: tuple[tuple[str, object], ...] = ()
-    unsupported: str | None = None  # why it cannot be dequantized, when it cannot
+    unsupported: Msg | None = None  # why it cannot be dequantized, when it cannot
 
     def param(self, key: str, default: object = None) -> object:
         return dict(self.params).get(key, default)
@@ -79,7 +79,7 @@ class Problem:
 
     code: str
     name: str
-    message: str
+    message: Msg
 
 
 @dataclass
@@ -95,7 +95,7 @@ class QuantLayout:
     def quantized(self) -> bool:
         return bool(self.tensors)
 
-    def problem(self, code: str, name: str, message: str) -> None:
+    def problem(self, code: str, name: str, message: Msg) -> None:
         self.problems.append(Problem(code, name, message))
 
     def unsupported(self) -> list[QuantTensor]:
@@ -175,28 +175,42 @@ def _comfy_quant(source: TensorSource, layout: QuantLayout) -> None:
             layout.consumed.add(where)
         if not isinstance(conf, dict) or "format" not in conf:
             layout.problem(
-                "comfy-quant-no-format", where, f"{where}: comfy_quant has no 'format': ComfyUI cannot load {weight}"
+                "comfy-quant-no-format",
+                where,
+                Msg("{where}: comfy_quant has no 'format': ComfyUI cannot load {weight}", where=where, weight=weight),
             )
             continue
         fmt = conf["format"]
         sides = tuple(prefix + s for s in _COMFY_SIDES if prefix + s in t)
         layout.consumed.update(sides)
         if weight not in t:
-            layout.problem("quant-weight-missing", weight, f"{where} describes {weight}, which is not in the file")
+            layout.problem(
+                "quant-weight-missing",
+                weight,
+                Msg("{where} describes {weight}, which is not in the file", where=where, weight=weight),
+            )
             continue
         info = t[weight]
         if fmt not in COMFY_FORMATS:
             layout.problem(
-                "comfy-quant-unknown-format", weight, f"{weight}: comfy_quant format {fmt!r} is not one sdmodel reads"
+                "comfy-quant-unknown-format",
+                weight,
+                Msg("{weight}: comfy_quant format {fmt!r} is not one sdmodel reads", weight=weight, fmt=fmt),
             )
             layout.tensors[weight] = QuantTensor(
-                weight, "comfy_quant", str(fmt), info.shape, weight, sides, unsupported=f"comfy_quant format {fmt!r}"
+                weight,
+                "comfy_quant",
+                str(fmt),
+                info.shape,
+                weight,
+                sides,
+                unsupported=Msg("comfy_quant format {fmt!r}", fmt=fmt),
             )
             continue
         params: list[tuple[str, object]] = []
-        unsupported = None
+        unsupported: Msg | None = None
         if fmt == "int8_tensorwise" and conf.get("convrot"):
-            unsupported = "int8 with ConvRot (Hadamard-rotated) weights: needs comfy-kitchen's rotation"
+            unsupported = Msg("int8 with ConvRot (Hadamard-rotated) weights: needs comfy-kitchen's rotation")
         shape, why = _comfy_shape(source, weight, fmt, conf.get("orig_shape"))
         if shape != _stored_shape(fmt, info.shape):
             params.append(("orig_shape", shape))
@@ -221,7 +235,7 @@ def _stored_shape(fmt: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[:-1], shape[-1] * 2) if fmt == "nvfp4" and shape else shape
 
 
-def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> tuple[tuple[int, ...], str | None]:
+def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> tuple[tuple[int, ...], Msg | None]:
     """The model shape of a comfy_quant weight and, when it cannot be known or does not fit the
     stored data, why it cannot be dequantized. Not a loading problem: ComfyUI ignores orig_shape
     and takes the shape from the model."""
@@ -238,7 +252,12 @@ def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> t
             return shape, None
         return (
             stored,
-            f"a comfy_quant orig_shape {list(shape)}, which does not fit the stored {fmt} weight {list(stored)}",
+            Msg(
+                "a comfy_quant orig_shape {shape}, which does not fit the stored {fmt} weight {stored}",
+                shape=list(shape),
+                fmt=fmt,
+                stored=list(stored),
+            ),
         )
     if fmt not in _BLOCK or len(stored) != 2:
         return stored, None
@@ -247,13 +266,17 @@ def _comfy_shape(source: TensorSource, weight: str, fmt: str, orig: object) -> t
         # The bias keeps the layer's real row count: the weight was padded, and its columns may
         # have been too. Cropping to a guess would write a wrong model.
         return stored, (
-            f"a weight stored padded to {list(stored)} ({bias.name} has {bias.shape[0]} rows) whose comfy_quant "
-            f"records no orig_shape: its real shape is unknown"
+            Msg(
+                "a weight stored padded to {stored} ({name} has {rows} rows) whose comfy_quant records no orig_shape: its real shape is unknown",
+                stored=list(stored),
+                name=bias.name,
+                rows=bias.shape[0],
+            )
         )
     return stored, None
 
 
-def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> str | None:
+def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, info: TensorInfo) -> Msg | None:
     """Name what ComfyUI would fail on; return why sdmodel cannot dequantize it, when it cannot."""
     t = source.tensors
     prefix = qt.name[: -len("weight")]
@@ -264,19 +287,40 @@ def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, inf
         "nvfp4": "U8",
         "int8_tensorwise": "I8",
     }
-    fatal = None
+    fatal: Msg | None = None
     if info.dtype != want[qt.format]:
-        fatal = f"{qt.format} stored as {info.dtype}"
+        fatal = Msg("{format} stored as {dtype}", format=qt.format, dtype=info.dtype)
         layout.problem(
-            "quant-dtype", qt.name, f"{qt.name}: {qt.format} weights must be {want[qt.format]}, not {info.dtype}"
+            "quant-dtype",
+            qt.name,
+            Msg(
+                "{name}: {format} weights must be {want}, not {dtype}",
+                name=qt.name,
+                format=qt.format,
+                want=want[qt.format],
+                dtype=info.dtype,
+            ),
         )
     scale = prefix + "weight_scale"
     if scale not in t:
-        layout.problem("scale-missing", qt.name, f"{qt.name}: {qt.format} layer has no {scale}: ComfyUI cannot load it")
+        layout.problem(
+            "scale-missing",
+            qt.name,
+            Msg(
+                "{name}: {format} layer has no {scale}: ComfyUI cannot load it",
+                name=qt.name,
+                format=qt.format,
+                scale=scale,
+            ),
+        )
         return fatal if qt.format in _BLOCK else None
     s = t[scale]
     if qt.format in ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise") and s.dtype != "F32":
-        layout.problem("scale-dtype", scale, f"{scale} is {s.dtype}: ComfyUI's fp8/int8 matmul needs an fp32 scale")
+        layout.problem(
+            "scale-dtype",
+            scale,
+            Msg("{scale} is {dtype}: ComfyUI's fp8/int8 matmul needs an fp32 scale", scale=scale, dtype=s.dtype),
+        )
     if qt.format not in _BLOCK:
         return None
     block = _BLOCK[qt.format]
@@ -285,25 +329,52 @@ def _check_comfy(source: TensorSource, layout: QuantLayout, qt: QuantTensor, inf
         layout.problem(
             "packed-shape",
             qt.name,
-            f"{qt.name}: {qt.format} data must be 2-D with rows of whole blocks of {block}, is {list(info.shape)}",
+            Msg(
+                "{name}: {format} data must be 2-D with rows of whole blocks of {block}, is {shape}",
+                name=qt.name,
+                format=qt.format,
+                block=block,
+                shape=list(info.shape),
+            ),
         )
-        return f"{qt.format} data of shape {list(info.shape)}"
+        return Msg("{format} data of shape {shape}", format=qt.format, shape=list(info.shape))
     need = _blocked(stored[0], stored[1] // block)
     kind = "E8M0" if qt.format == "mxfp8" else "fp8"
     if s.dtype not in (("F8_E8M0", "U8") if qt.format == "mxfp8" else ("F8_E4M3", "U8")) or s.numel != need:
-        fatal = f"{qt.format} with {s.dtype}{list(s.shape)} block scales ({need} {kind} needed)"
+        fatal = Msg(
+            "{format} with {dtype}{shape} block scales ({need} {kind} needed)",
+            format=qt.format,
+            dtype=s.dtype,
+            shape=list(s.shape),
+            need=need,
+            kind=kind,
+        )
         layout.problem(
             "packed-shape",
             scale,
-            f"{scale}: {qt.format} needs {need} {kind} block scales, has {s.dtype}{list(s.shape)}",
+            Msg(
+                "{scale}: {format} needs {need} {kind} block scales, has {dtype}{shape}",
+                scale=scale,
+                format=qt.format,
+                need=need,
+                kind=kind,
+                dtype=s.dtype,
+                shape=list(s.shape),
+            ),
         )
     if qt.format == "nvfp4":
         s2 = prefix + "weight_scale_2"
         if s2 not in t:
-            layout.problem("scale-missing", qt.name, f"{qt.name}: nvfp4 layer has no {s2}")
+            layout.problem("scale-missing", qt.name, Msg("{name}: nvfp4 layer has no {s2}", name=qt.name, s2=s2))
         elif t[s2].numel != 1 or t[s2].dtype != "F32":
-            fatal = f"nvfp4 with a {t[s2].dtype}{list(t[s2].shape)} weight_scale_2"
-            layout.problem("scale-dtype", s2, f"{s2} must be one fp32 value, is {t[s2].dtype}{list(t[s2].shape)}")
+            fatal = Msg("nvfp4 with a {dtype}{shape} weight_scale_2", dtype=t[s2].dtype, shape=list(t[s2].shape))
+            layout.problem(
+                "scale-dtype",
+                s2,
+                Msg(
+                    "{s2} must be one fp32 value, is {dtype}{shape}", s2=s2, dtype=t[s2].dtype, shape=list(t[s2].shape)
+                ),
+            )
     return fatal
 
 
@@ -324,18 +395,26 @@ def _bnb(source: TensorSource, layout: QuantLayout) -> None:
             sides = (name, *(f"{weight}.{s}" for s in _BNB_SIDES if f"{weight}.{s}" in t))
             layout.consumed.update(sides)
             if weight not in t:
-                layout.problem("quant-weight-missing", weight, f"{name} describes {weight}, which is not in the file")
+                layout.problem(
+                    "quant-weight-missing",
+                    weight,
+                    Msg("{name} describes {weight}, which is not in the file", name=name, weight=weight),
+                )
                 continue
             shape, block = state.get("shape"), state.get("blocksize")
             if not (
                 isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(block, int)
             ):
-                layout.problem("quant-state", name, f"{name}: quant_state lacks a valid shape and blocksize")
+                layout.problem(
+                    "quant-state", name, Msg("{name}: quant_state lacks a valid shape and blocksize", name=name)
+                )
                 continue
             params = [("blocksize", block), ("dtype", str(state.get("dtype", "float32")))]
             if f"{weight}.nested_absmax" in t:
                 if not isinstance(state.get("nested_blocksize"), int):
-                    layout.problem("quant-state", name, f"{name}: nested absmax without a nested_blocksize")
+                    layout.problem(
+                        "quant-state", name, Msg("{name}: nested absmax without a nested_blocksize", name=name)
+                    )
                     continue
                 params += [
                     ("nested_blocksize", state.get("nested_blocksize")),
@@ -348,17 +427,36 @@ def _bnb(source: TensorSource, layout: QuantLayout) -> None:
                 layout.problem(
                     "packed-shape",
                     weight,
-                    f"{weight}: {t[weight].nbytes} packed bytes do not hold {list(shape)} 4-bit values",
+                    Msg(
+                        "{weight}: {nbytes} do not hold {shape} 4-bit values",
+                        weight=weight,
+                        nbytes=Bytes(t[weight].nbytes),
+                        shape=list(shape),
+                    ),
                 )
             for side in ("absmax", "quant_map"):
                 if f"{weight}.{side}" not in t:
                     layout.problem(
-                        "scale-missing", weight, f"{weight}: bitsandbytes {kind} weight has no {weight}.{side}"
+                        "scale-missing",
+                        weight,
+                        Msg(
+                            "{weight}: bitsandbytes {kind} weight has no {weight}.{side}",
+                            weight=weight,
+                            kind=kind,
+                            side=side,
+                        ),
                     )
             absmax = t.get(f"{weight}.absmax")
             if absmax is not None and block > 0 and absmax.numel != -(-numel // block):
                 layout.problem(
-                    "packed-shape", absmax.name, f"{absmax.name}: {absmax.numel} values for {-(-numel // block)} blocks"
+                    "packed-shape",
+                    absmax.name,
+                    Msg(
+                        "{name}: {numel} values for {value} blocks",
+                        name=absmax.name,
+                        numel=absmax.numel,
+                        value=-(-numel // block),
+                    ),
                 )
 
 
@@ -379,7 +477,7 @@ def _nunchaku(source: TensorSource, layout: QuantLayout) -> None:
             t[name].shape,
             name,
             sides,
-            unsupported=f"Nunchaku {kind} (4-bit, kernel-packed): load it with ComfyUI-nunchaku",
+            unsupported=Msg("Nunchaku {kind} (4-bit, kernel-packed): load it with ComfyUI-nunchaku", kind=kind),
         )
 
 
@@ -414,13 +512,27 @@ def _scaled_fp8(source: TensorSource, layout: QuantLayout) -> None:
                     blocks = info.shape[1]
                     if blocks == 0 or w.shape[1] % blocks:
                         layout.problem(
-                            "scale-shape", name, f"{name}: {blocks} blocks do not divide a row of {w.shape[1]}"
+                            "scale-shape",
+                            name,
+                            Msg(
+                                "{name}: {blocks} blocks do not divide a row of {width}",
+                                name=name,
+                                blocks=blocks,
+                                width=w.shape[1],
+                            ),
                         )
                         continue
                     params = (("granularity", "block"), ("block", w.shape[1] // blocks))
                 else:
                     layout.problem(
-                        "scale-shape", name, f"{name} {list(info.shape)} does not fit weight {list(w.shape)}"
+                        "scale-shape",
+                        name,
+                        Msg(
+                            "{name} {shape} does not fit weight {shape2}",
+                            name=name,
+                            shape=list(info.shape),
+                            shape2=list(w.shape),
+                        ),
                     )
                     continue
             layout.tensors[weight] = QuantTensor(weight, scheme, fmt, w.shape, weight, sides, params)  # type: ignore[arg-type]
@@ -435,12 +547,20 @@ def _scaled_fp8(source: TensorSource, layout: QuantLayout) -> None:
             ):
                 # ComfyUI gives such a layer a scale of 1 (comfy/ops.py scaled_fp8_op); say so.
                 layout.problem(
-                    "scale-missing", name, f"{name} is fp8 without a scale_weight: ComfyUI uses a scale of 1"
+                    "scale-missing",
+                    name,
+                    Msg("{name} is fp8 without a scale_weight: ComfyUI uses a scale of 1", name=name),
                 )
                 layout.tensors[name] = QuantTensor(name, "comfy_scaled_fp8", info.dtype, info.shape, name)
         if marker_dtype not in _FP8_NAMES:
             layout.problem(
-                "marker-dtype", markers[0], f"{markers[0]} is {marker_dtype}: its dtype should name the fp8 type"
+                "marker-dtype",
+                markers[0],
+                Msg(
+                    "{marker} is {marker_dtype}: its dtype should name the fp8 type",
+                    marker=markers[0],
+                    marker_dtype=marker_dtype,
+                ),
             )
 
 

@@ -34,7 +34,7 @@ from sdmodel.formats.safetensors import SafetensorsSource
 from sdmodel.formats.torch_legacy import MAGIC_NUMBER as LEGACY_MAGIC
 from sdmodel.formats.torch_records import StorageRef, parse_storage_pid
 from sdmodel.formats.zipview import ZipEntry, ZipView, read_zip
-from sdmodel.i18n import Msg, msg_n
+from sdmodel.i18n import Bytes, Msg, msg_n
 from sdmodel.quant.storage import analyze
 from sdmodel.security.grading import grade_global
 from sdmodel.security.targets import target_allowed
@@ -296,7 +296,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "trailing-bytes",
-                Msg("{value} bytes after the pickle's STOP", value=end - pos),
+                Msg("{value} after the pickle's STOP", value=Bytes(end - pos)),
                 member,
                 pos,
             )
@@ -388,14 +388,14 @@ class _Scan:
             self.add(
                 "suspicious",
                 "truncated",
-                Msg("storages need {value} bytes more than the file has", value=pos - size),
+                Msg("storages need {value} more than the file has", value=Bytes(pos - size)),
                 "storages",
             )
         elif pos < size:
             self.add(
                 "suspicious",
                 "trailing-bytes",
-                Msg("{value} bytes after the last storage", value=size - pos),
+                Msg("{value} after the last storage", value=Bytes(size - pos)),
                 "storages",
                 pos,
             )
@@ -424,8 +424,8 @@ class _Scan:
                 "dangerous",
                 "polyglot",
                 Msg(
-                    "a pickle ({prefix_bytes} bytes) precedes a zip archive: torch.load runs the pickle, zip-based tools see the archive",
-                    prefix_bytes=zv.prefix_bytes,
+                    "a pickle ({prefix_bytes}) precedes a zip archive: torch.load runs the pickle, zip-based tools see the archive",
+                    prefix_bytes=Bytes(zv.prefix_bytes),
                 ),
                 "pickle",
                 0,
@@ -435,8 +435,8 @@ class _Scan:
                 "suspicious",
                 "data-before-zip",
                 Msg(
-                    "{prefix_bytes} bytes precede the zip archive (torch does not read it as a zip)",
-                    prefix_bytes=zv.prefix_bytes,
+                    "{prefix_bytes} precede the zip archive (torch does not read it as a zip)",
+                    prefix_bytes=Bytes(zv.prefix_bytes),
                 ),
                 None,
                 0,
@@ -503,7 +503,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "trailing-bytes",
-                Msg("{trailing_bytes} bytes after the end of the zip", trailing_bytes=zv.trailing_bytes),
+                Msg("{trailing_bytes} after the end of the zip", trailing_bytes=Bytes(zv.trailing_bytes)),
             )
         if any(e.name == base + "constants.pkl" or e.name.startswith(base + "code/") for e in zv.entries):
             self.format = "torchscript"
@@ -635,11 +635,11 @@ class _Scan:
                     "dangerous",
                     "storage-overrun",
                     Msg(
-                        "storage {key!r} claims {numel} elements ({nbytes} bytes) but its record holds {size} bytes: out-of-bounds access in torch < 2.10 (CVE-2026-24747)",
+                        "storage {key!r} claims {numel} elements ({nbytes}) but its record holds {size}: out-of-bounds access in torch < 2.10 (CVE-2026-24747)",
                         key=key,
                         numel=ref.numel,
-                        nbytes=ref.nbytes,
-                        size=entry.size,
+                        nbytes=Bytes(ref.nbytes),
+                        size=Bytes(entry.size),
                     ),
                     member,
                 )
@@ -648,9 +648,9 @@ class _Scan:
                     "suspicious",
                     "storage-size",
                     Msg(
-                        "record data/{key} holds {size} bytes, the storage declares {nbytes}",
+                        "record data/{key} holds {size}, the storage declares {nbytes}",
                         key=key,
-                        size=entry.size,
+                        size=Bytes(entry.size),
                         nbytes=ref.nbytes,
                     ),
                     member,
@@ -676,7 +676,7 @@ class _Scan:
                     self.add(
                         "suspicious",
                         "odd-record",
-                        Msg("{rec} record of {size} bytes", rec=rec, size=e.size),
+                        Msg("{rec} record of {size}", rec=rec, size=Bytes(e.size)),
                         prefix + e.name,
                     )
                 continue
@@ -710,7 +710,7 @@ class _Scan:
             self.add(
                 "suspicious",
                 "limit-exceeded",
-                Msg("pickle-like entry of {size} bytes not scanned", size=e.size),
+                Msg("pickle-like entry of {size} not scanned", size=Bytes(e.size)),
                 member,
             )
             return
@@ -754,7 +754,7 @@ class _Scan:
                         self.add(
                             "suspicious",
                             "limit-exceeded",
-                            Msg("member of {size} bytes not scanned", size=m.size),
+                            Msg("member of {size} not scanned", size=Bytes(m.size)),
                             m.name,
                         )
                         continue
@@ -816,7 +816,7 @@ class _Scan:
             self.add("error", "bad-npy", Msg("unknown .npy version {major}", major=major))
             return
         if hlen > 1 << 20:
-            self.add("error", "bad-npy", Msg(".npy header of {hlen} bytes", hlen=hlen))
+            self.add("error", "bad-npy", Msg(".npy header of {hlen}", hlen=Bytes(hlen)))
             return
         f.seek(start)
         text = f.read(hlen).decode("latin-1")
