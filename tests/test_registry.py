@@ -57,7 +57,9 @@ def test_every_answer_has_a_fixture():
     assert _answers() <= _covered(), sorted(_answers() - _covered())
 
 
-@pytest.mark.parametrize(("family", "variant", "kind", "build"), FAMILY_FIXTURES, ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    ("family", "variant", "kind", "build"), FAMILY_FIXTURES, ids=lambda x: x if isinstance(x, str) else None
+)
 def test_fixture_round_trip(sparse, family, variant, kind, build):
     with open_model(sparse(build())) as src:
         ident = identify(src)

@@ -212,7 +212,9 @@ def test_upscaler_end_to_end(sparse):
     assert not ident.needs_text_encoders and ident.modelspec_architecture is None
 
 
-@pytest.mark.parametrize(("family", "variant", "kind", "build"), FAMILY_FIXTURES, ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    ("family", "variant", "kind", "build"), FAMILY_FIXTURES, ids=lambda x: x if isinstance(x, str) else None
+)
 def test_no_model_is_an_upscaler(family, variant, kind, build):
     sig = registry.signature(answer(build())[0])
     assert sig is None or sig.network != "upscaler"
