@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+from click.testing import CliRunner
+
+from sdmodel.cli import main_group
 from tests import families as fam
 from tests.builders import shrink, with_ema, write_ckpt
 
@@ -126,3 +130,9 @@ def test_forbidden_global_and_missing_storage_are_one_line_errors(tmp_path):
     r = run("info", str(broken))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "missing-storage.ckpt" in r.stderr
+
+
+def test_a_folder_without_models_is_a_usage_error(tmp_path: Path) -> None:
+    for command in ("info", "scan"):
+        res = CliRunner().invoke(main_group, [command, str(tmp_path)])
+        assert res.exit_code == 2 and "no model files found in" in res.output, res.output

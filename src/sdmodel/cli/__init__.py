@@ -17,7 +17,7 @@ import click
 
 from sdmodel.cli.common import sigterm_as_interrupt
 from sdmodel.errors import SdmodelError, error_text
-from sdmodel.i18n import LANGUAGES, Language, _, current_language, module_gettext, parse_language, set_language
+from sdmodel.i18n import LANGUAGES, N_, Language, _, current_language, module_gettext, parse_language, set_language
 
 
 def language_from_args(args: list[str]) -> Language | None:
@@ -81,6 +81,20 @@ def _register() -> None:
 _register()
 
 
+# The OS errors people meet, in their language (the C library words the others, in English).
+OS_ERRORS = {
+    errno.ENOSPC: N_("disk full"),
+    errno.ENOENT: N_("no such file or folder"),
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("operation not permitted"),
+    errno.EISDIR: N_("is a folder"),
+    errno.ENOTDIR: N_("not a folder"),
+    errno.EROFS: N_("read-only file system"),
+    errno.EEXIST: N_("already exists"),
+    errno.EIO: N_("input/output error (a failing disk or a network share?)"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     with _speaking(argv):
@@ -111,12 +125,14 @@ def _run(argv: list[str] | None) -> None:
     except OSError as e:
         if os.environ.get("SDMODEL_DEBUG"):
             raise
-        what = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        known = OS_ERRORS.get(e.errno) if e.errno is not None else None
+        what = _(known) if known else (e.strerror or str(e))
         where = f": {e.filename}" if e.filename else ""
         click.echo(f"sdmodel: error: {what}{where}", err=True)
         sys.exit(2)
     except Exception as e:  # last line of defence: one line, never a traceback
         if os.environ.get("SDMODEL_DEBUG"):
             raise
-        click.echo(f"sdmodel: internal error: {type(e).__name__}: {e} (set SDMODEL_DEBUG=1 for details)", err=True)
+        text = _("internal error: {error} (set SDMODEL_DEBUG=1 for details)").format(error=f"{type(e).__name__}: {e}")
+        click.echo(f"sdmodel: {text}", err=True)
         sys.exit(3)

@@ -32,7 +32,7 @@ from sdmodel.vaes import VaeReport
 def _collect(paths: Iterable[Any]) -> list[Path]:
     files = list(iter_model_files(paths))
     if not files:
-        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(paths)))
+        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(map(str, paths))))
     return files
 
 

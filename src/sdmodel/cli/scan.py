@@ -90,7 +90,7 @@ def scan_command(
         raise click.UsageError(_("give files, folders or URLs to scan (or --from FILE)"))
     files = list(iter_scan_files(as_paths(paths, False)))
     if not files:
-        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(paths)))
+        raise click.UsageError(_("no model files found in {paths}").format(paths=", ".join(map(str, paths))))
     with measure() as meter:
         reports = [scan(f) for f in files]
     if as_json:
