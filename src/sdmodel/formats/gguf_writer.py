@@ -179,8 +179,8 @@ class GGUFSink:
             ) from e
         rows = blocks.reshape(-1, blocks.shape[-1]) if blocks.size else blocks.reshape(0, 0)
         if index in self._sampled and len(rows):
-            values = np.asarray(array, dtype=np.float32).reshape(len(rows), -1)
-            self._kept[index] = (values[[0, -1]].copy(), rows[[0, -1]].copy())
+            values = array.reshape(len(rows), -1)[[0, -1]].astype(np.float32)  # those rows only
+            self._kept[index] = (values, rows[[0, -1]].copy())
         return blocks.reshape(-1).data if blocks.size else memoryview(b"")
 
     def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
