@@ -40,12 +40,12 @@ KERNEL_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", 
 GGUF_PY = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}
 
 
-def _best(fn, repeat: int = 3) -> float:
+def _best(fn, repeat: int = 3, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times)
 
 
@@ -98,8 +98,9 @@ def _flux_file(path: Path, double: int, single: int, sparse: bool) -> Path:
     return path
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS of one command."""
+def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS and CPU seconds (user + system: what a loaded machine does not
+    inflate) of one command."""
     t = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -107,7 +108,7 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int
     err = proc.stderr.read().decode() if proc.stderr else ""
     if status != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {err[-2000:]}")
-    return dt, usage.ru_maxrss * 1024
+    return dt, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def _env(code: Path, cache: str) -> dict[str, str]:
@@ -115,9 +116,9 @@ def _env(code: Path, cache: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(code), "XDG_CACHE_HOME": cache}
 
 
-def _convert(src: Path, out: Path, quant: str, code: Path) -> tuple[float, int]:
+def _convert(src: Path, out: Path, quant: str, code: Path) -> tuple[float, int, float]:
     """``sdmodel convert`` to GGUF run from the package in ``code`` (a ``src`` directory), with an
-    empty hash cache: wall seconds and peak RSS."""
+    empty hash cache: wall seconds, peak RSS, CPU seconds."""
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as cache:
         args = [*SDMODEL, "convert", str(src), "--format", "gguf", "--quant", quant]
@@ -140,26 +141,29 @@ def whole_command(quants: list[str], runs: int, baseline: Path | None) -> list[t
         out = WORK / f"flux-small-{quant}.gguf"
         ours, before, rss = [], [], 0
         for _ in range(runs):
-            dt, peak = _convert(src, out, quant, ROOT / "src")
-            ours.append(dt)
+            dt, peak, cpu = _convert(src, out, quant, ROOT / "src")
+            ours.append((dt, cpu))
             rss = max(rss, peak)
             if baseline is not None:
-                before.append(_convert(src, out, quant, baseline)[0])
+                dt, _, cpu = _convert(src, out, quant, baseline)
+                before.append((dt, cpu))
         out.unlink(missing_ok=True)
         with SafetensorsSource(src) as s:
             lay = {k: (t.shape, t.dtype) for k, t in s.tensors.items()}
             arch = detect_architecture(list(lay))
             choices = [c for c in choose_types(arch, lay, quant) if c.qtype not in ("F32", "F16", "BF16")]
-            c_time = py_time = 0.0
+            c_time, py_time = np.zeros(2), np.zeros(2)  # wall and CPU seconds (one thread each)
             values = 0
             for c in choices:
                 x = s.read(c.source).astype(np.float32)
                 values += x.size
-                c_time += _best(lambda x=x, c=c: ref.quantize(x, c.qtype), 1)
-                if quant == "Q8_0":
-                    py_time += _best(lambda x=x: gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0), 1)
+                for i, clock in enumerate((time.perf_counter, time.thread_time)):
+                    c_time[i] += _best(lambda x=x, c=c: ref.quantize(x, c.qtype), 1, clock)
+                    if quant == "Q8_0":
+                        q8 = gguf.GGMLQuantizationType.Q8_0
+                        py_time[i] += _best(lambda x=x, q8=q8: gguf.quants.quantize(x, q8), 1, clock)
         mb = values * 4 / 1e6
-        rows.append((quant, mb, ours, rss, before, c_time, py_time or None))
+        rows.append((quant, mb, ours, rss, before, c_time, py_time if py_time.any() else None))
     return rows
 
 
@@ -229,14 +233,18 @@ def main() -> None:
         for quant, mb, ours, rss, before, c_time, py_time in whole_command(
             args.quant or ["Q8_0", "Q4_K_S"], args.runs, args.baseline
         ):
-            print(f"{quant}: {mb:.0f} MB of fp32 values; GGML C 1T {c_time:.2f} s", end="")
-            print(f", gguf-py {py_time:.2f} s" if py_time else "")
-            for name, times in (("sdmodel", ours), ("baseline", before)):
-                if times:
-                    ratios = f"/C {min(times) / c_time:.2f}" + (
-                        f", /gguf-py {min(times) / py_time:.2f}" if py_time else ""
-                    )
-                    print(f"  {name:8} {' '.join(f'{t:.2f}' for t in times)} s  (best {ratios})")
+            print(
+                f"{quant}: {mb:.0f} MB of fp32 values; wall / CPU seconds, GGML C 1T {c_time[0]:.2f} / {c_time[1]:.2f}",
+                end="",
+            )
+            print(f", gguf-py {py_time[0]:.2f} / {py_time[1]:.2f}" if py_time is not None else "")
+            for name, runs in (("sdmodel", ours), ("baseline", before)):
+                if runs:
+                    wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+                    ratios = f"wall /C {wall / c_time[0]:.2f}, CPU /C {cpu / c_time[1]:.2f}"
+                    if py_time is not None:
+                        ratios += f"; wall /gguf-py {wall / py_time[0]:.2f}, CPU /gguf-py {cpu / py_time[1]:.2f}"
+                    print(f"  {name:8} {' '.join(f'{w:.2f}/{c:.2f}' for w, c in runs)} s  (best: {ratios})")
             print(f"  sdmodel peak RSS {rss / 1e6:.0f} MB")
     if args.memory:
         print("\nPeak memory, 24 GB bf16 Flux-shaped file (sparse)")
