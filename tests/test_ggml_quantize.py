@@ -89,8 +89,11 @@ def test_other_input_dtypes_are_exact() -> None:
 
     for case in ("normal", "signed zeros", "huge range", "ties"):  # bf16 is widened by a bit shift
         x = CASES[case].astype(ml_dtypes.bfloat16)
-        for qtype in ("Q8_0", "Q4_K", "BF16"):
-            assert np.array_equal(quantize(x, qtype), quantize(x.astype(np.float32), qtype)), (case, qtype)
+        for qtype in ("Q8_0", "Q4_K", "BF16", "F16", "F32"):
+            with np.errstate(over="ignore"):  # "huge range" overflows F16 (to infinity, as GGML)
+                want = quantize(x.astype(np.float32), qtype)
+                assert np.array_equal(quantize(x, qtype), want), (case, qtype)
+                assert np.array_equal(quantize(x.view(np.uint16), qtype), want), (case, qtype)  # bf16 bits
     h = CASES["normal"].astype(np.float16)
     assert np.array_equal(quantize(h, "Q8_0"), quantize(h.astype(np.float32), "Q8_0"))
 
@@ -119,7 +122,7 @@ def test_nan_and_infinity_are_refused(qtype: str, bad: float) -> None:
 
     x = np.ones(512, np.float32)
     x[300] = bad
-    for values in (x, x.astype(ml_dtypes.bfloat16)):
+    for values in (x, x.astype(ml_dtypes.bfloat16), x.astype(ml_dtypes.bfloat16).view(np.uint16)):
         with pytest.raises(NonFiniteError):
             quantize(values, qtype)  # type: ignore[arg-type]
 

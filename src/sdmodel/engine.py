@@ -92,6 +92,14 @@ def expected_bytes(plan: Plan, step: Step) -> np.ndarray:
     return _contiguous(cast_array(a, step.out_dtype)[0])
 
 
+def _as_bits(s: Step) -> bool:
+    """bf16 values that reach the sink untouched (no fix, no cast) travel as their uint16 bits:
+    sinks store bytes as they are and the GGUF quantizer reads uint16 as bf16 bits, while the
+    bfloat16 dtype costs importing ml_dtypes (most of a second, holding the GIL: every thread
+    stalls)."""
+    return s.dtype == s.out_dtype == "BF16" and s.fix is None
+
+
 def _contiguous(a: np.ndarray) -> np.ndarray:
     """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
     return a if a.flags.c_contiguous else a.copy(order="C")
@@ -265,7 +273,7 @@ class _DirectReader:
                 self.buffers.put(buf)
                 raise ModelReadError(Msg("{path}: tensor {name!r}: file is truncated", path=source.path, name=s.name))
             pos, left = pos + got, left - got
-        return self.buffers.array(buf, s.dtype, s.shape), buf
+        return self.buffers.array(buf, "U16" if _as_bits(s) else s.dtype, s.shape), buf
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -380,7 +388,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 break
             s, a, in_buf = item
             a = _contiguous(step_values(s, a))
-            if a.dtype == NUMPY_DTYPES[s.out_dtype]:
+            if _as_bits(s) or a.dtype == NUMPY_DTYPES[s.out_dtype]:
                 out, futures, after_cast, after_hash = a, [], None, in_buf
             else:
                 out_buf = buffers.get(s.out_info.nbytes)  # the cast values (out_bytes: as encoded)

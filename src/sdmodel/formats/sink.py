@@ -31,7 +31,8 @@ class Sink(Protocol):
     def begin(self, f: BinaryIO) -> None: ...
 
     def encode(self, index: int, array: np.ndarray) -> memoryview:
-        """The bytes to write for tensor ``index``, given its cast values (C-contiguous)."""
+        """The bytes to write for tensor ``index``, given its cast values (C-contiguous; bf16
+        values neither fixed nor cast come as their uint16 bits, engine._as_bits)."""
         ...
 
     def write(self, f: BinaryIO, index: int, data: memoryview) -> None: ...

@@ -76,8 +76,9 @@ def row_bytes(qtype: QuantType, elements: int) -> int:
 
 
 def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) -> np.ndarray:
-    """Quantize ``data`` (any float dtype; rows along the last axis, a multiple of the block size)
-    into GGML blocks. Returns uint8 of shape ``(*data.shape[:-1], row_bytes)``."""
+    """Quantize ``data`` (any float dtype, or uint16 holding bfloat16 bits: see :func:`as_float32`;
+    rows along the last axis, a multiple of the block size) into GGML blocks. Returns uint8 of
+    shape ``(*data.shape[:-1], row_bytes)``."""
     if qtype not in BLOCKS:
         raise ValueError(f"unknown GGML type {qtype!r}; known: {', '.join(QUANT_TYPES)}")
     shape = data.shape if data.ndim else (1,)
@@ -85,7 +86,7 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     flat = data.reshape(-1)
     if qtype in ("F32", "F16", "BF16"):
         for lo in range(0, flat.size, _CHUNK_ELEMENTS):
-            _finite_bounds(_float32(flat[lo : lo + _CHUNK_ELEMENTS]))
+            _finite_bounds(as_float32(flat[lo : lo + _CHUNK_ELEMENTS]))
         return _plain(flat, qtype).view(_U8).reshape(out_shape)
     block, size = BLOCKS[qtype]
     kernel = _KERNELS[qtype]
@@ -95,7 +96,7 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
 
     def run(first: int) -> None:
         last = min(nblocks, first + step)
-        x = _float32(flat[first * block : last * block]).reshape(-1, block)
+        x = as_float32(flat[first * block : last * block]).reshape(-1, block)
         hi, lo = _finite_bounds(x)
         if hi == lo == 0 and not x.view(np.uint32).any():  # all +0.0 (padding, sparse files): the zero block
             out[first:last] = _zero_block(qtype)
@@ -126,13 +127,14 @@ def _finite_bounds(x: np.ndarray) -> tuple[np.float32, np.float32]:
     return hi, lo
 
 
-def _float32(x: np.ndarray) -> np.ndarray:
-    """1-D values as float32. bfloat16 is the upper half of a float32, so it is widened by shifting
-    its bits (exact, and about three times cheaper than ml_dtypes' cast; the dtype is recognised by
-    name, as importing ml_dtypes takes most of a second)."""
-    if x.dtype.name != "bfloat16":
+def as_float32(x: np.ndarray) -> np.ndarray:
+    """Values as float32; uint16 values are taken as bfloat16 bits (the engine hands bf16 tensors
+    it does not cast over so: importing ml_dtypes for the bfloat16 dtype takes most of a second,
+    holding the GIL). bfloat16 is the upper half of a float32, so it is widened by shifting its bits
+    (exact, and about three times cheaper than ml_dtypes' cast)."""
+    if x.dtype.name != "bfloat16" and x.dtype != np.uint16:
         return np.asarray(x, dtype=_F32)
-    bits = np.empty(x.size, dtype=np.uint32)
+    bits = np.empty(x.shape, dtype=np.uint32)
     np.copyto(bits, x.view(np.uint16))
     bits <<= 16
     return bits.view(_F32)
@@ -164,6 +166,10 @@ def _zero_block(qtype: QuantType) -> np.ndarray:
 
 
 def _plain(flat: np.ndarray, qtype: QuantType) -> np.ndarray:
+    if flat.dtype == np.uint16:  # bfloat16 bits
+        if qtype == "BF16":
+            return flat
+        flat = as_float32(flat)
     if qtype == "F32":
         return np.asarray(flat, dtype="<f4")
     if qtype == "F16":
