@@ -87,8 +87,13 @@ def test_threads_and_shapes(qtype: str) -> None:
 def test_other_input_dtypes_are_exact() -> None:
     import ml_dtypes
 
-    x = CASES["normal"].astype(ml_dtypes.bfloat16)
-    assert np.array_equal(quantize(x, "Q4_K"), quantize(x.astype(np.float32), "Q4_K"))
+    for case in ("normal", "signed zeros", "huge range", "ties"):  # bf16 is widened by a bit shift
+        x = CASES[case].astype(ml_dtypes.bfloat16)
+        for qtype in ("Q8_0", "Q4_K", "BF16", "F16", "F32"):
+            with np.errstate(over="ignore"):  # "huge range" overflows F16 (to infinity, as GGML)
+                want = quantize(x.astype(np.float32), qtype)
+                assert np.array_equal(quantize(x, qtype), want), (case, qtype)
+                assert np.array_equal(quantize(x.view(np.uint16), qtype), want), (case, qtype)  # bf16 bits
     h = CASES["normal"].astype(np.float16)
     assert np.array_equal(quantize(h, "Q8_0"), quantize(h.astype(np.float32), "Q8_0"))
 
@@ -108,14 +113,18 @@ def test_zero_chunks_take_the_shortcut_with_the_same_bytes(ggml: Reference, qtyp
     assert np.array_equal(quantize(x, qtype).reshape(-1), ggml.quantize(x, qtype))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "F16", "BF16", "F32"])
-def test_nan_and_infinity_are_refused(qtype: str) -> None:
+def test_nan_and_infinity_are_refused(qtype: str, bad: float) -> None:
+    import ml_dtypes
+
     from sdmodel.quant.ggml_quantize import NonFiniteError
 
     x = np.ones(512, np.float32)
-    x[300] = np.inf
-    with pytest.raises(NonFiniteError):
-        quantize(x, qtype)  # type: ignore[arg-type]
+    x[300] = bad
+    for values in (x, x.astype(ml_dtypes.bfloat16), x.astype(ml_dtypes.bfloat16).view(np.uint16)):
+        with pytest.raises(NonFiniteError):
+            quantize(values, qtype)  # type: ignore[arg-type]
 
 
 def test_type_ids_are_ggmls() -> None:

@@ -1,9 +1,9 @@
 """The one streaming engine that writes any plan into any sink (formats/sink.py).
 
 The sink's header is computed first (sizes are known), then tensors are read, cast and written one
-at a time by a three-stage pipeline (reader thread -> casting in the calling thread, big tensors
-split over two worker threads -> writer thread, then a hasher thread), so resident memory is a few
-tensors whatever the model size. The output appears whole or not at all (sdmodel.atomic). The
+at a time by a pipeline (reader thread -> casting in the calling thread, big tensors split over two
+worker threads -> encoder thread (the sink's encoding: GGUF quantizing) -> writer thread, then a
+hasher thread), so resident memory is a few tensors whatever the model size. The output appears whole or not at all (sdmodel.atomic). The
 engine installs no signal handler: a caller that wants SIGTERM to clean up like Ctrl-C (the CLI)
 turns it into a KeyboardInterrupt.
 """
@@ -92,6 +92,14 @@ def expected_bytes(plan: Plan, step: Step) -> np.ndarray:
     return _contiguous(cast_array(a, step.out_dtype)[0])
 
 
+def _as_bits(s: Step) -> bool:
+    """bf16 values that reach the sink untouched (no fix, no cast) travel as their uint16 bits:
+    sinks store bytes as they are and the GGUF quantizer reads uint16 as bf16 bits, while the
+    bfloat16 dtype costs importing ml_dtypes (most of a second, holding the GIL: every thread
+    stalls)."""
+    return s.dtype == s.out_dtype == "BF16" and s.fix is None
+
+
 def _contiguous(a: np.ndarray) -> np.ndarray:
     """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
     return a if a.flags.c_contiguous else a.copy(order="C")
@@ -124,7 +132,7 @@ class _Cast(NamedTuple):
 
 
 class _Encoded(NamedTuple):
-    """A tensor's bytes as written, waiting for the hasher."""
+    """A tensor's bytes as the sink encoded them, waiting for the writer, then the hasher."""
 
     step: Step
     data: memoryview
@@ -265,7 +273,7 @@ class _DirectReader:
                 self.buffers.put(buf)
                 raise ModelReadError(Msg("{path}: tensor {name!r}: file is truncated", path=source.path, name=s.name))
             pos, left = pos + got, left - got
-        return self.buffers.array(buf, s.dtype, s.shape), buf
+        return self.buffers.array(buf, "U16" if _as_bits(s) else s.dtype, s.shape), buf
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -274,9 +282,10 @@ class _DirectReader:
 
 def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict[str, int]:
     """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
-    waiting) -> writer thread (waits for the chunks in order, writes) -> hasher thread (SHA-256 of
-    the data section). Memory in flight is bounded by BUDGET, so casting runs ahead on both cores
-    while the writer and the hasher are busy."""
+    waiting) -> encoder thread (waits for the chunks in order, has the sink encode: GGUF quantizes
+    on both cores) -> writer thread (writes) -> hasher thread (SHA-256 of the data section). Memory
+    in flight is bounded by BUDGET, so casting and encoding run ahead on both cores while the
+    writer (whose writes may wait for the disk) and the hasher are busy."""
     steps = [plan.steps[i] for i in sink.order]
     total = sum(s.out_bytes for s in steps)
     abort = threading.Event()
@@ -285,12 +294,15 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
     buffers = _Buffers(BUDGET // 2)
     direct = _DirectReader(plan, buffers)
     to_cast: _Pipe[_Read] = _Pipe(abort, 2)
-    to_write: _Pipe[_Cast] = _Pipe(abort)
+    to_encode: _Pipe[_Cast] = _Pipe(abort)
+    to_write: _Pipe[_Encoded] = _Pipe(abort)
     to_hash: _Pipe[_Encoded] = _Pipe(abort)
     clamped: dict[str, int] = {}
 
     def cost(s: Step) -> int:
-        return s.in_bytes + (s.out_bytes if s.out_dtype != s.dtype else 0) + s.fix_bytes
+        """Bytes a tensor holds until hashed: as read, as cast, as encoded (quantized blocks)."""
+        cast = s.out_info.nbytes if s.out_dtype != s.dtype else 0
+        return s.in_bytes + cast + (s.out_bytes if s.encoding is not None else 0) + s.fix_bytes
 
     def reader() -> None:
         try:
@@ -308,6 +320,24 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
             errors.append(e)
             abort.set()
 
+    def encoder() -> None:
+        try:
+            for index in sink.order:
+                item = to_encode.get()
+                if item is None:
+                    return
+                s, out, futures, after_cast, after_hash = item
+                n = sum(fut.result() for fut in futures)
+                if n:
+                    clamped[s.out] = n
+                buffers.put(after_cast)
+                if not to_write.put(_Encoded(s, sink.encode(index, out), after_hash)):
+                    return
+                del item, out, futures
+        except BaseException as e:  # handed to the main thread
+            errors.append(e)
+            abort.set()
+
     def writer() -> None:
         done = 0
         flushed = f.tell()
@@ -316,17 +346,11 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 item = to_write.get()
                 if item is None:
                     return
-                s, out, futures, after_cast, after_hash = item
-                n = sum(fut.result() for fut in futures)
-                if n:
-                    clamped[s.out] = n
-                buffers.put(after_cast)
-                data = sink.encode(index, out)
-                sink.write(f, index, data)
-                done += data.nbytes
-                if not to_hash.put(_Encoded(s, data, after_hash)):
+                sink.write(f, index, item.data)
+                done += item.data.nbytes
+                if not to_hash.put(item):
                     return
-                del item, out, futures, data
+                del item
                 if f.tell() - flushed >= WRITEBACK:
                     flushed = _start_writeback(f, flushed)
                 if progress is not None:
@@ -352,7 +376,8 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
 
     writing = threading.Thread(target=writer, daemon=True)
     hashing = threading.Thread(target=hasher, daemon=True)
-    threads = [threading.Thread(target=reader, daemon=True), writing, hashing]
+    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=encoder, daemon=True)]
+    threads += [writing, hashing]
     pool = ThreadPoolExecutor(max_workers=2)
     for t in threads:
         t.start()
@@ -363,10 +388,10 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 break
             s, a, in_buf = item
             a = _contiguous(step_values(s, a))
-            if a.dtype == NUMPY_DTYPES[s.out_dtype]:
+            if _as_bits(s) or a.dtype == NUMPY_DTYPES[s.out_dtype]:
                 out, futures, after_cast, after_hash = a, [], None, in_buf
             else:
-                out_buf = buffers.get(s.out_bytes)
+                out_buf = buffers.get(s.out_info.nbytes)  # the cast values (out_bytes: as encoded)
                 out = buffers.array(out_buf, s.out_dtype, s.shape)
                 src, dst = a.reshape(-1), out.reshape(-1)
                 futures = [
@@ -375,7 +400,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 ]
                 after_cast, after_hash = in_buf, out_buf
             del a, item, in_buf
-            if not to_write.put(_Cast(s, out, futures, after_cast, after_hash)):
+            if not to_encode.put(_Cast(s, out, futures, after_cast, after_hash)):
                 break
         writing.join()
         hashing.join()

@@ -20,7 +20,7 @@ import numpy as np
 from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
 from sdmodel.i18n import Bytes, Msg
-from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, quantize, row_bytes
+from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, as_float32, quantize, row_bytes
 
 ALIGNMENT = 32  # GGUF's default (no general.alignment key written)
 GGUF_VERSION = 3
@@ -179,8 +179,8 @@ class GGUFSink:
             ) from e
         rows = blocks.reshape(-1, blocks.shape[-1]) if blocks.size else blocks.reshape(0, 0)
         if index in self._sampled and len(rows):
-            values = np.asarray(array, dtype=np.float32).reshape(len(rows), -1)
-            self._kept[index] = (values[[0, -1]].copy(), rows[[0, -1]].copy())
+            values = as_float32(array.reshape(len(rows), -1)[[0, -1]])  # those rows only
+            self._kept[index] = (values, rows[[0, -1]].copy())
         return blocks.reshape(-1).data if blocks.size else memoryview(b"")
 
     def write(self, f: BinaryIO, index: int, data: memoryview) -> None:

@@ -19,9 +19,9 @@ Expected = Callable[[int], np.ndarray]  # index of a tensor -> the values it mus
 
 class Sink(Protocol):
     """One output file being written. Made from the output tensors (name, dtype, shape as the
-    engine casts them) and the metadata; the engine then calls ``begin``, ``encode`` + ``write``
-    once per tensor in ``order`` (from its writer thread), ``hash`` with the same bytes in the same
-    order (from a thread of its own), ``fill`` and ``finish``; then ``check`` and, when asked, ``verify`` on the
+    engine casts them) and the metadata; the engine then calls ``begin``, ``encode`` and ``write``
+    once per tensor in ``order`` (``encode`` from its encoder thread, running ahead of ``write``
+    from its writer thread), ``hash`` with the same bytes in the same order (from a thread of its own), ``fill`` and ``finish``; then ``check`` and, when asked, ``verify`` on the
     closed file."""
 
     format: str
@@ -31,7 +31,8 @@ class Sink(Protocol):
     def begin(self, f: BinaryIO) -> None: ...
 
     def encode(self, index: int, array: np.ndarray) -> memoryview:
-        """The bytes to write for tensor ``index``, given its cast values (C-contiguous)."""
+        """The bytes to write for tensor ``index``, given its cast values (C-contiguous; bf16
+        values neither fixed nor cast come as their uint16 bits, engine._as_bits)."""
         ...
 
     def write(self, f: BinaryIO, index: int, data: memoryview) -> None: ...
