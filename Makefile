@@ -39,7 +39,7 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --durations=15
 
 # Messages for translators: extract from the sources, merge into each language's .po, compile.
 LOCALE := src/sdmodel/locale

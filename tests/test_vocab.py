@@ -22,7 +22,7 @@ def test_literals_match_their_tables():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("format", "onnx", "safetensors or ckpt or gguf"),
+        ("format", "onnx", "safetensors, ckpt or gguf"),
         ("dtype", "fp12", "fp16"),
         ("unet_dtype", "half", "bf16"),
         ("vae_dtype", "F16", "fp32"),
