@@ -201,6 +201,10 @@ class _VM:
             )
         self.finding(severity, code, message)
 
+    def _at_byte(self, e: BaseException) -> Msg:
+        """``e``'s message with the place where reading stopped."""
+        return Msg("{reason} (byte {op_pos}{where})", reason=error_message(e), op_pos=self.op_pos, where=self._where())
+
     def _where(self) -> Msg | str:
         return Msg(" of {member}", member=self.member) if self.member else ""
 
@@ -351,14 +355,7 @@ class _VM:
         except _Stop as e:
             if self.strict:
                 error = PickleTruncated if e.truncated else ModelReadError
-                raise error(
-                    Msg(
-                        "{reason} (byte {op_pos}{where})",
-                        reason=error_message(e),
-                        op_pos=self.op_pos,
-                        where=self._where(),
-                    )
-                ) from None
+                raise error(self._at_byte(e)) from None
             sev = "dangerous" if e.code == "parse-error" and self.bad_seen else "suspicious"
             self.findings.append(Finding(sev, e.code, error_message(e), self.op_pos, self.member))
         except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, IndexError) as e:
@@ -907,14 +904,7 @@ class _VM:
             self.stack.append(Opaque("persistent", "id", called=True))
         except ModelReadError as e:
             if self.strict:
-                raise ModelReadError(
-                    Msg(
-                        "{reason} (byte {op_pos}{where})",
-                        reason=error_message(e),
-                        op_pos=self.op_pos,
-                        where=self._where(),
-                    )
-                ) from None
+                raise ModelReadError(self._at_byte(e)) from None
             self.finding("dangerous", "bad-storage", e.message)
             self.stack.append(Opaque("persistent", "id", called=True))
 
@@ -979,14 +969,7 @@ class _VM:
             return result_of(func)
         except ModelReadError as e:  # tensor view metadata outside its storage
             if self.strict:
-                raise type(e)(
-                    Msg(
-                        "{reason} (byte {op_pos}{where})",
-                        reason=error_message(e),
-                        op_pos=self.op_pos,
-                        where=self._where(),
-                    )
-                ) from None
+                raise type(e)(self._at_byte(e)) from None
             self.finding("suspicious" if isinstance(e, TensorExpansion) else "dangerous", "bad-tensor", e.message)
             return Opaque("torch._utils", "_rebuild_tensor", called=True)
 
