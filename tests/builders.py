@@ -173,3 +173,9 @@ def png_bytes(width: int, height: int, top: tuple[int, int, int], bottom: tuple[
         rows += b"\x00" + pixel * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def write_civitai_info(path: Path, *, version: str, base: str, words: list[str], model: str, creator: str) -> None:
+    """A ``.civitai.info`` sidecar as the Civitai helpers write it (only the fields sdmodel reads)."""
+    record = {"name": version, "baseModel": base, "trainedWords": words, "model": {"name": model}}
+    path.write_text(json.dumps({**record, "creator": {"username": creator}}))

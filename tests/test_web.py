@@ -22,6 +22,7 @@ from tests.builders import (
     png_bytes,
     shrink,
     with_dtype,
+    write_civitai_info,
     write_ckpt,
     write_safetensors,
     write_sparse_safetensors,
@@ -244,16 +245,13 @@ def cards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lib
     lora.mkdir(parents=True)
     write_sparse_safetensors(lora / "pony-style.safetensors", lora_layout())
     (lora / "pony-style.preview.png").write_bytes(png_bytes(8, 8, (200, 40, 40), (40, 40, 200)))
-    (lora / "pony-style.civitai.info").write_text(
-        json.dumps(
-            {
-                "name": "v2.0",
-                "baseModel": "Pony",
-                "trainedWords": ["shiny style", "<b>bold</b>"],
-                "model": {"name": "Shiny Style"},
-                "creator": {"username": "ann"},
-            }
-        )
+    write_civitai_info(
+        lora / "pony-style.civitai.info",
+        version="v2.0",
+        base="Pony",
+        words=["shiny style", "<b>bold</b>"],
+        model="Shiny Style",
+        creator="ann",
     )
     thumb = "data:image/png;base64," + base64.b64encode(png_bytes(4, 4, (0, 0, 0), (255, 255, 255))).decode()
     write_sparse_safetensors(

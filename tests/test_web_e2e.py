@@ -6,7 +6,6 @@ rewrite committed files."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -18,7 +17,7 @@ import pytest
 from sdmodel.library.catalog import Catalog
 from sdmodel.library.scanning import scan_library
 from sdmodel.web.server import make_server
-from tests.builders import png_bytes
+from tests.builders import png_bytes, write_civitai_info
 from tests.test_library_trees import a1111_tree
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,16 +110,13 @@ def test_pictures_usage_and_language(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (sd / "dream-fp32-ema.preview.png").write_bytes(png_bytes(96, 96, (255, 183, 77), (94, 53, 177)))
     (sd / "xl-base.png").write_bytes(png_bytes(96, 96, (129, 212, 250), (13, 71, 161)))
     (lora / "detail.preview.png").write_bytes(png_bytes(96, 96, (165, 214, 167), (27, 94, 32)))
-    (lora / "detail.civitai.info").write_text(
-        json.dumps(
-            {
-                "name": "v1.5",
-                "baseModel": "SD 1.5",
-                "trainedWords": ["add_detail", "intricate"],
-                "model": {"name": "Detail Tweaker"},
-                "creator": {"username": "artist"},
-            }
-        )
+    write_civitai_info(
+        lora / "detail.civitai.info",
+        version="v1.5",
+        base="SD 1.5",
+        words=["add_detail", "intricate"],
+        model="Detail Tweaker",
+        creator="artist",
     )
     with Catalog(tmp_path / "lib.db") as cat:
         scan_library(cat, [(inst / "models", "a1111"), (inst / "embeddings", "a1111")], jobs=1)
