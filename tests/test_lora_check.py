@@ -128,3 +128,26 @@ def test_info_reports_the_lora(tmp_path: Path) -> None:
     assert (lora["family"], lora["format"], lora["trigger_words"]) == ("sdxl", "kohya", ["sks dog"])
     res = runner.invoke(main_group, ["info", str(path)])
     assert "trigger words" in res.output and "sks dog" in res.output
+
+
+@pytest.mark.parametrize(
+    ("native", "diffusers"),
+    [
+        ("families/sd35_large.comfy", "families/sd35_large.diffusers"),
+        ("video/wan2.1-vace-14b.original", "video/wan2.1-vace-14b.diffusers"),
+        ("video/wan2.1-i2v-14b.original", "video/wan2.1-i2v-14b.diffusers"),
+        ("video/ltx2.original", "video/ltx2.diffusers"),
+    ],
+    ids=["sd35_large", "wan-vace", "wan-i2v", "ltx2"],
+)
+def test_dit_diffusers_names_apply_to_the_single_file_model(tmp_path: Path, native: str, diffusers: str) -> None:
+    """A diffusers-named LoRA on every weight of the diffusers model fits the single-file release:
+    fused q/k/v as rows, renamed modules by sdmodel.lora.namings (real key lists of both layouts)."""
+    from tests.test_lora_namings import weights
+
+    model = sparse(
+        tmp_path, "model", {f"model.diffusion_model.{k}.weight": (s, "BF16") for k, s in weights(native).items()}
+    )
+    targets = {k: s for k, s in weights(diffusers).items() if len(s) in (2, 4)}  # the fixture's pairs: linear, conv2d
+    r = check(sparse(tmp_path, "lora", L.peft(targets, rank=2)), model)
+    assert str(r.verdict) == "applies fully to this model", r.examples_missing

@@ -5,6 +5,7 @@ and diffusers (with PEFT) loads our output into a real model with the same resul
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from sdmodel.lora.keys import split_key
 from sdmodel.lora.names import flat
 from sdmodel.plan import initial_plan
 from tests import lora_layouts as L
+from tests import test_lora_namings as N
 
 rng = np.random.default_rng(1)
 
@@ -152,15 +154,57 @@ def test_flux_split_and_join(tmp_path: Path) -> None:
         np.testing.assert_array_equal(back[k], orig[k])
 
 
-def test_flux_parts_with_different_downs_refuse(tmp_path: Path) -> None:
-    lay = L.peft({f"transformer_blocks.0.attn.to_{c}": (16, 16) for c in "qkv"}, rank=2)
+def test_flux_separately_trained_parts_join_block_diagonal(tmp_path: Path) -> None:
+    """diffusers-trained q/k/v (own downs, ranks; v left out) and the single block's four parts become
+    one block-diagonal BFL target each; merged into a model, it changes it exactly as the parts do."""
+    from tests.test_lora_merge import merge
+
+    h = 16
+    mods = {
+        "transformer_blocks.0.attn.to_q": ((h, h), 2),
+        "transformer_blocks.0.attn.to_k": ((h, h), 4),
+        **{f"single_transformer_blocks.0.attn.to_{c}": ((h, h), 2) for c in "qkv"},
+        "single_transformer_blocks.0.proj_mlp": ((4 * h, h), 2),
+    }
+    lora = {}
+    for m, (shape, rank) in mods.items():
+        lora |= values(L.peft({m: shape}, rank=rank))
+    kohya, _meta = convert(tmp_path, lora, "kohya", "flux")
+    assert kohya["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"].shape == (3 * h, 6)
+    assert kohya["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"].shape == (6, h)
+    assert float(kohya["lora_unet_double_blocks_0_img_attn_qkv.alpha"]) == 6.0  # alpha/rank 1 kept
+    assert kohya["lora_unet_single_blocks_0_linear1.lora_up.weight"].shape == (7 * h, 8)
+    model = {"double_blocks.0.img_attn.qkv.weight": values({"w": ((3 * h, h), "F32")})["w"]}
+    model["single_blocks.0.linear1.weight"] = values({"w": ((7 * h, h), "F32")})["w"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    want, _ = merge(tmp_path / "a", model, [(lora, 0.8)])
+    got, _ = merge(tmp_path / "b", model, [(kohya, 0.8)])
+    for k in model:
+        assert not np.array_equal(got[k], model[k])
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
+    back, _ = convert(tmp_path, kohya, "diffusers", "flux", name="back")
+    assert "transformer.transformer_blocks.0.attn.to_v.lora_B.weight" in back
+
+
+def test_parts_with_different_scales_refuse(tmp_path: Path) -> None:
+    lay = {}
+    for c, rank in zip("qkv", (2, 4, 2), strict=True):
+        lay |= L.kohya({f"transformer_blocks.0.attn.to_{c}": (16, 16)}, "lora_transformer_", rank=rank)
+    tensors = values(lay)
+    for c, alpha in zip("qkv", (2.0, 2.0, 2.0), strict=True):
+        tensors[f"lora_transformer_transformer_blocks_0_attn_to_{c}.alpha"] = np.array(alpha, np.float32)
     with pytest.raises(ConversionError, match="cannot be joined"):
-        convert(tmp_path, values(lay), "comfy", "flux")
+        convert(tmp_path, tensors, "comfy", "flux")
 
 
 def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="defined for"):
-        convert(tmp_path, values(L.kohya(L.wan_original(1, 8, 16), rank=2)), "diffusers", "wan")
+        convert(tmp_path, values(L.kohya(L.hunyuan_video_original(1, 1, 16), rank=2)), "diffusers", "hunyuan_video")
+    with pytest.raises(ConversionError, match=r"wan has no module blocks\.0\.self_attn\.qq"):
+        convert(tmp_path, values(L.kohya({"blocks.0.self_attn.qq": (8, 8)}, rank=2)), "diffusers", "wan")
+    with pytest.raises(ConversionError, match=r"no sd3 module for diffusers module transformer_blocks\.0\.attn\.to_z"):
+        convert(tmp_path, values(L.peft({"transformer_blocks.0.attn.to_z": (8, 8)}, rank=2)), "kohya", "sd3")
     loha = {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": np.ones((4, 2), np.float32)}
     loha |= {
         f"lora_unet_mid_block_attentions_0_proj_in.hada_{n}": np.ones(s, np.float32)
@@ -243,3 +287,159 @@ def test_cli_convert_lora_format(tmp_path: Path) -> None:
         assert METADATA_KEY not in k.metadata
     res = runner.invoke(main_group, ["convert", str(src), "--lora-format", "nope"])
     assert res.exit_code != 0 and "nope" in res.output
+
+
+# --- the DiT families: real module lists, diffusers' own converters as the reference ----------------
+
+
+def layout_lora(name: str, select: str, naming: str = "kohya") -> dict[str, np.ndarray]:
+    """A kohya (musubi-tuner) or ComfyUI LoRA on the weights of a real single-file layout whose path
+    matches ``select``."""
+    mods = {p: s for p, s in N.weights(name).items() if re.search(select, p)}
+    return values((L.kohya if naming == "kohya" else L.comfy)(mods, rank=2), rank_scale=0.05)
+
+
+def effective(tensors: dict[str, np.ndarray], alphas: dict[str, float], module: str) -> np.ndarray:
+    """alpha/rank * up @ down applied to a fixed probe vector (the full product is large)."""
+    up, down = tensors[module + ".lora_B.weight"], tensors[module + ".lora_A.weight"]
+    probe = np.linspace(-1.0, 1.0, down.shape[1])
+    return alphas.get(module, float(down.shape[0])) / down.shape[0] * (up.astype(np.float64) @ (down @ probe))
+
+
+def peft_alphas(meta: dict[str, str]) -> dict[str, float]:
+    pattern = json.loads(meta[METADATA_KEY])
+    return {f"transformer.{m}": a for m, a in pattern["transformer.alpha_pattern"].items()}
+
+
+CASES = [
+    (
+        "wan",
+        "video/wan2.1-i2v-14b.original",
+        r"^(blocks\.[01]\.|head|time_projection|text_embedding|time_embedding|img_emb)",
+    ),
+    ("wan", "video/wan2.1-vace-1.3b.original", r"^(vace_)?blocks\.0\."),
+    (
+        "sd3",
+        "families/sd35_medium.comfy",
+        r"^(joint_blocks\.(0|23)\.|final_layer|x_embedder|t_embedder|y_embedder|context_embedder)",
+    ),
+    (
+        "qwen_image",
+        "families/qwen_image.comfy",
+        r"^(transformer_blocks\.0\.|img_in|txt_in|proj_out|norm_out|time_text_embed)",
+    ),
+    (
+        "ltxv",
+        "video/ltxv-2b.original",
+        r"^(transformer_blocks\.0\.|patchify_proj|adaln_single|caption_projection|proj_out)",
+    ),
+    ("hidream", "families/hidream_i1.comfy", r"^(double_stream_blocks\.0\.|single_stream_blocks\.0\.)"),
+]
+
+
+@pytest.mark.parametrize(("family", "layout", "select"), CASES, ids=[c[1].split("/")[1] for c in CASES])
+def test_dit_round_trips_give_the_same_tensors(tmp_path: Path, family: str, layout: str, select: str) -> None:
+    orig = layout_lora(layout, select)
+    for fmt in ("diffusers", "comfy"):
+        there, meta = convert(tmp_path, orig, fmt, family, name=f"there-{fmt}")
+        back, _ = convert(tmp_path, there, "kohya", family, metadata=meta, name=f"back-{fmt}")
+        assert sorted(back) == sorted(orig)
+        for k in orig:
+            np.testing.assert_array_equal(back[k], orig[k])
+
+
+@pytest.mark.parametrize(("family", "layout", "select"), CASES, ids=[c[1].split("/")[1] for c in CASES])
+def test_dit_diffusers_output_fits_the_diffusers_model(tmp_path: Path, family: str, layout: str, select: str) -> None:
+    """Every module of our diffusers output is a weight of the diffusers model, with up @ down of its shape."""
+    diffusers_layout = layout.replace(".original", ".diffusers").replace(".comfy", ".diffusers")
+    theirs = N.weights(diffusers_layout)
+    ours, _meta = convert(tmp_path, layout_lora(layout, select), "diffusers", family)
+    for key, a in ours.items():
+        if key.endswith(".lora_B.weight"):
+            module = key[len("transformer.") : -len(".lora_B.weight")]
+            down = ours[key.replace(".lora_B.", ".lora_A.")]
+            assert theirs[module][:2] == (a.shape[0], down.shape[1]), module
+
+
+def test_sd3_fused_and_swapped_rows(tmp_path: Path) -> None:
+    """MMDiT's qkv splits into diffusers' to_q/to_k/to_v; the final adaLN and the last block's context
+    adaLN (2 chunks) come out with their halves swapped, as diffusers' checkpoint conversion stores them;
+    the other blocks' context adaLN (6 chunks) does not."""
+    orig = layout_lora(
+        "families/sd35_medium.comfy",
+        r"^(joint_blocks\.(0|23)\.(x|context)_block\.(attn\.qkv|adaLN)|final_layer\.adaLN)",
+    )
+    ours, _ = convert(tmp_path, orig, "diffusers", "sd3")
+    up = orig["lora_unet_joint_blocks_0_x_block_attn_qkv.lora_up.weight"]
+    h = up.shape[0] // 3
+    np.testing.assert_array_equal(ours["transformer.transformer_blocks.0.attn.to_v.lora_B.weight"], up[2 * h :])
+    for native, diffusers in (
+        ("final_layer_adaLN_modulation_1", "norm_out.linear"),
+        ("joint_blocks_23_context_block_adaLN_modulation_1", "transformer_blocks.23.norm1_context.linear"),
+    ):
+        up = orig[f"lora_unet_{native}.lora_up.weight"]
+        half = up.shape[0] // 2
+        np.testing.assert_array_equal(
+            ours[f"transformer.{diffusers}.lora_B.weight"], np.concatenate([up[half:], up[:half]])
+        )
+    np.testing.assert_array_equal(
+        ours["transformer.transformer_blocks.0.norm1_context.linear.lora_B.weight"],
+        orig["lora_unet_joint_blocks_0_context_block_adaLN_modulation_1.lora_up.weight"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("family", "layout", "select", "reference", "naming"),
+    [
+        ("wan", "video/wan2.1-i2v-14b.original", r"^blocks\.[01]\.", "_convert_musubi_wan_lora_to_diffusers", "kohya"),
+        (
+            "wan",
+            "video/wan2.1-i2v-14b.original",
+            r"^(blocks\.[01]\.|head|time_projection|text_embedding|time_embedding|img_emb)",
+            "_convert_non_diffusers_wan_lora_to_diffusers",
+            "comfy",
+        ),
+        (
+            "qwen_image",
+            "families/qwen_image.comfy",
+            r"^(transformer_blocks\.[01]\.|img_in|txt_in|proj_out)",
+            "_convert_non_diffusers_qwen_lora_to_diffusers",
+            "kohya",
+        ),
+    ],
+    ids=["wan-musubi", "wan-comfy", "qwen-kohya"],
+)
+def test_dit_names_and_scales_match_diffusers_converters(
+    tmp_path: Path, family: str, layout: str, select: str, reference: str, naming: str
+) -> None:
+    """Same modules as diffusers' own converter, and the same effective delta: diffusers bakes
+    alpha/rank into the weights, we carry it in lora_adapter_metadata."""
+    from diffusers.loaders import lora_conversion_utils
+
+    orig = layout_lora(layout, select, naming)
+    if naming == "comfy":  # diffusers' Wan converter reads alphas of block modules only
+        orig = {k: v for k, v in orig.items() if ".blocks." in k or not k.endswith(".alpha")}
+    ours, meta = convert(tmp_path, orig, "diffusers", family)
+    theirs = getattr(lora_conversion_utils, reference)({k: torch.from_numpy(v.copy()) for k, v in orig.items()})
+    theirs = {k: v.numpy() for k, v in theirs.items()}
+    assert sorted(ours) == sorted(theirs)
+    alphas = peft_alphas(meta)
+    for key in ours:
+        if key.endswith(".lora_B.weight"):
+            module = key[: -len(".lora_B.weight")]
+            np.testing.assert_allclose(
+                effective(ours, alphas, module), effective(theirs, {}, module), rtol=1e-5, atol=1e-7
+            )
+
+
+def test_prune_keeps_a_lora_files_own_weights(tmp_path: Path) -> None:
+    """``lora_unet_...`` tensors are junk in a checkpoint (a LoRA merged by accident), but they are
+    a LoRA file's weights: --prune keeps them and the dry-run table calls them ``lora``."""
+    from sdmodel.plan import build_plan
+
+    src = tmp_path / "style.safetensors"
+    save_file(small_sd1_kohya(), str(src))
+    with open_model(src) as s:
+        plan = build_plan(s, prune=True)
+        assert len(plan.steps) == len(s.tensors) and not plan.dropped
+        assert {row["part"] for row in plan.summary()} == {"lora"}

@@ -351,3 +351,34 @@ def test_cli_merge_refusal_writes_nothing(tmp_path: Path) -> None:
         main(["merge", str(model), str(lora), "-o", str(tmp_path / "out.safetensors")])
     assert e.value.code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.safetensors", "m.safetensors"]
+
+
+def test_sd3_diffusers_output_merges_as_the_kohya_lora(tmp_path: Path) -> None:
+    """The same LoRA in kohya MMDiT names and in our diffusers output (fused q/k/v split, halves of
+    the final and the last context adaLN swapped, alpha in PEFT metadata) changes the model alike."""
+    from tests.test_lora_convert import convert, layout_lora
+
+    select = r"^(joint_blocks\.0\.x_block\.attn\.qkv|joint_blocks\.23\.context_block\.adaLN|final_layer\.adaLN)"
+    kohya = layout_lora("families/sd35_medium.comfy", select)
+    diffusers, meta = convert(tmp_path, kohya, "diffusers", "sd3", name="d")
+    assert len({round(float(v), 3) for k, v in kohya.items() if k.endswith(".alpha")} - {2.0}) > 0
+    model = {
+        "joint_blocks.0.x_block.attn.qkv.weight": r(4608, 1536),
+        "joint_blocks.23.context_block.adaLN_modulation.1.weight": r(3072, 1536),
+        "final_layer.adaLN_modulation.1.weight": r(3072, 1536),
+    }
+    (tmp_path / "k").mkdir()
+    want, _ = merge(tmp_path / "k", model, [(kohya, 0.7)])
+    (tmp_path / "p").mkdir()
+    mpath = tmp_path / "p" / "model.safetensors"
+    save_file(model, str(mpath))
+    lpath = tmp_path / "p" / "lora.safetensors"
+    save_file(diffusers, str(lpath), metadata=meta)
+    with open_model(mpath) as src, open_model(lpath) as lora:
+        plan = initial_plan(src)
+        apply_loras(plan, [(lora, 0.7)], None)
+        execute(plan, tmp_path / "p" / "out.safetensors", fmt="safetensors", overwrite=True)
+    got = load_file(str(tmp_path / "p" / "out.safetensors"))
+    for k in model:
+        assert not np.array_equal(got[k], model[k]), k
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)

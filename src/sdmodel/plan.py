@@ -22,6 +22,7 @@ from sdmodel.formats.diffusers_map import vae_table_for
 from sdmodel.formats.gguf_writer import KVValue
 from sdmodel.formats.writers import OUTPUT_FORMATS
 from sdmodel.i18n import Msg, OneOf, Size, msg_n
+from sdmodel.lora.keys import parse as parse_lora_keys
 from sdmodel.lora.names import LORA_FORMATS
 from sdmodel.parts import (
     CLIP_L_POSITION_IDS,
@@ -150,6 +151,7 @@ class Plan:
     format_meta: dict[str, KVValue] = field(default_factory=dict)  # typed key-values a step decided (GGUF)
     reasons: dict[str, Msg] = field(default_factory=dict)  # output name -> why it is stored so (dry run)
     metadata: dict[str, str | None] = field(default_factory=dict)  # entries the output needs (None removes)
+    parts: dict[str, str] = field(default_factory=dict)  # source tensor -> part, where not part_of(name)
 
     @property
     def source(self) -> TensorSource:
@@ -207,7 +209,7 @@ class Plan:
             )
 
         for name, info in self.file.tensors.items():
-            r = row(part_of(name))
+            r = row(self.parts.get(name) or part_of(name))
             r["tensors_before"] += 1
             r["bytes_before"] += info.nbytes
             r["dtypes_before"][info.dtype] = r["dtypes_before"].get(info.dtype, 0) + 1
@@ -244,13 +246,22 @@ class Plan:
 def initial_plan(source: TensorSource) -> Plan:
     """Every tensor of ``source`` kept as it is."""
     plan = Plan({MAIN: source})
+    if _is_lora_file(source):
+        plan.parts = dict.fromkeys(source.tensors, "lora")
     for name, info in source.tensors.items():
-        part = part_of(name)
+        part = plan.parts.get(name) or part_of(name)
         plan.steps.append(Step(name, MAIN, name, info.dtype, info.shape, info.dtype, part, pinned=part == "marker"))
     return plan
 
 
 # --- quantized storage -----------------------------------------------------------------------
+
+
+def _is_lora_file(source: TensorSource) -> bool:
+    """Most tensors belong to LoRA targets: the file is a LoRA, so ``lora_unet_...`` names are its
+    weights, not the leftovers ``--prune`` drops from a checkpoint."""
+    keys = parse_lora_keys(source.tensors)
+    return bool(keys.targets) and 2 * len(keys.other) < len(source.tensors)
 
 
 def _dtype_part(part: str) -> str:
@@ -398,9 +409,10 @@ def apply_ema(plan: Plan, mode: str, allow_partial: bool = False) -> None:
 
 
 def apply_prune(plan: Plan) -> None:
-    """Drop known junk (parts.JUNK_PREFIXES), one report line per group. Markers are never junk."""
+    """Drop known junk (parts.JUNK_PREFIXES), one report line per group. Markers are never junk, nor
+    are a LoRA file's own weights (their part is ``lora``)."""
     gone = plan.keep_only(
-        lambda s: s.part == "marker" or junk_reason(s.name) is None,
+        lambda s: s.part != "junk",
         lambda s: Msg("junk: {why}", why=Msg(junk_reason(s.name) or "")),
     )
     groups: dict[str, list[Step]] = {}

@@ -5,14 +5,17 @@ Module paths, by family (facts from diffusers ``loaders/lora_conversion_utils.py
 
 - SD1/SD2: kohya ``lora_unet_`` + the diffusers UNet path with ``_``; SDXL: kohya ``lora_unet_`` + the
   LDM (sgm) path with ``_``; diffusers ``unet.`` + the diffusers path; ComfyUI ``diffusion_model.`` +
-  the LDM path. Text encoders: kohya ``lora_te_`` (SD1/SD2) or ``lora_te1_``/``lora_te2_`` (SDXL),
-  diffusers ``text_encoder.``/``text_encoder_2.``, ComfyUI ``text_encoders.clip_l|clip_h|clip_g.
-  transformer.``, each + the HF CLIP path.
-- Flux: kohya ``lora_unet_`` and ComfyUI ``diffusion_model.`` + the BFL path; text encoders
-  ``lora_te1_`` (CLIP-L) / ``lora_te3_`` (T5). To diffusers, a fused ``qkv``/``linear1`` target
-  becomes ``to_q``/``to_k``/``to_v`` (and ``proj_mlp``): the same ``down``, the rows of ``up`` split;
-  from diffusers to BFL names the split parts are joined back only when they come as such a
-  triple (same ``down``), else the conversion refuses.
+  the LDM path.
+- DiTs (Flux, SD3, Wan, LTX-Video, Qwen-Image, HiDream): kohya/musubi-tuner ``lora_unet_`` and
+  ComfyUI ``diffusion_model.`` + the single-file path; diffusers ``transformer.`` + the diffusers
+  path (sdmodel.lora.namings). To diffusers, a fused target (Flux/SD3 ``qkv``, Flux ``linear1``)
+  becomes ``to_q``/``to_k``/``to_v`` (and ``proj_mlp``): the same ``down``, the rows of ``up``
+  split; back, the parts are joined only when they come as such a set (same ``down``), else the
+  conversion refuses. Where diffusers keeps a modulation's halves as (scale, shift), the rows of
+  ``up`` are swapped.
+- Text encoders: kohya ``lora_te_`` (SD1/SD2) or ``lora_te1_``/``lora_te2_``/``lora_te3_``,
+  diffusers ``text_encoder.``/``text_encoder_2.``/``text_encoder_3.``, ComfyUI
+  ``text_encoders.clip_l|clip_h|clip_g|t5xxl.transformer.``, each + the HF path.
 
 Alpha: kohya and ComfyUI files keep ``<stem>.alpha`` tensors; PEFT files hold none, so diffusers
 output carries every module's rank and alpha in the ``lora_adapter_metadata`` entry diffusers reads
@@ -24,21 +27,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from sdmodel.errors import ConversionError
-from sdmodel.formats.base import DictSource, TensorSource
+from sdmodel.formats.base import DictSource
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, unet_table
 from sdmodel.i18n import Msg
-from sdmodel.lora.keys import Target, parse
-from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP, LORA_FORMATS, locate
-from sdmodel.plan import MAIN, Plan, Step
+from sdmodel.lora.delta import read_alpha
+from sdmodel.lora.keys import PEFT_METADATA_KEY, Target, parse, read_peft_alphas
+from sdmodel.lora.names import LORA_FORMATS, locate
+from sdmodel.lora.namings import NAMES, Fused
+from sdmodel.plan import Plan, Step
 
-CONVERTIBLE = ("sd1", "sd2", "sdxl", "flux")
-METADATA_KEY = "lora_adapter_metadata"  # diffusers loaders/lora_base.py LORA_ADAPTER_METADATA_KEY
+METADATA_KEY = PEFT_METADATA_KEY
 ALPHA_SOURCE = "lora_alpha"
 
 # Identifiers containing "_" in the module paths of the families above: a kohya name is split at
@@ -125,6 +129,64 @@ COMPOUNDS: frozenset[str] = frozenset(
         "layer_norm",
         "wi_0",
         "wi_1",
+        "adaln_single",
+        "after_proj",
+        "before_proj",
+        "caption_projection",
+        "condition_embedder",
+        "context_block",
+        "cross_attn",
+        "double_stream_blocks",
+        "ff_i",
+        "ff_t",
+        "image_embedder",
+        "img_emb",
+        "joint_blocks",
+        "k_img",
+        "p_embedder",
+        "patch_embedding",
+        "patchify_proj",
+        "pooled_embedder",
+        "pos_embed",
+        "shared_experts",
+        "single_stream_blocks",
+        "t_embedder",
+        "text_embedding",
+        "time_embedder",
+        "time_proj",
+        "time_projection",
+        "to_k_t",
+        "to_out_t",
+        "to_q_t",
+        "to_v_t",
+        "v_img",
+        "vace_blocks",
+        "vace_patch_embedding",
+        "x_block",
+        "y_embedder",
+        "audio_adaln_single",
+        "audio_attn1",
+        "audio_attn2",
+        "audio_caption_projection",
+        "audio_ff",
+        "audio_patchify_proj",
+        "audio_proj_in",
+        "audio_proj_out",
+        "audio_time_embed",
+        "audio_to_video_attn",
+        "av_ca_a2v_gate_adaln_single",
+        "av_ca_audio_scale_shift_adaln_single",
+        "av_ca_v2a_gate_adaln_single",
+        "av_ca_video_scale_shift_adaln_single",
+        "av_cross_attn_audio_scale_shift",
+        "av_cross_attn_audio_v2a_gate",
+        "av_cross_attn_video_a2v_gate",
+        "av_cross_attn_video_scale_shift",
+        "video_to_audio_attn",
+        "prompt_adaln",
+        "prompt_adaln_single",
+        "audio_prompt_adaln",
+        "audio_prompt_adaln_single",
     ]
 )
 _MAX_PARTS = max(c.count("_") + 1 for c in COMPOUNDS)
@@ -145,48 +207,81 @@ def unflatten(flat: str) -> str:
     return ".".join(out)
 
 
-# --- per family: component prefixes in each naming -------------------------------------------
+# --- per family: text encoder prefixes in each naming ------------------------------------------
 
-KOHYA_TE = {"sd1": {"te1": "lora_te_"}, "sd2": {"te1": "lora_te_"}, "sdxl": {"te1": "lora_te1_", "te2": "lora_te2_"}}
-KOHYA_TE["flux"] = {"te1": "lora_te1_", "te3": "lora_te3_"}
-DIFFUSERS_TE = {"te1": "text_encoder.", "te2": "text_encoder_2.", "te3": "text_encoder_2."}
-COMFY_TE = {
-    "sd1": {"te1": "text_encoders.clip_l.transformer."},
-    "sd2": {"te1": "text_encoders.clip_h.transformer."},
-    "sdxl": {"te1": "text_encoders.clip_l.transformer.", "te2": "text_encoders.clip_g.transformer."},
-    "flux": {"te1": "text_encoders.clip_l.transformer.", "te3": "text_encoders.t5xxl.transformer."},
+
+class TextEncoder(NamedTuple):
+    """A text encoder's target prefixes: kohya (the first is written; the others are read too, as
+    ComfyUI reads them), diffusers, ComfyUI."""
+
+    kohya: tuple[str, ...]
+    diffusers: str
+    comfy: str
+
+
+CLIP_L = "text_encoders.clip_l.transformer."
+CLIP_G = "text_encoders.clip_g.transformer."
+T5XXL = "text_encoders.t5xxl.transformer."
+TEXT_ENCODERS: dict[str, dict[str, TextEncoder]] = {
+    "sd1": {"te1": TextEncoder(("lora_te_",), "text_encoder.", CLIP_L)},
+    "sd2": {"te1": TextEncoder(("lora_te_",), "text_encoder.", "text_encoders.clip_h.transformer.")},
+    "sdxl": {
+        "te1": TextEncoder(("lora_te1_",), "text_encoder.", CLIP_L),
+        "te2": TextEncoder(("lora_te2_",), "text_encoder_2.", CLIP_G),
+    },
+    # Flux T5: kohya sd-scripts lora_te3_, OneTrainer lora_te2_ (ComfyUI comfy/lora.py reads both).
+    "flux": {
+        "te1": TextEncoder(("lora_te1_",), "text_encoder.", CLIP_L),
+        "te3": TextEncoder(("lora_te3_", "lora_te2_"), "text_encoder_2.", T5XXL),
+    },
+    "sd3": {
+        "te1": TextEncoder(("lora_te1_",), "text_encoder.", CLIP_L),
+        "te2": TextEncoder(("lora_te2_",), "text_encoder_2.", CLIP_G),
+        "te3": TextEncoder(("lora_te3_",), "text_encoder_3.", T5XXL),
+    },
 }
-DIFFUSERS_COMPONENT = {"diffusion": "unet", "te1": "text_encoder", "te2": "text_encoder_2", "te3": "text_encoder_2"}
+UNET_FAMILIES = ("sd1", "sd2", "sdxl")
+CONVERTIBLE = (*UNET_FAMILIES, *NAMES)
+# Namings whose diffusion targets use diffusers module paths (the rest: the single-file paths;
+# SD1/SD2 kohya files: diffusers paths too, told apart by their roots).
+DIFFUSERS_SIDE = ("diffusers", "peft", "onetrainer", "simpletuner")
+FLATTENED = ("kohya", "onetrainer", "simpletuner")
 
 
 @dataclass(frozen=True)
 class Module:
-    """A target in canonical terms: component and dotted module path (LDM for SD UNets, BFL for
-    Flux, HF for text encoders); ``rows`` = a part of a fused weight (Flux q/k/v from diffusers)."""
+    """A target in canonical terms: component and the single-file module path (LDM for SD UNets,
+    HF for text encoders); ``part`` = which part of ``fused`` a diffusers target is; ``swap`` = the
+    target's output halves must be swapped to fit this path (diffusers scale/shift order)."""
 
     component: str
     path: str
-    rows: tuple[str, int] | None = None  # (fused part name q|k|v|mlp, index)
+    part: int | None = None
+    fused: Fused | None = None
+    swap: bool = False
 
 
-def _canonical_te(component: str, path: str, naming: str) -> Module:
-    dotted = unflatten(path) if naming in ("kohya", "onetrainer") else path
-    if component == "te3" and naming == "diffusers":  # diffusers Flux: text_encoder_2 is T5
-        component = "te3"
-    return Module(component, dotted)
+def _text_encoder(stem: str, family: str) -> Module | None:
+    for component, te in TEXT_ENCODERS.get(family, {}).items():
+        for prefix in te.kohya:
+            if stem.startswith(prefix):
+                return Module(component, unflatten(stem[len(prefix) :]))
+        for prefix in (te.diffusers, te.comfy):
+            if stem.startswith(prefix):
+                return Module(component, stem[len(prefix) :])
+    return None
 
 
 def canonical(stem: str, family: str) -> Module:
+    """Where target ``stem`` of a ``family`` LoRA points, in single-file terms."""
     loc = locate(stem)
-    if loc.component not in ("diffusion", "te1", "te2", "te3"):
-        raise ConversionError(Msg("{stem}: no {family} module for this naming", stem=stem, family=family))
     if loc.component != "diffusion":
-        component = (
-            "te3" if family == "flux" and loc.naming == "diffusers" and loc.component == "te2" else loc.component
-        )
-        return _canonical_te(component, loc.path, loc.naming)
-    path = unflatten(loc.path) if loc.naming in ("kohya", "onetrainer") else loc.path.replace(".processor.", ".")
-    if family in ("sd1", "sd2", "sdxl"):
+        te = _text_encoder(stem, family)
+        if te is None:
+            raise ConversionError(Msg("{stem}: no {family} module for this naming", stem=stem, family=family))
+        return te
+    path = unflatten(loc.path) if loc.naming in FLATTENED else loc.path.replace(".processor.", ".")
+    if family in UNET_FAMILIES:
         table = unet_table(UNET_SDXL if family == "sdxl" else UNET_SD1)
         if path.startswith(("down_blocks.", "up_blocks.", "mid_block.", "conv_in", "conv_out", "time_embedding.")):
             ldm = table.to_ldm(path + ".weight")
@@ -194,95 +289,50 @@ def canonical(stem: str, family: str) -> Module:
                 raise ConversionError(Msg("{stem}: no LDM name for diffusers module {path}", stem=stem, path=path))
             path = ldm[: -len(".weight")]
         return Module("diffusion", path)
-    # flux
-    if path.startswith(("transformer_blocks.", "single_transformer_blocks.")) or path in FLUX_TOP:
-        return _flux_from_diffusers(stem, path)
+    names = NAMES[family]
+    if loc.naming in DIFFUSERS_SIDE:
+        mapped = names.to_native(path)
+        if mapped is None:
+            raise ConversionError(
+                Msg("{stem}: no {family} module for diffusers module {path}", stem=stem, family=family, path=path)
+            )
+        return Module("diffusion", mapped.path, mapped.part, mapped.fused, mapped.swapped)
+    if names.to_diffusers(path) is None:
+        raise ConversionError(Msg("{stem}: {family} has no module {path}", stem=stem, family=family, path=path))
     return Module("diffusion", path)
-
-
-# --- Flux: diffusers <-> BFL block names ---------------------------------------------------------
-
-_FLUX_DOUBLE_FUSED = {f"attn.to_{c}": ("img_attn.qkv", c) for c in "qkv"} | {
-    f"attn.add_{c}_proj": ("txt_attn.qkv", c) for c in "qkv"
-}
-_FLUX_SINGLE_FUSED = {f"attn.to_{c}": ("linear1", c) for c in "qkv"} | {"proj_mlp": ("linear1", "mlp")}
-_FUSED_ORDER = {"q": 0, "k": 1, "v": 2, "mlp": 3}
-
-
-def _flux_from_diffusers(stem: str, path: str) -> Module:
-    if path in FLUX_TOP:
-        return Module("diffusion", FLUX_TOP[path])
-    kind, _dot, rest = path.partition(".")
-    index, _dot, inner = rest.partition(".")
-    if kind == "transformer_blocks":
-        if inner in FLUX_DOUBLE:
-            return Module("diffusion", f"double_blocks.{index}.{FLUX_DOUBLE[inner]}")
-        if inner in _FLUX_DOUBLE_FUSED:
-            fused, part = _FLUX_DOUBLE_FUSED[inner]
-            return Module("diffusion", f"double_blocks.{index}.{fused}", (part, _FUSED_ORDER[part]))
-    else:
-        if inner in FLUX_SINGLE:
-            return Module("diffusion", f"single_blocks.{index}.{FLUX_SINGLE[inner]}")
-        if inner in _FLUX_SINGLE_FUSED:
-            fused, part = _FLUX_SINGLE_FUSED[inner]
-            return Module("diffusion", f"single_blocks.{index}.{fused}", (part, _FUSED_ORDER[part]))
-    raise ConversionError(Msg("{stem}: no Flux (BFL) module for diffusers module {path}", stem=stem, path=path))
-
-
-def _flux_to_diffusers(path: str) -> list[tuple[str, str | None]]:
-    """Diffusers module(s) of a BFL path: several for a fused weight, with the part name."""
-    for d, b in FLUX_TOP.items():
-        if path == b:
-            return [(d, None)]
-    kind, _dot, rest = path.partition(".")
-    index, _dot, inner = rest.partition(".")
-    if kind == "double_blocks":
-        for d, b in FLUX_DOUBLE.items():
-            if inner == b:
-                return [(f"transformer_blocks.{index}.{d}", None)]
-        parts = [(d, p) for d, (f, p) in _FLUX_DOUBLE_FUSED.items() if f == inner]
-        if parts:
-            return [(f"transformer_blocks.{index}.{d}", p) for d, p in parts]
-    if kind == "single_blocks":
-        for d, b in FLUX_SINGLE.items():
-            if inner == b:
-                return [(f"single_transformer_blocks.{index}.{d}", None)]
-        parts = [(d, p) for d, (f, p) in _FLUX_SINGLE_FUSED.items() if f == inner]
-        if parts:
-            return [(f"single_transformer_blocks.{index}.{d}", p) for d, p in parts]
-    raise ConversionError(Msg("Flux module {path} has no diffusers name", path=path))
 
 
 # --- names out ---------------------------------------------------------------------------------
 
 
-def stem_for(module: Module, fmt: str, family: str) -> str:
+def stems_for(module: Module, fmt: str, family: str) -> tuple[list[str], bool]:
+    """The output stem(s) of a canonical module (several: a fused weight split for diffusers), and
+    whether the output halves are swapped relative to the single-file weight."""
     c, path = module.component, module.path
     if c != "diffusion":
+        te = TEXT_ENCODERS[family].get(c)
+        if te is None:
+            raise ConversionError(Msg("{family}: no name for text encoder {c}", family=family, c=c))
         if fmt == "kohya":
-            prefix = KOHYA_TE[family].get(c)
-            if prefix is None:
-                raise ConversionError(Msg("{family}: kohya has no name for text encoder {c}", family=family, c=c))
-            return prefix + path.replace(".", "_")
-        if fmt == "diffusers":
-            return DIFFUSERS_TE[c] + path
-        prefix = COMFY_TE[family].get(c)
-        if prefix is None:
-            raise ConversionError(Msg("{family}: ComfyUI has no name for text encoder {c}", family=family, c=c))
-        return prefix + path
+            return [te.kohya[0] + path.replace(".", "_")], False
+        return [(te.diffusers if fmt == "diffusers" else te.comfy) + path], False
     if fmt == "comfy":
-        return "diffusion_model." + path
-    if family in ("sd1", "sd2", "sdxl"):
+        return ["diffusion_model." + path], False
+    if family in UNET_FAMILIES:
         if fmt == "kohya" and family == "sdxl":
-            return "lora_unet_" + path.replace(".", "_")
+            return ["lora_unet_" + path.replace(".", "_")], False
         diffusers = unet_table(UNET_SDXL if family == "sdxl" else UNET_SD1).to_diffusers(path + ".weight")
         if diffusers is None:
             raise ConversionError(Msg("UNet module {path} has no diffusers name", path=path))
         d = diffusers[: -len(".weight")]
-        return "lora_unet_" + d.replace(".", "_") if fmt == "kohya" else "unet." + d
+        return ["lora_unet_" + d.replace(".", "_") if fmt == "kohya" else "unet." + d], False
     if fmt == "kohya":
-        return "lora_unet_" + path.replace(".", "_")
-    raise AssertionError("Flux to diffusers goes through _flux_to_diffusers")
+        return ["lora_unet_" + path.replace(".", "_")], False
+    out = NAMES[family].to_diffusers(path)
+    if out is None:
+        raise ConversionError(Msg("{family} module {path} has no diffusers name", family=family, path=path))
+    paths, swapped = out
+    return ["transformer." + p for p in paths], swapped
 
 
 # --- the plan step -------------------------------------------------------------------------------
@@ -294,10 +344,178 @@ ROLE_NAMES = {
 }
 
 
-def _rows(index: int, sizes: list[int]) -> Callable[[np.ndarray], np.ndarray]:
-    start = sum(sizes[:index])
-    stop = start + sizes[index]
+def _rows(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda a: np.ascontiguousarray(a[start:stop])
+
+
+def _swap_halves(a: np.ndarray) -> np.ndarray:
+    half = a.shape[0] // 2
+    return np.ascontiguousarray(np.concatenate([a[half:], a[:half]], axis=0))
+
+
+class _Renamer:
+    """Builds the renamed plan: every output step, the alpha tensors or the PEFT metadata."""
+
+    def __init__(self, plan: Plan, fmt: str, family: str) -> None:
+        self.plan = plan
+        self.fmt = fmt
+        self.family = family
+        self.by_name = {s.name: s for s in plan.steps}
+        self.steps: list[Step] = []
+        self.extra: dict[str, np.ndarray] = {}
+        self.pattern: dict[str, dict[str, dict[str, float]]] = {}
+
+    def step(self, name: str) -> Step:
+        return self.by_name[name]
+
+    def rank_alpha(self, t: Target) -> tuple[int, float]:
+        rank = self.plan.source.tensors[t.tensors["down"]].shape[0]
+        alpha = read_alpha(t, self.plan.source.read)
+        return rank, float(rank) if alpha is None else alpha
+
+    def rename(self, t: Target, module: Module) -> None:
+        stems, swapped = stems_for(module, self.fmt, self.family)
+        up = self.step(t.tensors["up"])
+        down = self.step(t.tensors["down"])
+        rank, alpha = self.rank_alpha(t)
+        if len(stems) > 1:
+            assert module.fused is None
+            self.split(stems, up, down, rank, alpha)
+            return
+        swap = (module.swap or swapped) and up.shape[0] == 2 * _width(down)
+        down.out = stems[0] + ROLE_NAMES[self.fmt]["down"]
+        up.out = stems[0] + ROLE_NAMES[self.fmt]["up"]
+        if swap:
+            up.fix = _swap_halves
+        self.steps += [down, up]
+        self.alpha(stems[0], rank, alpha)
+
+    def split(self, stems: list[str], up: Step, down: Step, rank: int, alpha: float) -> None:
+        """A fused single-file target (qkv, linear1) as diffusers' separate modules: the same down,
+        the rows of up."""
+        fused = _fused_of(self.family, stems)
+        sizes = fused.sizes(up.shape[0], _width(down))
+        if sum(sizes) != up.shape[0] or min(sizes) <= 0:
+            raise ConversionError(
+                Msg(
+                    "{stem}: {shape} output rows cannot be split into {outs_count} parts",
+                    stem=up.name,
+                    shape=up.shape[0],
+                    outs_count=len(stems),
+                )
+            )
+        start = 0
+        for stem, size in zip(stems, sizes, strict=True):
+            self.steps.append(replace(down, out=stem + ROLE_NAMES["diffusers"]["down"]))
+            self.steps.append(
+                replace(
+                    up,
+                    out=stem + ROLE_NAMES["diffusers"]["up"],
+                    shape=(size, *up.shape[1:]),
+                    fix=_rows(start, start + size),
+                )
+            )
+            self.alpha(stem, rank, alpha)
+            start += size
+
+    def join(self, module: Module, parts: list[tuple[int, Target]]) -> None:
+        """diffusers' separate modules of one fused single-file weight, back into one target. Parts
+        that share one ``down`` and alpha (as a split leaves them) keep it and stack their ups;
+        otherwise (separately trained q/k/v, as diffusers trainers write them, or parts left out) the
+        target is block-diagonal: the downs stacked, each up in its own rows and columns, zeros
+        elsewhere, so ``up @ down`` is exactly the parts' deltas stacked. Its rank is the sum of the
+        parts' and its alpha keeps their common alpha/rank; parts with different alpha/rank refuse."""
+        fused = module.fused
+        assert fused is not None
+        parts.sort(key=lambda p: p[0])
+        targets = [t for _i, t in parts]
+        src = self.plan.source
+        rank_alphas = [self.rank_alpha(t) for t in targets]
+        (stem,), _swapped = stems_for(Module(module.component, module.path), self.fmt, self.family)
+        downs = [self.step(t.tensors["down"]) for t in targets]
+        ups = [self.step(t.tensors["up"]) for t in targets]
+        width = _width(downs[0])
+        complete = [i for i, _t in parts] == list(range(len(fused.parts)))
+        values = [src.read(d.name) for d in downs]
+        if complete and len(set(rank_alphas)) == 1 and all(np.array_equal(values[0], v) for v in values[1:]):
+            up_names = [u.name for u in ups]
+
+            def stacked(_a: np.ndarray) -> np.ndarray:
+                return np.concatenate([np.asarray(src.read(n)) for n in up_names], axis=0)
+
+            rows = sum(u.shape[0] for u in ups)
+            self.steps += [
+                replace(downs[0], out=stem + ROLE_NAMES[self.fmt]["down"]),
+                replace(ups[0], out=stem + ROLE_NAMES[self.fmt]["up"], shape=(rows, *ups[0].shape[1:]), fix=stacked),
+            ]
+            self.alpha(stem, *rank_alphas[0])
+            return
+        scales = {alpha / rank for rank, alpha in rank_alphas}
+        missing_rest = len(fused.parts) == 4 and parts[-1][0] != 3  # the MLP part's rows are unknown without it
+        if (
+            len(scales) != 1
+            or missing_rest
+            or any(u.shape[0] != width for (i, _t), u in zip(parts, ups, strict=True) if i < 3)
+        ):
+            raise ConversionError(
+                Msg(
+                    "{stems}: {family} keeps {want} in one fused weight ({path}); these parts cannot be joined into one LoRA target (different or missing parts, downs or alphas)",
+                    stems=targets[0].stem,
+                    family=self.family,
+                    want=", ".join(fused.parts),
+                    path=module.path,
+                )
+            )
+        sizes = [width] * 3 + ([ups[-1].shape[0]] if len(fused.parts) == 4 else [])
+        row_at = [sum(sizes[:i]) for i, _t in parts]
+        ranks = [rank for rank, _alpha in rank_alphas]
+        down_names, up_names = [d.name for d in downs], [u.name for u in ups]
+
+        def stacked_downs(_a: np.ndarray) -> np.ndarray:
+            return np.concatenate([np.asarray(src.read(n)) for n in down_names], axis=0)
+
+        def block_diagonal(_a: np.ndarray) -> np.ndarray:
+            first = np.asarray(src.read(up_names[0]))
+            out = np.zeros((sum(sizes), sum(ranks)), dtype=first.dtype)
+            col = 0
+            for name, row, rank in zip(up_names, row_at, ranks, strict=True):
+                up = first if name == up_names[0] else np.asarray(src.read(name))
+                out[row : row + up.shape[0], col : col + rank] = up
+                col += rank
+            return out
+
+        self.steps += [
+            replace(downs[0], out=stem + ROLE_NAMES[self.fmt]["down"], shape=(sum(ranks), width), fix=stacked_downs),
+            replace(ups[0], out=stem + ROLE_NAMES[self.fmt]["up"], shape=(sum(sizes), sum(ranks)), fix=block_diagonal),
+        ]
+        self.alpha(stem, sum(ranks), scales.pop() * sum(ranks))
+        self.plan.notes.append(
+            Msg(
+                "LoRA names: {path} joined from {n} separately trained parts as one block-diagonal target of rank {rank}",
+                path=module.path,
+                n=len(parts),
+                rank=sum(ranks),
+            )
+        )
+
+    def alpha(self, out_stem: str, rank: int, alpha: float) -> None:
+        if self.fmt == "diffusers":
+            component, _dot, path = out_stem.partition(".")
+            p = self.pattern.setdefault(component, {"rank": {}, "alpha": {}})
+            p["rank"][path] = rank
+            p["alpha"][path] = alpha
+        else:
+            self.extra[out_stem + ".alpha"] = np.array(alpha, dtype=np.float32)
+
+
+def _width(down: Step) -> int:
+    return down.shape[1]
+
+
+def _fused_of(family: str, stems: list[str]) -> Fused:
+    mapped = NAMES[family].to_native(stems[0].partition(".")[2])
+    assert mapped is not None and mapped.fused is not None
+    return mapped.fused
 
 
 def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str | None]:
@@ -345,40 +563,22 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
                 other=keys.other[0],
             )
         )
-    by_name = {s.name: s for s in plan.steps}
-    alphas = _alphas_in(src, keys.targets)
-    steps: list[Step] = []
-    extra: dict[str, np.ndarray] = {}
-    pattern: dict[str, dict[str, dict[str, float]]] = {}
-    fused: dict[tuple[str, str], list[tuple[int, str, Target]]] = {}
+    read_peft_alphas(keys, src.metadata)
+    renamer = _Renamer(plan, fmt, family)
+    fused: dict[tuple[str, str], tuple[Module, list[tuple[int, Target]]]] = {}
     for stem, t in keys.targets.items():
         module = canonical(stem, family)
-        rank = src.tensors[t.tensors["down"]].shape[0]
-        alpha = alphas.get(stem, float(rank))
-        if module.rows is not None:
-            fused.setdefault((module.component, module.path), []).append((module.rows[1], module.rows[0], t))
-            continue
-        if fmt == "diffusers" and family == "flux" and module.component == "diffusion":
-            outs = _flux_to_diffusers(module.path)
-            if len(outs) > 1:
-                _split(plan, steps, extra, pattern, t, outs, src, alpha, rank)
-                continue
-            out_stem = "transformer." + outs[0][0]
+        if module.part is None:
+            renamer.rename(t, module)
         else:
-            out_stem = stem_for(module, fmt, family)
-        for role in ("down", "up"):
-            s = by_name[t.tensors[role]]
-            s.out = out_stem + ROLE_NAMES[fmt][role]
-            steps.append(s)
-        _alpha_out(fmt, out_stem, alpha, rank, extra, pattern, steps, src)
-    for (component, path), parts in fused.items():
-        _join(plan, steps, extra, pattern, fmt, family, component, path, parts, src, alphas)
-    plan.steps = steps
-    if extra:
-        plan.sources[ALPHA_SOURCE] = DictSource(extra, "<alpha>")
-        for name, arr in extra.items():
-            dtype = "F32" if arr.dtype == np.float32 else "F16"
-            steps.append(Step(name, ALPHA_SOURCE, name, dtype, tuple(arr.shape), dtype, "lora", pinned=True))
+            fused.setdefault((module.component, module.path), (module, []))[1].append((module.part, t))
+    for module, parts in fused.values():
+        renamer.join(module, parts)
+    plan.steps = [replace(s, part="lora") for s in renamer.steps]
+    if renamer.extra:
+        plan.sources[ALPHA_SOURCE] = DictSource(renamer.extra, "<alpha>")
+        for name, arr in renamer.extra.items():
+            plan.steps.append(Step(name, ALPHA_SOURCE, name, "F32", tuple(arr.shape), "F32", "lora", pinned=True))
     plan.notes.append(
         Msg(
             "LoRA names: {n} targets written in {format} naming for {family}",
@@ -388,56 +588,7 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
         )
     )
     plan.tag(fmt)
-    return {METADATA_KEY: _peft_metadata(pattern) if pattern else None}
-
-
-def _alphas_in(src: TensorSource, targets: dict[str, Target]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for stem, t in targets.items():
-        name = t.tensors.get("alpha")
-        if name is not None:
-            out[stem] = float(np.asarray(src.read(name), dtype=np.float64).reshape(-1)[0])
-    meta = src.metadata.get(METADATA_KEY)
-    if meta:
-        out |= _alphas_from_peft_metadata(meta, targets)
-    return out
-
-
-def _alphas_from_peft_metadata(raw: str, targets: dict[str, Target]) -> dict[str, float]:
-    """Per-target alpha from diffusers' ``lora_adapter_metadata`` (``<component>.alpha_pattern``
-    keyed by module path, ``<component>.lora_alpha`` for the rest)."""
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise ConversionError(Msg("{metadata_key} metadata is not JSON", metadata_key=METADATA_KEY)) from None
-    out: dict[str, float] = {}
-    for stem in targets:
-        component, _dot, path = stem.partition(".")
-        pattern = meta.get(f"{component}.alpha_pattern") or {}
-        if path in pattern:
-            out[stem] = float(pattern[path])
-        elif f"{component}.lora_alpha" in meta:
-            out[stem] = float(meta[f"{component}.lora_alpha"])
-    return out
-
-
-def _alpha_out(
-    fmt: str,
-    out_stem: str,
-    alpha: float,
-    rank: int,
-    extra: dict[str, np.ndarray],
-    pattern: dict[str, dict[str, dict[str, float]]],
-    steps: list[Step],
-    src: TensorSource,
-) -> None:
-    if fmt == "diffusers":
-        component, _dot, path = out_stem.partition(".")
-        p = pattern.setdefault(component, {"rank": {}, "alpha": {}})
-        p["rank"][path] = rank
-        p["alpha"][path] = alpha
-        return
-    extra[out_stem + ".alpha"] = np.array(alpha, dtype=np.float32)
+    return {METADATA_KEY: _peft_metadata(renamer.pattern) if renamer.pattern else None}
 
 
 def _peft_metadata(pattern: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -453,98 +604,3 @@ def _peft_metadata(pattern: dict[str, dict[str, dict[str, float]]]) -> str:
         meta[f"{component}.alpha_pattern"] = dict(alphas)
         meta[f"{component}.target_modules"] = sorted(ranks)
     return json.dumps(meta, sort_keys=True)
-
-
-def _split(plan: Any, steps: Any, extra: Any, pattern: Any, t: Any, outs: Any, src: Any, alpha: Any, rank: Any) -> None:
-    """A fused BFL target (qkv, linear1) as diffusers' separate modules: same down, rows of up."""
-    up = src.tensors[t.tensors["up"]]
-    hidden = src.tensors[t.tensors["down"]].shape[1]
-    sizes = [hidden] * 3 + ([up.shape[0] - 3 * hidden] if len(outs) == 4 else [])
-    if sum(sizes) != up.shape[0] or min(sizes) <= 0:
-        raise ConversionError(
-            Msg(
-                "{stem}: {shape} output rows cannot be split into {outs_count} parts",
-                stem=t.stem,
-                shape=up.shape[0],
-                outs_count=len(outs),
-            )
-        )
-    down_step = next(s for s in plan.steps if s.name == t.tensors["down"])
-    up_step = next(s for s in plan.steps if s.name == t.tensors["up"])
-    for i, (module, _part) in enumerate(outs):
-        stem = "transformer." + module
-        d = Step(
-            stem + ".lora_A.weight", MAIN, down_step.name, down_step.dtype, down_step.shape, down_step.out_dtype, "lora"
-        )
-        u = Step(
-            stem + ".lora_B.weight",
-            MAIN,
-            up_step.name,
-            up_step.dtype,
-            (sizes[i], *up_step.shape[1:]),
-            up_step.out_dtype,
-            "lora",
-            fix=_rows(i, sizes),
-        )
-        steps.extend((d, u))
-        _alpha_out("diffusers", stem, alpha, rank, extra, pattern, steps, src)
-
-
-def _join(
-    plan: Any,
-    steps: Any,
-    extra: Any,
-    pattern: Any,
-    fmt: Any,
-    family: Any,
-    component: Any,
-    path: Any,
-    parts: Any,
-    src: Any,
-    alphas: Any,
-) -> None:
-    """diffusers' to_q/to_k/to_v (+ proj_mlp) of one Flux block back into the fused BFL target:
-    only when they share one ``down`` (as a split by us or by diffusers' own converter leaves them)."""
-    parts.sort(key=lambda p: p[0])
-    names = [p[1] for p in parts]
-    want = ["q", "k", "v"] + (["mlp"] if path.endswith("linear1") else [])
-    stems = [p[2].stem for p in parts]
-    downs = [src.read(p[2].tensors["down"]) for p in parts]
-    same_down = all(np.array_equal(downs[0], d) for d in downs[1:])
-    rank_alpha = {alphas.get(s) for s in stems}
-    if names != want or not same_down or len(rank_alpha) != 1:
-        raise ConversionError(
-            Msg(
-                "{stems}: {family} keeps {want} in one fused weight ({path}); these parts cannot be joined into one LoRA target (different or missing parts, downs or alphas)",
-                stems=stems[0],
-                family=family,
-                want=", ".join(want),
-                path=path,
-            )
-        )
-    out_stem = stem_for(Module(component, path), fmt, family)
-    first = next(s for s in plan.steps if s.name == parts[0][2].tensors["down"])
-    first.out = out_stem + ROLE_NAMES[fmt]["down"]
-    steps.append(first)
-    ups = [next(s for s in plan.steps if s.name == p[2].tensors["up"]) for p in parts]
-    rows = sum(u.shape[0] for u in ups)
-    names_up = [u.name for u in ups]
-
-    def joined(_a: np.ndarray, names: list[str] = names_up) -> np.ndarray:
-        return np.concatenate([np.asarray(src.read(n)) for n in names], axis=0)
-
-    steps.append(
-        Step(
-            out_stem + ROLE_NAMES[fmt]["up"],
-            MAIN,
-            ups[0].name,
-            ups[0].dtype,
-            (rows, *ups[0].shape[1:]),
-            ups[0].out_dtype,
-            "lora",
-            fix=joined,
-        )
-    )
-    rank = first.shape[0]
-    alpha = alphas.get(stems[0], float(rank))
-    _alpha_out(fmt, out_stem, alpha if alpha is not None else float(rank), rank, extra, pattern, steps, src)

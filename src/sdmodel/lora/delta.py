@@ -58,8 +58,9 @@ def alpha_scale(alpha: float | None, rank: int | None) -> float:
 
 
 def read_alpha(target: Target, read: Reader) -> float | None:
+    """The target's alpha tensor, else the alpha its file's PEFT metadata gives it, else None."""
     name = target.tensors.get("alpha")
-    return None if name is None else float(np.asarray(read(name), dtype=np.float64).reshape(-1)[0])
+    return target.peft_alpha if name is None else float(np.asarray(read(name), dtype=np.float64).reshape(-1)[0])
 
 
 def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:

@@ -9,12 +9,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
+from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.i18n import N_, Msg
+from sdmodel.lora.delta import read_alpha
 from sdmodel.lora.families import MUSUBI_VERSIONS, Probe, family_from_keys, family_from_metadata
-from sdmodel.lora.keys import LoraKeys, Target, parse, rank_of
+from sdmodel.lora.keys import LoraKeys, Target, parse, rank_of, read_peft_alphas
 from sdmodel.lora.names import locate
 
 COMPONENT_LABELS = {
@@ -159,12 +159,11 @@ def _alphas(keys: LoraKeys, source: TensorSource) -> list[float]:
     """Distinct alpha values (scalars: a few bytes each). Unreadable ones are skipped."""
     seen: set[float] = set()
     for t in keys.targets.values():
-        name = t.tensors.get("alpha")
-        if name is None:
-            continue
         try:
-            value = float(np.asarray(source.read(name), dtype=np.float64).reshape(-1)[0])
+            value = read_alpha(t, source.read)
         except Exception:
+            continue
+        if value is None:
             continue
         if math.isfinite(value):
             seen.add(round(value, 6))
@@ -178,9 +177,13 @@ def describe(source: TensorSource, keys: LoraKeys | None = None, read_alphas: bo
     keys = keys if keys is not None else parse(tensors)
     if not keys.targets:
         return None
+    notes: list[str | Msg] = []
+    try:
+        read_peft_alphas(keys, source.metadata)
+    except ConversionError as e:
+        notes.append(e.message)
     found, candidates = family_from_keys(probes(keys, tensors))
     meta_family, meta_key = family_from_metadata(source.metadata)
-    notes: list[str | Msg] = []
     family, how = found, "key names" if found else "unknown"
     if found is None and meta_family is not None:
         family, how = meta_family, f"metadata ({meta_key})"

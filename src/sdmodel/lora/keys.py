@@ -9,10 +9,18 @@ are those the public loaders read (ComfyUI ``comfy/lora.py`` and ``comfy/weight_
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo
+from sdmodel.i18n import Msg
+
+# diffusers loaders/lora_base.py LORA_ADAPTER_METADATA_KEY: per component a PEFT LoraConfig
+# (``<component>.lora_alpha``, ``<component>.alpha_pattern`` keyed by module path...).
+PEFT_METADATA_KEY = "lora_adapter_metadata"
 
 Algorithm = Literal["lora", "locon", "loha", "lokr", "full", "oft", "boft", "glora", "ia3", "norm", "set"]
 ALGORITHMS: tuple[str, ...] = ("lora", "locon", "loha", "lokr", "full", "oft", "boft", "glora", "ia3", "norm", "set")
@@ -87,6 +95,7 @@ class Target:
     stem: str
     algorithm: str = ""
     tensors: dict[str, str] = field(default_factory=dict)  # role -> tensor name in the LoRA file
+    peft_alpha: float | None = None  # from the file's PEFT metadata, for targets without an alpha tensor
 
     @property
     def dora(self) -> bool:
@@ -198,3 +207,22 @@ def delta_shape(t: Target, tensors: dict[str, TensorInfo]) -> tuple[int, ...] | 
     if t.algorithm == "full":
         return shape("diff")
     return None
+
+
+def read_peft_alphas(keys: LoraKeys, metadata: Mapping[str, str]) -> None:
+    """Give each target without an alpha tensor the alpha the file's diffusers/PEFT metadata sets
+    for it (``alpha_pattern`` entry, else the component's ``lora_alpha``), as diffusers' loader does."""
+    raw = metadata.get(PEFT_METADATA_KEY)
+    if not raw:
+        return
+    try:
+        meta = json.loads(raw)
+        for stem, t in keys.targets.items():
+            component, _dot, path = stem.partition(".")
+            pattern = meta.get(f"{component}.alpha_pattern") or {}
+            if path in pattern:
+                t.peft_alpha = float(pattern[path])
+            elif f"{component}.lora_alpha" in meta:
+                t.peft_alpha = float(meta[f"{component}.lora_alpha"])
+    except (ValueError, TypeError, AttributeError):
+        raise ConversionError(Msg("{metadata_key} metadata is not JSON", metadata_key=PEFT_METADATA_KEY)) from None

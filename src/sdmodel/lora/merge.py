@@ -18,7 +18,7 @@ from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.i18n import Msg
 from sdmodel.lora.check import match_targets
 from sdmodel.lora.delta import UNSUPPORTED, merge_into
-from sdmodel.lora.keys import Target, parse
+from sdmodel.lora.keys import Target, parse, read_peft_alphas
 from sdmodel.lora.modelmap import Dest, ModelMap
 from sdmodel.lora.names import locate
 from sdmodel.plan import Plan, Step
@@ -118,6 +118,7 @@ def apply_loras(
         name = f"lora{i + 1}"
         plan.sources[name] = source
         keys = parse(source.tensors)
+        read_peft_alphas(keys, source.metadata)
         if not keys.targets:
             raise ConversionError(Msg("{path}: not a LoRA (no LoRA target in the file)", path=source.path))
         odd = sorted({t.algorithm for t in keys.targets.values() if t.algorithm in UNSUPPORTED})

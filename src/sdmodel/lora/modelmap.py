@@ -8,9 +8,9 @@ yields the LoRA names that may target it). The model is read under sdmodel's nam
 - every diffusion model: its own module paths (kohya ``lora_unet_`` + path with ``_``, ComfyUI
   ``diffusion_model.``, bare, musubi-tuner, ``transformer.`` when the model has diffusers names);
 - SD1/SD2/SDXL UNets: also the diffusers module names (sdmodel.formats.diffusers_map);
-- Flux (BFL names): also diffusers' ``transformer_blocks``/``single_transformer_blocks`` names,
-  ``to_q``/``to_k``/``to_v`` as rows of the fused ``qkv``/``linear1`` (ComfyUI ``comfy/utils.py``
-  ``flux_to_diffusers``), ``norm_out.linear`` with scale and shift swapped;
+- the DiTs of sdmodel.lora.namings (Flux, SD3, Wan, LTX-Video...) stored under single-file names:
+  also their diffusers names, ``to_q``/``to_k``/``to_v`` as rows of a fused ``qkv``/``linear1``
+  (ComfyUI ``comfy/utils.py`` ``flux_to_diffusers``), ``norm_out.linear`` with scale and shift swapped;
 - text encoders: HF CLIP names (``text_model.encoder.layers.N...``), OpenCLIP checkpoints' fused
   ``in_proj_weight`` split into q/k/v rows; T5 under its own names as ``te3`` (and ``te2`` when
   there is no CLIP-G, as OneTrainer writes for Flux).
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, UnetStructure, openclip_ldm_to_hf, unet_table
-from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP, flat
+from sdmodel.lora.names import flat
+from sdmodel.lora.namings import NAMES, DiffusersNames
 
 
 @dataclass(frozen=True)
@@ -106,39 +107,32 @@ class ModelMap:
                 d = table.to_diffusers(rest)
                 if d is not None:
                     self._add("diffusion", _stem(d), Dest(key))
-        if "double_blocks.0.img_attn.qkv.weight" in names:
-            self._flux(names)
+        dit = NAMES.get(self.family or "") or next(
+            (t for t in NAMES.values() if t.signature and t.signature in names), None
+        )
+        if dit is not None:
+            self._diffusers_names(dit, names)
 
-    def _flux(self, names: dict[str, str]) -> None:
-        hidden = self.tensors[names["double_blocks.0.img_attn.qkv.weight"]].shape[1]
-
-        def add(diffusers: str, bfl: str, rows: tuple[int, int] | None = None, swap: bool = False) -> None:
-            key = names.get(bfl + ".weight")
-            if key is not None:
-                self._add("diffusion", diffusers, Dest(key, rows, swap))
-
-        for d, b in FLUX_TOP.items():
-            add(d, b)
-        add("norm_out.linear", "final_layer.adaLN_modulation.1", swap=True)
-        i = 0
-        while f"double_blocks.{i}.img_attn.qkv.weight" in names:
-            src, dst = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-            for n, c in enumerate("qkv"):
-                add(f"{src}attn.to_{c}", dst + "img_attn.qkv", (n * hidden, hidden))
-                add(f"{src}attn.add_{c}_proj", dst + "txt_attn.qkv", (n * hidden, hidden))
-            for d, b in FLUX_DOUBLE.items():
-                add(src + d, dst + b)
-            i += 1
-        i = 0
-        while f"single_blocks.{i}.linear1.weight" in names:
-            src, dst = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-            for n, c in enumerate("qkv"):
-                add(f"{src}attn.to_{c}", dst + "linear1", (n * hidden, hidden))
-            mlp = self.tensors[names[dst + "linear1.weight"]].shape[0] - 3 * hidden
-            add(src + "proj_mlp", dst + "linear1", (3 * hidden, mlp))
-            for d, b in FLUX_SINGLE.items():
-                add(src + d, dst + b)
-            i += 1
+    def _diffusers_names(self, table: DiffusersNames, names: dict[str, str]) -> None:
+        """The diffusers module names of a model stored under its single-file names."""
+        for rest, key in names.items():
+            if not rest.endswith(".weight"):
+                continue
+            out = table.to_diffusers(_stem(rest))
+            if out is None:
+                continue
+            paths, swapped = out
+            shape = self.tensors[key].shape
+            if len(paths) == 1:
+                swap = swapped and len(shape) == 2 and shape[0] == 2 * shape[1]
+                self._add("diffusion", paths[0], Dest(key, swap=swap))
+                continue
+            mapped = table.to_native(paths[0])
+            assert mapped is not None and mapped.fused is not None
+            start = 0
+            for path, size in zip(paths, mapped.fused.sizes(shape[0], shape[1]), strict=True):
+                self._add("diffusion", path, Dest(key, (start, size)))
+                start += size
 
     def _text_encoders(self) -> None:
         has_clip_g = any(k.startswith(("conditioner.embedders.1.", "text_encoders.clip_g.")) for k in self.tensors)

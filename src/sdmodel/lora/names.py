@@ -52,6 +52,7 @@ PREFIXES: tuple[Prefix, ...] = (
     Prefix("model.diffusion_model.", "comfy", "diffusion"),
     Prefix("diffusion_model.", "comfy", "diffusion"),
     Prefix("text_encoders.clip_l.transformer.", "comfy", "te1"),
+    Prefix("text_encoders.clip_h.transformer.", "comfy", "te1"),  # SD2's OpenCLIP ViT-H
     Prefix("text_encoders.clip_g.transformer.", "comfy", "te2"),
     Prefix("text_encoders.t5xxl.transformer.", "comfy", "te3"),
 )

@@ -1,0 +1,266 @@
+"""Where the diffusers module names of a family's diffusion model land in its single-file names.
+
+LoRA trainers name their targets either by the model's single-file modules (kohya/musubi-tuner
+``lora_unet_`` + path with ``_``, ComfyUI ``diffusion_model.`` + path) or by the diffusers model's
+modules (``transformer.`` + path). One record per family says how the two name the same weight:
+
+- ``blocks``: per repeated block, diffusers inner path -> single-file inner path, and the fused
+  weights (one single-file weight whose rows are several diffusers weights, e.g. Flux's ``qkv``);
+- ``top``: the modules outside the blocks (whole paths, or path prefixes ending in ``.``);
+- ``swapped``: single-file modules whose two output halves diffusers keeps in the other order
+  (``shift, scale`` vs ``scale, shift``), when the weight has twice as many rows as inputs;
+- ``same``: the family's diffusers names are its single-file names (Qwen-Image, HiDream), apart
+  from the ``top`` renames.
+
+Facts from diffusers ``loaders/single_file_utils.py`` (the ``convert_*_to_diffusers`` functions) and
+``loaders/lora_conversion_utils.py``, and ComfyUI ``comfy/utils.py`` (``flux_to_diffusers``,
+``mmdit_to_diffusers``); tests check every record against real key lists of both layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP
+
+
+@dataclass(frozen=True)
+class Fused:
+    """One single-file weight holding the rows of several diffusers weights, in this order. Every
+    part has as many rows as the weight has inputs, but a fourth part, which takes the rest
+    (Flux's ``linear1`` = q, k, v and the MLP input)."""
+
+    native: str
+    parts: tuple[str, ...]
+
+    def sizes(self, rows: int, width: int) -> list[int]:
+        sizes = [width] * 3
+        if len(self.parts) == 4:
+            sizes.append(rows - 3 * width)
+        return sizes
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A repeated block: ``native.N.<inner>`` in single-file names, ``diffusers.N.<inner>`` in diffusers'."""
+
+    native: str
+    diffusers: str
+    modules: Mapping[str, str]  # diffusers inner path -> single-file inner path
+    fused: tuple[Fused, ...] = ()
+    swapped: frozenset[str] = frozenset()  # single-file inner paths
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A diffusers module in single-file terms: the path, and for a part of a fused weight its
+    index and the fused record."""
+
+    path: str
+    part: int | None = None
+    fused: Fused | None = None
+    swapped: bool = False
+
+
+@dataclass(frozen=True)
+class DiffusersNames:
+    family: str
+    blocks: tuple[Blocks, ...] = ()
+    top: Mapping[str, str] = field(
+        default_factory=dict
+    )  # diffusers -> single-file (a key ending in "." renames a prefix)
+    swapped: frozenset[str] = frozenset()  # single-file paths outside the blocks
+    same: bool = False
+    signature: str = ""  # a single-file weight that says a model of unknown family uses these names
+
+    def to_native(self, path: str) -> Mapped | None:
+        """The single-file module of diffusers module ``path`` (None: the family has no such module)."""
+        for b in self.blocks:
+            index, inner = _in_block(path, b.diffusers)
+            if index is None:
+                continue
+            prefix = f"{b.native}.{index}."
+            if inner in b.modules:
+                native = b.modules[inner]
+                return Mapped(prefix + native, swapped=native in b.swapped)
+            for f in b.fused:
+                if inner in f.parts:
+                    return Mapped(prefix + f.native, f.parts.index(inner), f)
+            if not self.same:
+                return None
+        renamed = _renamed(path, self.top)
+        if renamed is None:
+            return Mapped(path) if self.same else None
+        return Mapped(renamed, swapped=renamed in self.swapped)
+
+    def to_diffusers(self, path: str) -> tuple[list[str], bool] | None:
+        """The diffusers module(s) of single-file module ``path``: several for a fused weight (in row
+        order); and whether its output halves are swapped. None: no such module."""
+        for b in self.blocks:
+            index, inner = _in_block(path, b.native)
+            if index is None:
+                continue
+            prefix = f"{b.diffusers}.{index}."
+            for d, n in b.modules.items():
+                if n == inner:
+                    return [prefix + d], inner in b.swapped
+            for f in b.fused:
+                if f.native == inner:
+                    return [prefix + p for p in f.parts], False
+            if not self.same:
+                return None
+        inverse = {n: d for d, n in self.top.items()}
+        diffusers = _renamed(path, inverse)
+        if diffusers is None:
+            return ([path], False) if self.same else None
+        return [diffusers], path in self.swapped
+
+
+def _in_block(path: str, root: str) -> tuple[str | None, str]:
+    head, _dot, rest = path.partition(".")
+    if head != root:
+        return None, ""
+    index, _dot, inner = rest.partition(".")
+    return (index, inner) if index.isdigit() else (None, "")
+
+
+def _renamed(path: str, table: Mapping[str, str]) -> str | None:
+    if path in table:
+        return table[path]
+    for old, new in table.items():
+        if old.endswith(".") and path.startswith(old):
+            return new + path[len(old) :]
+    return None
+
+
+_QKV = ("to_q", "to_k", "to_v")
+_ADD_QKV = ("add_q_proj", "add_k_proj", "add_v_proj")
+
+FLUX = DiffusersNames(
+    "flux",
+    blocks=(
+        Blocks(
+            "double_blocks",
+            "transformer_blocks",
+            FLUX_DOUBLE,
+            (
+                Fused("img_attn.qkv", tuple(f"attn.{p}" for p in _QKV)),
+                Fused("txt_attn.qkv", tuple(f"attn.{p}" for p in _ADD_QKV)),
+            ),
+        ),
+        Blocks(
+            "single_blocks",
+            "single_transformer_blocks",
+            FLUX_SINGLE,
+            (Fused("linear1", (*(f"attn.{p}" for p in _QKV), "proj_mlp")),),
+        ),
+    ),
+    top={**FLUX_TOP, "norm_out.linear": "final_layer.adaLN_modulation.1"},
+    swapped=frozenset({"final_layer.adaLN_modulation.1"}),
+    signature="double_blocks.0.img_attn.qkv.weight",
+)
+
+# SD3 / SD3.5 MMDiT (diffusers convert_sd3_transformer_checkpoint_to_diffusers): the last block's
+# context adaLN (2 chunks, not 6) and the final layer's adaLN are stored swapped.
+SD3 = DiffusersNames(
+    "sd3",
+    blocks=(
+        Blocks(
+            "joint_blocks",
+            "transformer_blocks",
+            {
+                "attn.to_out.0": "x_block.attn.proj",
+                "attn.to_add_out": "context_block.attn.proj",
+                "attn2.to_out.0": "x_block.attn2.proj",
+                "norm1.linear": "x_block.adaLN_modulation.1",
+                "norm1_context.linear": "context_block.adaLN_modulation.1",
+                "ff.net.0.proj": "x_block.mlp.fc1",
+                "ff.net.2": "x_block.mlp.fc2",
+                "ff_context.net.0.proj": "context_block.mlp.fc1",
+                "ff_context.net.2": "context_block.mlp.fc2",
+            },
+            (
+                Fused("x_block.attn.qkv", tuple(f"attn.{p}" for p in _QKV)),
+                Fused("context_block.attn.qkv", tuple(f"attn.{p}" for p in _ADD_QKV)),
+                Fused("x_block.attn2.qkv", tuple(f"attn2.{p}" for p in _QKV)),
+            ),
+            swapped=frozenset({"context_block.adaLN_modulation.1"}),
+        ),
+    ),
+    top={
+        "pos_embed.proj": "x_embedder.proj",
+        "context_embedder": "context_embedder",
+        "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+        "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
+        "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
+        "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2",
+        "proj_out": "final_layer.linear",
+        "norm_out.linear": "final_layer.adaLN_modulation.1",
+    },
+    swapped=frozenset({"final_layer.adaLN_modulation.1"}),
+    signature="joint_blocks.0.x_block.attn.qkv.weight",
+)
+
+# Wan 2.1 / 2.2 (diffusers convert_wan_transformer_to_diffusers; its LoRA converter
+# _convert_non_diffusers_wan_lora_to_diffusers), VACE blocks included.
+_WAN_BLOCK = {
+    **{f"attn1.{d}": f"self_attn.{n}" for d, n in zip((*_QKV, "to_out.0"), "qkvo", strict=True)},
+    **{f"attn2.{d}": f"cross_attn.{n}" for d, n in zip((*_QKV, "to_out.0"), "qkvo", strict=True)},
+    "attn2.add_k_proj": "cross_attn.k_img",
+    "attn2.add_v_proj": "cross_attn.v_img",
+    "ffn.net.0.proj": "ffn.0",
+    "ffn.net.2": "ffn.2",
+}
+WAN = DiffusersNames(
+    "wan",
+    blocks=(
+        Blocks("blocks", "blocks", _WAN_BLOCK),
+        Blocks("vace_blocks", "vace_blocks", {**_WAN_BLOCK, "proj_in": "before_proj", "proj_out": "after_proj"}),
+    ),
+    top={
+        "patch_embedding": "patch_embedding",
+        "vace_patch_embedding": "vace_patch_embedding",
+        "condition_embedder.time_proj": "time_projection.1",
+        "condition_embedder.text_embedder.linear_1": "text_embedding.0",
+        "condition_embedder.text_embedder.linear_2": "text_embedding.2",
+        "condition_embedder.time_embedder.linear_1": "time_embedding.0",
+        "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+        "condition_embedder.image_embedder.ff.net.0.proj": "img_emb.proj.1",
+        "condition_embedder.image_embedder.ff.net.2": "img_emb.proj.3",
+        "proj_out": "head.head",
+    },
+    signature="blocks.0.self_attn.q.weight",
+)
+
+# LTX-Video and LTX-2 (diffusers convert_ltx_transformer_checkpoint_to_diffusers and the renames of
+# _convert_non_diffusers_ltx2_lora_to_diffusers): the blocks keep their names.
+LTXV = DiffusersNames(
+    "ltxv",
+    top={
+        "proj_in": "patchify_proj",
+        "audio_proj_in": "audio_patchify_proj",
+        "time_embed.": "adaln_single.",
+        "audio_time_embed.": "audio_adaln_single.",
+        "prompt_adaln.": "prompt_adaln_single.",
+        "audio_prompt_adaln.": "audio_prompt_adaln_single.",
+        "av_cross_attn_video_scale_shift.": "av_ca_video_scale_shift_adaln_single.",
+        "av_cross_attn_video_a2v_gate.": "av_ca_a2v_gate_adaln_single.",
+        "av_cross_attn_audio_scale_shift.": "av_ca_audio_scale_shift_adaln_single.",
+        "av_cross_attn_audio_v2a_gate.": "av_ca_v2a_gate_adaln_single.",
+    },
+    same=True,
+    signature="adaln_single.linear.weight",
+)
+
+NAMES: dict[str, DiffusersNames] = {
+    n.family: n
+    for n in (
+        FLUX,
+        SD3,
+        WAN,
+        LTXV,
+        DiffusersNames("qwen_image", same=True),
+        DiffusersNames("hidream", same=True),
+    )
+}
