@@ -137,8 +137,11 @@ def test_info_reports_the_lora(tmp_path: Path) -> None:
         ("video/wan2.1-vace-14b.original", "video/wan2.1-vace-14b.diffusers"),
         ("video/wan2.1-i2v-14b.original", "video/wan2.1-i2v-14b.diffusers"),
         ("video/ltx2.original", "video/ltx2.diffusers"),
+        ("video/hunyuan_video-i2v.original", "video/hunyuan_video-i2v.diffusers"),
+        ("families/flux2_dev.original", "families/flux2_dev.diffusers"),
+        ("families/chroma.comfy", "families/chroma.diffusers"),
     ],
-    ids=["sd35_large", "wan-vace", "wan-i2v", "ltx2"],
+    ids=["sd35_large", "wan-vace", "wan-i2v", "ltx2", "hunyuan_video", "flux2", "chroma"],
 )
 def test_dit_diffusers_names_apply_to_the_single_file_model(tmp_path: Path, native: str, diffusers: str) -> None:
     """A diffusers-named LoRA on every weight of the diffusers model fits the single-file release:

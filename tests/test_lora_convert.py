@@ -200,7 +200,9 @@ def test_parts_with_different_scales_refuse(tmp_path: Path) -> None:
 
 def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="defined for"):
-        convert(tmp_path, values(L.kohya(L.hunyuan_video_original(1, 1, 16), rank=2)), "diffusers", "hunyuan_video")
+        convert(
+            tmp_path, values(L.kohya({"transformer_blocks.0.attn1.to_q": (8, 8)}, rank=2)), "diffusers", "cogvideox"
+        )
     with pytest.raises(ConversionError, match=r"wan has no module blocks\.0\.self_attn\.qq"):
         convert(tmp_path, values(L.kohya({"blocks.0.self_attn.qq": (8, 8)}, rank=2)), "diffusers", "wan")
     with pytest.raises(ConversionError, match=r"no sd3 module for diffusers module transformer_blocks\.0\.attn\.to_z"):
@@ -334,6 +336,18 @@ CASES = [
         r"^(transformer_blocks\.0\.|patchify_proj|adaln_single|caption_projection|proj_out)",
     ),
     ("hidream", "families/hidream_i1.comfy", r"^(double_stream_blocks\.0\.|single_stream_blocks\.0\.)"),
+    ("chroma", "families/chroma.comfy", r"^(double_blocks\.0\.|single_blocks\.0\.|distilled_guidance_layer|img_in)"),
+    (
+        "flux2",
+        "families/flux2_klein4b.original",
+        r"^(double_blocks\.0\.|single_blocks\.0\.|final_layer|\w+_modulation)",
+    ),
+    (
+        "hunyuan_video",
+        "video/hunyuan_video-t2v.original",
+        r"^(double_blocks\.0\.|single_blocks\.0\.|txt_in\.|final_layer|vector_in)",
+    ),
+    ("lumina2", "families/lumina2.comfy", r"^(layers\.0\.|noise_refiner\.0\.|final_layer|t_embedder)"),
 ]
 
 

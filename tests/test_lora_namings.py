@@ -20,6 +20,10 @@ ROOTS = ("model.diffusion_model.", "diffusion_model.")
 PAIRS = [
     ("flux", "families/flux_dev.comfy", "families/flux_dev.diffusers"),
     ("flux", "families/flux_fill.comfy", "families/flux_fill.diffusers"),
+    ("chroma", "families/chroma.comfy", "families/chroma.diffusers"),
+    ("flux2", "families/flux2_dev.original", "families/flux2_dev.diffusers"),
+    ("flux2", "families/flux2_klein4b.original", "families/flux2_klein4b.diffusers"),
+    ("lumina2", "families/lumina2.comfy", "families/lumina2.diffusers"),
     ("sd3", "families/sd3_medium.comfy", "families/sd3_medium.diffusers"),
     ("sd3", "families/sd35_medium.comfy", "families/sd35_medium.diffusers"),
     ("sd3", "families/sd35_large.comfy", "families/sd35_large.diffusers"),
@@ -31,9 +35,16 @@ PAIRS = [
     ("wan", "video/wan2.1-vace-1.3b.original", "video/wan2.1-vace-1.3b.diffusers"),
     ("wan", "video/wan2.2-ti2v-5b.original", "video/wan2.2-ti2v-5b.diffusers"),
     ("wan", "video/wan2.2-i2v-14b.original", "video/wan2.2-i2v-14b.diffusers"),
+    ("hunyuan_video", "video/hunyuan_video-t2v.original", "video/hunyuan_video-t2v.diffusers"),
+    ("hunyuan_video", "video/hunyuan_video-i2v.original", "video/hunyuan_video-i2v.diffusers"),
     ("ltxv", "video/ltxv-2b.original", "video/ltxv-2b.diffusers"),
     ("ltxv", "video/ltx2.original", "video/ltx2.diffusers"),
 ]
+
+
+# The stored diffusers Lumina 2 layout was built with the class's default caption width (1024), not
+# the release's Gemma-2 2304: only the shape of that one weight differs, its name is right.
+SHAPE_UNCHECKED = {"cap_embedder.1"}
 
 
 @cache
@@ -55,11 +66,13 @@ def weights(name: str) -> dict[str, tuple[int, ...]]:
 def test_every_single_file_weight_has_its_diffusers_names(family: str, native: str, diffusers: str) -> None:
     names, theirs = NAMES[family], weights(diffusers)
     for path, shape in weights(native).items():
-        assert unflatten(path.replace(".", "_")) == path
+        assert unflatten(path.replace(".", "_"), names.compounds) == path
         out = names.to_diffusers(path)
         assert out is not None, path
         paths, _swapped = out
         assert all(p in theirs for p in paths), (path, paths)
+        if path in SHAPE_UNCHECKED:
+            continue
         if len(paths) == 1:
             assert theirs[paths[0]] == shape, path
         else:
@@ -71,7 +84,7 @@ def test_every_single_file_weight_has_its_diffusers_names(family: str, native: s
 def test_every_diffusers_weight_has_its_single_file_name(family: str, native: str, diffusers: str) -> None:
     names, ours = NAMES[family], weights(native)
     for path in weights(diffusers):
-        assert unflatten(path.replace(".", "_")) == path
+        assert unflatten(path.replace(".", "_"), names.compounds) == path
         mapped = names.to_native(path)
         assert mapped is not None, path
         assert mapped.path in ours, (path, mapped.path)

@@ -187,20 +187,44 @@ COMPOUNDS: frozenset[str] = frozenset(
         "prompt_adaln_single",
         "audio_prompt_adaln",
         "audio_prompt_adaln_single",
+        "c_embedder",
+        "cap_embedder",
+        "caption_embedder",
+        "context_refiner",
+        "distilled_guidance_layer",
+        "double_stream_modulation_img",
+        "double_stream_modulation_txt",
+        "feed_forward",
+        "in_proj",
+        "individual_token_refiner",
+        "input_embedder",
+        "linear_3",
+        "linear_in",
+        "linear_out",
+        "noise_refiner",
+        "refiner_blocks",
+        "single_stream_modulation",
+        "time_caption_embed",
+        "time_guidance_embed",
+        "to_qkv_mlp_proj",
+        "token_refiner",
     ]
 )
-_MAX_PARTS = max(c.count("_") + 1 for c in COMPOUNDS)
 
 
-def unflatten(flat: str) -> str:
-    """``down_blocks_0_attentions_0_proj_in`` -> ``down_blocks.0.attentions.0.proj_in``."""
+def unflatten(flat: str, extra: frozenset[str] = frozenset()) -> str:
+    """``down_blocks_0_attentions_0_proj_in`` -> ``down_blocks.0.attentions.0.proj_in``; ``extra``:
+    a family's own identifiers that would split another family's (HunyuanVideo's ``img_attn_qkv``
+    is Flux's ``img_attn.qkv``)."""
+    compounds = COMPOUNDS | extra
+    longest = max(c.count("_") + 1 for c in compounds)
     tokens = flat.split("_")
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        for n in range(min(_MAX_PARTS, len(tokens) - i), 0, -1):
+        for n in range(min(longest, len(tokens) - i), 0, -1):
             joined = "_".join(tokens[i : i + n])
-            if n == 1 or joined in COMPOUNDS:
+            if n == 1 or joined in compounds:
                 out.append(joined)
                 i += n
                 break
@@ -280,7 +304,8 @@ def canonical(stem: str, family: str) -> Module:
         if te is None:
             raise ConversionError(Msg("{stem}: no {family} module for this naming", stem=stem, family=family))
         return te
-    path = unflatten(loc.path) if loc.naming in FLATTENED else loc.path.replace(".processor.", ".")
+    extra = NAMES[family].compounds if family in NAMES else frozenset()
+    path = unflatten(loc.path, extra) if loc.naming in FLATTENED else loc.path.replace(".processor.", ".")
     if family in UNET_FAMILIES:
         table = unet_table(UNET_SDXL if family == "sdxl" else UNET_SD1)
         if path.startswith(("down_blocks.", "up_blocks.", "mid_block.", "conv_in", "conv_out", "time_embedding.")):

@@ -33,8 +33,11 @@ class Fused:
 
     native: str
     parts: tuple[str, ...]
+    grouped: bool = False  # q has the width, k and v share the other rows (grouped-query attention)
 
     def sizes(self, rows: int, width: int) -> list[int]:
+        if self.grouped:
+            return [width, (rows - width) // 2, (rows - width) // 2]
         sizes = [width] * 3
         if len(self.parts) == 4:
             sizes.append(rows - 3 * width)
@@ -73,6 +76,7 @@ class DiffusersNames:
     swapped: frozenset[str] = frozenset()  # single-file paths outside the blocks
     same: bool = False
     signature: str = ""  # a single-file weight that says a model of unknown family uses these names
+    compounds: frozenset[str] = frozenset()  # identifiers with "_" that only this family has (kohya names)
 
     def to_native(self, path: str) -> Mapped | None:
         """The single-file module of diffusers module ``path`` (None: the family has no such module)."""
@@ -118,10 +122,9 @@ class DiffusersNames:
 
 
 def _in_block(path: str, root: str) -> tuple[str | None, str]:
-    head, _dot, rest = path.partition(".")
-    if head != root:
+    if not path.startswith(root + "."):
         return None, ""
-    index, _dot, inner = rest.partition(".")
+    index, _dot, inner = path[len(root) + 1 :].partition(".")
     return (index, inner) if index.isdigit() else (None, "")
 
 
@@ -253,13 +256,163 @@ LTXV = DiffusersNames(
     signature="adaln_single.linear.weight",
 )
 
+# Chroma (diffusers convert_chroma_transformer_checkpoint_to_diffusers): Flux's blocks without their
+# modulations, and the distilled guidance network.
+CHROMA = DiffusersNames(
+    "chroma",
+    blocks=(
+        *FLUX.blocks,
+        Blocks(
+            "distilled_guidance_layer.layers",
+            "distilled_guidance_layer.layers",
+            {"linear_1": "in_layer", "linear_2": "out_layer"},
+        ),
+    ),
+    top={
+        "x_embedder": "img_in",
+        "context_embedder": "txt_in",
+        "proj_out": "final_layer.linear",
+        "distilled_guidance_layer.in_proj": "distilled_guidance_layer.in_proj",
+        "distilled_guidance_layer.out_proj": "distilled_guidance_layer.out_proj",
+    },
+    signature="distilled_guidance_layer.in_proj.weight",
+)
+
+# FLUX.2 (diffusers convert_flux2_transformer_to_diffusers): shared modulations; the single block's
+# fused projection keeps one diffusers weight.
+FLUX2 = DiffusersNames(
+    "flux2",
+    blocks=(
+        Blocks(
+            "double_blocks",
+            "transformer_blocks",
+            {
+                "attn.to_out.0": "img_attn.proj",
+                "attn.to_add_out": "txt_attn.proj",
+                "ff.linear_in": "img_mlp.0",
+                "ff.linear_out": "img_mlp.2",
+                "ff_context.linear_in": "txt_mlp.0",
+                "ff_context.linear_out": "txt_mlp.2",
+            },
+            FLUX.blocks[0].fused,
+        ),
+        Blocks(
+            "single_blocks", "single_transformer_blocks", {"attn.to_qkv_mlp_proj": "linear1", "attn.to_out": "linear2"}
+        ),
+    ),
+    top={
+        "x_embedder": "img_in",
+        "context_embedder": "txt_in",
+        "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+        "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+        "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+        "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+        "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+        "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+        "single_stream_modulation.linear": "single_stream_modulation.lin",
+        "proj_out": "final_layer.linear",
+        "norm_out.linear": "final_layer.adaLN_modulation.1",
+    },
+    swapped=frozenset({"final_layer.adaLN_modulation.1"}),
+    signature="double_stream_modulation_img.lin.weight",
+)
+
+# HunyuanVideo (diffusers convert_hunyuan_video_to_diffusers and its LoRA converter
+# _convert_hunyuan_video_lora_to_diffusers), the text token refiner included.
+HUNYUAN_VIDEO = DiffusersNames(
+    "hunyuan_video",
+    blocks=(
+        Blocks(
+            "double_blocks",
+            "transformer_blocks",
+            {
+                "attn.to_out.0": "img_attn_proj",
+                "attn.to_add_out": "txt_attn_proj",
+                "norm1.linear": "img_mod.linear",
+                "norm1_context.linear": "txt_mod.linear",
+                "ff.net.0.proj": "img_mlp.fc1",
+                "ff.net.2": "img_mlp.fc2",
+                "ff_context.net.0.proj": "txt_mlp.fc1",
+                "ff_context.net.2": "txt_mlp.fc2",
+            },
+            (
+                Fused("img_attn_qkv", tuple(f"attn.{p}" for p in _QKV)),
+                Fused("txt_attn_qkv", tuple(f"attn.{p}" for p in _ADD_QKV)),
+            ),
+        ),
+        Blocks(
+            "single_blocks",
+            "single_transformer_blocks",
+            {"norm.linear": "modulation.linear", "proj_out": "linear2"},
+            FLUX.blocks[1].fused,
+        ),
+        Blocks(
+            "txt_in.individual_token_refiner.blocks",
+            "context_embedder.token_refiner.refiner_blocks",
+            {
+                "attn.to_out.0": "self_attn_proj",
+                "ff.net.0.proj": "mlp.fc1",
+                "ff.net.2": "mlp.fc2",
+                "norm_out.linear": "adaLN_modulation.1",
+            },
+            (Fused("self_attn_qkv", tuple(f"attn.{p}" for p in _QKV)),),
+        ),
+    ),
+    top={
+        "x_embedder.proj": "img_in.proj",
+        "time_text_embed.timestep_embedder.linear_1": "time_in.mlp.0",
+        "time_text_embed.timestep_embedder.linear_2": "time_in.mlp.2",
+        "time_text_embed.guidance_embedder.linear_1": "guidance_in.mlp.0",
+        "time_text_embed.guidance_embedder.linear_2": "guidance_in.mlp.2",
+        "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+        "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+        "context_embedder.proj_in": "txt_in.input_embedder",
+        "context_embedder.time_text_embed.timestep_embedder.linear_1": "txt_in.t_embedder.mlp.0",
+        "context_embedder.time_text_embed.timestep_embedder.linear_2": "txt_in.t_embedder.mlp.2",
+        "context_embedder.time_text_embed.text_embedder.linear_1": "txt_in.c_embedder.linear_1",
+        "context_embedder.time_text_embed.text_embedder.linear_2": "txt_in.c_embedder.linear_2",
+        "proj_out": "final_layer.linear",
+        "norm_out.linear": "final_layer.adaLN_modulation.1",
+    },
+    swapped=frozenset({"final_layer.adaLN_modulation.1"}),
+    signature="double_blocks.0.img_attn_qkv.weight",
+    compounds=frozenset(f"{a}_attn_{b}" for a in ("img", "txt", "self") for b in ("qkv", "proj")),
+)
+
+# Lumina 2 (diffusers convert_lumina2_to_diffusers): grouped-query attention in one qkv.
+_LUMINA_BLOCK = {
+    "attn.to_out.0": "attention.out",
+    "feed_forward.linear_1": "feed_forward.w1",
+    "feed_forward.linear_2": "feed_forward.w2",
+    "feed_forward.linear_3": "feed_forward.w3",
+    "norm1.linear": "adaLN_modulation.1",
+}
+_LUMINA_QKV = (Fused("attention.qkv", tuple(f"attn.{p}" for p in _QKV), grouped=True),)
+LUMINA2 = DiffusersNames(
+    "lumina2",
+    blocks=tuple(Blocks(b, b, _LUMINA_BLOCK, _LUMINA_QKV) for b in ("layers", "noise_refiner", "context_refiner")),
+    top={
+        "x_embedder": "x_embedder",
+        "time_caption_embed.caption_embedder.1": "cap_embedder.1",
+        "time_caption_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+        "time_caption_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
+        "norm_out.linear_1": "final_layer.adaLN_modulation.1",
+        "norm_out.linear_2": "final_layer.linear",
+    },
+    signature="noise_refiner.0.attention.qkv.weight",
+)
+
 NAMES: dict[str, DiffusersNames] = {
     n.family: n
     for n in (
+        CHROMA,  # before Flux: a model of unknown family is matched by signature, first match wins
+        FLUX2,
         FLUX,
         SD3,
         WAN,
+        HUNYUAN_VIDEO,
         LTXV,
+        LUMINA2,
         DiffusersNames("qwen_image", same=True),
         DiffusersNames("hidream", same=True),
     )
