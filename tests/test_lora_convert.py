@@ -457,3 +457,88 @@ def test_prune_keeps_a_lora_files_own_weights(tmp_path: Path) -> None:
         plan = build_plan(s, prune=True)
         assert len(plan.steps) == len(s.tensors) and not plan.dropped
         assert {row["part"] for row in plan.summary()} == {"lora"}
+
+
+TINY_DITS = {
+    "flux": (
+        "FluxTransformer2DModel",
+        {
+            "patch_size": 1,
+            "in_channels": 8,
+            "num_layers": 1,
+            "num_single_layers": 1,
+            "attention_head_dim": 8,
+            "num_attention_heads": 2,
+            "joint_attention_dim": 16,
+            "pooled_projection_dim": 16,
+            "guidance_embeds": True,
+            "axes_dims_rope": (2, 2, 4),
+        },
+    ),
+    "wan": (
+        "WanTransformer3DModel",
+        {
+            "patch_size": (1, 2, 2),
+            "num_attention_heads": 2,
+            "attention_head_dim": 8,
+            "in_channels": 4,
+            "out_channels": 4,
+            "text_dim": 16,
+            "freq_dim": 16,
+            "ffn_dim": 32,
+            "num_layers": 1,
+            "rope_max_seq_len": 32,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_DITS))
+def test_diffusers_loads_our_dit_output(tmp_path: Path, family: str) -> None:
+    """A kohya LoRA on a DiT's single-file names (every linear of a tiny model), converted by us to
+    diffusers and loaded by diffusers + PEFT: each weight moves by alpha/rank * up @ down of the kohya
+    target (the rows of a fused one), the halves of a swapped one exchanged."""
+    pytest.importorskip("peft")
+    import diffusers
+
+    from sdmodel.lora.namings import NAMES
+
+    cls_name, config = TINY_DITS[family]
+    torch.manual_seed(0)
+    model = getattr(diffusers, cls_name)(**config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = NAMES[family]
+    mapped = {
+        k[: -len(".weight")]: m
+        for k, w in before.items()
+        if k.endswith(".weight") and w.ndim == 2 and (m := names.to_native(k[: -len(".weight")])) is not None
+    }
+    native: dict[str, tuple[int, ...]] = {}
+    for module, m in mapped.items():
+        rows, width = before[module + ".weight"].shape
+        native[m.path] = (native.get(m.path, (0,))[0] + rows, width)
+    where: dict[str, tuple[str, int, bool]] = {}  # diffusers module -> (native module, first row, swapped)
+    for module, m in mapped.items():
+        sizes = m.fused.sizes(*native[m.path]) if m.fused is not None and m.part is not None else []
+        where[module] = (m.path, sum(sizes[: m.part]) if sizes else 0, m.swapped)
+    orig = values(L.kohya(native, rank=2))
+    out_path = tmp_path / "d.safetensors"
+    tensors, meta = convert(tmp_path, orig, "diffusers", family)
+    save_file(tensors, str(out_path), metadata=meta)
+    pipeline = diffusers.FluxPipeline if family == "flux" else diffusers.WanPipeline
+    loaded = pipeline.lora_state_dict(str(out_path), return_lora_metadata=True)
+    sd, md = loaded[0], loaded[-1]  # Flux's also returns network alphas in the middle
+    model.load_lora_adapter(sd, prefix="transformer", metadata=md)
+    model.fuse_lora()
+    model.unload_lora()
+    after = model.state_dict()
+    for module, (path, row, swapped) in where.items():
+        stem = "lora_unet_" + path.replace(".", "_")
+        up, down = torch.from_numpy(orig[stem + ".lora_up.weight"]), torch.from_numpy(orig[stem + ".lora_down.weight"])
+        delta = float(orig[stem + ".alpha"]) / down.shape[0] * (up @ down)
+        if swapped:
+            half = delta.shape[0] // 2
+            delta = torch.cat([delta[half:], delta[:half]])
+        rows = before[module + ".weight"].shape[0]
+        want = before[module + ".weight"] + delta[row : row + rows]
+        torch.testing.assert_close(after[module + ".weight"], want, rtol=1e-5, atol=1e-6, msg=module)

@@ -170,3 +170,18 @@ def test_sniff_by_content_not_extension(tmp_path):
         open_model(empty)
     with pytest.raises(ModelReadError, match="no such file"):
         open_model(tmp_path / "missing.safetensors")
+
+
+def test_reads_from_several_threads_get_their_own_bytes(tmp_path) -> None:
+    """The engine's reader and a plan step (a LoRA join, a dequantization reading its scales) read
+    one open file at once: every read gets its own tensor, never bytes from where another thread
+    moved the file position."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tensors = {f"t{i}": np.full((64, 64), i, dtype=np.float32) for i in range(16)}
+    path = tmp_path / "many.safetensors"
+    save_file(tensors, str(path))
+    with open_model(path) as src, ThreadPoolExecutor(max_workers=4) as pool:
+        names = [f"t{i % 16}" for i in range(2000)]
+        for name, a in zip(names, pool.map(src.read, names), strict=True):
+            assert (a == int(name[1:])).all(), name

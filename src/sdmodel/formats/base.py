@@ -6,7 +6,10 @@ as a numpy array, and keeps non-tensor entries (``global_step``, ``epoch``...) a
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,13 +149,36 @@ def open_bytes(path: str | Path | RemotePath) -> BinaryIO:
     return cast(BinaryIO, p.open()) if isinstance(p, RemotePath) else open(p, "rb")
 
 
+_SEEK_LOCK = threading.Lock()
+
+
+def _read_at(f: Any, offset: int, view: memoryview) -> int:
+    """Fill ``view`` from ``offset``; the bytes read. Safe from several threads at once (the engine's
+    reader and a plan step that reads other tensors of the same file): a positional read where the
+    file has a descriptor, else seek and read under one lock."""
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fd = None
+    if fd is None or not hasattr(os, "preadv"):
+        with _SEEK_LOCK:
+            f.seek(offset)
+            return int(f.readinto(view))
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
 def read_array(f: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...], what: str | Msg) -> np.ndarray:
     """Read a C-ordered array from an open file into fresh memory (no mmap: resident memory stays
     the size of one tensor, whatever the file size)."""
     out = np.empty(shape, dtype=dtype)
     view = out.reshape(-1).view(np.uint8).data if out.size else memoryview(b"")
-    f.seek(offset)
-    got = f.readinto(view) if out.size else 0
+    got = _read_at(f, offset, view) if out.size else 0
     if got != out.nbytes:
         raise ModelReadError(
             Msg(

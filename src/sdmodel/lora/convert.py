@@ -618,14 +618,17 @@ def apply_lora_format(plan: Plan, fmt: str, family: str | None) -> dict[str, str
 
 def _peft_metadata(pattern: dict[str, dict[str, dict[str, float]]]) -> str:
     """diffusers' ``lora_adapter_metadata``: per component a LoraConfig whose rank_pattern and
-    alpha_pattern name every module (full paths)."""
+    alpha_pattern name every module (full paths). PEFT takes the first pattern key that is a dotted
+    suffix of a module's name (peft ``get_pattern_key``), so the longest keys come first: the top
+    ``proj_out`` must not give its alpha to ``single_transformer_blocks.0.proj_out``."""
     meta: dict[str, object] = {}
     for component, p in sorted(pattern.items()):
         ranks, alphas = p["rank"], p["alpha"]
-        first = next(iter(ranks))
+        order = sorted(ranks, key=lambda k: (-len(k), k))
+        first = order[-1]
         meta[f"{component}.r"] = int(ranks[first])
         meta[f"{component}.lora_alpha"] = alphas[first]
-        meta[f"{component}.rank_pattern"] = {k: int(v) for k, v in ranks.items()}
-        meta[f"{component}.alpha_pattern"] = dict(alphas)
+        meta[f"{component}.rank_pattern"] = {k: int(ranks[k]) for k in order}
+        meta[f"{component}.alpha_pattern"] = {k: alphas[k] for k in order}
         meta[f"{component}.target_modules"] = sorted(ranks)
-    return json.dumps(meta, sort_keys=True)
+    return json.dumps(meta)

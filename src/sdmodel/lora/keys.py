@@ -10,6 +10,7 @@ are those the public loaders read (ComfyUI ``comfy/lora.py`` and ``comfy/weight_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -211,7 +212,8 @@ def delta_shape(t: Target, tensors: dict[str, TensorInfo]) -> tuple[int, ...] | 
 
 def read_peft_alphas(keys: LoraKeys, metadata: Mapping[str, str]) -> None:
     """Give each target without an alpha tensor the alpha the file's diffusers/PEFT metadata sets
-    for it (``alpha_pattern`` entry, else the component's ``lora_alpha``), as diffusers' loader does."""
+    for it (the first ``alpha_pattern`` key that matches the end of its path, as PEFT matches them,
+    else the component's ``lora_alpha``), as diffusers' loader does."""
     raw = metadata.get(PEFT_METADATA_KEY)
     if not raw:
         return
@@ -220,9 +222,11 @@ def read_peft_alphas(keys: LoraKeys, metadata: Mapping[str, str]) -> None:
         for stem, t in keys.targets.items():
             component, _dot, path = stem.partition(".")
             pattern = meta.get(f"{component}.alpha_pattern") or {}
-            if path in pattern:
-                t.peft_alpha = float(pattern[path])
+            # peft get_pattern_key: the first key that matches the end of the module path
+            key = next((k for k in pattern if re.match(rf"(.*\.)?({k})$", path)), None)
+            if key is not None:
+                t.peft_alpha = float(pattern[key])
             elif f"{component}.lora_alpha" in meta:
                 t.peft_alpha = float(meta[f"{component}.lora_alpha"])
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, re.error):
         raise ConversionError(Msg("{metadata_key} metadata is not JSON", metadata_key=PEFT_METADATA_KEY)) from None
