@@ -28,15 +28,13 @@ def t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
 
-def merge(
-    tmp_path: Path, model: dict[str, np.ndarray], loras: list[tuple[dict[str, np.ndarray], float]], family=None, **kw
-):
+def merge(tmp_path: Path, model: dict[str, np.ndarray], loras: list[tuple], family=None, **kw):
     mpath = tmp_path / "model.safetensors"
     save_file(model, str(mpath))
     sources = []
-    for i, (lora, weight) in enumerate(loras):
+    for i, (lora, weight, *metadata) in enumerate(loras):  # (tensors, weight[, file metadata])
         lpath = tmp_path / f"lora{i}.safetensors"
-        save_file(lora, str(lpath))
+        save_file(lora, str(lpath), metadata=metadata[0] if metadata else None)
         sources.append((open_model(lpath), weight))
     out = tmp_path / "out.safetensors"
     with open_model(mpath) as src:
@@ -382,3 +380,37 @@ def test_sd3_diffusers_output_merges_as_the_kohya_lora(tmp_path: Path) -> None:
     for k in model:
         assert not np.array_equal(got[k], model[k]), k
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+def test_peft_metadata_alphas_as_peft_reads_them(tmp_path: Path) -> None:
+    """Alphas from diffusers' lora_adapter_metadata: the first alpha_pattern key that ends the module
+    path wins, else lora_alpha; keys are taken literally (a hostile regex is no pattern)."""
+    import json
+
+    from sdmodel.lora.keys import read_peft_alphas
+
+    model = {"a.proj_out.weight": r(8, 8), "proj_out.weight": r(8, 8), "b.proj_out.weight": r(8, 8)}
+    lora = {}
+    for m in ("a.proj_out", "proj_out", "b.proj_out"):
+        lora[f"transformer.{m}.lora_A.weight"] = r(2, 8)
+        lora[f"transformer.{m}.lora_B.weight"] = r(8, 2)
+    meta = {
+        "transformer.alpha_pattern": {"a.proj_out": 4.0, "proj_out": 1.0, "(x+)+$": 9.0},
+        "transformer.lora_alpha": 2.0,
+    }
+    metadata = {"lora_adapter_metadata": json.dumps(meta)}
+    path = tmp_path / "lora.safetensors"
+    save_file(lora, str(path), metadata=metadata)
+    with open_model(path) as src:
+        keys = parse(src.tensors)
+        read_peft_alphas(keys, src.metadata)
+        assert {s: t.peft_alpha for s, t in keys.targets.items()} == {
+            "transformer.a.proj_out": 4.0,
+            "transformer.proj_out": 1.0,
+            "transformer.b.proj_out": 1.0,
+        }
+    out, _ = merge(tmp_path, model, [(lora, 1.0, metadata)])
+    for m, alpha in (("a.proj_out", 4.0), ("b.proj_out", 1.0)):
+        d = t(lora[f"transformer.{m}.lora_B.weight"]) @ t(lora[f"transformer.{m}.lora_A.weight"])
+        want = t(model[f"{m}.weight"]) + alpha / 2 * d
+        np.testing.assert_allclose(out[f"{m}.weight"], want.numpy(), rtol=1e-6, atol=1e-7)

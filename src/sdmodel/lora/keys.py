@@ -10,7 +10,6 @@ are those the public loaders read (ComfyUI ``comfy/lora.py`` and ``comfy/weight_
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -222,11 +221,13 @@ def read_peft_alphas(keys: LoraKeys, metadata: Mapping[str, str]) -> None:
         for stem, t in keys.targets.items():
             component, _dot, path = stem.partition(".")
             pattern = meta.get(f"{component}.alpha_pattern") or {}
-            # peft get_pattern_key: the first key that matches the end of the module path
-            key = next((k for k in pattern if re.match(rf"(.*\.)?({k})$", path)), None)
+            # peft get_pattern_key: the first key that matches the end of the module path (PEFT reads
+            # keys as regular expressions; a file's keys are taken literally here, so a hostile
+            # pattern cannot make the match run for ever)
+            key = next((k for k in pattern if path == k or path.endswith("." + k)), None)
             if key is not None:
                 t.peft_alpha = float(pattern[key])
             elif f"{component}.lora_alpha" in meta:
                 t.peft_alpha = float(meta[f"{component}.lora_alpha"])
-    except (ValueError, TypeError, AttributeError, re.error):
+    except (ValueError, TypeError, AttributeError):
         raise ConversionError(Msg("{metadata_key} metadata is not JSON", metadata_key=PEFT_METADATA_KEY)) from None
