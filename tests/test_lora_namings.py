@@ -90,3 +90,24 @@ def test_every_diffusers_weight_has_its_single_file_name(family: str, native: st
         assert mapped.path in ours, (path, mapped.path)
         back = names.to_diffusers(mapped.path)
         assert back is not None and path in back[0], path
+
+
+@pytest.mark.parametrize(("family", "native", "diffusers"), PAIRS, ids=[p[1].split("/")[1] for p in PAIRS])
+def test_a_lora_on_every_weight_is_told_its_family_in_each_naming(family: str, native: str, diffusers: str) -> None:
+    from sdmodel.formats.base import TensorInfo
+    from sdmodel.lora.families import family_from_keys
+    from sdmodel.lora.info import probes
+    from sdmodel.lora.keys import parse
+    from tests import lora_layouts as L
+
+    def lora_targets(names: str) -> dict[str, tuple[int, ...]]:
+        return {k: s for k, s in weights(names).items() if len(s) in (2, 4)}
+
+    for naming, lay in (
+        ("kohya", L.kohya(lora_targets(native), rank=2)),
+        ("comfy", L.comfy(lora_targets(native), rank=2)),
+        ("diffusers", L.peft(lora_targets(diffusers), rank=2)),
+    ):
+        tensors = {k: TensorInfo(k, d, tuple(s)) for k, (s, d) in lay.items()}
+        found, _candidates = family_from_keys(probes(parse(tensors), tensors))
+        assert found == family, naming
