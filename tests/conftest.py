@@ -20,12 +20,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
-def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+def _english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Messages in English whatever the machine's locale: the tests compare English output (the
-    Russian tests ask for Russian themselves, with set_language or LANG for a subprocess)."""
+    Russian tests ask for Russian themselves, with set_language or LANG for a subprocess, and a
+    ``--lang ru`` run in this process does not carry over to the next test)."""
+    from sdmodel.i18n import set_language
+
     for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANG", "C.UTF-8")
+    set_language(None)
+    yield
+    set_language(None)
 
 
 @pytest.fixture(autouse=True)

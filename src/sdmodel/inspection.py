@@ -65,7 +65,7 @@ class Component:
     params: int = 0
     bytes: int = 0
     dtypes: dict[str, int] = field(default_factory=dict)
-    storage: str = ""  # how the weights are stored: "bf16", "GGUF Q4_K (mix: ...)", "NF4 (bitsandbytes, block 64)"
+    storage: str | Msg = ""  # how the weights are stored: "bf16", "GGUF Q4_K (mix: ...)", "NF4 (bitsandbytes, block 64)"
     bits_per_weight: float | None = None  # every stored byte of the part (scales included) per weight
 
 
@@ -173,7 +173,7 @@ class ModelReport:
             "prediction_source": ident.prediction_source,
             "signature": ident.signature,
             "tensors": self.tensor_count,
-            "components": {k: asdict(v) for k, v in self.components.items()},
+            "components": {k: {**asdict(v), "storage": str(v.storage)} for k, v in self.components.items()},
             "ema": self.ema.to_dict(),
             "clip_position_ids": self.clip_position_ids.to_dict(),
             "junk": self.junk.to_dict(),
@@ -217,7 +217,7 @@ def components(source: TensorSource, parts: dict[str, str], layout: QuantLayout 
         comp.dtypes[info.dtype] = comp.dtypes.get(info.dtype, 0) + 1
     for part, names in members.items():
         st = describe(source, layout, names)
-        out[part].storage = st.label
+        out[part].storage = st.text or st.label
         out[part].bits_per_weight = None if st.bits_per_weight is None else round(st.bits_per_weight, 2)
     return out
 

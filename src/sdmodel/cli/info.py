@@ -142,7 +142,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
         kind = _dtypes(comp.dtypes)
         if quantized and comp.bits_per_weight is not None:
             kind = _("{storage}, {bits} bits/weight").format(
-                storage=comp.storage, bits=format_number(comp.bits_per_weight, 2)
+                storage=tr(comp.storage), bits=format_number(comp.bits_per_weight, 2)
             )
         table.add_row(part, str(comp.tensors), format_count(comp.params), format_size(comp.bytes), kind)
     console.print(table)

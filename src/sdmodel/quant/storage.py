@@ -31,7 +31,7 @@ from typing import Literal
 from sdmodel.dtypes import GGML_BLOCKS, PRECISION_NAMES, bits_per_weight
 from sdmodel.errors import ModelReadError, error_message
 from sdmodel.formats.base import TensorInfo, TensorSource
-from sdmodel.i18n import Bytes, Msg
+from sdmodel.i18n import N_, Bytes, Join, Msg
 
 Scheme = Literal["gguf", "comfy_scaled_fp8", "comfy_quant", "musubi_fp8", "fp8_weight_scale", "bnb_4bit", "nunchaku"]
 SCHEMES: tuple[str, ...] = Scheme.__args__  # type: ignore[attr-defined]
@@ -576,6 +576,7 @@ class Storage:
     scheme: str  # "plain" or one of SCHEMES
     counts: dict[str, int]  # storage kind -> tensors
     short: str = ""  # the main form in one word (``Q4_K``, ``fp8_scaled``, ``nf4``); "" when plain
+    text: str | Msg = ""  # ``label`` in the user's language where shown
 
     def to_dict(self) -> dict:
         return {
@@ -587,19 +588,20 @@ class Storage:
         }
 
 
-def _fp8_label(qt: QuantTensor) -> str:
+def _fp8_label(qt: QuantTensor) -> Msg:
     gran = qt.param("granularity")
     fp8 = _FP8_NAMES.get(qt.format, qt.format)
     if qt.scheme == "comfy_scaled_fp8":
-        return f"{fp8}, per-tensor scale (ComfyUI scaled)"
+        return Msg("{fp8}, per-tensor scale (ComfyUI scaled)", fp8=fp8)
     if qt.scheme == "musubi_fp8":
-        scale = {"row": "per-row scale", "block": f"block scale ({qt.param('block')})"}.get(
-            str(gran), "per-tensor scale"
-        )
-        return f"{fp8}, {scale} (musubi-tuner)"
+        if gran == "row":
+            return Msg("{fp8}, per-row scale (musubi-tuner)", fp8=fp8)
+        if gran == "block":
+            return Msg("{fp8}, block scale ({block}) (musubi-tuner)", fp8=fp8, block=qt.param("block"))
+        return Msg("{fp8}, per-tensor scale (musubi-tuner)", fp8=fp8)
     if qt.format == "I8":
-        return "int8, per-tensor scale"
-    return f"{fp8}, per-tensor weight_scale"
+        return Msg("int8, per-tensor scale")
+    return Msg("{fp8}, per-tensor weight_scale", fp8=fp8)
 
 
 def short_name(qt: QuantTensor) -> str:
@@ -618,22 +620,31 @@ def short_name(qt: QuantTensor) -> str:
 
 
 def label_of(qt: QuantTensor) -> str:
-    """One weight's storage in words."""
+    """One weight's storage in words (English: --json, the catalog, the dry-run table)."""
+    return str(storage_words(qt))
+
+
+_COMFY_QUANT_WORDS = {
+    "float8_e4m3fn": N_("fp8 e4m3, per-tensor scale (ComfyUI mixed precision)"),
+    "float8_e5m2": N_("fp8 e5m2, per-tensor scale (ComfyUI mixed precision)"),
+    "mxfp8": N_("MXFP8 (fp8 e4m3, E8M0 scale per 32; ComfyUI)"),
+    "nvfp4": N_("NVFP4 (fp4 e2m1, fp8 scale per 16; ComfyUI)"),
+    "int8_tensorwise": N_("int8, tensor-wise scale (ComfyUI)"),
+}
+
+
+def storage_words(qt: QuantTensor) -> Msg:
+    """One weight's storage in words, translated where shown."""
     if qt.scheme == "gguf":
-        return f"GGUF {qt.format}"
+        return Msg("GGUF {format}", format=qt.format)
     if qt.scheme in ("comfy_scaled_fp8", "musubi_fp8", "fp8_weight_scale"):
         return _fp8_label(qt)
     if qt.scheme == "comfy_quant":
-        return {
-            "float8_e4m3fn": "fp8 e4m3, per-tensor scale (ComfyUI mixed precision)",
-            "float8_e5m2": "fp8 e5m2, per-tensor scale (ComfyUI mixed precision)",
-            "mxfp8": "MXFP8 (fp8 e4m3, E8M0 scale per 32; ComfyUI)",
-            "nvfp4": "NVFP4 (fp4 e2m1, fp8 scale per 16; ComfyUI)",
-            "int8_tensorwise": "int8, tensor-wise scale (ComfyUI)",
-        }.get(qt.format, f"comfy_quant {qt.format}")
+        words = _COMFY_QUANT_WORDS.get(qt.format)
+        return Msg(words) if words else Msg("comfy_quant {format}", format=qt.format)
     if qt.scheme == "bnb_4bit":
-        return f"{qt.format.upper()} (bitsandbytes, block {qt.param('blocksize')})"
-    return f"Nunchaku {qt.format} (int4)"
+        return Msg("{format} (bitsandbytes, block {block})", format=qt.format.upper(), block=qt.param("blocksize"))
+    return Msg("Nunchaku {format} (int4)", format=qt.format)
 
 
 def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) -> Storage:
@@ -646,6 +657,7 @@ def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) ->
     stored = 0
     elements = 0
     quant_elems: Counter[str] = Counter()
+    words: dict[str, Msg] = {}  # English label -> the words to show
     by_data = {q.data: q for q in layout.tensors.values()}
     for n in names:
         stored += t[n].nbytes
@@ -653,8 +665,10 @@ def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) ->
         if qt is None and n in layout.consumed:
             continue
         if qt is not None:
-            counts[qt.format if qt.scheme == "gguf" else label_of(qt)] += 1
-            labels[label_of(qt)] += math.prod(qt.shape)
+            label = label_of(qt)
+            words[label] = storage_words(qt)
+            counts[qt.format if qt.scheme == "gguf" else label] += 1
+            labels[label] += math.prod(qt.shape)
             quant_elems[qt.format] += math.prod(qt.shape)
             elements += math.prod(qt.shape)
         else:
@@ -666,21 +680,27 @@ def describe(source: TensorSource, layout: QuantLayout, names: Iterable[str]) ->
         if not plain:
             return Storage("empty", None, "plain", {})
         main = plain.most_common(1)[0][0]
-        label = PRECISION_NAMES.get(main, main)
+        text: str | Msg = PRECISION_NAMES.get(main, main)
         if len(plain) > 1:
-            label += " (mix: " + ", ".join(f"{counts[d]} {d}" for d in sorted(counts, key=lambda k: -counts[k])) + ")"
-        return Storage(label, bits_per_weight(main) if len(plain) == 1 else bpw, "plain", dict(counts))
+            text = _mixed(text, [(counts[d], d) for d in sorted(counts, key=lambda k: -counts[k])])
+        return Storage(str(text), bits_per_weight(main) if len(plain) == 1 else bpw, "plain", dict(counts), text=text)
     main = labels.most_common(1)[0][0]
     main_qt = next(q for q in layout.tensors.values() if label_of(q) == main)
     scheme = main_qt.scheme
     short = short_name(main_qt)
     if scheme == "gguf":
         main_type = quant_elems.most_common(1)[0][0]
-        label, short = f"GGUF {main_type}", main_type
+        text, short = f"GGUF {main_type}", main_type
         if len(counts) > 1:
-            label += " (mix: " + ", ".join(f"{c} {k}" for k, c in counts.most_common()) + ")"
+            text = _mixed(text, [(c, k) for k, c in counts.most_common()])
     else:
-        label = main
+        text = words[main]
         if len(labels) > 1:
-            label += " (mix: " + ", ".join(f"{counts[k]} {k}" for k, _ in labels.most_common()) + ")"
-    return Storage(label, bpw, scheme, dict(counts), short)
+            text = _mixed(text, [(counts[k], words[k]) for k, _ in labels.most_common()])
+    label = str(text)
+    return Storage(label, bpw, scheme, dict(counts), short, text)
+
+
+def _mixed(main: str | Msg, parts: list[tuple[int, str | Msg]]) -> Msg:
+    """``main (mix: 312 Q4_K, 96 Q6_K...)``."""
+    return Msg("{main} (mix: {parts})", main=main, parts=Join(tuple(Msg("{n} {what}", n=n, what=w) for n, w in parts)))
