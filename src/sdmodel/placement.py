@@ -122,9 +122,10 @@ class Placement:
 
 # (folder, loader id, loader label) per kind and UI; None: the UI has no place for it.
 _Row = tuple[str, str | None, str | None] | None
+_CHECKPOINT_MENU = N_("Stable Diffusion checkpoint menu")
 _FOLDERS: dict[str, dict[Ui, _Row]] = {
     "checkpoint": {
-        "a1111": ("models/Stable-diffusion", "checkpoint_menu", N_("Stable Diffusion checkpoint menu")),
+        "a1111": ("models/Stable-diffusion", "checkpoint_menu", _CHECKPOINT_MENU),
         "comfyui": ("models/checkpoints", "CheckpointLoaderSimple", "Load Checkpoint"),
         "swarmui": ("Models/Stable-Diffusion", None, None),
     },
@@ -249,7 +250,8 @@ def _target(ui: Ui, kind: str, fam: registry.Family | None, storage: Storage, ro
         if storage == "nunchaku" or storage == "comfy_quant":
             return Target(ui, None, reason=Msg("A1111/Forge cannot load {storage} weights", storage=storage))
         if storage in _FORGE_ONLY and kind in ("checkpoint", "unet"):
-            return Target(ui, folder, loader, Msg("{label} (Forge; A1111 cannot load it)", label=label))
+            menu = Msg(_CHECKPOINT_MENU)  # not the unet label: its own "(Forge)" would repeat
+            return Target(ui, folder, loader, Msg("{label} (Forge; A1111 cannot load it)", label=menu))
         return Target(ui, folder, loader, label)
     if ui == "comfyui":
         custom = _CUSTOM.get((storage, kind))
