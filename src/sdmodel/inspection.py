@@ -65,7 +65,7 @@ class Component:
     params: int = 0
     bytes: int = 0
     dtypes: dict[str, int] = field(default_factory=dict)
-    storage: str | Msg = ""  # how the weights are stored: "bf16", "GGUF Q4_K (mix: ...)", "NF4 (bitsandbytes, block 64)"
+    storage: str | Msg = ""  # how the weights are stored: "bf16", "GGUF Q4_K (mix: ...)", "NF4 (... block 64)"
     bits_per_weight: float | None = None  # every stored byte of the part (scales included) per weight
 
 
