@@ -15,15 +15,20 @@ written by gguf-py's GGUFWriter, and fp8 e4m3 weights with an fp32 ``scale_weigh
 warm-up read of the input:
 
 - ``sdmodel convert IN --dtype bf16``: the full streaming conversion, output written and fsynced;
+- sdmodel's dequantization alone: every tensor read through ``DequantizedSource`` (no write, no
+  hashes), the same work as the peer's;
 - the peer's math alone over the same tensors, no output: gguf-py ``GGUFReader`` +
   ``gguf.quants.dequantize`` + cast to bf16; for fp8, torch ``w.to(bf16) * scale.to(bf16)``
   (ComfyUI's dequantization);
-- reading the file once (16 MB chunks): the disk-read floor.
+- reading the file once (16 MB chunks): the disk-read floor;
+- writing as many bytes as the bf16 output holds, then fsync: the disk-write floor, which the
+  whole command pays and the in-memory peers do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -139,6 +144,27 @@ with safe_open(sys.argv[1], "pt") as f:
             w.to(torch.bfloat16)
 """
 
+WRITE = r"""
+import os, sys
+size, chunk = int(sys.argv[2]), bytearray(os.urandom(1 << 20)) * 16
+with open(sys.argv[1], "wb") as f:
+    for _ in range(size // len(chunk)):
+        f.write(chunk)
+    f.write(chunk[: size % len(chunk)])
+    f.flush()
+    os.fsync(f.fileno())
+os.unlink(sys.argv[1])
+"""
+
+OURS_IN_MEMORY = r"""
+import sys
+from sdmodel.formats import open_model
+from sdmodel.quant.view import DequantizedSource
+with DequantizedSource(open_model(sys.argv[1]), "BF16") as view:
+    for name in view.tensors:
+        view.read_bits(name)   # what the engine reads: bf16 as uint16 bits
+"""
+
 READ = r"""
 import sys
 with open(sys.argv[1], "rb", buffering=0) as f:
@@ -213,6 +239,7 @@ def main() -> None:
                 f"built {src.name} ({src.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True
             )
         out = WORK / f"{src.stem}-bf16.safetensors"
+        out_size = 2 * sum(math.prod(shape) for shape in lay.values())  # the bf16 data section
         size = src.stat().st_size
         measure([PY, "-c", READ, str(src)])  # warm the page cache
         convert = [*SDMODEL, "convert", str(src), "--dtype", "bf16", "--overwrite", "-o"]
@@ -221,8 +248,10 @@ def main() -> None:
         if args.baseline:
             contenders.append(("sdmodel convert --dtype bf16, baseline", [*convert, str(base_out)], str(args.baseline)))
         contenders += [
+            ("sdmodel's dequantization alone (no write)", [PY, "-c", OURS_IN_MEMORY, str(src)], str(ROOT / "src")),
             (peer_name, [PY, "-c", peer, str(src)], None),
             ("read the file once", [PY, "-c", READ, str(src)], None),
+            ("write the output's size once (+ fsync)", [PY, "-c", WRITE, str(out) + ".w", str(out_size)], None),
         ]
         best: dict[str, tuple[float, int]] = {}
         for _ in range(args.repeat):  # round robin: a load change hits every contender alike
