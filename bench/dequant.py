@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/dequant.py                  # 4 double + 8 single blocks (~2.7 GB Q8_0)
     .venv/bin/python bench/dequant.py --double 19 --single 38   # the full 12B Flux (~12.7 GB Q8_0)
+    .venv/bin/python bench/dequant.py --repeat 3 --baseline /tmp/old/src   # also an older package
+
+``sdmodel`` runs as ``python -m sdmodel`` from this checkout's ``src`` (``--baseline``: another
+``src`` directory, run alternately with ours), with an empty hash cache (the source is hashed, as
+in a first conversion).
 
 Inputs are built once in bench/_work/dequant (gitignored): the real Flux.1 names and shapes
 (BFL / ComfyUI layout) with a chosen number of blocks, random Q8_0 blocks (finite fp16 scales)
@@ -10,23 +15,30 @@ written by gguf-py's GGUFWriter, and fp8 e4m3 weights with an fp32 ``scale_weigh
 warm-up read of the input:
 
 - ``sdmodel convert IN --dtype bf16``: the full streaming conversion, output written and fsynced;
+- sdmodel's dequantization alone: every tensor read through ``DequantizedSource`` (no write, no
+  hashes), the same work as the peer's;
 - the peer's math alone over the same tensors, no output: gguf-py ``GGUFReader`` +
   ``gguf.quants.dequantize`` + cast to bf16; for fp8, torch ``w.to(bf16) * scale.to(bf16)``
   (ComfyUI's dequantization);
-- reading the file once (16 MB chunks): the disk-read floor.
+- reading the file once (16 MB chunks): the disk-read floor;
+- writing as many bytes as the bf16 output holds, then fsync: the disk-write floor, which the
+  whole command pays and the in-memory peers do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "_work" / "dequant"
 PY = sys.executable
-SDMODEL = str(Path(PY).parent / "sdmodel")
+SDMODEL = [PY, "-m", "sdmodel"]
 sys.path.insert(0, str(ROOT))
 
 from bench.convert import measure  # noqa: E402
@@ -132,6 +144,27 @@ with safe_open(sys.argv[1], "pt") as f:
             w.to(torch.bfloat16)
 """
 
+WRITE = r"""
+import os, sys
+size, chunk = int(sys.argv[2]), bytearray(os.urandom(1 << 20)) * 16
+with open(sys.argv[1], "wb") as f:
+    for _ in range(size // len(chunk)):
+        f.write(chunk)
+    f.write(chunk[: size % len(chunk)])
+    f.flush()
+    os.fsync(f.fileno())
+os.unlink(sys.argv[1])
+"""
+
+OURS_IN_MEMORY = r"""
+import sys
+from sdmodel.formats import open_model
+from sdmodel.quant.view import DequantizedSource
+with DequantizedSource(open_model(sys.argv[1]), "BF16") as view:
+    for name in view.tensors:
+        view.read_bits(name)   # what the engine reads: bf16 as uint16 bits
+"""
+
 READ = r"""
 import sys
 with open(sys.argv[1], "rb", buffering=0) as f:
@@ -143,6 +176,7 @@ with open(sys.argv[1], "rb", buffering=0) as f:
 
 def check_output(kind: str, src: Path, out: Path) -> str:
     """Compare the output with the peer's values on every weight: bit-identical or not."""
+    import ml_dtypes  # also registers bfloat16, which safetensors' numpy loader needs
     import numpy as np
     from safetensors import safe_open
 
@@ -150,7 +184,6 @@ def check_output(kind: str, src: Path, out: Path) -> str:
         names = list(fo.keys())
         if kind == "gguf":
             import gguf
-            import ml_dtypes
 
             r = gguf.GGUFReader(str(src))
             for t in r.tensors:
@@ -181,8 +214,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--double", type=int, default=4)
     ap.add_argument("--single", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each contender, alternated; the best is kept")
+    ap.add_argument("--baseline", type=Path, help="another package's src directory, run as a contender too")
+    ap.add_argument("--only", choices=("gguf", "fp8"), help="one input only")
     args = ap.parse_args()
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="sdmodel-bench-cache-")  # no cached source hashes
     WORK.mkdir(parents=True, exist_ok=True)
     lay = flux_layout(args.double, args.single)
     tag = f"{args.double}d{args.single}s"
@@ -194,6 +230,8 @@ def main() -> None:
     )
     rows = []
     for kind, src, build, peer, peer_name in cases:
+        if args.only and kind != args.only:
+            continue
         if not src.exists():
             t = time.perf_counter()
             build(src, lay)
@@ -201,26 +239,37 @@ def main() -> None:
                 f"built {src.name} ({src.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True
             )
         out = WORK / f"{src.stem}-bf16.safetensors"
+        out_size = 2 * sum(math.prod(shape) for shape in lay.values())  # the bf16 data section
         size = src.stat().st_size
         measure([PY, "-c", READ, str(src)])  # warm the page cache
-        for name, cmd in (
-            (
-                "sdmodel convert --dtype bf16",
-                [SDMODEL, "convert", str(src), "--dtype", "bf16", "-o", str(out), "--overwrite"],
-            ),
-            (peer_name, [PY, "-c", peer, str(src)]),
-            ("read the file once", [PY, "-c", READ, str(src)]),
-        ):
-            best = None
-            for _ in range(args.repeat):
-                wall, peak, code = measure(cmd)
-                if code:
-                    raise SystemExit(f"{name} failed with status {code}")
-                best = (wall, peak) if best is None or wall < best[0] else best
-            rows.append((src.name, size, name, *best))
-            print(f"{src.name}: {name}: {best[0]:.1f} s, {best[1]} MB", flush=True)
+        convert = [*SDMODEL, "convert", str(src), "--dtype", "bf16", "--overwrite", "-o"]
+        contenders = [("sdmodel convert --dtype bf16", [*convert, str(out)], str(ROOT / "src"))]
+        base_out = out.with_name(out.stem + "-baseline.safetensors")
+        if args.baseline:
+            contenders.append(("sdmodel convert --dtype bf16, baseline", [*convert, str(base_out)], str(args.baseline)))
+        contenders += [
+            ("sdmodel's dequantization alone (no write)", [PY, "-c", OURS_IN_MEMORY, str(src)], str(ROOT / "src")),
+            (peer_name, [PY, "-c", peer, str(src)], None),
+            ("read the file once", [PY, "-c", READ, str(src)], None),
+            ("write the output's size once (+ fsync)", [PY, "-c", WRITE, str(out) + ".w", str(out_size)], None),
+        ]
+        best: dict[str, tuple[float, int]] = {}
+        for _ in range(args.repeat):  # round robin: a load change hits every contender alike
+            for name, cmd, code in contenders:
+                if code is not None:
+                    os.environ["PYTHONPATH"] = code
+                wall, peak, status = measure(cmd)
+                os.environ.pop("PYTHONPATH", None)
+                if status:
+                    raise SystemExit(f"{name} failed with status {status}")
+                print(f"{src.name}: {name}: {wall:.1f} s, {peak} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+                if name not in best or wall < best[name][0]:
+                    best[name] = (wall, peak)
+        for name, _, _ in contenders:
+            rows.append((src.name, size, name, *best[name]))
         rows.append((src.name, size, "output check", check_output(kind, src, out), 0))
         out.unlink()
+        base_out.unlink(missing_ok=True)
     print("\n| input | contender | wall s | MB/s of input | peak RSS |")
     print("| --- | --- | --- | --- | --- |")
     for name, size, who, wall, peak in rows:

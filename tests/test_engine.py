@@ -99,6 +99,41 @@ def test_ckpt_loads_with_torch_weights_only_bit_exact(tmp_path: Path, dtype: str
         assert r.clamped["big"] == int(np.count_nonzero(np.abs(arrs["big"]) > 448))
 
 
+def test_bf16_bits_are_ml_dtypes_cast() -> None:
+    """The one float32 -> bf16 rule (dtypes.round_bf16) gives ml_dtypes' bits: every upper half
+    with the lower halves around a tie, NaNs of every payload and sign, infinities, overflow to
+    infinity, subnormals; and every fp16 value."""
+    from sdmodel.dtypes import bf16_bits
+
+    upper = np.arange(1 << 16, dtype=np.uint32) << 16
+    lower = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF], dtype=np.uint32)
+    rng = np.random.default_rng(0)
+    u = np.concatenate([(upper[:, None] | lower).reshape(-1), rng.integers(0, 1 << 32, 100_000, dtype=np.uint32)])
+    for x in (u.view(np.float32), np.arange(1 << 16, dtype=np.uint16).view(np.float16)):
+        with np.errstate(invalid="ignore"):
+            want = x.astype(ml_dtypes.bfloat16).view(np.uint16)
+        assert np.array_equal(bf16_bits(x), want)
+
+
+def test_bf16_cast_needs_no_ml_dtypes(tmp_path: Path) -> None:
+    """fp32 and fp16 tensors cast to bf16 by the engine (and bf16 dequantized from Q8_0) go as
+    uint16 bits: importing ml_dtypes would take most of a second, holding the GIL."""
+    from tests.quant_files import write_gguf
+
+    src = tmp_path / "q.gguf"
+    rng = np.random.default_rng(0)
+    arrays = {"w.weight": rng.standard_normal((64, 64)).astype(np.float32), "w.bias": np.ones(64, np.float32)}
+    write_gguf(src, arrays, {"w.weight": "Q8_0"})
+    code = f"""
+import sys
+from sdmodel.conversion import convert
+convert({str(src)!r}, {str(tmp_path / "o.safetensors")!r}, dtype="bf16")
+assert "ml_dtypes" not in sys.modules
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
 def test_ckpt_zip64_records_load_with_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(ckpt_writer, "ZIP64_LIMIT", 0)  # every record gets the >4 GiB encoding

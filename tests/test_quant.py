@@ -91,6 +91,40 @@ def test_gguf_dequantization_is_bit_identical_to_gguf_py(flux_gguf, out):
                 assert (bits(got) == bits(want.astype(got.dtype))).all(), t.name
 
 
+def test_q8_0_kernel_is_gguf_py_on_every_scale(tmp_path, monkeypatch):
+    """Our Q8_0 kernel (dequant.q8_0_into, read from the file in chunks on worker threads) gives
+    gguf-py's ``dequantize`` then ml_dtypes' cast bit for bit: every fp16 scale (subnormal,
+    infinite, NaN: NaN and inf * 0 values too) with random codes, chunks ending mid-tensor,
+    through ``read``, through ``read_bits`` (the engine's: bf16 as uint16) and from memory."""
+    import gguf
+    import ml_dtypes
+
+    from sdmodel.quant import dequant
+
+    monkeypatch.setattr(dequant, "Q8_0_READ", 3000)  # several file chunks, the last one short
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, ((1 << 16) + 64, 34), dtype=np.uint8)
+    blocks[: 1 << 16, :2] = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+    blocks[::7, 2:10] = 0  # code 0 times an infinite scale: NaN
+    raw = blocks.reshape(1025, 64 * 34)
+    path = write_gguf(
+        tmp_path / "q8.gguf",
+        {"w.weight": np.zeros((1025, 2048), np.float32)},
+        {"w.weight": "Q8_0"},
+        raw={"w.weight": raw},
+    )
+    with np.errstate(all="ignore"):
+        ref = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0)
+    for out, dtype in (("F32", np.float32), ("F16", np.float16), ("BF16", ml_dtypes.bfloat16)):
+        with np.errstate(all="ignore"):
+            want = bits(ref.astype(dtype))
+        with DequantizedSource(open_model(path), out) as view:
+            got = view.read("w.weight")
+            assert got.dtype == dtype and np.array_equal(bits(got), want), out
+            assert np.array_equal(bits(view.read_bits("w.weight")), want), out
+        assert np.array_equal(bits(dequant.q8_0(raw, out)).reshape(want.shape), want), out
+
+
 def test_gguf_storage_label_counts_the_mix(flux_gguf):
     with open_model(flux_gguf) as src:
         layout = analyze(src)

@@ -24,7 +24,7 @@ from typing import BinaryIO, Generic, NamedTuple, TypeVar
 import numpy as np
 
 from sdmodel.atomic import check_target, replacing, sync
-from sdmodel.dtypes import FP8_DTYPES, FP8_MAX, NUMPY_DTYPES
+from sdmodel.dtypes import FP8_DTYPES, FP8_MAX, NUMPY_DTYPES, bf16_bits, is_dtype
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.sink import Sink
@@ -54,7 +54,11 @@ class WriteResult:
 
 
 def _cast_range(src: np.ndarray, dst: np.ndarray, out_dtype: str) -> int:
-    """Cast ``src`` into ``dst`` (1-D views); fp8 values beyond the range are clamped and counted."""
+    """Cast ``src`` into ``dst`` (1-D views); fp8 values beyond the range are clamped and counted;
+    bf16 into uint16 bits when :func:`_bf16_bits` says so."""
+    if dst.dtype == np.uint16 and out_dtype == "BF16":
+        bf16_bits(src, out=dst)
+        return 0
     if out_dtype in FP8_DTYPES:
         x = src if src.dtype == np.float32 else src.astype(np.float32)
         limit = FP8_MAX[out_dtype]
@@ -68,12 +72,23 @@ def _cast_range(src: np.ndarray, dst: np.ndarray, out_dtype: str) -> int:
     return 0
 
 
+def _bf16_bits(a: np.ndarray, out_dtype: str) -> bool:
+    """Casts to bf16 from fp32 or fp16 give uint16 bits (dtypes.round_bf16, ml_dtypes' rounding):
+    the sinks store bytes as they are and the bfloat16 dtype would cost importing ml_dtypes."""
+    return out_dtype == "BF16" and a.dtype in (np.float32, np.float16)
+
+
+def _cast_dtype(a: np.ndarray, out_dtype: str) -> str:
+    """The dtype the cast values of ``a`` are held in: ``out_dtype``, or U16 for bf16 bits."""
+    return "U16" if _bf16_bits(a, out_dtype) else out_dtype
+
+
 def cast_array(a: np.ndarray, out_dtype: str) -> tuple[np.ndarray, int]:
-    """``a`` cast to ``out_dtype`` (safetensors name) and the number of values clamped (fp8)."""
-    target = NUMPY_DTYPES[out_dtype]
-    if a.dtype == target:
+    """``a`` cast to ``out_dtype`` (safetensors name; bf16 from fp32/fp16 as uint16 bits) and the
+    number of values clamped (fp8)."""
+    if is_dtype(a.dtype, out_dtype):
         return a, 0
-    out = np.empty(a.shape, dtype=target)
+    out = np.empty(a.shape, dtype=NUMPY_DTYPES[_cast_dtype(a, out_dtype)])
     return out, _cast_range(a.reshape(-1), out.reshape(-1), out_dtype)
 
 
@@ -263,7 +278,7 @@ class _DirectReader:
         source = self.plan.sources[s.source]
         rng = self._range(s)
         if rng is None:
-            return source.read(s.name), None
+            return (source.read_bits(s.name) if _as_bits(s) else source.read(s.name)), None
         self._fd(s)
         buf = self.buffers.get(s.in_bytes)
         view, pos, left = buf.data[: s.in_bytes], rng[0], s.in_bytes
@@ -388,11 +403,11 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 break
             s, a, in_buf = item
             a = _contiguous(step_values(s, a))
-            if _as_bits(s) or a.dtype == NUMPY_DTYPES[s.out_dtype]:
+            if _as_bits(s) or is_dtype(a.dtype, s.out_dtype):
                 out, futures, after_cast, after_hash = a, [], None, in_buf
             else:
                 out_buf = buffers.get(s.out_info.nbytes)  # the cast values (out_bytes: as encoded)
-                out = buffers.array(out_buf, s.out_dtype, s.shape)
+                out = buffers.array(out_buf, _cast_dtype(a, s.out_dtype), s.shape)
                 src, dst = a.reshape(-1), out.reshape(-1)
                 futures = [
                     pool.submit(_cast_range, src[lo : lo + CHUNK], dst[lo : lo + CHUNK], s.out_dtype)

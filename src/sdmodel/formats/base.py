@@ -93,6 +93,13 @@ class TensorSource(ABC):
         For a tensor that is not ``plain`` (GGML blocks), the stored bytes as uint8: the values
         come from ``sdmodel.quant.dequant``, never from a cast."""
 
+    def read_bits(self, name: str) -> np.ndarray:
+        """``read``, bf16 values as their uint16 bits (how the engine passes bf16 on that it does
+        not cast, engine._as_bits): a source that computes them (dequantization) gives them so
+        without importing ml_dtypes."""
+        a = self.read(name)
+        return a.view(np.uint16) if a.dtype.name == "bfloat16" else a
+
     def data_range(self, name: str) -> tuple[int, int] | None:
         """Absolute [begin, end) of the tensor's bytes in ``path`` when they are stored there as
         they are (C order, little-endian, uncompressed), so that a writer can read them straight

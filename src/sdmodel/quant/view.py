@@ -177,9 +177,18 @@ class DequantizedSource(TensorSource):
         self._tensors = tensors
 
     def read(self, name: str) -> np.ndarray:
+        return self._read(name, bits=False)
+
+    def read_bits(self, name: str) -> np.ndarray:
+        return self._read(name, bits=True)
+
+    def _read(self, name: str, bits: bool) -> np.ndarray:
         inner = self.inner_names[name]
         qt = self.layout.tensors.get(inner)
-        values = self.inner.read(inner) if qt is None else dequantize(self.inner, qt, self.out)
+        if qt is None:
+            values = self.inner.read_bits(inner) if bits else self.inner.read(inner)
+        else:
+            values = dequantize(self.inner, qt, self.out, bits)
         return llama_unpermute(values, self.heads[name]) if name in self.heads else values
 
     def data_range(self, name: str) -> tuple[int, int] | None:
