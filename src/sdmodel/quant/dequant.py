@@ -290,7 +290,8 @@ def _dequantize(source: TensorSource, qt: QuantTensor, out: str) -> np.ndarray:
         return source.read(name)
 
     if qt.scheme == "gguf" and qt.format == "Q8_0":
-        rng = source.data_range(qt.data) if source.path.is_file() else None
+        # positional reads on both cores where the system has them (not Windows)
+        rng = source.data_range(qt.data) if source.path.is_file() and hasattr(os, "preadv") else None
         n = math.prod(qt.shape) // 32
         if rng is not None and rng[1] - rng[0] == n * Q8_0_BYTES:
             values = q8_0_file(Path(source.path), rng[0], n, out)
