@@ -88,7 +88,7 @@ def test_prediction_hints(sparse, name, metadata, extra, expected, source):
         ident = identify(src)
     assert ident.prediction == expected
     if source:
-        assert ident.prediction_source == source
+        assert str(ident.prediction_source) == source
     if expected == "v":
         assert ident.a1111_config == "v2-inference-v.yaml"
         assert ident.modelspec_architecture == "stable-diffusion-v2-768-v"
@@ -104,7 +104,7 @@ def test_prediction_from_sidecar_yaml(sparse, tmp_path, param, expected):
     with open_model(path) as src:
         ident = identify(src)
     assert ident.prediction == expected
-    assert ident.prediction_source == "sidecar sd2model.yaml"
+    assert str(ident.prediction_source) == "sidecar sd2model.yaml"
 
 
 def test_flow_families_need_no_hint(sparse):

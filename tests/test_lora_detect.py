@@ -140,7 +140,7 @@ def test_double_blocks_without_flux_evidence_is_unknown(tmp_path: Path, build) -
 
 def test_metadata_decides_what_keys_cannot(tmp_path: Path) -> None:
     info = info_of(tmp_path, L.kohya(L.flux_bfl(mods=False)), {"ss_base_model_version": "flux1"})
-    assert (info.family, info.family_source) == ("flux", "metadata (ss_base_model_version)")
+    assert (info.family, str(info.family_source)) == ("flux", "metadata (ss_base_model_version)")
     info = info_of(tmp_path, L.kohya(L.ldm_unet("sdxl-base")), {"ss_base_model_version": "kolors"})
     assert info.family == "kolors"
 

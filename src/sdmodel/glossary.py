@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdmodel.i18n import N_, _, ngettext
+from sdmodel.i18n import N_, _, ngettext, tr
 
 Report = Mapping[str, Any]
 
@@ -141,7 +141,7 @@ def _about_prediction(r: Report) -> str | None:
     pred = r.get("prediction")
     if r.get("kind") not in ("checkpoint", "unet", "lora", "lycoris"):
         return None
-    source = r.get("prediction_source") or ""
+    source = tr(str(r.get("prediction_source"))) if r.get("prediction_source") else ""
     if pred == "v":
         return _("v-prediction (from {source}): use a v-prediction sampler setting.").format(source=source)
     if pred == "epsilon":

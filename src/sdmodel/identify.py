@@ -10,7 +10,7 @@ import yaml
 from sdmodel import registry
 from sdmodel.formats.base import TensorInfo, TensorSource
 from sdmodel.formats.diffusers_map import with_ldm_unet_names
-from sdmodel.i18n import N_
+from sdmodel.i18n import N_, Msg
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.parts import MARKER_KEYS, PART_PREFIXES
 from sdmodel.sidecars import existing_config
@@ -27,7 +27,7 @@ class Identity:
     family: str | None = None
     variant: str | None = None
     prediction: str = "unknown"  # epsilon | v | flow | unknown
-    prediction_source: str | None = None
+    prediction_source: str | Msg | None = None  # translated where shown
     signature: str | None = None
     root: str | None = None  # key prefix the network was found under ("" = standalone)
     a1111_config: str | None = None
@@ -100,27 +100,27 @@ SCHEDULER_PREDICTION = {"v_prediction": "v", "epsilon": "epsilon"}
 
 def prediction_hint(
     tensors: dict[str, TensorInfo], metadata: dict[str, str], path: Path | None, extras: dict | None = None
-) -> tuple[str, str] | None:
+) -> tuple[str, str | Msg] | None:
     """(prediction, where it came from), from markers, metadata, a diffusers scheduler config,
     a sidecar yaml or the file name."""
     if "v_pred" in tensors or "edm_vpred.sigma_max" in tensors:
-        return "v", "v_pred marker tensor"
+        return "v", N_("v_pred marker tensor")
     scheduler = SCHEDULER_PREDICTION.get(str((extras or {}).get("prediction_type")))
     if scheduler:
-        return scheduler, "diffusers scheduler config"
+        return scheduler, N_("diffusers scheduler config")
     spec = metadata.get("modelspec.prediction_type", "").lower()
     if spec in ("v", "epsilon"):
-        return spec, "modelspec.prediction_type metadata"
+        return spec, N_("modelspec.prediction_type metadata")
     if metadata.get("ss_v_parameterization", "").lower() == "true":
-        return "v", "kohya ss_v_parameterization metadata"
+        return "v", N_("kohya ss_v_parameterization metadata")
     if path is not None:
         yaml_path = existing_config(path)
         if yaml_path is not None:
             value = _yaml_parameterization(yaml_path)
             if value:
-                return value, f"sidecar {yaml_path.name}"
+                return value, Msg("sidecar {name}", name=yaml_path.name)
         if registry.V_NAME_HINT.search(path.stem):
-            return "v", "file name"
+            return "v", N_("file name")
     return None
 
 
@@ -166,7 +166,7 @@ def _resolve_prediction(ident: Identity, source: TensorSource, path: Path | None
         return  # a VAE, an encoder or an upscaler predicts nothing, whichever family it serves
     fam = registry.family(ident.family)
     if fam is not None and fam.prediction is not None:
-        ident.prediction, ident.prediction_source = fam.prediction, "architecture"
+        ident.prediction, ident.prediction_source = fam.prediction, N_("architecture")
         return
     hint = prediction_hint(tensors, source.metadata, path, source.extras)
     if hint:

@@ -170,7 +170,7 @@ class ModelReport:
             "candidates": ident.candidates,
             "needs": {"text_encoders": ident.needs_text_encoders, "vae": ident.needs_vae},
             "prediction": ident.prediction,
-            "prediction_source": ident.prediction_source,
+            "prediction_source": None if ident.prediction_source is None else str(ident.prediction_source),
             "signature": ident.signature,
             "tensors": self.tensor_count,
             "components": {k: {**asdict(v), "storage": str(v.storage)} for k, v in self.components.items()},

@@ -22,7 +22,7 @@ from sdmodel.hashing import hash_file
 from sdmodel.i18n import N_, _, format_count, format_number, format_size, ngettext, tr
 from sdmodel.identify import family_label
 from sdmodel.inspection import ModelReport, inspect
-from sdmodel.lora.info import LoraInfo
+from sdmodel.lora.info import TRAINING_LABELS, LoraInfo
 from sdmodel.parts import part_rank
 from sdmodel.placement import UI_LABELS, Target, clip_loader_text, companion_label
 from sdmodel.remote import as_path, is_remote, measure
@@ -157,7 +157,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
         facts.add_row(_("needs beside it"), ", ".join(needs))
     pred = ident.prediction
     if ident.prediction_source:
-        pred = _("{prediction} (from {source})").format(prediction=ident.prediction, source=ident.prediction_source)
+        pred = _("{prediction} (from {source})").format(prediction=ident.prediction, source=tr(ident.prediction_source))
     # For adapters the prediction matters only when a hint names it (e.g. a v-prediction LoRA).
     if ident.kind in ("checkpoint", "unet") or ident.prediction != "unknown":
         facts.add_row(_("prediction"), pred)
@@ -314,7 +314,7 @@ def _lora_facts(facts: Table, lora: LoraInfo) -> None:
     trained_for = _("trained for")
     if lora.family:
         family = family_label(lora.family, None)
-        facts.add_row(trained_for, _("{family} (from {source})").format(family=family, source=lora.family_source))
+        facts.add_row(trained_for, _("{family} (from {source})").format(family=family, source=tr(lora.family_source)))
     elif lora.candidates:
         families = ", ".join(family_label(c, None) for c in lora.candidates)
         facts.add_row(trained_for, _("unknown: one of {families}").format(families=families))
@@ -328,7 +328,7 @@ def _lora_facts(facts: Table, lora: LoraInfo) -> None:
     if lora.trigger_words:
         facts.add_row(_("trigger words"), ", ".join(lora.trigger_words))
     for key, value in lora.training.items():
-        facts.add_row(key.replace("_", " "), _short(value, 80))
+        facts.add_row(tr(TRAINING_LABELS.get(key, key.replace("_", " "))), _short(value, 80))
     for note in lora.notes:
         facts.add_row(_("note"), Text(tr(note), style="yellow"))
 

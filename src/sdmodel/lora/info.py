@@ -37,7 +37,7 @@ class LoraInfo:
     algorithms: dict[str, int]  # lora locon loha lokr full oft boft glora ia3 -> targets
     dora: int  # targets with a DoRA magnitude (LyCORIS dora_scale or PEFT lora_magnitude_vector)
     family: str | None
-    family_source: str  # key names | metadata | unknown
+    family_source: str | Msg  # key names | metadata (KEY) | unknown; translated where shown
     candidates: list[str]
     trains: dict[str, int]  # "diffusion model" / "text encoder 1"... -> targets
     targets: int
@@ -54,7 +54,7 @@ class LoraInfo:
         return "lycoris" if LYCORIS_ALGORITHMS & set(self.algorithms) else "lora"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"notes": [str(n) for n in self.notes]}
+        return asdict(self) | {"notes": [str(n) for n in self.notes], "family_source": str(self.family_source)}
 
 
 def _widths(t: Target, tensors: dict[str, TensorInfo]) -> tuple[int | None, int | None]:
@@ -126,6 +126,25 @@ def trigger_words(metadata: dict[str, str], limit: int = TRIGGER_WORDS) -> list[
     return [t for t, _n in counts.most_common(limit) if t]
 
 
+# How ``info`` names each training fact (the --json keys stay the names above).
+TRAINING_LABELS = {
+    "base_model": N_("base model"),
+    "base_model_version": N_("base model version"),
+    "base_model_hash": N_("base model hash"),
+    "base_model_hash_new": N_("base model hash (new)"),
+    "resolution": N_("resolution"),
+    "steps": N_("steps"),
+    "max_steps": N_("max steps"),
+    "epochs": N_("epochs"),
+    "network_module": N_("network module"),
+    "network_dim": N_("network dim"),
+    "network_alpha": N_("network alpha"),
+    "output_name": N_("output name"),
+    "training_comment": N_("training comment"),
+    "architecture": N_("architecture"),
+    "title": N_("title"),
+    "trigger_phrase": N_("trigger phrase"),
+}
 TRAINING_KEYS: tuple[tuple[str, str], ...] = (
     ("base_model", "ss_sd_model_name"),
     ("base_model_version", "ss_base_model_version"),
@@ -184,11 +203,12 @@ def describe(source: TensorSource, keys: LoraKeys | None = None, read_alphas: bo
         notes.append(e.message)
     found, candidates = family_from_keys(probes(keys, tensors))
     meta_family, meta_key = family_from_metadata(source.metadata)
-    family, how = found, "key names" if found else "unknown"
+    how: str | Msg = N_("key names") if found else N_("unknown")
+    family = found
     if found is None and meta_family is not None:
-        family, how = meta_family, f"metadata ({meta_key})"
+        family, how = meta_family, Msg("metadata ({key})", key=meta_key)
     elif found == "sdxl" and meta_family == "kolors":
-        family, how = "kolors", f"metadata ({meta_key}); SDXL-shaped keys"
+        family, how = "kolors", Msg("metadata ({key}); SDXL-shaped keys", key=meta_key)
     elif found is not None and meta_family is not None and meta_family != found:
         notes.append(
             Msg(
