@@ -155,7 +155,7 @@ def render_report(report: ModelReport, show_keys: bool = False) -> None:
     if ident.needs_text_encoders or ident.needs_vae:
         needs = [*ident.needs_text_encoders, *([f"VAE {ident.needs_vae}"] if ident.needs_vae else [])]
         facts.add_row(_("needs beside it"), ", ".join(needs))
-    pred = ident.prediction
+    pred = _("unknown") if ident.prediction == "unknown" else ident.prediction
     if ident.prediction_source:
         pred = _("{prediction} (from {source})").format(prediction=ident.prediction, source=tr(ident.prediction_source))
     # For adapters the prediction matters only when a hint names it (e.g. a v-prediction LoRA).
