@@ -348,6 +348,7 @@ CASES = [
         r"^(double_blocks\.0\.|single_blocks\.0\.|txt_in\.|final_layer|vector_in)",
     ),
     ("lumina2", "families/lumina2.comfy", r"^(layers\.0\.|noise_refiner\.0\.|final_layer|t_embedder)"),
+    ("z_image", "families/z_image.original", r"^(layers\.0\.|context_refiner\.0\.|final_layer|x_embedder|cap_)"),
 ]
 
 
@@ -420,8 +421,15 @@ def test_sd3_fused_and_swapped_rows(tmp_path: Path) -> None:
             "_convert_non_diffusers_qwen_lora_to_diffusers",
             "kohya",
         ),
+        (
+            "z_image",
+            "families/z_image.original",
+            r"^layers\.[01]\.(attention\.out|feed_forward|adaLN)",  # diffusers' converter does not split qkv
+            "_convert_non_diffusers_z_image_lora_to_diffusers",
+            "kohya",
+        ),
     ],
-    ids=["wan-musubi", "wan-comfy", "qwen-kohya"],
+    ids=["wan-musubi", "wan-comfy", "qwen-kohya", "z_image-kohya"],
 )
 def test_dit_names_and_scales_match_diffusers_converters(
     tmp_path: Path, family: str, layout: str, select: str, reference: str, naming: str

@@ -24,6 +24,7 @@ PAIRS = [
     ("flux2", "families/flux2_dev.original", "families/flux2_dev.diffusers"),
     ("flux2", "families/flux2_klein4b.original", "families/flux2_klein4b.diffusers"),
     ("lumina2", "families/lumina2.comfy", "families/lumina2.diffusers"),
+    ("z_image", "families/z_image.original", "families/z_image.diffusers"),
     ("sd3", "families/sd3_medium.comfy", "families/sd3_medium.diffusers"),
     ("sd3", "families/sd35_medium.comfy", "families/sd35_medium.diffusers"),
     ("sd3", "families/sd35_large.comfy", "families/sd35_large.diffusers"),

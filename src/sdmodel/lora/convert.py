@@ -208,6 +208,8 @@ COMPOUNDS: frozenset[str] = frozenset(
         "time_guidance_embed",
         "to_qkv_mlp_proj",
         "token_refiner",
+        "all_x_embedder",
+        "all_final_layer",
     ]
 )
 

@@ -402,6 +402,28 @@ LUMINA2 = DiffusersNames(
     signature="noise_refiner.0.attention.qkv.weight",
 )
 
+# Z-Image (diffusers ZImageTransformer2DModel; ComfyUI's single file fuses q, k and v).
+_Z_IMAGE_BLOCK = {
+    "attention.to_out.0": "attention.out",
+    "feed_forward.w1": "feed_forward.w1",
+    "feed_forward.w2": "feed_forward.w2",
+    "feed_forward.w3": "feed_forward.w3",
+    "adaLN_modulation.0": "adaLN_modulation.0",
+}
+_Z_IMAGE_QKV = (Fused("attention.qkv", tuple(f"attention.{p}" for p in _QKV)),)
+Z_IMAGE = DiffusersNames(
+    "z_image",
+    blocks=tuple(Blocks(b, b, _Z_IMAGE_BLOCK, _Z_IMAGE_QKV) for b in ("layers", "noise_refiner", "context_refiner")),
+    top={
+        "all_x_embedder.2-1": "x_embedder",
+        "all_final_layer.2-1.adaLN_modulation.1": "final_layer.adaLN_modulation.1",
+        "all_final_layer.2-1.linear": "final_layer.linear",
+        "cap_embedder.1": "cap_embedder.1",
+        "t_embedder.mlp.0": "t_embedder.mlp.0",
+        "t_embedder.mlp.2": "t_embedder.mlp.2",
+    },
+)
+
 NAMES: dict[str, DiffusersNames] = {
     n.family: n
     for n in (
@@ -413,6 +435,7 @@ NAMES: dict[str, DiffusersNames] = {
         HUNYUAN_VIDEO,
         LTXV,
         LUMINA2,
+        Z_IMAGE,
         DiffusersNames("qwen_image", same=True),
         DiffusersNames("hidream", same=True),
     )
