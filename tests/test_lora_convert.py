@@ -349,6 +349,9 @@ CASES = [
     ),
     ("lumina2", "families/lumina2.comfy", r"^(layers\.0\.|noise_refiner\.0\.|final_layer|t_embedder)"),
     ("z_image", "families/z_image.original", r"^(layers\.0\.|context_refiner\.0\.|final_layer|x_embedder|cap_)"),
+    ("pixart", "families/pixart_alpha.comfy", r"^(blocks\.0\.|t_block|y_embedder|csize|ar_embedder|final_layer)"),
+    ("sana", "families/sana.original", r"^(blocks\.0\.|t_block|y_embedder|x_embedder|final_layer)"),
+    ("auraflow", "families/auraflow.comfy", r"^(double_layers\.0\.|single_layers\.0\.|modF|init_x|cond_seq)"),
 ]
 
 

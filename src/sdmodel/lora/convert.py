@@ -210,6 +210,32 @@ COMPOUNDS: frozenset[str] = frozenset(
         "token_refiner",
         "all_x_embedder",
         "all_final_layer",
+        "ar_embedder",
+        "aspect_ratio_embedder",
+        "c_fc1",
+        "c_fc2",
+        "c_proj",
+        "cond_seq_linear",
+        "conv_depth",
+        "conv_inverted",
+        "conv_point",
+        "csize_embedder",
+        "depth_conv",
+        "double_layers",
+        "final_linear",
+        "init_x_linear",
+        "inverted_conv",
+        "joint_transformer_blocks",
+        "kv_linear",
+        "out_projection",
+        "patch_embed",
+        "point_conv",
+        "q_linear",
+        "resolution_embedder",
+        "single_layers",
+        "t_block",
+        "time_step_proj",
+        "y_proj",
     ]
 )
 
@@ -478,12 +504,8 @@ class _Renamer:
             self.alpha(stem, *rank_alphas[0])
             return
         scales = {alpha / rank for rank, alpha in rank_alphas}
-        missing_rest = len(fused.parts) == 4 and parts[-1][0] != 3  # the MLP part's rows are unknown without it
-        if (
-            len(scales) != 1
-            or missing_rest
-            or any(u.shape[0] != width for (i, _t), u in zip(parts, ups, strict=True) if i < 3)
-        ):
+        sizes = fused.part_sizes({i: u.shape[0] for (i, _t), u in zip(parts, ups, strict=True)}, width)
+        if len(scales) != 1 or sizes is None:
             raise ConversionError(
                 Msg(
                     "{stems}: {family} keeps {want} in one fused weight ({path}); these parts cannot be joined into one LoRA target (different or missing parts, downs or alphas)",
@@ -493,7 +515,6 @@ class _Renamer:
                     path=module.path,
                 )
             )
-        sizes = [width] * 3 + ([ups[-1].shape[0]] if len(fused.parts) == 4 else [])
         row_at = [sum(sizes[:i]) for i, _t in parts]
         ranks = [rank for rank, _alpha in rank_alphas]
         down_names, up_names = [d.name for d in downs], [u.name for u in ups]

@@ -149,7 +149,8 @@ RULES: tuple[Rule, ...] = (
         (r"^diffusion:transformer_blocks_\d+_attn2_to_k$",),
         shape=Shape(r"^diffusion:transformer_blocks_\d+_attn2_to_k$", "in", _w(1024)),
     ),
-    Rule("wan", (r"^diffusion:(vace_)?blocks_\d+_((self_attn|cross_attn)_[qkvo]|ffn_\d|ffn_net_)",)),
+    # (end-anchored: PixArt's and Sana's blocks have cross_attn_q_linear)
+    Rule("wan", (r"^diffusion:(vace_)?blocks_\d+_((self_attn|cross_attn)_([qkvo]|[kv]_img)|ffn_\d|ffn_net_\d.*)$",)),
     Rule(
         "wan",
         (r"^diffusion:blocks_\d+_attn[12]_to_[qkv]$",),

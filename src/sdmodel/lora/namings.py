@@ -27,21 +27,41 @@ from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP
 
 @dataclass(frozen=True)
 class Fused:
-    """One single-file weight holding the rows of several diffusers weights, in this order. Every
-    part has as many rows as the weight has inputs, but a fourth part, which takes the rest
-    (Flux's ``linear1`` = q, k, v and the MLP input)."""
+    """One single-file weight holding the rows of several diffusers weights, in this order: equal
+    parts (q, k, v; k, v), or q with the input's width and k, v sharing the rest (``grouped``:
+    grouped-query attention), or three parts of the input's width and a fourth with the rest
+    (``rest``: Flux's ``linear1`` = q, k, v and the MLP input)."""
 
     native: str
     parts: tuple[str, ...]
-    grouped: bool = False  # q has the width, k and v share the other rows (grouped-query attention)
+    grouped: bool = False
+    rest: bool = False
 
     def sizes(self, rows: int, width: int) -> list[int]:
         if self.grouped:
             return [width, (rows - width) // 2, (rows - width) // 2]
-        sizes = [width] * 3
-        if len(self.parts) == 4:
-            sizes.append(rows - 3 * width)
-        return sizes
+        if self.rest:
+            return [width] * (len(self.parts) - 1) + [rows - (len(self.parts) - 1) * width]
+        return [rows // len(self.parts)] * len(self.parts)
+
+    def part_sizes(self, known: dict[int, int], width: int) -> list[int] | None:
+        """Every part's rows from those of the parts at hand (``known``: index -> rows); None when
+        a missing part's rows cannot be told (the rest part) or the known ones do not fit."""
+        if self.rest:
+            if len(self.parts) - 1 not in known:
+                return None
+            want = [width] * (len(self.parts) - 1) + [known[len(self.parts) - 1]]
+        elif self.grouped:
+            kv = {known[i] for i in (1, 2) if i in known}
+            if len(kv) > 1:
+                return None
+            want = [width, *([kv.pop()] * 2 if kv else [width] * 2)]
+        else:
+            equal = set(known.values())
+            if len(equal) != 1:
+                return None
+            want = [equal.pop()] * len(self.parts)
+        return want if all(want[i] == n for i, n in known.items()) else None
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ FLUX = DiffusersNames(
             "single_blocks",
             "single_transformer_blocks",
             FLUX_SINGLE,
-            (Fused("linear1", (*(f"attn.{p}" for p in _QKV), "proj_mlp")),),
+            (Fused("linear1", (*(f"attn.{p}" for p in _QKV), "proj_mlp"), rest=True),),
         ),
     ),
     top={**FLUX_TOP, "norm_out.linear": "final_layer.adaLN_modulation.1"},
@@ -424,6 +444,92 @@ Z_IMAGE = DiffusersNames(
     },
 )
 
+# PixArt-α/Σ and Sana (diffusers convert_pixart / convert_sana scripts): the self-attention's q, k,
+# v in one weight, the cross-attention's k, v in another.
+_PIXART_BLOCK = {
+    "attn1.to_out.0": "attn.proj",
+    "attn2.to_q": "cross_attn.q_linear",
+    "attn2.to_out.0": "cross_attn.proj",
+    "ff.net.0.proj": "mlp.fc1",
+    "ff.net.2": "mlp.fc2",
+    "ff.conv_inverted": "mlp.inverted_conv.conv",
+    "ff.conv_depth": "mlp.depth_conv.conv",
+    "ff.conv_point": "mlp.point_conv.conv",
+}
+_PIXART_FUSED = (
+    Fused("attn.qkv", tuple(f"attn1.{p}" for p in _QKV)),
+    Fused("cross_attn.kv_linear", ("attn2.to_k", "attn2.to_v")),
+)
+_PIXART_TOP = {
+    "caption_projection.linear_1": "y_embedder.y_proj.fc1",
+    "caption_projection.linear_2": "y_embedder.y_proj.fc2",
+    "proj_out": "final_layer.linear",
+}
+PIXART = DiffusersNames(
+    "pixart",
+    blocks=(Blocks("blocks", "transformer_blocks", _PIXART_BLOCK, _PIXART_FUSED),),
+    top={
+        **_PIXART_TOP,
+        "pos_embed.proj": "x_embedder.proj",
+        "adaln_single.linear": "t_block.1",
+        "adaln_single.emb.timestep_embedder.linear_1": "t_embedder.mlp.0",
+        "adaln_single.emb.timestep_embedder.linear_2": "t_embedder.mlp.2",
+        "adaln_single.emb.resolution_embedder.linear_1": "csize_embedder.mlp.0",
+        "adaln_single.emb.resolution_embedder.linear_2": "csize_embedder.mlp.2",
+        "adaln_single.emb.aspect_ratio_embedder.linear_1": "ar_embedder.mlp.0",
+        "adaln_single.emb.aspect_ratio_embedder.linear_2": "ar_embedder.mlp.2",
+    },
+)
+SANA = DiffusersNames(
+    "sana",
+    blocks=(Blocks("blocks", "transformer_blocks", _PIXART_BLOCK, _PIXART_FUSED),),
+    top={
+        **_PIXART_TOP,
+        "patch_embed.proj": "x_embedder.proj",
+        "time_embed.linear": "t_block.1",
+        "time_embed.emb.timestep_embedder.linear_1": "t_embedder.mlp.0",
+        "time_embed.emb.timestep_embedder.linear_2": "t_embedder.mlp.2",
+    },
+)
+
+# AuraFlow (diffusers convert_auraflow_to_diffusers; ComfyUI comfy/utils.py auraflow_to_diffusers).
+_AURA_FF = {"linear_1": "c_fc1", "linear_2": "c_fc2", "out_projection": "c_proj"}
+AURAFLOW = DiffusersNames(
+    "auraflow",
+    blocks=(
+        Blocks(
+            "double_layers",
+            "joint_transformer_blocks",
+            {
+                **{f"attn.{d}": f"attn.w1{n}" for d, n in zip((*_QKV, "to_out.0"), "qkvo", strict=True)},
+                **{f"attn.{d}": f"attn.w2{n}" for d, n in zip((*_ADD_QKV, "to_add_out"), "qkvo", strict=True)},
+                **{f"ff.{d}": f"mlpX.{n}" for d, n in _AURA_FF.items()},
+                **{f"ff_context.{d}": f"mlpC.{n}" for d, n in _AURA_FF.items()},
+                "norm1.linear": "modX.1",
+                "norm1_context.linear": "modC.1",
+            },
+        ),
+        Blocks(
+            "single_layers",
+            "single_transformer_blocks",
+            {
+                **{f"attn.{d}": f"attn.w1{n}" for d, n in zip((*_QKV, "to_out.0"), "qkvo", strict=True)},
+                **{f"ff.{d}": f"mlp.{n}" for d, n in _AURA_FF.items()},
+                "norm1.linear": "modCX.1",
+            },
+        ),
+    ),
+    top={
+        "context_embedder": "cond_seq_linear",
+        "pos_embed.proj": "init_x_linear",
+        "proj_out": "final_linear",
+        "norm_out.linear": "modF.1",
+        "time_step_proj.linear_1": "t_embedder.mlp.0",
+        "time_step_proj.linear_2": "t_embedder.mlp.2",
+    },
+    swapped=frozenset({"modF.1"}),
+)
+
 NAMES: dict[str, DiffusersNames] = {
     n.family: n
     for n in (
@@ -436,6 +542,9 @@ NAMES: dict[str, DiffusersNames] = {
         LTXV,
         LUMINA2,
         Z_IMAGE,
+        PIXART,
+        SANA,
+        AURAFLOW,
         DiffusersNames("qwen_image", same=True),
         DiffusersNames("hidream", same=True),
     )
