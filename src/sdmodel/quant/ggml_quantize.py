@@ -11,7 +11,9 @@ C casts truncate), so the bytes match GGML's portable build (compiled without fu
 from __future__ import annotations
 
 import functools
+import math
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, get_args
@@ -157,6 +159,24 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="sdmodel-quantize")
     return _POOLS[workers]
+
+
+class _Scratch(threading.local):
+    """Work arrays kept per thread between kernel calls: a fresh megabyte-sized temporary costs more
+    (the kernel zeroes its pages) than the arithmetic done on it."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = _F32) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self.buffers[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+_SCRATCH = _Scratch()
 
 
 @functools.cache
@@ -431,44 +451,111 @@ def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L, scale)."""
+    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L - 4 + 1.5*2^23 as float32,
+    in a scratch array, scale); L of an all-zero column is 0.
+
+    GGML visits the values of a group one after another, five times at most (a try), and moves a
+    value to a new level when that lowers the error; a move changes the group's sums, and so every
+    later decision. Few values move (about one in twenty in the first try): each round here takes,
+    for every group, the values from where the group stopped onwards (to the same place of the next
+    try, which is only reached when the group moved a value in this one) with the group's present
+    sums, finds the values that would change level (one vectorised test for all of them, exact:
+    ``t + 1.5*2^23`` equals ``L + 1.5*2^23`` iff ``nearest_int(t) == L``), checks GGML's acceptance
+    on those alone, and applies each group's first move. A group without a move is finished (its
+    next try would see the same sums, so it would break); the others continue after their move."""
+    s = _SCRATCH
+    n, ng = x.shape
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    levels = _rint_clip((_F32(-4) / top) * x, -4, 3)  # |iscale * x| <= 4
-    w = x * x
-    wx = w * x
-    sumlx = _sum(wx * levels)
-    suml2 = _sum((w * levels) * levels)
-    # Columns that changed nothing in a try would change nothing in the next one (same state), so
-    # each try works only on the columns the previous try changed (about a fifth, then fewer).
-    active = np.arange(x.shape[1])
-    for _ in range(5):
-        xa, wa, wxa, la = x[:, active], w[:, active], wx[:, active], levels[:, active]
-        sx, s2 = sumlx[active], suml2[active]
-        changed = np.zeros(len(active), dtype=bool)
-        for i in range(x.shape[0]):
-            li, wi, wxi = la[i], wa[i], wxa[i]
-            slx = sx - wxi * li
-            sl2 = s2 - (wi * li) * li
-            new = _rounded(xa[i] * sl2 / slx, -4, 3)
-            slx_new = slx + wxi * new
-            sl2_new = sl2 + (wi * new) * new
-            take = (slx > 0) & (new != li) & (sl2_new > 0) & (slx_new * slx_new * s2 > sx * sx * sl2_new)
-            if take.any():
-                changed |= take
-                la[i] = np.where(take, new, li)
-                sx = np.where(take, slx_new, sx)
-                s2 = np.where(take, sl2_new, s2)
-        levels[:, active] = la
-        sumlx[active] = sx
-        suml2[active] = s2
-        active = active[changed]
-        if not len(active):
+    levels = np.multiply(x, _F32(-4) / top, out=s.get("q3_l", x.shape))
+    np.rint(levels, out=levels)  # |iscale * x| <= 4 (rounded: < 4.5), so only 4 needs clipping to 3
+    np.minimum(levels, _F32(3), out=levels)
+    w = np.multiply(x, x, out=s.get("q3_w", x.shape))
+    wx = np.multiply(w, x, out=s.get("q3_wx", x.shape))
+    wxl = np.multiply(wx, levels, out=s.get("q3_wxl", x.shape))
+    wll = np.multiply(w, levels, out=s.get("q3_wll", x.shape))
+    wll *= levels
+    sumlx = _sum(wxl)
+    suml2 = _sum(wll)
+    magic = levels
+    magic += _MAGIC  # levels from here on as L + 1.5*2^23
+    # the compact set: the groups of the last round that moved (all groups at first), their values
+    # (x, w*x*L, w*L*L, L + 1.5*2^23), sums and positions (the next value to visit, counted over
+    # the five tries: 80 when done)
+    ids = np.arange(ng)
+    cx, ca, cb, cm = x, wxl, wll, magic
+    csx, cs2 = sumlx, suml2
+    cpos = np.where(zero, 80, 0)
+    flat_w, flat_wx, flat_magic = w.reshape(-1), wx.reshape(-1), magic.reshape(-1)
+    flip = 0
+    while True:
+        size = len(ids)
+        shape = (n, size)
+        slx = np.subtract(csx, ca, out=s.get("q3_slx", shape))
+        sl2 = np.subtract(cs2, cb, out=s.get("q3_sl2", shape))
+        t = np.multiply(cx, sl2, out=s.get("q3_t", shape))
+        t /= slx
+        t += _MAGIC
+        k = np.flatnonzero(np.not_equal(t, cm, out=s.get("q3_ne", shape, np.bool_)))
+        i, j = np.divmod(k, size)
+        if size == ng:
+            f = k
+        else:
+            f = ids[j]
+            f += i * ng  # the value's index in the full arrays
+        slx_k = slx.reshape(-1)[k]
+        sl2_k = sl2.reshape(-1)[k]
+        new = np.clip(t.reshape(-1)[k].view(np.int32) & 0x007FFFFF, 0x003FFFFC, 0x00400003).astype(_F32)
+        new -= _F32(0x00400000)  # nearest_int(x * sl2 / slx) clamped to [-4, 3], exactly (also out of its range)
+        wx_k = flat_wx[f]
+        slx_new = wx_k * new
+        slx_new += slx_k
+        wl_k = flat_w[f] * new
+        sl2_new = wl_k * new
+        sl2_new += sl2_k
+        sx = csx[j]
+        at = cpos[j]
+        at += (i - at) & 15  # the value's position: this try, or the next one for values before the start
+        take = (slx_k > 0) & (new + _MAGIC != cm.reshape(-1)[k]) & (sl2_new > 0) & (at < 80)
+        take &= (slx_new * slx_new) * cs2[j] > (sx * sx) * sl2_new
+        hit = np.flatnonzero(take)
+        if not len(hit):
             break
+        first = np.full(size, 80, dtype=at.dtype)
+        np.minimum.at(first, j[hit], at[hit])
+        hit = hit[at[hit] == first[j[hit]]]  # each group's first move
+        k, j, new = k[hit], j[hit], new[hit]
+        moved = new + _MAGIC
+        cm.reshape(-1)[k] = moved
+        flat_magic[f[hit]] = moved
+        ca.reshape(-1)[k] = wx_k[hit] * new
+        cb.reshape(-1)[k] = wl_k[hit] * new
+        csx[j] = slx_new[hit]
+        cs2[j] = sl2_new[hit]
+        at = at[hit] + 1
+        cpos[j] = at
+        going = j[at < 80]
+        if not len(going):
+            break
+        if 2 * len(going) < size:  # drop the finished groups from the compact set
+            if csx is not sumlx:
+                sumlx[ids] = csx
+                suml2[ids] = cs2
+            going.sort()
+            ids = ids[going]
+            shape = (n, len(going))
+            flip = 1 - flip  # never take into the arrays taken from
+            cx, ca, cb, cm = (
+                np.take(v, going, axis=1, out=s.get(f"q3_c{c}{flip}", shape), mode="clip")
+                for c, v in enumerate((cx, ca, cb, cm))
+            )
+            csx, cs2, cpos = csx[going], cs2[going], cpos[going]
+    if csx is not sumlx:
+        sumlx[ids] = csx
+        suml2[ids] = cs2
     scale = np.where(suml2 > 0, sumlx / suml2, _F32(0))
-    levels += _F32(4)
-    levels[:, zero] = 0
-    return levels, np.where(zero, _F32(0), scale)
+    magic[:, zero] = _MAGIC - _F32(4)
+    return magic, np.where(zero, _F32(0), scale)
 
 
 def _rows(columns: np.ndarray, nblocks: int) -> np.ndarray:
@@ -489,10 +576,20 @@ def _requantize(
     return np.where(keep, levels, new + (-lo if lo < 0 else 0)).astype(_U8)
 
 
+def _lanes(levels: np.ndarray) -> np.ndarray:
+    """Blocks of 256 uint8 levels as 32 uint64 words, 8 levels each: the bit packing below shifts
+    and ORs eight levels per operation (no bit crosses from one byte into the next)."""
+    return np.ascontiguousarray(levels).view(np.uint64).reshape(len(levels), 32)
+
+
 def _crumbs(levels: np.ndarray) -> np.ndarray:
-    """2-bit values: byte l of each 128-value half holds values l, l+32, l+64, l+96."""
-    q = levels.reshape(len(levels), 2, 4, 32)
-    return q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+    """2-bit values (< 4): byte l of each 128-value half holds values l, l+32, l+64, l+96."""
+    q = _lanes(levels).reshape(len(levels), 2, 4, 4)
+    out = q[:, :, 1] << np.uint64(2)
+    out |= q[:, :, 0]
+    out |= q[:, :, 2] << np.uint64(4)
+    out |= q[:, :, 3] << np.uint64(6)
+    return out.view(_U8).reshape(len(levels), 64)
 
 
 def _scales_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -537,9 +634,11 @@ def _q2_k(x: np.ndarray) -> np.ndarray:
 
 def _q3_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    levels, scales = _make_q3(_columns(x, 16))
+    xs = _SCRATCH.get("q3_x", (16, nb * 16))
+    np.copyto(xs, x.reshape(-1, 16).T)
+    magic, scales = _make_q3(xs)
     scales = scales.reshape(nb, 16)
-    max_scale = _first_abs_max(scales, axis=1)
+    max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     has = (max_scale != 0)[:, None]
     iscale = _F32(-32) / max_scale
     q = np.clip(_nearest_int(iscale[:, None] * scales).astype(np.int8), -32, 31) + 32
@@ -550,13 +649,27 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
         [low[:, :8] | (low[:, 8:] << 4), top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)], axis=1
     )
     d = _fp16_bits(np.where(has[:, 0], _F32(1) / iscale, _F32(0)))
-    dq = _fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, None, -4, 3, 16)
-    high = (final > 3).reshape(nb, 8, 32).astype(_U8)
-    hmask = np.zeros((nb, 32), dtype=_U8)
-    for bit in range(8):
-        hmask |= high[:, bit] << bit
-    return _pack([hmask, _crumbs(final & 3), packed, d], nb)
+    dq = (_fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)).reshape(-1)
+    # final levels: l = nearest_int(x / d) clamped to [-4, 3] (exactly, also out of nearest_int's
+    # range: from the bits), plus 4; groups with d == 0 keep make_q3_quants' levels
+    v = np.divide(x.reshape(-1), np.repeat(dq, 16), out=_SCRATCH.get("q3_v", (x.size,)))
+    v += _MAGIC
+    bits = v.view(np.int32)
+    bits &= 0x007FFFFF
+    np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
+    bits -= 0x003FFFFC
+    final = bits.astype(_U8).reshape(nb, 256)
+    keep = np.flatnonzero(dq == 0)
+    if len(keep):
+        final.reshape(-1, 16)[keep] = (magic[:, keep] - (_MAGIC - _F32(4))).T
+    lanes = _lanes(final)
+    high = (lanes >> np.uint64(2)) & np.uint64(0x0101010101010101)
+    high = high.reshape(nb, 8, 4)
+    hmask = high[:, 0].copy()
+    for bit in range(1, 8):
+        hmask |= high[:, bit] << np.uint64(bit)
+    lanes &= np.uint64(0x0303030303030303)
+    return _pack([hmask.view(_U8), _crumbs(final), packed, d], nb)
 
 
 def _k_affine(
