@@ -211,11 +211,14 @@ def _rounded(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(_nearest_int(t), lo, hi).astype(_F32)
 
 
-def _rint_clip(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper."""
-    r = np.rint(t)
-    np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
-    np.maximum(r, _F32(lo), out=r)
+def _rint_clip(t: np.ndarray, lo: int | None, hi: int | None, out: np.ndarray | None = None) -> np.ndarray:
+    """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper. A bound
+    given as None is not applied (the caller knows the values keep within it)."""
+    r = np.rint(t, out=out)
+    if hi is not None:
+        np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
+    if lo is not None:
+        np.maximum(r, _F32(lo), out=r)
     return r
 
 
@@ -265,8 +268,11 @@ def _positive_max(v: np.ndarray) -> np.ndarray:
 
 
 def _columns(x: np.ndarray, group: int) -> np.ndarray:
-    """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous."""
-    return np.ascontiguousarray(x.reshape(-1, group).T)
+    """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous (a
+    scratch array: valid until the next call in this thread)."""
+    out = _SCRATCH.get(f"columns{group}", (group, x.size // group))
+    np.copyto(out, x.reshape(-1, group).T)
+    return out
 
 
 def _pack(fields: list[np.ndarray], nblocks: int) -> np.ndarray:
@@ -361,21 +367,30 @@ def _sum(v: np.ndarray) -> np.ndarray:
 
 def _make_qkx2(
     x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GGML's make_qkx2_quants for every column: (L as float32, scale, the_min)."""
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """GGML's make_qkx2_quants for every column: (scale, the_min, levels), ``levels(columns)``
+    giving L of those columns as float32 rows (the final pass keeps L only where the quantized
+    scale is 0, so L is recomputed for those columns alone, from the step that chose it)."""
+    s = _SCRATCH
+    shape = x.shape
     fmax = _F32(nmax)
     xmin = x.min(axis=0)
     hi = x.max(axis=0)
     lo = np.minimum(xmin, _F32(0))
     flat = hi == lo
+    some_flat = bool(flat.any())
     sum_w = _sum(w)
-    sum_x = _sum(w * x)
+    tmp = np.multiply(w, x, out=s.get("k2_tmp", shape))
+    sum_x = _sum(tmp)
     iscale = fmax / (hi - lo)
     scale = _F32(1) / iscale
-    levels = _rint_clip(iscale * (x - lo), 0, nmax)  # x - lo lies in [0, hi - lo]
+    aux = np.subtract(x, lo, out=s.get("k2_aux", shape))
+    aux *= iscale
+    _rint_clip(aux, 0, nmax, out=aux)  # x - lo lies in [0, hi - lo]
+    wl = s.get("k2_wl", shape)
 
-    def error(s: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
-        diff = s * q
+    def error(sc: np.ndarray, m: np.ndarray) -> np.ndarray:
+        diff = np.multiply(aux, sc, out=tmp)
         diff += m
         diff -= x
         if use_mad:
@@ -385,38 +400,53 @@ def _make_qkx2(
         diff *= w
         return _sum(diff)
 
-    best = error(scale, lo, levels)
+    best = error(scale, lo)
     first_lo = lo
+    # the step whose L is kept: its iscale and min (the initial L: iscale and lo above)
+    chosen_iscale, chosen_lo = iscale, lo
     span_low = xmin - lo  # x - lo >= span_low; tracks lo as it moves
     for step in range(nstep + 1):
         width = hi - lo
-        iscale = (_F32(rmin) + _F32(rdelta) * _F32(step) + fmax) / width
-        t = iscale * (x - lo)
+        top = _F32(rmin) + _F32(rdelta) * _F32(step) + fmax
+        iscale = top / width
+        np.subtract(x, lo, out=aux)
+        aux *= iscale
         bound = np.abs(iscale) * np.maximum(np.abs(width), np.abs(span_low))
-        fast = bool(np.all((bound < _FAST_LIMIT) | flat))
-        aux = _rint_clip(t, 0, nmax) if fast else _rounded(t, 0, nmax)
-        wl = w * aux
+        if some_flat:
+            bound[flat] = 0
+        if bound.max() < _FAST_LIMIT:  # aux = iscale * (x - lo) lies in [iscale * span_low, top]
+            below = bool(np.any(span_low < 0, where=~flat) if some_flat else span_low.min() < 0)
+            # rint(top) <= nmax without clipping when top < nmax + 0.5 (with margin for rounding)
+            _rint_clip(aux, 0 if below else None, nmax if top >= fmax + _F32(0.45) else None, out=aux)
+        else:
+            aux[...] = _rounded(aux, 0, nmax)
+        np.multiply(w, aux, out=wl)
         sum_l = _sum(wl)
-        sum_l2 = _sum(wl * aux)
-        sum_xl = _sum(wl * x)
+        sum_l2 = _sum(np.multiply(wl, aux, out=tmp))
+        sum_xl = _sum(np.multiply(wl, x, out=tmp))
         det = sum_w * sum_l2 - sum_l * sum_l
         this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
         this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
         positive = this_min > 0
         this_min = np.where(positive, _F32(0), this_min)
         this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
-        current = error(this_scale, this_min, aux)
+        current = error(this_scale, this_min)
         better = (det > 0) & (current < best)
         if better.any():
-            levels = np.where(better, aux, levels)
             best = np.where(better, current, best)
             scale = np.where(better, this_scale, scale)
+            chosen_iscale = np.where(better, iscale, chosen_iscale)
+            chosen_lo = np.where(better, lo, chosen_lo)
             lo = np.where(better, this_min, lo)
             span_low = xmin - lo
-    levels[:, flat] = 0
     scale = np.where(flat, _F32(0), scale)
     lo = np.where(flat, first_lo, lo)
-    return levels, scale, -lo
+
+    def levels(columns: np.ndarray) -> np.ndarray:
+        sub = (x[:, columns] - chosen_lo[columns]) * chosen_iscale[columns]
+        return np.where(flat[columns], _F32(0), _rounded(sub, 0, nmax)).T
+
+    return scale, -lo, levels
 
 
 def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -496,6 +526,12 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.multiply(cx, sl2, out=s.get("q3_t", shape))
         t /= slx
         t += _MAGIC
+        # the bits of new + 1.5*2^23, new = nearest_int(x * sl2 / slx) clamped to [-4, 3] (exactly,
+        # also out of nearest_int's range): the values whose level would change differ from cm
+        bits = t.view(np.int32)
+        bits &= 0x007FFFFF
+        np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
+        bits |= 0x4B000000
         k = np.flatnonzero(np.not_equal(t, cm, out=s.get("q3_ne", shape, np.bool_)))
         i, j = np.divmod(k, size)
         if size == ng:
@@ -505,8 +541,8 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             f += i * ng  # the value's index in the full arrays
         slx_k = slx.reshape(-1)[k]
         sl2_k = sl2.reshape(-1)[k]
-        new = np.clip(t.reshape(-1)[k].view(np.int32) & 0x007FFFFF, 0x003FFFFC, 0x00400003).astype(_F32)
-        new -= _F32(0x00400000)  # nearest_int(x * sl2 / slx) clamped to [-4, 3], exactly (also out of its range)
+        new = t.reshape(-1)[k]
+        new -= _MAGIC
         wx_k = flat_wx[f]
         slx_new = wx_k * new
         slx_new += slx_k
@@ -516,7 +552,7 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sx = csx[j]
         at = cpos[j]
         at += (i - at) & 15  # the value's position: this try, or the next one for values before the start
-        take = (slx_k > 0) & (new + _MAGIC != cm.reshape(-1)[k]) & (sl2_new > 0) & (at < 80)
+        take = (slx_k > 0) & (sl2_new > 0) & (at < 80)
         take &= (slx_new * slx_new) * cs2[j] > (sx * sx) * sl2_new
         hit = np.flatnonzero(take)
         if not len(hit):
@@ -558,22 +594,35 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return magic, np.where(zero, _F32(0), scale)
 
 
-def _rows(columns: np.ndarray, nblocks: int) -> np.ndarray:
-    """Columns of groups back to blocks of 256 values (uint8 levels)."""
-    return columns.T.reshape(nblocks, 256).astype(_U8)
-
-
 def _requantize(
-    x: np.ndarray, levels: np.ndarray, d: np.ndarray, dm: np.ndarray | None, lo: int, hi: int, group: int
+    x: np.ndarray,
+    d: np.ndarray,
+    dm: np.ndarray | None,
+    lo: int,
+    hi: int,
+    group: int,
+    kept: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` where ``d != 0``, else keep."""
-    nblocks = len(x)
-    v = x.reshape(nblocks, -1, group)
+    """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` clamped to [lo, hi] (exactly,
+    also out of nearest_int's range: from the bits), minus lo, as uint8 blocks of 256; groups with
+    ``d == 0`` keep their levels, ``kept(groups)`` (rows of ``group`` values, minus lo too)."""
+    d = d.reshape(-1)
+    v = _SCRATCH.get("rq_v", (x.size,))
     if dm is not None:
-        v = v + dm[..., None]
-    new = np.clip(_nearest_int(v / d[..., None]), lo, hi).reshape(nblocks, 256)
-    keep = np.repeat(d == 0, group, axis=1)
-    return np.where(keep, levels, new + (-lo if lo < 0 else 0)).astype(_U8)
+        np.add(x.reshape(-1), np.repeat(dm.reshape(-1), group), out=v)
+        v /= np.repeat(d, group)
+    else:
+        np.divide(x.reshape(-1), np.repeat(d, group), out=v)
+    v += _MAGIC
+    bits = v.view(np.int32)
+    bits &= 0x007FFFFF
+    np.clip(bits, 0x00400000 + lo, 0x00400000 + hi, out=bits)
+    bits -= 0x00400000 + lo
+    final = bits.astype(_U8).reshape(len(x), 256)
+    keep = np.flatnonzero(d == 0)
+    if len(keep):
+        final.reshape(-1, group)[keep] = kept(keep)
+    return final
 
 
 def _lanes(levels: np.ndarray) -> np.ndarray:
@@ -615,7 +664,8 @@ def _six_bits(value: np.ndarray) -> np.ndarray:
 def _q2_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
     xs = _columns(x, 16)
-    levels, scales, mins = _make_qkx2(xs, np.abs(xs), 3, -0.5, 0.1, 15, True)
+    weights = np.abs(xs, out=_SCRATCH.get("k_w", xs.shape))
+    scales, mins, levels = _make_qkx2(xs, weights, 3, -0.5, 0.1, 15, True)
     scales = scales.reshape(nb, 16)
     mins = mins.reshape(nb, 16)
     max_scale = _positive_max(scales)
@@ -628,15 +678,13 @@ def _q2_k(x: np.ndarray) -> np.ndarray:
     dmin = _fp16_bits(np.where(has_min[:, 0], max_min / _F32(15), _F32(0)))
     dq = _fp16_value(d)[:, None] * (sc & 0x0F).astype(_F32)
     dmq = _fp16_value(dmin)[:, None] * (sc >> 4).astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, 3, 16)
+    final = _requantize(x, dq, dmq, 0, 3, 16, levels)
     return _pack([sc, _crumbs(final), d, dmin], nb)
 
 
 def _q3_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    xs = _SCRATCH.get("q3_x", (16, nb * 16))
-    np.copyto(xs, x.reshape(-1, 16).T)
-    magic, scales = _make_q3(xs)
+    magic, scales = _make_q3(_columns(x, 16))
     scales = scales.reshape(nb, 16)
     max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     has = (max_scale != 0)[:, None]
@@ -650,18 +698,7 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
     )
     d = _fp16_bits(np.where(has[:, 0], _F32(1) / iscale, _F32(0)))
     dq = (_fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)).reshape(-1)
-    # final levels: l = nearest_int(x / d) clamped to [-4, 3] (exactly, also out of nearest_int's
-    # range: from the bits), plus 4; groups with d == 0 keep make_q3_quants' levels
-    v = np.divide(x.reshape(-1), np.repeat(dq, 16), out=_SCRATCH.get("q3_v", (x.size,)))
-    v += _MAGIC
-    bits = v.view(np.int32)
-    bits &= 0x007FFFFF
-    np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
-    bits -= 0x003FFFFC
-    final = bits.astype(_U8).reshape(nb, 256)
-    keep = np.flatnonzero(dq == 0)
-    if len(keep):
-        final.reshape(-1, 16)[keep] = (magic[:, keep] - (_MAGIC - _F32(4))).T
+    final = _requantize(x, dq, None, -4, 3, 16, lambda groups: (magic[:, groups] - (_MAGIC - _F32(4))).T)
     lanes = _lanes(final)
     high = (lanes >> np.uint64(2)) & np.uint64(0x0101010101010101)
     high = high.reshape(nb, 8, 4)
@@ -678,9 +715,11 @@ def _k_affine(
     """Shared by Q4_K and Q5_K: levels (uint8, 256 per block), packed scales, d and dmin bits."""
     nb = len(x)
     xs = _columns(x, 32)
-    av_x = np.sqrt(_sum(xs * xs) / _F32(32))
-    weights = av_x + np.abs(xs)
-    levels, scales, mins = _make_qkx2(xs, weights, nmax, rmin, 0.1, nstep, False)
+    weights = np.multiply(xs, xs, out=_SCRATCH.get("k_w", xs.shape))
+    av_x = np.sqrt(_sum(weights) / _F32(32))
+    np.abs(xs, out=weights)
+    weights += av_x
+    scales, mins, levels = _make_qkx2(xs, weights, nmax, rmin, 0.1, nstep, False)
     scales = scales.reshape(nb, 8)
     mins = mins.reshape(nb, 8)
     max_scale = _positive_max(scales)
@@ -693,7 +732,7 @@ def _k_affine(
     dmin = _fp16_bits(max_min / _F32(63))
     dq = _fp16_value(d)[:, None] * ls.astype(_F32)
     dmq = _fp16_value(dmin)[:, None] * lm.astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, nmax, 32)
+    final = _requantize(x, dq, dmq, 0, nmax, 32, levels)
     return final, _scales_k4(ls, lm), d, dmin
 
 
@@ -725,7 +764,7 @@ def _q6_k(x: np.ndarray) -> np.ndarray:
     sc = np.minimum(_nearest_int(iscale[:, None] * scales), 127).astype(np.int8)
     sc[zero] = 0
     dq = _fp16_value(d)[:, None] * sc.astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, None, -32, 31, 16)
+    final = _requantize(x, dq, None, -32, 31, 16, lambda groups: levels[:, groups].T)
     q = final.reshape(nb, 2, 4, 32)
     ql = np.stack(
         [(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2
