@@ -449,35 +449,53 @@ def _make_qkx2(
     return scale, -lo, levels
 
 
-def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """GGML's make_qx_quants with rmse_type 1 and no weights, for every column: (L, scale)."""
+def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """GGML's make_qx_quants with rmse_type 1 and no weights, for every column: (scale, levels),
+    ``levels(columns)`` giving L + nmax of those columns as float32 rows (the final pass keeps L
+    only where the quantized scale is 0: recomputed for those columns alone, from the chosen
+    iscale)."""
+    s = _SCRATCH
     fmax = _F32(nmax)
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    w = x * x
-    wx = w * x
+    w = np.multiply(x, x, out=s.get("qx_w", x.shape))
+    wx = np.multiply(w, x, out=s.get("qx_wx", x.shape))
+    aux = s.get("qx_aux", x.shape)
+    tmp = s.get("qx_tmp", x.shape)
 
-    def sums(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _sum(wx * q), _sum((w * q) * q)
+    def sums(iscale: np.ndarray, reach: np.float32) -> tuple[np.ndarray, np.ndarray]:
+        # |iscale * x| <= reach (plus rounding): a bound is clipped only if rint can pass it
+        np.multiply(x, iscale, out=aux)
+        low = -nmax if reach >= fmax + _F32(0.45) else None
+        high = nmax - 1 if reach >= fmax - _F32(0.55) else None
+        _rint_clip(aux, low, high, out=aux)
+        sumlx = _sum(np.multiply(wx, aux, out=tmp))
+        wll = np.multiply(w, aux, out=tmp)
+        wll *= aux
+        return sumlx, _sum(wll)
 
-    levels = _rint_clip((-fmax / top) * x, -nmax, nmax - 1)  # |iscale * x| <= nmax
-    sumlx, suml2 = sums(levels)
+    iscale = -fmax / top
+    sumlx, suml2 = sums(iscale, fmax)
     scale = np.where(suml2 != 0, sumlx / suml2, _F32(0))
     best = scale * sumlx
+    chosen = iscale
     for step in range(-9, 10):
         if step == 0:
             continue
-        iscale = -(fmax + _F32(0.1) * _F32(step)) / top
-        aux = _rint_clip(iscale * x, -nmax, nmax - 1)
-        sumlx, suml2 = sums(aux)
+        reach = fmax + _F32(0.1) * _F32(step)
+        iscale = -reach / top
+        sumlx, suml2 = sums(iscale, reach)
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
         if better.any():
-            levels = np.where(better, aux, levels)
+            chosen = np.where(better, iscale, chosen)
             scale = np.where(better, sumlx / suml2, scale)
             best = np.where(better, scale * sumlx, best)
-    levels += fmax
-    levels[:, zero] = 0
-    return levels, np.where(zero, _F32(0), scale)
+
+    def levels(columns: np.ndarray) -> np.ndarray:
+        sub = _rint_clip(x[:, columns] * chosen[columns], -nmax, nmax - 1) + fmax  # |iscale * x| < nmax + 1
+        return np.where(zero[columns], _F32(0), sub).T
+
+    return np.where(zero, _F32(0), scale), levels
 
 
 def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -755,22 +773,24 @@ def _q5_k(x: np.ndarray) -> np.ndarray:
 
 def _q6_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    levels, scales = _make_qx(_columns(x, 16), 32)
+    scales, levels = _make_qx(_columns(x, 16), 32)
     scales = scales.reshape(nb, 16)
-    max_scale = _first_abs_max(scales, axis=1)
+    max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     zero = np.abs(max_scale) < _GROUP_MAX_EPS
     iscale = _F32(-128) / max_scale
     d = _fp16_bits(np.where(zero, _F32(0), _F32(1) / iscale))
     sc = np.minimum(_nearest_int(iscale[:, None] * scales), 127).astype(np.int8)
     sc[zero] = 0
     dq = _fp16_value(d)[:, None] * sc.astype(_F32)
-    final = _requantize(x, dq, None, -32, 31, 16, lambda groups: levels[:, groups].T)
-    q = final.reshape(nb, 2, 4, 32)
-    ql = np.stack(
-        [(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2
-    )
-    qh = (q[:, :, 0] >> 4) | ((q[:, :, 1] >> 4) << 2) | ((q[:, :, 2] >> 4) << 4) | ((q[:, :, 3] >> 4) << 6)
-    out = _pack([ql, qh, sc, d], nb)
+    final = _requantize(x, dq, None, -32, 31, 16, levels)
+    q = _lanes(final).reshape(nb, 2, 4, 4)
+    high = (q >> np.uint64(4)) & np.uint64(0x0303030303030303)  # bits 4-5 of each level
+    q &= np.uint64(0x0F0F0F0F0F0F0F0F)
+    ql = np.stack([q[:, :, 0] | (q[:, :, 2] << np.uint64(4)), q[:, :, 1] | (q[:, :, 3] << np.uint64(4))], axis=2)
+    qh = high[:, :, 0] | (high[:, :, 1] << np.uint64(2))
+    qh |= high[:, :, 2] << np.uint64(4)
+    qh |= high[:, :, 3] << np.uint64(6)
+    out = _pack([ql.view(_U8), qh.view(_U8), sc, d], nb)
     out[zero] = 0
     return out
 
