@@ -96,7 +96,10 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     out = np.empty((nblocks, size), dtype=_U8)
     step = max(1, _CHUNK_ELEMENTS // block)
 
+    scratch: dict[int, dict[str, np.ndarray]] = {}  # each thread's work arrays, for this call only
+
     def run(first: int) -> None:
+        _SCRATCH.buffers = scratch.setdefault(threading.get_ident(), {})
         last = min(nblocks, first + step)
         x = as_float32(flat[first * block : last * block]).reshape(-1, block)
         hi, lo = _finite_bounds(x)
@@ -113,6 +116,8 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     else:
         for first in starts:
             run(first)
+    for buffers in scratch.values():
+        buffers.clear()
     return out.reshape(out_shape)
 
 
@@ -162,13 +167,16 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 class _Scratch(threading.local):
-    """Work arrays kept per thread between kernel calls: a fresh megabyte-sized temporary costs more
-    (the kernel zeroes its pages) than the arithmetic done on it."""
+    """Work arrays of the kernels, by name, kept between the chunks of one :func:`quantize` call
+    (each thread has its own): a fresh megabyte-sized temporary costs more (the system zeroes its
+    pages) than the arithmetic done in it. The kernels name them by slot ("x" the columns, "a" to
+    "h", "v"), so that the types share about twelve megabytes per thread."""
 
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type = _F32) -> np.ndarray:
+        """An uninitialised array of this shape (a view of the slot's buffer, grown as needed)."""
         size = math.prod(shape)
         buf = self.buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
@@ -270,7 +278,7 @@ def _positive_max(v: np.ndarray) -> np.ndarray:
 def _columns(x: np.ndarray, group: int) -> np.ndarray:
     """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous (a
     scratch array: valid until the next call in this thread)."""
-    out = _SCRATCH.get(f"columns{group}", (group, x.size // group))
+    out = _SCRATCH.get("x", (group, x.size // group))
     np.copyto(out, x.reshape(-1, group).T)
     return out
 
@@ -380,14 +388,14 @@ def _make_qkx2(
     flat = hi == lo
     some_flat = bool(flat.any())
     sum_w = _sum(w)
-    tmp = np.multiply(w, x, out=s.get("k2_tmp", shape))
+    tmp = np.multiply(w, x, out=s.get("c", shape))
     sum_x = _sum(tmp)
     iscale = fmax / (hi - lo)
     scale = _F32(1) / iscale
-    aux = np.subtract(x, lo, out=s.get("k2_aux", shape))
+    aux = np.subtract(x, lo, out=s.get("d", shape))
     aux *= iscale
     _rint_clip(aux, 0, nmax, out=aux)  # x - lo lies in [0, hi - lo]
-    wl = s.get("k2_wl", shape)
+    wl = s.get("e", shape)
 
     def error(sc: np.ndarray, m: np.ndarray) -> np.ndarray:
         diff = np.multiply(aux, sc, out=tmp)
@@ -458,10 +466,10 @@ def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, Callable[[np.ndarray
     fmax = _F32(nmax)
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    w = np.multiply(x, x, out=s.get("qx_w", x.shape))
-    wx = np.multiply(w, x, out=s.get("qx_wx", x.shape))
-    aux = s.get("qx_aux", x.shape)
-    tmp = s.get("qx_tmp", x.shape)
+    w = np.multiply(x, x, out=s.get("b", x.shape))
+    wx = np.multiply(w, x, out=s.get("c", x.shape))
+    aux = s.get("d", x.shape)
+    tmp = s.get("e", x.shape)
 
     def sums(iscale: np.ndarray, reach: np.float32) -> tuple[np.ndarray, np.ndarray]:
         # |iscale * x| <= reach (plus rounding): a bound is clipped only if rint can pass it
@@ -515,13 +523,13 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, ng = x.shape
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    levels = np.multiply(x, _F32(-4) / top, out=s.get("q3_l", x.shape))
+    levels = np.multiply(x, _F32(-4) / top, out=s.get("a", x.shape))
     np.rint(levels, out=levels)  # |iscale * x| <= 4 (rounded: < 4.5), so only 4 needs clipping to 3
     np.minimum(levels, _F32(3), out=levels)
-    w = np.multiply(x, x, out=s.get("q3_w", x.shape))
-    wx = np.multiply(w, x, out=s.get("q3_wx", x.shape))
-    wxl = np.multiply(wx, levels, out=s.get("q3_wxl", x.shape))
-    wll = np.multiply(w, levels, out=s.get("q3_wll", x.shape))
+    w = np.multiply(x, x, out=s.get("b", x.shape))
+    wx = np.multiply(w, x, out=s.get("c", x.shape))
+    wxl = np.multiply(wx, levels, out=s.get("d", x.shape))
+    wll = np.multiply(w, levels, out=s.get("e", x.shape))
     wll *= levels
     sumlx = _sum(wxl)
     suml2 = _sum(wll)
@@ -539,9 +547,9 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     while True:
         size = len(ids)
         shape = (n, size)
-        slx = np.subtract(csx, ca, out=s.get("q3_slx", shape))
-        sl2 = np.subtract(cs2, cb, out=s.get("q3_sl2", shape))
-        t = np.multiply(cx, sl2, out=s.get("q3_t", shape))
+        slx = np.subtract(csx, ca, out=s.get("f", shape))
+        sl2 = np.subtract(cs2, cb, out=s.get("g", shape))
+        t = np.multiply(cx, sl2, out=s.get("h", shape))
         t /= slx
         t += _MAGIC
         # the bits of new + 1.5*2^23, new = nearest_int(x * sl2 / slx) clamped to [-4, 3] (exactly,
@@ -550,7 +558,7 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bits &= 0x007FFFFF
         np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
         bits |= 0x4B000000
-        k = np.flatnonzero(np.not_equal(t, cm, out=s.get("q3_ne", shape, np.bool_)))
+        k = np.flatnonzero(np.not_equal(t, cm, out=s.get("ne", shape, np.bool_)))
         i, j = np.divmod(k, size)
         if size == ng:
             f = k
@@ -600,7 +608,7 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             shape = (n, len(going))
             flip = 1 - flip  # never take into the arrays taken from
             cx, ca, cb, cm = (
-                np.take(v, going, axis=1, out=s.get(f"q3_c{c}{flip}", shape), mode="clip")
+                np.take(v, going, axis=1, out=s.get(f"compact{c}{flip}", shape), mode="clip")
                 for c, v in enumerate((cx, ca, cb, cm))
             )
             csx, cs2, cpos = csx[going], cs2[going], cpos[going]
@@ -625,7 +633,7 @@ def _requantize(
     also out of nearest_int's range: from the bits), minus lo, as uint8 blocks of 256; groups with
     ``d == 0`` keep their levels, ``kept(groups)`` (rows of ``group`` values, minus lo too)."""
     d = d.reshape(-1)
-    v = _SCRATCH.get("rq_v", (x.size,))
+    v = _SCRATCH.get("v", (x.size,))
     if dm is not None:
         np.add(x.reshape(-1), np.repeat(dm.reshape(-1), group), out=v)
         v /= np.repeat(d, group)
@@ -682,7 +690,7 @@ def _six_bits(value: np.ndarray) -> np.ndarray:
 def _q2_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
     xs = _columns(x, 16)
-    weights = np.abs(xs, out=_SCRATCH.get("k_w", xs.shape))
+    weights = np.abs(xs, out=_SCRATCH.get("b", xs.shape))
     scales, mins, levels = _make_qkx2(xs, weights, 3, -0.5, 0.1, 15, True)
     scales = scales.reshape(nb, 16)
     mins = mins.reshape(nb, 16)
@@ -733,7 +741,7 @@ def _k_affine(
     """Shared by Q4_K and Q5_K: levels (uint8, 256 per block), packed scales, d and dmin bits."""
     nb = len(x)
     xs = _columns(x, 32)
-    weights = np.multiply(xs, xs, out=_SCRATCH.get("k_w", xs.shape))
+    weights = np.multiply(xs, xs, out=_SCRATCH.get("b", xs.shape))
     av_x = np.sqrt(_sum(weights) / _F32(32))
     np.abs(xs, out=weights)
     weights += av_x
