@@ -544,22 +544,30 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cpos = np.where(zero, 80, 0)
     flat_w, flat_wx, flat_magic = w.reshape(-1), wx.reshape(-1), magic.reshape(-1)
     flip = 0
+    size = 0
     while True:
-        size = len(ids)
-        shape = (n, size)
-        slx = np.subtract(csx, ca, out=s.get("f", shape))
-        sl2 = np.subtract(cs2, cb, out=s.get("g", shape))
-        t = np.multiply(cx, sl2, out=s.get("h", shape))
+        if size != len(ids):
+            size = len(ids)
+            shape = (n, size)
+            slx, sl2, t = s.get("f", shape), s.get("g", shape), s.get("h", shape)
+            bits = t.view(np.int32)
+            differ = s.get("ne", shape, np.bool_)
+        np.subtract(csx, ca, out=slx)
+        np.subtract(cs2, cb, out=sl2)
+        np.multiply(cx, sl2, out=t)
         t /= slx
         t += _MAGIC
         # the bits of new + 1.5*2^23, new = nearest_int(x * sl2 / slx) clamped to [-4, 3] (exactly,
         # also out of nearest_int's range): the values whose level would change differ from cm
-        bits = t.view(np.int32)
         bits &= 0x007FFFFF
         np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
         bits |= 0x4B000000
-        k = np.flatnonzero(np.not_equal(t, cm, out=s.get("ne", shape, np.bool_)))
-        i, j = np.divmod(k, size)
+        k = np.flatnonzero(np.not_equal(t, cm, out=differ))
+        if size & (size - 1):
+            i, j = np.divmod(k, size)
+        else:  # a whole chunk: 2^14 groups
+            i = k >> (size.bit_length() - 1)
+            j = k & (size - 1)
         if size == ng:
             f = k
         else:
@@ -605,10 +613,9 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 suml2[ids] = cs2
             going.sort()
             ids = ids[going]
-            shape = (n, len(going))
             flip = 1 - flip  # never take into the arrays taken from
             cx, ca, cb, cm = (
-                np.take(v, going, axis=1, out=s.get(f"compact{c}{flip}", shape), mode="clip")
+                np.take(v, going, axis=1, out=s.get(f"compact{c}{flip}", (n, len(going))), mode="clip")
                 for c, v in enumerate((cx, ca, cb, cm))
             )
             csx, cs2, cpos = csx[going], cs2[going], cpos[going]
@@ -632,13 +639,13 @@ def _requantize(
     """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` clamped to [lo, hi] (exactly,
     also out of nearest_int's range: from the bits), minus lo, as uint8 blocks of 256; groups with
     ``d == 0`` keep their levels, ``kept(groups)`` (rows of ``group`` values, minus lo too)."""
-    d = d.reshape(-1)
-    v = _SCRATCH.get("v", (x.size,))
+    d = d.reshape(-1, 1)
+    v = _SCRATCH.get("v", (len(d), group))
     if dm is not None:
-        np.add(x.reshape(-1), np.repeat(dm.reshape(-1), group), out=v)
-        v /= np.repeat(d, group)
+        np.add(x.reshape(v.shape), dm.reshape(-1, 1), out=v)
+        v /= d
     else:
-        np.divide(x.reshape(-1), np.repeat(d, group), out=v)
+        np.divide(x.reshape(v.shape), d, out=v)
     v += _MAGIC
     bits = v.view(np.int32)
     bits &= 0x007FFFFF
