@@ -507,18 +507,19 @@ def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, Callable[[np.ndarray
 
 
 def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L - 4 + 1.5*2^23 as float32,
-    in a scratch array, scale); L of an all-zero column is 0.
+    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L + 1.5*2^23 as float32, L
+    in [-4, 3], in a scratch array; scale). An all-zero column holds L = -4 (GGML's 0 after adding
+    nmax) and scale 0.
 
     GGML visits the values of a group one after another, five times at most (a try), and moves a
     value to a new level when that lowers the error; a move changes the group's sums, and so every
-    later decision. Few values move (about one in twenty in the first try): each round here takes,
-    for every group, the values from where the group stopped onwards (to the same place of the next
-    try, which is only reached when the group moved a value in this one) with the group's present
-    sums, finds the values that would change level (one vectorised test for all of them, exact:
-    ``t + 1.5*2^23`` equals ``L + 1.5*2^23`` iff ``nearest_int(t) == L``), checks GGML's acceptance
-    on those alone, and applies each group's first move. A group without a move is finished (its
-    next try would see the same sums, so it would break); the others continue after their move."""
+    later decision. Few values move (about one in twenty in the first try). So each round here
+    takes, for every group, the values from where the group stopped onwards (to the same place of
+    the next try, which GGML only reaches when the group moved a value in this one) with the
+    group's present sums, finds the values whose level would change (one vectorised test for all
+    of them), checks GGML's acceptance on those alone and applies each group's first move. A group
+    without a move is finished: its next try would see the same sums, so GGML breaks there too.
+    Most groups finish in the first round; the later ones run on the few groups still moving."""
     s = _SCRATCH
     n, ng = x.shape
     top = _first_abs_max(x, axis=0)
@@ -597,7 +598,8 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k, j, new = k[hit], j[hit], new[hit]
         moved = new + _MAGIC
         cm.reshape(-1)[k] = moved
-        flat_magic[f[hit]] = moved
+        if cm is not magic:
+            flat_magic[f[hit]] = moved
         ca.reshape(-1)[k] = wx_k[hit] * new
         cb.reshape(-1)[k] = wl_k[hit] * new
         csx[j] = slx_new[hit]
