@@ -506,7 +506,7 @@ def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, Callable[[np.ndarray
     return np.where(zero, _F32(0), scale), levels
 
 
-def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _make_q3(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L + 1.5*2^23 as float32, L
     in [-4, 3], in a scratch array; scale). An all-zero column holds L = -4 (GGML's 0 after adding
     nmax) and scale 0.
@@ -527,10 +527,10 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     levels = np.multiply(x, _F32(-4) / top, out=s.get("a", x.shape))
     np.rint(levels, out=levels)  # |iscale * x| <= 4 (rounded: < 4.5), so only 4 needs clipping to 3
     np.minimum(levels, _F32(3), out=levels)
-    w = np.multiply(x, x, out=s.get("b", x.shape))
-    wx = np.multiply(w, x, out=s.get("c", x.shape))
-    wxl = np.multiply(wx, levels, out=s.get("d", x.shape))
-    wll = np.multiply(w, levels, out=s.get("e", x.shape))
+    wll = np.multiply(x, x, out=s.get("b", x.shape))  # w = x*x, then w*L*L
+    wxl = np.multiply(wll, x, out=s.get("c", x.shape))  # w*x, then w*x*L
+    wxl *= levels
+    wll *= levels
     wll *= levels
     sumlx = _sum(wxl)
     suml2 = _sum(wll)
@@ -543,7 +543,7 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cx, ca, cb, cm = x, wxl, wll, magic
     csx, cs2 = sumlx, suml2
     cpos = np.where(zero, 80, 0)
-    flat_w, flat_wx, flat_magic = w.reshape(-1), wx.reshape(-1), magic.reshape(-1)
+    flat_magic = magic.reshape(-1)
     flip = 0
     size = 0
     while True:
@@ -553,6 +553,8 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             slx, sl2, t = s.get("f", shape), s.get("g", shape), s.get("h", shape)
             bits = t.view(np.int32)
             differ = s.get("ne", shape, np.bool_)
+            flat = slx.reshape(-1), sl2.reshape(-1), t.reshape(-1), cx.reshape(-1), ca.reshape(-1), cb.reshape(-1)
+            flat_m = cm.reshape(-1)
         np.subtract(csx, ca, out=slx)
         np.subtract(cs2, cb, out=sl2)
         np.multiply(cx, sl2, out=t)
@@ -569,42 +571,38 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else:  # a whole chunk: 2^14 groups
             i = k >> (size.bit_length() - 1)
             j = k & (size - 1)
-        if size == ng:
-            f = k
-        else:
-            f = ids[j]
-            f += i * ng  # the value's index in the full arrays
-        slx_k = slx.reshape(-1)[k]
-        sl2_k = sl2.reshape(-1)[k]
-        new = t.reshape(-1)[k]
+        slx_k, sl2_k, new, x_k = (v[k] for v in flat[:4])
         new -= _MAGIC
-        wx_k = flat_wx[f]
+        w_k = x_k * x_k  # w and w*x again (the same operations: the same values; gathering them
+        wx_k = w_k * x_k  # from the full arrays would miss the cache once per value)
         slx_new = wx_k * new
         slx_new += slx_k
-        wl_k = flat_w[f] * new
+        wl_k = w_k * new
         sl2_new = wl_k * new
         sl2_new += sl2_k
         sx = csx[j]
         at = cpos[j]
         at += (i - at) & 15  # the value's position: this try, or the next one for values before the start
-        take = (slx_k > 0) & (sl2_new > 0) & (at < 80)
+        take = (np.minimum(slx_k, sl2_new) > 0) & (at < 80)
         take &= (slx_new * slx_new) * cs2[j] > (sx * sx) * sl2_new
         hit = np.flatnonzero(take)
         if not len(hit):
             break
+        j, at = j[hit], at[hit]
         first = np.full(size, 80, dtype=at.dtype)
-        np.minimum.at(first, j[hit], at[hit])
-        hit = hit[at[hit] == first[j[hit]]]  # each group's first move
-        k, j, new = k[hit], j[hit], new[hit]
+        np.minimum.at(first, j, at)
+        win = np.flatnonzero(at == first[j])  # each group's first move
+        hit, j = hit[win], j[win]
+        k, new = k[hit], new[hit]
         moved = new + _MAGIC
-        cm.reshape(-1)[k] = moved
+        flat_m[k] = moved
         if cm is not magic:
-            flat_magic[f[hit]] = moved
-        ca.reshape(-1)[k] = wx_k[hit] * new
-        cb.reshape(-1)[k] = wl_k[hit] * new
+            flat_magic[i[hit] * ng + ids[j]] = moved
+        flat[4][k] = wx_k[hit] * new
+        flat[5][k] = wl_k[hit] * new
         csx[j] = slx_new[hit]
         cs2[j] = sl2_new[hit]
-        at = at[hit] + 1
+        at = at[win] + 1
         cpos[j] = at
         going = j[at < 80]
         if not len(going):
@@ -616,10 +614,20 @@ def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             going.sort()
             ids = ids[going]
             flip = 1 - flip  # never take into the arrays taken from
-            cx, ca, cb, cm = (
-                np.take(v, going, axis=1, out=s.get(f"compact{c}{flip}", (n, len(going))), mode="clip")
-                for c, v in enumerate((cx, ca, cb, cm))
-            )
+            shape = (n, len(going))
+            if cx is x:  # from the blocks, where a group's values share a cache line
+                cx = s.get(f"compactx{flip}", shape)
+                np.copyto(cx, rows[ids].T)
+            else:
+                cx = np.take(cx, going, axis=1, out=s.get(f"compactx{flip}", shape), mode="clip")
+            cm = np.take(cm, going, axis=1, out=s.get(f"compactm{flip}", shape), mode="clip")
+            # the products from these two (the same operations as above give the same values)
+            cl = np.subtract(cm, _MAGIC, out=s.get("compactl", shape))
+            cb = np.multiply(cx, cx, out=s.get("compactb", shape))
+            ca = np.multiply(cb, cx, out=s.get("compacta", shape))
+            ca *= cl
+            cb *= cl
+            cb *= cl
             csx, cs2, cpos = csx[going], cs2[going], cpos[going]
     if csx is not sumlx:
         sumlx[ids] = csx
@@ -719,7 +727,7 @@ def _q2_k(x: np.ndarray) -> np.ndarray:
 
 def _q3_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    magic, scales = _make_q3(_columns(x, 16))
+    magic, scales = _make_q3(_columns(x, 16), x.reshape(-1, 16))
     scales = scales.reshape(nb, 16)
     max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     has = (max_scale != 0)[:, None]
