@@ -660,8 +660,9 @@ def _requantize(
     bits = v.view(np.int32)
     bits &= 0x007FFFFF
     np.clip(bits, 0x00400000 + lo, 0x00400000 + hi, out=bits)
-    bits -= 0x00400000 + lo
-    final = bits.astype(_U8).reshape(len(x), 256)
+    final = bits.astype(_U8).reshape(len(x), 256)  # the low byte: l + 0x400000 modulo 256
+    if lo:
+        final -= _U8(lo & 0xFF)  # l - lo, modulo 256 as well
     keep = np.flatnonzero(d == 0)
     if len(keep):
         final.reshape(-1, group)[keep] = kept(keep)
