@@ -250,13 +250,16 @@ def _first_abs_max(x: np.ndarray, axis: int) -> np.ndarray:
     +0.0, so an all-zero group gives +0.0 whatever the sign of its zeros)."""
     hi = x.max(axis=axis)
     lo = x.min(axis=axis)
-    top = np.where(hi >= -lo, hi, lo)
-    tie = (hi == -lo) & (hi != 0)  # both +a and -a present: the first one wins
+    minus_lo = np.negative(lo)
+    top = np.where(hi >= minus_lo, hi, lo)
+    tie = hi == minus_lo
     if tie.any():
+        tie &= hi != 0  # both +a and -a present: the first one wins
         sub = np.compress(tie, x, axis=1 - axis)
         index = np.expand_dims(np.argmax(np.abs(sub), axis=axis), axis)
         top[tie] = np.take_along_axis(sub, index, axis=axis).squeeze(axis)
-    return np.where(top != 0, top, _F32(0))
+    top += _F32(0)  # -0.0 + 0.0 is +0.0; other values stay
+    return top
 
 
 def _first(x: np.ndarray, pick: Callable[..., np.ndarray]) -> np.ndarray:
