@@ -11,7 +11,9 @@ C casts truncate), so the bytes match GGML's portable build (compiled without fu
 from __future__ import annotations
 
 import functools
+import math
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, get_args
@@ -94,7 +96,10 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     out = np.empty((nblocks, size), dtype=_U8)
     step = max(1, _CHUNK_ELEMENTS // block)
 
+    scratch: dict[int, dict[str, np.ndarray]] = {}  # each thread's work arrays, for this call only
+
     def run(first: int) -> None:
+        _SCRATCH.buffers = scratch.setdefault(threading.get_ident(), {})
         last = min(nblocks, first + step)
         x = as_float32(flat[first * block : last * block]).reshape(-1, block)
         hi, lo = _finite_bounds(x)
@@ -111,6 +116,8 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     else:
         for first in starts:
             run(first)
+    for buffers in scratch.values():
+        buffers.clear()
     return out.reshape(out_shape)
 
 
@@ -159,6 +166,27 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOLS[workers]
 
 
+class _Scratch(threading.local):
+    """Work arrays of the kernels, by name, kept between the chunks of one :func:`quantize` call
+    (each thread has its own): a fresh megabyte-sized temporary costs more (the system zeroes its
+    pages) than the arithmetic done in it. The kernels name them by slot ("x" the columns, "a" to
+    "h", "v"), so that the types share about twelve megabytes per thread."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = _F32) -> np.ndarray:
+        """An uninitialised array of this shape (a view of the slot's buffer, grown as needed)."""
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self.buffers[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+_SCRATCH = _Scratch()
+
+
 @functools.cache
 def _zero_block(qtype: QuantType) -> np.ndarray:
     with np.errstate(all="ignore"):
@@ -191,11 +219,14 @@ def _rounded(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(_nearest_int(t), lo, hi).astype(_F32)
 
 
-def _rint_clip(t: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper."""
-    r = np.rint(t)
-    np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
-    np.maximum(r, _F32(lo), out=r)
+def _rint_clip(t: np.ndarray, lo: int | None, hi: int | None, out: np.ndarray | None = None) -> np.ndarray:
+    """As :func:`_rounded` for ``|t| < 2^22`` (the caller guarantees it): one pass cheaper. A bound
+    given as None is not applied (the caller knows the values keep within it)."""
+    r = np.rint(t, out=out)
+    if hi is not None:
+        np.minimum(r, _F32(hi), out=r)  # np.clip costs more per call
+    if lo is not None:
+        np.maximum(r, _F32(lo), out=r)
     return r
 
 
@@ -219,13 +250,16 @@ def _first_abs_max(x: np.ndarray, axis: int) -> np.ndarray:
     +0.0, so an all-zero group gives +0.0 whatever the sign of its zeros)."""
     hi = x.max(axis=axis)
     lo = x.min(axis=axis)
-    top = np.where(hi >= -lo, hi, lo)
-    tie = (hi == -lo) & (hi != 0)  # both +a and -a present: the first one wins
+    minus_lo = np.negative(lo)
+    top = np.where(hi >= minus_lo, hi, lo)
+    tie = hi == minus_lo
     if tie.any():
+        tie &= hi != 0  # both +a and -a present: the first one wins
         sub = np.compress(tie, x, axis=1 - axis)
         index = np.expand_dims(np.argmax(np.abs(sub), axis=axis), axis)
         top[tie] = np.take_along_axis(sub, index, axis=axis).squeeze(axis)
-    return np.where(top != 0, top, _F32(0))
+    top += _F32(0)  # -0.0 + 0.0 is +0.0; other values stay
+    return top
 
 
 def _first(x: np.ndarray, pick: Callable[..., np.ndarray]) -> np.ndarray:
@@ -245,8 +279,11 @@ def _positive_max(v: np.ndarray) -> np.ndarray:
 
 
 def _columns(x: np.ndarray, group: int) -> np.ndarray:
-    """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous."""
-    return np.ascontiguousarray(x.reshape(-1, group).T)
+    """Groups of ``group`` values as columns: shape (group, number of groups), C-contiguous (a
+    scratch array: valid until the next call in this thread)."""
+    out = _SCRATCH.get("x", (group, x.size // group))
+    np.copyto(out, x.reshape(-1, group).T)
+    return out
 
 
 def _pack(fields: list[np.ndarray], nblocks: int) -> np.ndarray:
@@ -341,21 +378,30 @@ def _sum(v: np.ndarray) -> np.ndarray:
 
 def _make_qkx2(
     x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GGML's make_qkx2_quants for every column: (L as float32, scale, the_min)."""
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """GGML's make_qkx2_quants for every column: (scale, the_min, levels), ``levels(columns)``
+    giving L of those columns as float32 rows (the final pass keeps L only where the quantized
+    scale is 0, so L is recomputed for those columns alone, from the step that chose it)."""
+    s = _SCRATCH
+    shape = x.shape
     fmax = _F32(nmax)
     xmin = x.min(axis=0)
     hi = x.max(axis=0)
     lo = np.minimum(xmin, _F32(0))
     flat = hi == lo
+    some_flat = bool(flat.any())
     sum_w = _sum(w)
-    sum_x = _sum(w * x)
+    tmp = np.multiply(w, x, out=s.get("c", shape))
+    sum_x = _sum(tmp)
     iscale = fmax / (hi - lo)
     scale = _F32(1) / iscale
-    levels = _rint_clip(iscale * (x - lo), 0, nmax)  # x - lo lies in [0, hi - lo]
+    aux = np.subtract(x, lo, out=s.get("d", shape))
+    aux *= iscale
+    _rint_clip(aux, 0, nmax, out=aux)  # x - lo lies in [0, hi - lo]
+    wl = s.get("e", shape)
 
-    def error(s: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
-        diff = s * q
+    def error(sc: np.ndarray, m: np.ndarray) -> np.ndarray:
+        diff = np.multiply(aux, sc, out=tmp)
         diff += m
         diff -= x
         if use_mad:
@@ -365,134 +411,281 @@ def _make_qkx2(
         diff *= w
         return _sum(diff)
 
-    best = error(scale, lo, levels)
+    best = error(scale, lo)
     first_lo = lo
+    # the step whose L is kept: its iscale and min (the initial L: iscale and lo above)
+    chosen_iscale, chosen_lo = iscale, lo
     span_low = xmin - lo  # x - lo >= span_low; tracks lo as it moves
     for step in range(nstep + 1):
         width = hi - lo
-        iscale = (_F32(rmin) + _F32(rdelta) * _F32(step) + fmax) / width
-        t = iscale * (x - lo)
+        top = _F32(rmin) + _F32(rdelta) * _F32(step) + fmax
+        iscale = top / width
+        np.subtract(x, lo, out=aux)
+        aux *= iscale
         bound = np.abs(iscale) * np.maximum(np.abs(width), np.abs(span_low))
-        fast = bool(np.all((bound < _FAST_LIMIT) | flat))
-        aux = _rint_clip(t, 0, nmax) if fast else _rounded(t, 0, nmax)
-        wl = w * aux
+        if some_flat:
+            bound[flat] = 0
+        if bound.max() < _FAST_LIMIT:  # aux = iscale * (x - lo) lies in [iscale * span_low, top]
+            below = bool(np.any(span_low < 0, where=~flat) if some_flat else span_low.min() < 0)
+            # rint(top) <= nmax without clipping when top < nmax + 0.5 (with margin for rounding)
+            _rint_clip(aux, 0 if below else None, nmax if top >= fmax + _F32(0.45) else None, out=aux)
+        else:
+            aux[...] = _rounded(aux, 0, nmax)
+        np.multiply(w, aux, out=wl)
         sum_l = _sum(wl)
-        sum_l2 = _sum(wl * aux)
-        sum_xl = _sum(wl * x)
+        sum_l2 = _sum(np.multiply(wl, aux, out=tmp))
+        sum_xl = _sum(np.multiply(wl, x, out=tmp))
         det = sum_w * sum_l2 - sum_l * sum_l
         this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
         this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
         positive = this_min > 0
         this_min = np.where(positive, _F32(0), this_min)
         this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
-        current = error(this_scale, this_min, aux)
+        current = error(this_scale, this_min)
         better = (det > 0) & (current < best)
         if better.any():
-            levels = np.where(better, aux, levels)
             best = np.where(better, current, best)
             scale = np.where(better, this_scale, scale)
+            chosen_iscale = np.where(better, iscale, chosen_iscale)
+            chosen_lo = np.where(better, lo, chosen_lo)
             lo = np.where(better, this_min, lo)
             span_low = xmin - lo
-    levels[:, flat] = 0
     scale = np.where(flat, _F32(0), scale)
     lo = np.where(flat, first_lo, lo)
-    return levels, scale, -lo
+
+    def levels(columns: np.ndarray) -> np.ndarray:
+        sub = (x[:, columns] - chosen_lo[columns]) * chosen_iscale[columns]
+        return np.where(flat[columns], _F32(0), _rounded(sub, 0, nmax)).T
+
+    return scale, -lo, levels
 
 
-def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """GGML's make_qx_quants with rmse_type 1 and no weights, for every column: (L, scale)."""
+def _make_qx(x: np.ndarray, nmax: int) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """GGML's make_qx_quants with rmse_type 1 and no weights, for every column: (scale, levels),
+    ``levels(columns)`` giving L + nmax of those columns as float32 rows (the final pass keeps L
+    only where the quantized scale is 0: recomputed for those columns alone, from the chosen
+    iscale)."""
+    s = _SCRATCH
     fmax = _F32(nmax)
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    w = x * x
-    wx = w * x
+    w = np.multiply(x, x, out=s.get("b", x.shape))
+    wx = np.multiply(w, x, out=s.get("c", x.shape))
+    aux = s.get("d", x.shape)
+    tmp = s.get("e", x.shape)
 
-    def sums(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _sum(wx * q), _sum((w * q) * q)
+    def sums(iscale: np.ndarray, reach: np.float32) -> tuple[np.ndarray, np.ndarray]:
+        # |iscale * x| <= reach (plus rounding): a bound is clipped only if rint can pass it
+        np.multiply(x, iscale, out=aux)
+        low = -nmax if reach >= fmax + _F32(0.45) else None
+        high = nmax - 1 if reach >= fmax - _F32(0.55) else None
+        _rint_clip(aux, low, high, out=aux)
+        sumlx = _sum(np.multiply(wx, aux, out=tmp))
+        wll = np.multiply(w, aux, out=tmp)
+        wll *= aux
+        return sumlx, _sum(wll)
 
-    levels = _rint_clip((-fmax / top) * x, -nmax, nmax - 1)  # |iscale * x| <= nmax
-    sumlx, suml2 = sums(levels)
+    iscale = -fmax / top
+    sumlx, suml2 = sums(iscale, fmax)
     scale = np.where(suml2 != 0, sumlx / suml2, _F32(0))
     best = scale * sumlx
+    chosen = iscale
     for step in range(-9, 10):
         if step == 0:
             continue
-        iscale = -(fmax + _F32(0.1) * _F32(step)) / top
-        aux = _rint_clip(iscale * x, -nmax, nmax - 1)
-        sumlx, suml2 = sums(aux)
+        reach = fmax + _F32(0.1) * _F32(step)
+        iscale = -reach / top
+        sumlx, suml2 = sums(iscale, reach)
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
         if better.any():
-            levels = np.where(better, aux, levels)
+            chosen = np.where(better, iscale, chosen)
             scale = np.where(better, sumlx / suml2, scale)
             best = np.where(better, scale * sumlx, best)
-    levels += fmax
-    levels[:, zero] = 0
-    return levels, np.where(zero, _F32(0), scale)
+
+    def levels(columns: np.ndarray) -> np.ndarray:
+        sub = _rint_clip(x[:, columns] * chosen[columns], -nmax, nmax - 1) + fmax  # |iscale * x| < nmax + 1
+        return np.where(zero[columns], _F32(0), sub).T
+
+    return np.where(zero, _F32(0), scale), levels
 
 
-def _make_q3(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L, scale)."""
+def _make_q3(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GGML's make_q3_quants(nmax=4, do_rmse=true) for every column: (L + 1.5*2^23 as float32, L
+    in [-4, 3], in a scratch array; scale). An all-zero column holds L = -4 (GGML's 0 after adding
+    nmax) and scale 0.
+
+    GGML visits the values of a group one after another, five times at most (a try), and moves a
+    value to a new level when that lowers the error; a move changes the group's sums, and so every
+    later decision. Few values move (about one in twenty in the first try). So each round here
+    takes, for every group, the values from where the group stopped onwards (to the same place of
+    the next try, which GGML only reaches when the group moved a value in this one) with the
+    group's present sums, finds the values whose level would change (one vectorised test for all
+    of them), checks GGML's acceptance on those alone and applies each group's first move. A group
+    without a move is finished: its next try would see the same sums, so GGML breaks there too.
+    Most groups finish in the first round; the later ones run on the few groups still moving."""
+    s = _SCRATCH
+    n, ng = x.shape
     top = _first_abs_max(x, axis=0)
     zero = np.abs(top) < _GROUP_MAX_EPS
-    levels = _rint_clip((_F32(-4) / top) * x, -4, 3)  # |iscale * x| <= 4
-    w = x * x
-    wx = w * x
-    sumlx = _sum(wx * levels)
-    suml2 = _sum((w * levels) * levels)
-    # Columns that changed nothing in a try would change nothing in the next one (same state), so
-    # each try works only on the columns the previous try changed (about a fifth, then fewer).
-    active = np.arange(x.shape[1])
-    for _ in range(5):
-        xa, wa, wxa, la = x[:, active], w[:, active], wx[:, active], levels[:, active]
-        sx, s2 = sumlx[active], suml2[active]
-        changed = np.zeros(len(active), dtype=bool)
-        for i in range(x.shape[0]):
-            li, wi, wxi = la[i], wa[i], wxa[i]
-            slx = sx - wxi * li
-            sl2 = s2 - (wi * li) * li
-            new = _rounded(xa[i] * sl2 / slx, -4, 3)
-            slx_new = slx + wxi * new
-            sl2_new = sl2 + (wi * new) * new
-            take = (slx > 0) & (new != li) & (sl2_new > 0) & (slx_new * slx_new * s2 > sx * sx * sl2_new)
-            if take.any():
-                changed |= take
-                la[i] = np.where(take, new, li)
-                sx = np.where(take, slx_new, sx)
-                s2 = np.where(take, sl2_new, s2)
-        levels[:, active] = la
-        sumlx[active] = sx
-        suml2[active] = s2
-        active = active[changed]
-        if not len(active):
+    levels = np.multiply(x, _F32(-4) / top, out=s.get("a", x.shape))
+    np.rint(levels, out=levels)  # |iscale * x| <= 4 (rounded: < 4.5), so only 4 needs clipping to 3
+    np.minimum(levels, _F32(3), out=levels)
+    wll = np.multiply(x, x, out=s.get("b", x.shape))  # w = x*x, then w*L*L
+    wxl = np.multiply(wll, x, out=s.get("c", x.shape))  # w*x, then w*x*L
+    wxl *= levels
+    wll *= levels
+    wll *= levels
+    sumlx = _sum(wxl)
+    suml2 = _sum(wll)
+    magic = levels
+    magic += _MAGIC  # levels from here on as L + 1.5*2^23
+    # the compact set: the groups of the last round that moved (all groups at first), their values
+    # (x, w*x*L, w*L*L, L + 1.5*2^23), sums and positions (the next value to visit, counted over
+    # the five tries: 80 when done)
+    ids = np.arange(ng)
+    cx, ca, cb, cm = x, wxl, wll, magic
+    csx, cs2 = sumlx, suml2
+    cpos = np.where(zero, 80, 0)
+    flat_magic = magic.reshape(-1)
+    flip = 0
+    size = 0
+    while True:
+        if size != len(ids):
+            size = len(ids)
+            shape = (n, size)
+            slx, sl2, t = s.get("f", shape), s.get("g", shape), s.get("h", shape)
+            bits = t.view(np.int32)
+            differ = s.get("ne", shape, np.bool_)
+            flat = slx.reshape(-1), sl2.reshape(-1), t.reshape(-1), cx.reshape(-1), ca.reshape(-1), cb.reshape(-1)
+            flat_m = cm.reshape(-1)
+        np.subtract(csx, ca, out=slx)
+        np.subtract(cs2, cb, out=sl2)
+        np.multiply(cx, sl2, out=t)
+        t /= slx
+        t += _MAGIC
+        # the bits of new + 1.5*2^23, new = nearest_int(x * sl2 / slx) clamped to [-4, 3] (exactly,
+        # also out of nearest_int's range): the values whose level would change differ from cm
+        bits &= 0x007FFFFF
+        np.clip(bits, 0x003FFFFC, 0x00400003, out=bits)
+        bits |= 0x4B000000
+        k = np.flatnonzero(np.not_equal(t, cm, out=differ))
+        if size & (size - 1):
+            i, j = np.divmod(k, size)
+        else:  # a whole chunk: 2^14 groups
+            i = k >> (size.bit_length() - 1)
+            j = k & (size - 1)
+        slx_k, sl2_k, new, x_k = (v[k] for v in flat[:4])
+        new -= _MAGIC
+        w_k = x_k * x_k  # w and w*x again (the same operations: the same values; gathering them
+        wx_k = w_k * x_k  # from the full arrays would miss the cache once per value)
+        slx_new = wx_k * new
+        slx_new += slx_k
+        wl_k = w_k * new
+        sl2_new = wl_k * new
+        sl2_new += sl2_k
+        sx = csx[j]
+        at = cpos[j]
+        at += (i - at) & 15  # the value's position: this try, or the next one for values before the start
+        take = (np.minimum(slx_k, sl2_new) > 0) & (at < 80)
+        take &= (slx_new * slx_new) * cs2[j] > (sx * sx) * sl2_new
+        hit = np.flatnonzero(take)
+        if not len(hit):
             break
+        j, at = j[hit], at[hit]
+        first = np.full(size, 80, dtype=at.dtype)
+        np.minimum.at(first, j, at)
+        win = np.flatnonzero(at == first[j])  # each group's first move
+        hit, j = hit[win], j[win]
+        k, new = k[hit], new[hit]
+        moved = new + _MAGIC
+        flat_m[k] = moved
+        if cm is not magic:
+            flat_magic[i[hit] * ng + ids[j]] = moved
+        flat[4][k] = wx_k[hit] * new
+        flat[5][k] = wl_k[hit] * new
+        csx[j] = slx_new[hit]
+        cs2[j] = sl2_new[hit]
+        at = at[win] + 1
+        cpos[j] = at
+        going = j[at < 80]
+        if not len(going):
+            break
+        if 2 * len(going) < size:  # drop the finished groups from the compact set
+            if csx is not sumlx:
+                sumlx[ids] = csx
+                suml2[ids] = cs2
+            going.sort()
+            ids = ids[going]
+            flip = 1 - flip  # never take into the arrays taken from
+            shape = (n, len(going))
+            if cx is x:  # from the blocks, where a group's values share a cache line
+                cx = s.get(f"compactx{flip}", shape)
+                np.copyto(cx, rows[ids].T)
+            else:
+                cx = np.take(cx, going, axis=1, out=s.get(f"compactx{flip}", shape), mode="clip")
+            cm = np.take(cm, going, axis=1, out=s.get(f"compactm{flip}", shape), mode="clip")
+            # the products from these two (the same operations as above give the same values)
+            cl = np.subtract(cm, _MAGIC, out=s.get("compactl", shape))
+            cb = np.multiply(cx, cx, out=s.get("compactb", shape))
+            ca = np.multiply(cb, cx, out=s.get("compacta", shape))
+            ca *= cl
+            cb *= cl
+            cb *= cl
+            csx, cs2, cpos = csx[going], cs2[going], cpos[going]
+    if csx is not sumlx:
+        sumlx[ids] = csx
+        suml2[ids] = cs2
     scale = np.where(suml2 > 0, sumlx / suml2, _F32(0))
-    levels += _F32(4)
-    levels[:, zero] = 0
-    return levels, np.where(zero, _F32(0), scale)
-
-
-def _rows(columns: np.ndarray, nblocks: int) -> np.ndarray:
-    """Columns of groups back to blocks of 256 values (uint8 levels)."""
-    return columns.T.reshape(nblocks, 256).astype(_U8)
+    magic[:, zero] = _MAGIC - _F32(4)
+    return magic, np.where(zero, _F32(0), scale)
 
 
 def _requantize(
-    x: np.ndarray, levels: np.ndarray, d: np.ndarray, dm: np.ndarray | None, lo: int, hi: int, group: int
+    x: np.ndarray,
+    d: np.ndarray,
+    dm: np.ndarray | None,
+    lo: int,
+    hi: int,
+    group: int,
+    kept: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` where ``d != 0``, else keep."""
-    nblocks = len(x)
-    v = x.reshape(nblocks, -1, group)
+    """Final pass of every K-quant: ``l = nearest_int((x + dm)/d)`` clamped to [lo, hi] (exactly,
+    also out of nearest_int's range: from the bits), minus lo, as uint8 blocks of 256; groups with
+    ``d == 0`` keep their levels, ``kept(groups)`` (rows of ``group`` values, minus lo too)."""
+    d = d.reshape(-1, 1)
+    v = _SCRATCH.get("v", (len(d), group))
     if dm is not None:
-        v = v + dm[..., None]
-    new = np.clip(_nearest_int(v / d[..., None]), lo, hi).reshape(nblocks, 256)
-    keep = np.repeat(d == 0, group, axis=1)
-    return np.where(keep, levels, new + (-lo if lo < 0 else 0)).astype(_U8)
+        np.add(x.reshape(v.shape), dm.reshape(-1, 1), out=v)
+        v /= d
+    else:
+        np.divide(x.reshape(v.shape), d, out=v)
+    v += _MAGIC
+    bits = v.view(np.int32)
+    bits &= 0x007FFFFF
+    np.clip(bits, 0x00400000 + lo, 0x00400000 + hi, out=bits)
+    final = bits.astype(_U8).reshape(len(x), 256)  # the low byte: l + 0x400000 modulo 256
+    if lo:
+        final -= _U8(lo & 0xFF)  # l - lo, modulo 256 as well
+    keep = np.flatnonzero(d == 0)
+    if len(keep):
+        final.reshape(-1, group)[keep] = kept(keep)
+    return final
+
+
+def _lanes(levels: np.ndarray) -> np.ndarray:
+    """Blocks of 256 uint8 levels as 32 uint64 words, 8 levels each: the bit packing below shifts
+    and ORs eight levels per operation (no bit crosses from one byte into the next)."""
+    return np.ascontiguousarray(levels).view(np.uint64).reshape(len(levels), 32)
 
 
 def _crumbs(levels: np.ndarray) -> np.ndarray:
-    """2-bit values: byte l of each 128-value half holds values l, l+32, l+64, l+96."""
-    q = levels.reshape(len(levels), 2, 4, 32)
-    return q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+    """2-bit values (< 4): byte l of each 128-value half holds values l, l+32, l+64, l+96."""
+    q = _lanes(levels).reshape(len(levels), 2, 4, 4)
+    out = q[:, :, 1] << np.uint64(2)
+    out |= q[:, :, 0]
+    out |= q[:, :, 2] << np.uint64(4)
+    out |= q[:, :, 3] << np.uint64(6)
+    return out.view(_U8).reshape(len(levels), 64)
 
 
 def _scales_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -518,7 +711,8 @@ def _six_bits(value: np.ndarray) -> np.ndarray:
 def _q2_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
     xs = _columns(x, 16)
-    levels, scales, mins = _make_qkx2(xs, np.abs(xs), 3, -0.5, 0.1, 15, True)
+    weights = np.abs(xs, out=_SCRATCH.get("b", xs.shape))
+    scales, mins, levels = _make_qkx2(xs, weights, 3, -0.5, 0.1, 15, True)
     scales = scales.reshape(nb, 16)
     mins = mins.reshape(nb, 16)
     max_scale = _positive_max(scales)
@@ -531,15 +725,15 @@ def _q2_k(x: np.ndarray) -> np.ndarray:
     dmin = _fp16_bits(np.where(has_min[:, 0], max_min / _F32(15), _F32(0)))
     dq = _fp16_value(d)[:, None] * (sc & 0x0F).astype(_F32)
     dmq = _fp16_value(dmin)[:, None] * (sc >> 4).astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, 3, 16)
+    final = _requantize(x, dq, dmq, 0, 3, 16, levels)
     return _pack([sc, _crumbs(final), d, dmin], nb)
 
 
 def _q3_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    levels, scales = _make_q3(_columns(x, 16))
+    magic, scales = _make_q3(_columns(x, 16), x.reshape(-1, 16))
     scales = scales.reshape(nb, 16)
-    max_scale = _first_abs_max(scales, axis=1)
+    max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     has = (max_scale != 0)[:, None]
     iscale = _F32(-32) / max_scale
     q = np.clip(_nearest_int(iscale[:, None] * scales).astype(np.int8), -32, 31) + 32
@@ -550,13 +744,16 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
         [low[:, :8] | (low[:, 8:] << 4), top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)], axis=1
     )
     d = _fp16_bits(np.where(has[:, 0], _F32(1) / iscale, _F32(0)))
-    dq = _fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, None, -4, 3, 16)
-    high = (final > 3).reshape(nb, 8, 32).astype(_U8)
-    hmask = np.zeros((nb, 32), dtype=_U8)
-    for bit in range(8):
-        hmask |= high[:, bit] << bit
-    return _pack([hmask, _crumbs(final & 3), packed, d], nb)
+    dq = (_fp16_value(d)[:, None] * (q.astype(np.int8) - np.int8(32)).astype(_F32)).reshape(-1)
+    final = _requantize(x, dq, None, -4, 3, 16, lambda groups: (magic[:, groups] - (_MAGIC - _F32(4))).T)
+    lanes = _lanes(final)
+    high = (lanes >> np.uint64(2)) & np.uint64(0x0101010101010101)
+    high = high.reshape(nb, 8, 4)
+    hmask = high[:, 0].copy()
+    for bit in range(1, 8):
+        hmask |= high[:, bit] << np.uint64(bit)
+    lanes &= np.uint64(0x0303030303030303)
+    return _pack([hmask.view(_U8), _crumbs(final), packed, d], nb)
 
 
 def _k_affine(
@@ -565,9 +762,11 @@ def _k_affine(
     """Shared by Q4_K and Q5_K: levels (uint8, 256 per block), packed scales, d and dmin bits."""
     nb = len(x)
     xs = _columns(x, 32)
-    av_x = np.sqrt(_sum(xs * xs) / _F32(32))
-    weights = av_x + np.abs(xs)
-    levels, scales, mins = _make_qkx2(xs, weights, nmax, rmin, 0.1, nstep, False)
+    weights = np.multiply(xs, xs, out=_SCRATCH.get("b", xs.shape))
+    av_x = np.sqrt(_sum(weights) / _F32(32))
+    np.abs(xs, out=weights)
+    weights += av_x
+    scales, mins, levels = _make_qkx2(xs, weights, nmax, rmin, 0.1, nstep, False)
     scales = scales.reshape(nb, 8)
     mins = mins.reshape(nb, 8)
     max_scale = _positive_max(scales)
@@ -580,7 +779,7 @@ def _k_affine(
     dmin = _fp16_bits(max_min / _F32(63))
     dq = _fp16_value(d)[:, None] * ls.astype(_F32)
     dmq = _fp16_value(dmin)[:, None] * lm.astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, dmq, 0, nmax, 32)
+    final = _requantize(x, dq, dmq, 0, nmax, 32, levels)
     return final, _scales_k4(ls, lm), d, dmin
 
 
@@ -603,22 +802,24 @@ def _q5_k(x: np.ndarray) -> np.ndarray:
 
 def _q6_k(x: np.ndarray) -> np.ndarray:
     nb = len(x)
-    levels, scales = _make_qx(_columns(x, 16), 32)
+    scales, levels = _make_qx(_columns(x, 16), 32)
     scales = scales.reshape(nb, 16)
-    max_scale = _first_abs_max(scales, axis=1)
+    max_scale = _first_abs_max(np.ascontiguousarray(scales.T), axis=0)  # reduces faster down columns
     zero = np.abs(max_scale) < _GROUP_MAX_EPS
     iscale = _F32(-128) / max_scale
     d = _fp16_bits(np.where(zero, _F32(0), _F32(1) / iscale))
     sc = np.minimum(_nearest_int(iscale[:, None] * scales), 127).astype(np.int8)
     sc[zero] = 0
     dq = _fp16_value(d)[:, None] * sc.astype(_F32)
-    final = _requantize(x, _rows(levels, nb), dq, None, -32, 31, 16)
-    q = final.reshape(nb, 2, 4, 32)
-    ql = np.stack(
-        [(q[:, :, 0] & 0x0F) | ((q[:, :, 2] & 0x0F) << 4), (q[:, :, 1] & 0x0F) | ((q[:, :, 3] & 0x0F) << 4)], axis=2
-    )
-    qh = (q[:, :, 0] >> 4) | ((q[:, :, 1] >> 4) << 2) | ((q[:, :, 2] >> 4) << 4) | ((q[:, :, 3] >> 4) << 6)
-    out = _pack([ql, qh, sc, d], nb)
+    final = _requantize(x, dq, None, -32, 31, 16, levels)
+    q = _lanes(final).reshape(nb, 2, 4, 4)
+    high = (q >> np.uint64(4)) & np.uint64(0x0303030303030303)  # bits 4-5 of each level
+    q &= np.uint64(0x0F0F0F0F0F0F0F0F)
+    ql = np.stack([q[:, :, 0] | (q[:, :, 2] << np.uint64(4)), q[:, :, 1] | (q[:, :, 3] << np.uint64(4))], axis=2)
+    qh = high[:, :, 0] | (high[:, :, 1] << np.uint64(2))
+    qh |= high[:, :, 2] << np.uint64(4)
+    qh |= high[:, :, 3] << np.uint64(6)
+    out = _pack([ql.view(_U8), qh.view(_U8), sc, d], nb)
     out[zero] = 0
     return out
 
