@@ -21,7 +21,7 @@ from sdmodel.dtypes import BF16_CHUNK, NUMPY_DTYPES, bf16_bits, dtype_name, roun
 from sdmodel.errors import ConversionError, ModelReadError
 from sdmodel.formats.base import TensorSource
 from sdmodel.i18n import Msg
-from sdmodel.quant.ggml_quantize import _pool, _workers  # its worker threads, shared
+from sdmodel.quant.ggml_quantize import worker_pool
 from sdmodel.quant.storage import QuantTensor
 
 OUT_DTYPES = ("F32", "BF16", "F16")
@@ -71,7 +71,7 @@ def per_code(a: np.ndarray, f: Any) -> np.ndarray:
 
     steps = range(0, codes.size, _LOOKUP_STEP)
     if len(steps) > 1:
-        list(_pool(_workers(None)).map(run, steps))
+        list(worker_pool().map(run, steps))
     elif codes.size:
         run(0)
     return res
@@ -152,7 +152,7 @@ def q8_0_file(path: Path, begin: int, n: int, out: str) -> np.ndarray | None:
         q8_0_into(chunk, res[lo * 32 : (lo + m) * 32], out)
         return True
 
-    chunks = [_pool(_workers(None)).submit(run, lo) for lo in range(0, n, Q8_0_READ)]
+    chunks = [worker_pool().submit(run, lo) for lo in range(0, n, Q8_0_READ)]
     try:
         ok = all([c.result() for c in chunks])
     finally:

@@ -166,6 +166,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOLS[workers]
 
 
+def worker_pool() -> ThreadPoolExecutor:
+    """The kernels' threads, one per core (numpy releases the GIL): shared with dequantization."""
+    return _pool(_workers(None))
+
+
 class _Scratch(threading.local):
     """Work arrays of the kernels, by name, kept between the chunks of one :func:`quantize` call
     (each thread has its own): a fresh megabyte-sized temporary costs more (the system zeroes its
