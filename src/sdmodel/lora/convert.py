@@ -39,7 +39,7 @@ from sdmodel.i18n import Msg
 from sdmodel.lora.delta import read_alpha
 from sdmodel.lora.keys import PEFT_METADATA_KEY, Target, parse, read_peft_alphas
 from sdmodel.lora.names import LORA_FORMATS, locate
-from sdmodel.lora.namings import NAMES, Fused
+from sdmodel.lora.namings import NAMES, Fused, swap_halves, swaps
 from sdmodel.plan import Plan, Step
 
 METADATA_KEY = PEFT_METADATA_KEY
@@ -401,11 +401,6 @@ def _rows(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda a: np.ascontiguousarray(a[start:stop])
 
 
-def _swap_halves(a: np.ndarray) -> np.ndarray:
-    half = a.shape[0] // 2
-    return np.ascontiguousarray(np.concatenate([a[half:], a[:half]], axis=0))
-
-
 class _Renamer:
     """Builds the renamed plan: every output step, the alpha tensors or the PEFT metadata."""
 
@@ -435,11 +430,11 @@ class _Renamer:
             assert module.fused is None
             self.split(stems, up, down, rank, alpha)
             return
-        swap = (module.swap or swapped) and up.shape[0] == 2 * _width(down)
+        swap = swaps(module.swap or swapped, up.shape[0], _width(down))
         down.out = stems[0] + ROLE_NAMES[self.fmt]["down"]
         up.out = stems[0] + ROLE_NAMES[self.fmt]["up"]
         if swap:
-            up.fix = _swap_halves
+            up.fix = swap_halves
         self.steps += [down, up]
         self.alpha(stems[0], rank, alpha)
 

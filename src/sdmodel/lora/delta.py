@@ -33,6 +33,7 @@ import numpy as np
 from sdmodel.errors import ConversionError
 from sdmodel.i18n import Msg
 from sdmodel.lora.keys import Target
+from sdmodel.lora.namings import swap_halves
 
 Reader = Callable[[str], np.ndarray]
 UNSUPPORTED = frozenset({"oft", "boft", "glora", "ia3", "norm", "set"})
@@ -108,12 +109,6 @@ def raw_delta(target: Target, read: Reader) -> tuple[np.ndarray, float]:
     raise ConversionError(Msg("{stem}: merging {algo} is not supported", stem=target.stem, algo=algo.upper()))
 
 
-def _swap_halves(a: np.ndarray) -> np.ndarray:
-    """Rows stored as (shift, scale) in one naming and (scale, shift) in the other."""
-    half = a.shape[0] // 2
-    return np.concatenate([a[half:], a[:half]])
-
-
 def _add_low_rank(weight: np.ndarray, target: Target, read: Reader, strength: float, swap: bool) -> bool:
     """A plain LoRA/LoCon ``up @ down`` added to ``weight`` a block of rows at a time, so the whole
     difference (as large as the weight, in float32) never exists at once; False when the target is
@@ -127,7 +122,7 @@ def _add_low_rank(weight: np.ndarray, target: Target, read: Reader, strength: fl
     if up.shape != (rows, rank) or rows * down.shape[1] != weight.size:
         return False
     if swap:
-        up = _swap_halves(up)  # swapping the difference's rows is swapping up's
+        up = swap_halves(up)  # swapping the difference's rows is swapping up's
     factor = np.float32(strength * alpha_scale(read_alpha(target, read), rank))
     flat = weight.reshape(rows, -1)
     step = max(1, BLOCK // flat.shape[1])
@@ -156,7 +151,7 @@ def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float
         )
     diff = diff.reshape(weight.shape)
     if swap:
-        diff = _swap_halves(diff)
+        diff = swap_halves(diff)
     if "magnitude" in target.tensors:
         return _peft_dora(weight, diff, _f32(read, target.tensors["magnitude"]), strength * scale, target.stem, swap)
     if "dora_scale" not in target.tensors:
@@ -169,7 +164,7 @@ def merge_into(weight: np.ndarray, target: Target, read: Reader, strength: float
         norm = np.linalg.norm(merged.reshape(merged.shape[0], -1), axis=1)
         norm = norm.reshape(merged.shape[0], *[1] * (merged.ndim - 1))
         if swap:
-            m = _swap_halves(m)
+            m = swap_halves(m)
     else:
         norm = np.linalg.norm(np.moveaxis(merged, 1, 0).reshape(merged.shape[1], -1), axis=1)
         norm = norm.reshape(1, merged.shape[1], *[1] * (merged.ndim - 2))
@@ -190,7 +185,7 @@ def _peft_dora(weight: np.ndarray, diff: np.ndarray, m: np.ndarray, scale: float
         )
     m = m.reshape(rows)
     if swap:
-        m = _swap_halves(m)
+        m = swap_halves(m)
     diff *= np.float32(scale)
     weight += diff
     norm = np.linalg.norm(weight.reshape(rows, -1), axis=1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.diffusers_map import UNET_SD1, UNET_SDXL, UnetStructure, openclip_ldm_to_hf, unet_table
 from sdmodel.lora.names import flat
-from sdmodel.lora.namings import NAMES, DiffusersNames
+from sdmodel.lora.namings import NAMES, DiffusersNames, swaps
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ModelMap:
             paths, swapped = out
             shape = self.tensors[key].shape
             if len(paths) == 1:
-                swap = swapped and len(shape) == 2 and shape[0] == 2 * shape[1]
+                swap = len(shape) == 2 and swaps(swapped, shape[0], shape[1])
                 self._add("diffusion", paths[0], Dest(key, swap=swap))
                 continue
             mapped = table.to_native(paths[0])

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sdmodel.lora.names import FLUX_DOUBLE, FLUX_SINGLE, FLUX_TOP
 
 
@@ -139,6 +141,20 @@ class DiffusersNames:
         if diffusers is None:
             return ([path], False) if self.same else None
         return [diffusers], path in self.swapped
+
+
+def swaps(swapped: bool, rows: int, width: int) -> bool:
+    """Whether a weight's halves change order between the namings: a ``swapped`` module in its
+    two-chunk (shift, scale) form, twice as many rows as inputs (SD3's other context blocks keep
+    six chunks in one order)."""
+    return swapped and rows == 2 * width
+
+
+def swap_halves(a: np.ndarray) -> np.ndarray:
+    """Rows stored as (shift, scale) in one naming and (scale, shift) in the other; for a LoRA,
+    swapping the difference's rows is swapping ``up``'s."""
+    half = a.shape[0] // 2
+    return np.ascontiguousarray(np.concatenate([a[half:], a[:half]], axis=0))
 
 
 def _in_block(path: str, root: str) -> tuple[str | None, str]:
