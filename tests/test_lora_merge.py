@@ -414,3 +414,23 @@ def test_peft_metadata_alphas_as_peft_reads_them(tmp_path: Path) -> None:
         d = t(lora[f"transformer.{m}.lora_B.weight"]) @ t(lora[f"transformer.{m}.lora_A.weight"])
         want = t(model[f"{m}.weight"]) + alpha / 2 * d
         np.testing.assert_allclose(out[f"{m}.weight"], want.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]"])
+def test_broken_peft_metadata_refuses_in_one_line(tmp_path: Path, raw: str) -> None:
+    import subprocess
+    import sys
+
+    save_file({"w.weight": r(8, 8)}, str(tmp_path / "m.safetensors"))
+    lora = {"transformer.w.lora_A.weight": r(2, 8), "transformer.w.lora_B.weight": r(8, 2)}
+    save_file(lora, str(tmp_path / "l.safetensors"), metadata={"lora_adapter_metadata": raw})
+    out = tmp_path / "out.safetensors"
+    res = subprocess.run(
+        [sys.executable, "-m", "sdmodel", "merge", "m.safetensors", "l.safetensors", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "lora_adapter_metadata" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
