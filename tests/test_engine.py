@@ -324,7 +324,7 @@ def test_a_new_sink_plugs_in_without_touching_the_engine(tmp_path: Path, monkeyp
     class Negated(SafetensorsSink):
         format = "negated"
 
-        def encode(self, index: int, array: np.ndarray) -> memoryview:
+        def encode(self, index: int, array: np.ndarray, into: np.ndarray | None = None) -> memoryview:
             return memoryview((-array).reshape(-1).view(np.uint8))
 
         def verify(self, path: Path, expected) -> None:

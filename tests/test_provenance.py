@@ -51,3 +51,22 @@ def test_no_meta_records_nothing(tmp_path: Path) -> None:
     convert(src, tmp_path / "out.safetensors", no_meta=True)
     with safe_open(str(tmp_path / "out.safetensors"), "np") as f:
         assert not (f.metadata() or {})
+
+
+def test_the_source_hasher_stops_when_the_conversion_fails(tmp_path: Path) -> None:
+    """The hashes start before the plan is made; a plan that fails leaves no hashing behind."""
+    import threading
+
+    import pytest
+
+    from sdmodel.errors import SdmodelError
+
+    src = tmp_path / "model.safetensors"
+    save_file(_tensors(), str(src))
+    with pytest.raises(SdmodelError):
+        convert(src, tmp_path / "out.safetensors", part="vae")  # no VAE in this file
+    for t in threading.enumerate():
+        if t.name == "sdmodel-source-hash":
+            t.join(5)
+            assert not t.is_alive()
+    assert not (tmp_path / "out.safetensors").exists()

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from sdmodel.errors import ConversionError, OutputExistsError, SdmodelError
 from sdmodel.i18n import Msg
@@ -56,7 +56,13 @@ def check_target(out: Path, inputs: list[Path], overwrite: bool) -> None:
         raise OutputExistsError(Msg("{out}: already exists (use --overwrite to replace it)", out=out))
 
 
-def sync(f: BinaryIO) -> None:
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+
+def sync(f: Flushable) -> None:
     """Flush ``f`` and wait until its data is on disk."""
     f.flush()
     os.fsync(f.fileno())

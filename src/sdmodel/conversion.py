@@ -12,6 +12,7 @@ Options become plan steps (sdmodel.plan); one streaming engine writes the plan (
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,7 +38,7 @@ from sdmodel.lora.convert import apply_lora_format
 from sdmodel.lora.info import describe as describe_lora
 from sdmodel.lora.merge import apply_loras
 from sdmodel.plan import ConvertOptions, Plan, build_plan, with_changes
-from sdmodel.provenance import SOURCE_KEY, provenance_entries, start_source_hasher
+from sdmodel.provenance import SOURCE_KEY, SourceHasher, pending_hashes, provenance_entries, start_source_hasher
 from sdmodel.sidecars import config_beside, needs_config
 from sdmodel.vaes import identify_vae
 
@@ -306,86 +307,112 @@ def convert(
     src = Path(src)
     options = with_changes(options, changes)
     with open_sources(src, options) as (source, vae_source), lora_steps(source, options) as steps:
-        plan = build_plan(source, options, vae=vae_source, steps=steps)
-        out_path = Path(out) if out is not None else default_output(src, plan.tags, options.format)
-        ident = _identify(source)
-        notes = list(plan.notes)
-        before = vae_name(source)
-        if options.part is not None:
-            after = before if options.part == "vae" else "none"
-        elif options.remove_vae:
-            after = "none"
-        elif vae_source is not None:
-            after = vae_name(vae_source)
-        else:
-            after = before
-        if options.format in ("safetensors", "gguf"):
-            metadata = build_metadata(
-                plan.source,  # a dequantizing view leaves out what describes the quantization
-                out_path,
-                ident,
-                prediction=options.prediction,
-                extract=options.part is not None,
-                no_meta=options.no_meta,
-                meta=options.meta,
-                plan_metadata=plan.metadata,
-                title=options.title,
-            )
-            if options.format == "gguf" and not options.no_meta:
-                metadata.pop(HASH_KEY, None)  # GGUF records no data hash
-        else:
-            metadata = {}
-            if source.metadata or options.meta:
-                notes.append(Msg("metadata: not written (a PyTorch checkpoint has no place for it)"))
-        result = ConvertResult(
-            source=src,
-            output=out_path,
-            format=options.format,
-            dry_run=options.dry_run,
-            parts=plan.summary(),
-            dropped=plan.dropped_dicts(),
-            notes=notes,
-            bytes_before=plan.in_bytes,
-            bytes_after=plan.out_bytes,
-            tensors=plan.stored_table() if plan.reasons or plan.format_meta else [],
-            metadata=metadata,
-            vae_before=before,
-            vae_after=after,
-        )
-        if options.dry_run:
-            try:
-                check_target(out_path, [s.path for s in plan.sources.values()], options.overwrite)
-            except ConversionError as e:
-                notes.append(Msg("would fail: {error}", error=e.message))
-            return result
-        hasher = start_source_hasher(source, metadata)
-        written = execute(
-            plan,
+        hasher = _early_hasher(source, options)
+        try:
+            return _convert(source, vae_source, steps, src, out, options, hasher, progress)
+        finally:
+            if hasher is not None:
+                hasher.stop()
+
+
+def _early_hasher(source: TensorSource, options: ConvertOptions) -> SourceHasher | None:
+    """The source's hashes, started before the plan is made when the output will record them."""
+    if options.dry_run or options.no_meta or options.format not in ("safetensors", "gguf"):
+        return None
+    return start_source_hasher(source)
+
+
+def _convert(
+    source: TensorSource,
+    vae_source: TensorSource | None,
+    steps: list[Callable[[Plan], None]],
+    src: Path,
+    out: str | Path | None,
+    options: ConvertOptions,
+    hasher: SourceHasher | None,
+    progress: Progress | None,
+) -> ConvertResult:
+    """convert() with its sources open and the source's hasher running (if any)."""
+    plan = build_plan(source, options, vae=vae_source, steps=steps)
+    out_path = Path(out) if out is not None else default_output(src, plan.tags, options.format)
+    ident = _identify(source)
+    notes = list(plan.notes)
+    before = vae_name(source)
+    if options.part is not None:
+        after = before if options.part == "vae" else "none"
+    elif options.remove_vae:
+        after = "none"
+    elif vae_source is not None:
+        after = vae_name(vae_source)
+    else:
+        after = before
+    if options.format in ("safetensors", "gguf"):
+        metadata = build_metadata(
+            plan.source,  # a dequantizing view leaves out what describes the quantization
             out_path,
-            fmt=options.format,
-            metadata=metadata or None,
-            overwrite=options.overwrite,
-            verify=options.verify,
-            progress=progress,
-            late=hasher.values if hasher is not None else None,
+            ident,
+            prediction=options.prediction,
+            extract=options.part is not None,
+            no_meta=options.no_meta,
+            meta=options.meta,
+            plan_metadata=plan.metadata,
+            title=options.title,
         )
-        result.write = written
-        result.metadata = dict(metadata, **written.filled)
-        if written.sha256_data and metadata:
-            result.metadata[HASH_KEY] = "0x" + written.sha256_data
-        for name, n in written.clamped.items():
-            notes.append(
-                msg_n(
-                    "fp8: clamped {n} value of {name} to the format's range",
-                    "fp8: clamped {n} values of {name} to the format's range",
-                    n,
-                    n=n,
-                    name=name,
-                )
-            )
-        if options.part is None:
-            result.yaml = write_yaml(source, out_path, ident, options.prediction, options.overwrite, notes)
+        if options.format == "gguf" and not options.no_meta:
+            metadata.pop(HASH_KEY, None)  # GGUF records no data hash
+    else:
+        metadata = {}
+        if source.metadata or options.meta:
+            notes.append(Msg("metadata: not written (a PyTorch checkpoint has no place for it)"))
+    result = ConvertResult(
+        source=src,
+        output=out_path,
+        format=options.format,
+        dry_run=options.dry_run,
+        parts=plan.summary(),
+        dropped=plan.dropped_dicts(),
+        notes=notes,
+        bytes_before=plan.in_bytes,
+        bytes_after=plan.out_bytes,
+        tensors=plan.stored_table() if plan.reasons or plan.format_meta else [],
+        metadata=metadata,
+        vae_before=before,
+        vae_after=after,
+    )
+    if options.dry_run:
+        try:
+            check_target(out_path, [s.path for s in plan.sources.values()], options.overwrite)
+        except ConversionError as e:
+            notes.append(Msg("would fail: {error}", error=e.message))
         return result
+    keys = pending_hashes(metadata)
+    written = execute(
+        plan,
+        out_path,
+        fmt=options.format,
+        metadata=metadata or None,
+        overwrite=options.overwrite,
+        verify=options.verify,
+        progress=progress,
+        late=functools.partial(hasher.values, keys) if hasher is not None and keys else None,
+    )
+    result.write = written
+    result.metadata = dict(metadata, **written.filled)
+    if written.sha256_data and metadata:
+        result.metadata[HASH_KEY] = "0x" + written.sha256_data
+    for name, n in written.clamped.items():
+        notes.append(
+            msg_n(
+                "fp8: clamped {n} value of {name} to the format's range",
+                "fp8: clamped {n} values of {name} to the format's range",
+                n,
+                n=n,
+                name=name,
+            )
+        )
+    if options.part is None:
+        result.yaml = write_yaml(source, out_path, ident, options.prediction, options.overwrite, notes)
+    return result
 
 
 def extract(

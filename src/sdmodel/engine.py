@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -27,9 +27,10 @@ from sdmodel.atomic import check_target, replacing, sync
 from sdmodel.dtypes import FP8_DTYPES, FP8_MAX, NUMPY_DTYPES, bf16_bits, is_dtype
 from sdmodel.errors import ModelReadError
 from sdmodel.formats.base import TensorInfo
-from sdmodel.formats.sink import Sink
+from sdmodel.formats.sink import Output, Sink
 from sdmodel.formats.writers import make_sink
 from sdmodel.i18n import Msg
+from sdmodel.output_file import OutputFile
 from sdmodel.plan import Plan, Step
 
 Progress = Callable[[int, int], None]
@@ -124,7 +125,6 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 
 BUDGET = 160 * 1000 * 1000  # bytes of tensors (read + cast) in flight at once: bounds resident memory
 PREFETCH = 256 * 1000 * 1000  # bytes of coming tensors the kernel is asked to read ahead (page cache, not RSS)
-WRITEBACK = 128 * 1000 * 1000  # bytes written between two writeback requests (_start_writeback)
 
 
 class _Read(NamedTuple):
@@ -147,11 +147,12 @@ class _Cast(NamedTuple):
 
 
 class _Encoded(NamedTuple):
-    """A tensor's bytes as the sink encoded them, waiting for the writer, then the hasher."""
+    """A tensor's bytes as the sink encoded them, waiting for the writer, then the hasher (the
+    buffers are recycled after the hash: the bytes may be a view of any of them)."""
 
     step: Step
     data: memoryview
-    after_hash: np.ndarray | None
+    after_hash: tuple[np.ndarray | None, ...]
 
 
 T = TypeVar("T")
@@ -182,19 +183,6 @@ class _Pipe(Generic[T]):
         return None
 
 
-def _start_writeback(f: BinaryIO, start: int) -> int:
-    """Ask the kernel to write [start, now) to disk already (and not keep it cached), so that the
-    final fsync has little left to wait for. Returns the new start."""
-    f.flush()
-    end = f.tell()
-    if hasattr(os, "posix_fadvise"):
-        try:
-            os.posix_fadvise(f.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
-    return end
-
-
 class _Budget:
     """Bytes in flight. A tensor larger than the budget still goes through, alone."""
 
@@ -217,6 +205,9 @@ class _Budget:
             self.cv.notify_all()
 
 
+SMALL = 1 << 20  # smaller buffers are not recycled: the allocator reuses that memory itself
+
+
 class _Buffers:
     """Recycled byte buffers for tensors read straight from the file and for cast results: reusing
     memory saves the page faults of fresh allocations (about 40% of the cost of a read)."""
@@ -227,14 +218,17 @@ class _Buffers:
         self.lock = threading.Lock()
 
     def get(self, nbytes: int) -> np.ndarray:
-        with self.lock:
-            fits = [i for i, b in enumerate(self.free) if b.size >= nbytes]
-            if fits:
-                return self.free.pop(min(fits, key=lambda i: self.free[i].size))
+        """A buffer of at least ``nbytes``: a free one at most twice as large (so that small
+        tensors do not take the large buffers), else a new one."""
+        if nbytes >= SMALL:
+            with self.lock:
+                fits = [i for i, b in enumerate(self.free) if nbytes <= b.size <= 2 * nbytes]
+                if fits:
+                    return self.free.pop(min(fits, key=lambda i: self.free[i].size))
         return np.empty(max(nbytes, 1), dtype=np.uint8)
 
     def put(self, buf: np.ndarray | None) -> None:
-        if buf is None:
+        if buf is None or buf.size < SMALL:
             return
         with self.lock:
             self.free.append(buf)
@@ -295,7 +289,7 @@ class _DirectReader:
             os.close(fd)
 
 
-def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict[str, int]:
+def _run(plan: Plan, sink: Sink, f: Output, progress: Progress | None) -> dict[str, int]:
     """Reader thread -> this thread (fix, reshape, cast dispatched in chunks to two workers, no
     waiting) -> encoder thread (waits for the chunks in order, has the sink encode: GGUF quantizes
     on both cores) -> writer thread (writes) -> hasher thread (SHA-256 of the data section). Memory
@@ -306,7 +300,7 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
     abort = threading.Event()
     errors: list[BaseException] = []
     budget = _Budget(BUDGET, abort)
-    buffers = _Buffers(BUDGET // 2)
+    buffers = _Buffers(BUDGET)
     direct = _DirectReader(plan, buffers)
     to_cast: _Pipe[_Read] = _Pipe(abort, 2)
     to_encode: _Pipe[_Cast] = _Pipe(abort)
@@ -346,7 +340,9 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 if n:
                     clamped[s.out] = n
                 buffers.put(after_cast)
-                if not to_write.put(_Encoded(s, sink.encode(index, out), after_hash)):
+                into = buffers.get(s.out_bytes) if s.encoding is not None else None
+                data = sink.encode(index, out, into)
+                if not to_write.put(_Encoded(s, data, (after_hash, into))):
                     return
                 del item, out, futures
         except BaseException as e:  # handed to the main thread
@@ -355,7 +351,6 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
 
     def writer() -> None:
         done = 0
-        flushed = f.tell()
         try:
             for index in sink.order:
                 item = to_write.get()
@@ -366,8 +361,6 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 if not to_hash.put(item):
                     return
                 del item
-                if f.tell() - flushed >= WRITEBACK:
-                    flushed = _start_writeback(f, flushed)
                 if progress is not None:
                     progress(done, total)
         except BaseException as e:  # handed to the main thread
@@ -383,7 +376,8 @@ def _run(plan: Plan, sink: Sink, f: BinaryIO, progress: Progress | None) -> dict
                 s, data, after_hash = item
                 sink.hash(data)
                 del item, data
-                buffers.put(after_hash)
+                for buf in after_hash:
+                    buffers.put(buf)
                 budget.release(cost(s))
         except BaseException as e:  # handed to the main thread
             errors.append(e)
@@ -453,7 +447,7 @@ def execute(
     sink = make_sink(fmt, stored, {**plan.format_meta, **(metadata or {})} or None)
     started = time.monotonic()
     with replacing(out, overwrite) as tmp:
-        with open(tmp, "wb") as f:
+        with OutputFile(tmp) as f:
             sink.begin(f)
             clamped = _run(plan, sink, f, progress)
             filled = late() if late is not None else {}

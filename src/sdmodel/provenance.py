@@ -4,7 +4,8 @@
 ModelSpec defines no field for a source, so these are ``sdmodel.*`` keys. The hashes are known only
 once the source has been read: the output's header carries fixed-width placeholders that the sink
 fills in at the end (as it does for ``modelspec.hash_sha256``), and the source is hashed (the two
-SHA-256 only) on a thread of its own while the engine reads it, so the disk is read once; a file
+SHA-256 only) on a thread of its own from the moment it is open, while the plan is made and the
+engine reads it, so the disk is read once; a file
 hashed before by ``sdmodel hash`` or the library costs nothing (the hash cache).
 """
 
@@ -36,14 +37,20 @@ def provenance_entries(source: TensorSource) -> dict[str, str]:
     return entries
 
 
-class SourceHasher:
-    """Hashes the source file while it is converted; ``values()`` gives the placeholders' values."""
+class _Stopped(Exception):
+    """The hashes are not wanted any more."""
 
-    def __init__(self, path: Path, keys: list[str]) -> None:
+
+class SourceHasher:
+    """Hashes the source file on a thread of its own, started as soon as the source is open (the
+    plan is made meanwhile, on the other core); ``values(keys)`` gives the placeholders' values,
+    ``stop()`` gives up (the plan failed, or the output records no hash)."""
+
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.keys = keys
         self._hashes: dict[str, str | None] = {}
         self._error: BaseException | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sdmodel-source-hash", daemon=True)
 
     def start(self) -> SourceHasher:
@@ -52,23 +59,33 @@ class SourceHasher:
 
     def _run(self) -> None:
         try:
-            self._hashes = _cached(self.path) or compute_hashes(self.path, sha256_only=True)
+            self._hashes = _cached(self.path) or compute_hashes(self.path, self._check, sha256_only=True)
+        except _Stopped:
+            pass
         except (OSError, SdmodelError) as e:
             self._error = e
 
-    def values(self) -> dict[str, str]:
+    def _check(self, _done: int, _total: int) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def values(self, keys: list[str]) -> dict[str, str]:
+        """The hashes ``keys`` name (SOURCE_SHA256_KEY, SOURCE_AUTOV3_KEY), waiting for them."""
         self._thread.join()
         if self._error is not None:
             raise ConversionError(
                 Msg("{path}: could not hash the source: {error}", path=self.path, error=error_message(self._error))
             )
         found = {SOURCE_SHA256_KEY: self._hashes.get("sha256"), SOURCE_AUTOV3_KEY: self._hashes.get("autov3")}
-        missing = [k for k in self.keys if not found.get(k)]
+        missing = [k for k in keys if not found.get(k)]
         if missing:
             raise ConversionError(
                 Msg("{path}: no {missing} for the source", path=self.path, missing=", ".join(missing))
             )
-        return {k: str(found[k]) for k in self.keys}
+        return {k: str(found[k]) for k in keys}
 
 
 def _cached(path: Path) -> dict[str, str | None] | None:
@@ -85,7 +102,11 @@ def _cached(path: Path) -> dict[str, str | None] | None:
         cache.close()
 
 
-def start_source_hasher(source: TensorSource, metadata: dict[str, str]) -> SourceHasher | None:
-    """A running hasher for the placeholders ``metadata`` holds, or None when it holds none."""
-    keys = [k for k in (SOURCE_SHA256_KEY, SOURCE_AUTOV3_KEY) if metadata.get(k) == PENDING]
-    return SourceHasher(Path(source.path), keys).start() if keys else None
+def start_source_hasher(source: TensorSource) -> SourceHasher | None:
+    """A running hasher of ``source`` when it is one file (what provenance_entries records)."""
+    return SourceHasher(Path(source.path)).start() if Path(source.path).is_file() else None
+
+
+def pending_hashes(metadata: dict[str, str]) -> list[str]:
+    """The hash keys ``metadata`` holds placeholders for."""
+    return [k for k in (SOURCE_SHA256_KEY, SOURCE_AUTOV3_KEY) if metadata.get(k) == PENDING]

@@ -22,13 +22,12 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
-from sdmodel.formats.sink import Expected, raw_bytes
+from sdmodel.formats.sink import Expected, Output, raw_bytes
 from sdmodel.formats.torch_records import STORAGE_NAMES, TORCH_DTYPE_NAMES
 from sdmodel.i18n import Bytes, Msg
 
@@ -173,7 +172,7 @@ class CkptWriter:
     def _zip64(self, e: _Entry) -> bool:
         return e.size >= ZIP64_LIMIT or e.offset >= ZIP64_LIMIT
 
-    def _start(self, f: BinaryIO, name: str, size: int) -> None:
+    def _start(self, f: Output, name: str, size: int) -> None:
         e = _Entry(f"{ARCHIVE}/{name}", f.tell(), size)
         extra = b""
         if e.size >= ZIP64_LIMIT:
@@ -189,12 +188,12 @@ class CkptWriter:
         self.entries.append(e)
         self._open, self._crc, self._written = e, 0, 0
 
-    def _data(self, f: BinaryIO, data: bytes | memoryview) -> None:
+    def _data(self, f: Output, data: bytes | memoryview) -> None:
         f.write(data)
         self._crc = zlib.crc32(data, self._crc)
         self._written += len(data)
 
-    def _end(self, f: BinaryIO) -> None:
+    def _end(self, f: Output) -> None:
         e = self._open
         assert e is not None
         if self._written != e.size:
@@ -213,18 +212,18 @@ class CkptWriter:
             f.write(struct.pack("<IIII", 0x08074B50, e.crc, e.size, e.size))
         self._open = None
 
-    def _record(self, f: BinaryIO, name: str, data: bytes) -> None:
+    def _record(self, f: Output, name: str, data: bytes) -> None:
         self._start(f, name, len(data))
         self._data(f, data)
         self._end(f)
 
-    def begin(self, f: BinaryIO) -> None:
+    def begin(self, f: Output) -> None:
         self._record(f, "data.pkl", self.pickle)
         self._record(f, ".format_version", b"1")
         self._record(f, ".storage_alignment", str(ALIGN).encode())
         self._record(f, "byteorder", b"little")
 
-    def write_tensor(self, f: BinaryIO, index: int, data: bytes | memoryview) -> None:
+    def write_tensor(self, f: Output, index: int, data: bytes | memoryview) -> None:
         """All bytes of tensor ``index`` (tensors must come in order)."""
         if index != self._next:
             raise ConversionError(Msg("checkpoint writer: tensor {index} written out of order", index=index))
@@ -234,7 +233,7 @@ class CkptWriter:
         self._end(f)
         self._next += 1
 
-    def finish(self, f: BinaryIO) -> None:
+    def finish(self, f: Output) -> None:
         if self._next != len(self.tensors):
             raise ConversionError(
                 Msg("checkpoint writer: {value} tensors were not written", value=len(self.tensors) - self._next)
@@ -332,13 +331,13 @@ class CkptSink:
         self.order = list(range(len(self.writer.tensors)))
         self.digest: str | None = None  # a checkpoint has no data hash
 
-    def begin(self, f: BinaryIO) -> None:
+    def begin(self, f: Output) -> None:
         self.writer.begin(f)
 
-    def encode(self, index: int, array: np.ndarray) -> memoryview:
+    def encode(self, index: int, array: np.ndarray, into: np.ndarray | None = None) -> memoryview:
         return raw_bytes(array)
 
-    def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
+    def write(self, f: Output, index: int, data: memoryview) -> None:
         self.writer.write_tensor(f, index, data)
 
     def hash(self, data: memoryview) -> None:
@@ -347,7 +346,7 @@ class CkptSink:
     def fill(self, values: dict[str, str]) -> None:
         """A PyTorch checkpoint has no metadata: nothing to fill."""
 
-    def finish(self, f: BinaryIO) -> None:
+    def finish(self, f: Output) -> None:
         self.writer.finish(f)
 
     def check(self, path: Path) -> None:

@@ -13,12 +13,13 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from sdmodel.errors import ConversionError, error_message
 from sdmodel.formats.base import TensorInfo
+from sdmodel.formats.sink import Output
 from sdmodel.i18n import Bytes, Msg
 from sdmodel.quant.ggml_quantize import GGML_TYPE_IDS, NonFiniteError, QuantType, as_float32, quantize, row_bytes
 
@@ -91,10 +92,10 @@ class GGUFWriter:
         self.size = self.data_offset + offset
         self._next = 0
 
-    def begin(self, f: BinaryIO) -> None:
+    def begin(self, f: Output) -> None:
         f.write(self.header)
 
-    def write_tensor(self, f: BinaryIO, index: int, data: memoryview | bytes) -> None:
+    def write_tensor(self, f: Output, index: int, data: memoryview | bytes) -> None:
         t = self.tensors[index]
         if index != self._next:
             raise ConversionError(Msg("GGUF tensors must be written in order: {name} came out of turn", name=t.name))
@@ -113,7 +114,7 @@ class GGUFWriter:
         f.write(bytes(_pad(t.nbytes)))
         self._next += 1
 
-    def finish(self, f: BinaryIO) -> None:
+    def finish(self, f: Output) -> None:
         if self._next != len(self.tensors):
             raise ConversionError(
                 Msg(
@@ -164,13 +165,14 @@ class GGUFSink:
                 kv[key] = value
         return cls(tensors, [t.dtype for t in tensors], kv)  # type: ignore[misc]
 
-    def begin(self, f: BinaryIO) -> None:
+    def begin(self, f: Output) -> None:
         self.writer.begin(f)
 
-    def encode(self, index: int, array: np.ndarray) -> memoryview:
+    def encode(self, index: int, array: np.ndarray, into: np.ndarray | None = None) -> memoryview:
         t = self.tensors[index]
+        blocks_into = into[: t.nbytes] if into is not None and t.qtype not in ("F32", "F16", "BF16") else None
         try:
-            blocks = quantize(array.reshape(t.shape), t.qtype)
+            blocks = quantize(array.reshape(t.shape), t.qtype, out=blocks_into)
         except NonFiniteError as e:
             raise ConversionError(
                 Msg(
@@ -183,7 +185,7 @@ class GGUFSink:
             self._kept[index] = (values, rows[[0, -1]].copy())
         return blocks.reshape(-1).data if blocks.size else memoryview(b"")
 
-    def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
+    def write(self, f: Output, index: int, data: memoryview) -> None:
         self.writer.write_tensor(f, index, data)
 
     def hash(self, data: memoryview) -> None:
@@ -193,7 +195,7 @@ class GGUFSink:
         """Placeholder values (the source's hashes) to patch into the header: same width only."""
         self._filled = {k: v for k, v in values.items() if isinstance(self.kv.get(k), str)}
 
-    def finish(self, f: BinaryIO) -> None:
+    def finish(self, f: Output) -> None:
         self.writer.finish(f)
         for key, value in getattr(self, "_filled", {}).items():
             old = _string(key) + _value(self.kv[key])

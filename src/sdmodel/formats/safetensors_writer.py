@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from safetensors import safe_open
@@ -20,7 +19,7 @@ from sdmodel.dtypes import FP8_DTYPES
 from sdmodel.errors import ConversionError
 from sdmodel.formats.base import TensorInfo
 from sdmodel.formats.safetensors import SafetensorsSource, header_bytes, reference_order
-from sdmodel.formats.sink import Expected, raw_bytes
+from sdmodel.formats.sink import Expected, Output, raw_bytes
 from sdmodel.i18n import Msg
 
 HASH_KEY = "modelspec.hash_sha256"
@@ -45,13 +44,13 @@ class SafetensorsSink:
         self.digest: str | None = None
         self.filled: dict[str, str] = {}
 
-    def begin(self, f: BinaryIO) -> None:
+    def begin(self, f: Output) -> None:
         f.write(self.prefix)
 
-    def encode(self, index: int, array: np.ndarray) -> memoryview:
+    def encode(self, index: int, array: np.ndarray, into: np.ndarray | None = None) -> memoryview:
         return raw_bytes(array)
 
-    def write(self, f: BinaryIO, index: int, data: memoryview) -> None:
+    def write(self, f: Output, index: int, data: memoryview) -> None:
         f.write(data)
 
     def hash(self, data: memoryview) -> None:
@@ -62,7 +61,7 @@ class SafetensorsSink:
     def fill(self, values: dict[str, str]) -> None:
         self.filled.update(values)
 
-    def finish(self, f: BinaryIO) -> None:
+    def finish(self, f: Output) -> None:
         late = dict(self.filled)
         if self.sha is not None:
             self.digest = self.sha.hexdigest()
@@ -71,7 +70,7 @@ class SafetensorsSink:
             self._patch(f, key, value)
         f.seek(0, os.SEEK_END)
 
-    def _patch(self, f: BinaryIO, key: str, value: str) -> None:
+    def _patch(self, f: Output, key: str, value: str) -> None:
         """Overwrite the placeholder value of ``key`` in the written header (same width)."""
         if self.metadata is None or key not in self.metadata:
             raise ConversionError(Msg("internal error: no placeholder for {key} in the header", key=key))

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
+
+
+class Output(Protocol):
+    """Where a sink writes: a binary file (sdmodel.output_file.OutputFile in the engine)."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
 
 Expected = Callable[[int], np.ndarray]  # index of a tensor -> the values it must hold (re-read, re-cast)
 
@@ -28,14 +39,17 @@ class Sink(Protocol):
     order: list[int]  # indices of the tensors in the order they are written
     digest: str | None  # hex SHA-256 of the data, when the format records one
 
-    def begin(self, f: BinaryIO) -> None: ...
+    def begin(self, f: Output) -> None: ...
 
-    def encode(self, index: int, array: np.ndarray) -> memoryview:
+    def encode(self, index: int, array: np.ndarray, into: np.ndarray | None = None) -> memoryview:
         """The bytes to write for tensor ``index``, given its cast values (C-contiguous; bf16
-        values neither fixed nor cast come as their uint16 bits, engine._as_bits)."""
+        values neither fixed nor cast come as their uint16 bits, engine._as_bits). ``into``: a
+        reused uint8 buffer of at least the encoded size, given for tensors the sink encodes
+        itself (Step.encoding), which it may fill and return a view of (fresh memory costs page
+        faults)."""
         ...
 
-    def write(self, f: BinaryIO, index: int, data: memoryview) -> None: ...
+    def write(self, f: Output, index: int, data: memoryview) -> None: ...
 
     def hash(self, data: memoryview) -> None: ...
 
@@ -44,7 +58,7 @@ class Sink(Protocol):
         hashes); called before ``finish``, which writes them in place."""
         ...
 
-    def finish(self, f: BinaryIO) -> None: ...
+    def finish(self, f: Output) -> None: ...
 
     def check(self, path: Path) -> None:
         """Re-open the written file and compare its structure with what was planned."""

@@ -77,10 +77,13 @@ def row_bytes(qtype: QuantType, elements: int) -> int:
     return elements // block * size
 
 
-def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) -> np.ndarray:
+def quantize(
+    data: np.ndarray, qtype: QuantType, *, threads: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Quantize ``data`` (any float dtype, or uint16 holding bfloat16 bits: see :func:`as_float32`;
     rows along the last axis, a multiple of the block size) into GGML blocks. Returns uint8 of
-    shape ``(*data.shape[:-1], row_bytes)``."""
+    shape ``(*data.shape[:-1], row_bytes)``: a view of ``out`` (contiguous uint8, exactly that many
+    bytes) when given, for a block type."""
     if qtype not in BLOCKS:
         raise ValueError(f"unknown GGML type {qtype!r}; known: {', '.join(QUANT_TYPES)}")
     shape = data.shape if data.ndim else (1,)
@@ -93,7 +96,11 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
     block, size = BLOCKS[qtype]
     kernel = _KERNELS[qtype]
     nblocks = flat.size // block
-    out = np.empty((nblocks, size), dtype=_U8)
+    if out is None:
+        out = np.empty((nblocks, size), dtype=_U8)
+    elif out.dtype != _U8 or out.size != nblocks * size or not out.flags.c_contiguous:
+        raise ValueError(f"out must be {nblocks * size} contiguous bytes, not {out.size} {out.dtype}")
+    blocks = out.reshape(nblocks, size)
     step = max(1, _CHUNK_ELEMENTS // block)
 
     scratch: dict[int, dict[str, np.ndarray]] = {}  # each thread's work arrays, for this call only
@@ -102,12 +109,16 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
         _SCRATCH.buffers = scratch.setdefault(threading.get_ident(), {})
         last = min(nblocks, first + step)
         x = as_float32(flat[first * block : last * block]).reshape(-1, block)
+        if qtype == "Q8_0":  # checks the values itself, and the zero block needs no special case
+            with np.errstate(all="ignore"):
+                _q8_0_into(x, blocks[first:last])
+            return
         hi, lo = _finite_bounds(x)
         if hi == lo == 0 and not x.view(np.uint32).any():  # all +0.0 (padding, sparse files): the zero block
-            out[first:last] = _zero_block(qtype)
+            blocks[first:last] = _zero_block(qtype)
             return
         with np.errstate(all="ignore"):
-            out[first:last] = kernel(x)
+            blocks[first:last] = kernel(x)
 
     starts = range(0, nblocks, step)
     workers = _workers(threads)
@@ -118,7 +129,7 @@ def quantize(data: np.ndarray, qtype: QuantType, *, threads: int | None = None) 
             run(first)
     for buffers in scratch.values():
         buffers.clear()
-    return out.reshape(out_shape)
+    return blocks.reshape(out_shape)
 
 
 class NonFiniteError(ValueError):
@@ -301,6 +312,7 @@ def _pack(fields: list[np.ndarray], nblocks: int) -> np.ndarray:
 
 _SIGN_BIT = np.uint32(0x80000000)
 _BELOW_HALF = np.uint32(0x3EFFFFFF)  # bits of 0.5 - 2^-25, the float32 just below 0.5
+_INF_BITS = np.int32(0x7F800000)  # magnitude bits of infinity; NaN's are larger
 
 
 def _abs_max(x: np.ndarray) -> np.ndarray:
@@ -315,16 +327,28 @@ def _abs_max(x: np.ndarray) -> np.ndarray:
 
 
 def _q8_0(x: np.ndarray) -> np.ndarray:
-    d = _abs_max(x) / _F32(127)
-    v = x * _inverse(d)[:, None]
+    out = np.empty((len(x), BLOCKS["Q8_0"][1]), dtype=_U8)
+    _q8_0_into(x, out)
+    return out
+
+
+def _q8_0_into(x: np.ndarray, out: np.ndarray) -> None:
+    """Q8_0 blocks of the rows of ``x`` written into ``out``; NonFiniteError on NaN or infinity,
+    found from the block maxima (non-finite magnitudes have the largest bits), which saves the
+    separate pass over the values the other types make (:func:`_finite_bounds`)."""
+    amax = _abs_max(x)
+    if len(amax) and amax.view(np.int32).max() >= _INF_BITS:
+        raise NonFiniteError(Msg("the values hold NaN or infinity"))
+    d = amax / _F32(127)
+    v = np.multiply(x, _inverse(d)[:, None], out=_SCRATCH.get("v", x.shape))
     # GGML rounds with roundf (halves away from zero) and casts to int8. Adding 0.5 - 2^-25 with
     # the sign of v, then the cast's truncation, gives roundf(v) for every float32 |v| < 2^23
     # (checked exhaustively; |v| <= 127 here): four passes instead of roundf's seven.
-    v += ((v.view(np.uint32) & _SIGN_BIT) | _BELOW_HALF).view(_F32)
-    out = np.empty((len(x), BLOCKS["Q8_0"][1]), dtype=_U8)
+    half = np.bitwise_and(v.view(np.uint32), _SIGN_BIT, out=_SCRATCH.get("a", x.shape, np.uint32))
+    half |= _BELOW_HALF
+    v += half.view(_F32)
     out[:, :2] = _fp16_bits(d).view(_U8).reshape(-1, 2)
     np.copyto(out[:, 2:].view(np.int8), v, casting="unsafe")
-    return out
 
 
 def _symmetric(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
